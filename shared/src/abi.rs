@@ -1,0 +1,275 @@
+//! The hypercall ABI.
+//!
+//! A hypercall is one port-I/O exit: the guest fills a [`HypercallBlock`] in its own
+//! memory (below 4 GiB) and writes the block's guest-physical address with a 32-bit
+//! `out` to [`HYPERCALL_PORT`]. The VMM reads the block, runs the call, and writes
+//! `rc` and `ret` back into it before resuming the vCPU. No register is read or
+//! written on this path (as in hermit-os/uhyve).
+//!
+//! Numbers follow Xen where Xen has the call (`mmu_update` 1, `set_callbacks` 4,
+//! `multicall` 13, `update_va_mapping` 14, `mmuext_op` 26); the console, shutdown,
+//! milestones, results and fault reports are this project's own (0x100 and up).
+//! Error codes are negative errno values, as Xen returns them.
+
+/// `out dx, eax` here carries the guest-physical address of a [`HypercallBlock`].
+pub const HYPERCALL_PORT: u16 = 0x500;
+/// `out` here costs one exit and nothing else: the VMM does no work. The baseline
+/// against which the hypercall round trip is measured.
+pub const NOP_EXIT_PORT: u16 = 0x501;
+
+/// Bare-metal (no VMM) devices the guest uses under plain QEMU.
+pub mod bare {
+    /// COM1, the console without a VMM.
+    pub const SERIAL_PORT: u16 = 0x3f8;
+    /// QEMU's `isa-debug-exit` device: writing `v` exits QEMU with status `2*v+1`.
+    pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+}
+
+/// Hypercall numbers.
+pub mod nr {
+    pub const MMU_UPDATE: u32 = 1;
+    pub const SET_CALLBACKS: u32 = 4;
+    pub const MULTICALL: u32 = 13;
+    pub const UPDATE_VA_MAPPING: u32 = 14;
+    pub const MMUEXT_OP: u32 = 26;
+
+    /// `(buf_gpa, len)`: write `len` bytes of text to the console.
+    pub const CONSOLE_WRITE: u32 = 0x100;
+    /// `(code)`: the guest is done; `code` 0 is success. The VMM stops every vCPU.
+    pub const SHUTDOWN: u32 = 0x101;
+    /// `(milestone, arg)`: the host timestamps a point of the boot (see [`super::milestone`]).
+    pub const MILESTONE: u32 = 0x102;
+    /// `(name_gpa, name_len, value)`: a named figure the guest measured.
+    pub const RESULT: u32 = 0x103;
+    /// `(report_gpa)`: an unexpected exception or a guest panic, described by a
+    /// [`super::FaultReport`]; the VMM reports it and stops the guest.
+    pub const GUEST_FAULT: u32 = 0x104;
+    /// Does nothing but return 0: measures the hypercall round trip.
+    pub const NOP: u32 = 0x105;
+
+    /// Every hypercall number with its name, for reports.
+    pub const ALL: &[(u32, &str)] = &[
+        (MMU_UPDATE, "mmu_update"),
+        (SET_CALLBACKS, "set_callbacks"),
+        (MULTICALL, "multicall"),
+        (UPDATE_VA_MAPPING, "update_va_mapping"),
+        (MMUEXT_OP, "mmuext_op"),
+        (CONSOLE_WRITE, "console_write"),
+        (SHUTDOWN, "shutdown"),
+        (MILESTONE, "milestone"),
+        (RESULT, "result"),
+        (GUEST_FAULT, "guest_fault"),
+        (NOP, "nop"),
+    ];
+
+    /// The name of a hypercall number, if it is one.
+    pub fn name(nr: u32) -> Option<&'static str> {
+        ALL.iter().find(|(n, _)| *n == nr).map(|(_, s)| *s)
+    }
+}
+
+/// Points of the boot the host timestamps (argument of [`nr::MILESTONE`]).
+pub mod milestone {
+    /// The boot CPU reached the kernel's main function (paging on, console up).
+    pub const MAIN: u32 = 1;
+    /// A CPU came online; the argument is its index.
+    pub const CPU_ONLINE: u32 = 2;
+    /// Every CPU is online and the workload starts.
+    pub const WORKLOAD_START: u32 = 3;
+    /// The workload finished.
+    pub const WORKLOAD_END: u32 = 4;
+}
+
+/// Negative errno values returned in [`HypercallBlock::rc`] (Xen's choices).
+pub mod errno {
+    pub const EPERM: i32 = 1;
+    pub const EFAULT: i32 = 14;
+    pub const EBUSY: i32 = 16;
+    pub const EINVAL: i32 = 22;
+    pub const ERANGE: i32 = 34;
+    pub const ENOSYS: i32 = 38;
+
+    /// The symbolic name of an errno value (positive or negative).
+    pub fn name(rc: i32) -> &'static str {
+        match rc.unsigned_abs() as i32 {
+            0 => "OK",
+            EPERM => "EPERM",
+            EFAULT => "EFAULT",
+            EBUSY => "EBUSY",
+            EINVAL => "EINVAL",
+            ERANGE => "ERANGE",
+            ENOSYS => "ENOSYS",
+            _ => "E?",
+        }
+    }
+}
+
+/// The request block of one hypercall. 8-byte aligned, in guest memory below 4 GiB.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HypercallBlock {
+    /// Hypercall number ([`nr`]); written by the guest.
+    pub op: u32,
+    /// Result: 0 or a negative errno; written by the host.
+    pub rc: i32,
+    /// Arguments; written by the guest.
+    pub args: [u64; 4],
+    /// Second result (e.g. how many requests of a batch were done); written by the host.
+    pub ret: u64,
+}
+
+impl HypercallBlock {
+    /// Size in bytes as laid out in guest memory.
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+    /// Byte offset of `rc` (the host writes `rc` and `ret` only).
+    pub const RC_OFFSET: usize = 4;
+    /// Byte offset of `ret`.
+    pub const RET_OFFSET: usize = 40;
+}
+
+// The layouts must not depend on u64's alignment (8 on the host, 4 on the guest).
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(HypercallBlock, args) == 8);
+    assert!(offset_of!(HypercallBlock, ret) == HypercallBlock::RET_OFFSET);
+    assert!(size_of::<HypercallBlock>() == 48);
+    assert!(offset_of!(FaultReport, message) == 72);
+};
+
+/// Longest message a [`FaultReport`] carries.
+pub const FAULT_MSG_LEN: usize = 120;
+
+/// What the guest tells the host when it takes an exception it did not expect, or
+/// panics (vector [`FaultReport::PANIC`]).
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultReport {
+    /// Exception vector, or [`FaultReport::PANIC`].
+    pub vector: u32,
+    /// The CPU (vCPU index) that took it.
+    pub cpu: u32,
+    pub error_code: u32,
+    pub eip: u32,
+    pub cs: u32,
+    pub eflags: u32,
+    pub cr2: u32,
+    pub cr3: u32,
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+    pub esi: u32,
+    pub edi: u32,
+    pub ebp: u32,
+    pub esp: u32,
+    /// Length of `message` in bytes.
+    pub msg_len: u32,
+    pub _pad: u32,
+    /// UTF-8 text (a panic message, or the exception's name).
+    pub message: [u8; FAULT_MSG_LEN],
+}
+
+impl FaultReport {
+    /// `vector` of a guest panic (not an exception).
+    pub const PANIC: u32 = 0x100;
+
+    /// An empty report.
+    pub const fn zeroed() -> Self {
+        FaultReport {
+            vector: 0,
+            cpu: 0,
+            error_code: 0,
+            eip: 0,
+            cs: 0,
+            eflags: 0,
+            cr2: 0,
+            cr3: 0,
+            eax: 0,
+            ebx: 0,
+            ecx: 0,
+            edx: 0,
+            esi: 0,
+            edi: 0,
+            ebp: 0,
+            esp: 0,
+            msg_len: 0,
+            _pad: 0,
+            message: [0; FAULT_MSG_LEN],
+        }
+    }
+
+    /// The message as text (lossy on bad UTF-8 or a bad length).
+    pub fn message(&self) -> &str {
+        let len = (self.msg_len as usize).min(FAULT_MSG_LEN);
+        match core::str::from_utf8(&self.message[..len]) {
+            Ok(s) => s,
+            Err(e) => core::str::from_utf8(&self.message[..e.valid_up_to()]).unwrap_or(""),
+        }
+    }
+}
+
+/// The name of an x86 exception vector.
+pub fn exception_name(vector: u32) -> &'static str {
+    const NAMES: [&str; 32] = [
+        "divide error (#DE)",
+        "debug (#DB)",
+        "NMI",
+        "breakpoint (#BP)",
+        "overflow (#OF)",
+        "bound range (#BR)",
+        "invalid opcode (#UD)",
+        "device not available (#NM)",
+        "double fault (#DF)",
+        "coprocessor segment overrun",
+        "invalid TSS (#TS)",
+        "segment not present (#NP)",
+        "stack fault (#SS)",
+        "general protection (#GP)",
+        "page fault (#PF)",
+        "reserved 15",
+        "x87 FP error (#MF)",
+        "alignment check (#AC)",
+        "machine check (#MC)",
+        "SIMD FP error (#XM)",
+        "virtualization (#VE)",
+        "control protection (#CP)",
+        "reserved 22",
+        "reserved 23",
+        "reserved 24",
+        "reserved 25",
+        "reserved 26",
+        "reserved 27",
+        "hypervisor injection (#HV)",
+        "VMM communication (#VC)",
+        "security (#SX)",
+        "reserved 31",
+    ];
+    match vector {
+        v if v < 32 => NAMES[v as usize],
+        FaultReport::PANIC => "kernel panic",
+        _ => "unexpected interrupt",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypercall_block_layout_is_what_the_guest_writes() {
+        assert_eq!(HypercallBlock::SIZE, 48);
+        assert_eq!(core::mem::offset_of!(HypercallBlock, rc), HypercallBlock::RC_OFFSET);
+        assert_eq!(core::mem::offset_of!(HypercallBlock, ret), HypercallBlock::RET_OFFSET);
+        assert_eq!(core::mem::size_of::<FaultReport>(), 72 + FAULT_MSG_LEN);
+    }
+
+    #[test]
+    fn hypercall_numbers_are_unique() {
+        for (i, (a, _)) in nr::ALL.iter().enumerate() {
+            for (b, _) in &nr::ALL[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(nr::name(26), Some("mmuext_op"));
+    }
+}

@@ -1,0 +1,309 @@
+//! The run's configuration: every strategy, variant, workload and size the guest can
+//! be told to use, chosen at run time. One guest image runs every configuration.
+//!
+//! The parameters are declared once, in the table at the bottom of this file. From
+//! that table come: the [`Config`] struct carried in the boot information, the
+//! VMM's command-line flags (`--<key> <value>`), the bare-QEMU kernel command line
+//! (`key=value ...`), and the configuration printed in every report.
+
+/// Declares a configuration enum whose variants have stable command-line names.
+macro_rules! config_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $var:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vmeta])* $var,)+ }
+
+        impl $name {
+            /// Every variant, in declaration order (its index is its ABI value).
+            pub const ALL: &'static [$name] = &[$($name::$var,)+];
+            /// The command-line names, in the same order as [`Self::ALL`].
+            pub const NAMES: &'static [&'static str] = &[$($text,)+];
+
+            /// The command-line name.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$var => $text,)+ }
+            }
+
+            /// Parses a command-line name.
+            pub fn from_name(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+
+            /// Decodes the ABI value (the variant's index).
+            pub fn from_index(v: u64) -> Option<Self> {
+                Self::ALL.get(usize::try_from(v).ok()?).copied()
+            }
+        }
+
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+config_enum! {
+    /// What the guest does once every CPU is up.
+    pub enum Workload {
+        /// Bring every CPU up, run the boot self-checks (ring 3 and `int 0x80`, the
+        /// timer, a spinlock across CPUs), report and shut down.
+        Boot = "boot",
+        /// Round trip of a hypercall next to a bare port-I/O exit, on the boot CPU.
+        HypercallBench = "hypercall-bench",
+        /// Every CPU issues hypercalls at once and checks every result.
+        HypercallSmp = "hypercall-smp",
+        /// Timed IPI ping-pong between CPU 0 and CPU 1.
+        IpiPingpong = "ipi-pingpong",
+        /// Touches an unmapped address: the host must report the page fault.
+        FaultPage = "fault-page",
+        /// Takes an exception with no IDT: the host must report the triple fault.
+        FaultTriple = "fault-triple",
+        /// Loses its kernel stack: the double-fault task must report it.
+        FaultStack = "fault-stack",
+        /// Spins forever with interrupts off: the host's watchdog must stop it.
+        Hang = "hang",
+    }
+}
+
+/// How a parameter's value is written on a command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// One of these names.
+    Enum(&'static [&'static str]),
+    /// An unsigned integer in `min..=max`.
+    Int { min: u64, max: u64 },
+}
+
+/// One configuration parameter, as the table declares it.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamInfo {
+    /// The key: `--key` on the VMM's command line, `key=` on the bare one.
+    pub key: &'static str,
+    pub kind: ParamKind,
+    /// The default, as it would be written on the command line.
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// A parameter's current value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamValue {
+    Enum(&'static str),
+    Int(u64),
+}
+
+impl core::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ParamValue::Enum(s) => f.write_str(s),
+            ParamValue::Int(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Why a `key=value` could not be applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamError {
+    UnknownKey,
+    /// Not one of the enum's names.
+    BadName,
+    /// Not a number, or outside the allowed range.
+    BadNumber {
+        min: u64,
+        max: u64,
+    },
+}
+
+impl core::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ParamError::UnknownKey => f.write_str("unknown parameter"),
+            ParamError::BadName => f.write_str("not one of the allowed names"),
+            ParamError::BadNumber { min, max } => {
+                write!(f, "expected a whole number in {min}..={max}")
+            }
+        }
+    }
+}
+
+/// Parses an unsigned integer, decimal or `0x` hexadecimal, with an optional
+/// binary-size suffix (`k`, `m`, `g`, meaning KiB, MiB, GiB).
+pub fn parse_u64(s: &str) -> Option<u64> {
+    let (digits, mult) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 1u64 << 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 1u64 << 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 1u64 << 30),
+        _ => (s, 1),
+    };
+    let v = if let Some(hex) = digits.strip_prefix("0x") {
+        u64::from_str_radix(hex, 16).ok()?
+    } else {
+        digits.parse::<u64>().ok()?
+    };
+    v.checked_mul(mult)
+}
+
+/// Declares the parameter table and the [`Config`] struct that carries it.
+macro_rules! params {
+    ($(
+        $(#[$meta:meta])*
+        $field:ident : $kind:tt = $default:literal, $key:literal, $help:literal;
+    )+) => {
+        /// The run's configuration as it travels in the boot information. Every field
+        /// is a `u64` (so that any bit pattern is a valid struct, and the layout is the
+        /// same on the 64-bit host and the 32-bit guest, where `u64` is only 4-byte
+        /// aligned); enum fields hold the enum's index and are decoded by the accessor
+        /// of the same name.
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Config {
+            $( $(#[$meta])* pub $field: params!(@ty $kind), )+
+        }
+
+        impl Config {
+            /// Every parameter, in table order.
+            pub const PARAMS: &'static [ParamInfo] = &[
+                $( ParamInfo { key: $key, kind: params!(@kind $kind), default: $default, help: $help }, )+
+            ];
+
+            /// The configuration with every parameter at its default.
+            pub fn new() -> Self {
+                let mut c = Config { $( $field: 0, )+ };
+                for p in Self::PARAMS {
+                    // The table's defaults are checked by a unit test.
+                    let _ = c.set(p.key, p.default);
+                }
+                c
+            }
+
+            /// Sets one parameter from its command-line text.
+            pub fn set(&mut self, key: &str, value: &str) -> Result<(), ParamError> {
+                $( if key == $key { return params!(@set self.$field, $kind, value); } )+
+                Err(ParamError::UnknownKey)
+            }
+
+            /// One parameter's value.
+            pub fn get(&self, key: &str) -> Option<ParamValue> {
+                $( if key == $key { return Some(params!(@get self.$field, $kind)); } )+
+                None
+            }
+
+            /// Applies a bare-metal kernel command line: `key=value` words separated by
+            /// spaces. Words without `=`, and unknown keys, are returned to the caller
+            /// through `unknown` (which may ignore them).
+            pub fn apply_cmdline(
+                &mut self,
+                cmdline: &str,
+                mut unknown: impl FnMut(&str, Option<ParamError>),
+            ) {
+                for word in cmdline.split_ascii_whitespace() {
+                    match word.split_once('=') {
+                        Some((k, v)) => {
+                            if let Err(e) = self.set(k, v) {
+                                unknown(word, Some(e));
+                            }
+                        }
+                        None => unknown(word, None),
+                    }
+                }
+            }
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+    };
+    (@ty ($($range:tt)*)) => { u64 };
+    (@ty $enum:ident) => { u64 };
+    (@kind ($min:expr, $max:expr)) => { ParamKind::Int { min: $min, max: $max } };
+    (@kind $enum:ident) => { ParamKind::Enum($enum::NAMES) };
+    (@set $place:expr, ($min:expr, $max:expr), $value:ident) => {{
+        match parse_u64($value) {
+            Some(v) if ($min..=$max).contains(&v) => { $place = v; Ok(()) }
+            _ => Err(ParamError::BadNumber { min: $min, max: $max }),
+        }
+    }};
+    (@set $place:expr, $enum:ident, $value:ident) => {{
+        match $enum::from_name($value) {
+            Some(v) => { $place = v as u64; Ok(()) }
+            None => Err(ParamError::BadName),
+        }
+    }};
+    (@get $place:expr, ($min:expr, $max:expr)) => { ParamValue::Int($place) };
+    (@get $place:expr, $enum:ident) => {
+        ParamValue::Enum($enum::from_index($place).map(|v| v.as_str()).unwrap_or("?"))
+    };
+}
+
+params! {
+    /// [`Workload`]
+    workload: Workload = "boot", "workload", "what the guest runs once every CPU is up";
+    /// Iterations of the workload's main loop (0: the workload's own default).
+    iterations: (0, 1 << 32) = "0", "iterations", "iterations of the workload's main loop (0: the workload's default)";
+    /// Seed for everything random in the guest.
+    seed: (0, u64::MAX) = "1", "seed", "seed for the guest's random choices";
+}
+
+// Same layout on both sides of the boundary: only u64 fields, no padding.
+const _: () = assert!(core::mem::size_of::<Config>() == 8 * Config::PARAMS.len());
+
+impl Config {
+    /// The workload (its default if the field holds a bad value).
+    pub fn workload(&self) -> Workload {
+        Workload::from_index(self.workload).unwrap_or(Workload::Boot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_parses() {
+        let mut c = Config { workload: 99, iterations: 0, seed: 0 };
+        for p in Config::PARAMS {
+            c.set(p.key, p.default).unwrap_or_else(|e| panic!("{}: {e}", p.key));
+            assert_eq!(format_value(c.get(p.key).unwrap()), p.default, "{}", p.key);
+        }
+        assert_eq!(c, Config::new());
+    }
+
+    fn format_value(v: ParamValue) -> std::string::String {
+        use std::string::ToString;
+        v.to_string()
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let mut c = Config::new();
+        assert_eq!(c.set("workload", "nope"), Err(ParamError::BadName));
+        assert_eq!(c.set("nope", "1"), Err(ParamError::UnknownKey));
+        assert!(matches!(c.set("iterations", "-1"), Err(ParamError::BadNumber { .. })));
+        assert_eq!(c, Config::new());
+        c.set("workload", "ipi-pingpong").unwrap();
+        assert_eq!(c.workload(), Workload::IpiPingpong);
+    }
+
+    #[test]
+    fn cmdline_sets_known_keys_and_returns_the_rest() {
+        let mut c = Config::new();
+        let mut rest = 0;
+        c.apply_cmdline("console=ttyS0 workload=hang iterations=0x10 bogus=1", |_, _| rest += 1);
+        assert_eq!(c.workload(), Workload::Hang);
+        assert_eq!(c.iterations, 16);
+        assert_eq!(rest, 2);
+    }
+
+    #[test]
+    fn sizes_take_suffixes() {
+        assert_eq!(parse_u64("16m"), Some(16 << 20));
+        assert_eq!(parse_u64("64G"), Some(64 << 30));
+        assert_eq!(parse_u64("0x1000"), Some(4096));
+        assert_eq!(parse_u64("k"), None);
+        assert_eq!(parse_u64("99999999999999999999g"), None);
+    }
+}

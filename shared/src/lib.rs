@@ -1,0 +1,22 @@
+//! The one ABI crate: everything that crosses the boundary between the VMM (`vmm/`)
+//! and the guest kernel (`guest/`) is defined here, once.
+//!
+//! - [`abi`]: ports, hypercall numbers, request blocks, error codes;
+//! - [`boot`]: the boot information the VMM hands the guest;
+//! - [`config`]: the run's configuration (strategies, workloads, sizes), chosen at run
+//!   time and carried in the boot information;
+//! - [`counters`]: per-CPU counters the guest keeps in memory the host reads;
+//! - [`pae`]: PAE pagetable entry bits.
+//!
+//! The crate is `no_std` and has no dependencies so that the 32-bit guest can build it.
+#![no_std]
+#![deny(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod abi;
+pub mod boot;
+pub mod config;
+pub mod counters;
+pub mod pae;
