@@ -1,0 +1,8 @@
+//! What is specific to 32-bit x86: entry, segments, traps, the local APIC, ring 3.
+
+pub mod apic;
+pub mod boot;
+pub mod cpu;
+pub mod gdt;
+pub mod trap;
+pub mod user;

@@ -1,0 +1,108 @@
+//! The hypervisor interface: hypercalls to our VMM, and the bare-metal stand-ins
+//! (serial console, QEMU's debug-exit device) when the kernel runs without one.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use shared::abi::{self, bare, nr, FaultReport, HypercallBlock, HYPERCALL_PORT, NOP_EXIT_PORT};
+use shared::counters::Counter;
+
+use crate::arch::cpu;
+use crate::mm::layout::{virt_to_phys, PAGE_OFFSET};
+use crate::{kprintln, percpu};
+
+static UNDER_VMM: AtomicBool = AtomicBool::new(false);
+
+/// Records whether our VMM started the kernel (before anything else uses this module).
+pub fn init(under_vmm: bool) {
+    UNDER_VMM.store(under_vmm, Ordering::Relaxed);
+}
+
+pub fn under_vmm() -> bool {
+    UNDER_VMM.load(Ordering::Relaxed)
+}
+
+/// One hypercall: `(rc, ret)`. Without a VMM every call fails with `-ENOSYS`.
+pub fn hypercall(op: u32, args: [u64; 4]) -> (i32, u64) {
+    if !under_vmm() {
+        return (-abi::errno::ENOSYS, 0);
+    }
+    let was_on = cpu::irq_save();
+    let block = percpu::this_cpu().hypercall.get();
+    // SAFETY: the block is this CPU's and interrupts are off, so nothing else on this
+    // CPU uses it; it lies in lowmem, so its physical address is below 4 GiB.
+    let r = unsafe {
+        block.write_volatile(HypercallBlock { op, rc: -abi::errno::ENOSYS, args, ret: 0 });
+        cpu::outl(HYPERCALL_PORT, virt_to_phys(block as u32) as u32);
+        block.read_volatile()
+    };
+    cpu::irq_restore(was_on);
+    percpu::count(Counter::Hypercalls, 1);
+    (r.rc, r.ret)
+}
+
+/// The guest-physical address of kernel data handed to the host.
+fn gpa_of<T: ?Sized>(p: *const T) -> u64 {
+    let va = p as *const u8 as u32;
+    assert!(va >= PAGE_OFFSET, "hypercall buffer outside lowmem");
+    virt_to_phys(va)
+}
+
+/// Writes console bytes (which must lie in lowmem) through the VMM.
+pub fn console_write(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    hypercall(nr::CONSOLE_WRITE, [gpa_of(bytes), bytes.len() as u64, 0, 0]);
+}
+
+/// Tells the host a point of the boot was reached.
+pub fn milestone(which: u32, arg: u32) {
+    if under_vmm() {
+        hypercall(nr::MILESTONE, [which as u64, arg as u64, 0, 0]);
+    }
+}
+
+/// Reports a named figure. The name must be a static string (it lies in the image).
+pub fn result(name: &'static str, value: u64) {
+    if under_vmm() {
+        hypercall(nr::RESULT, [gpa_of(name), name.len() as u64, value, 0]);
+    } else {
+        kprintln!("result {} = {}", name, value);
+    }
+}
+
+/// The no-op hypercall; the host echoes `arg` back.
+pub fn nop(arg: u64) -> (i32, u64) {
+    hypercall(nr::NOP, [arg, 0, 0, 0])
+}
+
+/// One bare port-I/O exit that the VMM does nothing for.
+pub fn nop_exit() {
+    // SAFETY: the VMM ignores writes to this port.
+    unsafe { cpu::outl(NOP_EXIT_PORT, 0) };
+}
+
+/// Ends the run with `code` (0: success).
+pub fn shutdown(code: u32) -> ! {
+    crate::console::flush();
+    if under_vmm() {
+        hypercall(nr::SHUTDOWN, [code as u64, 0, 0, 0]);
+    } else {
+        // SAFETY: QEMU's isa-debug-exit exits with status 2*code+1.
+        unsafe { cpu::outb(bare::DEBUG_EXIT_PORT, code as u8) };
+    }
+    cpu::halt_forever()
+}
+
+/// Hands a fatal fault to the host, which stops the guest. Does not return.
+pub fn report_fault(report: &FaultReport) -> ! {
+    crate::console::flush();
+    if under_vmm() {
+        hypercall(nr::GUEST_FAULT, [gpa_of(report), 0, 0, 0]);
+    } else {
+        crate::console::print_fault_report(report);
+        // SAFETY: as in shutdown; status 7 says "fault".
+        unsafe { cpu::outb(bare::DEBUG_EXIT_PORT, 3) };
+    }
+    cpu::halt_forever()
+}

@@ -1,0 +1,144 @@
+//! PAE pagetables: the kernel's own (built at boot, its L2 shared by every address
+//! space), and user address spaces.
+//!
+//! The kernel's L2 (the page directory for 3..4 GiB) has every L1 it will ever need
+//! allocated at boot: the direct map of lowmem, and the vmalloc, kmap and fixmap
+//! areas. So kernel mappings never need an L2 change, and every address space sees
+//! them at once.
+
+use shared::pae::{self, A, D, P, PCD, PWT, RW, US};
+
+use crate::arch::cpu;
+use crate::mm::layout::{phys_to_virt, FIXMAP_END, PAGE_OFFSET, PAGE_SIZE, VMALLOC_START};
+use crate::mm::memblock;
+use crate::sync::Once;
+
+/// Flags of a kernel data mapping (A and D preset: the CPU never has to set them).
+pub const KERNEL_RW: u64 = P | RW | A | D;
+/// Flags of an uncached kernel mapping of device registers.
+pub const KERNEL_MMIO: u64 = KERNEL_RW | PCD | PWT;
+/// Flags of a page-directory entry of the kernel / of user space.
+const KERNEL_PDE: u64 = P | RW | A;
+const USER_PDE: u64 = P | RW | US | A;
+
+struct KernelTables {
+    pdpt: u64,
+    /// The L2 of slot 3 (PAGE_OFFSET and up).
+    pd: u64,
+}
+
+static KERNEL: Once<KernelTables> = Once::new();
+
+fn table(pa: u64) -> *mut u64 {
+    phys_to_virt(pa) as *mut u64
+}
+
+fn alloc_table() -> u64 {
+    memblock::alloc_page().expect("out of lowmem while building pagetables")
+}
+
+/// Builds the kernel pagetables (direct map of `[0, lowmem_end)` and the L1s of the
+/// areas above vmalloc) and switches this CPU to them.
+pub fn init_kernel(lowmem_end: u64) {
+    let pdpt = alloc_table();
+    let pd = alloc_table();
+    let l2 = table(pd);
+    let mut pa = 0u64;
+    while pa < lowmem_end {
+        let l1pa = alloc_table();
+        let l1 = table(l1pa);
+        for i in 0..pae::ENTRIES {
+            let frame = pa + (i as u64) * PAGE_SIZE as u64;
+            if frame < lowmem_end {
+                // SAFETY: l1 is a fresh lowmem table, mapped by the boot pagetables.
+                unsafe { l1.add(i).write(frame | KERNEL_RW) };
+            }
+        }
+        let va = phys_to_virt(pa);
+        // SAFETY: as above.
+        unsafe { l2.add(pae::indexes(va).1).write(l1pa | KERNEL_PDE) };
+        pa += 2 << 20;
+    }
+    let mut va = VMALLOC_START & !((2 << 20) - 1);
+    loop {
+        let l1pa = alloc_table();
+        // SAFETY: as above.
+        unsafe { l2.add(pae::indexes(va).1).write(l1pa | KERNEL_PDE) };
+        match va.checked_add(2 << 20) {
+            Some(next) if next <= FIXMAP_END => va = next,
+            _ => break,
+        }
+    }
+    // SAFETY: as above.
+    unsafe { table(pdpt).add(3).write(pd | P) };
+    KERNEL.set(KernelTables { pdpt, pd });
+    switch_to_kernel();
+}
+
+/// Loads the kernel pagetables on this CPU.
+pub fn switch_to_kernel() {
+    // SAFETY: the kernel PDPT maps the running kernel (lowmem) at its link address.
+    unsafe { cpu::write_cr3(KERNEL.get().pdpt as u32) };
+    crate::percpu::set_double_fault_cr3(KERNEL.get().pdpt as u32);
+}
+
+/// The kernel PTE for `va` (which must be at or above PAGE_OFFSET and have an L1).
+pub fn kernel_pte(va: u32) -> *mut u64 {
+    assert!(va >= PAGE_OFFSET);
+    let (_, i2, i1) = pae::indexes(va);
+    // SAFETY: the kernel L2 and its L1s live in lowmem.
+    let pde = unsafe { table(KERNEL.get().pd).add(i2).read() };
+    assert!(pde & P != 0, "no kernel L1 for {va:#x}");
+    // SAFETY: as above.
+    unsafe { table(pde & pae::ADDR_MASK).add(i1) }
+}
+
+/// Maps one kernel page on this CPU (with a local flush of the old entry).
+pub fn set_kernel_pte(va: u32, entry: u64) {
+    // SAFETY: kernel_pte returns a live entry of the kernel's L1s.
+    unsafe { kernel_pte(va).write_volatile(entry) };
+    cpu::invlpg(va);
+}
+
+/// A user address space: a PDPT whose slots 0..3 are its own L2s and slot 3 the
+/// kernel's.
+pub struct AddressSpace {
+    pub pdpt: u64,
+}
+
+impl AddressSpace {
+    pub fn new() -> Option<Self> {
+        let pdpt = memblock::alloc_page()?;
+        for slot in 0..3 {
+            let pd = memblock::alloc_page()?;
+            // SAFETY: fresh lowmem tables.
+            unsafe { table(pdpt).add(slot).write(pd | P) };
+        }
+        // SAFETY: as above.
+        unsafe { table(pdpt).add(3).write(KERNEL.get().pd | P) };
+        Some(AddressSpace { pdpt })
+    }
+
+    /// Maps the user page at `va` to frame `pa` with `flags` (P and US implied).
+    pub fn map(&self, va: u32, pa: u64, flags: u64) -> Option<()> {
+        assert!(va < PAGE_OFFSET);
+        let (i3, i2, i1) = pae::indexes(va);
+        // SAFETY: this address space's tables are lowmem frames it owns.
+        unsafe {
+            let pd = table(table(self.pdpt).add(i3).read() & pae::ADDR_MASK);
+            let mut pde = pd.add(i2).read();
+            if pde & P == 0 {
+                pde = memblock::alloc_page()? | USER_PDE;
+                pd.add(i2).write(pde);
+            }
+            table(pde & pae::ADDR_MASK).add(i1).write(pa | flags | P | US | A | D);
+        }
+        Some(())
+    }
+
+    /// Loads this address space on this CPU.
+    pub fn activate(&self) {
+        // SAFETY: slot 3 is the kernel's L2, so the kernel stays mapped.
+        unsafe { cpu::write_cr3(self.pdpt as u32) };
+    }
+}

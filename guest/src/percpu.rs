@@ -1,0 +1,170 @@
+//! Per-CPU data, found through `%gs`.
+//!
+//! Each CPU owns one [`PerCpu`]; its GDT holds a segment whose base is that block,
+//! loaded into `%gs` whenever the kernel runs, so `gs:[0]` is the block's address and
+//! `gs:[4]` the CPU's index. Fields another CPU may touch are atomics; the rest are
+//! only ever used by their own CPU, with interrupts off where an interrupt handler
+//! could use them too.
+
+use core::arch::asm;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use shared::abi::{FaultReport, HypercallBlock};
+use shared::boot::{COUNTERS_GPA, MAX_VCPUS};
+use shared::counters::{Counter, PerCpuCounters};
+
+use crate::arch::cpu;
+use crate::arch::gdt::{self, Tss, GDT_ENTRIES};
+use crate::mm::layout::phys_to_virt;
+
+/// Bytes of console text a CPU buffers before it must flush.
+pub const LINE_LEN: usize = 160;
+
+/// The double-fault task's stack.
+pub const DF_STACK_SIZE: usize = 4096;
+
+#[repr(C, align(16))]
+pub struct DfStack(pub [u8; DF_STACK_SIZE]);
+
+pub struct LineBuf {
+    pub len: usize,
+    pub buf: [u8; LINE_LEN],
+}
+
+#[repr(C, align(64))]
+pub struct PerCpu {
+    /// This block's own address (`gs:[0]`).
+    self_ptr: UnsafeCell<u32>,
+    /// The CPU's index (`gs:[4]`), equal to its APIC ID.
+    cpu: UnsafeCell<u32>,
+    pub online: AtomicBool,
+    /// This CPU's hypercall request block.
+    pub hypercall: UnsafeCell<HypercallBlock>,
+    /// The console line being assembled.
+    pub line: UnsafeCell<LineBuf>,
+    /// The report sent to the host on a fatal fault.
+    pub fault: UnsafeCell<FaultReport>,
+    pub gdt: UnsafeCell<[u64; GDT_ENTRIES]>,
+    pub tss: UnsafeCell<Tss>,
+    /// The task a double fault switches to, and its stack.
+    pub df_tss: UnsafeCell<Tss>,
+    pub df_stack: UnsafeCell<DfStack>,
+    /// Kernel stack pointer saved while this CPU runs a ring-3 program.
+    pub user_return_sp: UnsafeCell<u32>,
+    /// IPIs received by the ping-pong benchmark.
+    pub pings: AtomicU32,
+    /// Timer interrupts taken.
+    pub ticks: AtomicU32,
+    /// Nesting depth of fatal-fault handling (a fault while reporting one).
+    pub fault_depth: UnsafeCell<u32>,
+}
+
+// SAFETY: the non-atomic fields are used only by the CPU that owns the block (see
+// the module comment); the atomics are shared.
+unsafe impl Sync for PerCpu {}
+
+impl PerCpu {
+    const fn new() -> Self {
+        PerCpu {
+            self_ptr: UnsafeCell::new(0),
+            cpu: UnsafeCell::new(0),
+            online: AtomicBool::new(false),
+            hypercall: UnsafeCell::new(HypercallBlock { op: 0, rc: 0, args: [0; 4], ret: 0 }),
+            line: UnsafeCell::new(LineBuf { len: 0, buf: [0; LINE_LEN] }),
+            fault: UnsafeCell::new(FaultReport::zeroed()),
+            gdt: UnsafeCell::new([0; GDT_ENTRIES]),
+            tss: UnsafeCell::new(Tss::new()),
+            df_tss: UnsafeCell::new(Tss::new()),
+            df_stack: UnsafeCell::new(DfStack([0; DF_STACK_SIZE])),
+            user_return_sp: UnsafeCell::new(0),
+            pings: AtomicU32::new(0),
+            ticks: AtomicU32::new(0),
+            fault_depth: UnsafeCell::new(0),
+        }
+    }
+
+    pub fn cpu(&self) -> u32 {
+        // SAFETY: written once before the CPU uses its block.
+        unsafe { *self.cpu.get() }
+    }
+}
+
+/// Offset of `tss.esp0` in [`PerCpu`], for the assembly that enters ring 3.
+pub const TSS_ESP0_OFFSET: usize = core::mem::offset_of!(PerCpu, tss) + 4;
+
+static PERCPU: [PerCpu; MAX_VCPUS] = [const { PerCpu::new() }; MAX_VCPUS];
+
+/// Sets up this CPU's GDT, TSS and `%gs`. First thing every CPU does.
+pub fn init_this_cpu(cpu: u32) {
+    let pc = &PERCPU[cpu as usize];
+    let base = pc as *const PerCpu as u32;
+    // SAFETY: this CPU owns this block and nothing else uses it yet.
+    unsafe {
+        *pc.self_ptr.get() = base;
+        *pc.cpu.get() = cpu;
+        let df_stack_top = pc.df_stack.get() as u32 + DF_STACK_SIZE as u32;
+        *pc.df_tss.get() =
+            Tss::double_fault_task(crate::arch::trap::double_fault_entry(), df_stack_top, cpu::read_cr3());
+        *pc.gdt.get() = gdt::build(pc.tss.get() as u32, pc.df_tss.get() as u32, base);
+        gdt::load(pc.gdt.get());
+    }
+}
+
+/// The current CPU's block.
+#[inline]
+pub fn this_cpu() -> &'static PerCpu {
+    let p: u32;
+    // SAFETY: %gs is the per-CPU segment whenever the kernel runs (set by
+    // init_this_cpu and reloaded by every trap entry).
+    unsafe { asm!("mov {}, gs:[0]", out(reg) p, options(nostack, readonly, preserves_flags)) };
+    // SAFETY: gs:[0] is the address of a PERCPU element.
+    unsafe { &*(p as *const PerCpu) }
+}
+
+/// The current CPU's index.
+#[inline]
+pub fn cpu_id() -> u32 {
+    let c: u32;
+    // SAFETY: as in this_cpu.
+    unsafe { asm!("mov {}, gs:[4]", out(reg) c, options(nostack, readonly, preserves_flags)) };
+    c
+}
+
+/// Another CPU's block.
+pub fn get(cpu: u32) -> &'static PerCpu {
+    &PERCPU[cpu as usize]
+}
+
+/// The counters of a CPU, in the block the host reads.
+pub fn counters(cpu: u32) -> *mut PerCpuCounters {
+    let base = phys_to_virt(COUNTERS_GPA) as *mut PerCpuCounters;
+    // SAFETY: the counters block holds MAX_VCPUS entries; `cpu` is below that.
+    unsafe { base.add(cpu as usize) }
+}
+
+/// Adds `n` to one of this CPU's counters.
+#[inline]
+pub fn count(c: Counter, n: u64) {
+    let was_on = cpu::irq_save();
+    let p = counters(cpu_id());
+    // SAFETY: only this CPU writes its counters, and interrupts are off, so the
+    // 64-bit read-modify-write is not interleaved with an interrupt handler's.
+    unsafe {
+        let slot = core::ptr::addr_of_mut!((*p).v[c as usize]);
+        slot.write_volatile(slot.read_volatile() + n);
+    }
+    cpu::irq_restore(was_on);
+}
+
+/// Points the double-fault task at the pagetables this CPU now runs on (they must
+/// map the kernel); called after every switch to the kernel's pagetables.
+pub fn set_double_fault_cr3(cr3: u32) {
+    // SAFETY: this CPU's own TSS; it is only read by the CPU on a double fault.
+    unsafe { (*this_cpu().df_tss.get()).cr3 = cr3 };
+}
+
+/// Marks this CPU online.
+pub fn set_online() {
+    this_cpu().online.store(true, Ordering::Release);
+}

@@ -1,0 +1,167 @@
+//! Ticket spinlocks. Contended acquisitions and their spins are counted per CPU
+//! (the figures behind "the global kmap_lock does not scale").
+//!
+//! With more vCPUs than host CPUs a ticket lock stalls whenever the vCPU whose turn
+//! it is has been descheduled, and (QEMU-hosted) KVM cannot notice the spinning: the
+//! emulated SVM has no pause filter. So a waiter that has spun a while halts (when
+//! interrupts were on), telling the lock in a bitmap; the unlocker kicks halted
+//! waiters with an IPI. The halt frees the host CPU for the vCPU that holds the
+//! lock: the idea of Linux's paravirt spinlocks, without a hypercall.
+
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use shared::counters::Counter;
+
+use crate::arch::cpu;
+use crate::percpu;
+
+/// Spins before a waiter halts.
+const SPINS_BEFORE_HALT: u32 = 1 << 10;
+
+pub struct SpinLock<T> {
+    next: AtomicU32,
+    serving: AtomicU32,
+    /// CPUs halted while waiting (bit per CPU).
+    halted: AtomicU32,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out access to `data` to one holder at a time.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: moving the lock moves the data.
+unsafe impl<T: Send> Send for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    pub const fn new(v: T) -> Self {
+        SpinLock {
+            next: AtomicU32::new(0),
+            serving: AtomicU32::new(0),
+            halted: AtomicU32::new(0),
+            data: UnsafeCell::new(v),
+        }
+    }
+
+    /// Takes the lock, spinning (and halting, see the module comment); returns how
+    /// many spins it waited.
+    fn acquire(&self) -> u32 {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        let can_halt = cpu::eflags() & cpu::EFLAGS_IF != 0;
+        let mut spins = 0u32;
+        while self.serving.load(Ordering::Acquire) != ticket {
+            spins = spins.wrapping_add(1);
+            if can_halt && spins.is_multiple_of(SPINS_BEFORE_HALT) {
+                let bit = 1 << percpu::cpu_id();
+                cpu::cli();
+                // Locked operations on both sides order "I am halted" before "is it
+                // my turn", and the unlock's "serving += 1" before "who is halted".
+                self.halted.fetch_or(bit, Ordering::SeqCst);
+                if self.serving.load(Ordering::SeqCst) != ticket {
+                    percpu::count(Counter::LockHalts, 1);
+                    // A kick that raced in is pending and ends the halt at once.
+                    cpu::sti_hlt();
+                } else {
+                    cpu::sti();
+                }
+                self.halted.fetch_and(!bit, Ordering::SeqCst);
+            } else {
+                cpu::pause();
+            }
+        }
+        spins
+    }
+
+    fn release(&self) {
+        self.serving.fetch_add(1, Ordering::SeqCst);
+        let halted = self.halted.load(Ordering::SeqCst);
+        if halted != 0 {
+            crate::smp::kick(halted);
+        }
+    }
+
+    fn account(spins: u32) {
+        if spins != 0 {
+            percpu::count(Counter::LockContended, 1);
+            percpu::count(Counter::LockSpins, spins as u64);
+        }
+    }
+
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        let spins = self.acquire();
+        Self::account(spins);
+        SpinGuard { lock: self, irq_was_on: None }
+    }
+
+    /// Takes the lock with interrupts off (restored when the guard drops).
+    pub fn lock_irqsave(&self) -> SpinGuard<'_, T> {
+        let was_on = cpu::irq_save();
+        let spins = self.acquire();
+        Self::account(spins);
+        SpinGuard { lock: self, irq_was_on: Some(was_on) }
+    }
+}
+
+pub struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+    irq_was_on: Option<bool>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves the lock is held.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard proves the lock is held, exclusively.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.release();
+        if let Some(was_on) = self.irq_was_on {
+            cpu::irq_restore(was_on);
+        }
+    }
+}
+
+/// A value set once (by the boot CPU, before the others start) and read after.
+pub struct Once<T> {
+    set: core::sync::atomic::AtomicBool,
+    value: UnsafeCell<core::mem::MaybeUninit<T>>,
+}
+
+// SAFETY: the value is written once before `set` is published with Release and only
+// read after `set` is seen with Acquire.
+unsafe impl<T: Sync + Send> Sync for Once<T> {}
+
+impl<T> Once<T> {
+    pub const fn new() -> Self {
+        Once {
+            set: core::sync::atomic::AtomicBool::new(false),
+            value: UnsafeCell::new(core::mem::MaybeUninit::uninit()),
+        }
+    }
+
+    /// Stores the value. Panics if called twice.
+    pub fn set(&self, v: T) -> &T {
+        assert!(!self.set.load(Ordering::Acquire), "Once::set called twice");
+        // SAFETY: not yet published, so nobody reads it; only the boot CPU sets.
+        unsafe { (*self.value.get()).write(v) };
+        self.set.store(true, core::sync::atomic::Ordering::Release);
+        self.get()
+    }
+
+    /// The value. Panics if it was never set.
+    pub fn get(&self) -> &T {
+        assert!(self.set.load(Ordering::Acquire), "Once::get before set");
+        // SAFETY: published with Release after the write.
+        unsafe { (*self.value.get()).assume_init_ref() }
+    }
+}
