@@ -1,0 +1,207 @@
+//! The command line. The guest's parameters (`--workload`, `--pte`, ...) are not
+//! declared here: they come from the shared crate's table, so the flags, the boot
+//! information and the reports cannot disagree.
+
+use std::path::PathBuf;
+
+use clap::builder::PossibleValuesParser;
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use shared::config::{parse_u64, Config, ParamKind};
+
+use crate::host::HostMode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vmm",
+    version,
+    about = "A minimal KVM VMM that boots a 32-bit PAE guest and acts as a Xen-style PV MMU",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Boot the guest once and report how it went.
+    Run(RunArgs),
+    /// Run many `vmm run` commands (one QEMU-hosted boot for all of them).
+    Batch(BatchArgs),
+    /// Tell whether the local KVM can run a 32-bit PAE guest, and why not.
+    Probe,
+    /// (Inside the QEMU-hosted appliance: run its jobs.)
+    #[command(hide = true)]
+    ApplianceInit { jobs: PathBuf },
+}
+
+/// A size in bytes with an optional k/m/g suffix.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']).trim_start_matches("0x");
+    let numeric = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit());
+    parse_u64(s).ok_or_else(|| {
+        if numeric {
+            format!("'{s}' is too large (guest RAM is 16m to 64g)")
+        } else {
+            format!("'{s}' is not a size (examples: 256m, 4g, 16777216)")
+        }
+    })
+}
+
+/// How to run (shared by `run` and `batch`).
+#[derive(Args, Debug, Clone)]
+pub struct HostArgs {
+    /// Where to run: probe the local KVM and fall back to QEMU-hosted (auto), or force one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub host: HostMode,
+    /// Memory of the QEMU-hosted appliance (its own RAM, not the guest's).
+    #[arg(long, default_value = "2g", value_parser = parse_size)]
+    pub appliance_mem: u64,
+    /// CPUs of the QEMU-hosted appliance (default: this machine's).
+    #[arg(long)]
+    pub appliance_cpus: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The kernel image (ELF32 i386); default: the guest built in this checkout.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Guest RAM, 16m to 64g (PAE's 36-bit limit).
+    #[arg(long, default_value = "256m", value_parser = parse_size)]
+    pub mem: u64,
+    /// vCPUs, 1 to 8 (more than the host's cores works, overcommitted).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub vcpus: u32,
+    /// Watchdog: stop a guest that has not finished after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Print the run report.
+    #[arg(long)]
+    pub stats: bool,
+    /// Write the run report as JSON to this file (`-` for standard output).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// (Set by the outer vmm inside the appliance: it reports the outcome itself.)
+    #[arg(long, hide = true)]
+    pub inner: bool,
+    #[command(flatten)]
+    pub guest: GuestParams,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BatchArgs {
+    /// A JSON file: `{"jobs": [["run", "--vcpus", "2", ...], ...]}`; each job is the
+    /// arguments of one `vmm run` (without --host, --json).
+    pub jobs: PathBuf,
+    /// Write one JSON line per job here (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Echo each job's console as it runs.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Give up on the whole batch after this many seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    pub timeout: f64,
+    /// Run a job again (up to this many times) when its QEMU-hosted outcome bears the
+    /// emulator's known fault (docs/qemu-hosted.md).
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// The guest's parameters, one flag per entry of [`Config::PARAMS`].
+#[derive(Debug, Clone)]
+pub struct GuestParams(pub Config);
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+impl Args for GuestParams {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for p in Config::PARAMS {
+            let mut arg = Arg::new(p.key).long(p.key).help(p.help).default_value(p.default).help_heading("Guest");
+            arg = match p.kind {
+                ParamKind::Enum(names) => arg.value_parser(PossibleValuesParser::new(names.iter().copied())),
+                ParamKind::Int { min, max } => {
+                    let key = p.key;
+                    arg.value_name("N").value_parser(move |s: &str| -> Result<String, String> {
+                        match parse_u64(s) {
+                            Some(v) if (min..=max).contains(&v) => Ok(s.to_owned()),
+                            _ => Err(format!("--{key} takes a whole number in {min}..={max}")),
+                        }
+                    })
+                }
+            };
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for GuestParams {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut c = Config::new();
+        for p in Config::PARAMS {
+            if let Some(v) = m.get_one::<String>(p.key) {
+                c.set(p.key, v).map_err(|e| {
+                    clap::Error::raw(clap::error::ErrorKind::ValueValidation, leak(format!("--{}: {e}\n", p.key)))
+                })?;
+            }
+        }
+        Ok(GuestParams(c))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+/// The flags that reproduce a configuration (`--key value` for every parameter).
+pub fn config_args(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in Config::PARAMS {
+        if let Some(v) = config.get(p.key) {
+            out.push(format!("--{}", p.key));
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_flags_come_from_the_table_and_round_trip() {
+        let cli = Cli::try_parse_from(["vmm", "run", "--workload", "ipi-pingpong", "--iterations", "7"]).unwrap();
+        let Cmd::Run(a) = cli.cmd else { panic!() };
+        assert_eq!(a.guest.0.workload(), shared::config::Workload::IpiPingpong);
+        assert_eq!(a.guest.0.iterations, 7);
+        let mut argv = vec!["vmm".to_owned(), "run".to_owned()];
+        argv.extend(config_args(&a.guest.0));
+        let again = Cli::try_parse_from(argv).unwrap();
+        let Cmd::Run(b) = again.cmd else { panic!() };
+        assert_eq!(a.guest.0, b.guest.0);
+    }
+
+    #[test]
+    fn bad_guest_values_are_usage_errors() {
+        let e = Cli::try_parse_from(["vmm", "run", "--workload", "nope"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = Cli::try_parse_from(["vmm", "run", "--vcpus", "9"]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::report::exit_code::USAGE);
+        let e = Cli::try_parse_from(["vmm", "run", "--mem", "lots"]).unwrap_err();
+        assert!(e.to_string().contains("not a size"));
+    }
+}

@@ -1,0 +1,490 @@
+//! The QEMU-hosted appliance: where the local KVM cannot run a 32-bit PAE guest,
+//! `qemu-system-x86_64` (TCG, `-cpu EPYC`, which emulates SVM with nested paging)
+//! boots Debian's kernel with a small initramfs: busybox, the kvm and kvm_amd
+//! modules, this very `vmm` binary and the guest image. Inside, `/dev/kvm` is a real
+//! KVM, and `vmm appliance-init` runs the same `vmm` commands ("jobs") there,
+//! framing their output on the serial console so the outer `vmm` can stream it back.
+//!
+//! The initramfs is cached under `target/appliance/`, keyed by a hash of everything
+//! in it, so it is rebuilt exactly when the `vmm` binary or the guest changes. Each
+//! run appends a small second archive holding its jobs (and any `--kernel` image).
+//!
+//! Frames, one per line on the serial console:
+//! `@@vmm:ready <ms>`, `@@vmm:fatal <text>`, `@@vmm:done`, and per job `i`:
+//! `@@vmm:<i> out <line>`, `@@vmm:<i> err <line>`, `@@vmm:<i> json <report>`,
+//! `@@vmm:<i> exit <code>`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::cpio::CpioWriter;
+use super::paths;
+
+const FRAME: &str = "@@vmm:";
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+/// Modules loaded in the appliance, in dependency order.
+pub const MODULES: &[&str] = &["irqbypass", "ccp", "kvm", "kvm-amd"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{QEMU} is not installed (run scripts/setup.sh)")]
+    NoQemu,
+    #[error("the appliance's kernel is missing: {0} (run scripts/setup.sh)")]
+    NoKernel(PathBuf),
+    #[error("the appliance needs a static busybox at {0} (run scripts/setup.sh)")]
+    NoBusybox(PathBuf),
+    #[error("cannot build the appliance: {0}")]
+    Build(#[from] std::io::Error),
+    #[error("QEMU-hosted run failed: {0}")]
+    Run(String),
+    #[error("QEMU-hosted run timed out after {secs:.0} s (console in {})", log.display())]
+    Timeout { secs: f64, log: PathBuf },
+}
+
+/// One `vmm` command to run inside the appliance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Job {
+    /// Arguments after `vmm`.
+    pub args: Vec<String>,
+    /// Collect the job's JSON report (appends `--json FILE`).
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JobsFile {
+    jobs: Vec<Job>,
+}
+
+/// What a job did.
+#[derive(Clone, Debug, Default)]
+pub struct JobResult {
+    pub exit_code: Option<i32>,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+    pub json: Option<String>,
+}
+
+/// Streamed while the appliance runs.
+pub enum Event<'a> {
+    Ready { boot_ms: f64 },
+    Out { job: usize, line: &'a str },
+    Err { job: usize, line: &'a str },
+}
+
+pub struct BatchOutcome {
+    pub results: Vec<JobResult>,
+    /// From starting QEMU to the appliance being ready to run jobs.
+    pub boot_ms: Option<f64>,
+}
+
+/// QEMU's sizing.
+#[derive(Clone, Copy, Debug)]
+pub struct ApplianceOptions {
+    pub mem_mib: u64,
+    pub cpus: u32,
+}
+
+impl Default for ApplianceOptions {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2).clamp(1, 8);
+        ApplianceOptions { mem_mib: 2048, cpus }
+    }
+}
+
+/// Whether QEMU is on PATH.
+pub fn qemu_available() -> Result<(), Error> {
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(QEMU).is_file())).unwrap_or(false);
+    if found {
+        Ok(())
+    } else {
+        Err(Error::NoQemu)
+    }
+}
+
+fn init_script() -> String {
+    format!(
+        r#"#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+/bin/busybox mount -t tmpfs tmp /tmp
+for m in {modules}; do
+  /bin/busybox insmod /lib/modules/$m.ko || echo "{FRAME}fatal insmod $m failed"
+done
+echo 1 > /proc/sys/vm/overcommit_memory
+echo 0 > /proc/sys/vm/compact_unevictable_allowed
+exec /vmm appliance-init /jobs.json
+"#,
+        modules = MODULES.join(" ")
+    )
+}
+
+/// The inputs that come from Debian's packages.
+struct Inputs {
+    vmlinux: PathBuf,
+    modules: Vec<PathBuf>,
+    busybox: PathBuf,
+}
+
+fn inputs() -> Result<Inputs, Error> {
+    let dir = paths::appliance_kernel_dir();
+    let vmlinux = dir.join("vmlinux");
+    if !vmlinux.is_file() {
+        return Err(Error::NoKernel(vmlinux));
+    }
+    let mut modules = Vec::new();
+    for m in MODULES {
+        let p = dir.join("modules").join(format!("{m}.ko"));
+        if !p.is_file() {
+            return Err(Error::NoKernel(p));
+        }
+        modules.push(p);
+    }
+    let busybox = PathBuf::from("/bin/busybox");
+    if !busybox.is_file() {
+        return Err(Error::NoBusybox(busybox));
+    }
+    Ok(Inputs { vmlinux, modules, busybox })
+}
+
+/// Builds (or finds in the cache) the base initramfs holding `vmm` and `guest`.
+fn base_initramfs(inputs: &Inputs, vmm: &Path, guest: Option<&Path>) -> Result<PathBuf, Error> {
+    let vmm_bytes = std::fs::read(vmm)?;
+    let guest_bytes = match guest {
+        Some(g) => Some(std::fs::read(g)?),
+        None => None,
+    };
+    let busybox = std::fs::read(&inputs.busybox)?;
+    let modules: Vec<Vec<u8>> = inputs.modules.iter().map(std::fs::read).collect::<Result<_, _>>()?;
+    let init = init_script();
+    let mut h = DefaultHasher::new();
+    (&vmm_bytes, &guest_bytes, &busybox, &modules, &init).hash(&mut h);
+    let key = format!("{:016x}", h.finish());
+    let dir = paths::appliance_cache_dir();
+    let path = dir.join(format!("base-{key}.cpio"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(&dir)?;
+    // Drop stale archives: only the newest is ever used.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with("base-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let tmp = dir.join(format!(".base-{key}.{}", std::process::id()));
+    let mut w = CpioWriter::new(std::io::BufWriter::new(std::fs::File::create(&tmp)?));
+    for d in ["bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "kernels"] {
+        w.dir(d)?;
+    }
+    w.file("init", init.as_bytes(), true)?;
+    w.file("bin/busybox", &busybox, true)?;
+    w.file("vmm", &vmm_bytes, true)?;
+    if let Some(g) = &guest_bytes {
+        w.file("guest", g, false)?;
+    }
+    for (m, bytes) in MODULES.iter().zip(&modules) {
+        w.file(&format!("lib/modules/{m}.ko"), bytes, false)?;
+    }
+    w.finish()?.flush()?;
+    std::fs::rename(&tmp, &path)?;
+    log::info!("built appliance initramfs {}", path.display());
+    Ok(path)
+}
+
+/// Runs jobs in one appliance boot. `extra` files are added to the initramfs (for
+/// example `kernels/0` for a `--kernel` image).
+pub fn run(
+    jobs: &[Job],
+    extra: &[(String, PathBuf)],
+    guest: Option<&Path>,
+    opts: ApplianceOptions,
+    deadline: Duration,
+    mut on_event: impl FnMut(Event),
+) -> Result<BatchOutcome, Error> {
+    qemu_available()?;
+    let inputs = inputs()?;
+    let vmm = std::env::current_exe()?;
+    let base = base_initramfs(&inputs, &vmm, guest)?;
+
+    let work = tempdir()?;
+    let initrd = work.path().join("initrd.cpio");
+    {
+        let mut out = std::fs::File::create(&initrd)?;
+        std::io::copy(&mut std::fs::File::open(&base)?, &mut out)?;
+        let mut w = CpioWriter::new(std::io::BufWriter::new(out));
+        let jobs_json = serde_json::to_vec(&JobsFile { jobs: jobs.to_vec() }).map_err(std::io::Error::other)?;
+        w.file("jobs.json", &jobs_json, false)?;
+        for (name, path) in extra {
+            w.file(name, &std::fs::read(path)?, false)?;
+        }
+        w.finish()?.flush()?;
+    }
+
+    let started = Instant::now();
+    let mut child = Command::new(QEMU)
+        .args([
+            "-M",
+            "microvm",
+            "-accel",
+            &std::env::var("VMM_QEMU_ACCEL").unwrap_or_else(|_| "tcg,thread=multi".into()),
+            "-cpu",
+            "EPYC",
+        ])
+        .args(["-smp", &opts.cpus.to_string(), "-m", &format!("{}M", opts.mem_mib)])
+        .args(["-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(&inputs.vmlinux)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", &kernel_cmdline()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Run(format!("cannot start {QEMU}: {e}")))?;
+
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().ok_or_else(|| Error::Run("no QEMU stdout".into()))?;
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+            let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned();
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut s) = stderr {
+            let _ = std::io::Read::read_to_string(&mut s, &mut text);
+        }
+        text
+    });
+
+    // The appliance's whole console, for post-mortems.
+    let log_path = paths::appliance_cache_dir().join("console.log");
+    let mut console_log = std::fs::File::create(&log_path).ok();
+    let mut results: Vec<JobResult> = vec![JobResult::default(); jobs.len()];
+    let mut boot_ms = None;
+    let mut fatal: Option<String> = None;
+    let mut done = false;
+    let mut recent: VecDeque<String> = VecDeque::new();
+    let end = started + deadline;
+    while !done {
+        let now = Instant::now();
+        if now >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Timeout { secs: deadline.as_secs_f64(), log: log_path });
+        }
+        let line = match rx.recv_timeout(end - now) {
+            Ok(l) => l,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(f) = console_log.as_mut() {
+            let _ = writeln!(f, "{line}");
+        }
+        let Some(frame) = line.find(FRAME).map(|at| &line[at + FRAME.len()..]) else {
+            log::debug!("appliance: {line}");
+            recent.push_back(line);
+            if recent.len() > 20 {
+                recent.pop_front();
+            }
+            continue;
+        };
+        let (head, rest) = frame.split_once(' ').unwrap_or((frame, ""));
+        match head {
+            "ready" => {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                boot_ms = Some(ms);
+                on_event(Event::Ready { boot_ms: ms });
+            }
+            "fatal" => fatal = Some(rest.to_owned()),
+            "done" => done = true,
+            idx => {
+                let Some(job) = idx.parse::<usize>().ok().filter(|&j| j < results.len()) else { continue };
+                let (kind, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                let r = &mut results[job];
+                match kind {
+                    "out" => {
+                        on_event(Event::Out { job, line: text });
+                        r.stdout.push(text.to_owned());
+                    }
+                    "err" => {
+                        on_event(Event::Err { job, line: text });
+                        r.stderr.push(text.to_owned());
+                    }
+                    "json" => r.json = Some(text.to_owned()),
+                    "exit" => r.exit_code = text.trim().parse().ok(),
+                    _ => {}
+                }
+            }
+        }
+    }
+    // The appliance powers off after "done"; give it a moment, then make sure.
+    let wait_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < wait_until {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let status = child.wait();
+    let _ = reader.join();
+    let qemu_err = err_reader.join().unwrap_or_default();
+    if let Some(f) = fatal {
+        return Err(Error::Run(format!("appliance: {f}")));
+    }
+    if !done {
+        let tail: Vec<String> = recent.into_iter().collect();
+        return Err(Error::Run(format!(
+            "the appliance stopped before finishing ({}); QEMU said: {}; last console lines: {} (whole console in {})",
+            status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+            qemu_err.lines().filter(|l| !l.contains("TCG doesn't support")).collect::<Vec<_>>().join(" / "),
+            tail.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join(" / "),
+            log_path.display()
+        )));
+    }
+    Ok(BatchOutcome { results, boot_ms })
+}
+
+/// The appliance kernel's command line. Under TCG the emulated TSC runs at the
+/// host's TSC rate, and the kernel's fast PIT calibration of it fails now and then
+/// on a busy host (then the boot hangs with no clocksource), so the host's
+/// frequency is handed over with `tsc_early_khz`.
+fn kernel_cmdline() -> String {
+    let mut c =
+        String::from("console=ttyS0 quiet loglevel=1 panic=-1 tsc=reliable mitigations=off transparent_hugepage=never");
+    if let Some(khz) = host_tsc_khz() {
+        c += &format!(" tsc_early_khz={khz}");
+    }
+    c
+}
+
+/// The host CPU's clock in kHz, from /proc/cpuinfo.
+fn host_tsc_khz() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    Some((mhz * 1000.0) as u64)
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tempdir() -> std::io::Result<TempDir> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("vmm-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&p)?;
+    Ok(TempDir(p))
+}
+
+/// Inside the appliance: runs every job of `jobs_path`, framing its output on the
+/// console, then powers off. Returns only if it cannot power off.
+pub fn init(jobs_path: &Path) -> i32 {
+    let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let say = |line: String| {
+        if let Ok(o) = out.lock() {
+            let mut o = o.lock();
+            let _ = writeln!(o, "{line}");
+            let _ = o.flush();
+        }
+    };
+    let uptime_ms = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()))
+        .unwrap_or(0.0)
+        * 1000.0;
+    let jobs = std::fs::read(jobs_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<JobsFile>(&b).map_err(|e| e.to_string()));
+    match (&jobs, Path::new("/dev/kvm").exists()) {
+        (Err(e), _) => say(format!("{FRAME}fatal cannot read {}: {e}", jobs_path.display())),
+        (_, false) => {
+            say(format!("{FRAME}fatal no /dev/kvm in the appliance (kvm_amd did not load: does QEMU emulate SVM?)"))
+        }
+        (Ok(jobs), true) => {
+            say(format!("{FRAME}ready {uptime_ms:.0}"));
+            let vmm = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/vmm"));
+            for (i, job) in jobs.jobs.iter().enumerate() {
+                let json_path = PathBuf::from(format!("/tmp/job-{i}.json"));
+                let mut cmd = Command::new(&vmm);
+                cmd.args(&job.args);
+                if job.json {
+                    cmd.arg("--json").arg(&json_path);
+                }
+                let code = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+                    Ok(mut child) => {
+                        let pump = |stream: Box<dyn std::io::Read + Send>, kind: &'static str| {
+                            let out = out.clone();
+                            std::thread::spawn(move || {
+                                for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+                                    let line = String::from_utf8_lossy(&line);
+                                    if let Ok(o) = out.lock() {
+                                        let mut o = o.lock();
+                                        let _ = writeln!(o, "{FRAME}{i} {kind} {line}");
+                                        let _ = o.flush();
+                                    }
+                                }
+                            })
+                        };
+                        let t1 = child.stdout.take().map(|s| pump(Box::new(s), "out"));
+                        let t2 = child.stderr.take().map(|s| pump(Box::new(s), "err"));
+                        let status = child.wait();
+                        for t in [t1, t2].into_iter().flatten() {
+                            let _ = t.join();
+                        }
+                        status.ok().and_then(|s| s.code()).unwrap_or(-1)
+                    }
+                    Err(e) => {
+                        say(format!("{FRAME}{i} err vmm: cannot start: {e}"));
+                        -1
+                    }
+                };
+                if job.json {
+                    if let Ok(j) = std::fs::read_to_string(&json_path) {
+                        say(format!("{FRAME}{i} json {}", j.replace('\n', " ")));
+                    }
+                }
+                say(format!("{FRAME}{i} exit {code}"));
+            }
+        }
+    }
+    say(format!("{FRAME}done"));
+    // SAFETY: sync and reboot have no memory-safety preconditions; we are PID 1 of
+    // a throwaway appliance and want it gone.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    1
+}

@@ -1,0 +1,257 @@
+//! The host side of the hypercall ABI (`shared::abi`): reads a request block from
+//! guest memory, runs the call, writes `rc`/`ret` back. One exit per call.
+//!
+//! Nothing a guest sends can make the host panic: a block outside guest RAM stops
+//! the guest with a violation report; bad arguments get a negative errno.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use shared::abi::{errno, milestone, nr, FaultReport, HypercallBlock};
+use vm_memory::GuestMemoryMmap;
+
+use crate::kvm::memory;
+use crate::report::{FaultInfo, MilestoneRecord, Outcome};
+
+/// The longest console write or result name a guest may send.
+pub const CONSOLE_MAX: u64 = 4096;
+pub const RESULT_NAME_MAX: u64 = 64;
+
+/// What the vCPU loop does after a hypercall.
+pub enum HypercallOutcome {
+    Continue,
+    Stop(Outcome),
+}
+
+/// Where the guest's console lines go.
+pub type ConsoleSink = Box<dyn Write + Send>;
+
+pub struct Hypervisor {
+    pub mem: GuestMemoryMmap,
+    start: Instant,
+    console: Mutex<ConsoleSink>,
+    milestones: Mutex<Vec<MilestoneRecord>>,
+    results: Mutex<BTreeMap<String, u64>>,
+    /// (hypercall number, rc) -> count
+    calls: Mutex<BTreeMap<(u32, i32), u64>>,
+}
+
+fn milestone_name(id: u32) -> String {
+    match id {
+        milestone::MAIN => "main".into(),
+        milestone::CPU_ONLINE => "cpu_online".into(),
+        milestone::WORKLOAD_START => "workload_start".into(),
+        milestone::WORKLOAD_END => "workload_end".into(),
+        other => format!("milestone_{other}"),
+    }
+}
+
+impl Hypervisor {
+    pub fn new(mem: GuestMemoryMmap, start: Instant, console: ConsoleSink) -> Self {
+        Hypervisor {
+            mem,
+            start,
+            console: Mutex::new(console),
+            milestones: Mutex::new(Vec::new()),
+            results: Mutex::new(BTreeMap::new()),
+            calls: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Handles the hypercall whose block is at `gpa`, issued by `vcpu`.
+    pub fn hypercall(&self, vcpu: u32, gpa: u64) -> HypercallOutcome {
+        let violation = |detail: String| {
+            HypercallOutcome::Stop(Outcome::Violation { vcpu, rule: "hypercall block".into(), detail })
+        };
+        if !gpa.is_multiple_of(8) {
+            return violation(format!("request block at {gpa:#x} is not 8-byte aligned"));
+        }
+        let block: HypercallBlock = match memory::read_obj(&self.mem, gpa) {
+            Ok(b) => b,
+            Err(_) => return violation(format!("request block at {gpa:#x} is outside guest RAM")),
+        };
+        let (rc, ret, then) = self.dispatch(vcpu, &block);
+        if let Ok(mut calls) = self.calls.lock() {
+            *calls.entry((block.op, rc)).or_insert(0) += 1;
+        }
+        let wrote = memory::write_bytes(&self.mem, gpa + HypercallBlock::RC_OFFSET as u64, &rc.to_le_bytes())
+            .and_then(|_| memory::write_bytes(&self.mem, gpa + HypercallBlock::RET_OFFSET as u64, &ret.to_le_bytes()));
+        if wrote.is_err() {
+            return violation(format!("request block at {gpa:#x} is outside guest RAM"));
+        }
+        then
+    }
+
+    /// Runs one call: `(rc, ret, what next)`.
+    fn dispatch(&self, vcpu: u32, b: &HypercallBlock) -> (i32, u64, HypercallOutcome) {
+        use HypercallOutcome::Continue;
+        let [a0, a1, a2, _] = b.args;
+        match b.op {
+            nr::NOP => (0, a0, Continue),
+            nr::CONSOLE_WRITE => {
+                if a1 > CONSOLE_MAX {
+                    return (-errno::EINVAL, 0, Continue);
+                }
+                match memory::read_bytes(&self.mem, a0, a1 as usize) {
+                    Ok(bytes) => {
+                        if let Ok(mut c) = self.console.lock() {
+                            let _ = c.write_all(&bytes);
+                            let _ = c.flush();
+                        }
+                        (0, a1, Continue)
+                    }
+                    Err(_) => (-errno::EFAULT, 0, Continue),
+                }
+            }
+            nr::MILESTONE => {
+                let rec = MilestoneRecord {
+                    name: milestone_name(a0 as u32),
+                    arg: a1 as u32,
+                    vcpu,
+                    ms: self.start.elapsed().as_secs_f64() * 1000.0,
+                };
+                if let Ok(mut m) = self.milestones.lock() {
+                    m.push(rec);
+                }
+                (0, 0, Continue)
+            }
+            nr::RESULT => {
+                if a1 == 0 || a1 > RESULT_NAME_MAX {
+                    return (-errno::EINVAL, 0, Continue);
+                }
+                match memory::read_bytes(&self.mem, a0, a1 as usize) {
+                    Ok(name) => {
+                        let name = String::from_utf8_lossy(&name).into_owned();
+                        if let Ok(mut r) = self.results.lock() {
+                            r.insert(name, a2);
+                        }
+                        (0, 0, Continue)
+                    }
+                    Err(_) => (-errno::EFAULT, 0, Continue),
+                }
+            }
+            nr::SHUTDOWN => (0, 0, HypercallOutcome::Stop(Outcome::Shutdown { code: a0 as u32 })),
+            nr::GUEST_FAULT => match memory::read_obj::<FaultReport>(&self.mem, a0) {
+                Ok(r) => {
+                    let mut info = FaultInfo::from(&r);
+                    info.vcpu = vcpu;
+                    (0, 0, HypercallOutcome::Stop(Outcome::GuestFault(info)))
+                }
+                Err(_) => (-errno::EFAULT, 0, Continue),
+            },
+            _ => (-errno::ENOSYS, 0, Continue),
+        }
+    }
+
+    pub fn milestones(&self) -> Vec<MilestoneRecord> {
+        self.milestones.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn results(&self) -> BTreeMap<String, u64> {
+        self.results.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Hypercall name -> result code name -> count.
+    pub fn call_counts(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        if let Ok(calls) = self.calls.lock() {
+            for (&(op, rc), &n) in calls.iter() {
+                let name = nr::name(op).map(str::to_owned).unwrap_or_else(|| format!("unknown_{op:#x}"));
+                *out.entry(name).or_default().entry(errno::name(rc).to_owned()).or_insert(0) += n;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kvm::memory::{create, RamSize};
+    use std::sync::Arc;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn hv() -> (Hypervisor, Sink) {
+        let sink = Sink::default();
+        let mem = create(RamSize::new(16 << 20).unwrap()).unwrap();
+        (Hypervisor::new(mem, Instant::now(), Box::new(sink.clone())), sink)
+    }
+
+    fn call(hv: &Hypervisor, op: u32, args: [u64; 4]) -> (HypercallBlock, HypercallOutcome) {
+        let gpa = 0x2000;
+        memory::write_obj(&hv.mem, gpa, &HypercallBlock { op, rc: 99, args, ret: 99 }).unwrap();
+        let o = hv.hypercall(0, gpa);
+        (memory::read_obj(&hv.mem, gpa).unwrap(), o)
+    }
+
+    #[test]
+    fn nop_echoes_and_unknown_is_enosys() {
+        let (hv, _) = hv();
+        let (b, _) = call(&hv, nr::NOP, [0xdead_beef_0000_0001, 0, 0, 0]);
+        assert_eq!((b.rc, b.ret), (0, 0xdead_beef_0000_0001));
+        let (b, _) = call(&hv, 0x7777, [0; 4]);
+        assert_eq!(b.rc, -errno::ENOSYS);
+        assert_eq!(hv.call_counts()["nop"]["OK"], 1);
+        assert_eq!(hv.call_counts()["unknown_0x7777"]["ENOSYS"], 1);
+    }
+
+    #[test]
+    fn console_and_results_read_guest_memory() {
+        let (hv, sink) = hv();
+        memory::write_bytes(&hv.mem, 0x3000, b"hello\n").unwrap();
+        let (b, _) = call(&hv, nr::CONSOLE_WRITE, [0x3000, 6, 0, 0]);
+        assert_eq!(b.rc, 0);
+        assert_eq!(&*sink.0.lock().unwrap(), b"hello\n");
+        memory::write_bytes(&hv.mem, 0x3000, b"ipi_ns").unwrap();
+        call(&hv, nr::RESULT, [0x3000, 6, 1234, 0]);
+        assert_eq!(hv.results()["ipi_ns"], 1234);
+        let (b, _) = call(&hv, nr::CONSOLE_WRITE, [0x3000, CONSOLE_MAX + 1, 0, 0]);
+        assert_eq!(b.rc, -errno::EINVAL);
+        let (b, _) = call(&hv, nr::CONSOLE_WRITE, [1 << 40, 4, 0, 0]);
+        assert_eq!(b.rc, -errno::EFAULT);
+    }
+
+    #[test]
+    fn bad_blocks_stop_the_guest_without_panicking() {
+        let (hv, _) = hv();
+        for gpa in [0x2001, 1 << 40, (16 << 20) - 8] {
+            match hv.hypercall(1, gpa) {
+                HypercallOutcome::Stop(Outcome::Violation { vcpu: 1, .. }) => {}
+                _ => panic!("block at {gpa:#x} was accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn shutdown_and_fault_end_the_run() {
+        let (hv, _) = hv();
+        match call(&hv, nr::SHUTDOWN, [3, 0, 0, 0]).1 {
+            HypercallOutcome::Stop(Outcome::Shutdown { code: 3 }) => {}
+            _ => panic!("shutdown did not stop"),
+        }
+        let mut r = FaultReport::zeroed();
+        r.vector = 14;
+        r.cr2 = 0x10;
+        memory::write_obj(&hv.mem, 0x4000, &r).unwrap();
+        match call(&hv, nr::GUEST_FAULT, [0x4000, 0, 0, 0]).1 {
+            HypercallOutcome::Stop(Outcome::GuestFault(f)) => {
+                assert_eq!((f.vector, f.cr2), (14, 0x10));
+                assert!(f.name.contains("page fault"));
+            }
+            _ => panic!("fault did not stop"),
+        }
+    }
+}

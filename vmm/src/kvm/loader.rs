@@ -1,0 +1,199 @@
+//! Loading an ELF32 i386 kernel image into guest RAM at its physical addresses.
+
+use std::path::{Path, PathBuf};
+
+use vm_memory::GuestMemoryMmap;
+
+use super::memory;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kernel image {0} not found{1}")]
+    Missing(PathBuf, &'static str),
+    #[error("cannot read kernel image {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("kernel image {0} is malformed: {1}")]
+    Malformed(PathBuf, String),
+    #[error("kernel image {path}: segment at {paddr:#x}+{len:#x} does not fit in guest RAM")]
+    OutsideRam { path: PathBuf, paddr: u64, len: u64 },
+}
+
+/// What the loader found.
+#[derive(Clone, Copy, Debug)]
+pub struct Loaded {
+    pub entry: u32,
+    /// The highest physical address the image occupies.
+    pub end: u64,
+}
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// A parsed image: its entry and its loadable segments.
+pub struct Image {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    pub entry: u32,
+    /// (physical address, file range, memory size)
+    segments: Vec<(u64, std::ops::Range<usize>, u64)>,
+    /// Virtual address ranges of the executable segments.
+    code: Vec<std::ops::Range<u32>>,
+}
+
+impl Image {
+    /// Whether `eip` lies in one of the image's executable segments.
+    pub fn is_code(&self, eip: u32) -> bool {
+        self.code.iter().any(|r| r.contains(&eip))
+    }
+}
+
+/// Reads and checks an ELF32 i386 executable without loading it.
+pub fn parse(path: &Path) -> Result<Image, Error> {
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::Missing(path.to_owned(), " (build the guest with scripts/build-guest.sh, or pass --kernel FILE)")
+        }
+        _ => Error::Read(path.to_owned(), e),
+    })?;
+    let bad = |why: &str| Error::Malformed(path.to_owned(), why.to_owned());
+    if bytes.len() < 52 || &bytes[..4] != b"\x7fELF" {
+        return Err(bad("not an ELF file"));
+    }
+    if bytes[4] != 1 {
+        return Err(bad("not ELF32 (the guest is a 32-bit kernel)"));
+    }
+    if bytes[5] != 1 {
+        return Err(bad("not little-endian"));
+    }
+    let header = |off| u16_at(&bytes, off).ok_or_else(|| bad("truncated header"));
+    if header(18)? != 3 {
+        return Err(bad("not an i386 image"));
+    }
+    if header(16)? != 2 {
+        return Err(bad("not an executable"));
+    }
+    let entry = u32_at(&bytes, 24).ok_or_else(|| bad("truncated header"))?;
+    let phoff = u32_at(&bytes, 28).ok_or_else(|| bad("truncated header"))? as usize;
+    let phentsize = header(42)? as usize;
+    let phnum = header(44)? as usize;
+    if phentsize < 32 {
+        return Err(bad("program header entries too small"));
+    }
+    let mut segments = Vec::new();
+    let mut code = Vec::new();
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let field = |k: usize| u32_at(&bytes, ph + 4 * k).ok_or_else(|| bad("program header outside the file"));
+        if field(0)? != 1 {
+            continue; // not PT_LOAD
+        }
+        let (offset, paddr, filesz, memsz) =
+            (field(1)? as usize, field(3)? as u64, field(4)? as usize, field(5)? as u64);
+        if memsz == 0 {
+            continue;
+        }
+        if (filesz as u64) > memsz {
+            return Err(bad("segment's file size exceeds its memory size"));
+        }
+        let range = offset..offset.checked_add(filesz).ok_or_else(|| bad("segment outside the file"))?;
+        if range.end > bytes.len() {
+            return Err(bad("segment outside the file"));
+        }
+        segments.push((paddr, range, memsz));
+        let (vaddr, flags) = (field(2)?, field(6)?);
+        if flags & 1 != 0 {
+            code.push(vaddr..vaddr.saturating_add(memsz as u32));
+        }
+    }
+    if segments.is_empty() {
+        return Err(bad("no loadable segment"));
+    }
+    Ok(Image { path: path.to_owned(), bytes, entry, segments, code })
+}
+
+/// Loads every PT_LOAD segment at its physical address (zero-filling the rest of
+/// its memory size), none below `reserved_below`, and returns the entry point.
+pub fn load(mem: &GuestMemoryMmap, path: &Path, reserved_below: u64) -> Result<Loaded, Error> {
+    let image = parse(path)?;
+    let mut end = 0u64;
+    for (paddr, range, memsz) in &image.segments {
+        let (paddr, memsz) = (*paddr, *memsz);
+        let outside = || Error::OutsideRam { path: image.path.clone(), paddr, len: memsz };
+        if paddr < reserved_below {
+            return Err(outside());
+        }
+        let data = &image.bytes[range.clone()];
+        memory::write_bytes(mem, paddr, data).map_err(|_| outside())?;
+        memory::write_bytes(mem, paddr + data.len() as u64, &vec![0; (memsz - data.len() as u64) as usize])
+            .map_err(|_| outside())?;
+        end = end.max(paddr + memsz);
+    }
+    Ok(Loaded { entry: image.entry, end })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kvm::memory::{create, RamSize};
+
+    fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("vmm-loader-{}-{name}", std::process::id()));
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// A minimal ELF32 i386 executable with one PT_LOAD segment at `paddr`.
+    fn elf(paddr: u32, payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 84];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 1;
+        b[5] = 1;
+        b[6] = 1;
+        b[16..18].copy_from_slice(&2u16.to_le_bytes());
+        b[18..20].copy_from_slice(&3u16.to_le_bytes());
+        b[24..28].copy_from_slice(&paddr.to_le_bytes());
+        b[28..32].copy_from_slice(&52u32.to_le_bytes());
+        b[42..44].copy_from_slice(&32u16.to_le_bytes());
+        b[44..46].copy_from_slice(&1u16.to_le_bytes());
+        let ph = [1u32, 84, paddr, paddr, payload.len() as u32, payload.len() as u32 + 16, 5, 4];
+        for (i, v) in ph.iter().enumerate() {
+            b[52 + 4 * i..56 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(payload);
+        b
+    }
+
+    #[test]
+    fn loads_a_segment_and_zero_fills() {
+        let mem = create(RamSize::new(16 << 20).unwrap()).unwrap();
+        memory::write_bytes(&mem, 0x100004, &[0xff; 16]).unwrap();
+        let p = tmp("ok", &elf(0x100000, &[1, 2, 3, 4]));
+        let l = load(&mem, &p, 0x100000).unwrap();
+        assert_eq!(l.entry, 0x100000);
+        assert_eq!(memory::read_bytes(&mem, 0x100000, 8).unwrap(), [1, 2, 3, 4, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn bad_images_get_clear_errors() {
+        let mem = create(RamSize::new(16 << 20).unwrap()).unwrap();
+        let missing = load(&mem, Path::new("/nonexistent/guest"), 0).unwrap_err();
+        assert!(missing.to_string().contains("not found"), "{missing}");
+        let garbage = load(&mem, &tmp("garbage", b"hello world, not an elf at all........................"), 0);
+        assert!(garbage.unwrap_err().to_string().contains("not an ELF"));
+        let mut e64 = elf(0x100000, &[0]);
+        e64[4] = 2;
+        assert!(load(&mem, &tmp("e64", &e64), 0).unwrap_err().to_string().contains("ELF32"));
+        let high = load(&mem, &tmp("high", &elf(0x2000000, &[0])), 0).unwrap_err();
+        assert!(high.to_string().contains("does not fit"), "{high}");
+        let low = load(&mem, &tmp("low", &elf(0x1000, &[0])), 0x100000).unwrap_err();
+        assert!(low.to_string().contains("does not fit"), "{low}");
+        let mut trunc = elf(0x100000, &[0]);
+        trunc.truncate(60);
+        assert!(load(&mem, &tmp("trunc", &trunc), 0).unwrap_err().to_string().contains("malformed"));
+    }
+}

@@ -1,0 +1,280 @@
+//! A vCPU: its initial state (32-bit protected mode, paging off, at the kernel's
+//! entry), and the exit loop that runs on its own thread.
+//!
+//! Stopping: any thread may end the run through [`Control::finish`]; every vCPU
+//! thread is then kicked out of `KVM_RUN` by a real-time signal whose handler sets
+//! `immediate_exit` in that thread's `kvm_run` (Firecracker's scheme), so a vCPU
+//! spinning in the guest stops as promptly as one that is halted.
+
+use std::cell::Cell;
+use std::sync::{Arc, Condvar, Mutex, Once};
+use std::time::Duration;
+
+use kvm_bindings::{kvm_mp_state, kvm_regs, kvm_run, kvm_segment, CpuId, KVM_MP_STATE_RUNNABLE};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use shared::abi::{HYPERCALL_PORT, NOP_EXIT_PORT};
+use shared::boot::{BOOT_INFO_GPA, BOOT_MAGIC};
+
+use crate::hypervisor::{HypercallOutcome, Hypervisor};
+use crate::report::{ExitCounts, Outcome, VcpuSnapshot};
+
+use super::stats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot set up vCPU {index}: {what}: {source}")]
+    Setup { index: u32, what: &'static str, source: kvm_ioctls::Error },
+}
+
+/// Sets a vCPU's CPUID (its APIC ID, x2APIC offered), registers and segments for
+/// the kernel's entry. Application processors are made runnable at once.
+pub fn configure(vcpu: &VcpuFd, index: u32, base_cpuid: &CpuId, entry: u32) -> Result<(), Error> {
+    let err = |what| move |source| Error::Setup { index, what, source };
+    let mut cpuid = base_cpuid.clone();
+    for e in cpuid.as_mut_slice() {
+        match e.function {
+            1 => {
+                e.ebx = (e.ebx & 0x00ff_ffff) | (index << 24);
+                e.ecx |= 1 << 21; // x2APIC: KVM's in-kernel LAPIC emulates it
+            }
+            0xb | 0x1f => e.edx = index,
+            _ => {}
+        }
+    }
+    vcpu.set_cpuid2(&cpuid).map_err(err("KVM_SET_CPUID2"))?;
+
+    let mut sregs = vcpu.get_sregs().map_err(err("KVM_GET_SREGS"))?;
+    let flat = |selector: u16, type_: u8| kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
+    sregs.cs = flat(0x08, 0xb);
+    sregs.ds = flat(0x10, 0x3);
+    sregs.es = sregs.ds;
+    sregs.fs = sregs.ds;
+    sregs.gs = sregs.ds;
+    sregs.ss = sregs.ds;
+    sregs.tr = kvm_segment { limit: 0x67, type_: 0xb, present: 1, ..Default::default() };
+    sregs.ldt = kvm_segment { limit: 0xffff, type_: 0x2, present: 1, ..Default::default() };
+    sregs.gdt.base = 0;
+    sregs.gdt.limit = 0;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr0 = 0x11; // PE | ET: protected mode, paging off
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    vcpu.set_sregs(&sregs).map_err(err("KVM_SET_SREGS"))?;
+
+    let regs =
+        kvm_regs { rip: entry as u64, rflags: 0x2, rax: BOOT_MAGIC as u64, rbx: BOOT_INFO_GPA, ..Default::default() };
+    vcpu.set_regs(&regs).map_err(err("KVM_SET_REGS"))?;
+    if index != 0 {
+        vcpu.set_mp_state(kvm_mp_state { mp_state: KVM_MP_STATE_RUNNABLE }).map_err(err("KVM_SET_MP_STATE"))?;
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// This thread's `kvm_run`, for the kick signal's handler.
+    static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+fn kick_signal() -> i32 {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let run = KVM_RUN.with(|r| r.get());
+    if !run.is_null() {
+        // SAFETY: the pointer is this thread's live kvm_run mapping; a byte store is
+        // async-signal-safe, and KVM reads the flag at its next entry.
+        unsafe { std::ptr::addr_of_mut!((*run).immediate_exit).write_volatile(1) };
+    }
+}
+
+/// Installs the kick signal's handler (once per process).
+pub fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The handler only stores a byte; registering it cannot fail for SIGRTMIN.
+        let _ = vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick);
+    });
+}
+
+/// The run's shared stop state.
+pub struct Control {
+    outcome: Mutex<Option<Outcome>>,
+    done: Condvar,
+    threads: Mutex<Vec<libc::pthread_t>>,
+}
+
+impl Control {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Control { outcome: Mutex::new(None), done: Condvar::new(), threads: Mutex::new(Vec::new()) })
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.outcome.lock().map(|o| o.is_some()).unwrap_or(true)
+    }
+
+    /// Ends the run with `outcome` (the first one wins) and kicks every vCPU.
+    pub fn finish(&self, outcome: Outcome) {
+        if let Ok(mut o) = self.outcome.lock() {
+            if o.is_none() {
+                *o = Some(outcome);
+            }
+        }
+        self.done.notify_all();
+        self.kick_all();
+    }
+
+    fn kick_all(&self) {
+        if let Ok(threads) = self.threads.lock() {
+            for &t in threads.iter() {
+                // SAFETY: `t` is a live vCPU thread (it unregisters before exiting).
+                unsafe { libc::pthread_kill(t, kick_signal()) };
+            }
+        }
+    }
+
+    /// Waits for the outcome; `None` after `timeout`.
+    pub fn wait(&self, timeout: Duration) -> Option<Outcome> {
+        let guard = self.outcome.lock().ok()?;
+        let (guard, _) = self.done.wait_timeout_while(guard, timeout, |o| o.is_none()).ok()?;
+        guard.clone()
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome.lock().ok().and_then(|o| o.clone())
+    }
+
+    fn register(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        if let Ok(mut t) = self.threads.lock() {
+            t.push(me);
+        }
+    }
+
+    fn unregister(&self) {
+        // SAFETY: as above.
+        let me = unsafe { libc::pthread_self() };
+        if let Ok(mut t) = self.threads.lock() {
+            t.retain(|&x| x != me);
+        }
+    }
+}
+
+/// What a vCPU thread hands back when it stops.
+pub struct VcpuResult {
+    pub index: u32,
+    pub exits: ExitCounts,
+    pub kvm_stats: Vec<(String, u64)>,
+    pub last: VcpuSnapshot,
+}
+
+fn snapshot(vcpu: &VcpuFd, index: u32) -> VcpuSnapshot {
+    let regs = vcpu.get_regs().unwrap_or_default();
+    let sregs = vcpu.get_sregs().unwrap_or_default();
+    VcpuSnapshot {
+        vcpu: index,
+        eip: regs.rip as u32,
+        esp: regs.rsp as u32,
+        eflags: regs.rflags as u32,
+        cr0: sregs.cr0 as u32,
+        cr2: sregs.cr2 as u32,
+        cr3: sregs.cr3 as u32,
+    }
+}
+
+/// The exit loop of one vCPU, until the run ends.
+pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>) -> VcpuResult {
+    let run_ptr: *mut kvm_run = vcpu.get_kvm_run();
+    KVM_RUN.with(|r| r.set(run_ptr));
+    ctl.register();
+    let mut exits = ExitCounts::default();
+    while !ctl.stopped() {
+        let outcome = match vcpu.run() {
+            Ok(VcpuExit::IoOut(port, data)) => match port {
+                HYPERCALL_PORT if data.len() == 4 => {
+                    exits.hypercall += 1;
+                    let gpa = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as u64;
+                    match hv.hypercall(index, gpa) {
+                        HypercallOutcome::Continue => None,
+                        HypercallOutcome::Stop(o) => Some(o),
+                    }
+                }
+                NOP_EXIT_PORT => {
+                    exits.nop_exit += 1;
+                    None
+                }
+                _ => {
+                    exits.other_io += 1;
+                    None
+                }
+            },
+            Ok(VcpuExit::IoIn(_, data)) => {
+                exits.other_io += 1;
+                data.fill(0xff);
+                None
+            }
+            Ok(VcpuExit::MmioRead(_, data)) => {
+                exits.mmio += 1;
+                data.fill(0xff);
+                None
+            }
+            Ok(VcpuExit::MmioWrite(..)) => {
+                exits.mmio += 1;
+                None
+            }
+            Ok(VcpuExit::Hlt) => {
+                exits.hlt += 1;
+                None
+            }
+            Ok(VcpuExit::Intr) => {
+                exits.intr += 1;
+                None
+            }
+            Ok(VcpuExit::Shutdown) => {
+                exits.shutdown += 1;
+                Some(Outcome::TripleFault(snapshot(&vcpu, index)))
+            }
+            Ok(VcpuExit::FailEntry(reason, _)) => Some(Outcome::VmmError {
+                message: format!("KVM could not enter vCPU {index} (hardware entry failure reason {reason:#x})"),
+            }),
+            Ok(VcpuExit::InternalError) => {
+                Some(Outcome::VmmError { message: format!("KVM internal error on vCPU {index} (emulation failed)") })
+            }
+            Ok(VcpuExit::SystemEvent(kind, _)) => {
+                Some(Outcome::VmmError { message: format!("vCPU {index} raised system event {kind} (reset or crash)") })
+            }
+            Ok(other) => Some(Outcome::VmmError { message: format!("unexpected exit on vCPU {index}: {other:?}") }),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                exits.intr += 1;
+                vcpu.set_kvm_immediate_exit(0);
+                None
+            }
+            Err(e) => Some(Outcome::VmmError { message: format!("KVM_RUN failed on vCPU {index}: {e}") }),
+        };
+        if let Some(o) = outcome {
+            ctl.finish(o);
+        }
+    }
+    ctl.unregister();
+    KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
+    let last = snapshot(&vcpu, index);
+    let kvm_stats = stats::read_vcpu(&vcpu).unwrap_or_default();
+    VcpuResult { index, exits, kvm_stats, last }
+}

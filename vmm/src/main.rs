@@ -1,0 +1,54 @@
+//! `vmm`: a minimal KVM virtual machine monitor for a 32-bit PAE guest, and a
+//! Xen-style host for the guest's pagetables. See README.md and docs/.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod cli;
+mod host;
+mod hypervisor;
+mod kvm;
+mod report;
+mod run;
+
+use std::time::Instant;
+
+use clap::Parser;
+
+use cli::{Cli, Cmd};
+use report::exit_code;
+
+fn main() {
+    let start = Instant::now();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS });
+        }
+    };
+    let code = match cli.cmd {
+        Cmd::Run(args) => run::run_command(args, start),
+        Cmd::Batch(args) => run::batch_command(args),
+        Cmd::Probe => Ok(probe()),
+        Cmd::ApplianceInit { jobs } => Ok(host::appliance::init(&jobs)),
+    };
+    let code = code.unwrap_or_else(|e| {
+        eprintln!("vmm: error: {e}");
+        exit_code::HOST_ERROR
+    });
+    std::process::exit(code);
+}
+
+fn probe() -> i32 {
+    match host::probe::probe() {
+        Ok(()) => {
+            println!("local KVM ({}) runs 32-bit PAE guests", host::probe::kvm_module());
+            0
+        }
+        Err(why) => {
+            println!("{why}");
+            exit_code::HOST_ERROR
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The run report: how the run ended, its timings, exits, hypercalls, the guest's
+//! results and counters. Printed with `--stats`, written as JSON with `--json`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use shared::abi::{exception_name, FaultReport};
+use shared::config::Config;
+use shared::counters::{Counter, PerCpuCounters};
+
+/// Exit status of `vmm` for each way a run can end (documented in docs/abi.md).
+pub mod exit_code {
+    pub const SUCCESS: i32 = 0;
+    /// The guest shut down with a non-zero status: one of its checks failed.
+    pub const GUEST_FAILED: i32 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The guest took an unexpected exception, panicked, or triple-faulted.
+    pub const GUEST_FAULT: i32 = 3;
+    /// The watchdog stopped a guest that did not finish in time.
+    pub const TIMEOUT: i32 = 4;
+    /// The host could not run the guest (no KVM, bad image, bad size, QEMU failed).
+    pub const HOST_ERROR: i32 = 5;
+    /// The guest broke the hypercall or PV MMU contract.
+    pub const VIOLATION: i32 = 6;
+}
+
+/// A vCPU's state when it stopped.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VcpuSnapshot {
+    pub vcpu: u32,
+    pub eip: u32,
+    pub esp: u32,
+    pub eflags: u32,
+    pub cr0: u32,
+    pub cr2: u32,
+    pub cr3: u32,
+}
+
+/// What the guest told us about a fatal exception or panic.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FaultInfo {
+    pub vcpu: u32,
+    pub vector: u32,
+    pub name: String,
+    pub message: String,
+    pub eip: u32,
+    pub cr2: u32,
+    pub cr3: u32,
+    pub error_code: u32,
+    pub eflags: u32,
+    pub regs: BTreeMap<String, u32>,
+}
+
+impl From<&FaultReport> for FaultInfo {
+    fn from(r: &FaultReport) -> Self {
+        let regs = [
+            ("eax", r.eax),
+            ("ebx", r.ebx),
+            ("ecx", r.ecx),
+            ("edx", r.edx),
+            ("esi", r.esi),
+            ("edi", r.edi),
+            ("ebp", r.ebp),
+            ("esp", r.esp),
+            ("cs", r.cs),
+        ];
+        FaultInfo {
+            vcpu: r.cpu,
+            vector: r.vector,
+            name: exception_name(r.vector).to_owned(),
+            message: r.message().to_owned(),
+            eip: r.eip,
+            cr2: r.cr2,
+            cr3: r.cr3,
+            error_code: r.error_code,
+            eflags: r.eflags,
+            regs: regs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The guest asked to stop.
+    Shutdown { code: u32 },
+    /// The guest reported an exception it did not expect, or a panic.
+    GuestFault(FaultInfo),
+    /// The vCPU shut down (an exception while delivering a double fault).
+    TripleFault(VcpuSnapshot),
+    /// The guest broke a rule of the host's contract.
+    Violation { vcpu: u32, rule: String, detail: String },
+    /// The watchdog fired.
+    Timeout { after_s: f64, vcpus: Vec<VcpuSnapshot> },
+    /// The VMM failed.
+    VmmError { message: String },
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Shutdown { code: 0 } => exit_code::SUCCESS,
+            Outcome::Shutdown { .. } => exit_code::GUEST_FAILED,
+            Outcome::GuestFault(_) | Outcome::TripleFault(_) => exit_code::GUEST_FAULT,
+            Outcome::Violation { .. } => exit_code::VIOLATION,
+            Outcome::Timeout { .. } => exit_code::TIMEOUT,
+            Outcome::VmmError { .. } => exit_code::HOST_ERROR,
+        }
+    }
+
+    /// One line for the user.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Shutdown { code: 0 } => "guest shut down: success".to_owned(),
+            Outcome::Shutdown { code } => format!("guest shut down with status {code}: a check failed"),
+            Outcome::GuestFault(f) if f.vector == FaultReport::PANIC => {
+                format!("guest panic on vCPU {}: {}", f.vcpu, f.message)
+            }
+            Outcome::GuestFault(f) => format!(
+                "guest fault on vCPU {}: {} at eip={:#010x} cr2={:#010x} error={:#x} ({})",
+                f.vcpu, f.name, f.eip, f.cr2, f.error_code, f.message
+            ),
+            Outcome::TripleFault(s) => format!(
+                "guest triple fault on vCPU {} at eip={:#010x} cr2={:#010x} cr3={:#010x}",
+                s.vcpu, s.eip, s.cr2, s.cr3
+            ),
+            Outcome::Violation { vcpu, rule, detail } => {
+                format!("guest broke the contract on vCPU {vcpu}: {rule}: {detail}")
+            }
+            Outcome::Timeout { after_s, vcpus } => {
+                let at: Vec<String> = vcpus.iter().map(|s| format!("vCPU {} at eip={:#010x}", s.vcpu, s.eip)).collect();
+                format!("guest timeout: stopped by the watchdog after {after_s:.1} s ({})", at.join(", "))
+            }
+            Outcome::VmmError { message } => format!("vmm failed: {message}"),
+        }
+    }
+}
+
+/// Exits one vCPU took to user space, by kind.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitCounts {
+    pub hypercall: u64,
+    pub nop_exit: u64,
+    pub other_io: u64,
+    pub mmio: u64,
+    pub hlt: u64,
+    pub intr: u64,
+    pub shutdown: u64,
+}
+
+/// A point of the boot, as the host saw it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MilestoneRecord {
+    pub name: String,
+    pub arg: u32,
+    pub vcpu: u32,
+    /// Milliseconds since `vmm` started.
+    pub ms: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timing {
+    /// `vmm` start to the guest's main function.
+    pub to_main_ms: Option<f64>,
+    /// `vmm` start to the guest's shutdown (or the end of the run).
+    pub to_end_ms: f64,
+    pub milestones: Vec<MilestoneRecord>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct VcpuExits {
+    pub vcpu: u32,
+    /// Exits to the VMM.
+    pub user: ExitCounts,
+    /// Every exit KVM counted (KVM_GET_STATS_FD), including those it handled itself.
+    pub kvm: BTreeMap<String, u64>,
+}
+
+/// How the VMM was run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct HostInfo {
+    /// `local` or `qemu`.
+    pub mode: String,
+    pub reason: String,
+    /// For QEMU-hosted runs: milliseconds from starting QEMU until the appliance
+    /// was ready to run `vmm` (kvm_amd loaded).
+    pub appliance_boot_ms: Option<f64>,
+    /// For QEMU-hosted runs: milliseconds from the outer `vmm`'s start to the end.
+    pub total_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunReport {
+    pub vmm_version: String,
+    pub kernel: String,
+    pub host: HostInfo,
+    pub vcpus: u32,
+    pub mem_bytes: u64,
+    pub config: BTreeMap<String, String>,
+    pub outcome: Outcome,
+    pub exit_code: i32,
+    pub timing: Timing,
+    pub exits: Vec<VcpuExits>,
+    /// Hypercall name -> result code name -> count.
+    pub hypercalls: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Figures the guest measured, by name.
+    pub results: BTreeMap<String, u64>,
+    /// The guest's per-CPU counters (non-zero ones), and their sums.
+    pub counters: Vec<BTreeMap<String, u64>>,
+    pub counter_totals: BTreeMap<String, u64>,
+    /// Set (QEMU-hosted only) when the outcome bears the fingerprint of the
+    /// emulator's known fault rather than the guest's: see docs/qemu-hosted.md.
+    #[serde(default)]
+    pub emulator_fault: Option<String>,
+}
+
+/// The configuration as `key -> value` text.
+pub fn config_map(config: &Config) -> BTreeMap<String, String> {
+    Config::PARAMS.iter().filter_map(|p| config.get(p.key).map(|v| (p.key.to_owned(), v.to_string()))).collect()
+}
+
+/// Named, non-zero counters of each CPU and their totals.
+pub fn counter_maps(per_cpu: &[PerCpuCounters]) -> (Vec<BTreeMap<String, u64>>, BTreeMap<String, u64>) {
+    let mut totals = BTreeMap::new();
+    let maps = per_cpu
+        .iter()
+        .map(|c| {
+            Counter::ALL
+                .iter()
+                .filter(|k| c.get(**k) != 0)
+                .map(|k| {
+                    *totals.entry(k.name().to_owned()).or_insert(0) += c.get(*k);
+                    (k.name().to_owned(), c.get(*k))
+                })
+                .collect()
+        })
+        .collect();
+    (maps, totals)
+}
+
+impl RunReport {
+    /// A human-readable summary (`--stats`).
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "== run report ==");
+        let _ = writeln!(s, "host:      {} ({})", self.host.mode, self.host.reason);
+        if let Some(b) = self.host.appliance_boot_ms {
+            let _ =
+                writeln!(s, "appliance: ready after {b:.0} ms, whole run {:.0} ms", self.host.total_ms.unwrap_or(0.0));
+        }
+        let _ = writeln!(s, "guest:     {} vCPUs, {} MiB, {}", self.vcpus, self.mem_bytes >> 20, self.kernel);
+        let cfg: Vec<String> = self.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "config:    {}", cfg.join(" "));
+        let _ = writeln!(s, "outcome:   {}", self.outcome.describe());
+        if let Some(e) = &self.emulator_fault {
+            let _ = writeln!(s, "note:      {e}");
+        }
+        match self.timing.to_main_ms {
+            Some(m) => {
+                let _ = writeln!(s, "timing:    guest main at {m:.1} ms, end at {:.1} ms", self.timing.to_end_ms);
+            }
+            None => {
+                let _ = writeln!(s, "timing:    guest never reached main; end at {:.1} ms", self.timing.to_end_ms);
+            }
+        }
+        for e in &self.exits {
+            let k = |n: &str| e.kvm.get(n).copied().unwrap_or(0);
+            let _ = writeln!(
+                s,
+                "vCPU {}:    exits to vmm: {} hypercall, {} nop, {} other io, {} mmio | in KVM: {} exits, {} io, {} halt, {} irq",
+                e.vcpu,
+                e.user.hypercall,
+                e.user.nop_exit,
+                e.user.other_io,
+                e.user.mmio,
+                k("exits"),
+                k("io_exits"),
+                k("halt_exits"),
+                k("irq_exits")
+            );
+        }
+        for (name, rcs) in &self.hypercalls {
+            let r: Vec<String> = rcs.iter().map(|(rc, n)| format!("{rc}:{n}")).collect();
+            let _ = writeln!(s, "hypercall: {name:<18} {}", r.join(" "));
+        }
+        for (name, v) in &self.results {
+            let _ = writeln!(s, "result:    {name} = {v}");
+        }
+        for (i, c) in self.counters.iter().enumerate() {
+            let v: Vec<String> = c.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(s, "cpu {i}:     {}", v.join(" "));
+        }
+        s
+    }
+}

@@ -1,0 +1,354 @@
+//! `vmm run` and `vmm batch`: check the inputs, choose where to run, run, report.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::{config_args, BatchArgs, HostArgs, RunArgs};
+use crate::host::appliance::{self, ApplianceOptions, Event, Job};
+use crate::host::{self, emulator, paths, Mode};
+use crate::kvm::memory::RamSize;
+use crate::kvm::vm::{self, RunSpec};
+use crate::kvm::{loader, memory};
+use crate::report::{exit_code, HostInfo, RunReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("--mem: {0}")]
+    Memory(#[from] memory::Error),
+    #[error("{0}")]
+    Kernel(#[from] loader::Error),
+    #[error("--timeout {0}: must be a positive number of seconds")]
+    BadTimeout(f64),
+    #[error("{0}")]
+    NoWay(#[from] host::NoWayToRun),
+    #[error("{0}")]
+    Vm(#[from] vm::Error),
+    #[error("{0}")]
+    Appliance(#[from] appliance::Error),
+    #[error("the QEMU-hosted vmm gave no report (exit code {0:?})")]
+    NoReport(Option<i32>),
+    #[error("cannot parse a report: {0}")]
+    BadReport(serde_json::Error),
+    #[error("cannot write {0}: {1}")]
+    Write(PathBuf, std::io::Error),
+    #[error("cannot read the batch file {0}: {1}")]
+    BatchFile(PathBuf, String),
+}
+
+/// The appliance's size: by default at least one CPU per guest vCPU, which keeps
+/// the emulator's known fault rare (see `host::emulator`).
+fn appliance_options(h: &HostArgs, max_vcpus: u32) -> ApplianceOptions {
+    let mut o = ApplianceOptions::default();
+    o.mem_mib = (h.appliance_mem >> 20).max(512);
+    o.cpus = match h.appliance_cpus {
+        Some(c) => c.clamp(1, 8),
+        None => o.cpus.max(max_vcpus).min(8),
+    };
+    o
+}
+
+fn write_json(path: &Path, report: &RunReport) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(report).map_err(Error::BadReport)?;
+    if path == Path::new("-") {
+        println!("{text}");
+        Ok(())
+    } else {
+        std::fs::write(path, text + "\n").map_err(|e| Error::Write(path.to_owned(), e))
+    }
+}
+
+/// `vmm run`: returns the process exit code.
+pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
+    if args.mem > (64 << 30) || RamSize::new(args.mem).is_err() {
+        return Err(memory::Error::BadSize(args.mem).into());
+    }
+    let mem = RamSize::new(args.mem)?;
+    if RamSize::clipped(args.mem) && !args.inner {
+        eprintln!(
+            "vmm: --mem {} MiB: the 36-bit PAE space holds {} MiB of RAM besides the MMIO hole below 4 GiB; using that",
+            args.mem >> 20,
+            mem.bytes() >> 20
+        );
+    }
+    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
+        return Err(Error::BadTimeout(args.timeout));
+    }
+    let kernel = args.kernel.clone().unwrap_or_else(paths::default_guest);
+    loader::parse(&kernel)?;
+    let spec = RunSpec {
+        kernel: kernel.clone(),
+        mem,
+        vcpus: args.vcpus,
+        timeout: Duration::from_secs_f64(args.timeout),
+        config: args.guest.0,
+        start,
+    };
+    let (mode, reason) = host::resolve(args.host.host)?;
+    if !args.inner {
+        eprintln!("{}", host::mode_line(mode, &reason));
+    }
+    let report = match mode {
+        Mode::Local => {
+            let info = HostInfo { mode: "local".into(), reason, ..Default::default() };
+            vm::run(&spec, Box::new(std::io::stdout()), info)?
+        }
+        Mode::Qemu => run_qemu(&spec, args.kernel.is_some(), &args.host, reason)?,
+    };
+    if !args.inner {
+        eprintln!("vmm: {}", report.outcome.describe());
+        if let Some(note) = &report.emulator_fault {
+            eprintln!("vmm: note: {note} (docs/qemu-hosted.md)");
+        }
+    }
+    if args.stats {
+        eprint!("{}", report.summary());
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    Ok(report.exit_code)
+}
+
+/// The `vmm run` arguments that reproduce `spec` inside the appliance.
+fn inner_args(spec: &RunSpec, kernel: &str) -> Vec<String> {
+    let mut a: Vec<String> = ["run", "--inner", "--host", "local", "--kernel", kernel].map(String::from).to_vec();
+    a.extend([
+        "--mem".into(),
+        spec.mem.bytes().to_string(),
+        "--vcpus".into(),
+        spec.vcpus.to_string(),
+        "--timeout".into(),
+        spec.timeout.as_secs_f64().to_string(),
+    ]);
+    a.extend(config_args(&spec.config));
+    a
+}
+
+/// Extra time a QEMU-hosted run gets beyond the guest's own watchdog (boot and
+/// building the initramfs).
+const APPLIANCE_ALLOWANCE: Duration = Duration::from_secs(120);
+
+fn run_qemu(spec: &RunSpec, custom_kernel: bool, h: &HostArgs, reason: String) -> Result<RunReport, Error> {
+    let default_guest = paths::default_guest();
+    let (kernel_arg, extra) = if custom_kernel && spec.kernel != default_guest {
+        ("/kernels/0".to_owned(), vec![("kernels/0".to_owned(), spec.kernel.clone())])
+    } else {
+        ("/guest".to_owned(), vec![])
+    };
+    let job = Job { args: inner_args(spec, &kernel_arg), json: true };
+    let guest = default_guest.is_file().then_some(default_guest.as_path());
+    let outcome = appliance::run(
+        std::slice::from_ref(&job),
+        &extra,
+        guest,
+        appliance_options(h, spec.vcpus),
+        spec.timeout + APPLIANCE_ALLOWANCE,
+        |ev| match ev {
+            Event::Out { line, .. } => {
+                let mut o = std::io::stdout().lock();
+                let _ = writeln!(o, "{line}");
+                let _ = o.flush();
+            }
+            Event::Err { line, .. } => eprintln!("{line}"),
+            Event::Ready { boot_ms } => log::info!("appliance ready after {boot_ms:.0} ms"),
+        },
+    )?;
+    let r = outcome.results.into_iter().next().unwrap_or_default();
+    let json = r.json.ok_or(Error::NoReport(r.exit_code))?;
+    let mut report: RunReport = serde_json::from_str(&json).map_err(Error::BadReport)?;
+    report.host = HostInfo {
+        mode: "qemu".into(),
+        reason,
+        appliance_boot_ms: outcome.boot_ms,
+        total_ms: Some(spec.start.elapsed().as_secs_f64() * 1000.0),
+    };
+    report.kernel = spec.kernel.display().to_string();
+    report.emulator_fault = emulator::diagnose(&report, &loader::parse(&spec.kernel)?);
+    Ok(report)
+}
+
+#[derive(serde::Deserialize)]
+struct BatchFile {
+    jobs: Vec<Vec<String>>,
+}
+
+/// One line of `vmm batch`'s output.
+#[derive(Serialize)]
+struct BatchLine<'a> {
+    job: usize,
+    args: &'a [String],
+    exit_code: Option<i32>,
+    /// Runs it took: more than one when the QEMU-hosted emulator's known fault
+    /// struck and the job was run again.
+    attempts: u32,
+    /// What each faulted attempt looked like.
+    emulator_faults: Vec<String>,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+    report: Option<serde_json::Value>,
+}
+
+/// The value of `--flag` in an argument list.
+fn arg_value<'a>(argv: &'a [String], flag: &str) -> Option<&'a str> {
+    argv.iter().position(|a| a == flag).and_then(|i| argv.get(i + 1)).map(String::as_str)
+}
+
+/// `vmm batch`: runs many `vmm run` jobs, in one appliance boot when QEMU-hosted.
+/// A job whose QEMU-hosted outcome bears the emulator's known fault is run again
+/// (up to `--retries` times), and its output says so.
+pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
+    let text = std::fs::read_to_string(&args.jobs).map_err(|e| Error::BatchFile(args.jobs.clone(), e.to_string()))?;
+    let file: BatchFile =
+        serde_json::from_str(&text).map_err(|e| Error::BatchFile(args.jobs.clone(), e.to_string()))?;
+    let (mode, reason) = host::resolve(args.host.host)?;
+    eprintln!("{}", host::mode_line(mode, &reason));
+    let default_guest = paths::default_guest();
+
+    // Each job runs as `vmm <args> --host local`, with kernels outside the default
+    // guest shipped into the appliance.
+    let mut extra = Vec::new();
+    let mut kernels = Vec::new();
+    let jobs: Vec<Job> = file
+        .jobs
+        .iter()
+        .map(|argv| {
+            let mut a = argv.clone();
+            kernels.push(arg_value(argv, "--kernel").map(PathBuf::from).unwrap_or_else(|| default_guest.clone()));
+            if mode == Mode::Qemu {
+                for i in 0..a.len() {
+                    if a[i] == "--kernel" && i + 1 < a.len() {
+                        let p = PathBuf::from(&a[i + 1]);
+                        a[i + 1] = if p == default_guest {
+                            "/guest".to_owned()
+                        } else {
+                            let name = format!("kernels/{}", extra.len());
+                            extra.push((name.clone(), p));
+                            format!("/{name}")
+                        };
+                    }
+                }
+                if !a.iter().any(|x| x == "--kernel") {
+                    a.extend(["--kernel".to_owned(), "/guest".to_owned()]);
+                }
+            }
+            a.extend(["--host".to_owned(), "local".to_owned()]);
+            Job { args: a, json: true }
+        })
+        .collect();
+    let max_vcpus = file.jobs.iter().filter_map(|a| arg_value(a, "--vcpus")?.parse().ok()).max().unwrap_or(1);
+
+    let n = jobs.len();
+    let mut results: Vec<appliance::JobResult> = vec![Default::default(); n];
+    let mut attempts = vec![0u32; n];
+    let mut faults: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut reports: Vec<Option<serde_json::Value>> = vec![None; n];
+    let mut pending: Vec<usize> = (0..n).collect();
+    let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
+    while !pending.is_empty() {
+        let round: Vec<Job> = pending.iter().map(|&i| jobs[i].clone()).collect();
+        let out = match mode {
+            Mode::Qemu => {
+                let guest = default_guest.is_file().then_some(default_guest.as_path());
+                let verbose = args.verbose;
+                appliance::run(
+                    &round,
+                    &extra,
+                    guest,
+                    appliance_options(&args.host, max_vcpus),
+                    deadline.saturating_duration_since(Instant::now()),
+                    |ev| match ev {
+                        Event::Out { job, line } if verbose => eprintln!("[{}] {line}", pending[job]),
+                        Event::Err { job, line } if verbose => eprintln!("[{}] {line}", pending[job]),
+                        _ => {}
+                    },
+                )?
+                .results
+            }
+            Mode::Local => round.iter().map(|j| run_local_job(j, args.verbose)).collect(),
+        };
+        let mut again = Vec::new();
+        for (&i, r) in pending.iter().zip(out) {
+            attempts[i] += 1;
+            let mut report: Option<RunReport> = r.json.as_deref().and_then(|j| serde_json::from_str(j).ok());
+            if let (Mode::Qemu, Some(rep)) = (mode, report.as_mut()) {
+                rep.host.mode = "qemu".into();
+                rep.host.reason = reason.clone();
+                rep.emulator_fault = loader::parse(&kernels[i]).ok().and_then(|k| emulator::diagnose(rep, &k));
+                if let Some(note) = &rep.emulator_fault {
+                    eprintln!("vmm: job {i}, attempt {}: {note}", attempts[i]);
+                    faults[i].push(note.clone());
+                    if attempts[i] <= args.retries {
+                        again.push(i);
+                    }
+                }
+            }
+            reports[i] = report
+                .and_then(|r| serde_json::to_value(r).ok())
+                .or_else(|| r.json.as_deref().and_then(|j| serde_json::from_str(j).ok()));
+            results[i] = r;
+        }
+        pending = again;
+    }
+
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut failures = 0;
+    for (i, ((argv, r), report)) in file.jobs.iter().zip(results).zip(reports).enumerate() {
+        if r.exit_code != Some(0) {
+            failures += 1;
+        }
+        let line = BatchLine {
+            job: i,
+            args: argv,
+            exit_code: r.exit_code,
+            attempts: attempts[i],
+            emulator_faults: std::mem::take(&mut faults[i]),
+            stdout: r.stdout,
+            stderr: r.stderr,
+            report,
+        };
+        let text = serde_json::to_string(&line).map_err(Error::BadReport)?;
+        writeln!(out, "{text}").map_err(|e| Error::Write(args.out.clone().unwrap_or_default(), e))?;
+    }
+    let retried = attempts.iter().filter(|&&a| a > 1).count();
+    eprintln!(
+        "vmm: batch of {} jobs: {} exited non-zero, {} run again after the emulator's known fault",
+        file.jobs.len(),
+        failures,
+        retried
+    );
+    Ok(if failures == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })
+}
+
+/// Runs one batch job as a child `vmm` on this machine.
+fn run_local_job(job: &Job, verbose: bool) -> appliance::JobResult {
+    let dir = match appliance::tempdir() {
+        Ok(d) => d,
+        Err(e) => return appliance::JobResult { stderr: vec![e.to_string()], ..Default::default() },
+    };
+    let json = dir.path().join("report.json");
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("vmm"));
+    let out = Command::new(exe).args(&job.args).arg("--json").arg(&json).stdin(Stdio::null()).output();
+    match out {
+        Ok(o) => {
+            let lines = |b: &[u8]| String::from_utf8_lossy(b).lines().map(str::to_owned).collect::<Vec<_>>();
+            let (stdout, stderr) = (lines(&o.stdout), lines(&o.stderr));
+            if verbose {
+                stdout.iter().chain(&stderr).for_each(|l| eprintln!("{l}"));
+            }
+            appliance::JobResult {
+                exit_code: o.status.code(),
+                stdout,
+                stderr,
+                json: std::fs::read_to_string(&json).ok(),
+            }
+        }
+        Err(e) => appliance::JobResult { stderr: vec![format!("cannot run vmm: {e}")], ..Default::default() },
+    }
+}
