@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Builds the guest kernel (Debian's rustc-web with the standard library's source,
+# -Zbuild-std, its own target) and the vmm (release, statically linked).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build-guest.sh
+cargo build --release --quiet

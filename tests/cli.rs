@@ -1,0 +1,99 @@
+//! Bad input gets one clear line and a non-zero exit, never a panic.
+
+mod common;
+
+use common::{run, stderr};
+
+/// The error lines `vmm` printed.
+fn errors(o: &std::process::Output) -> Vec<String> {
+    stderr(o).lines().filter(|l| l.starts_with("vmm: error:")).map(str::to_owned).collect()
+}
+
+fn assert_one_error(o: &std::process::Output, code: i32, needle: &str) {
+    assert_eq!(o.status.code(), Some(code), "stderr: {}", stderr(o));
+    let e = errors(o);
+    assert_eq!(e.len(), 1, "exactly one error line: {}", stderr(o));
+    assert!(e[0].contains(needle), "'{}' does not say '{needle}'", e[0]);
+    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
+}
+
+#[test]
+fn impossible_memory_sizes_are_refused() {
+    for mem in ["8m", "65g", "16777217"] {
+        assert_one_error(&run(&["run", "--mem", mem], &[]), 5, "impossible memory size");
+    }
+    // Too large to be a number at all: a usage error, saying why.
+    let o = run(&["run", "--mem", "100000000000g"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("too large"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_missing_kernel_is_named() {
+    assert_one_error(&run(&["run", "--kernel", "/nonexistent/guest"], &[]), 5, "/nonexistent/guest not found");
+}
+
+#[test]
+fn malformed_kernels_are_refused() {
+    let dir = std::env::temp_dir().join(format!("vmm-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("not-elf");
+    std::fs::write(&text, "#!/bin/sh\necho this is not a kernel at all, nothing like one\n").unwrap();
+    assert_one_error(&run(&["run", "--kernel", text.to_str().unwrap()], &[]), 5, "not an ELF file");
+    // vmm itself is ELF64.
+    assert_one_error(&run(&["run", "--kernel", common::vmm()], &[]), 5, "not ELF32");
+    let short = dir.join("truncated");
+    let g = std::fs::read(common::guest()).unwrap();
+    std::fs::write(&short, &g[..60]).unwrap();
+    assert_one_error(&run(&["run", "--kernel", short.to_str().unwrap()], &[]), 5, "malformed");
+}
+
+#[test]
+fn no_kvm_and_no_qemu_means_no_way_to_run() {
+    let empty = std::env::temp_dir();
+    let env = [("VMM_KVM_DEV", "/nonexistent/kvm"), ("PATH", empty.to_str().unwrap())];
+    let o = run(&["run"], &env);
+    assert_one_error(&o, 5, "no way to run the guest");
+    let e = errors(&o).remove(0);
+    assert!(e.contains("no /nonexistent/kvm"), "{e}");
+    assert!(e.contains("qemu-system-x86_64 is not installed"), "{e}");
+}
+
+#[test]
+fn forcing_a_missing_kvm_says_so() {
+    let o = run(&["run", "--host", "local"], &[("VMM_KVM_DEV", "/nonexistent/kvm")]);
+    assert_one_error(&o, 5, "no /nonexistent/kvm on this machine");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["run", "--vcpus", "0"],
+        vec!["run", "--vcpus", "9"],
+        vec!["run", "--workload", "nope"],
+        vec!["run", "--iterations", "-3"],
+        vec!["run", "--host", "elsewhere"],
+        vec!["frobnicate"],
+    ] {
+        let o = run(&args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"));
+    }
+}
+
+#[test]
+fn a_bad_timeout_is_refused() {
+    assert_one_error(&run(&["run", "--timeout", "0"], &[]), 5, "--timeout 0");
+    assert_one_error(&run(&["run", "--timeout=-1"], &[]), 5, "positive");
+}
+
+#[test]
+fn probe_tells_whether_the_local_kvm_runs_pae() {
+    let o = run(&["probe"], &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    match o.status.code() {
+        Some(0) => assert!(out.contains("runs 32-bit PAE guests"), "{out}"),
+        Some(5) => assert!(out.contains("cannot run a 32-bit PAE guest") || out.contains("kvm"), "{out}"),
+        c => panic!("probe exited with {c:?}: {out}"),
+    }
+}
