@@ -43,3 +43,45 @@ pub fn diagnose(report: &RunReport, kernel: &Image) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{HostInfo, Timing, VcpuSnapshot};
+
+    fn report(workload: &str, outcome: Outcome) -> RunReport {
+        RunReport {
+            vmm_version: String::new(),
+            kernel: String::new(),
+            host: HostInfo::default(),
+            vcpus: 2,
+            mem_bytes: 0,
+            config: [("workload".to_owned(), workload.to_owned())].into_iter().collect(),
+            exit_code: outcome.exit_code(),
+            outcome,
+            timing: Timing::default(),
+            exits: vec![],
+            hypercalls: Default::default(),
+            results: Default::default(),
+            counters: vec![],
+            counter_totals: Default::default(),
+            emulator_fault: None,
+        }
+    }
+
+    fn timeout_at(eip: u32) -> Outcome {
+        Outcome::Timeout { after_s: 60.0, vcpus: vec![VcpuSnapshot { vcpu: 1, eip, ..Default::default() }] }
+    }
+
+    #[test]
+    fn only_outcomes_with_the_emulators_fingerprint_are_flagged() {
+        let kernel = Image::with_code(vec![0xc010_0000..0xc011_0000, 0xc020_0000..0xc020_1000]);
+        let triple = Outcome::TripleFault(VcpuSnapshot::default());
+        assert!(diagnose(&report("boot", triple.clone()), &kernel).is_some());
+        assert!(diagnose(&report("fault-triple", triple), &kernel).is_none(), "deliberate");
+        assert!(diagnose(&report("boot", timeout_at(0xc039_d20c)), &kernel).unwrap().contains("0xc039d20c"));
+        assert!(diagnose(&report("boot", timeout_at(0xc010_5000)), &kernel).is_none(), "a real hang in kernel code");
+        assert!(diagnose(&report("hang", timeout_at(0xc039_d20c)), &kernel).is_none());
+        assert!(diagnose(&report("boot", Outcome::Shutdown { code: 1 }), &kernel).is_none());
+    }
+}

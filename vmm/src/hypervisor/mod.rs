@@ -236,6 +236,36 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_hypercalls_each_get_their_own_answer() {
+        let (hv, _) = hv();
+        let hv = Arc::new(hv);
+        let threads: Vec<_> = (0..4u64)
+            .map(|cpu| {
+                let hv = hv.clone();
+                std::thread::spawn(move || {
+                    let gpa = 0x10000 + cpu * 0x1000;
+                    for i in 0..2000u64 {
+                        let arg = (cpu << 32) | i;
+                        memory::write_obj(
+                            &hv.mem,
+                            gpa,
+                            &HypercallBlock { op: nr::NOP, rc: 9, args: [arg, 0, 0, 0], ret: 0 },
+                        )
+                        .unwrap();
+                        assert!(matches!(hv.hypercall(cpu as u32, gpa), HypercallOutcome::Continue));
+                        let b: HypercallBlock = memory::read_obj(&hv.mem, gpa).unwrap();
+                        assert_eq!((b.rc, b.ret), (0, arg));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(hv.call_counts()["nop"]["OK"], 8000);
+    }
+
+    #[test]
     fn shutdown_and_fault_end_the_run() {
         let (hv, _) = hv();
         match call(&hv, nr::SHUTDOWN, [3, 0, 0, 0]).1 {

@@ -50,6 +50,12 @@ impl Image {
     pub fn is_code(&self, eip: u32) -> bool {
         self.code.iter().any(|r| r.contains(&eip))
     }
+
+    /// An image with only these code ranges (for tests of code that asks).
+    #[cfg(test)]
+    pub fn with_code(code: Vec<std::ops::Range<u32>>) -> Self {
+        Image { path: PathBuf::new(), bytes: vec![], entry: 0, segments: vec![], code }
+    }
 }
 
 /// Reads and checks an ELF32 i386 executable without loading it.
