@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvm_bindings::{kvm_regs, kvm_segment, kvm_userspace_memory_region};
+use kvm_bindings::{kvm_regs, kvm_userspace_memory_region};
 use kvm_ioctls::VcpuExit;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
@@ -78,23 +78,7 @@ pub fn probe() -> Result<(), Unavailable> {
 
     let mut vcpu = vm.create_vcpu(0).map_err(|e| refuse("KVM_CREATE_VCPU", e))?;
     let mut sregs = vcpu.get_sregs().map_err(|e| refuse("KVM_GET_SREGS", e))?;
-    let flat = |selector: u16, type_: u8| kvm_segment {
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        db: 1,
-        s: 1,
-        g: 1,
-        ..Default::default()
-    };
-    sregs.cs = flat(0x08, 0xb);
-    sregs.ds = flat(0x10, 0x3);
-    sregs.es = sregs.ds;
-    sregs.ss = sregs.ds;
-    sregs.fs = sregs.ds;
-    sregs.gs = sregs.ds;
-    sregs.tr = kvm_segment { limit: 0x67, type_: 0xb, present: 1, ..Default::default() };
+    crate::kvm::vcpu::flat_protected_mode(&mut sregs);
     sregs.cr3 = 0x1000;
     sregs.cr4 = 0x20; // PAE
     sregs.cr0 = 0x8000_0011; // PG | ET | PE

@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::sync::{Arc, Condvar, Mutex, Once};
 use std::time::Duration;
 
-use kvm_bindings::{kvm_mp_state, kvm_regs, kvm_run, kvm_segment, CpuId, KVM_MP_STATE_RUNNABLE};
+use kvm_bindings::{kvm_mp_state, kvm_regs, kvm_run, kvm_segment, kvm_sregs, CpuId, KVM_MP_STATE_RUNNABLE};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use shared::abi::{HYPERCALL_PORT, NOP_EXIT_PORT};
 use shared::boot::{BOOT_INFO_GPA, BOOT_MAGIC};
@@ -24,6 +24,33 @@ use super::stats;
 pub enum Error {
     #[error("cannot set up vCPU {index}: {what}: {source}")]
     Setup { index: u32, what: &'static str, source: kvm_ioctls::Error },
+}
+
+/// Flat 4 GiB 32-bit segments (code 0x08, data 0x10), a TSS, an empty GDT and IDT:
+/// the segment state every vCPU (and the PAE probe) starts from.
+pub fn flat_protected_mode(sregs: &mut kvm_sregs) {
+    let flat = |selector: u16, type_: u8| kvm_segment {
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        db: 1,
+        s: 1,
+        g: 1,
+        ..Default::default()
+    };
+    sregs.cs = flat(0x08, 0xb);
+    sregs.ds = flat(0x10, 0x3);
+    sregs.es = sregs.ds;
+    sregs.fs = sregs.ds;
+    sregs.gs = sregs.ds;
+    sregs.ss = sregs.ds;
+    sregs.tr = kvm_segment { limit: 0x67, type_: 0xb, present: 1, ..Default::default() };
+    sregs.ldt = kvm_segment { limit: 0xffff, type_: 0x2, present: 1, ..Default::default() };
+    sregs.gdt.base = 0;
+    sregs.gdt.limit = 0;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
 }
 
 /// Sets a vCPU's CPUID (its APIC ID, x2APIC offered), registers and segments for
@@ -44,33 +71,7 @@ pub fn configure(vcpu: &VcpuFd, index: u32, base_cpuid: &CpuId, entry: u32) -> R
     vcpu.set_cpuid2(&cpuid).map_err(err("KVM_SET_CPUID2"))?;
 
     let mut sregs = vcpu.get_sregs().map_err(err("KVM_GET_SREGS"))?;
-    let flat = |selector: u16, type_: u8| kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        dpl: 0,
-        db: 1,
-        s: 1,
-        l: 0,
-        g: 1,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    };
-    sregs.cs = flat(0x08, 0xb);
-    sregs.ds = flat(0x10, 0x3);
-    sregs.es = sregs.ds;
-    sregs.fs = sregs.ds;
-    sregs.gs = sregs.ds;
-    sregs.ss = sregs.ds;
-    sregs.tr = kvm_segment { limit: 0x67, type_: 0xb, present: 1, ..Default::default() };
-    sregs.ldt = kvm_segment { limit: 0xffff, type_: 0x2, present: 1, ..Default::default() };
-    sregs.gdt.base = 0;
-    sregs.gdt.limit = 0;
-    sregs.idt.base = 0;
-    sregs.idt.limit = 0;
+    flat_protected_mode(&mut sregs);
     sregs.cr0 = 0x11; // PE | ET: protected mode, paging off
     sregs.cr3 = 0;
     sregs.cr4 = 0;
