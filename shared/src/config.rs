@@ -64,6 +64,76 @@ config_enum! {
         FaultStack = "fault-stack",
         /// Spins forever with interrupts off: the host's watchdog must stop it.
         Hang = "hang",
+        /// `--tasks` ring-3 tasks each fault `--pages` demand-zero pages in, verify
+        /// them, unmap and do it again, `--rounds` times.
+        FaultStorm = "fault-storm",
+        /// Each task forks children that check the memory they inherited, dirty
+        /// it, and exit; the parent checks its own memory is untouched.
+        ForkStorm = "fork-storm",
+        /// Each task moves its pages back and forth with mremap, checking contents.
+        MremapStorm = "mremap-storm",
+        /// Resident tasks hold pages; a walker reads their pagetables like /proc,
+        /// with scheduling points, and checks what every pte maps.
+        Walker = "walker",
+        /// fault-storm, fork-storm, mremap-storm, walker, and an exec, in turn.
+        MmAll = "mm-all",
+        /// Starts as many tasks as fit (up to `--tasks`), each with `--pages`
+        /// pagetable pages' worth of sparse mappings: how many fit in lowmem.
+        TaskCapacity = "task-capacity",
+        /// Cost of one pte access (map, read, unmap) through the `--pte` variant.
+        PteBench = "pte-bench",
+    }
+}
+
+config_enum! {
+    /// Where pagetable pages live and how the kernel maps them (`--pte`).
+    pub enum PteVariant {
+        /// In lowmem, directly mapped (before 2.5.5).
+        Lowpte = "lowpte",
+        /// In highmem, mapped with per-CPU atomic kmaps (Molnar/van de Ven).
+        Atomic = "atomic",
+        /// In highmem, mapped with persistent kmaps from the global pool
+        /// (Arcangeli's pte-highmem).
+        Persistent = "persistent",
+        /// In highmem, mapped from a per-CPU pool of atomic kmaps with the task
+        /// pinned to its CPU (Arcangeli's idea).
+        PercpuPool = "percpu-pool",
+        /// In highmem, mapped through two virtual pages of each task below its
+        /// stack (Bligh/Arcangeli's per-task kmaps).
+        PerTask = "per-task",
+    }
+}
+
+config_enum! {
+    /// Where freed pagetable pages go (`--ptcache`).
+    pub enum PtCache {
+        /// A global list of zeroed pagetable pages (2.4's quicklists).
+        Quicklist = "quicklist",
+        /// A per-CPU page pool (Molnar's suggestion).
+        Percpu = "percpu",
+        /// Straight back to the page allocator.
+        None = "none",
+    }
+}
+
+config_enum! {
+    /// On or off.
+    pub enum Switch {
+        Off = "off",
+        On = "on",
+    }
+}
+
+config_enum! {
+    /// A historic bug to reproduce (`--inject`).
+    pub enum Inject {
+        None = "none",
+        /// 2.5.7: mremap allocates a pagetable page (and sleeps) while an atomic
+        /// pte map is live. The debug checker must catch it.
+        MremapSleepInAtomic = "mremap-sleep-in-atomic",
+        /// The 2.4 backport: mremap's pagetable allocation fails. The kernel must
+        /// fail the call, not oops.
+        MremapAllocFail = "mremap-alloc-fail",
     }
 }
 
@@ -246,6 +316,28 @@ params! {
     iterations: (0, 1 << 32) = "0", "iterations", "iterations of the workload's main loop (0: the workload's default)";
     /// Seed for everything random in the guest.
     seed: (0, u64::MAX) = "1", "seed", "seed for the guest's random choices";
+    /// The end of lowmem (directly mapped RAM); less if RAM is smaller.
+    lowmem: (8 << 20, 896 << 20) = "896m", "lowmem", "directly mapped RAM (lowmem), at most 896m; the rest is highmem";
+    /// [`PteVariant`]
+    pte: PteVariant = "atomic", "pte", "where pagetables live and how they are mapped";
+    /// [`PtCache`]
+    ptcache: PtCache = "percpu", "ptcache", "where freed pagetable pages go";
+    /// Entries of the persistent kmap pool (LAST_PKMAP).
+    last_pkmap: (128, 2048) = "512", "last-pkmap", "entries of the persistent kmap pool (LAST_PKMAP)";
+    /// Atomic kmap slots per CPU in the percpu-pool variant.
+    pool_size: (2, 48) = "16", "pool-size", "atomic kmap slots per CPU of the percpu-pool variant";
+    /// [`Switch`]: kernel preemption from the timer tick.
+    preempt: Switch = "on", "preempt", "preempt kernel code from the timer tick (user code always is)";
+    /// [`Switch`]: the debug checker (atomic kmaps held while sleeping, unbalanced maps, reused slots).
+    debug: Switch = "on", "debug", "the debug checker of kmap misuse";
+    /// [`Inject`]
+    inject: Inject = "none", "inject", "reproduce a historic bug";
+    /// Tasks a workload starts.
+    tasks: (1, 4096) = "8", "tasks", "ring-3 tasks a workload starts";
+    /// Pages each task touches.
+    pages: (1, 65536) = "64", "pages", "pages each task touches";
+    /// Rounds of each task's loop.
+    rounds: (1, 1 << 20) = "4", "rounds", "rounds of each task's main loop";
 }
 
 // Same layout on both sides of the boundary: only u64 fields, no padding.
@@ -256,6 +348,26 @@ impl Config {
     pub fn workload(&self) -> Workload {
         Workload::from_index(self.workload).unwrap_or(Workload::Boot)
     }
+
+    pub fn pte(&self) -> PteVariant {
+        PteVariant::from_index(self.pte).unwrap_or(PteVariant::Atomic)
+    }
+
+    pub fn ptcache(&self) -> PtCache {
+        PtCache::from_index(self.ptcache).unwrap_or(PtCache::Percpu)
+    }
+
+    pub fn preempt(&self) -> bool {
+        Switch::from_index(self.preempt) != Some(Switch::Off)
+    }
+
+    pub fn debug(&self) -> bool {
+        Switch::from_index(self.debug) != Some(Switch::Off)
+    }
+
+    pub fn inject(&self) -> Inject {
+        Inject::from_index(self.inject).unwrap_or(Inject::None)
+    }
 }
 
 #[cfg(test)]
@@ -264,10 +376,14 @@ mod tests {
 
     #[test]
     fn every_default_parses() {
-        let mut c = Config { workload: 99, iterations: 0, seed: 0 };
+        let mut c = Config::new();
+        c.workload = 99;
         for p in Config::PARAMS {
             c.set(p.key, p.default).unwrap_or_else(|e| panic!("{}: {e}", p.key));
-            assert_eq!(format_value(c.get(p.key).unwrap()), p.default, "{}", p.key);
+            match c.get(p.key).unwrap() {
+                ParamValue::Int(v) => assert_eq!(Some(v), parse_u64(p.default), "{}", p.key),
+                e => assert_eq!(format_value(e), p.default, "{}", p.key),
+            }
         }
         assert_eq!(c, Config::new());
     }

@@ -46,6 +46,53 @@ counters! {
     /// Waits that halted the CPU, and the IPIs that woke halted waiters.
     LockHalts = "lock_halts",
     LockKicks = "lock_kicks",
+    /// kmaps by kind: lowmem pages need none (direct), the rest by variant.
+    KmapDirect = "kmap_direct",
+    KmapAtomic = "kmap_atomic",
+    KmapPersistent = "kmap_persistent",
+    KmapPercpuPool = "kmap_percpu_pool",
+    KmapPerTask = "kmap_per_task",
+    /// Persistent kmaps found already mapped (the page->virtual cache).
+    KmapCacheHits = "kmap_cache_hits",
+    /// kmap_lock: acquisitions, those that had to wait, and the spins they took.
+    KmapLockTaken = "kmap_lock_taken",
+    KmapLockWaits = "kmap_lock_waits",
+    KmapLockSpins = "kmap_lock_spins",
+    /// Sleeps because the persistent pool (or a CPU's pool) was full.
+    KmapSleeps = "kmap_sleeps",
+    /// flush_all_zero_pkmaps passes (the pool wrapped), and entries they freed.
+    PkmapFlushes = "pkmap_flushes",
+    PkmapFreed = "pkmap_freed",
+    /// TLB flushes: one entry here, this CPU's whole TLB, every CPU's (by IPI).
+    TlbInvlpg = "tlb_invlpg",
+    TlbFlushLocal = "tlb_flush_local",
+    TlbFlushGlobal = "tlb_flush_global",
+    /// Shootdown IPIs sent for user ranges and for kernel ranges.
+    TlbShootdownUser = "tlb_shootdown_user",
+    TlbShootdownKernel = "tlb_shootdown_kernel",
+    /// pte pages mapped through the pte API (pte_offset_map and its forms).
+    PteMaps = "pte_maps",
+    /// Pagetable pages allocated, by zone (L1s; L2s and L3s always lowmem).
+    PtPagesLowmem = "pt_pages_lowmem",
+    PtPagesHighmem = "pt_pages_highmem",
+    /// Pagetable page cache hits and misses.
+    PtCacheHits = "ptcache_hits",
+    PtCacheMisses = "ptcache_misses",
+    /// Page faults resolved (demand zero), forks, exits, execs, mremaps.
+    PageFaults = "page_faults",
+    Forks = "forks",
+    Exits = "exits",
+    Execs = "execs",
+    Mremaps = "mremaps",
+    /// Context switches, and those forced by preemption.
+    ContextSwitches = "context_switches",
+    Preemptions = "preemptions",
+    /// Pages allocated, by zone.
+    PagesLowmem = "pages_lowmem",
+    PagesHighmem = "pages_highmem",
+    /// Cycles of pte accesses in the pte benchmark, and how many.
+    PteBenchCycles = "pte_bench_cycles",
+    PteBenchAccesses = "pte_bench_accesses",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);
