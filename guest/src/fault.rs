@@ -13,10 +13,46 @@ use crate::percpu;
 /// An exception (vector below 32).
 pub fn exception(frame: &mut TrapFrame) {
     if frame.is_from_user() {
-        // A ring-3 program faulted: it is killed and the kernel goes on.
+        if !crate::sched::in_idle() {
+            return user_fault(frame);
+        }
+        // A ring-3 program of the boot workload faulted: it is killed and the
+        // kernel goes on.
         crate::arch::user::kill_current(frame);
     }
     fatal(frame, format_args!("{} in kernel mode", exception_name(frame.vector)));
+}
+
+/// An exception of a task in ring 3: a demand-zero fault is resolved; anything
+/// else kills the task.
+fn user_fault(frame: &mut TrapFrame) {
+    let cr2 = cpu::read_cr2();
+    // SAFETY: a task's fault from ring 3 is process context with nothing held.
+    let mut ctx = unsafe { nosleep::MaySleep::new() };
+    cpu::sti();
+    let task = crate::sched::current();
+    let mm = task.mm().expect("a task without an address space");
+    let not_present = frame.error & 1 == 0;
+    let why = if frame.vector == 14 && not_present {
+        match crate::mm::address_space::fault(&mut ctx, mm, cr2) {
+            Ok(()) => {
+                cpu::cli();
+                return;
+            }
+            Err(e) => shared::abi::errno::name(-e),
+        }
+    } else {
+        exception_name(frame.vector)
+    };
+    crate::kprintln!(
+        "pid {} killed: {} at eip={:#x} cr2={:#x} ({})",
+        task.pid(),
+        exception_name(frame.vector),
+        frame.eip,
+        cr2,
+        why
+    );
+    crate::task::exit(&mut ctx, crate::arch::user::killed_by(frame.vector))
 }
 
 /// Reports an unrecoverable fault described by a trap frame, and stops.

@@ -11,9 +11,11 @@ mod fault;
 mod hv;
 mod mm;
 mod percpu;
+mod sched;
 mod smp;
 mod sync;
 mod syscall;
+mod task;
 mod time;
 mod user;
 mod work;
@@ -51,6 +53,7 @@ extern "C" fn rust_bsp_entry(magic: u32, info_pa: u32) -> ! {
     );
     time::init(info.tsc_khz);
     mm::init(info);
+    sched::init_this_cpu();
     apic::choose_mode();
     if !apic::is_x2apic() {
         mm::pgtable::set_kernel_pte(fix_to_virt(FixSlot::Apic), apic::XAPIC_PHYS | mm::pgtable::KERNEL_MMIO);

@@ -58,6 +58,16 @@ pub struct PerCpu {
     pub ticks: AtomicU32,
     /// Nesting depth of fatal-fault handling (a fault while reporting one).
     pub fault_depth: UnsafeCell<u32>,
+    /// The task running here (null until the scheduler starts).
+    pub current: UnsafeCell<*mut crate::task::Task>,
+    /// Preemption is off while this is non-zero (spinlocks, atomic kmaps).
+    pub preempt_count: UnsafeCell<u32>,
+    /// The timer asks for a reschedule at the next preemption point.
+    pub need_resched: AtomicBool,
+    /// Atomic kmaps live on this CPU (the debug checker's "sleeping while atomic").
+    pub atomic_kmaps: UnsafeCell<u32>,
+    /// TLB flush requests acknowledged (see `tlb`).
+    pub flush_acks: AtomicU32,
 }
 
 // SAFETY: the non-atomic fields are used only by the CPU that owns the block (see
@@ -81,6 +91,11 @@ impl PerCpu {
             pings: AtomicU32::new(0),
             ticks: AtomicU32::new(0),
             fault_depth: UnsafeCell::new(0),
+            current: UnsafeCell::new(core::ptr::null_mut()),
+            preempt_count: UnsafeCell::new(0),
+            need_resched: AtomicBool::new(false),
+            atomic_kmaps: UnsafeCell::new(0),
+            flush_acks: AtomicU32::new(0),
         }
     }
 
@@ -167,4 +182,30 @@ pub fn set_double_fault_cr3(cr3: u32) {
 /// Marks this CPU online.
 pub fn set_online() {
     this_cpu().online.store(true, Ordering::Release);
+}
+
+/// Disables preemption on this CPU (nests).
+#[inline]
+pub fn preempt_disable() {
+    // SAFETY: only this CPU touches its count; an interrupt handler that changes it
+    // restores it before returning.
+    unsafe { *this_cpu().preempt_count.get() += 1 };
+}
+
+/// Re-enables preemption (the tick reschedules at its next preemption point).
+#[inline]
+pub fn preempt_enable() {
+    // SAFETY: as in preempt_disable.
+    unsafe {
+        let c = this_cpu().preempt_count.get();
+        debug_assert!(*c > 0);
+        *c -= 1;
+    }
+}
+
+/// This CPU's preemption count.
+#[inline]
+pub fn preempt_count() -> u32 {
+    // SAFETY: as in preempt_disable.
+    unsafe { *this_cpu().preempt_count.get() }
 }

@@ -10,11 +10,11 @@ use crate::arch::boot::{trampoline_code, AP_RELEASE, AP_STACK_TOPS};
 use crate::arch::trap::{self, KICK_VECTOR, PING_VECTOR, PONG_VECTOR, SPURIOUS_VECTOR};
 use crate::arch::{apic, cpu};
 use crate::mm::layout::{phys_to_virt, PAGE_SIZE};
-use crate::mm::{memblock, pgtable};
+use crate::mm::{page, pgtable};
 use crate::{hv, kprintln, percpu, time};
 
-/// Pages of each application processor's kernel stack.
-const AP_STACK_PAGES: u32 = 4;
+/// Each application processor's kernel stack: 2^this pages.
+const AP_STACK_ORDER: u32 = 2;
 
 static NR_CPUS: AtomicU32 = AtomicU32::new(1);
 
@@ -27,12 +27,8 @@ pub fn boot_aps(info: &BootInfo) {
     let n = info.nr_vcpus;
     NR_CPUS.store(n, Ordering::Relaxed);
     for cpu in 1..n {
-        let mut top = 0;
-        for _ in 0..AP_STACK_PAGES {
-            // memblock hands out consecutive frames, so the pages form one stack.
-            let pa = memblock::alloc_page().expect("out of lowmem for AP stacks");
-            top = phys_to_virt(pa) + PAGE_SIZE;
-        }
+        let pa = page::alloc_pages(page::Zone::Normal, AP_STACK_ORDER).expect("out of lowmem for AP stacks");
+        let top = phys_to_virt(pa) + (PAGE_SIZE << AP_STACK_ORDER);
         AP_STACK_TOPS[cpu as usize].store(top, Ordering::Relaxed);
     }
     AP_RELEASE.store(1, Ordering::Release);
@@ -67,6 +63,7 @@ pub fn boot_aps(info: &BootInfo) {
 #[no_mangle]
 extern "C" fn rust_ap_entry(apic_id: u32) -> ! {
     percpu::init_this_cpu(apic_id);
+    crate::sched::init_this_cpu();
     pgtable::switch_to_kernel();
     trap::load_idt();
     apic::init_this_cpu(SPURIOUS_VECTOR);

@@ -88,14 +88,21 @@ impl<T> SpinLock<T> {
     }
 
     pub fn lock(&self) -> SpinGuard<'_, T> {
+        self.lock_counted().0
+    }
+
+    /// Takes the lock; also returns how many spins it waited (0: uncontended).
+    pub fn lock_counted(&self) -> (SpinGuard<'_, T>, u32) {
+        percpu::preempt_disable();
         let spins = self.acquire();
         Self::account(spins);
-        SpinGuard { lock: self, irq_was_on: None }
+        (SpinGuard { lock: self, irq_was_on: None }, spins)
     }
 
     /// Takes the lock with interrupts off (restored when the guard drops).
     pub fn lock_irqsave(&self) -> SpinGuard<'_, T> {
         let was_on = cpu::irq_save();
+        percpu::preempt_disable();
         let spins = self.acquire();
         Self::account(spins);
         SpinGuard { lock: self, irq_was_on: Some(was_on) }
@@ -125,6 +132,7 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.release();
+        percpu::preempt_enable();
         if let Some(was_on) = self.irq_was_on {
             cpu::irq_restore(was_on);
         }

@@ -83,6 +83,10 @@ pub mod milestone {
 /// Negative errno values returned in [`HypercallBlock::rc`] (Xen's choices).
 pub mod errno {
     pub const EPERM: i32 = 1;
+    pub const ESRCH: i32 = 3;
+    pub const ECHILD: i32 = 10;
+    pub const EAGAIN: i32 = 11;
+    pub const ENOMEM: i32 = 12;
     pub const EFAULT: i32 = 14;
     pub const EBUSY: i32 = 16;
     pub const EINVAL: i32 = 22;
@@ -94,6 +98,10 @@ pub mod errno {
         match rc.unsigned_abs() as i32 {
             0 => "OK",
             EPERM => "EPERM",
+            ESRCH => "ESRCH",
+            ECHILD => "ECHILD",
+            EAGAIN => "EAGAIN",
+            ENOMEM => "ENOMEM",
             EFAULT => "EFAULT",
             EBUSY => "EBUSY",
             EINVAL => "EINVAL",

@@ -58,10 +58,16 @@ pub struct Atomic<'a> {
     _ctx: PhantomData<&'a mut MaySleep>,
 }
 
-impl Atomic<'_> {
+impl<'a> Atomic<'a> {
     /// A second, shorter proof (for a nested map).
     pub fn reborrow(&mut self) -> Atomic<'_> {
         Atomic { _ctx: PhantomData }
+    }
+
+    /// Two proofs of the same section (for two maps held at once, such as the
+    /// source and destination of a copy); both end before the section does.
+    pub fn split(self) -> (Atomic<'a>, Atomic<'a>) {
+        (Atomic { _ctx: PhantomData }, Atomic { _ctx: PhantomData })
     }
 }
 

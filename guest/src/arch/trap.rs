@@ -19,8 +19,10 @@ pub const TIMER_VECTOR: u8 = 0xef;
 /// IPIs of the ping-pong benchmark.
 pub const PING_VECTOR: u8 = 0xf0;
 pub const PONG_VECTOR: u8 = 0xf1;
-/// Wakes a CPU halted waiting for a spinlock.
+/// Wakes a CPU halted waiting for a spinlock, or idle with a task to run.
 pub const KICK_VECTOR: u8 = 0xf2;
+/// A TLB flush request from another CPU.
+pub const FLUSH_VECTOR: u8 = 0xf3;
 /// `int 0x80` from ring 3.
 pub const SYSCALL_VECTOR: u8 = 0x80;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
@@ -236,6 +238,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             percpu::count(Counter::TimerTicks, 1);
             apic::eoi();
             crate::time::tick();
+            crate::sched::tick();
+        }
+        v if v == FLUSH_VECTOR as u32 => {
+            percpu::count(Counter::IpisReceived, 1);
+            apic::eoi();
+            crate::mm::tlb::ipi();
         }
         v if v == PING_VECTOR as u32 || v == PONG_VECTOR as u32 => {
             percpu::count(Counter::IpisReceived, 1);
@@ -248,5 +256,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
         v if v == SPURIOUS_VECTOR as u32 => {}
         _ => crate::fault::fatal(frame, format_args!("unexpected interrupt, vector {vector:#x}")),
+    }
+    if crate::sched::started() {
+        if frame.is_from_user() {
+            crate::sched::check_return_to_user();
+        }
+        crate::sched::preempt_point(frame.is_from_user(), frame.eflags & crate::arch::cpu::EFLAGS_IF != 0);
     }
 }

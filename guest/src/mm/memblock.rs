@@ -56,3 +56,25 @@ pub fn alloc_page() -> Option<u64> {
 pub fn watermark() -> u64 {
     MEMBLOCK.lock().next
 }
+
+/// `bytes` of physically contiguous lowmem that nobody has written since the
+/// machine started, so still zero (the VMM's RAM is a fresh anonymous mapping,
+/// QEMU's is zeroed): large tables such as mem_map need not be cleared by hand,
+/// and their untouched pages cost the host nothing.
+pub fn alloc_contiguous_fresh(bytes: u64) -> Option<u64> {
+    let mut m = MEMBLOCK.lock();
+    let len = page_align_up(bytes);
+    let pa = m.next;
+    let inside = m.regions[..m.nr].iter().any(|r| pa >= r.base && pa + len <= r.end());
+    if !inside || pa + len > m.limit {
+        return None;
+    }
+    m.next = pa + len;
+    Some(pa)
+}
+
+/// Ends the boot allocator: the page allocator owns everything above [`watermark`].
+pub fn close() {
+    let mut m = MEMBLOCK.lock();
+    m.limit = m.next;
+}

@@ -1,8 +1,14 @@
 //! Memory management.
 
+pub mod address_space;
+pub mod highpte;
+pub mod kmap;
 pub mod layout;
 pub mod memblock;
+pub mod page;
 pub mod pgtable;
+pub mod ptcache;
+pub mod tlb;
 
 use shared::boot::BootInfo;
 
@@ -14,10 +20,11 @@ extern "C" {
 }
 
 /// The end of lowmem: everything below this is directly mapped (as in Linux, the
-/// end of RAM capped at [`MAX_LOWMEM`]; holes below it are mapped too).
+/// end of RAM capped at [`MAX_LOWMEM`] and at `--lowmem`; holes below it are
+/// mapped too).
 pub fn lowmem_end(info: &BootInfo) -> u64 {
     let top = info.regions().iter().map(|r| r.end()).max().unwrap_or(0);
-    top.min(MAX_LOWMEM)
+    top.min(MAX_LOWMEM).min(info.config.lowmem.max(8 << 20))
 }
 
 /// Brings memory up: the boot allocator and the kernel pagetables.
@@ -27,11 +34,24 @@ pub fn init(info: &BootInfo) {
     let lowmem = lowmem_end(info);
     memblock::init(info, kernel_end, lowmem);
     pgtable::init_kernel(lowmem);
+    let tables = memblock::watermark() - layout::page_align_up(kernel_end);
+    if let Err(e) = page::init(info, lowmem) {
+        panic!(
+            "{e}: {} MiB of RAM needs {} MiB of mem_map, lowmem is {} MiB",
+            info.total_ram() >> 20,
+            ((info.total_ram() >> 12) * 32) >> 20,
+            lowmem >> 20
+        );
+    }
+    let (low, low_free) = page::zone_stats(page::Zone::Normal);
+    let (high, _) = page::zone_stats(page::Zone::HighMem);
     kprintln!(
-        "mm: {} MiB RAM, lowmem {} MiB, kernel image ends at {:#x}, pagetables {} KiB",
+        "mm: {} MiB RAM, lowmem {} MiB, kernel image ends at {:#x}, kernel pagetables {} KiB, mem_map {} KiB",
         info.total_ram() >> 20,
         lowmem >> 20,
         kernel_end,
-        (memblock::watermark() - layout::page_align_up(kernel_end)) >> 10
+        tables >> 10,
+        page::mem_map_bytes() >> 10
     );
+    kprintln!("mm: zone Normal {} pages ({} free), zone HighMem {} pages", low, low_free, high);
 }

@@ -82,6 +82,11 @@ pub fn switch_to_kernel() {
     crate::percpu::set_double_fault_cr3(KERNEL.get().pdpt as u32);
 }
 
+/// The kernel's L2 (slot 3 of every address space).
+pub fn kernel_pd() -> u64 {
+    KERNEL.get().pd
+}
+
 /// The kernel PTE for `va` (which must be at or above PAGE_OFFSET and have an L1).
 pub fn kernel_pte(va: u32) -> *mut u64 {
     assert!(va >= PAGE_OFFSET);
@@ -106,11 +111,19 @@ pub struct AddressSpace {
     pub pdpt: u64,
 }
 
+/// A zeroed lowmem page from the page allocator.
+pub fn alloc_low_page() -> Option<u64> {
+    let pa = crate::mm::page::alloc_pages(crate::mm::page::Zone::Normal, 0)?;
+    // SAFETY: a fresh lowmem page, directly mapped.
+    unsafe { core::ptr::write_bytes(table(pa), 0, 512) };
+    Some(pa)
+}
+
 impl AddressSpace {
     pub fn new() -> Option<Self> {
-        let pdpt = memblock::alloc_page()?;
+        let pdpt = alloc_low_page()?;
         for slot in 0..3 {
-            let pd = memblock::alloc_page()?;
+            let pd = alloc_low_page()?;
             // SAFETY: fresh lowmem tables.
             unsafe { table(pdpt).add(slot).write(pd | P) };
         }
@@ -128,7 +141,7 @@ impl AddressSpace {
             let pd = table(table(self.pdpt).add(i3).read() & pae::ADDR_MASK);
             let mut pde = pd.add(i2).read();
             if pde & P == 0 {
-                pde = memblock::alloc_page()? | USER_PDE;
+                pde = alloc_low_page()? | USER_PDE;
                 pd.add(i2).write(pde);
             }
             table(pde & pae::ADDR_MASK).add(i1).write(pa | flags | P | US | A | D);

@@ -6,7 +6,6 @@ use shared::config::Config;
 use shared::pae::RW;
 
 use crate::arch::{cpu, user as ring3};
-use crate::mm::memblock;
 use crate::mm::pgtable::AddressSpace;
 use crate::sync::SpinLock;
 use crate::user::{self, USER_STACK_TOP};
@@ -76,7 +75,7 @@ pub fn run(cfg: &Config) {
 fn user_space() -> Option<AddressSpace> {
     let space = AddressSpace::new()?;
     user::map_code(&space)?;
-    let stack = memblock::alloc_page()?;
+    let stack = crate::mm::pgtable::alloc_low_page()?;
     space.map(USER_STACK_TOP - 4096, stack, RW)?;
     Some(space)
 }

@@ -5,6 +5,7 @@
 mod bench;
 mod boot;
 mod faults;
+pub mod mm;
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -61,6 +62,13 @@ fn run_on_this_cpu() {
         Workload::FaultTriple => faults::triple_fault(),
         Workload::FaultStack => faults::stack_fault(),
         Workload::Hang => faults::hang(),
+        Workload::FaultStorm
+        | Workload::ForkStorm
+        | Workload::MremapStorm
+        | Workload::Walker
+        | Workload::MmAll
+        | Workload::TaskCapacity
+        | Workload::PteBench => mm::run(cfg),
     }
     percpu::count(Counter::WorkloadCycles, cpu::rdtsc() - t0);
 }

@@ -1,0 +1,151 @@
+//! highpte: the one way the kernel reaches a pte page, whatever `--pte` says.
+//!
+//! - [`pte_offset_map`] / [`pte_offset_map_nested`]: for an atomic section. The
+//!   map borrows the caller's [`MaySleep`], so nothing that may sleep can be called
+//!   while it lives (a compile error; see the `nosleep` crate). Dropping it unmaps.
+//! - [`PteMapLong`]: the persistent form for slow paths (the walker), which may
+//!   reach scheduling points while holding it: its [`PteMapLong::resched`] unmaps
+//!   and remaps around the scheduling point when the map is an atomic one.
+//!
+//! How a pte page is mapped per variant: lowpte: directly (it is lowmem);
+//! atomic: KM_PTE0 / KM_PTE1; persistent: `kmap`; percpu-pool: a slot of this
+//! CPU's pool; per-task: slot 0 / 1 of the task's own pair.
+
+use nosleep::{MaySleep, Unmap};
+use shared::config::PteVariant;
+use shared::counters::Counter;
+
+use crate::mm::kmap::{self, KmType};
+use crate::mm::layout::phys_to_virt;
+use crate::mm::page::{self, Zone};
+use crate::{bootinfo, percpu, sched};
+
+/// The `--pte` variant of this boot.
+pub fn variant() -> PteVariant {
+    bootinfo::get().config.pte()
+}
+
+/// The zone pte pages come from.
+pub fn pte_zone() -> Zone {
+    if variant() == PteVariant::Lowpte {
+        Zone::Normal
+    } else {
+        Zone::HighMem
+    }
+}
+
+/// How one pte page is mapped, and so how it is unmapped.
+pub enum Slot {
+    Direct,
+    Atomic(*mut u8),
+    Persistent(u64),
+    Pool(u32),
+    Task(u64, usize),
+}
+
+impl Unmap for Slot {
+    fn unmap(&mut self, _table: *mut u64) {
+        match *self {
+            Slot::Direct => {}
+            Slot::Atomic(va) => kmap::kunmap_atomic(va),
+            Slot::Persistent(pa) => kmap::kunmap(pa),
+            Slot::Pool(s) => kmap::kunmap_pool(s),
+            Slot::Task(pa, i) => kmap::kunmap_task(pa, i),
+        }
+    }
+}
+
+pub type PteMap<'a> = nosleep::PteMap<'a, Slot>;
+
+/// Maps `pt` with slot `nest` (0: first, 1: nested). May sleep (a full pool) before
+/// the atomic section begins.
+fn map(ctx: &mut MaySleep, pt: u64, nest: usize) -> (*mut u64, Slot) {
+    percpu::count(Counter::PteMaps, 1);
+    if page::is_lowmem(pt) {
+        percpu::count(Counter::KmapDirect, 1);
+        return (phys_to_virt(pt) as *mut u64, Slot::Direct);
+    }
+    match variant() {
+        PteVariant::Lowpte => (phys_to_virt(pt) as *mut u64, Slot::Direct),
+        PteVariant::Atomic => {
+            let va = kmap::kmap_atomic(pt, if nest == 0 { KmType::Pte0 } else { KmType::Pte1 });
+            (va as *mut u64, Slot::Atomic(va))
+        }
+        PteVariant::Persistent => (kmap::kmap(ctx, pt) as *mut u64, Slot::Persistent(pt)),
+        PteVariant::PercpuPool => {
+            let (va, s) = kmap::kmap_pool(ctx, pt);
+            (va as *mut u64, Slot::Pool(s))
+        }
+        PteVariant::PerTask => (kmap::kmap_task(pt, nest) as *mut u64, Slot::Task(pt, nest)),
+    }
+}
+
+/// Maps the pte page `pt` for an atomic section.
+pub fn pte_offset_map(ctx: &mut MaySleep, pt: u64) -> PteMap<'_> {
+    let (table, slot) = map(ctx, pt, 0);
+    // SAFETY: `map` mapped the page at `table` until `slot` unmaps it.
+    unsafe { PteMap::new(ctx.enter_atomic(), table, slot) }
+}
+
+/// Maps two pte pages at once (source and destination of a copy or a move): the
+/// second is the nested map (KM_PTE1, the second per-task page).
+pub fn pte_offset_map_nested(ctx: &mut MaySleep, pt: u64, nested: u64) -> (PteMap<'_>, PteMap<'_>) {
+    let (t0, s0) = map(ctx, pt, 0);
+    let (t1, s1) = map(ctx, nested, 1);
+    let (a0, a1) = ctx.enter_atomic().split();
+    // SAFETY: as in pte_offset_map, for both.
+    unsafe { (PteMap::new(a0, t0, s0), PteMap::new(a1, t1, s1)) }
+}
+
+/// A pte page mapped for a slow path that reaches scheduling points.
+pub struct PteMapLong {
+    pt: u64,
+    table: *mut u64,
+    slot: Option<Slot>,
+}
+
+impl PteMapLong {
+    /// Maps `pt` (slot 0).
+    pub fn new(ctx: &mut MaySleep, pt: u64) -> Self {
+        let (table, slot) = map(ctx, pt, 0);
+        PteMapLong { pt, table, slot: Some(slot) }
+    }
+
+    pub fn get(&self, i: usize) -> u64 {
+        assert!(i < 512 && self.slot.is_some());
+        // SAFETY: mapped while `slot` is Some.
+        unsafe { self.table.add(i).read_volatile() }
+    }
+
+    /// A scheduling point: an atomic map is dropped around it and made again.
+    pub fn resched(&mut self, ctx: &mut MaySleep) {
+        if matches!(self.slot, Some(Slot::Atomic(_))) {
+            if let Some(mut s) = self.slot.take() {
+                s.unmap(self.table);
+            }
+            sched::cond_resched(ctx);
+            let (table, slot) = map(ctx, self.pt, 0);
+            self.table = table;
+            self.slot = Some(slot);
+        } else {
+            sched::cond_resched(ctx);
+        }
+    }
+}
+
+impl Drop for PteMapLong {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.slot.take() {
+            s.unmap(self.table);
+        }
+    }
+}
+
+/// Maps one pte page with slot `nest` for an atomic section. Only the injected
+/// 2.5.7 bug uses this directly: it maps the destination while the source map
+/// (made with a forged right to sleep) is still live.
+pub fn pte_offset_map_slot(ctx: &mut MaySleep, pt: u64, nest: usize) -> PteMap<'_> {
+    let (table, slot) = map(ctx, pt, nest);
+    // SAFETY: as in pte_offset_map.
+    unsafe { PteMap::new(ctx.enter_atomic(), table, slot) }
+}

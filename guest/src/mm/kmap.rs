@@ -1,0 +1,355 @@
+//! kmaps: temporary kernel mappings of highmem pages, in the four forms argued
+//! over in 2002.
+//!
+//! - **atomic**: a per-CPU fixmap slot per use (KM_PTE0, KM_PTE1, KM_USER0,
+//!   KM_USER1); preemption is off while mapped; only this CPU's TLB is flushed.
+//! - **persistent**: the global pool (`kmap`/`kunmap`): a PKMAP window of
+//!   `--last-pkmap` entries under one `kmap_lock`, `pkmap_count` with Linux's
+//!   meaning (0 free, 1 unused but maybe still in some TLB, n: n-1 users), the
+//!   page->virtual cache, and on wrap the O(N) `flush_all_zero_pkmaps` with one
+//!   global TLB flush by IPI. A full pool puts the caller to sleep.
+//! - **percpu-pool**: `--pool-size` fixmap slots per CPU that a task may keep
+//!   across sleeps, because tasks never leave their CPU; no lock, local flushes,
+//!   sleeps when the CPU's pool is full.
+//! - **per-task**: two virtual pages just below the task's user stack, in its own
+//!   address space (their L1 is lowmem); they move with the task.
+//!
+//! A lowmem page needs no mapping in any form: its direct-map address is used.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use nosleep::MaySleep;
+use shared::boot::MAX_VCPUS;
+use shared::counters::Counter;
+use shared::pae::ADDR_MASK;
+
+use crate::mm::layout::{fix_to_virt, phys_to_virt, FixSlot, PAGE_SIZE, PKMAP_BASE, PKMAP_MAX};
+use crate::mm::page::{self, pfn_to_page};
+use crate::mm::pgtable::{kernel_pte, KERNEL_RW};
+use crate::mm::tlb;
+use crate::sched::{self, WaitQueue};
+use crate::sync::SpinLock;
+use crate::{bootinfo, percpu};
+
+/// Atomic kmap slots (Linux's `km_type`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum KmType {
+    Pte0 = 0,
+    Pte1 = 1,
+    User0 = 2,
+    User1 = 3,
+}
+
+/// First fixmap slot of the per-CPU pool.
+const POOL_FIRST_SLOT: u32 = 16;
+/// Virtual pages of the per-task kmap (below the user stack, above its guard).
+pub const PER_TASK_VA: u32 = 0xbfff_e000;
+
+fn count(c: Counter) {
+    percpu::count(c, 1);
+}
+
+fn note_map() {
+    let t = sched::current();
+    // SAFETY: the current task's own counter.
+    unsafe { *t.maps_live.get() += 1 };
+}
+
+fn note_unmap() {
+    let t = sched::current();
+    // SAFETY: as above.
+    unsafe { *t.maps_live.get() -= 1 };
+}
+
+// ---------------------------------------------------------------- atomic
+
+/// Maps `pa` in this CPU's slot `ty`; preemption stays off until [`kunmap_atomic`].
+pub fn kmap_atomic(pa: u64, ty: KmType) -> *mut u8 {
+    percpu::preempt_disable();
+    // SAFETY: this CPU's own counter, preemption off.
+    unsafe { *percpu::this_cpu().atomic_kmaps.get() += 1 };
+    if page::is_lowmem(pa) {
+        count(Counter::KmapDirect);
+        return phys_to_virt(pa) as *mut u8;
+    }
+    count(Counter::KmapAtomic);
+    let va = fix_to_virt(FixSlot::Kmap { cpu: percpu::cpu_id(), idx: ty as u32 });
+    let pte = kernel_pte(va);
+    // SAFETY: this CPU's own fixmap slot entry, preemption off.
+    unsafe {
+        if sched::debug() && pte.read_volatile() != 0 {
+            panic!("BUG: atomic kmap slot {ty:?} of cpu {} reused while live", percpu::cpu_id());
+        }
+        pte.write_volatile((pa & ADDR_MASK) | KERNEL_RW);
+    }
+    tlb::flush_one(va);
+    va as *mut u8
+}
+
+/// Ends an atomic kmap of `va` (from [`kmap_atomic`]).
+pub fn kunmap_atomic(va: *mut u8) {
+    let va = va as u32;
+    if va >= PKMAP_BASE && sched::debug() {
+        // Debug: clear the slot so that a stale use faults and reuse is caught.
+        // SAFETY: this CPU's own fixmap slot, still preemption off.
+        unsafe { kernel_pte(va).write_volatile(0) };
+        tlb::flush_one(va);
+    }
+    // SAFETY: this CPU's own counter.
+    unsafe { *percpu::this_cpu().atomic_kmaps.get() -= 1 };
+    percpu::preempt_enable();
+}
+
+// ---------------------------------------------------------------- persistent
+
+struct Pkmap {
+    /// Linux's pkmap_count: 0 free, 1 unused (maybe cached in a TLB), n >= 2 in use.
+    count: [u16; PKMAP_MAX as usize],
+    /// The page each entry maps.
+    pa: [u64; PKMAP_MAX as usize],
+    last: u32,
+}
+
+static KMAP_LOCK: SpinLock<Pkmap> =
+    SpinLock::new(Pkmap { count: [0; PKMAP_MAX as usize], pa: [0; PKMAP_MAX as usize], last: 0 });
+static PKMAP_WAIT: WaitQueue = WaitQueue::new();
+/// Entries with count 0 or 1 (a hint for the sleepers' condition).
+static PKMAP_RECLAIMABLE: AtomicU32 = AtomicU32::new(0);
+
+fn last_pkmap() -> u32 {
+    bootinfo::get().config.last_pkmap as u32
+}
+
+fn pkmap_va(i: u32) -> u32 {
+    PKMAP_BASE + i * PAGE_SIZE
+}
+
+fn lock_kmap() -> crate::sync::SpinGuard<'static, Pkmap> {
+    let (g, spins) = KMAP_LOCK.lock_counted();
+    count(Counter::KmapLockTaken);
+    if spins != 0 {
+        count(Counter::KmapLockWaits);
+        percpu::count(Counter::KmapLockSpins, spins as u64);
+    }
+    g
+}
+
+/// Frees every entry nobody uses (count 1) and flushes every CPU's TLB once.
+fn flush_all_zero_pkmaps(p: &mut Pkmap) {
+    count(Counter::PkmapFlushes);
+    let mut freed = 0;
+    for i in 0..last_pkmap() {
+        if p.count[i as usize] != 1 {
+            continue;
+        }
+        p.count[i as usize] = 0;
+        // SAFETY: the pool's own kernel pte, under kmap_lock.
+        unsafe { kernel_pte(pkmap_va(i)).write_volatile(0) };
+        // SAFETY: page->virtual is under kmap_lock.
+        unsafe { *pfn_to_page(p.pa[i as usize] >> 12).virtual_.get() = 0 };
+        freed += 1;
+    }
+    percpu::count(Counter::PkmapFreed, freed);
+    if freed != 0 {
+        tlb::flush_all();
+    }
+}
+
+/// Maps `pa` in the persistent pool (or returns its existing mapping); may sleep.
+pub fn kmap(ctx: &mut MaySleep, pa: u64) -> *mut u8 {
+    if page::is_lowmem(pa) {
+        count(Counter::KmapDirect);
+        return phys_to_virt(pa) as *mut u8;
+    }
+    count(Counter::KmapPersistent);
+    let page = pfn_to_page(pa >> 12);
+    let mut p = lock_kmap();
+    // SAFETY: page->virtual under kmap_lock.
+    let mut va = unsafe { *page.virtual_.get() };
+    if va != 0 {
+        count(Counter::KmapCacheHits);
+    }
+    while va == 0 {
+        let n = last_pkmap();
+        let mut scanned = 0;
+        let mut found = None;
+        while scanned < n {
+            p.last = (p.last + 1) % n;
+            if p.last == 0 {
+                flush_all_zero_pkmaps(&mut p);
+            }
+            if p.count[p.last as usize] == 0 {
+                found = Some(p.last);
+                break;
+            }
+            scanned += 1;
+        }
+        match found {
+            Some(i) => {
+                va = pkmap_va(i);
+                // SAFETY: a free entry of the pool's window, under kmap_lock.
+                unsafe { kernel_pte(va).write_volatile((pa & ADDR_MASK) | KERNEL_RW) };
+                p.count[i as usize] = 1;
+                p.pa[i as usize] = pa;
+                // SAFETY: under kmap_lock.
+                unsafe { *page.virtual_.get() = va };
+            }
+            None => {
+                // Every entry is in use: sleep until a kunmap frees one.
+                count(Counter::KmapSleeps);
+                PKMAP_RECLAIMABLE.store(0, Ordering::Relaxed);
+                drop(p);
+                PKMAP_WAIT.wait_until(ctx, || PKMAP_RECLAIMABLE.load(Ordering::Relaxed) != 0);
+                p = lock_kmap();
+                // Someone else may have mapped the page meanwhile.
+                // SAFETY: under kmap_lock.
+                va = unsafe { *page.virtual_.get() };
+            }
+        }
+    }
+    let i = (va - PKMAP_BASE) / PAGE_SIZE;
+    p.count[i as usize] += 1;
+    drop(p);
+    note_map();
+    va as *mut u8
+}
+
+/// Ends a persistent kmap of `pa`.
+pub fn kunmap(pa: u64) {
+    if page::is_lowmem(pa) {
+        return;
+    }
+    let page = pfn_to_page(pa >> 12);
+    let mut p = lock_kmap();
+    // SAFETY: under kmap_lock.
+    let va = unsafe { *page.virtual_.get() };
+    assert!(va != 0, "kunmap of a page that is not kmapped");
+    let i = ((va - PKMAP_BASE) / PAGE_SIZE) as usize;
+    p.count[i] -= 1;
+    let wake = p.count[i] == 1;
+    drop(p);
+    note_unmap();
+    if wake {
+        PKMAP_RECLAIMABLE.fetch_add(1, Ordering::Relaxed);
+        PKMAP_WAIT.wake_all();
+    }
+}
+
+/// Drops every unused persistent mapping now (Linux's `kmap_flush_unused`).
+pub fn kmap_flush_unused() {
+    let mut p = lock_kmap();
+    flush_all_zero_pkmaps(&mut p);
+}
+
+// ---------------------------------------------------------------- per-CPU pool
+
+struct Pool {
+    busy: [AtomicU32; 2],
+}
+
+static POOLS: [Pool; MAX_VCPUS] = [const { Pool { busy: [AtomicU32::new(0), AtomicU32::new(0)] } }; MAX_VCPUS];
+static POOL_WAIT: [WaitQueue; MAX_VCPUS] = [const { WaitQueue::new() }; MAX_VCPUS];
+
+fn pool_size() -> u32 {
+    bootinfo::get().config.pool_size as u32
+}
+
+fn pool_try_take(cpu: u32) -> Option<u32> {
+    let was_on = crate::arch::cpu::irq_save();
+    let pool = &POOLS[cpu as usize];
+    let mut got = None;
+    for i in 0..pool_size() {
+        let (w, b) = ((i / 32) as usize, 1 << (i % 32));
+        if pool.busy[w].load(Ordering::Relaxed) & b == 0 {
+            pool.busy[w].fetch_or(b, Ordering::Relaxed);
+            got = Some(i);
+            break;
+        }
+    }
+    crate::arch::cpu::irq_restore(was_on);
+    got
+}
+
+/// Maps `pa` in a slot of this CPU's pool; the mapping survives sleeps (the task
+/// stays on this CPU). Sleeps while the pool is full. Returns (address, slot).
+pub fn kmap_pool(ctx: &mut MaySleep, pa: u64) -> (*mut u8, u32) {
+    if page::is_lowmem(pa) {
+        count(Counter::KmapDirect);
+        return (phys_to_virt(pa) as *mut u8, u32::MAX);
+    }
+    count(Counter::KmapPercpuPool);
+    let cpu = sched::current().cpu();
+    let slot = loop {
+        if let Some(s) = pool_try_take(cpu) {
+            break s;
+        }
+        count(Counter::KmapSleeps);
+        POOL_WAIT[cpu as usize].wait_until(ctx, || {
+            (0..pool_size())
+                .any(|i| POOLS[cpu as usize].busy[(i / 32) as usize].load(Ordering::Relaxed) & (1 << (i % 32)) == 0)
+        });
+    };
+    let va = fix_to_virt(FixSlot::Kmap { cpu, idx: POOL_FIRST_SLOT + slot });
+    // SAFETY: a slot this task now owns in its CPU's fixmap.
+    unsafe { kernel_pte(va).write_volatile((pa & ADDR_MASK) | KERNEL_RW) };
+    tlb::flush_one(va);
+    note_map();
+    (va as *mut u8, slot)
+}
+
+/// Ends a pool kmap.
+pub fn kunmap_pool(slot: u32) {
+    if slot == u32::MAX {
+        return;
+    }
+    let cpu = sched::current().cpu();
+    if sched::debug() {
+        let va = fix_to_virt(FixSlot::Kmap { cpu, idx: POOL_FIRST_SLOT + slot });
+        // SAFETY: the slot this task owns.
+        unsafe { kernel_pte(va).write_volatile(0) };
+        tlb::flush_one(va);
+    }
+    POOLS[cpu as usize].busy[(slot / 32) as usize].fetch_and(!(1 << (slot % 32)), Ordering::Relaxed);
+    note_unmap();
+    POOL_WAIT[cpu as usize].wake_all();
+}
+
+// ---------------------------------------------------------------- per-task
+
+/// Maps `pa` in the current task's slot `idx` (0 or 1).
+pub fn kmap_task(pa: u64, idx: usize) -> *mut u8 {
+    if page::is_lowmem(pa) {
+        count(Counter::KmapDirect);
+        return phys_to_virt(pa) as *mut u8;
+    }
+    count(Counter::KmapPerTask);
+    let t = sched::current();
+    let mm = t.mm().expect("per-task kmap without an address space");
+    // SAFETY: the task's own slots.
+    let slots = unsafe { &mut *t.kmap_slots.get() };
+    if sched::debug() && slots[idx] != 0 {
+        panic!("BUG: per-task kmap slot {idx} of pid {} reused while live", t.pid());
+    }
+    slots[idx] = pa | 1;
+    let va = PER_TASK_VA + idx as u32 * PAGE_SIZE;
+    mm.set_per_task_pte(idx, (pa & ADDR_MASK) | KERNEL_RW);
+    tlb::flush_one(va);
+    note_map();
+    va as *mut u8
+}
+
+/// Ends a per-task kmap.
+pub fn kunmap_task(pa: u64, idx: usize) {
+    if page::is_lowmem(pa) {
+        return;
+    }
+    let t = sched::current();
+    // SAFETY: the task's own slots.
+    unsafe { (*t.kmap_slots.get())[idx] = 0 };
+    if sched::debug() {
+        let mm = t.mm().expect("per-task kmap without an address space");
+        mm.set_per_task_pte(idx, 0);
+        tlb::flush_one(PER_TASK_VA + idx as u32 * PAGE_SIZE);
+    }
+    note_unmap();
+}

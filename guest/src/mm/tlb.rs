@@ -1,0 +1,122 @@
+//! TLB flushes: this CPU's (one entry or all), and the other CPUs' by IPI.
+//!
+//! One flush request is in flight at a time (a lock, as in Linux 2.4's
+//! flush_tlb_others); the sender waits, interrupts on, until every target has
+//! acknowledged. Kernel-range flushes go to every other CPU; user-range flushes
+//! only to the CPUs in the address space's CPU mask.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use shared::counters::Counter;
+
+use crate::arch::cpu;
+use crate::arch::trap::FLUSH_VECTOR;
+use crate::sync::SpinLock;
+use crate::{percpu, smp};
+
+#[derive(Clone, Copy)]
+enum Request {
+    None,
+    /// Everything (a CR3 reload: the kernel maps nothing global).
+    All,
+    /// `[start, end)` of the address space whose PDPT is `pdpt`.
+    Range {
+        pdpt: u32,
+        start: u32,
+        end: u32,
+    },
+}
+
+static REQUEST: SpinLock<Request> = SpinLock::new(Request::None);
+static PENDING: AtomicU32 = AtomicU32::new(0);
+/// The request being served, readable by the targets while the sender holds REQUEST.
+static SERVING: SpinLock<Request> = SpinLock::new(Request::None);
+
+/// Flushes one entry on this CPU.
+pub fn flush_one(va: u32) {
+    percpu::count(Counter::TlbInvlpg, 1);
+    cpu::invlpg(va);
+}
+
+/// Flushes this CPU's whole TLB.
+pub fn flush_local() {
+    percpu::count(Counter::TlbFlushLocal, 1);
+    reload_cr3();
+}
+
+fn reload_cr3() {
+    // SAFETY: reloading the current CR3 only drops cached translations.
+    unsafe { cpu::write_cr3(cpu::read_cr3()) };
+}
+
+fn others() -> u32 {
+    let all = (1u32 << smp::nr_cpus()) - 1;
+    all & !(1 << percpu::cpu_id())
+}
+
+/// Flushes every CPU's whole TLB: here, and on the others by IPI.
+pub fn flush_all() {
+    percpu::count(Counter::TlbFlushGlobal, 1);
+    reload_cr3();
+    send(others(), Request::All, Counter::TlbShootdownKernel);
+}
+
+/// Flushes `[start, end)` of the address space `pdpt` on the CPUs of `mask`
+/// (this one included if it is in the mask).
+pub fn flush_user_range(mask: u32, pdpt: u32, start: u32, end: u32) {
+    if mask & (1 << percpu::cpu_id()) != 0 {
+        flush_range_here(pdpt, start, end);
+    }
+    send(mask & others(), Request::Range { pdpt, start, end }, Counter::TlbShootdownUser);
+}
+
+fn flush_range_here(pdpt: u32, start: u32, end: u32) {
+    if cpu::read_cr3() != pdpt {
+        return;
+    }
+    if (end - start) / 4096 > 32 {
+        flush_local();
+    } else {
+        let mut va = start;
+        while va < end {
+            flush_one(va);
+            va += 4096;
+        }
+    }
+}
+
+fn send(targets: u32, req: Request, counter: Counter) {
+    if targets == 0 {
+        return;
+    }
+    assert!(cpu::eflags() & cpu::EFLAGS_IF != 0, "a TLB shootdown with interrupts off would deadlock");
+    let mut slot = REQUEST.lock();
+    *slot = req;
+    *SERVING.lock() = req;
+    PENDING.store(targets, Ordering::Release);
+    for c in 0..smp::nr_cpus() {
+        if targets & (1 << c) != 0 {
+            percpu::count(counter, 1);
+            smp::send_ipi(c, FLUSH_VECTOR);
+        }
+    }
+    while PENDING.load(Ordering::Acquire) != 0 {
+        cpu::pause();
+    }
+    *slot = Request::None;
+}
+
+/// The flush IPI.
+pub fn ipi() {
+    let req = *SERVING.lock();
+    match req {
+        Request::None => {}
+        Request::All => {
+            percpu::count(Counter::TlbFlushLocal, 1);
+            reload_cr3();
+        }
+        Request::Range { pdpt, start, end } => flush_range_here(pdpt, start, end),
+    }
+    percpu::this_cpu().flush_acks.fetch_add(1, Ordering::Relaxed);
+    PENDING.fetch_and(!(1 << percpu::cpu_id()), Ordering::AcqRel);
+}

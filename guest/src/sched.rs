@@ -1,0 +1,361 @@
+//! The scheduler: a FIFO run queue per CPU, sleep and wakeup on wait queues, and
+//! preemption from the LAPIC tick.
+//!
+//! Tasks never migrate: a task is placed on a CPU when it is created and stays
+//! there (the pinning the per-CPU kmap pool relies on). Each CPU's boot context is
+//! its idle task. A task's state and its run-queue links are protected by the run
+//! queue lock of its CPU; `switch_to` runs with interrupts off after the lock is
+//! released, which is safe because only its own CPU ever dequeues from a queue.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use nosleep::MaySleep;
+use shared::boot::MAX_VCPUS;
+use shared::counters::Counter;
+
+use crate::arch::cpu;
+use crate::percpu::{self, preempt_count};
+use crate::sync::SpinLock;
+use crate::task::{State, Task};
+use crate::{bootinfo, smp};
+
+struct RunQueue {
+    head: *mut Task,
+    tail: *mut Task,
+    len: u32,
+}
+
+// SAFETY: the raw pointers are tasks, shared under the lock.
+unsafe impl Send for RunQueue {}
+
+static RQ: [SpinLock<RunQueue>; MAX_VCPUS] =
+    [const { SpinLock::new(RunQueue { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), len: 0 }) }; MAX_VCPUS];
+
+/// Each CPU's idle task (its boot context).
+static IDLE: [Task; MAX_VCPUS] = [const { Task::idle() }; MAX_VCPUS];
+
+static PREEMPT: AtomicBool = AtomicBool::new(true);
+static DEBUG: AtomicBool = AtomicBool::new(true);
+
+/// Whether the debug checker is on (`--debug`).
+pub fn debug() -> bool {
+    DEBUG.load(Ordering::Relaxed)
+}
+
+impl RunQueue {
+    fn push(&mut self, t: *mut Task) {
+        // SAFETY: `t` is a live task whose links this lock protects.
+        unsafe { *(*t).rq_next.get() = core::ptr::null_mut() };
+        if self.tail.is_null() {
+            self.head = t;
+        } else {
+            // SAFETY: as above, for the tail.
+            unsafe { *(*self.tail).rq_next.get() = t };
+        }
+        self.tail = t;
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<*mut Task> {
+        let t = self.head;
+        if t.is_null() {
+            return None;
+        }
+        // SAFETY: as in push.
+        self.head = unsafe { *(*t).rq_next.get() };
+        if self.head.is_null() {
+            self.tail = core::ptr::null_mut();
+        }
+        self.len -= 1;
+        Some(t)
+    }
+}
+
+/// Makes this CPU's boot context its idle task and reads the scheduler's switches.
+pub fn init_this_cpu() {
+    let cpu = percpu::cpu_id();
+    let idle = &IDLE[cpu as usize] as *const Task as *mut Task;
+    // SAFETY: this CPU's idle task, set up once before it schedules.
+    unsafe {
+        *(*idle).cpu.get() = cpu;
+        *percpu::this_cpu().current.get() = idle;
+    }
+    let cfg = &bootinfo::get().config;
+    PREEMPT.store(cfg.preempt(), Ordering::Relaxed);
+    DEBUG.store(cfg.debug(), Ordering::Relaxed);
+}
+
+/// Whether this CPU's scheduler is set up.
+pub fn started() -> bool {
+    // SAFETY: this CPU's own pointer.
+    !unsafe { *percpu::this_cpu().current.get() }.is_null()
+}
+
+/// The debug checker on the way back to ring 3: no pte map or kmap may be held.
+pub fn check_return_to_user() {
+    if !debug() || in_idle() {
+        return;
+    }
+    let t = current();
+    // SAFETY: the task's own counter.
+    let live = unsafe { *t.maps_live.get() };
+    // SAFETY: this CPU's own counter.
+    let atomic = unsafe { *percpu::this_cpu().atomic_kmaps.get() };
+    if live != 0 || atomic != 0 {
+        panic!("BUG: pid {} returns to user space holding {live} map(s), {atomic} atomic kmap(s)", t.pid());
+    }
+}
+
+/// The task running on this CPU.
+#[inline]
+pub fn current() -> &'static Task {
+    // SAFETY: set by init_this_cpu before any task runs, then only by schedule.
+    unsafe { &**percpu::this_cpu().current.get() }
+}
+
+/// Whether this CPU runs its idle task (or has no scheduler yet).
+pub fn in_idle() -> bool {
+    !started() || current().is_idle()
+}
+
+/// Tasks queued on a CPU (not counting the running one).
+pub fn queued(cpu: u32) -> u32 {
+    RQ[cpu as usize].lock().len
+}
+
+/// Puts a new task on its CPU's run queue.
+pub fn enqueue_new(t: &Task) {
+    let cpu = t.cpu();
+    RQ[cpu as usize].lock().push(t as *const Task as *mut Task);
+    kick(cpu);
+}
+
+fn kick(cpu: u32) {
+    if cpu != percpu::cpu_id() {
+        smp::send_ipi(cpu, crate::arch::trap::KICK_VECTOR);
+    }
+}
+
+/// Wakes a sleeping task.
+pub fn wake_up(t: &Task) {
+    let cpu = t.cpu();
+    let mut rq = RQ[cpu as usize].lock_irqsave();
+    if t.state() == State::Sleeping {
+        t.set_state(State::Running);
+        // SAFETY: reading another CPU's current pointer; it only changes under this lock.
+        let running = core::ptr::eq(unsafe { *percpu::get(cpu).current.get() }, t);
+        if !running {
+            rq.push(t as *const Task as *mut Task);
+            drop(rq);
+            kick(cpu);
+        }
+    }
+}
+
+global_asm!(
+    r#"
+    .section .text
+    .global switch_to_asm
+# Task *switch_to_asm(u32 *prev_sp, u32 next_sp, Task *prev): returns prev in the
+# next task's context.
+switch_to_asm:
+    movl 12(%esp), %eax
+    movl 4(%esp), %ecx
+    movl 8(%esp), %edx
+    pushl %ebp
+    pushl %ebx
+    pushl %esi
+    pushl %edi
+    pushfl
+    movl %esp, (%ecx)
+    movl %edx, %esp
+    popfl
+    popl %edi
+    popl %esi
+    popl %ebx
+    popl %ebp
+    ret
+
+    .global task_first_entry
+# A new task's first switch returns here, with prev in eax and its trap frame on
+# the stack.
+task_first_entry:
+    pushl %eax
+    call {tail}
+    addl $4, %esp
+    jmp trap_return
+    "#,
+    tail = sym schedule_tail,
+    options(att_syntax)
+);
+
+extern "C" {
+    fn switch_to_asm(prev_sp: *mut u32, next_sp: u32, prev: *mut u8) -> *mut u8;
+    static task_first_entry: u8;
+}
+
+/// Where a new task's first switch lands.
+pub fn first_entry() -> u32 {
+    core::ptr::addr_of!(task_first_entry) as u32
+}
+
+/// After a switch, in the new task: the previous task is off this CPU.
+extern "C" fn schedule_tail(prev: *mut Task) {
+    // SAFETY: prev is a live task (zombies are freed only once off their CPU).
+    unsafe { (*prev).on_cpu.store(false, Ordering::Release) };
+}
+
+/// Picks the next task and switches to it. Interrupts must be off.
+fn switch() {
+    let cpu = percpu::cpu_id();
+    let pc = percpu::this_cpu();
+    let prev = current() as *const Task as *mut Task;
+    let mut rq = RQ[cpu as usize].lock();
+    // SAFETY: prev is this CPU's current task.
+    let prev_ref = unsafe { &*prev };
+    if prev_ref.state() == State::Running && !prev_ref.is_idle() {
+        rq.push(prev);
+    }
+    let next = rq.pop().unwrap_or(&IDLE[cpu as usize] as *const Task as *mut Task);
+    pc.need_resched.store(false, Ordering::Relaxed);
+    if next == prev {
+        return;
+    }
+    // SAFETY: next is a runnable task of this CPU.
+    let next_ref = unsafe { &*next };
+    next_ref.on_cpu.store(true, Ordering::Relaxed);
+    // SAFETY: this CPU's current pointer, changed under its run-queue lock.
+    unsafe { *pc.current.get() = next };
+    drop(rq);
+    next_ref.activate();
+    percpu::count(Counter::ContextSwitches, 1);
+    // SAFETY: both stacks are live task stacks; next's was saved by a switch or
+    // built by the task's creation to return into task_first_entry.
+    let prev_again = unsafe { switch_to_asm(prev_ref.sp.get(), *next_ref.sp.get(), prev as *mut u8) };
+    schedule_tail(prev_again as *mut Task);
+}
+
+/// Gives up the CPU voluntarily (the current task sleeps or yields). The debug
+/// checker catches sleeping inside an atomic section.
+pub fn schedule(_ctx: &mut MaySleep) {
+    if debug() {
+        // SAFETY: this CPU's own counter.
+        let atomic = unsafe { *percpu::this_cpu().atomic_kmaps.get() };
+        if atomic != 0 {
+            panic!("BUG: sleeping function called with {atomic} atomic kmap(s) held (pid {})", current().pid());
+        }
+        if preempt_count() != 0 {
+            panic!("BUG: scheduling while atomic (preempt_count {}, pid {})", preempt_count(), current().pid());
+        }
+    }
+    let was_on = cpu::irq_save();
+    switch();
+    cpu::irq_restore(was_on);
+}
+
+/// Lets another runnable task of this CPU run.
+pub fn yield_now(ctx: &mut MaySleep) {
+    schedule(ctx);
+}
+
+/// A scheduling point in a long kernel loop.
+pub fn cond_resched(ctx: &mut MaySleep) {
+    if percpu::this_cpu().need_resched.load(Ordering::Relaxed) {
+        schedule(ctx);
+    }
+}
+
+/// The tick: asks for a reschedule when another task is waiting here.
+pub fn tick() {
+    let cpu = percpu::cpu_id();
+    if RQ[cpu as usize].lock().len > 0 {
+        percpu::this_cpu().need_resched.store(true, Ordering::Relaxed);
+    }
+}
+
+/// At the end of every trap: preempts the interrupted task when the tick asked
+/// and it is allowed (always on the way back to ring 3; in the kernel only with
+/// `--preempt on`, outside atomic sections and with interrupts on there).
+pub fn preempt_point(from_user: bool, irqs_were_on: bool) {
+    let pc = percpu::this_cpu();
+    if !pc.need_resched.load(Ordering::Relaxed) || preempt_count() != 0 || in_idle() {
+        return;
+    }
+    if from_user || (PREEMPT.load(Ordering::Relaxed) && irqs_were_on) {
+        if debug() {
+            // SAFETY: this CPU's own counter.
+            assert!(unsafe { *pc.atomic_kmaps.get() } == 0, "BUG: preempted with an atomic kmap held");
+        }
+        percpu::count(Counter::Preemptions, 1);
+        switch();
+    }
+}
+
+/// The idle loop: runs queued tasks until `done` holds.
+pub fn idle_until(done: impl Fn() -> bool) {
+    loop {
+        if queued(percpu::cpu_id()) > 0 {
+            let was_on = cpu::irq_save();
+            switch();
+            cpu::irq_restore(was_on);
+            continue;
+        }
+        if done() {
+            return;
+        }
+        let t0 = cpu::rdtsc();
+        cpu::cli();
+        if queued(percpu::cpu_id()) == 0 && !done() {
+            cpu::sti_hlt();
+        } else {
+            cpu::sti();
+        }
+        percpu::count(Counter::IdleCycles, cpu::rdtsc() - t0);
+    }
+}
+
+/// A list of sleeping tasks.
+pub struct WaitQueue {
+    list: SpinLock<*mut Task>,
+}
+
+// SAFETY: the list is only touched under its lock.
+unsafe impl Sync for WaitQueue {}
+
+impl WaitQueue {
+    pub const fn new() -> Self {
+        WaitQueue { list: SpinLock::new(core::ptr::null_mut()) }
+    }
+
+    /// Sleeps until `cond` holds (checked under the queue's lock, so a wakeup
+    /// after the condition became true is never lost).
+    pub fn wait_until(&self, ctx: &mut MaySleep, cond: impl Fn() -> bool) {
+        loop {
+            {
+                let mut head = self.list.lock();
+                if cond() {
+                    return;
+                }
+                let me = current() as *const Task as *mut Task;
+                // SAFETY: the current task, linked under this queue's lock.
+                unsafe { *(*me).wq_next.get() = *head };
+                *head = me;
+                current().set_state(State::Sleeping);
+            }
+            schedule(ctx);
+        }
+    }
+
+    /// Wakes every sleeper (they re-check their conditions).
+    pub fn wake_all(&self) {
+        let mut t = core::mem::replace(&mut *self.list.lock(), core::ptr::null_mut());
+        while !t.is_null() {
+            // SAFETY: tasks on a wait queue are live (they sleep until woken).
+            let task = unsafe { &*t };
+            // SAFETY: the link was written under the queue's lock, which we took.
+            t = unsafe { *task.wq_next.get() };
+            wake_up(task);
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The memory-management workloads: ring-3 tasks that fault, fork, exit, mremap,
+//! exec and walk each other's pagetables, every one checking its memory.
+//!
+//! The boot CPU is the driver: it starts a phase's tasks (spread over the CPUs in
+//! turn), runs tasks of its own CPU while it waits, reaps them, and counts the
+//! ones that exited non-zero (a wrong byte, a failed call). Every other CPU runs
+//! its tasks until the driver says the workload is over.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use nosleep::MaySleep;
+use shared::config::{Config, Workload};
+use shared::counters::Counter;
+
+use crate::arch::cpu;
+use crate::mm::address_space::{Mm, ANON_START};
+use crate::mm::highpte::{self, pte_offset_map};
+use crate::mm::page::{self, Zone};
+use crate::sched;
+use crate::syscall::MREMAP_ENOMEM;
+use crate::task::{self, State};
+use crate::user::{self, Mode};
+use crate::{check, hv, kprintln, percpu, smp};
+
+static OVER: AtomicBool = AtomicBool::new(false);
+
+/// Every CPU's part of a memory-management workload.
+pub fn run(cfg: &Config) {
+    if percpu::cpu_id() != 0 {
+        sched::idle_until(|| OVER.load(Ordering::Acquire));
+        return;
+    }
+    // SAFETY: the driver runs in the boot CPU's own context; it starts tasks
+    // (which never sleeps) and waits in the idle loop, never in schedule().
+    let mut ctx = unsafe { MaySleep::new() };
+    let (n, pages, rounds) = (cfg.tasks as u32, cfg.pages as u32, cfg.rounds as u32);
+    match cfg.workload() {
+        Workload::FaultStorm => phase(&mut ctx, "fault-storm", Mode::FaultStorm, n, pages, rounds, 0),
+        Workload::ForkStorm => phase(&mut ctx, "fork-storm", Mode::ForkStorm, n, pages, rounds, 0),
+        Workload::MremapStorm => phase(&mut ctx, "mremap-storm", Mode::MremapStorm, n, pages, rounds, 0),
+        Workload::Walker => phase(&mut ctx, "walker", Mode::Walker, n.div_ceil(4), pages, rounds, 3),
+        Workload::MmAll => {
+            phase(&mut ctx, "fault-storm", Mode::FaultStorm, n, pages, rounds, 0);
+            phase(&mut ctx, "fork-storm", Mode::ForkStorm, n, pages, rounds, 0);
+            phase(&mut ctx, "mremap-storm", Mode::MremapStorm, n, pages, rounds, 0);
+            phase(&mut ctx, "walker", Mode::Walker, n.div_ceil(4), pages, rounds, 3);
+            phase(&mut ctx, "exec", Mode::Exec, n, pages, rounds, 0);
+        }
+        Workload::TaskCapacity => capacity(&mut ctx, n, pages),
+        Workload::PteBench => phase(&mut ctx, "pte-bench", Mode::PteBench, smp::nr_cpus(), pages, rounds, 0),
+        _ => unreachable!(),
+    }
+    // Drop the persistent kmaps nobody uses (one more global flush if any).
+    crate::mm::kmap::kmap_flush_unused();
+    hv::result("mremap_enomem", MREMAP_ENOMEM.load(Ordering::Relaxed) as u64);
+    let (low, low_free) = page::zone_stats(Zone::Normal);
+    let (high, high_free) = page::zone_stats(Zone::HighMem);
+    hv::result("lowmem_pages_free", low_free);
+    hv::result("highmem_pages_free", high_free);
+    kprintln!("mm: after the workload: Normal {low_free}/{low} pages free, HighMem {high_free}/{high}");
+    OVER.store(true, Ordering::Release);
+    for c in 1..smp::nr_cpus() {
+        smp::send_ipi(c, crate::arch::trap::KICK_VECTOR);
+    }
+}
+
+/// Starts `n` tasks running `mode`, waits for all, reaps them, checks exit codes.
+fn phase(ctx: &mut MaySleep, name: &'static str, mode: Mode, n: u32, pages: u32, rounds: u32, aux: u32) {
+    let t0 = cpu::rdtsc();
+    let mut started = 0;
+    for i in 0..n {
+        let tag = 0x1000_0000 ^ (i << 12);
+        match task::spawn(ctx, user::main_entry(), [mode as u32, pages, rounds, tag, aux, 0]) {
+            Ok(_) => started += 1,
+            Err(e) => {
+                check!(false, "{name}: task {i} could not start: {}", shared::abi::errno::name(-e));
+                break;
+            }
+        }
+    }
+    sched::idle_until(task::all_zombies);
+    let failed = task::reap_all();
+    let cycles = cpu::rdtsc() - t0;
+    check!(failed == 0, "{name}: {failed} of {started} tasks failed their checks");
+    kprintln!(
+        "{name}: {started} tasks x {pages} pages x {rounds} rounds: {failed} failed, {} ms",
+        crate::time::cycles_to_ns(cycles) / 1_000_000
+    );
+    hv::result(name, cycles);
+}
+
+/// Starts tasks one by one, each holding `pages` pagetable pages' worth of
+/// sparse memory, until `n` run or memory runs out; reports how many fit.
+fn capacity(ctx: &mut MaySleep, n: u32, pages: u32) {
+    let mut started = 0;
+    let mut why = None;
+    for i in 0..n {
+        let tag = 0x2000_0000 ^ (i << 12);
+        let t = match task::spawn(ctx, user::main_entry(), [Mode::Capacity as u32, pages, 1, tag, 0, 0]) {
+            Ok(t) => t,
+            Err(e) => {
+                why = Some(shared::abi::errno::name(-e));
+                break;
+            }
+        };
+        let pid = t.pid();
+        sched::idle_until(|| match task::find(pid) {
+            Some(t) => t.paused.load(Ordering::Acquire) || t.state() == State::Zombie,
+            None => true,
+        });
+        if task::find(pid).is_some_and(|t| t.state() == State::Zombie) {
+            why = Some("ENOMEM (killed in a page fault)");
+            break;
+        }
+        started += 1;
+    }
+    let (_, low_free) = page::zone_stats(Zone::Normal);
+    let where_ = if highpte::pte_zone() == Zone::Normal { "lowmem" } else { "highmem" };
+    match why {
+        Some(w) => kprintln!(
+            "task-capacity: only {started} of {n} tasks fit: task {started} failed with {w}; pagetables in {where_}, {low_free} lowmem pages left"
+        ),
+        None => kprintln!("task-capacity: all {n} tasks fit (pagetables in {where_}, {low_free} lowmem pages left)"),
+    }
+    hv::result("tasks_started", started);
+    // Release the survivors, let them check their memory and exit.
+    crate::syscall::release_all();
+    sched::idle_until(task::all_zombies);
+    let _ = task::reap_all();
+}
+
+/// The PTE_BENCH system call: `rounds` passes over this task's pte pages, each
+/// access one map, one read and one unmap through the `--pte` variant.
+pub fn pte_bench(ctx: &mut MaySleep, mm: &Mm, rounds: u32) -> u32 {
+    let mut l1s = [0u64; 64];
+    let mut n = 0;
+    let mut va = ANON_START;
+    while n < l1s.len() {
+        match mm.l1(va) {
+            Some(l1) => l1s[n] = l1,
+            None => break,
+        }
+        n += 1;
+        va += 2 << 20;
+    }
+    if n == 0 {
+        return (-shared::abi::errno::EINVAL) as u32;
+    }
+    let mut sum = 0u64;
+    let t0 = cpu::rdtsc();
+    for _ in 0..rounds {
+        for &l1 in &l1s[..n] {
+            let map = pte_offset_map(ctx, l1);
+            sum = sum.wrapping_add(map.get(0));
+        }
+    }
+    let cycles = cpu::rdtsc() - t0;
+    percpu::count(Counter::PteBenchCycles, cycles);
+    percpu::count(Counter::PteBenchAccesses, rounds as u64 * n as u64);
+    core::hint::black_box(sum);
+    0
+}
