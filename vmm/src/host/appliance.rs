@@ -48,7 +48,15 @@ pub enum Error {
     Run(String),
     #[error("QEMU-hosted run timed out after {secs:.0} s (console in {})", log.display())]
     Timeout { secs: f64, log: PathBuf },
+    #[error("the appliance did not come up within {secs:.0} s, {attempts} times (console in {})", log.display())]
+    BootHang { secs: f64, attempts: u32, log: PathBuf },
 }
+
+/// The appliance is ready in about 3 s; one that is not after this long hung in
+/// its own boot (a rare hang of the emulated machine) and is started again.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// Appliance boots tried before giving up.
+const BOOT_ATTEMPTS: u32 = 3;
 
 /// One `vmm` command to run inside the appliance.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -206,8 +214,33 @@ fn base_initramfs(inputs: &Inputs, vmm: &Path, guest: Option<&Path>) -> Result<P
 }
 
 /// Runs jobs in one appliance boot. `extra` files are added to the initramfs (for
-/// example `kernels/0` for a `--kernel` image).
+/// example `kernels/0` for a `--kernel` image). An appliance that hangs in its own
+/// boot (before any job ran) is started again, up to [`BOOT_ATTEMPTS`] times.
 pub fn run(
+    jobs: &[Job],
+    extra: &[(String, PathBuf)],
+    guest: Option<&Path>,
+    opts: ApplianceOptions,
+    deadline: Duration,
+    mut on_event: impl FnMut(Event),
+) -> Result<BatchOutcome, Error> {
+    let mut attempt = 1;
+    loop {
+        match run_once(jobs, extra, guest, opts, deadline, &mut on_event) {
+            Err(Error::BootHang { secs, log, .. }) if attempt < BOOT_ATTEMPTS => {
+                log::warn!(
+                    "the appliance did not come up within {secs:.0} s (console in {}); booting it again",
+                    log.display()
+                );
+                attempt += 1;
+            }
+            Err(Error::BootHang { secs, log, .. }) => return Err(Error::BootHang { secs, attempts: attempt, log }),
+            r => return r,
+        }
+    }
+}
+
+fn run_once(
     jobs: &[Job],
     extra: &[(String, PathBuf)],
     guest: Option<&Path>,
@@ -285,14 +318,21 @@ pub fn run(
     let mut done = false;
     let mut recent: VecDeque<String> = VecDeque::new();
     let end = started + deadline;
+    let ready_end = started + READY_DEADLINE.min(deadline);
     while !done {
         let now = Instant::now();
+        if boot_ms.is_none() && now >= ready_end && ready_end < end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::BootHang { secs: READY_DEADLINE.as_secs_f64(), attempts: 1, log: log_path });
+        }
         if now >= end {
             let _ = child.kill();
             let _ = child.wait();
             return Err(Error::Timeout { secs: deadline.as_secs_f64(), log: log_path });
         }
-        let line = match rx.recv_timeout(end - now) {
+        let wait_until = if boot_ms.is_none() { ready_end.min(end) } else { end };
+        let line = match rx.recv_timeout(wait_until.saturating_duration_since(now)) {
             Ok(l) => l,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
