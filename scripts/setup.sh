@@ -16,7 +16,7 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-packages=(rustc-web cargo-web rust-web-src rust-web-clippy qemu-system-x86 busybox-static cpio kmod xz-utils ca-certificates)
+packages=(rustc-web cargo-web rust-web-src rust-web-clippy qemu-system-x86 busybox-static cpio kmod xz-utils ca-certificates python3 binutils)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -50,8 +50,10 @@ pub fn run(cfg: &Config) {
         Workload::PteBench => phase(&mut ctx, "pte-bench", Mode::PteBench, smp::nr_cpus(), pages, rounds, 0),
         _ => unreachable!(),
     }
-    // Drop the persistent kmaps nobody uses (one more global flush if any).
-    crate::mm::kmap::kmap_flush_unused();
+    if highpte::variant() == shared::config::PteVariant::Persistent {
+        // Drop the persistent kmaps nobody uses (one more global flush if any).
+        crate::mm::kmap::kmap_flush_unused();
+    }
     hv::result("mremap_enomem", MREMAP_ENOMEM.load(Ordering::Relaxed) as u64);
     let (low, low_free) = page::zone_stats(Zone::Normal);
     let (high, high_free) = page::zone_stats(Zone::HighMem);

@@ -1,0 +1,224 @@
+//! The memory-management issue's tests: every `--pte` variant on 1 and 2 vCPUs
+//! with preemption on and off runs every workload and passes its content checks;
+//! lowpte runs out of lowmem where highpte does not; both historic mremap bugs
+//! behave as they must; the kmap forms keep their promises (no kmap_lock for the
+//! per-CPU pool and per-task forms, no kmap IPI for the atomic one). All VMs of
+//! this file share one `vmm batch`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use common::JobLine;
+
+const VARIANTS: [&str; 5] = ["lowpte", "atomic", "persistent", "percpu-pool", "per-task"];
+/// A machine with highmem: 256 MiB of RAM, of which 64 MiB lowmem.
+const MM: [&str; 13] = [
+    "run",
+    "--mem",
+    "256m",
+    "--lowmem",
+    "64m",
+    "--workload",
+    "mm-all",
+    "--tasks",
+    "6",
+    "--pages",
+    "32",
+    "--rounds",
+    "3",
+];
+
+fn matrix_name(pte: &str, vcpus: u32, preempt: &str) -> String {
+    format!("{pte}-{vcpus}cpu-preempt-{preempt}")
+}
+
+fn jobs() -> &'static HashMap<String, JobLine> {
+    static JOBS: OnceLock<HashMap<String, JobLine>> = OnceLock::new();
+    JOBS.get_or_init(|| {
+        common::guest();
+        let mut jobs: Vec<(String, Vec<String>)> = Vec::new();
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for pte in VARIANTS {
+            for vcpus in [1, 2] {
+                for preempt in ["on", "off"] {
+                    let mut a = own(&MM);
+                    a.extend(own(&["--pte", pte, "--vcpus", &vcpus.to_string(), "--preempt", preempt]));
+                    jobs.push((matrix_name(pte, vcpus, preempt), a));
+                }
+            }
+        }
+        let capacity = ["run", "--mem", "256m", "--lowmem", "16m", "--workload", "task-capacity", "--tasks", "64"];
+        for pte in ["lowpte", "atomic"] {
+            let mut a = own(&capacity);
+            a.extend(own(&["--pages", "64", "--pte", pte, "--vcpus", "2"]));
+            jobs.push((format!("capacity-{pte}"), a));
+        }
+        let storm = ["run", "--mem", "256m", "--lowmem", "64m", "--workload", "mremap-storm", "--vcpus", "2"];
+        for (name, extra) in [
+            ("inject-sleep-atomic", vec!["--inject", "mremap-sleep-in-atomic", "--pte", "atomic"]),
+            ("inject-sleep-per-task", vec!["--inject", "mremap-sleep-in-atomic", "--pte", "per-task"]),
+            ("inject-alloc-fail", vec!["--inject", "mremap-alloc-fail", "--pte", "atomic"]),
+        ] {
+            let mut a = own(&storm);
+            a.extend(own(&extra));
+            jobs.push((name.to_string(), a));
+        }
+        // 16 tasks with no pagetable cache map more distinct pte pages than 128.
+        let mut small_pool = own(&["run", "--mem", "256m", "--lowmem", "64m", "--workload", "mm-all"]);
+        small_pool.extend(own(&["--tasks", "16", "--pages", "32", "--rounds", "3", "--ptcache", "none"]));
+        small_pool.extend(own(&["--pte", "persistent", "--last-pkmap", "128", "--vcpus", "2"]));
+        jobs.push(("persistent-pool-128".into(), small_pool));
+        for cache in ["quicklist", "none"] {
+            let mut a = own(&MM);
+            a.extend(own(&["--pte", "atomic", "--vcpus", "2", "--ptcache", cache]));
+            jobs.push((format!("ptcache-{cache}"), a));
+        }
+        let mut big = own(&["run", "--mem", "8g", "--workload", "mm-all", "--pte", "atomic", "--vcpus", "2"]);
+        big.extend(own(&["--tasks", "4", "--pages", "32", "--rounds", "2"]));
+        jobs.push(("mem-8g".into(), big));
+        let refs: Vec<(&str, Vec<&str>)> =
+            jobs.iter().map(|(n, a)| (n.as_str(), a.iter().map(String::as_str).collect())).collect();
+        common::batch(&refs)
+    })
+}
+
+fn job(name: &str) -> &'static JobLine {
+    &jobs()[name]
+}
+
+fn total(j: &JobLine, counter: &str) -> u64 {
+    (0..8).map(|c| j.counter(c, counter)).sum()
+}
+
+fn assert_passes(name: &str) -> &'static JobLine {
+    let j = job(name);
+    assert_eq!(j.exit_code(), 0, "{name}: {}", j.stdout());
+    assert!(j.stdout().contains("all checks passed"), "{name}: {}", j.stdout());
+    j
+}
+
+#[test]
+fn every_variant_passes_every_workload_on_1_and_2_vcpus_with_and_without_preemption() {
+    for pte in VARIANTS {
+        for vcpus in [1, 2] {
+            for preempt in ["on", "off"] {
+                let name = matrix_name(pte, vcpus, preempt);
+                let j = assert_passes(&name);
+                for phase in ["fault-storm", "fork-storm", "mremap-storm", "walker", "exec"] {
+                    assert!(j.result(phase) > 0, "{name}: phase {phase} did not run");
+                }
+                assert!(total(j, "page_faults") >= 6 * 32, "{name}: too few faults");
+                assert!(total(j, "forks") >= 6 * 3, "{name}: too few forks");
+                assert!(total(j, "mremaps") >= 6 * 3 * 2, "{name}: too few mremaps");
+                assert!(total(j, "execs") >= 6, "{name}: too few execs");
+            }
+        }
+    }
+}
+
+#[test]
+fn highpte_variants_put_pagetables_in_highmem_and_map_them_their_own_way() {
+    for vcpus in [1, 2] {
+        let j = |pte| job(&matrix_name(pte, vcpus, "on"));
+        assert_eq!(total(j("lowpte"), "pt_pages_highmem"), 0, "lowpte keeps pagetables in lowmem");
+        for (pte, kind) in [
+            ("atomic", "kmap_atomic"),
+            ("persistent", "kmap_persistent"),
+            ("percpu-pool", "kmap_percpu_pool"),
+            ("per-task", "kmap_per_task"),
+        ] {
+            assert!(total(j(pte), "pt_pages_highmem") > 0, "{pte}: no pagetable page in highmem");
+            assert!(total(j(pte), kind) > 0, "{pte}: no {kind}");
+        }
+        assert!(total(j("persistent"), "kmap_lock_taken") > 0, "persistent takes kmap_lock");
+    }
+}
+
+#[test]
+fn per_task_and_percpu_pool_never_take_kmap_lock() {
+    for pte in ["per-task", "percpu-pool"] {
+        for vcpus in [1, 2] {
+            for preempt in ["on", "off"] {
+                let j = job(&matrix_name(pte, vcpus, preempt));
+                assert_eq!(total(j, "kmap_lock_taken"), 0, "{pte} {vcpus} {preempt}");
+                assert_eq!(total(j, "kmap_persistent"), 0, "{pte} {vcpus} {preempt}");
+            }
+        }
+    }
+}
+
+#[test]
+fn atomic_kmaps_never_send_an_ipi() {
+    for vcpus in [1, 2] {
+        for preempt in ["on", "off"] {
+            let j = job(&matrix_name("atomic", vcpus, preempt));
+            assert_eq!(total(j, "tlb_shootdown_kernel"), 0, "atomic {vcpus} {preempt}");
+            assert_eq!(total(j, "pkmap_flushes"), 0, "atomic {vcpus} {preempt}");
+            assert_eq!(total(j, "kmap_lock_taken"), 0, "atomic {vcpus} {preempt}");
+        }
+    }
+}
+
+#[test]
+fn a_small_persistent_pool_wraps_and_flushes_every_cpu() {
+    let j = assert_passes("persistent-pool-128");
+    assert!(total(j, "pkmap_flushes") > 0, "the pool of 128 never wrapped");
+    assert!(total(j, "pkmap_freed") > 0);
+    assert!(total(j, "tlb_flush_global") > 0);
+    assert!(total(j, "tlb_shootdown_kernel") > 0, "the global flush sent no IPI");
+}
+
+#[test]
+fn lowpte_runs_out_of_lowmem_where_highpte_does_not() {
+    let low = assert_passes("capacity-lowpte");
+    let high = assert_passes("capacity-atomic");
+    assert_eq!(high.result("tasks_started"), 64, "{}", high.stdout());
+    let started = low.result("tasks_started");
+    assert!(started < 64, "lowpte started all 64 tasks: {}", low.stdout());
+    assert!(
+        low.stdout().contains(&format!("only {started} of 64 tasks fit")) && low.stdout().contains("ENOMEM"),
+        "no clear message: {}",
+        low.stdout()
+    );
+}
+
+#[test]
+fn sleeping_with_an_atomic_pte_map_is_caught() {
+    let j = job("inject-sleep-atomic");
+    assert_eq!(j.outcome_kind(), "guest_fault", "{:#}", j.0);
+    let msg = j.report()["outcome"]["message"].as_str().unwrap();
+    assert!(msg.contains("BUG: sleeping function called with 1 atomic kmap(s) held"), "{msg}");
+}
+
+#[test]
+fn the_same_sleep_is_harmless_with_per_task_kmaps() {
+    assert_passes("inject-sleep-per-task");
+}
+
+#[test]
+fn a_failed_mremap_allocation_is_an_error_not_an_oops() {
+    let j = assert_passes("inject-alloc-fail");
+    assert!(j.result("mremap_enomem") > 0, "no mremap failed: {}", j.stdout());
+}
+
+#[test]
+fn every_pagetable_cache_works() {
+    for cache in ["quicklist", "none"] {
+        let j = assert_passes(&format!("ptcache-{cache}"));
+        if cache == "none" {
+            assert_eq!(total(j, "ptcache_hits"), 0);
+        } else {
+            assert!(total(j, "ptcache_hits") > 0, "{cache}: never hit");
+        }
+    }
+    assert!(total(job(&matrix_name("atomic", 2, "on")), "ptcache_hits") > 0, "percpu: never hit");
+}
+
+#[test]
+fn user_pages_above_4g_work_through_kmaps() {
+    let j = assert_passes("mem-8g");
+    // 8 GiB: 7 GiB of highmem, most of it above 4 GiB (PAE's 36-bit frames).
+    assert!(j.result("highmem_pages_free") > 1_500_000, "{}", j.stdout());
+}
