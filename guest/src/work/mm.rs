@@ -26,6 +26,8 @@ static OVER: AtomicBool = AtomicBool::new(false);
 
 /// Every CPU's part of a memory-management workload.
 pub fn run(cfg: &Config) {
+    // Every CPU takes interrupts from here on: ticks, kicks, TLB flush requests.
+    cpu::sti();
     if percpu::cpu_id() != 0 {
         sched::idle_until(|| OVER.load(Ordering::Acquire));
         return;
