@@ -38,7 +38,7 @@ pub struct VcpuSnapshot {
 }
 
 /// What the guest told us about a fatal exception or panic.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FaultInfo {
     pub vcpu: u32,
     pub vector: u32,

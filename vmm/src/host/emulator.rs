@@ -11,6 +11,8 @@
 use shared::config::Workload;
 
 use crate::kvm::loader::Image;
+use shared::abi::FaultReport;
+
 use crate::report::{Outcome, RunReport};
 
 /// Why a QEMU-hosted report looks like the emulator's fault, if it does.
@@ -34,7 +36,12 @@ pub fn diagnose(report: &RunReport, kernel: &Image) -> Option<String> {
                 v.vcpu, v.eip
             )
         }),
-        Outcome::GuestFault(f) if !kernel.is_code(f.eip) && f.regs.get("cs").is_some_and(|cs| cs & 3 == 0) => {
+        // A panic is the guest's own report (its eip is not an exception's).
+        Outcome::GuestFault(f)
+            if f.vector != FaultReport::PANIC
+                && !kernel.is_code(f.eip)
+                && f.regs.get("cs").is_some_and(|cs| cs & 3 == 0) =>
+        {
             Some(format!(
                 "vCPU {} faulted at eip={:#010x}, outside the kernel's code: the QEMU-hosted emulator's known fault",
                 f.vcpu, f.eip
@@ -47,7 +54,7 @@ pub fn diagnose(report: &RunReport, kernel: &Image) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{HostInfo, Timing, VcpuSnapshot};
+    use crate::report::{FaultInfo, HostInfo, Timing, VcpuSnapshot};
 
     fn report(workload: &str, outcome: Outcome) -> RunReport {
         RunReport {
@@ -83,5 +90,11 @@ mod tests {
         assert!(diagnose(&report("boot", timeout_at(0xc010_5000)), &kernel).is_none(), "a real hang in kernel code");
         assert!(diagnose(&report("hang", timeout_at(0xc039_d20c)), &kernel).is_none());
         assert!(diagnose(&report("boot", Outcome::Shutdown { code: 1 }), &kernel).is_none());
+        let fault = |vector| {
+            let regs = [("cs".to_owned(), 0)].into_iter().collect();
+            Outcome::GuestFault(FaultInfo { vector, eip: 0, regs, ..Default::default() })
+        };
+        assert!(diagnose(&report("mm-all", fault(13)), &kernel).is_some(), "#GP at eip 0 in ring 0");
+        assert!(diagnose(&report("mm-all", fault(FaultReport::PANIC)), &kernel).is_none(), "a guest panic");
     }
 }
