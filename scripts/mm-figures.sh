@@ -35,7 +35,8 @@ for low in ["16m", "32m"]:
                      "--vcpus", "2", "--tasks", "512", "--pages", "64"])
 print(json.dumps({"jobs": jobs}))
 PY
-"$vmm" batch "$jobs" --out "$lines" >&2
+status=0
+"$vmm" batch "$jobs" --out "$lines" >&2 || status=$?
 python3 - "$lines" <<'PY' | tee "$out/mm-figures.md"
 import json, statistics, sys, collections
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -44,7 +45,11 @@ def tot(r, k): return r["report"]["counter_totals"].get(k, 0)
 def ok(r): return r["exit_code"] == 0
 bad = [r for r in rows if not ok(r)]
 for r in bad:
-    print(f"FAILED: {' '.join(r['args'] if 'args' in r else [])} exit {r['exit_code']}", file=sys.stderr)
+    rep = r.get("report") or {}
+    print(f"FAILED (left out of the tables): exit {r['exit_code']}, config {rep.get('config')}", file=sys.stderr)
+    print(f"  outcome: {json.dumps(rep.get('outcome'))}", file=sys.stderr)
+    for line in (r.get("stdout") or [])[-8:]:
+        print(f"  | {line}", file=sys.stderr)
 med = statistics.median
 print("### Cost of one pte access (claim 5)\n")
 print("`--workload pte-bench --pages 2048 --rounds 2000 --debug off`, 256 MiB, lowmem 64 MiB; TSC cycles per map+read+unmap, median of the repetitions.\n")
@@ -85,3 +90,4 @@ for low in sorted({k[0] for k in cap}):
 if bad:
     sys.exit(1)
 PY
+exit "$status"
