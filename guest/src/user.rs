@@ -199,18 +199,16 @@ mod programs {
         }
     }
 
-    /// Counts words that differ from the pattern `tag` wrote at `written_at` (the
-    /// pages now being at `base`).
-    #[link_section = ".user.text"]
-    #[inline(never)]
-    extern "C" fn check(base: u32, written_at: u32, pages: u32, stride: u32, tag: u32) -> u32 {
+    /// Counts the checked words of `pages` pages from `base` (step `stride`) that
+    /// differ from `expect(page index, word index)`.
+    #[inline(always)]
+    fn count_bad(base: u32, pages: u32, stride: u32, expect: impl Fn(u32, u32) -> u32) -> u32 {
         let mut bad = 0;
         let mut p = 0;
         while p < pages {
-            let (va, orig) = (base + p * stride, written_at + p * stride);
             let mut k = 0;
             while k < WORDS_CHECKED {
-                if read_word(va + k * 256) != pattern(orig, tag, k) {
+                if read_word(base + p * stride + k * 256) != expect(p, k) {
                     bad += 1;
                 }
                 k += 1;
@@ -220,23 +218,19 @@ mod programs {
         bad
     }
 
+    /// Counts words that differ from the pattern `tag` wrote at `written_at` (the
+    /// pages now being at `base`).
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn check(base: u32, written_at: u32, pages: u32, stride: u32, tag: u32) -> u32 {
+        count_bad(base, pages, stride, |p, k| pattern(written_at + p * stride, tag, k))
+    }
+
     /// Counts non-zero words in the checked positions.
     #[link_section = ".user.text"]
     #[inline(never)]
     extern "C" fn check_zero(base: u32, pages: u32) -> u32 {
-        let mut bad = 0;
-        let mut p = 0;
-        while p < pages {
-            let mut k = 0;
-            while k < WORDS_CHECKED {
-                if read_word(base + p * PAGE + k * 256) != 0 {
-                    bad += 1;
-                }
-                k += 1;
-            }
-            p += 1;
-        }
-        bad
+        count_bad(base, pages, PAGE, |_, _| 0)
     }
 
     #[link_section = ".user.text"]
