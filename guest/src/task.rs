@@ -161,14 +161,12 @@ fn state_of(t: *mut Task) -> Option<State> {
 struct Table {
     tasks: [*mut Task; MAX_TASKS],
     next_pid: u32,
-    live: u32,
 }
 
 // SAFETY: pointers to tasks, under the lock.
 unsafe impl Send for Table {}
 
-static TABLE: SpinLock<Table> =
-    SpinLock::new(Table { tasks: [core::ptr::null_mut(); MAX_TASKS], next_pid: 1, live: 0 });
+static TABLE: SpinLock<Table> = SpinLock::new(Table { tasks: [core::ptr::null_mut(); MAX_TASKS], next_pid: 1 });
 static NEXT_CPU: AtomicU32 = AtomicU32::new(0);
 /// The boot CPU sleeps on this until every task has exited.
 pub static ALL_EXITED: WaitQueue = WaitQueue::new();
@@ -209,7 +207,6 @@ fn new_task(mm: *mut Mm, ppid: u32, frame: &TrapFrame, cpu: u32) -> Result<&'sta
         *(*t).sp.get() = sw as u32;
     }
     table.tasks[slot] = t;
-    table.live += 1;
     // SAFETY: fully initialised above.
     Ok(unsafe { &*t })
 }
@@ -348,7 +345,6 @@ fn reap(child: &Task) -> i32 {
         let mut table = TABLE.lock();
         if let Some(slot) = table.tasks.iter().position(|&p| p == ptr) {
             table.tasks[slot] = core::ptr::null_mut();
-            table.live -= 1;
         }
     }
     page::free_pages(virt_to_phys(ptr as u32), STACK_ORDER);

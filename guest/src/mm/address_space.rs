@@ -28,7 +28,8 @@ use crate::arch::cpu;
 use crate::mm::highpte::{self, pte_offset_map, pte_offset_map_nested, PteMapLong};
 use crate::mm::kmap::{kmap_atomic, kunmap_atomic, KmType, PER_TASK_VA};
 use crate::mm::layout::{phys_to_virt, PAGE_OFFSET, PAGE_SIZE};
-use crate::mm::page::{self, Zone};
+use crate::mm::page;
+use crate::mm::pgtable::alloc_low_page;
 use crate::mm::{ptcache, tlb};
 use crate::{bootinfo, percpu, sched, user};
 
@@ -59,13 +60,6 @@ pub struct Mm {
 
 fn table(pa: u64) -> *mut u64 {
     phys_to_virt(pa) as *mut u64
-}
-
-fn alloc_low_zeroed() -> Option<u64> {
-    let pa = page::alloc_pages(Zone::Normal, 0)?;
-    // SAFETY: a fresh lowmem page.
-    unsafe { core::ptr::write_bytes(table(pa), 0, 512) };
-    Some(pa)
 }
 
 impl Mm {
@@ -105,11 +99,11 @@ impl Mm {
 
 /// A fresh address space with the user programs mapped; `None` when lowmem is out.
 pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
-    let pdpt = alloc_low_zeroed()?;
+    let pdpt = alloc_low_page()?;
     let mm = phys_to_virt(pdpt) as *mut Mm;
     let mut pds = [0u64; 3];
     for (i, pd) in pds.iter_mut().enumerate() {
-        match alloc_low_zeroed() {
+        match alloc_low_page() {
             Some(pa) => *pd = pa,
             None => {
                 pds[..i].iter().for_each(|&p| page::free_pages(p, 0));
@@ -118,7 +112,7 @@ pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
             }
         }
     }
-    let Some(top_l1) = alloc_low_zeroed() else {
+    let Some(top_l1) = alloc_low_page() else {
         pds.iter().for_each(|&p| page::free_pages(p, 0));
         page::free_pages(pdpt, 0);
         return None;
@@ -150,7 +144,7 @@ pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
             Some(l1) => l1,
             None => {
                 // Lowmem: it is set up before the task runs, outside highpte.
-                let l1 = alloc_low_zeroed()?;
+                let l1 = alloc_low_page()?;
                 percpu::count(Counter::PtPagesLowmem, 1);
                 // SAFETY: as above.
                 unsafe { m.pde(va).write(l1 | USER_PDE) };

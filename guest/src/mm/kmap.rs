@@ -254,17 +254,17 @@ fn pool_size() -> u32 {
     bootinfo::get().config.pool_size as u32
 }
 
+/// The first free slot of a CPU's pool.
+fn pool_free_slot(cpu: u32) -> Option<u32> {
+    let pool = &POOLS[cpu as usize];
+    (0..pool_size()).find(|i| pool.busy[(i / 32) as usize].load(Ordering::Relaxed) & (1 << (i % 32)) == 0)
+}
+
 fn pool_try_take(cpu: u32) -> Option<u32> {
     let was_on = crate::arch::cpu::irq_save();
-    let pool = &POOLS[cpu as usize];
-    let mut got = None;
-    for i in 0..pool_size() {
-        let (w, b) = ((i / 32) as usize, 1 << (i % 32));
-        if pool.busy[w].load(Ordering::Relaxed) & b == 0 {
-            pool.busy[w].fetch_or(b, Ordering::Relaxed);
-            got = Some(i);
-            break;
-        }
+    let got = pool_free_slot(cpu);
+    if let Some(i) = got {
+        POOLS[cpu as usize].busy[(i / 32) as usize].fetch_or(1 << (i % 32), Ordering::Relaxed);
     }
     crate::arch::cpu::irq_restore(was_on);
     got
@@ -284,10 +284,7 @@ pub fn kmap_pool(ctx: &mut MaySleep, pa: u64) -> (*mut u8, u32) {
             break s;
         }
         count(Counter::KmapSleeps);
-        POOL_WAIT[cpu as usize].wait_until(ctx, || {
-            (0..pool_size())
-                .any(|i| POOLS[cpu as usize].busy[(i / 32) as usize].load(Ordering::Relaxed) & (1 << (i % 32)) == 0)
-        });
+        POOL_WAIT[cpu as usize].wait_until(ctx, || pool_free_slot(cpu).is_some());
     };
     let va = fix_to_virt(FixSlot::Kmap { cpu, idx: POOL_FIRST_SLOT + slot });
     // SAFETY: a slot this task now owns in its CPU's fixmap.

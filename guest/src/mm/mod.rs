@@ -39,7 +39,7 @@ pub fn init(info: &BootInfo) {
         panic!(
             "{e}: {} MiB of RAM needs {} MiB of mem_map, lowmem is {} MiB",
             info.total_ram() >> 20,
-            ((info.total_ram() >> 12) * 32) >> 20,
+            ((info.total_ram() >> 12) * core::mem::size_of::<page::Page>() as u64) >> 20,
             lowmem >> 20
         );
     }

@@ -1,5 +1,5 @@
 //! Where pagetable pages come from and go back to (`--ptcache`): a global
-//! quicklist of zeroed pages under a lock (2.4), a per-CPU pool without one, or
+//! quicklist of zeroed pages under a lock (2.4), a per-CPU pool (no sharing), or
 //! straight to and from the page allocator (zeroed on allocation, through a kmap
 //! when the page is in highmem).
 
@@ -7,7 +7,6 @@ use shared::boot::MAX_VCPUS;
 use shared::config::PtCache;
 use shared::counters::Counter;
 
-use crate::arch::cpu;
 use crate::mm::highpte::pte_zone;
 use crate::mm::kmap::{kmap_atomic, kunmap_atomic, KmType};
 use crate::mm::page::{self, Zone};
@@ -46,7 +45,8 @@ impl<const N: usize> Stack<N> {
 }
 
 static QUICKLIST: SpinLock<Stack<QUICKLIST_MAX>> = SpinLock::new(Stack::new());
-/// Per-CPU pools: each used only by its CPU, with interrupts off.
+/// Per-CPU pools: each used only by its CPU (its lock is never contended; it
+/// only keeps interrupts off).
 static PERCPU: [SpinLock<Stack<PERCPU_MAX>>; MAX_VCPUS] = [const { SpinLock::new(Stack::new()) }; MAX_VCPUS];
 
 fn policy() -> PtCache {
@@ -92,12 +92,7 @@ fn count_zone(pa: u64) {
 pub fn free_pt(pa: u64) {
     let kept = match policy() {
         PtCache::Quicklist => QUICKLIST.lock().push(pa),
-        PtCache::Percpu => {
-            let was_on = cpu::irq_save();
-            let kept = PERCPU[percpu::cpu_id() as usize].lock().push(pa);
-            cpu::irq_restore(was_on);
-            kept
-        }
+        PtCache::Percpu => PERCPU[percpu::cpu_id() as usize].lock_irqsave().push(pa),
         PtCache::None => false,
     };
     if !kept {

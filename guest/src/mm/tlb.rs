@@ -27,9 +27,10 @@ enum Request {
     },
 }
 
-static REQUEST: SpinLock<Request> = SpinLock::new(Request::None);
+/// One request in flight: the sender holds this lock until every target acked.
+static SENDER: SpinLock<()> = SpinLock::new(());
 static PENDING: AtomicU32 = AtomicU32::new(0);
-/// The request being served, readable by the targets while the sender holds REQUEST.
+/// The request in flight, for the targets.
 static SERVING: SpinLock<Request> = SpinLock::new(Request::None);
 
 /// Flushes one entry on this CPU.
@@ -90,8 +91,7 @@ fn send(targets: u32, req: Request, counter: Counter) {
         return;
     }
     assert!(cpu::eflags() & cpu::EFLAGS_IF != 0, "a TLB shootdown with interrupts off would deadlock");
-    let mut slot = REQUEST.lock();
-    *slot = req;
+    let _sender = SENDER.lock();
     *SERVING.lock() = req;
     PENDING.store(targets, Ordering::Release);
     for c in 0..smp::nr_cpus() {
@@ -103,7 +103,7 @@ fn send(targets: u32, req: Request, counter: Counter) {
     while PENDING.load(Ordering::Acquire) != 0 {
         cpu::pause();
     }
-    *slot = Request::None;
+    *SERVING.lock() = Request::None;
 }
 
 /// The flush IPI.
