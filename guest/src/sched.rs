@@ -29,8 +29,10 @@ struct RunQueue {
 // SAFETY: the raw pointers are tasks, shared under the lock.
 unsafe impl Send for RunQueue {}
 
+/// Taken by the tick too, so with interrupts off everywhere else.
 static RQ: [SpinLock<RunQueue>; MAX_VCPUS] =
-    [const { SpinLock::new(RunQueue { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), len: 0 }) }; MAX_VCPUS];
+    [const { SpinLock::new_irq_safe(RunQueue { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), len: 0 }) };
+        MAX_VCPUS];
 
 /// Each CPU's idle task (its boot context).
 static IDLE: [Task; MAX_VCPUS] = [const { Task::idle() }; MAX_VCPUS];
@@ -121,13 +123,13 @@ pub fn in_idle() -> bool {
 
 /// Tasks queued on a CPU (not counting the running one).
 pub fn queued(cpu: u32) -> u32 {
-    RQ[cpu as usize].lock().len
+    RQ[cpu as usize].lock_irqsave().len
 }
 
 /// Puts a new task on its CPU's run queue.
 pub fn enqueue_new(t: &Task) {
     let cpu = t.cpu();
-    RQ[cpu as usize].lock().push(t as *const Task as *mut Task);
+    RQ[cpu as usize].lock_irqsave().push(t as *const Task as *mut Task);
     kick(cpu);
 }
 

@@ -25,6 +25,9 @@ pub struct SpinLock<T> {
     serving: AtomicU32,
     /// CPUs halted while waiting (bit per CPU).
     halted: AtomicU32,
+    /// Also taken in interrupt handlers: every other holder must have interrupts
+    /// off, or an interrupt on the holder's CPU spins on it forever.
+    irq_safe: bool,
     data: UnsafeCell<T>,
 }
 
@@ -39,8 +42,18 @@ impl<T> SpinLock<T> {
             next: AtomicU32::new(0),
             serving: AtomicU32::new(0),
             halted: AtomicU32::new(0),
+            irq_safe: false,
             data: UnsafeCell::new(v),
         }
+    }
+
+    /// A lock that interrupt handlers take too. The debug checker stops a holder
+    /// that takes it with interrupts on (Linux's lockdep calls this an
+    /// IRQ-unsafe acquisition of an IRQ-safe lock); `lock_irqsave` is the way.
+    pub const fn new_irq_safe(v: T) -> Self {
+        let mut l = Self::new(v);
+        l.irq_safe = true;
+        l
     }
 
     /// Takes the lock, spinning (and halting, see the module comment); returns how
@@ -87,12 +100,17 @@ impl<T> SpinLock<T> {
         }
     }
 
+    #[track_caller]
     pub fn lock(&self) -> SpinGuard<'_, T> {
         self.lock_counted().0
     }
 
     /// Takes the lock; also returns how many spins it waited (0: uncontended).
+    #[track_caller]
     pub fn lock_counted(&self) -> (SpinGuard<'_, T>, u32) {
+        if self.irq_safe && cpu::eflags() & cpu::EFLAGS_IF != 0 && crate::sched::debug() {
+            panic!("BUG: a lock that interrupt handlers take, taken with interrupts on");
+        }
         percpu::preempt_disable();
         let spins = self.acquire();
         Self::account(spins);

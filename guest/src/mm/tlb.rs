@@ -31,7 +31,7 @@ enum Request {
 static SENDER: SpinLock<()> = SpinLock::new(());
 static PENDING: AtomicU32 = AtomicU32::new(0);
 /// The request in flight, for the targets.
-static SERVING: SpinLock<Request> = SpinLock::new(Request::None);
+static SERVING: SpinLock<Request> = SpinLock::new_irq_safe(Request::None);
 
 /// Flushes one entry on this CPU.
 pub fn flush_one(va: u32) {
@@ -92,7 +92,7 @@ fn send(targets: u32, req: Request, counter: Counter) {
     }
     assert!(cpu::eflags() & cpu::EFLAGS_IF != 0, "a TLB shootdown with interrupts off would deadlock");
     let _sender = SENDER.lock();
-    *SERVING.lock() = req;
+    *SERVING.lock_irqsave() = req;
     PENDING.store(targets, Ordering::Release);
     for c in 0..smp::nr_cpus() {
         if targets & (1 << c) != 0 {
@@ -103,7 +103,7 @@ fn send(targets: u32, req: Request, counter: Counter) {
     while PENDING.load(Ordering::Acquire) != 0 {
         cpu::pause();
     }
-    *SERVING.lock() = Request::None;
+    *SERVING.lock_irqsave() = Request::None;
 }
 
 /// The flush IPI.
