@@ -20,6 +20,12 @@ pub fn exception(frame: &mut TrapFrame) {
         // kernel goes on.
         crate::arch::user::kill_current(frame);
     }
+    if frame.vector == 14 {
+        if let Some(resume) = crate::arch::probe::fixup(frame.eip) {
+            frame.eip = resume;
+            return;
+        }
+    }
     fatal(frame, format_args!("{} in kernel mode", exception_name(frame.vector)));
 }
 

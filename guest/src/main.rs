@@ -11,6 +11,7 @@ mod fault;
 mod hv;
 mod mm;
 mod percpu;
+mod rand;
 mod sched;
 mod smp;
 mod sync;

@@ -117,6 +117,18 @@ impl<T> SpinLock<T> {
         (SpinGuard { lock: self, irq_was_on: None }, spins)
     }
 
+    /// Takes the lock if nobody holds or waits for it; never waits.
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        percpu::preempt_disable();
+        let serving = self.serving.load(Ordering::Acquire);
+        if self.next.compare_exchange(serving, serving.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            Some(SpinGuard { lock: self, irq_was_on: None })
+        } else {
+            percpu::preempt_enable();
+            None
+        }
+    }
+
     /// Takes the lock with interrupts off (restored when the guard drops).
     pub fn lock_irqsave(&self) -> SpinGuard<'_, T> {
         let was_on = cpu::irq_save();

@@ -82,6 +82,28 @@ config_enum! {
         TaskCapacity = "task-capacity",
         /// Cost of one pte access (map, read, unmap) through the `--pte` variant.
         PteBench = "pte-bench",
+        /// The vmap layer's self-tests (those of Linux's lib/test_vmalloc.c, the
+        /// lazy purge threshold, stale TLB entries), on every CPU at once.
+        VmapTest = "vmap-test",
+        /// Every CPU maps and unmaps vmalloc, vmap and vm_map_ram areas of random
+        /// sizes (`--vmap-max-pages`, `--vmap-ram-pct`), keeping `--vmap-live` of
+        /// them live, and checks their contents.
+        VmapChurn = "vmap-churn",
+        /// Nick Piggin's benchmark: on every CPU, map 4 pages, touch them, unmap,
+        /// `--iterations` times.
+        VmapBench = "vmap-bench",
+    }
+}
+
+config_enum! {
+    /// When the vmap layer unmaps and flushes (`--vmap`).
+    pub enum VmapVariant {
+        /// Unmap and flush every CPU's TLB at every vunmap (before 2.6.28).
+        Eager = "eager",
+        /// PTEs stay until the lazy purge: a real pagetable alias (2.6.28).
+        LazyPtes = "lazy-ptes",
+        /// PTEs cleared at vunmap; only the TLB flush is deferred (2.6.37).
+        LazyTlb = "lazy-tlb",
     }
 }
 
@@ -134,6 +156,9 @@ config_enum! {
         /// The 2.4 backport: mremap's pagetable allocation fails. The kernel must
         /// fail the call, not oops.
         MremapAllocFail = "mremap-alloc-fail",
+        /// The vmap purge flushes only this CPU's TLB, not the others': the
+        /// stale-TLB self-test must notice.
+        VmapLocalFlush = "vmap-local-flush",
     }
 }
 
@@ -338,6 +363,15 @@ params! {
     pages: (1, 65536) = "64", "pages", "pages each task touches";
     /// Rounds of each task's loop.
     rounds: (1, 1 << 20) = "4", "rounds", "rounds of each task's main loop";
+    /// [`VmapVariant`]
+    vmap: VmapVariant = "lazy-ptes", "vmap", "when vunmap clears PTEs and flushes TLBs";
+    /// Largest request of the vmap churn, in pages.
+    vmap_max_pages: (1, 256) = "16", "vmap-max-pages", "largest vmap-churn request, in pages";
+    /// Share of the vmap churn's requests that go through vm_map_ram (the rest
+    /// alternate between vmalloc and vmap).
+    vmap_ram_pct: (0, 100) = "50", "vmap-ram-pct", "percent of vmap-churn requests through vm_map_ram";
+    /// Areas each CPU keeps live in the vmap churn.
+    vmap_live: (1, 4096) = "32", "vmap-live", "areas each CPU keeps live in vmap-churn";
 }
 
 // Same layout on both sides of the boundary: only u64 fields, no padding.
@@ -363,6 +397,10 @@ impl Config {
 
     pub fn debug(&self) -> bool {
         Switch::from_index(self.debug) != Some(Switch::Off)
+    }
+
+    pub fn vmap(&self) -> VmapVariant {
+        VmapVariant::from_index(self.vmap).unwrap_or(VmapVariant::LazyPtes)
     }
 
     pub fn inject(&self) -> Inject {

@@ -93,6 +93,37 @@ counters! {
     /// Cycles of pte accesses in the pte benchmark, and how many.
     PteBenchCycles = "pte_bench_cycles",
     PteBenchAccesses = "pte_bench_accesses",
+    /// vmap areas allocated, and removed from the tree (eagerly or by a purge).
+    VmapAreaAllocs = "vmap_area_allocs",
+    VmapAreaFrees = "vmap_area_frees",
+    /// Areas vunmapped lazily, and the pages they covered.
+    VmapLazyAreas = "vmap_lazy_areas",
+    VmapLazyPages = "vmap_lazy_pages",
+    /// Areas the first-fit search looked at.
+    VmapSearchVisits = "vmap_search_visits",
+    /// Allocations that found no room: a purge and a retry, and those that
+    /// failed even then.
+    VmapAllocRetries = "vmap_alloc_retries",
+    VmapAllocFailures = "vmap_alloc_failures",
+    /// Lazy purges (threshold, allocation failure, vm_unmap_aliases) and the
+    /// pages they released.
+    VmapPurges = "vmap_purges",
+    VmapPurgedPages = "vmap_purged_pages",
+    /// Every-CPU TLB flushes the vmap layer did (eager vunmaps and purges), and
+    /// the IPIs they sent.
+    VmapFlushes = "vmap_flushes",
+    VmapFlushIpis = "vmap_flush_ipis",
+    /// vm_unmap_aliases calls, and those that had something to flush.
+    VmUnmapAliases = "vm_unmap_aliases",
+    VmUnmapAliasesFlushed = "vm_unmap_aliases_flushed",
+    /// Per-CPU vmap blocks carved, freed when fully dirty, and purged as
+    /// fragmented.
+    VmapBlockAllocs = "vmap_block_allocs",
+    VmapBlockFrees = "vmap_block_frees",
+    VmapBlockPurges = "vmap_block_purges",
+    /// Cycles and iterations of the vmap benchmark.
+    VmapBenchCycles = "vmap_bench_cycles",
+    VmapBenchIters = "vmap_bench_iters",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);

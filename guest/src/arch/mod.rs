@@ -4,5 +4,6 @@ pub mod apic;
 pub mod boot;
 pub mod cpu;
 pub mod gdt;
+pub mod probe;
 pub mod trap;
 pub mod user;

@@ -1,6 +1,7 @@
 //! Memory management.
 
 pub mod address_space;
+pub mod alias;
 pub mod highpte;
 pub mod kmap;
 pub mod layout;
@@ -9,6 +10,8 @@ pub mod page;
 pub mod pgtable;
 pub mod ptcache;
 pub mod tlb;
+pub mod vmap;
+pub mod vmap_block;
 
 use shared::boot::BootInfo;
 
@@ -35,6 +38,7 @@ pub fn init(info: &BootInfo) {
     memblock::init(info, kernel_end, lowmem);
     pgtable::init_kernel(lowmem);
     let tables = memblock::watermark() - layout::page_align_up(kernel_end);
+    vmap::init(info);
     if let Err(e) = page::init(info, lowmem) {
         panic!(
             "{e}: {} MiB of RAM needs {} MiB of mem_map, lowmem is {} MiB",

@@ -36,14 +36,16 @@ pub struct Page {
     /// The persistent kmap address of a highmem page (0: not mapped), under
     /// kmap_lock: Linux's `page_address()` for highmem.
     pub virtual_: UnsafeCell<u32>,
-    _pad: [u32; 3],
+    /// Lazy vmap PTEs that still name this frame (see `mm::alias`).
+    pub lazy_aliases: core::sync::atomic::AtomicU32,
+    _pad: [u32; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<Page>() == 32);
 const NIL: u32 = u32::MAX;
 
 // SAFETY: a Page's fields are only touched under the lock of its zone (flags,
-// order, links) or of the kmap pool (virtual_).
+// order, links) or of the kmap pool (virtual_), or atomically (lazy_aliases).
 unsafe impl Sync for Page {}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -87,6 +89,11 @@ pub fn pfn_to_page(pfn: u64) -> &'static Page {
     assert!(pfn < m.nr, "pfn {pfn:#x} beyond mem_map");
     // SAFETY: in bounds of mem_map, which lives for ever.
     unsafe { &*m.pages.add(pfn as usize) }
+}
+
+/// Frames `mem_map` describes (the top of RAM, holes included).
+pub fn nr_frames() -> u64 {
+    mm().nr
 }
 
 /// Bytes of lowmem `mem_map` takes.

@@ -6,6 +6,7 @@ mod bench;
 mod boot;
 mod faults;
 pub mod mm;
+mod vmap;
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -69,6 +70,7 @@ fn run_on_this_cpu() {
         | Workload::MmAll
         | Workload::TaskCapacity
         | Workload::PteBench => mm::run(cfg),
+        Workload::VmapTest | Workload::VmapChurn | Workload::VmapBench => vmap::run(cfg),
     }
     percpu::count(Counter::WorkloadCycles, cpu::rdtsc() - t0);
 }
@@ -100,6 +102,24 @@ pub fn ap_main() -> ! {
     DONE.fetch_add(1, Ordering::AcqRel);
     loop {
         idle_until(|| false);
+    }
+}
+
+static REACHED: AtomicU32 = AtomicU32::new(0);
+static ROUND: AtomicU32 = AtomicU32::new(0);
+
+/// Waits until every CPU has called this as often as this one (a reusable
+/// barrier). Spins with interrupts as they were, so a CPU waiting here still
+/// answers TLB flush requests.
+pub fn all_cpus_reach() {
+    let round = ROUND.load(Ordering::Acquire);
+    if REACHED.fetch_add(1, Ordering::AcqRel) + 1 == smp::nr_cpus() {
+        REACHED.store(0, Ordering::Relaxed);
+        ROUND.fetch_add(1, Ordering::Release);
+    } else {
+        while ROUND.load(Ordering::Acquire) == round {
+            cpu::pause();
+        }
     }
 }
 
