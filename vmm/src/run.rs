@@ -250,11 +250,11 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
     while !pending.is_empty() {
         let round: Vec<Job> = pending.iter().map(|&i| jobs[i].clone()).collect();
-        let out = match mode {
+        let (out, stalled) = match mode {
             Mode::Qemu => {
                 let guest = default_guest.is_file().then_some(default_guest.as_path());
                 let verbose = args.verbose;
-                appliance::run(
+                let o = appliance::run(
                     &round,
                     &extra,
                     guest,
@@ -265,13 +265,35 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
                         Event::Err { job, line } if verbose => eprintln!("[{}] {line}", pending[job]),
                         _ => {}
                     },
-                )?
-                .results
+                )?;
+                (o.results, o.stalled)
             }
-            Mode::Local => round.iter().map(|j| run_local_job(j, args.verbose)).collect(),
+            Mode::Local => (round.iter().map(|j| run_local_job(j, args.verbose)).collect(), None),
         };
         let mut again = Vec::new();
-        for (&i, r) in pending.iter().zip(out) {
+        for (k, (&i, r)) in pending.iter().zip(out).enumerate() {
+            match stalled {
+                // Never started: the appliance was stopped before.
+                Some(s) if k > s => {
+                    again.push(i);
+                    continue;
+                }
+                Some(s) if k == s => {
+                    attempts[i] += 1;
+                    let note = format!(
+                        "the emulated KVM stopped responding (no output past the job's own timeout): {}",
+                        "QEMU was stopped and the rest of the batch went on in a fresh appliance"
+                    );
+                    eprintln!("vmm: job {i}, attempt {}: {note}", attempts[i]);
+                    faults[i].push(note);
+                    if attempts[i] <= args.retries {
+                        again.push(i);
+                    }
+                    results[i] = r;
+                    continue;
+                }
+                _ => {}
+            }
             attempts[i] += 1;
             let mut report: Option<RunReport> = r.json.as_deref().and_then(|j| serde_json::from_str(j).ok());
             if let (Mode::Qemu, Some(rep)) = (mode, report.as_mut()) {

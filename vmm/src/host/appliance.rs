@@ -92,6 +92,27 @@ pub struct BatchOutcome {
     pub results: Vec<JobResult>,
     /// From starting QEMU to the appliance being ready to run jobs.
     pub boot_ms: Option<f64>,
+    /// The job during which the appliance stopped making progress (its own
+    /// watchdog did not end it: the emulated KVM's vCPU threads were stuck), after
+    /// which QEMU was stopped; the jobs after it did not run.
+    pub stalled: Option<usize>,
+}
+
+/// How long past a job's own `--timeout` the appliance may stay silent before
+/// it counts as stuck.
+const STALL_GRACE: Duration = Duration::from_secs(60);
+
+/// The most a job may take before its appliance counts as stuck.
+fn job_budget(job: &Job) -> Duration {
+    let timeout = job
+        .args
+        .iter()
+        .position(|a| a == "--timeout")
+        .and_then(|i| job.args.get(i + 1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .unwrap_or(60.0);
+    Duration::from_secs_f64(timeout) + STALL_GRACE
 }
 
 /// QEMU's sizing.
@@ -319,8 +340,18 @@ fn run_once(
     let mut recent: VecDeque<String> = VecDeque::new();
     let end = started + deadline;
     let ready_end = started + READY_DEADLINE.min(deadline);
+    // The job running now (the appliance runs them in order) and its deadline.
+    let mut running: Option<(usize, Instant)> = None;
     while !done {
         let now = Instant::now();
+        if let Some((job, limit)) = running {
+            if now >= limit {
+                log::warn!("appliance: job {job} made no progress past its own timeout; stopping QEMU");
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(BatchOutcome { results, boot_ms, stalled: Some(job) });
+            }
+        }
         if boot_ms.is_none() && now >= ready_end && ready_end < end {
             let _ = child.kill();
             let _ = child.wait();
@@ -331,7 +362,10 @@ fn run_once(
             let _ = child.wait();
             return Err(Error::Timeout { secs: deadline.as_secs_f64(), log: log_path });
         }
-        let wait_until = if boot_ms.is_none() { ready_end.min(end) } else { end };
+        let mut wait_until = if boot_ms.is_none() { ready_end.min(end) } else { end };
+        if let Some((_, limit)) = running {
+            wait_until = wait_until.min(limit);
+        }
         let line = match rx.recv_timeout(wait_until.saturating_duration_since(now)) {
             Ok(l) => l,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
@@ -353,6 +387,7 @@ fn run_once(
             "ready" => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 boot_ms = Some(ms);
+                running = jobs.first().map(|j| (0, Instant::now() + job_budget(j)));
                 on_event(Event::Ready { boot_ms: ms });
             }
             "fatal" => fatal = Some(rest.to_owned()),
@@ -371,7 +406,10 @@ fn run_once(
                         r.stderr.push(text.to_owned());
                     }
                     "json" => r.json = Some(text.to_owned()),
-                    "exit" => r.exit_code = text.trim().parse().ok(),
+                    "exit" => {
+                        r.exit_code = text.trim().parse().ok();
+                        running = jobs.get(job + 1).map(|j| (job + 1, Instant::now() + job_budget(j)));
+                    }
                     _ => {}
                 }
             }
@@ -402,7 +440,7 @@ fn run_once(
             log_path.display()
         )));
     }
-    Ok(BatchOutcome { results, boot_ms })
+    Ok(BatchOutcome { results, boot_ms, stalled: None })
 }
 
 /// The appliance kernel's command line. Under TCG the emulated TSC runs at the
