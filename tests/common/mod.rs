@@ -61,6 +61,10 @@ impl JobLine {
     pub fn result(&self, name: &str) -> u64 {
         self.report()["results"][name].as_u64().unwrap_or_else(|| panic!("no result {name} in {:#}", self.report()))
     }
+    /// A counter summed over every CPU (0 if absent).
+    pub fn total(&self, name: &str) -> u64 {
+        self.report()["counter_totals"][name].as_u64().unwrap_or(0)
+    }
     /// A counter of one CPU (0 if absent).
     pub fn counter(&self, cpu: usize, name: &str) -> u64 {
         self.report()["counters"][cpu][name].as_u64().unwrap_or(0)
