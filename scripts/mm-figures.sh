@@ -9,14 +9,8 @@
 #   scripts/mm-figures.sh [--reps N]      (default 3; the median is reported)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-reps=3
-[ "${1:-}" = --reps ] && reps=$2
-vmm=target/x86_64-unknown-linux-gnu/release/vmm
-[ -x "$vmm" ] || { echo "mm-figures: build first (scripts/build.sh)" >&2; exit 2; }
-out=results
-mkdir -p "$out"
-jobs=$(mktemp) lines=$(mktemp)
-trap 'rm -f "$jobs" "$lines"' EXIT
+. scripts/figures-lib.sh
+figures_setup mm-figures "$@"
 python3 - "$reps" >"$jobs" <<'PY'
 import json, sys
 reps = int(sys.argv[1])
