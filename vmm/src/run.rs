@@ -280,10 +280,9 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
                 }
                 Some(s) if k == s => {
                     attempts[i] += 1;
-                    let note = format!(
-                        "the emulated KVM stopped responding (no output past the job's own timeout): {}",
-                        "QEMU was stopped and the rest of the batch went on in a fresh appliance"
-                    );
+                    let note = "the emulated KVM stopped responding (no output past the job's own timeout): \
+                                QEMU was stopped and the rest of the batch went on in a fresh appliance"
+                        .to_owned();
                     eprintln!("vmm: job {i}, attempt {}: {note}", attempts[i]);
                     faults[i].push(note);
                     if attempts[i] <= args.retries {

@@ -179,15 +179,11 @@ fn busy_area(va: u32) -> (u32, u32, u32) {
     (id, area.end, area.data)
 }
 
-fn pte(va: u32) -> *mut u64 {
-    kernel_pte(va)
-}
-
 /// Maps `frames` at `va` (whose PTEs must be clear: the debug checker's "slot
 /// reused while live").
 pub(super) fn map_pages(va: u32, frames: &[u64]) {
     for (i, &pa) in frames.iter().enumerate() {
-        let p = pte(va + i as u32 * PAGE_SIZE);
+        let p = kernel_pte(va + i as u32 * PAGE_SIZE);
         // SAFETY: a kernel PTE of the vmalloc space; this range is ours.
         let old = unsafe { p.read_volatile() };
         assert!(old == 0, "BUG: vmap over a live PTE at {:#x} ({old:#x})", va + i as u32 * PAGE_SIZE);
@@ -203,7 +199,7 @@ pub(super) fn leave_lazy(start: u32, end: u32, mut each: impl FnMut(u64)) {
     let clear = variant() == VmapVariant::LazyTlb;
     let mut va = start;
     while va < end {
-        let p = pte(va);
+        let p = kernel_pte(va);
         // SAFETY: a kernel PTE of the vmalloc space in a range we own.
         let e = unsafe { p.read_volatile() };
         if e & P != 0 {
@@ -222,7 +218,7 @@ pub(super) fn leave_lazy(start: u32, end: u32, mut each: impl FnMut(u64)) {
 pub(super) fn retire(start: u32, end: u32) {
     let mut va = start;
     while va < end {
-        let p = pte(va);
+        let p = kernel_pte(va);
         // SAFETY: a kernel PTE of a range the purge (or an eager unmap) owns.
         let e = unsafe { p.read_volatile() };
         if e & P != 0 {
@@ -238,7 +234,7 @@ pub(super) fn retire(start: u32, end: u32) {
 pub(super) fn release(start: u32, end: u32, lazy: bool, mut each: impl FnMut(u64)) {
     let mut va = start;
     while va < end {
-        let p = pte(va);
+        let p = kernel_pte(va);
         // SAFETY: as in retire.
         let e = unsafe { p.read_volatile() };
         if e & LAZY != 0 {
@@ -482,13 +478,13 @@ pub fn vm_unmap_ram(va: u32, count: u32) {
 /// The frame mapped at `va` now, if any (tests).
 pub fn mapped_frame(va: u32) -> Option<u64> {
     // SAFETY: reading a kernel PTE of the vmalloc space.
-    let e = unsafe { pte(va).read_volatile() };
+    let e = unsafe { kernel_pte(va).read_volatile() };
     (e & P != 0).then_some(e & ADDR_MASK)
 }
 
 /// Whether `va`'s PTE is present and writable (tests).
 pub fn mapped_writable(va: u32) -> bool {
     // SAFETY: as above.
-    let e = unsafe { pte(va).read_volatile() };
+    let e = unsafe { kernel_pte(va).read_volatile() };
     e & P != 0 && e & shared::pae::RW != 0
 }

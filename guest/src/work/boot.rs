@@ -9,11 +9,10 @@ use crate::arch::{cpu, user as ring3};
 use crate::mm::pgtable::AddressSpace;
 use crate::sync::SpinLock;
 use crate::user::{self, USER_STACK_TOP};
-use crate::work::{idle_until, Barrier};
+use crate::work::{all_cpus_reach, idle_until};
 use crate::{check, hv, percpu, smp, time};
 
 static SHARED: SpinLock<u64> = SpinLock::new(0);
-static COUNTED: Barrier = Barrier::new();
 
 pub fn run(cfg: &Config) {
     let cpu_id = percpu::cpu_id();
@@ -27,12 +26,11 @@ pub fn run(cfg: &Config) {
 
     // Atomic increments from every CPU.
     static ATOMIC: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-    static ATOMIC_DONE: Barrier = Barrier::new();
     let n = if cfg.iterations != 0 { cfg.iterations as u32 } else { 1000 };
     for _ in 0..n {
         ATOMIC.fetch_add(1, Ordering::Relaxed);
     }
-    ATOMIC_DONE.wait();
+    all_cpus_reach();
     let t = ATOMIC.load(Ordering::Relaxed);
     check!(t == n * smp::nr_cpus(), "atomic: total {} != {}", t, n * smp::nr_cpus());
 
@@ -41,7 +39,7 @@ pub fn run(cfg: &Config) {
     for _ in 0..per_cpu {
         *SHARED.lock() += 1;
     }
-    COUNTED.wait();
+    all_cpus_reach();
     let total = *SHARED.lock();
     check!(
         total == per_cpu * smp::nr_cpus() as u64,

@@ -122,22 +122,3 @@ pub fn all_cpus_reach() {
         }
     }
 }
-
-/// A barrier of every CPU (`gen` distinguishes successive uses).
-pub struct Barrier {
-    arrived: AtomicU32,
-}
-
-impl Barrier {
-    pub const fn new() -> Self {
-        Barrier { arrived: AtomicU32::new(0) }
-    }
-
-    /// Waits until every CPU has arrived (one use per barrier).
-    pub fn wait(&self) {
-        self.arrived.fetch_add(1, Ordering::AcqRel);
-        while self.arrived.load(Ordering::Acquire) < smp::nr_cpus() {
-            cpu::pause();
-        }
-    }
-}

@@ -196,7 +196,8 @@ fn selftest(cfg: &Config) {
         check!(leaked == 0, "{leaked} frames keep a lazy alias count after vm_unmap_aliases");
         let (low1, high1) = (page::zone_stats(Zone::Normal).1, page::zone_stats(Zone::HighMem).1);
         check!(high1 == high0, "highmem pages free: {high0} before, {high1} after");
-        // Lowmem may hold the vmap blocks' nothing: only test pages came from it.
+        // The blocks and areas hold no pages of their own: every page the tests
+        // took, from either zone, must be back.
         check!(low1 == low0, "lowmem pages free: {low0} before, {low1} after");
         kprintln!(
             "vmap-test: {} variant, {} CPUs, lazy_max_pages {}, block {} pages, {} purges, {} flushes",
