@@ -68,6 +68,129 @@ pub mod nr {
     }
 }
 
+/// The paravirtual MMU's request structures and command numbers (Xen's meanings;
+/// see ../shared/reference/pv-mmu-contract.md and docs/pvmmu.md). Every structure
+/// has a fixed 64-bit layout so that the 32-bit guest and the 64-bit host agree.
+pub mod pvmmu {
+    /// `mmu_update` command in the low two bits of [`MmuUpdate::ptr`]: a validated
+    /// write of a pagetable entry.
+    pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
+    /// Xen's machine-to-physical update: there is no m2p table here (`-ENOSYS`).
+    pub const MMU_MACHPHYS_UPDATE: u64 = 1;
+    /// As [`MMU_NORMAL_PT_UPDATE`], but the entry keeps the Accessed and Dirty bits
+    /// the old one had.
+    pub const MMU_PT_UPDATE_PRESERVE_AD: u64 = 2;
+
+    /// `mmuext_op` commands (Xen's numbers).
+    pub mod cmd {
+        pub const PIN_L1_TABLE: u32 = 0;
+        pub const PIN_L2_TABLE: u32 = 1;
+        pub const PIN_L3_TABLE: u32 = 2;
+        /// Not in a 32-bit PAE guest: `-ENOSYS`.
+        pub const PIN_L4_TABLE: u32 = 3;
+        pub const UNPIN_TABLE: u32 = 4;
+        pub const NEW_BASEPTR: u32 = 5;
+        pub const TLB_FLUSH_LOCAL: u32 = 6;
+        pub const INVLPG_LOCAL: u32 = 7;
+        pub const TLB_FLUSH_MULTI: u32 = 8;
+        pub const INVLPG_MULTI: u32 = 9;
+        pub const TLB_FLUSH_ALL: u32 = 10;
+        pub const INVLPG_ALL: u32 = 11;
+
+        /// The name of a command, for reports.
+        pub fn name(cmd: u32) -> &'static str {
+            match cmd {
+                PIN_L1_TABLE => "pin_l1_table",
+                PIN_L2_TABLE => "pin_l2_table",
+                PIN_L3_TABLE => "pin_l3_table",
+                PIN_L4_TABLE => "pin_l4_table",
+                UNPIN_TABLE => "unpin_table",
+                NEW_BASEPTR => "new_baseptr",
+                TLB_FLUSH_LOCAL => "tlb_flush_local",
+                INVLPG_LOCAL => "invlpg_local",
+                TLB_FLUSH_MULTI => "tlb_flush_multi",
+                INVLPG_MULTI => "invlpg_multi",
+                TLB_FLUSH_ALL => "tlb_flush_all",
+                INVLPG_ALL => "invlpg_all",
+                _ => "unknown",
+            }
+        }
+    }
+
+    /// `update_va_mapping` flags: the flush after the update (low two bits) and
+    /// whom it is for.
+    pub mod uvmf {
+        pub const NONE: u64 = 0;
+        pub const TLB_FLUSH: u64 = 1;
+        pub const INVLPG: u64 = 2;
+        pub const FLUSHTYPE_MASK: u64 = 3;
+        /// Only the calling vCPU (the default).
+        pub const LOCAL: u64 = 0;
+        /// Every vCPU.
+        pub const ALL: u64 = 4;
+    }
+
+    /// The most requests one `mmu_update`, `mmuext_op` or `multicall` may carry.
+    pub const MAX_BATCH: u64 = 4096;
+
+    /// One `mmu_update` request: write `val` at guest-physical `ptr` (the low two
+    /// bits of `ptr` are the command).
+    #[repr(C, align(8))]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct MmuUpdate {
+        pub ptr: u64,
+        pub val: u64,
+    }
+
+    /// One `mmuext_op`: `arg1` is a frame number (pins, NEW_BASEPTR) or a virtual
+    /// address (INVLPG_*); `arg2` is the guest-physical address of a vCPU bitmask
+    /// (a `u64`) for the *_MULTI commands.
+    #[repr(C, align(8))]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct MmuextOp {
+        pub cmd: u32,
+        pub _pad: u32,
+        pub arg1: u64,
+        pub arg2: u64,
+    }
+
+    /// One entry of a `multicall`: a hypercall number and its arguments as in a
+    /// [`super::HypercallBlock`]; the host writes the entry's own `result` (and
+    /// `ret`, e.g. the requests a batch applied).
+    #[repr(C, align(8))]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct MulticallEntry {
+        pub op: u32,
+        pub result: i32,
+        pub args: [u64; 4],
+        pub ret: u64,
+    }
+
+    impl MmuUpdate {
+        pub const SIZE: u64 = core::mem::size_of::<Self>() as u64;
+    }
+    impl MmuextOp {
+        pub const SIZE: u64 = core::mem::size_of::<Self>() as u64;
+    }
+    impl MulticallEntry {
+        pub const SIZE: u64 = core::mem::size_of::<Self>() as u64;
+        /// Byte offset of `result`.
+        pub const RESULT_OFFSET: u64 = 4;
+        /// Byte offset of `ret`.
+        pub const RET_OFFSET: u64 = 40;
+    }
+
+    const _: () = {
+        use core::mem::{offset_of, size_of};
+        assert!(size_of::<MmuUpdate>() == 16);
+        assert!(size_of::<MmuextOp>() == 24);
+        assert!(offset_of!(MmuextOp, arg1) == 8);
+        assert!(size_of::<MulticallEntry>() == 48);
+        assert!(offset_of!(MulticallEntry, args) == 8);
+        assert!(offset_of!(MulticallEntry, ret) == MulticallEntry::RET_OFFSET as usize);
+    };
+}
+
 /// Points of the boot the host timestamps (argument of [`nr::MILESTONE`]).
 pub mod milestone {
     /// The boot CPU reached the kernel's main function (paging on, console up).

@@ -27,6 +27,11 @@ pub const AP_TRAMPOLINE_GPA: u64 = 0x7000;
 /// trampoline); the kernel is loaded here and allocates only above its image.
 pub const LOW_RESERVED_END: u64 = 0x10_0000;
 
+/// Guest-physical frames the host keeps for itself under the PV MMU (the real-mode
+/// page 0 and the scratch pages below the AP trampoline): no pagetable entry may
+/// point into them and no `mmu_update` may write them (rule V7).
+pub const HOST_RESERVED_START: u64 = 0;
+pub const HOST_RESERVED_END: u64 = 0x7000;
 /// The most vCPUs a guest can have.
 pub const MAX_VCPUS: usize = 8;
 /// The most RAM regions in the memory map.

@@ -147,6 +147,19 @@ config_enum! {
 }
 
 config_enum! {
+    /// How the host's PV MMU finds writable mappings of a frame that is to become a
+    /// pagetable (`--host-check`; the host's choice, the guest ignores it).
+    pub enum HostCheck {
+        /// Xen's type count: a `writable` frame's count is its RW mappings (O(1)).
+        Typecount = "typecount",
+        /// Read every validated L1 and count (O(L1 tables)).
+        Scan = "scan",
+        /// A reverse map kept on every entry change (O(1) to ask).
+        Rmap = "rmap",
+    }
+}
+
+config_enum! {
     /// A historic bug to reproduce (`--inject`).
     pub enum Inject {
         None = "none",
@@ -372,6 +385,10 @@ params! {
     vmap_ram_pct: (0, 100) = "50", "vmap-ram-pct", "percent of vmap-churn requests through vm_map_ram";
     /// Areas each CPU keeps live in the vmap churn.
     vmap_live: (1, 4096) = "32", "vmap-live", "areas each CPU keeps live in vmap-churn";
+    /// [`HostCheck`]
+    host_check: HostCheck = "typecount", "host-check", "how the host's PV MMU finds writable aliases of a frame";
+    /// [`Switch`]: ask all three host checks every time and count disagreements.
+    host_cross_check: Switch = "off", "host-cross-check", "run all three host alias checks and count disagreements";
 }
 
 // Same layout on both sides of the boundary: only u64 fields, no padding.
@@ -401,6 +418,14 @@ impl Config {
 
     pub fn vmap(&self) -> VmapVariant {
         VmapVariant::from_index(self.vmap).unwrap_or(VmapVariant::LazyPtes)
+    }
+
+    pub fn host_check(&self) -> HostCheck {
+        HostCheck::from_index(self.host_check).unwrap_or(HostCheck::Typecount)
+    }
+
+    pub fn host_cross_check(&self) -> bool {
+        Switch::from_index(self.host_cross_check) == Some(Switch::On)
     }
 
     pub fn inject(&self) -> Inject {
