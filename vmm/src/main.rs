@@ -7,6 +7,7 @@ mod cli;
 mod host;
 mod hypervisor;
 mod kvm;
+mod pvmmu;
 mod report;
 mod run;
 

@@ -62,7 +62,7 @@ pub fn create(size: RamSize) -> Result<GuestMemoryMmap, Error> {
 /// padding that matters and no invariants.
 pub unsafe trait Pod: Copy {}
 
-// SAFETY: all four are repr(C) structs of integer fields (see `shared`).
+// SAFETY: all these are repr(C) structs of integer fields (see `shared`).
 unsafe impl Pod for shared::abi::HypercallBlock {}
 // SAFETY: as above.
 unsafe impl Pod for shared::abi::FaultReport {}
@@ -70,6 +70,16 @@ unsafe impl Pod for shared::abi::FaultReport {}
 unsafe impl Pod for shared::boot::BootInfo {}
 // SAFETY: as above.
 unsafe impl Pod for shared::counters::PerCpuCounters {}
+// SAFETY: as above (the PV MMU's request structures).
+unsafe impl Pod for shared::abi::pvmmu::MmuUpdate {}
+// SAFETY: as above.
+unsafe impl Pod for shared::abi::pvmmu::MmuextOp {}
+// SAFETY: as above.
+unsafe impl Pod for shared::abi::pvmmu::MulticallEntry {}
+// SAFETY: a plain integer.
+unsafe impl Pod for u64 {}
+// SAFETY: a plain integer.
+unsafe impl Pod for i32 {}
 
 fn bytes_of<T: Pod>(v: &T) -> &[u8] {
     // SAFETY: T is plain data; its bytes may be read.

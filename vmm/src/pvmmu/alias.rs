@@ -1,0 +1,71 @@
+//! The alias check: how many validated L1 entries map a frame read-write. Asked on
+//! every pin and every type change to a pagetable type; three implementations with
+//! different costs (`--host-check`), which must always agree:
+//!
+//! - `typecount`: Xen's answer, free: a frame of type `writable` has exactly its
+//!   type count of RW mappings (O(1)).
+//! - `scan`: read every validated L1 in guest memory and count the RW entries that
+//!   point at the frame (O(L1 tables x 512)); what a host without type counts does.
+//! - `rmap`: a reverse map from each frame to the L1 entries that map it RW, kept
+//!   up to date on every entry change (O(1) to ask, a cost on every update).
+
+use std::collections::{HashMap, HashSet};
+
+use shared::pae::{self, ENTRIES, PAGE_SHIFT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+pub use shared::config::HostCheck;
+
+/// An L1 entry's place: `l1 frame << 9 | index`.
+type Slot = u64;
+
+fn slot(l1: u64, idx: usize) -> Slot {
+    (l1 << 9) | idx as u64
+}
+
+/// The reverse map: frame -> the L1 entries mapping it RW.
+#[derive(Default)]
+pub struct Rmap {
+    map: HashMap<u64, Vec<Slot>>,
+}
+
+impl Rmap {
+    pub fn add(&mut self, target: u64, l1: u64, idx: usize) {
+        self.map.entry(target).or_default().push(slot(l1, idx));
+    }
+
+    pub fn remove(&mut self, target: u64, l1: u64, idx: usize) {
+        let s = slot(l1, idx);
+        if let Some(v) = self.map.get_mut(&target) {
+            if let Some(i) = v.iter().position(|&x| x == s) {
+                v.swap_remove(i);
+            }
+            if v.is_empty() {
+                self.map.remove(&target);
+            }
+        }
+    }
+
+    pub fn writable_mappings(&self, target: u64) -> u64 {
+        self.map.get(&target).map_or(0, |v| v.len() as u64)
+    }
+}
+
+/// Counts the RW entries pointing at `target` in every L1 of `l1s`, reading guest
+/// memory.
+pub fn scan(mem: &GuestMemoryMmap, l1s: &HashSet<u64>, target: u64) -> u64 {
+    let mut page = [0u8; 4096];
+    let mut n = 0;
+    for &l1 in l1s {
+        if mem.read_slice(&mut page, GuestAddress(l1 << PAGE_SHIFT)).is_err() {
+            continue;
+        }
+        for e in page.chunks_exact(8).take(ENTRIES) {
+            let e = u64::from_le_bytes(e.try_into().unwrap_or([0; 8]));
+            if e & (pae::P | pae::RW) == pae::P | pae::RW && pae::frame(e) == target {
+                n += 1;
+            }
+        }
+    }
+    n
+}

@@ -1,0 +1,330 @@
+//! The PV MMU hypercalls: `mmu_update`, `mmuext_op`, `update_va_mapping`,
+//! `multicall` and `set_callbacks`, with Xen's batching (requests run in order and
+//! stop at the first failure; `done` counts those applied) and error codes.
+//!
+//! The host cannot reach into a vCPU's TLB from here: each call returns the vCPUs
+//! whose TLBs must be flushed before the guest goes on ([`BatchResult::flush`]),
+//! and the vCPU loop carries the flushes out.
+
+use shared::abi::errno::{EINVAL, ENOSYS};
+use shared::abi::nr;
+use shared::abi::pvmmu::{
+    cmd, uvmf, MmuUpdate, MmuextOp, MulticallEntry, MAX_BATCH, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+};
+use shared::boot::MAX_VCPUS;
+use shared::pae::{self, PAGE_SHIFT};
+use vm_memory::GuestMemoryMmap;
+
+use crate::kvm::memory::{self, Pod};
+
+use super::frame_table::FrameType;
+use super::{Continuation, PvMmu, Refusal, Rule};
+
+/// Every vCPU.
+pub const ALL_VCPUS: u64 = (1 << MAX_VCPUS) - 1;
+
+/// The outcome of one PV MMU hypercall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchResult {
+    /// 0 or the first failure's negative errno.
+    pub rc: i32,
+    /// Requests applied.
+    pub done: u64,
+    /// vCPUs (bit per vCPU) whose TLBs must be flushed before the caller resumes.
+    pub flush: u64,
+    /// A pin met writable aliases and the guest registered a fixup: deliver it with
+    /// this frame, and do not complete the call (the guest re-issues it).
+    pub trap: Option<u64>,
+}
+
+impl BatchResult {
+    fn fail(r: &Refusal, done: u64, flush: u64) -> Self {
+        BatchResult { rc: r.errno, done, flush, trap: None }
+    }
+}
+
+fn request_error(why: &'static str) -> Refusal {
+    Refusal { rule: Rule::Request, errno: -EINVAL, pfn: 0, alias: false, why }
+}
+
+fn enosys(why: &'static str) -> Refusal {
+    Refusal { rule: Rule::Request, errno: -ENOSYS, pfn: 0, alias: false, why }
+}
+
+/// Reads `count` structures of `size` bytes at `gpa`, all or nothing.
+fn read_array<T: Pod>(mem: &GuestMemoryMmap, gpa: u64, count: u64, size: u64) -> Result<Vec<T>, Refusal> {
+    if count > MAX_BATCH {
+        return Err(request_error("batch larger than MAX_BATCH"));
+    }
+    if !gpa.is_multiple_of(8) {
+        return Err(request_error("request array misaligned"));
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let at = gpa.checked_add(i * size).ok_or_else(|| request_error("request array wraps"))?;
+        out.push(memory::read_obj::<T>(mem, at).map_err(|_| request_error("request array outside guest RAM"))?);
+    }
+    Ok(out)
+}
+
+impl PvMmu {
+    fn read_u64(&self, mem: &GuestMemoryMmap, gpa: u64) -> Option<u64> {
+        memory::read_obj::<u64>(mem, gpa).ok()
+    }
+
+    /// One validated entry write (`ptr` with its command bits). Returns whether the
+    /// guest's TLBs must be flushed (an L2 or L3 entry changed).
+    pub(super) fn update_entry(&mut self, mem: &GuestMemoryMmap, ptr: u64, val: u64) -> Result<bool, Refusal> {
+        let command = ptr & 3;
+        if command != MMU_NORMAL_PT_UPDATE && command != MMU_PT_UPDATE_PRESERVE_AD {
+            return Err(enosys("mmu_update command"));
+        }
+        let ptr = ptr & !3;
+        let pfn = ptr >> PAGE_SHIFT;
+        let bad_ptr = Refusal { rule: Rule::V7, errno: -EINVAL, pfn, alias: false, why: "entry address" };
+        if !ptr.is_multiple_of(8) || !self.frames.is_guest_frame(pfn) {
+            return Err(bad_ptr);
+        }
+        let old = self.read_u64(mem, ptr).ok_or(bad_ptr)?;
+        let val = if command == MMU_PT_UPDATE_PRESERVE_AD { val | (old & (pae::A | pae::D)) } else { val };
+        let ty = self.frames.ty(pfn);
+        let idx = ((ptr & 0xfff) / 8) as usize;
+        if !ty.is_pagetable() {
+            memory::write_obj(mem, ptr, &val).map_err(|_| bad_ptr)?;
+            return Ok(false);
+        }
+        if ty == FrameType::L3 && idx >= pae::L3_ENTRIES {
+            return Err(Refusal { rule: Rule::V5, errno: -EINVAL, pfn, alias: false, why: "L3 entry 4..511" });
+        }
+        self.get_entry(mem, ty, pfn, idx, val)?;
+        if memory::write_obj(mem, ptr, &val).is_err() {
+            self.put_entry(mem, ty, pfn, idx, val);
+            return Err(bad_ptr);
+        }
+        self.put_entry(mem, ty, pfn, idx, old);
+        Ok(ty != FrameType::L1)
+    }
+
+    /// `mmu_update(reqs, count)`.
+    pub fn mmu_update(&mut self, mem: &GuestMemoryMmap, reqs_gpa: u64, count: u64) -> BatchResult {
+        let reqs: Vec<MmuUpdate> = match read_array(mem, reqs_gpa, count, MmuUpdate::SIZE) {
+            Ok(r) => r,
+            Err(r) => {
+                self.refused(&r);
+                return BatchResult::fail(&r, 0, 0);
+            }
+        };
+        let mut flush = 0;
+        for (i, req) in reqs.iter().enumerate() {
+            match self.update_entry(mem, req.ptr, req.val) {
+                Ok(f) => {
+                    self.applied("mmu_update");
+                    if f {
+                        flush = ALL_VCPUS;
+                        self.flushed("l2_l3_update");
+                    }
+                }
+                Err(r) => {
+                    self.refused(&r);
+                    return BatchResult::fail(&r, i as u64, flush);
+                }
+            }
+        }
+        BatchResult { rc: 0, done: reqs.len() as u64, flush, trap: None }
+    }
+
+    fn pin(&mut self, mem: &GuestMemoryMmap, pfn: u64, ty: FrameType) -> Result<(), Refusal> {
+        if self.frames.is_guest_frame(pfn) && self.frames.pinned(pfn) {
+            return Err(Refusal { rule: Rule::T4, errno: -EINVAL, pfn, alias: false, why: "already pinned" });
+        }
+        self.get_frame(pfn)?;
+        if let Err(r) = self.get_type(mem, pfn, ty, true) {
+            self.frames.put_ref(pfn);
+            return Err(r);
+        }
+        self.frames.set_pinned(pfn, true);
+        Ok(())
+    }
+
+    /// One `mmuext_op`; returns the vCPUs to flush.
+    fn mmuext_one(&mut self, mem: &GuestMemoryMmap, vcpu: u32, op: &MmuextOp) -> Result<u64, Refusal> {
+        let me = 1u64 << vcpu;
+        let pfn = op.arg1;
+        match op.cmd {
+            cmd::PIN_L1_TABLE => self.pin(mem, pfn, FrameType::L1).map(|_| 0),
+            cmd::PIN_L2_TABLE => self.pin(mem, pfn, FrameType::L2).map(|_| 0),
+            cmd::PIN_L3_TABLE => self.pin(mem, pfn, FrameType::L3).map(|_| 0),
+            cmd::UNPIN_TABLE => {
+                if !self.frames.is_guest_frame(pfn) || !self.frames.pinned(pfn) {
+                    return Err(Refusal { rule: Rule::T4, errno: -EINVAL, pfn, alias: false, why: "not pinned" });
+                }
+                self.frames.set_pinned(pfn, false);
+                self.put_type(mem, pfn);
+                self.frames.put_ref(pfn);
+                Ok(0)
+            }
+            cmd::NEW_BASEPTR => {
+                self.get_frame(pfn)?;
+                if let Err(r) = self.get_type(mem, pfn, FrameType::L3, false) {
+                    self.frames.put_ref(pfn);
+                    return Err(r);
+                }
+                if let Some(old) = self.roots[vcpu as usize].replace(pfn) {
+                    self.put_type(mem, old);
+                    self.frames.put_ref(old);
+                }
+                Ok(me)
+            }
+            cmd::TLB_FLUSH_LOCAL | cmd::INVLPG_LOCAL => Ok(me),
+            cmd::TLB_FLUSH_ALL | cmd::INVLPG_ALL => Ok(ALL_VCPUS),
+            cmd::TLB_FLUSH_MULTI | cmd::INVLPG_MULTI => {
+                let mask = self.read_u64(mem, op.arg2).ok_or_else(|| request_error("vCPU mask outside guest RAM"))?;
+                if mask & !ALL_VCPUS != 0 {
+                    return Err(request_error("vCPU mask names no vCPU"));
+                }
+                Ok(mask)
+            }
+            _ => Err(enosys("mmuext_op command")),
+        }
+    }
+
+    /// `mmuext_op(ops, count)` from the block at `block_gpa` of vCPU `vcpu`. A pin
+    /// refused only for writable aliases, with a fixup registered, traps back; the
+    /// same block issued again resumes where it stopped, and if the alias is still
+    /// there the guest gets the error.
+    pub fn mmuext_op(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        vcpu: u32,
+        block_gpa: u64,
+        args: [u64; 4],
+        may_trap: bool,
+    ) -> BatchResult {
+        let v = vcpu as usize % MAX_VCPUS;
+        let ops: Vec<MmuextOp> = match read_array(mem, args[0], args[1], MmuextOp::SIZE) {
+            Ok(o) => o,
+            Err(r) => {
+                self.refused(&r);
+                return BatchResult::fail(&r, 0, 0);
+            }
+        };
+        let resume = self.pending[v].take().filter(|c| may_trap && c.block_gpa == block_gpa && c.args == args);
+        let start = resume.map_or(0, |c| c.done);
+        let mut flush = 0;
+        for (i, op) in ops.iter().enumerate().skip(start as usize) {
+            match self.mmuext_one(mem, vcpu, op) {
+                Ok(f) => {
+                    flush |= f;
+                    if f != 0 {
+                        self.flushed(cmd::name(op.cmd));
+                    }
+                    self.applied(cmd::name(op.cmd));
+                }
+                Err(r) => {
+                    self.refused(&r);
+                    let i = i as u64;
+                    if r.alias && may_trap && self.fixup_entry.is_some() {
+                        if resume.is_some_and(|c| c.done == i && c.pfn == r.pfn) {
+                            self.stats.trap_back_failures += 1;
+                            return BatchResult::fail(&r, i, flush);
+                        }
+                        self.stats.traps_back += 1;
+                        self.pending[v] = Some(Continuation { block_gpa, args, done: i, pfn: r.pfn });
+                        return BatchResult { rc: 0, done: i, flush, trap: Some(r.pfn) };
+                    }
+                    return BatchResult::fail(&r, i, flush);
+                }
+            }
+        }
+        BatchResult { rc: 0, done: ops.len() as u64, flush, trap: None }
+    }
+
+    /// `update_va_mapping(va, val, flags)`: the L1 entry of `va` under the calling
+    /// vCPU's root.
+    pub fn update_va_mapping(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        vcpu: u32,
+        va: u64,
+        val: u64,
+        flags: u64,
+    ) -> BatchResult {
+        let r = self.update_va(mem, vcpu, va, val, flags);
+        match r {
+            Ok(flush) => {
+                self.applied("update_va_mapping");
+                BatchResult { rc: 0, done: 1, flush, trap: None }
+            }
+            Err(r) => {
+                self.refused(&r);
+                BatchResult::fail(&r, 0, 0)
+            }
+        }
+    }
+
+    fn update_va(&mut self, mem: &GuestMemoryMmap, vcpu: u32, va: u64, val: u64, flags: u64) -> Result<u64, Refusal> {
+        let flush_type = flags & uvmf::FLUSHTYPE_MASK;
+        if flags & !(uvmf::FLUSHTYPE_MASK | uvmf::ALL) != 0 || flush_type == uvmf::FLUSHTYPE_MASK {
+            return Err(request_error("update_va_mapping flags"));
+        }
+        let va = u32::try_from(va).map_err(|_| request_error("virtual address above 4 GiB"))?;
+        let root = self.root(vcpu).ok_or_else(|| request_error("no root announced"))?;
+        let (i3, i2, i1) = pae::indexes(va);
+        let no_l1 = request_error("no L1 table maps the address");
+        let l3e = self.read_u64(mem, (root << PAGE_SHIFT) + i3 as u64 * 8).ok_or(no_l1)?;
+        if l3e & pae::P == 0 {
+            return Err(no_l1);
+        }
+        let l2 = pae::frame(l3e);
+        let l2e = self.read_u64(mem, (l2 << PAGE_SHIFT) + i2 as u64 * 8).ok_or(no_l1)?;
+        let l1 = pae::frame(l2e);
+        if l2e & pae::P == 0 || !self.frames.is_validated(l1, FrameType::L1) {
+            return Err(no_l1);
+        }
+        self.update_entry(mem, (l1 << PAGE_SHIFT) + i1 as u64 * 8, val)?;
+        Ok(match (flush_type, flags & uvmf::ALL != 0) {
+            (uvmf::NONE, _) => 0,
+            (_, false) => 1 << vcpu,
+            (_, true) => ALL_VCPUS,
+        })
+    }
+
+    /// `multicall(entries, n)`: each entry runs on its own and gets its own result;
+    /// a failing entry does not stop the batch. No trap-back inside a multicall.
+    pub fn multicall(&mut self, mem: &GuestMemoryMmap, vcpu: u32, entries_gpa: u64, n: u64) -> BatchResult {
+        let entries: Vec<MulticallEntry> = match read_array(mem, entries_gpa, n, MulticallEntry::SIZE) {
+            Ok(e) => e,
+            Err(r) => {
+                self.refused(&r);
+                return BatchResult::fail(&r, 0, 0);
+            }
+        };
+        let mut flush = 0;
+        for (i, e) in entries.iter().enumerate() {
+            let [a0, a1, a2, _] = e.args;
+            let r = match e.op {
+                nr::MMU_UPDATE => self.mmu_update(mem, a0, a1),
+                nr::MMUEXT_OP => self.mmuext_op(mem, vcpu, u64::MAX, e.args, false),
+                nr::UPDATE_VA_MAPPING => self.update_va_mapping(mem, vcpu, a0, a1, a2),
+                _ => BatchResult { rc: -ENOSYS, ..Default::default() },
+            };
+            flush |= r.flush;
+            let at = entries_gpa + i as u64 * MulticallEntry::SIZE;
+            let _ = memory::write_obj(mem, at + MulticallEntry::RESULT_OFFSET, &r.rc);
+            let _ = memory::write_obj(mem, at + MulticallEntry::RET_OFFSET, &r.done);
+        }
+        BatchResult { rc: 0, done: entries.len() as u64, flush, trap: None }
+    }
+
+    /// `set_callbacks(alias_fixup_entry)`: 0 removes the fixup. The hypercall
+    /// answers `-ENOSYS` until the delivery into the guest is built; the decision
+    /// this feeds is tested here.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn set_callbacks(&mut self, entry: u64) -> BatchResult {
+        if entry > u32::MAX as u64 {
+            return BatchResult { rc: -EINVAL, ..Default::default() };
+        }
+        self.fixup_entry = (entry != 0).then_some(entry);
+        BatchResult { rc: 0, ..Default::default() }
+    }
+}

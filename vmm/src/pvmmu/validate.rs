@@ -1,0 +1,286 @@
+//! Validation: the references a pagetable entry takes on what it points at, the
+//! type changes (promotion of a frame to a pagetable with every entry checked, and
+//! devalidation when its type count drops to zero), and the alias check on pins and
+//! type changes. Rules V1-V6 and T1-T2 of the contract.
+
+use shared::abi::errno::{EBUSY, EINVAL, ERANGE};
+use shared::pae::{self, ENTRIES, L3_ALLOWED, L3_ENTRIES, PAGE_SHIFT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::alias::{self, HostCheck};
+use super::frame_table::FrameType;
+use super::{PvMmu, Refusal, Rule};
+
+/// L1 flags a guest may not set (V3): cache control and global pages.
+pub const L1_FORBIDDEN: u64 = pae::PWT | pae::PCD | pae::PAT | pae::G;
+/// The first frame an L3 may not lie in (CR3 is 32 bits in PAE mode).
+pub const L3_LIMIT_PFN: u64 = (4u64 << 30) >> PAGE_SHIFT;
+
+/// A table's entries as read from guest memory.
+pub(super) fn read_table(mem: &GuestMemoryMmap, pfn: u64) -> Option<[u64; ENTRIES]> {
+    let mut bytes = [0u8; 4096];
+    mem.read_slice(&mut bytes, GuestAddress(pfn << PAGE_SHIFT)).ok()?;
+    let mut t = [0u64; ENTRIES];
+    for (e, b) in t.iter_mut().zip(bytes.chunks_exact(8)) {
+        *e = u64::from_le_bytes(b.try_into().ok()?);
+    }
+    Some(t)
+}
+
+fn present(e: u64) -> bool {
+    e & pae::P != 0
+}
+
+/// Entries of a table of type `ty` that the host validates (an L3 has four).
+pub fn entries_of(ty: FrameType) -> usize {
+    if ty == FrameType::L3 {
+        L3_ENTRIES
+    } else {
+        ENTRIES
+    }
+}
+
+impl PvMmu {
+    fn refuse(&self, rule: Rule, errno: i32, pfn: u64, why: &'static str) -> Refusal {
+        Refusal { rule, errno: -errno, pfn, alias: false, why }
+    }
+
+    /// A general reference on a frame the guest may map.
+    pub(super) fn get_frame(&mut self, pfn: u64) -> Result<(), Refusal> {
+        if !self.frames.is_guest_frame(pfn) {
+            let rule = if self.frames.len() > pfn { Rule::V7 } else { Rule::V6 };
+            return Err(self.refuse(rule, EINVAL, pfn, "frame is not guest RAM"));
+        }
+        self.frames.get_ref(pfn).map_err(|_| self.refuse(Rule::T1, EINVAL, pfn, "reference count overflow"))
+    }
+
+    /// How many validated L1 entries map `pfn` read-write, by the selected check
+    /// (and, when cross-checking, by all three; a disagreement is counted).
+    pub(super) fn writable_mappings(&mut self, mem: &GuestMemoryMmap, pfn: u64) -> u64 {
+        let t = std::time::Instant::now();
+        let n = self.check_with(mem, self.check, pfn);
+        self.stats.alias_check_ns += t.elapsed().as_nanos() as u64;
+        self.stats.alias_checks += 1;
+        if self.cross_check {
+            for &other in HostCheck::ALL {
+                if other != self.check && self.check_with(mem, other, pfn) != n {
+                    self.stats.check_disagreements += 1;
+                }
+            }
+        }
+        n
+    }
+
+    fn check_with(&self, mem: &GuestMemoryMmap, check: HostCheck, pfn: u64) -> u64 {
+        match check {
+            HostCheck::Typecount => {
+                if self.frames.ty(pfn) == FrameType::Writable {
+                    self.frames.type_count(pfn) as u64
+                } else {
+                    0
+                }
+            }
+            HostCheck::Scan => alias::scan(mem, &self.l1s, pfn),
+            HostCheck::Rmap => self.rmap.writable_mappings(pfn),
+        }
+    }
+
+    /// Takes a type reference of `ty` on `pfn` (the caller holds a general one),
+    /// validating the frame if it becomes a pagetable. `pin` forces the alias check
+    /// even when the frame already has the type.
+    pub(super) fn get_type(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        pfn: u64,
+        ty: FrameType,
+        pin: bool,
+    ) -> Result<(), Refusal> {
+        let cur = self.frames.ty(pfn);
+        let count = self.frames.type_count(pfn);
+        let overflow = |s: &Self| s.refuse(Rule::T1, EINVAL, pfn, "type count overflow");
+        if ty == FrameType::Writable {
+            if count > 0 && cur.is_pagetable() {
+                return Err(self.refuse(Rule::V1, EBUSY, pfn, "RW mapping of a pagetable"));
+            }
+            return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow(self));
+        }
+        if count == 0 || cur != ty || pin {
+            let n = self.writable_mappings(mem, pfn);
+            if n > 0 {
+                self.stats.alias_refusals += 1;
+                return Err(Refusal {
+                    alias: true,
+                    ..self.refuse(Rule::T1, EINVAL, pfn, "frame has writable mappings")
+                });
+            }
+        }
+        if count > 0 {
+            if cur != ty {
+                return Err(self.refuse(Rule::T1, EINVAL, pfn, "frame already has another type"));
+            }
+            return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow(self));
+        }
+        if ty == FrameType::L3 && pfn >= L3_LIMIT_PFN {
+            return Err(self.refuse(Rule::V5, ERANGE, pfn, "L3 above 4 GiB"));
+        }
+        let Some(entries) = read_table(mem, pfn) else {
+            return Err(self.refuse(Rule::V6, EINVAL, pfn, "frame is not guest RAM"));
+        };
+        // The frame has its type while its entries are checked, so that an entry
+        // mapping the table itself read-write is refused (V1).
+        self.frames.inc_type(pfn, ty).map_err(|_| overflow(self))?;
+        for i in 0..entries_of(ty) {
+            if let Err(r) = self.get_entry(mem, ty, pfn, i, entries[i]) {
+                for j in (0..i).rev() {
+                    self.put_entry(mem, ty, pfn, j, entries[j]);
+                }
+                self.frames.dec_type(pfn);
+                return Err(r);
+            }
+        }
+        self.stats.validations += 1;
+        if ty == FrameType::L1 {
+            self.l1s.insert(pfn);
+        }
+        Ok(())
+    }
+
+    /// Drops a type reference; at zero a pagetable is devalidated: every reference
+    /// its entries held is dropped (T2).
+    pub(super) fn put_type(&mut self, mem: &GuestMemoryMmap, pfn: u64) {
+        let ty = self.frames.ty(pfn);
+        if self.frames.dec_type(pfn) != 0 || !ty.is_pagetable() {
+            return;
+        }
+        self.stats.devalidations += 1;
+        if ty == FrameType::L1 {
+            self.l1s.remove(&pfn);
+        }
+        if let Some(entries) = read_table(mem, pfn) {
+            for (i, &e) in entries.iter().enumerate().take(entries_of(ty)) {
+                self.put_entry(mem, ty, pfn, i, e);
+            }
+        }
+    }
+
+    /// The references entry `idx` (value `e`) of table `table` of type `ty` takes.
+    pub(super) fn get_entry(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        ty: FrameType,
+        table: u64,
+        idx: usize,
+        e: u64,
+    ) -> Result<(), Refusal> {
+        if !present(e) {
+            return Ok(());
+        }
+        let target = pae::frame(e);
+        match ty {
+            FrameType::L1 => {
+                if e & L1_FORBIDDEN != 0 {
+                    return Err(self.refuse(Rule::V3, EINVAL, target, "PWT, PCD, PAT or G in an L1 entry"));
+                }
+                self.get_frame(target)?;
+                if e & pae::RW != 0 {
+                    if let Err(r) = self.get_type(mem, target, FrameType::Writable, false) {
+                        self.frames.put_ref(target);
+                        return Err(r);
+                    }
+                    if self.keep_rmap {
+                        self.rmap.add(target, table, idx);
+                    }
+                }
+                Ok(())
+            }
+            FrameType::L2 => {
+                if e & pae::PS != 0 {
+                    return Err(self.refuse(Rule::V4, EINVAL, target, "2 MiB page (PSE) in an L2 entry"));
+                }
+                self.get_frame(target)?;
+                let r = if self.frames.ty(target) == FrameType::L2 && self.frames.type_count(target) > 0 {
+                    self.get_linear(table, target, e)
+                } else {
+                    self.get_type(mem, target, FrameType::L1, false)
+                };
+                r.inspect_err(|_| self.frames.put_ref(target))
+            }
+            FrameType::L3 => {
+                if e & !(pae::ADDR_MASK | L3_ALLOWED) != 0 {
+                    return Err(self.refuse(Rule::V5, EINVAL, target, "L3 entry flags other than P and cache bits"));
+                }
+                self.get_frame(target)?;
+                self.get_type(mem, target, FrameType::L2, false).inspect_err(|_| self.frames.put_ref(target))
+            }
+            FrameType::None | FrameType::Writable => Ok(()),
+        }
+    }
+
+    /// A linear pagetable entry: an L2 entry pointing at another validated L2,
+    /// read-only, one level deep (the target holds no linear entries and the table
+    /// holding the entry is no linear target).
+    fn get_linear(&mut self, table: u64, target: u64, e: u64) -> Result<(), Refusal> {
+        let deny = |s: &Self, why| s.refuse(Rule::V4, EINVAL, target, why);
+        if e & pae::RW != 0 {
+            return Err(deny(self, "linear L2 entry is writable"));
+        }
+        if target == table {
+            return Err(deny(self, "linear L2 entry maps its own table"));
+        }
+        let (tbl_entries, tbl_uses) = self.linear.get(&table).copied().unwrap_or((0, 0));
+        let (tgt_entries, _) = self.linear.get(&target).copied().unwrap_or((0, 0));
+        if tbl_uses != 0 || tgt_entries != 0 {
+            return Err(deny(self, "linear L2 entries more than one level deep"));
+        }
+        self.frames.inc_type(target, FrameType::L2).map_err(|_| deny(self, "type count overflow"))?;
+        self.linear.insert(table, (tbl_entries + 1, tbl_uses));
+        self.linear.entry(target).or_insert((0, 0)).1 += 1;
+        Ok(())
+    }
+
+    /// Drops the references an entry held (the entry was validated).
+    pub(super) fn put_entry(&mut self, mem: &GuestMemoryMmap, ty: FrameType, table: u64, idx: usize, e: u64) {
+        if !present(e) || !ty.is_pagetable() {
+            return;
+        }
+        let target = pae::frame(e);
+        match ty {
+            FrameType::L1 if e & pae::RW != 0 => {
+                if self.keep_rmap {
+                    self.rmap.remove(target, table, idx);
+                }
+                self.frames.dec_type(target);
+            }
+            FrameType::L2 | FrameType::L3 => {
+                // A read-only L2 entry at another L2, from a table holding linear
+                // entries, is one of them.
+                if ty == FrameType::L2
+                    && e & pae::RW == 0
+                    && target != table
+                    && self.frames.ty(target) == FrameType::L2
+                    && self.linear.get(&table).is_some_and(|l| l.0 > 0)
+                {
+                    self.put_linear(table, target);
+                }
+                self.put_type(mem, target);
+            }
+            _ => {}
+        }
+        self.frames.put_ref(target);
+    }
+
+    fn put_linear(&mut self, table: u64, target: u64) {
+        for (pfn, uses) in [(table, false), (target, true)] {
+            if let Some(l) = self.linear.get_mut(&pfn) {
+                if uses {
+                    l.1 -= 1;
+                } else {
+                    l.0 -= 1;
+                }
+                if *l == (0, 0) {
+                    self.linear.remove(&pfn);
+                }
+            }
+        }
+    }
+}
