@@ -205,6 +205,10 @@ pub struct RunReport {
     pub exits: Vec<VcpuExits>,
     /// Hypercall name -> result code name -> count.
     pub hypercalls: BTreeMap<String, BTreeMap<String, u64>>,
+    /// What the host's PV MMU did: requests applied and refused (by rule), pins,
+    /// alias checks and their host time, traps back, frames by type at the end.
+    #[serde(default)]
+    pub pvmmu: Option<crate::pvmmu::PvMmuReport>,
     /// Figures the guest measured, by name.
     pub results: BTreeMap<String, u64>,
     /// The guest's per-CPU counters (non-zero ones), and their sums.

@@ -69,6 +69,7 @@ mod tests {
             timing: Timing::default(),
             exits: vec![],
             hypercalls: Default::default(),
+            pvmmu: None,
             results: Default::default(),
             counters: vec![],
             counter_totals: Default::default(),

@@ -13,6 +13,8 @@ use shared::abi::{errno, milestone, nr, FaultReport, HypercallBlock};
 use vm_memory::GuestMemoryMmap;
 
 use crate::kvm::memory;
+use crate::pvmmu::ops::BatchResult;
+use crate::pvmmu::{PvMmu, PvMmuConfig, PvMmuReport};
 use crate::report::{FaultInfo, MilestoneRecord, Outcome};
 
 /// The longest console write or result name a guest may send.
@@ -22,6 +24,8 @@ pub const RESULT_NAME_MAX: u64 = 64;
 /// What the vCPU loop does after a hypercall.
 pub enum HypercallOutcome {
     Continue,
+    /// Flush the TLBs of these vCPUs (a bit per vCPU) before the caller goes on.
+    Flush(u64),
     Stop(Outcome),
 }
 
@@ -36,6 +40,8 @@ pub struct Hypervisor {
     results: Mutex<BTreeMap<String, u64>>,
     /// (hypercall number, rc) -> count
     calls: Mutex<BTreeMap<(u32, i32), u64>>,
+    /// The PV MMU: one lock, a batch runs under it as one exit.
+    pvmmu: Mutex<PvMmu>,
 }
 
 fn milestone_name(id: u32) -> String {
@@ -49,8 +55,12 @@ fn milestone_name(id: u32) -> String {
 }
 
 impl Hypervisor {
-    pub fn new(mem: GuestMemoryMmap, start: Instant, console: ConsoleSink) -> Self {
+    pub fn new(mem: GuestMemoryMmap, start: Instant, console: ConsoleSink, pv: PvMmuConfig) -> Self {
+        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+        let regions: Vec<shared::boot::MemRegion> =
+            mem.iter().map(|r| shared::boot::MemRegion { base: r.start_addr().0, len: r.len() }).collect();
         Hypervisor {
+            pvmmu: Mutex::new(PvMmu::new(&regions, pv)),
             mem,
             start,
             console: Mutex::new(console),
@@ -84,11 +94,34 @@ impl Hypervisor {
         then
     }
 
+    /// Runs one PV MMU call under the PV MMU's lock.
+    fn pv(&self, call: impl FnOnce(&mut PvMmu, &GuestMemoryMmap) -> BatchResult) -> (i32, u64, HypercallOutcome) {
+        let Ok(mut pv) = self.pvmmu.lock() else {
+            let message = "the PV MMU's lock was poisoned".to_owned();
+            return (-errno::EINVAL, 0, HypercallOutcome::Stop(Outcome::VmmError { message }));
+        };
+        let r = call(&mut pv, &self.mem);
+        let then = if r.flush != 0 { HypercallOutcome::Flush(r.flush) } else { HypercallOutcome::Continue };
+        (r.rc, r.done, then)
+    }
+
+    /// The PV MMU's figures for the run report.
+    pub fn pvmmu_report(&self) -> Option<PvMmuReport> {
+        self.pvmmu.lock().ok().map(|pv| pv.report())
+    }
+
     /// Runs one call: `(rc, ret, what next)`.
     fn dispatch(&self, vcpu: u32, b: &HypercallBlock) -> (i32, u64, HypercallOutcome) {
         use HypercallOutcome::Continue;
         let [a0, a1, a2, _] = b.args;
         match b.op {
+            nr::MMU_UPDATE => self.pv(|pv, mem| pv.mmu_update(mem, a0, a1)),
+            // The trap-back is decided by the PV MMU (and tested there), but its
+            // delivery into the guest is not built yet: pins get the error.
+            nr::MMUEXT_OP => self.pv(|pv, mem| pv.mmuext_op(mem, vcpu, 0, b.args, false)),
+            nr::UPDATE_VA_MAPPING => self.pv(|pv, mem| pv.update_va_mapping(mem, vcpu, a0, a1, a2)),
+            nr::MULTICALL => self.pv(|pv, mem| pv.multicall(mem, vcpu, a0, a1)),
+            nr::SET_CALLBACKS => (-errno::ENOSYS, 0, Continue),
             nr::NOP => (0, a0, Continue),
             nr::CONSOLE_WRITE => {
                 if a1 > CONSOLE_MAX {
@@ -187,7 +220,8 @@ mod tests {
     fn hv() -> (Hypervisor, Sink) {
         let sink = Sink::default();
         let mem = create(RamSize::new(16 << 20).unwrap()).unwrap();
-        (Hypervisor::new(mem, Instant::now(), Box::new(sink.clone())), sink)
+        let pv = PvMmuConfig::from_config(&shared::config::Config::new());
+        (Hypervisor::new(mem, Instant::now(), Box::new(sink.clone()), pv), sink)
     }
 
     fn call(hv: &Hypervisor, op: u32, args: [u64; 4]) -> (HypercallBlock, HypercallOutcome) {
@@ -263,6 +297,34 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(hv.call_counts()["nop"]["OK"], 8000);
+    }
+
+    #[test]
+    fn pv_mmu_calls_reach_the_frame_table_and_ask_for_flushes() {
+        use shared::abi::pvmmu::{cmd, MmuUpdate, MmuextOp};
+        let (hv, _) = hv();
+        // An L3 at frame 0x200 whose entry 0 points at an L2 at 0x201.
+        memory::write_obj(&hv.mem, 0x200 << 12, &((0x201u64 << 12) | 1)).unwrap();
+        let pin = MmuextOp { cmd: cmd::PIN_L3_TABLE, _pad: 0, arg1: 0x200, arg2: 0 };
+        let root = MmuextOp { cmd: cmd::NEW_BASEPTR, ..pin };
+        memory::write_obj(&hv.mem, 0x5000, &pin).unwrap();
+        memory::write_obj(&hv.mem, 0x5000 + MmuextOp::SIZE, &root).unwrap();
+        let (b, o) = call(&hv, nr::MMUEXT_OP, [0x5000, 2, 0, 0]);
+        assert_eq!((b.rc, b.ret), (0, 2));
+        assert!(matches!(o, HypercallOutcome::Flush(1)), "NEW_BASEPTR flushes the caller");
+        // A writable mapping of the L2 is refused (V1) and nothing is flushed.
+        memory::write_obj(&hv.mem, 0x201 << 12, &((0x202u64 << 12) | 1)).unwrap();
+        let bad = MmuUpdate { ptr: 0x202 << 12, val: (0x201 << 12) | 3 };
+        memory::write_obj(&hv.mem, 0x6000, &bad).unwrap();
+        let (b, o) = call(&hv, nr::MMU_UPDATE, [0x6000, 1, 0, 0]);
+        assert_eq!((b.rc, b.ret), (0, 1), "0x202 is no pagetable yet: a plain write");
+        assert!(matches!(o, HypercallOutcome::Continue));
+        let report = hv.pvmmu_report().unwrap();
+        assert_eq!((report.frames.l3, report.frames.l2, report.frames.pinned), (1, 1, 1));
+        assert_eq!(report.stats.applied["new_baseptr"], 1);
+        assert_eq!(hv.call_counts()["mmuext_op"]["OK"], 1);
+        let (b, _) = call(&hv, nr::SET_CALLBACKS, [0xc000_0000, 0, 0, 0]);
+        assert_eq!(b.rc, -errno::ENOSYS, "no trap-back delivery yet");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! spinning in the guest stops as promptly as one that is halted.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Once};
 use std::time::Duration;
 
@@ -114,16 +115,83 @@ pub fn install_kick_handler() {
     });
 }
 
-/// The run's shared stop state.
+/// The run's shared stop state, and the TLB flushes one vCPU asks of others.
 pub struct Control {
     outcome: Mutex<Option<Outcome>>,
     done: Condvar,
-    threads: Mutex<Vec<libc::pthread_t>>,
+    /// (vCPU index, thread) of every running vCPU thread.
+    threads: Mutex<Vec<(u32, libc::pthread_t)>>,
+    /// vCPUs that must flush their TLB before they next enter the guest.
+    flush_pending: AtomicU64,
+    flushed: Condvar,
+    flush_lock: Mutex<()>,
+}
+
+/// How long a vCPU waits for the others to carry out its flush request before it
+/// gives up on them (only a vCPU that no longer runs can take that long).
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
+/// Flushes this vCPU's TLB: KVM_SET_SREGS of its own state reloads the PAE PDPTEs
+/// and resets KVM's MMU context, which flushes the vCPU's TLB at its next entry.
+fn flush_own_tlb(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
+    let sregs = vcpu.get_sregs()?;
+    vcpu.set_sregs(&sregs)
 }
 
 impl Control {
     pub fn new() -> Arc<Self> {
-        Arc::new(Control { outcome: Mutex::new(None), done: Condvar::new(), threads: Mutex::new(Vec::new()) })
+        Arc::new(Control {
+            outcome: Mutex::new(None),
+            done: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
+            flush_pending: AtomicU64::new(0),
+            flushed: Condvar::new(),
+            flush_lock: Mutex::new(()),
+        })
+    }
+
+    /// Carries out a flush another vCPU asked of `index`, if any.
+    fn serve_flush(&self, index: u32, vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
+        let bit = 1u64 << index;
+        if self.flush_pending.load(Ordering::Acquire) & bit == 0 {
+            return Ok(());
+        }
+        let r = flush_own_tlb(vcpu);
+        self.flush_pending.fetch_and(!bit, Ordering::AcqRel);
+        let _g = self.flush_lock.lock();
+        self.flushed.notify_all();
+        r
+    }
+
+    /// Flushes the TLBs of `targets` (a bit per vCPU): this vCPU's at once, the
+    /// others' by kicking them out of the guest, and waits until every running one
+    /// has done it (serving requests for itself meanwhile, so that two vCPUs asking
+    /// each other cannot deadlock).
+    fn flush(&self, index: u32, vcpu: &VcpuFd, targets: u64) -> Result<(), kvm_ioctls::Error> {
+        let me = 1u64 << index;
+        if targets & me != 0 {
+            flush_own_tlb(vcpu)?;
+        }
+        let running: Vec<(u32, libc::pthread_t)> = self.threads.lock().map(|t| t.clone()).unwrap_or_default();
+        let others = running.iter().filter(|(i, _)| *i != index && targets & (1 << i) != 0);
+        let mut wait_for = 0u64;
+        for &(i, t) in others {
+            wait_for |= 1 << i;
+            self.flush_pending.fetch_or(1 << i, Ordering::AcqRel);
+            // SAFETY: `t` is a live vCPU thread (it unregisters before exiting).
+            unsafe { libc::pthread_kill(t, kick_signal()) };
+        }
+        let deadline = std::time::Instant::now() + FLUSH_WAIT;
+        while self.flush_pending.load(Ordering::Acquire) & wait_for != 0 && !self.stopped() {
+            self.serve_flush(index, vcpu)?;
+            let Ok(g) = self.flush_lock.lock() else { break };
+            let _ = self.flushed.wait_timeout(g, Duration::from_millis(1));
+            if std::time::Instant::now() > deadline {
+                log::warn!("vCPU {index}: TLB flush of vCPUs {wait_for:#x} not done after {FLUSH_WAIT:?}");
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn stopped(&self) -> bool {
@@ -143,7 +211,7 @@ impl Control {
 
     fn kick_all(&self) {
         if let Ok(threads) = self.threads.lock() {
-            for &t in threads.iter() {
+            for &(_, t) in threads.iter() {
                 // SAFETY: `t` is a live vCPU thread (it unregisters before exiting).
                 unsafe { libc::pthread_kill(t, kick_signal()) };
             }
@@ -161,11 +229,11 @@ impl Control {
         self.outcome.lock().ok().and_then(|o| o.clone())
     }
 
-    fn register(&self) {
+    fn register(&self, index: u32) {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
         if let Ok(mut t) = self.threads.lock() {
-            t.push(me);
+            t.push((index, me));
         }
     }
 
@@ -173,7 +241,7 @@ impl Control {
         // SAFETY: as above.
         let me = unsafe { libc::pthread_self() };
         if let Ok(mut t) = self.threads.lock() {
-            t.retain(|&x| x != me);
+            t.retain(|&(_, x)| x != me);
         }
     }
 }
@@ -204,9 +272,13 @@ fn snapshot(vcpu: &VcpuFd, index: u32) -> VcpuSnapshot {
 pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>) -> VcpuResult {
     let run_ptr: *mut kvm_run = vcpu.get_kvm_run();
     KVM_RUN.with(|r| r.set(run_ptr));
-    ctl.register();
+    ctl.register(index);
     let mut exits = ExitCounts::default();
     while !ctl.stopped() {
+        if let Err(e) = ctl.serve_flush(index, &vcpu) {
+            ctl.finish(Outcome::VmmError { message: format!("TLB flush of vCPU {index} failed: {e}") });
+            break;
+        }
         let outcome = match vcpu.run() {
             Ok(VcpuExit::IoOut(port, data)) => match port {
                 HYPERCALL_PORT if data.len() == 4 => {
@@ -214,6 +286,10 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
                     let gpa = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as u64;
                     match hv.hypercall(index, gpa) {
                         HypercallOutcome::Continue => None,
+                        HypercallOutcome::Flush(targets) => ctl
+                            .flush(index, &vcpu, targets)
+                            .err()
+                            .map(|e| Outcome::VmmError { message: format!("TLB flush for vCPU {index} failed: {e}") }),
                         HypercallOutcome::Stop(o) => Some(o),
                     }
                 }

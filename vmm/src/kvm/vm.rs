@@ -137,7 +137,8 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
     log::debug!("kernel entry {:#x}, image end {:#x}, tsc {} kHz", image.entry, image.end, tsc_khz);
 
     vcpu::install_kick_handler();
-    let hv = Arc::new(Hypervisor::new(mem, spec.start, console));
+    let pv = crate::pvmmu::PvMmuConfig::from_config(&spec.config);
+    let hv = Arc::new(Hypervisor::new(mem, spec.start, console, pv));
     let ctl = vcpu::Control::new();
     let mut threads = Vec::new();
     for (i, v) in vcpus.into_iter().enumerate() {
@@ -191,6 +192,7 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
             .map(|r| VcpuExits { vcpu: r.index, user: r.exits, kvm: r.kvm_stats.iter().cloned().collect() })
             .collect(),
         hypercalls: hv.call_counts(),
+        pvmmu: hv.pvmmu_report(),
         results: hv.results(),
         counters,
         counter_totals,
