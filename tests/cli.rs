@@ -97,3 +97,30 @@ fn probe_tells_whether_the_local_kvm_runs_pae() {
         c => panic!("probe exited with {c:?}: {out}"),
     }
 }
+
+#[test]
+fn pin_cost_measures_every_host_check_and_refuses_absurd_sizes() {
+    let json = std::env::temp_dir().join(format!("vmm-pin-cost-{}.jsonl", std::process::id()));
+    let o = run(&["pin-cost", "--aliases", "0,600", "--pins", "5", "--json", json.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(&json).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let _ = std::fs::remove_file(&json);
+    let cells: Vec<(String, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["host_check"].as_str().unwrap().to_owned(),
+                r["aliases"].as_u64().unwrap(),
+                r["l1_tables"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64, u64)> = [0u64, 600]
+        .iter()
+        .flat_map(|&a| ["typecount", "scan", "rmap"].map(|c| (c.to_owned(), a, a.div_ceil(512))))
+        .collect();
+    assert_eq!(cells, want);
+    let o = run(&["pin-cost", "--aliases", "99999999999"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

@@ -30,9 +30,26 @@ pub enum Cmd {
     Batch(BatchArgs),
     /// Tell whether the local KVM can run a 32-bit PAE guest, and why not.
     Probe,
+    /// Measure the host's alias check per pin for each --host-check, with lazy
+    /// aliases in place (host work only: no guest is started).
+    PinCost(PinCostArgs),
     /// (Inside the QEMU-hosted appliance: run its jobs.)
     #[command(hide = true)]
     ApplianceInit { jobs: PathBuf },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PinCostArgs {
+    /// Numbers of lazy aliases (read-write mappings in validated L1 tables) to measure at.
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,100000",
+          value_parser = clap::value_parser!(u64).range(0..=4_000_000))]
+    pub aliases: Vec<u64>,
+    /// Pins (each followed by an unpin) per measurement.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub pins: u64,
+    /// Also write the measurements as JSON lines to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// A size in bytes with an optional k/m/g suffix.

@@ -32,6 +32,7 @@ fn main() {
         Cmd::Run(args) => run::run_command(args, start),
         Cmd::Batch(args) => run::batch_command(args),
         Cmd::Probe => Ok(probe()),
+        Cmd::PinCost(args) => run::pin_cost_command(args),
         Cmd::ApplianceInit { jobs } => Ok(host::appliance::init(&jobs)),
     };
     let code = code.unwrap_or_else(|e| {

@@ -37,6 +37,34 @@ pub enum Error {
     Write(PathBuf, std::io::Error),
     #[error("cannot read the batch file {0}: {1}")]
     BatchFile(PathBuf, String),
+    #[error("{0}")]
+    PinCost(#[from] crate::pvmmu::pin_cost::Error),
+}
+
+/// `vmm pin-cost`: the alias check's host cost per pin, as a table (and JSON lines).
+pub fn pin_cost_command(args: crate::cli::PinCostArgs) -> Result<i32, Error> {
+    use crate::pvmmu::pin_cost;
+    use shared::config::HostCheck;
+    let mut rows = Vec::new();
+    println!(
+        "{:<10} {:>8} {:>9} {:>12} {:>12} {:>14}",
+        "check", "aliases", "l1 tables", "check ns/pin", "pin ns", "update ns/pte"
+    );
+    for &aliases in &args.aliases {
+        for &check in HostCheck::ALL {
+            let c = pin_cost::measure(check, aliases, args.pins)?;
+            println!(
+                "{:<10} {:>8} {:>9} {:>12.0} {:>12.0} {:>14.0}",
+                c.host_check, c.aliases, c.l1_tables, c.check_ns, c.pin_ns, c.update_ns
+            );
+            rows.push(c);
+        }
+    }
+    if let Some(path) = &args.json {
+        let text: String = rows.iter().filter_map(|r| serde_json::to_string(r).ok()).map(|l| l + "\n").collect();
+        std::fs::write(path, text).map_err(|e| Error::Write(path.clone(), e))?;
+    }
+    Ok(0)
 }
 
 /// The appliance's size: by default at least one CPU per guest vCPU, which keeps

@@ -10,6 +10,7 @@
 pub mod alias;
 pub mod frame_table;
 pub mod ops;
+pub mod pin_cost;
 #[cfg(test)]
 mod tests;
 pub mod validate;
