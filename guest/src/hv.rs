@@ -3,6 +3,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use shared::abi::pvmmu::{MmuUpdate, MmuextOp, MulticallEntry};
 use shared::abi::{self, bare, nr, FaultReport, HypercallBlock, HYPERCALL_PORT, NOP_EXIT_PORT};
 use shared::counters::Counter;
 
@@ -74,6 +75,26 @@ pub fn result(name: &'static str, value: u64) {
 /// The no-op hypercall; the host echoes `arg` back.
 pub fn nop(arg: u64) -> (i32, u64) {
     hypercall(nr::NOP, [arg, 0, 0, 0])
+}
+
+/// `mmu_update`: validated pagetable writes, in one exit. `(rc, requests done)`.
+pub fn mmu_update(reqs: &[MmuUpdate]) -> (i32, u64) {
+    hypercall(nr::MMU_UPDATE, [gpa_of(reqs), reqs.len() as u64, 0, 0])
+}
+
+/// `mmuext_op`: pins, unpins, roots and flushes, in one exit. `(rc, ops done)`.
+pub fn mmuext_op(ops: &[MmuextOp]) -> (i32, u64) {
+    hypercall(nr::MMUEXT_OP, [gpa_of(ops), ops.len() as u64, 0, 0])
+}
+
+/// `update_va_mapping`: the L1 entry of `va` under the root this CPU announced.
+pub fn update_va_mapping(va: u32, val: u64, flags: u64) -> i32 {
+    hypercall(nr::UPDATE_VA_MAPPING, [va as u64, val, flags, 0]).0
+}
+
+/// `multicall`: each entry runs and gets its own `result` and `ret`.
+pub fn multicall(entries: &mut [MulticallEntry]) -> (i32, u64) {
+    hypercall(nr::MULTICALL, [gpa_of(entries), entries.len() as u64, 0, 0])
 }
 
 /// One bare port-I/O exit that the VMM does nothing for.

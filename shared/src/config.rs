@@ -92,6 +92,10 @@ config_enum! {
         /// Nick Piggin's benchmark: on every CPU, map 4 pages, touch them, unmap,
         /// `--iterations` times.
         VmapBench = "vmap-bench",
+        /// The host's PV MMU through real hypercalls: pins, validated updates,
+        /// refusals with their errors, batches, multicalls, roots, and TLB flushes
+        /// the host carries out on this CPU and the others.
+        PvmmuSelftest = "pvmmu-selftest",
     }
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod boot;
 mod faults;
 pub mod mm;
+mod pvmmu;
 mod vmap;
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -26,6 +27,11 @@ static FAILURES: AtomicU32 = AtomicU32::new(0);
 pub fn fail(what: core::fmt::Arguments) {
     kprintln!("FAIL (cpu {}): {}", percpu::cpu_id(), what);
     FAILURES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many checks have failed so far.
+pub fn failures() -> u32 {
+    FAILURES.load(Ordering::Relaxed)
 }
 
 /// Checks a condition; a failure is recorded and printed, the run goes on.
@@ -71,6 +77,7 @@ fn run_on_this_cpu() {
         | Workload::TaskCapacity
         | Workload::PteBench => mm::run(cfg),
         Workload::VmapTest | Workload::VmapChurn | Workload::VmapBench => vmap::run(cfg),
+        Workload::PvmmuSelftest => pvmmu::run(cfg),
     }
     percpu::count(Counter::WorkloadCycles, cpu::rdtsc() - t0);
 }
