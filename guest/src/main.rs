@@ -18,6 +18,7 @@ mod sync;
 mod syscall;
 mod task;
 mod time;
+mod trapback;
 mod user;
 mod work;
 

@@ -121,6 +121,8 @@ counters! {
     VmapBlockAllocs = "vmap_block_allocs",
     VmapBlockFrees = "vmap_block_frees",
     VmapBlockPurges = "vmap_block_purges",
+    /// Alias fixups the host delivered into this CPU (the trap-back).
+    AliasFixups = "alias_fixups",
     /// Cycles and iterations of the vmap benchmark.
     VmapBenchCycles = "vmap_bench_cycles",
     VmapBenchIters = "vmap_bench_iters",

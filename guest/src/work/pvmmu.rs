@@ -20,7 +20,7 @@ use crate::mm::layout::{phys_to_virt, PAGE_SIZE, PKMAP_BASE, PKMAP_MAX};
 use crate::mm::page;
 use crate::mm::pgtable::{alloc_low_page, kernel_pte, KERNEL_RW};
 use crate::work::all_cpus_reach;
-use crate::{bootinfo, check, hv, percpu, smp};
+use crate::{bootinfo, check, hv, percpu, smp, trapback};
 
 fn op(c: u32, arg1: u64) -> MmuextOp {
     MmuextOp { cmd: c, _pad: 0, arg1, arg2: 0 }
@@ -118,6 +118,8 @@ fn rules() {
     check!(results == [-EINVAL, -ENOSYS, 0], "multicall results {:?}", results);
     check!(calls[2].ret == 1, "multicall entry's done count {}", calls[2].ret);
 
+    trap_back(b, data, spare);
+
     // A root: L3 -> L2 -> L1, announced with NEW_BASEPTR; update_va_mapping walks it.
     write(l3, 0, l2 | P);
     write(l2, 0, l1 | P | RW | US);
@@ -141,6 +143,40 @@ fn rules() {
             page::free_pages(f, 0);
         }
     }
+}
+
+/// The entry holding the alias the fixup is to remove (its physical address).
+static ALIAS: AtomicU64 = AtomicU64::new(0);
+
+fn clear_alias(_pfn: u64) {
+    let at = ALIAS.load(Ordering::Relaxed);
+    check!(hv::mmu_update(&[MmuUpdate { ptr: at, val: 0 }]) == (0, 1), "the fixup could not clear the alias");
+}
+
+fn leave_alias(_pfn: u64) {}
+
+/// The trap-back: a writable alias the host knows of (an RW entry of the pinned L1
+/// `b`), then a batch whose second op pins the aliased frame, with a fixup
+/// registered. The fixup clears the alias and the batch completes as if nothing
+/// had happened; a fixup that leaves the alias gets the caller the error.
+fn trap_back(b: u64, victim: u64, other: u64) {
+    // SAFETY: this CPU's own counters, read only.
+    let fixups = || unsafe { (*percpu::counters(percpu::cpu_id())).get(shared::counters::Counter::AliasFixups) };
+    let before = fixups();
+    check!(update(b, 5, victim | P | RW) == (0, 1), "the alias mapping");
+    ALIAS.store(b + 5 * 8, Ordering::Relaxed);
+    check!(trapback::register(Some(clear_alias)) == 0, "set_callbacks");
+    let r = hv::mmuext_op(&[op(cmd::UNPIN_TABLE, pfn(other)), op(cmd::PIN_L1_TABLE, pfn(victim))]);
+    check!(r == (0, 2), "the batch through the trap-back: {:?}", r);
+    check!(fixups() == before + 1, "fixups delivered: {}", fixups() - before);
+    check!(ext(&[op(cmd::UNPIN_TABLE, pfn(victim)), op(cmd::PIN_L1_TABLE, pfn(other))]) == 0, "re-pin");
+    // A fixup that leaves the alias in place: the error, not a loop.
+    check!(update(b, 6, victim | P | RW) == (0, 1), "the second alias mapping");
+    trapback::register(Some(leave_alias));
+    check!(hv::mmuext_op(&[op(cmd::PIN_L1_TABLE, pfn(victim))]) == (-EINVAL, 0), "a fixup that failed");
+    check!(fixups() == before + 2, "fixups delivered: {}", fixups() - before);
+    check!(trapback::unregister() == 0, "set_callbacks(0)");
+    check!(update(b, 6, 0) == (0, 1), "clearing the second alias");
 }
 
 /// A kernel VA with an L1 and no other user: the last entry of the persistent kmap

@@ -26,6 +26,14 @@ pub enum HypercallOutcome {
     Continue,
     /// Flush the TLBs of these vCPUs (a bit per vCPU) before the caller goes on.
     Flush(u64),
+    /// After the flushes, deliver an alias fixup for frame `pfn` at the guest's
+    /// registered `entry`; the guest re-issues the call in the block at `block`.
+    TrapBack {
+        flush: u64,
+        pfn: u64,
+        entry: u64,
+        block: u64,
+    },
     Stop(Outcome),
 }
 
@@ -82,7 +90,7 @@ impl Hypervisor {
             Ok(b) => b,
             Err(_) => return violation(format!("request block at {gpa:#x} is outside guest RAM")),
         };
-        let (rc, ret, then) = self.dispatch(vcpu, &block);
+        let (rc, ret, then) = self.dispatch(vcpu, gpa, &block);
         if let Ok(mut calls) = self.calls.lock() {
             *calls.entry((block.op, rc)).or_insert(0) += 1;
         }
@@ -95,13 +103,21 @@ impl Hypervisor {
     }
 
     /// Runs one PV MMU call under the PV MMU's lock.
-    fn pv(&self, call: impl FnOnce(&mut PvMmu, &GuestMemoryMmap) -> BatchResult) -> (i32, u64, HypercallOutcome) {
+    fn pv(
+        &self,
+        block: u64,
+        call: impl FnOnce(&mut PvMmu, &GuestMemoryMmap) -> BatchResult,
+    ) -> (i32, u64, HypercallOutcome) {
         let Ok(mut pv) = self.pvmmu.lock() else {
             let message = "the PV MMU's lock was poisoned".to_owned();
             return (-errno::EINVAL, 0, HypercallOutcome::Stop(Outcome::VmmError { message }));
         };
         let r = call(&mut pv, &self.mem);
-        let then = if r.flush != 0 { HypercallOutcome::Flush(r.flush) } else { HypercallOutcome::Continue };
+        let then = match (r.trap, pv.fixup_entry()) {
+            (Some(pfn), Some(entry)) => HypercallOutcome::TrapBack { flush: r.flush, pfn, entry, block },
+            _ if r.flush != 0 => HypercallOutcome::Flush(r.flush),
+            _ => HypercallOutcome::Continue,
+        };
         (r.rc, r.done, then)
     }
 
@@ -111,17 +127,15 @@ impl Hypervisor {
     }
 
     /// Runs one call: `(rc, ret, what next)`.
-    fn dispatch(&self, vcpu: u32, b: &HypercallBlock) -> (i32, u64, HypercallOutcome) {
+    fn dispatch(&self, vcpu: u32, gpa: u64, b: &HypercallBlock) -> (i32, u64, HypercallOutcome) {
         use HypercallOutcome::Continue;
         let [a0, a1, a2, _] = b.args;
         match b.op {
-            nr::MMU_UPDATE => self.pv(|pv, mem| pv.mmu_update(mem, a0, a1)),
-            // The trap-back is decided by the PV MMU (and tested there), but its
-            // delivery into the guest is not built yet: pins get the error.
-            nr::MMUEXT_OP => self.pv(|pv, mem| pv.mmuext_op(mem, vcpu, 0, b.args, false)),
-            nr::UPDATE_VA_MAPPING => self.pv(|pv, mem| pv.update_va_mapping(mem, vcpu, a0, a1, a2)),
-            nr::MULTICALL => self.pv(|pv, mem| pv.multicall(mem, vcpu, a0, a1)),
-            nr::SET_CALLBACKS => (-errno::ENOSYS, 0, Continue),
+            nr::MMU_UPDATE => self.pv(gpa, |pv, mem| pv.mmu_update(mem, a0, a1)),
+            nr::MMUEXT_OP => self.pv(gpa, |pv, mem| pv.mmuext_op(mem, vcpu, gpa, b.args, true)),
+            nr::UPDATE_VA_MAPPING => self.pv(gpa, |pv, mem| pv.update_va_mapping(mem, vcpu, a0, a1, a2)),
+            nr::MULTICALL => self.pv(gpa, |pv, mem| pv.multicall(mem, vcpu, a0, a1)),
+            nr::SET_CALLBACKS => self.pv(gpa, |pv, _| pv.set_callbacks(a0)),
             nr::NOP => (0, a0, Continue),
             nr::CONSOLE_WRITE => {
                 if a1 > CONSOLE_MAX {
@@ -323,8 +337,20 @@ mod tests {
         assert_eq!((report.frames.l3, report.frames.l2, report.frames.pinned), (1, 1, 1));
         assert_eq!(report.stats.applied["new_baseptr"], 1);
         assert_eq!(hv.call_counts()["mmuext_op"]["OK"], 1);
-        let (b, _) = call(&hv, nr::SET_CALLBACKS, [0xc000_0000, 0, 0, 0]);
-        assert_eq!(b.rc, -errno::ENOSYS, "no trap-back delivery yet");
+        let (b, _) = call(&hv, nr::SET_CALLBACKS, [1 << 32, 0, 0, 0]);
+        assert_eq!(b.rc, -errno::EINVAL, "a fixup entry above 4 GiB");
+        // A writable alias of frame 0x203 in the L1 at 0x202, then a pin of 0x203
+        // with a fixup registered: the host traps back instead of failing.
+        let pin_l1 = MmuextOp { cmd: cmd::PIN_L1_TABLE, _pad: 0, arg1: 0x202, arg2: 0 };
+        memory::write_obj(&hv.mem, 0x202 << 12, &((0x203u64 << 12) | 3)).unwrap();
+        memory::write_obj(&hv.mem, 0x5000, &pin_l1).unwrap();
+        assert_eq!(call(&hv, nr::MMUEXT_OP, [0x5000, 1, 0, 0]).0.rc, 0);
+        assert_eq!(call(&hv, nr::SET_CALLBACKS, [0xc010_0000, 0, 0, 0]).0.rc, 0);
+        memory::write_obj(&hv.mem, 0x5000, &MmuextOp { arg1: 0x203, ..pin_l1 }).unwrap();
+        match call(&hv, nr::MMUEXT_OP, [0x5000, 1, 0, 0]).1 {
+            HypercallOutcome::TrapBack { pfn: 0x203, entry: 0xc010_0000, block: 0x2000, flush: 0 } => {}
+            _ => panic!("no trap back"),
+        }
     }
 
     #[test]

@@ -246,6 +246,39 @@ impl Control {
     }
 }
 
+/// Starts the guest's alias fixup: pushes the return address (after the `out` of
+/// the hypercall), the frame and the hypercall block on the guest's stack, and
+/// jumps to `entry`. No register but ESP and EIP changes.
+///
+/// A 6.1 KVM steps RIP past the `out` only when it is next run (kvm_pvm did it
+/// before the exit), so the pending I/O is completed first: KVM_RUN with
+/// `immediate_exit` set finishes it and returns at once without entering the guest.
+fn deliver_fixup(vcpu: &mut VcpuFd, hv: &Hypervisor, pfn: u64, entry: u64, block: u64) -> Result<(), String> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("cannot deliver the alias fixup: {what}: {e}");
+    vcpu.set_kvm_immediate_exit(1);
+    let completed = match vcpu.run() {
+        Err(e) if e.errno() == libc::EINTR => Ok(()),
+        Err(e) => Err(fail("completing the hypercall's I/O", &e)),
+        Ok(exit) => Err(format!("cannot deliver the alias fixup: KVM entered the guest ({exit:?})")),
+    };
+    vcpu.set_kvm_immediate_exit(0);
+    completed?;
+    let mut regs = vcpu.get_regs().map_err(|e| fail("KVM_GET_REGS", &e))?;
+    let esp = (regs.rsp as u32).wrapping_sub(12);
+    for (i, word) in [block as u32, pfn as u32, regs.rip as u32].into_iter().enumerate() {
+        let va = esp.wrapping_add(4 * i as u32) as u64;
+        let t = vcpu.translate_gva(va).map_err(|e| fail("KVM_TRANSLATE", &e))?;
+        if t.valid == 0 || t.writeable == 0 {
+            return Err(format!("cannot deliver the alias fixup: the guest stack at {va:#x} is not mapped writable"));
+        }
+        crate::kvm::memory::write_bytes(&hv.mem, t.physical_address, &word.to_le_bytes())
+            .map_err(|e| fail("stack write", &e))?;
+    }
+    regs.rsp = esp as u64;
+    regs.rip = entry;
+    vcpu.set_regs(&regs).map_err(|e| fail("KVM_SET_REGS", &e))
+}
+
 /// What a vCPU thread hands back when it stops.
 pub struct VcpuResult {
     pub index: u32,
@@ -290,6 +323,12 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
                             .flush(index, &vcpu, targets)
                             .err()
                             .map(|e| Outcome::VmmError { message: format!("TLB flush for vCPU {index} failed: {e}") }),
+                        HypercallOutcome::TrapBack { flush, pfn, entry, block } => ctl
+                            .flush(index, &vcpu, flush)
+                            .map_err(|e| format!("TLB flush for vCPU {index} failed: {e}"))
+                            .and_then(|_| deliver_fixup(&mut vcpu, &hv, pfn, entry, block))
+                            .err()
+                            .map(|message| Outcome::VmmError { message }),
                         HypercallOutcome::Stop(o) => Some(o),
                     }
                 }

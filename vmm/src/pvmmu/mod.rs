@@ -145,6 +145,11 @@ impl PvMmu {
         }
     }
 
+    /// Where the guest registered its alias fixup.
+    pub fn fixup_entry(&self) -> Option<u64> {
+        self.fixup_entry
+    }
+
     /// The root vCPU `vcpu` announced last.
     pub fn root(&self, vcpu: u32) -> Option<u64> {
         self.roots.get(vcpu as usize).copied().flatten()

@@ -316,10 +316,7 @@ impl PvMmu {
         BatchResult { rc: 0, done: entries.len() as u64, flush, trap: None }
     }
 
-    /// `set_callbacks(alias_fixup_entry)`: 0 removes the fixup. The hypercall
-    /// answers `-ENOSYS` until the delivery into the guest is built; the decision
-    /// this feeds is tested here.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// `set_callbacks(alias_fixup_entry)`: 0 removes the fixup.
     pub fn set_callbacks(&mut self, entry: u64) -> BatchResult {
         if entry > u32::MAX as u64 {
             return BatchResult { rc: -EINVAL, ..Default::default() };
