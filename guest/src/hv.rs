@@ -97,6 +97,13 @@ pub fn multicall(entries: &mut [MulticallEntry]) -> (i32, u64) {
     hypercall(nr::MULTICALL, [gpa_of(entries), entries.len() as u64, 0, 0])
 }
 
+/// `vm_assist`: turns the writable-pagetables assist on or off.
+pub fn writable_pagetables(on: bool) -> i32 {
+    use shared::abi::pvmmu::vmasst;
+    let cmd = if on { vmasst::CMD_ENABLE } else { vmasst::CMD_DISABLE };
+    hypercall(nr::VM_ASSIST, [cmd, vmasst::TYPE_WRITABLE_PAGETABLES, 0, 0]).0
+}
+
 /// One bare port-I/O exit that the VMM does nothing for.
 pub fn nop_exit() {
     // SAFETY: the VMM ignores writes to this port.

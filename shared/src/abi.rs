@@ -7,7 +7,7 @@
 //! written on this path (as in hermit-os/uhyve).
 //!
 //! Numbers follow Xen where Xen has the call (`mmu_update` 1, `set_callbacks` 4,
-//! `multicall` 13, `update_va_mapping` 14, `mmuext_op` 26); the console, shutdown,
+//! `multicall` 13, `update_va_mapping` 14, `vm_assist` 21, `mmuext_op` 26); the console, shutdown,
 //! milestones, results and fault reports are this project's own (0x100 and up).
 //! Error codes are negative errno values, as Xen returns them.
 
@@ -30,6 +30,7 @@ pub mod nr {
     pub const MMU_UPDATE: u32 = 1;
     pub const SET_CALLBACKS: u32 = 4;
     pub const MULTICALL: u32 = 13;
+    pub const VM_ASSIST: u32 = 21;
     pub const UPDATE_VA_MAPPING: u32 = 14;
     pub const MMUEXT_OP: u32 = 26;
 
@@ -52,6 +53,7 @@ pub mod nr {
         (MMU_UPDATE, "mmu_update"),
         (SET_CALLBACKS, "set_callbacks"),
         (MULTICALL, "multicall"),
+        (VM_ASSIST, "vm_assist"),
         (UPDATE_VA_MAPPING, "update_va_mapping"),
         (MMUEXT_OP, "mmuext_op"),
         (CONSOLE_WRITE, "console_write"),
@@ -128,6 +130,14 @@ pub mod pvmmu {
         pub const LOCAL: u64 = 0;
         /// Every vCPU.
         pub const ALL: u64 = 4;
+    }
+
+    /// `vm_assist(cmd, type)` (Xen's numbers).
+    pub mod vmasst {
+        pub const CMD_ENABLE: u64 = 0;
+        pub const CMD_DISABLE: u64 = 1;
+        /// Direct writes to validated pagetables are emulated as validated updates.
+        pub const TYPE_WRITABLE_PAGETABLES: u64 = 2;
     }
 
     /// The most requests one `mmu_update`, `mmuext_op` or `multicall` may carry.

@@ -176,6 +176,10 @@ config_enum! {
         /// The vmap purge flushes only this CPU's TLB, not the others': the
         /// stale-TLB self-test must notice.
         VmapLocalFlush = "vmap-local-flush",
+        /// pvmmu-selftest ends with a direct write to a pinned pagetable, the
+        /// writable-pagetables assist off: the host must stop the guest with a
+        /// violation report naming the frame, the entry and the vCPU.
+        PvDirectWrite = "pv-direct-write",
     }
 }
 

@@ -119,6 +119,7 @@ fn rules() {
     check!(calls[2].ret == 1, "multicall entry's done count {}", calls[2].ret);
 
     trap_back(b, data, spare);
+    direct_writes(b, spare);
 
     // A root: L3 -> L2 -> L1, announced with NEW_BASEPTR; update_va_mapping walks it.
     write(l3, 0, l2 | P);
@@ -136,6 +137,14 @@ fn rules() {
     check!(hv::update_va_mapping(0x3000, 0, uvmf::INVLPG) == 0, "clearing a mapping");
     for t in [a, b, spare, l3] {
         check!(ext(&[op(cmd::UNPIN_TABLE, pfn(t))]) == 0, "unpin of {:#x}", t);
+    }
+    if bootinfo::get().config.inject() == shared::config::Inject::PvDirectWrite {
+        check!(ext(&[op(cmd::PIN_L1_TABLE, pfn(a))]) == 0, "pin before the direct write");
+        hv::nop(0);
+        crate::kprintln!("pvmmu-selftest: writing pinned L1 {:#x} entry 9 directly", a);
+        write(a, 9, spare | P);
+        check!(false, "the direct write to a pinned L1 went through");
+        return;
     }
     if crate::work::failures() == 0 {
         // Frames the host may still count as this CPU's root stay allocated.
@@ -177,6 +186,20 @@ fn trap_back(b: u64, victim: u64, other: u64) {
     check!(fixups() == before + 2, "fixups delivered: {}", fixups() - before);
     check!(trapback::unregister() == 0, "set_callbacks(0)");
     check!(update(b, 6, 0) == (0, 1), "clearing the second alias");
+}
+
+/// Direct writes to a pinned table: with the writable-pagetables assist on, the
+/// host applies a valid one as a validated update (its two 4-byte halves, as this
+/// 32-bit kernel writes a 64-bit entry).
+fn direct_writes(b: u64, target: u64) {
+    check!(hv::writable_pagetables(true) == 0, "vm_assist enable");
+    // The host protects the table when this CPU next enters the guest; a
+    // hypercall is such a moment.
+    hv::nop(0);
+    write(b, 7, target | P);
+    check!(read(b, 7) == target | P, "the emulated direct write reads {:#x}", read(b, 7));
+    write(b, 7, 0);
+    check!(hv::writable_pagetables(false) == 0, "vm_assist disable");
 }
 
 /// A kernel VA with an L1 and no other user: the last entry of the persistent kmap

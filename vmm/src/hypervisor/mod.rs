@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use shared::abi::{errno, milestone, nr, FaultReport, HypercallBlock};
 use vm_memory::GuestMemoryMmap;
 
 use crate::kvm::memory;
+use crate::kvm::write_protect::{ProtectStats, WriteProtect};
 use crate::pvmmu::ops::BatchResult;
 use crate::pvmmu::{PvMmu, PvMmuConfig, PvMmuReport};
 use crate::report::{FaultInfo, MilestoneRecord, Outcome};
@@ -50,6 +52,12 @@ pub struct Hypervisor {
     calls: Mutex<BTreeMap<(u32, i32), u64>>,
     /// The PV MMU: one lock, a batch runs under it as one exit.
     pvmmu: Mutex<PvMmu>,
+    /// Read-only memslots over validated pagetables (none in unit tests).
+    protect: Mutex<Option<WriteProtect>>,
+    /// Set when the PV MMU changed which frames are pagetables: the vCPU that made
+    /// the change stops the others and brings the protection up to date before it
+    /// returns to the guest.
+    protect_pending: AtomicBool,
 }
 
 fn milestone_name(id: u32) -> String {
@@ -69,6 +77,8 @@ impl Hypervisor {
             mem.iter().map(|r| shared::boot::MemRegion { base: r.start_addr().0, len: r.len() }).collect();
         Hypervisor {
             pvmmu: Mutex::new(PvMmu::new(&regions, pv)),
+            protect: Mutex::new(None),
+            protect_pending: AtomicBool::new(false),
             mem,
             start,
             console: Mutex::new(console),
@@ -113,6 +123,9 @@ impl Hypervisor {
             return (-errno::EINVAL, 0, HypercallOutcome::Stop(Outcome::VmmError { message }));
         };
         let r = call(&mut pv, &self.mem);
+        if pv.protection_pending() {
+            self.protect_pending.store(true, Ordering::Release);
+        }
         let then = match (r.trap, pv.fixup_entry()) {
             (Some(pfn), Some(entry)) => HypercallOutcome::TrapBack { flush: r.flush, pfn, entry, block },
             _ if r.flush != 0 => HypercallOutcome::Flush(r.flush),
@@ -121,9 +134,98 @@ impl Hypervisor {
         (r.rc, r.done, then)
     }
 
+    /// Hands the hypervisor the VM's write protection.
+    pub fn set_write_protect(&self, wp: WriteProtect) {
+        if let Ok(mut p) = self.protect.lock() {
+            *p = Some(wp);
+        }
+    }
+
+    /// Whether the write protection lags behind the frame table.
+    pub fn protection_pending(&self) -> bool {
+        self.protect_pending.load(Ordering::Acquire)
+    }
+
+    /// Brings the write protection up to date. Call with every other vCPU stopped.
+    /// A direct write found in a table validated since the last call is a
+    /// violation (it was not seen by the host when it happened).
+    pub fn apply_protection(&self, vcpu: u32) -> HypercallOutcome {
+        self.protect_pending.store(false, Ordering::Release);
+        let (changes, late) = match self.pvmmu.lock() {
+            Ok(mut pv) => pv.take_protection_changes(&self.mem),
+            Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
+        };
+        if let Some(l) = late {
+            return HypercallOutcome::Stop(Outcome::Violation {
+                vcpu,
+                rule: "direct write".into(),
+                detail: format!(
+                    "frame {:#x} entry {} was written directly ({:#x} -> {:#x}) between its validation and its protection",
+                    l.pfn, l.index, l.validated, l.found
+                ),
+            });
+        }
+        match self.protect.lock() {
+            Ok(mut p) => match p.as_mut().map(|wp| wp.apply(&changes)) {
+                Some(Err(e)) => self.vmm_error(&e.to_string()),
+                _ => HypercallOutcome::Continue,
+            },
+            Err(_) => self.vmm_error("the write protection's lock was poisoned"),
+        }
+    }
+
+    fn vmm_error(&self, message: &str) -> HypercallOutcome {
+        HypercallOutcome::Stop(Outcome::VmmError { message: message.to_owned() })
+    }
+
+    /// A guest write that KVM could not apply (an MMIO exit). Inside a protected
+    /// pagetable it is either emulated as a validated update (with the
+    /// writable-pagetables assist) or a violation; anywhere else it is a write to
+    /// nothing, ignored.
+    pub fn direct_write(&self, vcpu: u32, gpa: u64, data: &[u8]) -> HypercallOutcome {
+        let protected = self.protect.lock().ok().and_then(|p| p.as_ref().map(|wp| wp.is_protected(gpa)));
+        if protected != Some(true) {
+            return HypercallOutcome::Continue;
+        }
+        let Ok(mut pv) = self.pvmmu.lock() else {
+            return self.vmm_error("the PV MMU's lock was poisoned");
+        };
+        let (pfn, entry) = (gpa >> 12, (gpa & 0xfff) / 8);
+        let violation = |rule: String, why: &str| {
+            HypercallOutcome::Stop(Outcome::Violation {
+                vcpu,
+                rule,
+                detail: format!(
+                    "direct write of {} bytes {:02x?} to pagetable frame {pfn:#x} entry {entry}: {why}",
+                    data.len(),
+                    data
+                ),
+            })
+        };
+        if !pv.assist() {
+            return violation("direct write".into(), "the writable-pagetables assist is off");
+        }
+        let r = pv.emulate_direct_write(&self.mem, gpa, data);
+        if pv.protection_pending() {
+            self.protect_pending.store(true, Ordering::Release);
+        }
+        match r {
+            Ok(true) => HypercallOutcome::Flush(crate::pvmmu::ops::ALL_VCPUS),
+            Ok(false) => HypercallOutcome::Continue,
+            Err(e) => violation(format!("{:?}", e.rule), e.why),
+        }
+    }
+
+    /// The write protection's figures for the run report.
+    pub fn protect_stats(&self) -> Option<ProtectStats> {
+        self.protect.lock().ok().and_then(|p| p.as_ref().map(|wp| wp.stats.clone()))
+    }
+
     /// The PV MMU's figures for the run report.
     pub fn pvmmu_report(&self) -> Option<PvMmuReport> {
-        self.pvmmu.lock().ok().map(|pv| pv.report())
+        let mut r = self.pvmmu.lock().ok().map(|pv| pv.report())?;
+        r.write_protect = self.protect_stats();
+        Some(r)
     }
 
     /// Runs one call: `(rc, ret, what next)`.
@@ -136,6 +238,7 @@ impl Hypervisor {
             nr::UPDATE_VA_MAPPING => self.pv(gpa, |pv, mem| pv.update_va_mapping(mem, vcpu, a0, a1, a2)),
             nr::MULTICALL => self.pv(gpa, |pv, mem| pv.multicall(mem, vcpu, a0, a1)),
             nr::SET_CALLBACKS => self.pv(gpa, |pv, _| pv.set_callbacks(a0)),
+            nr::VM_ASSIST => self.pv(gpa, |pv, _| pv.vm_assist(a0, a1)),
             nr::NOP => (0, a0, Continue),
             nr::CONSOLE_WRITE => {
                 if a1 > CONSOLE_MAX {

@@ -5,3 +5,4 @@ pub mod memory;
 pub mod stats;
 pub mod vcpu;
 pub mod vm;
+pub mod write_protect;

@@ -125,6 +125,15 @@ pub struct Control {
     flush_pending: AtomicU64,
     flushed: Condvar,
     flush_lock: Mutex<()>,
+    /// The stopped world: which vCPU stopped it, and who is parked.
+    world: Mutex<World>,
+    world_changed: Condvar,
+}
+
+#[derive(Default)]
+struct World {
+    stopped_by: Option<u32>,
+    parked: u64,
 }
 
 /// How long a vCPU waits for the others to carry out its flush request before it
@@ -147,7 +156,68 @@ impl Control {
             flush_pending: AtomicU64::new(0),
             flushed: Condvar::new(),
             flush_lock: Mutex::new(()),
+            world: Mutex::new(World::default()),
+            world_changed: Condvar::new(),
         })
+    }
+
+    /// Parks this vCPU while another one has the world stopped.
+    fn park_if_stopped(&self, index: u32) {
+        let Ok(mut w) = self.world.lock() else { return };
+        if w.stopped_by.is_none_or(|by| by == index) {
+            return;
+        }
+        w.parked |= 1 << index;
+        self.world_changed.notify_all();
+        while w.stopped_by.is_some_and(|by| by != index) && !self.stopped() {
+            match self.world_changed.wait_timeout(w, Duration::from_millis(10)) {
+                Ok((g, _)) => w = g,
+                Err(_) => return,
+            }
+        }
+        w.parked &= !(1 << index);
+    }
+
+    /// Runs `f` with every other running vCPU out of the guest and parked (what a
+    /// memslot change needs). Waits its turn if another vCPU has the world stopped.
+    fn with_world_stopped<T>(&self, index: u32, f: impl FnOnce() -> T) -> T {
+        loop {
+            self.park_if_stopped(index);
+            match self.world.lock() {
+                Ok(mut w) if w.stopped_by.is_none() => {
+                    w.stopped_by = Some(index);
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => return f(),
+            }
+        }
+        let others: u64 = self
+            .threads
+            .lock()
+            .map(|t| {
+                t.iter().filter(|(i, _)| *i != index).fold(0, |m, &(i, th)| {
+                    // SAFETY: `th` is a live vCPU thread (it unregisters before exiting).
+                    unsafe { libc::pthread_kill(th, kick_signal()) };
+                    m | 1 << i
+                })
+            })
+            .unwrap_or(0);
+        let deadline = std::time::Instant::now() + FLUSH_WAIT;
+        if let Ok(mut w) = self.world.lock() {
+            while w.parked & others != others && !self.stopped() && std::time::Instant::now() < deadline {
+                match self.world_changed.wait_timeout(w, Duration::from_millis(1)) {
+                    Ok((g, _)) => w = g,
+                    Err(_) => break,
+                }
+            }
+        }
+        let r = f();
+        if let Ok(mut w) = self.world.lock() {
+            w.stopped_by = None;
+        }
+        self.world_changed.notify_all();
+        r
     }
 
     /// Carries out a flush another vCPU asked of `index`, if any.
@@ -183,6 +253,7 @@ impl Control {
         }
         let deadline = std::time::Instant::now() + FLUSH_WAIT;
         while self.flush_pending.load(Ordering::Acquire) & wait_for != 0 && !self.stopped() {
+            self.park_if_stopped(index);
             self.serve_flush(index, vcpu)?;
             let Ok(g) = self.flush_lock.lock() else { break };
             let _ = self.flushed.wait_timeout(g, Duration::from_millis(1));
@@ -308,6 +379,13 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
     ctl.register(index);
     let mut exits = ExitCounts::default();
     while !ctl.stopped() {
+        ctl.park_if_stopped(index);
+        if hv.protection_pending() {
+            if let HypercallOutcome::Stop(o) = ctl.with_world_stopped(index, || hv.apply_protection(index)) {
+                ctl.finish(o);
+                break;
+            }
+        }
         if let Err(e) = ctl.serve_flush(index, &vcpu) {
             ctl.finish(Outcome::VmmError { message: format!("TLB flush of vCPU {index} failed: {e}") });
             break;
@@ -351,9 +429,17 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
                 data.fill(0xff);
                 None
             }
-            Ok(VcpuExit::MmioWrite(..)) => {
+            Ok(VcpuExit::MmioWrite(gpa, data)) => {
                 exits.mmio += 1;
-                None
+                let data = data.to_vec();
+                match hv.direct_write(index, gpa, &data) {
+                    HypercallOutcome::Stop(o) => Some(o),
+                    HypercallOutcome::Flush(targets) => ctl
+                        .flush(index, &vcpu, targets)
+                        .err()
+                        .map(|e| Outcome::VmmError { message: format!("TLB flush for vCPU {index} failed: {e}") }),
+                    _ => None,
+                }
             }
             Ok(VcpuExit::Hlt) => {
                 exits.hlt += 1;

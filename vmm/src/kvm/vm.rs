@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
-use kvm_ioctls::Kvm;
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_ioctls::{Cap, Kvm};
 use shared::boot::{BootInfo, BOOT_INFO_GPA, COUNTERS_GPA, LOW_RESERVED_END, MAX_VCPUS};
 use shared::config::Config;
 use shared::counters::PerCpuCounters;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
+use super::write_protect::{self, WriteProtect};
 use super::{loader, memory, vcpu};
 use crate::hypervisor::{ConsoleSink, Hypervisor};
 use crate::report::{self, HostInfo, Outcome, RunReport, Timing, VcpuExits};
@@ -41,6 +42,8 @@ pub enum Error {
     BadVcpus(u32),
     #[error("cannot start a vCPU thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    WriteProtect(#[from] write_protect::Error),
 }
 
 #[cfg(test)]
@@ -107,21 +110,17 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
     let _ = vm.set_tss_address(KVM_TSS_ADDR);
 
     let mem = memory::create(spec.mem)?;
-    for (slot, region) in mem.iter().enumerate() {
+    let vm = Arc::new(vm);
+    let mut regions = Vec::new();
+    for region in mem.iter() {
         let host_addr = region
             .get_host_address(vm_memory::MemoryRegionAddress(0))
             .map_err(|e| Error::Memory(memory::Error::Map { size: region.len() >> 20, reason: e.to_string() }))?;
-        let r = kvm_userspace_memory_region {
-            slot: slot as u32,
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: host_addr as u64,
-        };
-        // SAFETY: the mapping stays alive in `mem` (held by the Hypervisor) for as
-        // long as the VM exists, and the regions do not overlap.
-        unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        regions.push((region.start_addr().0, region.len(), host_addr as u64));
     }
+    // Guest RAM goes to KVM in chunks that the write protection of pagetables can
+    // split into read-only and writable slots.
+    let wp = WriteProtect::new(vm.clone(), &regions, kvm.get_nr_memslots(), kvm.check_extension(Cap::ReadonlyMem))?;
     let image = loader::load(&mem, &spec.kernel, LOW_RESERVED_END)?;
 
     let base_cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -139,6 +138,7 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
     vcpu::install_kick_handler();
     let pv = crate::pvmmu::PvMmuConfig::from_config(&spec.config);
     let hv = Arc::new(Hypervisor::new(mem, spec.start, console, pv));
+    hv.set_write_protect(wp);
     let ctl = vcpu::Control::new();
     let mut threads = Vec::new();
     for (i, v) in vcpus.into_iter().enumerate() {

@@ -54,6 +54,9 @@ pub struct FrameTable {
     refs: Vec<u32>,
     /// Frame ranges `[start, end)` of guest RAM.
     ram: Vec<(u64, u64)>,
+    /// Frames that became or stopped being pagetables since the last
+    /// [`FrameTable::take_changed`] (what the write protection must follow).
+    changed: Vec<u64>,
 }
 
 impl FrameTable {
@@ -62,7 +65,7 @@ impl FrameTable {
         let ram: Vec<(u64, u64)> =
             regions.iter().map(|r| (r.base >> PAGE_SHIFT, r.end() >> PAGE_SHIFT)).filter(|(s, e)| s < e).collect();
         let frames = ram.iter().map(|&(_, e)| e).max().unwrap_or(0) as usize;
-        FrameTable { info: vec![0; frames], type_count: vec![0; frames], refs: vec![0; frames], ram }
+        FrameTable { info: vec![0; frames], type_count: vec![0; frames], refs: vec![0; frames], ram, changed: vec![] }
     }
 
     /// Frames the table covers (the highest RAM frame number plus one).
@@ -129,6 +132,9 @@ impl FrameTable {
         self.type_count[i] = c;
         if c == 1 {
             self.info[i] = (self.info[i] & PINNED) | ty.bits();
+            if ty.is_pagetable() {
+                self.changed.push(pfn);
+            }
         }
         Ok(c)
     }
@@ -140,9 +146,25 @@ impl FrameTable {
         let c = self.type_count[i].saturating_sub(1);
         self.type_count[i] = c;
         if c == 0 {
+            if FrameType::from_bits(self.info[i]).is_pagetable() {
+                self.changed.push(pfn);
+            }
             self.info[i] &= PINNED;
         }
         c
+    }
+
+    /// The frames whose pagetable-ness may have changed since the last call, each
+    /// with whether it is a validated pagetable now.
+    pub fn take_changed(&mut self) -> Vec<(u64, bool)> {
+        let mut pfns = std::mem::take(&mut self.changed);
+        pfns.sort_unstable();
+        pfns.dedup();
+        pfns.into_iter().map(|p| (p, self.ty(p).is_pagetable() && self.type_count(p) > 0)).collect()
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.changed.is_empty()
     }
 
     /// Frames of each type (with a count) and how many are pinned.

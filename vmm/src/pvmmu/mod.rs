@@ -70,6 +70,9 @@ impl PvMmuConfig {
 pub struct PvMmuReport {
     pub host_check: String,
     pub cross_check: bool,
+    /// The read-only memslots over validated tables (absent without a VM).
+    #[serde(default)]
+    pub write_protect: Option<crate::kvm::write_protect::ProtectStats>,
     /// Frames by type at the end of the run.
     pub frames: FrameCensus,
     #[serde(flatten)]
@@ -95,6 +98,8 @@ pub struct PvMmuStats {
     /// Pins that trapped back into the guest, and those that still failed after it.
     pub traps_back: u64,
     pub trap_back_failures: u64,
+    /// Direct guest writes to protected tables applied through the assist.
+    pub emulated_writes: u64,
     /// Flushes of guest TLBs the host carried out, by reason.
     pub flushes: BTreeMap<String, u64>,
 }
@@ -125,7 +130,24 @@ pub struct PvMmu {
     /// Where the guest wants alias fixups delivered (`set_callbacks`).
     fixup_entry: Option<u64>,
     pending: [Option<Continuation>; MAX_VCPUS],
+    /// Tables validated but not yet write-protected, as validated (and updated
+    /// through the host since): at protection time memory must still say the same,
+    /// or a direct write slipped in before the protection.
+    snapshots: HashMap<u64, Box<[u64; shared::pae::ENTRIES]>>,
+    /// Xen's writable-pagetables assist: direct writes to protected tables are
+    /// emulated as validated updates instead of stopping the guest.
+    assist: bool,
     pub stats: PvMmuStats,
+}
+
+/// A direct guest write found in a table between its validation and its
+/// write protection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LateWrite {
+    pub pfn: u64,
+    pub index: usize,
+    pub validated: u64,
+    pub found: u64,
 }
 
 impl PvMmu {
@@ -141,8 +163,92 @@ impl PvMmu {
             roots: [None; MAX_VCPUS],
             fixup_entry: None,
             pending: [None; MAX_VCPUS],
+            snapshots: HashMap::new(),
+            assist: false,
             stats: PvMmuStats::default(),
         }
+    }
+
+    /// Whether frames became or stopped being pagetables since the last
+    /// [`PvMmu::take_protection_changes`].
+    pub fn protection_pending(&self) -> bool {
+        self.frames.has_changes()
+    }
+
+    /// The frames to protect (`true`) or unprotect, and a direct write that slipped
+    /// into a newly validated table before its protection (checked against the
+    /// table as validated; call with every vCPU stopped).
+    pub fn take_protection_changes(
+        &mut self,
+        mem: &vm_memory::GuestMemoryMmap,
+    ) -> (Vec<(u64, bool)>, Option<LateWrite>) {
+        let changes = self.frames.take_changed();
+        let mut late = None;
+        for &(pfn, on) in &changes {
+            let Some(snap) = self.snapshots.remove(&pfn) else { continue };
+            if !on || late.is_some() {
+                continue;
+            }
+            if let Some(now) = validate::read_table(mem, pfn) {
+                if let Some(index) = (0..now.len()).find(|&i| now[i] != snap[i]) {
+                    late = Some(LateWrite { pfn, index, validated: snap[index], found: now[index] });
+                }
+            }
+        }
+        (changes, late)
+    }
+
+    /// `vm_assist(cmd, type)`: only the writable-pagetables assist (type 2).
+    pub fn vm_assist(&mut self, cmd: u64, kind: u64) -> ops::BatchResult {
+        use shared::abi::pvmmu::vmasst;
+        let rc = match (cmd, kind) {
+            (vmasst::CMD_ENABLE, vmasst::TYPE_WRITABLE_PAGETABLES) => {
+                self.assist = true;
+                0
+            }
+            (vmasst::CMD_DISABLE, vmasst::TYPE_WRITABLE_PAGETABLES) => {
+                self.assist = false;
+                0
+            }
+            _ => -shared::abi::errno::EINVAL,
+        };
+        ops::BatchResult { rc, ..Default::default() }
+    }
+
+    pub fn assist(&self) -> bool {
+        self.assist
+    }
+
+    /// The guest wrote `data` directly at `gpa` inside a protected table, with the
+    /// assist on: the write is applied as a validated one-entry update (a 4-byte
+    /// write is completed with the entry's other half from memory). Returns whether
+    /// TLBs must be flushed.
+    pub fn emulate_direct_write(
+        &mut self,
+        mem: &vm_memory::GuestMemoryMmap,
+        gpa: u64,
+        data: &[u8],
+    ) -> Result<bool, Refusal> {
+        let entry_at = gpa & !7;
+        let old = crate::kvm::memory::read_obj::<u64>(mem, entry_at).unwrap_or(0);
+        let mut bytes = old.to_le_bytes();
+        let off = (gpa - entry_at) as usize;
+        if off + data.len() > 8 || data.is_empty() {
+            return Err(Refusal {
+                rule: Rule::Request,
+                errno: -shared::abi::errno::EINVAL,
+                pfn: gpa >> 12,
+                alias: false,
+                why: "a direct write across two entries",
+            });
+        }
+        bytes[off..off + data.len()].copy_from_slice(data);
+        self.stats.emulated_writes += 1;
+        let r = self.update_entry(mem, entry_at, u64::from_le_bytes(bytes));
+        if let Err(e) = &r {
+            self.refused(e);
+        }
+        r
     }
 
     /// Where the guest registered its alias fixup.
@@ -159,6 +265,7 @@ impl PvMmu {
         PvMmuReport {
             host_check: self.check.as_str().to_owned(),
             cross_check: self.cross_check,
+            write_protect: None,
             frames: self.frames.census(),
             stats: self.stats.clone(),
         }

@@ -102,6 +102,9 @@ impl PvMmu {
             return Err(bad_ptr);
         }
         self.put_entry(mem, ty, pfn, idx, old);
+        if let Some(snap) = self.snapshots.get_mut(&pfn) {
+            snap[idx] = val;
+        }
         Ok(ty != FrameType::L1)
     }
 

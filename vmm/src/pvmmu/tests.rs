@@ -391,6 +391,41 @@ fn the_scan_check_counts_what_typecount_counts_with_many_aliases() {
     });
 }
 
+#[test]
+fn a_direct_write_before_the_protection_is_found_and_one_after_is_emulated() {
+    each_check(|w| {
+        assert_eq!(w.pin(1, 0x100), 0);
+        assert_eq!(w.pin(1, 0x101), 0);
+        let (changes, late) = w.pv.take_protection_changes(&w.mem);
+        assert_eq!((changes, late), (vec![(0x100, true), (0x101, true)], None));
+        // A host update after validation is no late write; a direct one is.
+        assert_eq!(w.pin(1, 0x102), 0);
+        assert_eq!(w.update(&[(ptr(0x102, 1), pte(0x150, P))]).rc, 0);
+        w.set(0x102, 2, pte(0x151, P | RW));
+        let (_, late) = w.pv.take_protection_changes(&w.mem);
+        assert_eq!(late, Some(LateWrite { pfn: 0x102, index: 2, validated: 0, found: pte(0x151, P | RW) }));
+        w.set(0x102, 2, 0);
+        // Once protected, direct writes arrive as MMIO and, with the assist on,
+        // are applied as validated updates, a 4-byte half at a time.
+        assert_eq!(w.pv.vm_assist(7, 2).rc, -EINVAL);
+        assert_eq!(w.pv.vm_assist(0, 2).rc, 0);
+        let e = pte(0x152, P | RW);
+        assert_eq!(w.pv.emulate_direct_write(&w.mem, ptr(0x100, 3), &(e as u32).to_le_bytes()), Ok(false));
+        assert_eq!(w.pv.emulate_direct_write(&w.mem, ptr(0x100, 3) + 4, &0u32.to_le_bytes()), Ok(false));
+        assert_eq!(w.get(0x100, 3), e);
+        assert_eq!(w.pv.frames.ty(0x152), FrameType::Writable);
+        let bad = pte(0x101, P | RW).to_le_bytes();
+        let r = w.pv.emulate_direct_write(&w.mem, ptr(0x100, 4), &bad);
+        assert_eq!(r.map_err(|e| e.rule), Err(Rule::V1));
+        assert_eq!(w.get(0x100, 4), 0, "a refused direct write is not applied");
+        assert_eq!(w.pv.stats.emulated_writes, 3);
+        // Unpinning gives the frames back to the guest.
+        assert_eq!(w.unpin(0x100), 0);
+        let (changes, _) = w.pv.take_protection_changes(&w.mem);
+        assert!(changes.contains(&(0x100, false)));
+    });
+}
+
 // ---------------------------------------------------------------- the reference
 
 /// Recounts the frame table from guest memory, the pins and the roots, and checks

@@ -139,6 +139,7 @@ impl PvMmu {
             }
         }
         self.stats.validations += 1;
+        self.snapshots.insert(pfn, Box::new(entries));
         if ty == FrameType::L1 {
             self.l1s.insert(pfn);
         }

@@ -1,0 +1,262 @@
+//! Write protection of validated pagetable frames with read-only memslots.
+//!
+//! Guest RAM is registered with KVM as fixed-size chunks, one memslot each. To
+//! protect frames, the host re-registers the chunk holding them as a run of slots,
+//! the protected runs with `KVM_MEM_READONLY`: the guest still reads them, and its
+//! writes arrive as MMIO exits with address and data (a 6.1 KVM gives no address
+//! for a write to an mprotect'ed page, only -EFAULT). KVM zaps the chunk's
+//! mappings when its slots change, which also empties the combined TLB entries of
+//! the frame (rule T3).
+//!
+//! KVM cannot change a slot's read-only flag in place: the chunk's slots are
+//! deleted and made again, and a vCPU touching the chunk in between would find no
+//! memory there, so the caller stops every other vCPU around [`WriteProtect::apply`].
+//! The host's own writes go through its own mapping, which stays writable.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
+use kvm_ioctls::VmFd;
+use serde::Serialize;
+use shared::pae::PAGE_SHIFT;
+
+/// The chunk size for a guest of `ram` bytes with `max_slots` memslots: 2 MiB, or
+/// more so that the chunks take at most a quarter of the slots (the rest are for
+/// the splits).
+pub fn chunk_bytes(ram: u64, max_slots: usize) -> u64 {
+    let budget = (max_slots / 4).max(1) as u64;
+    let mut c = 2u64 << 20;
+    while ram.div_ceil(c) > budget {
+        c *= 2;
+    }
+    c
+}
+
+/// One run of a chunk: `[gpa, gpa + len)`, read-only or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub gpa: u64,
+    pub len: u64,
+    pub read_only: bool,
+}
+
+/// The runs of the chunk `[gpa, gpa + len)` with these frames protected.
+pub fn layout(gpa: u64, len: u64, protected: &BTreeSet<u64>) -> Vec<Run> {
+    let first = gpa >> PAGE_SHIFT;
+    let end = (gpa + len) >> PAGE_SHIFT;
+    let mut runs: Vec<Run> = Vec::new();
+    let mut at = first;
+    for &p in protected.range(first..end) {
+        if p > at {
+            runs.push(Run { gpa: at << PAGE_SHIFT, len: (p - at) << PAGE_SHIFT, read_only: false });
+        }
+        match runs.last_mut() {
+            Some(r) if r.read_only && r.gpa + r.len == p << PAGE_SHIFT => r.len += 1 << PAGE_SHIFT,
+            _ => runs.push(Run { gpa: p << PAGE_SHIFT, len: 1 << PAGE_SHIFT, read_only: true }),
+        }
+        at = p + 1;
+    }
+    if at < end {
+        runs.push(Run { gpa: at << PAGE_SHIFT, len: (end - at) << PAGE_SHIFT, read_only: false });
+    }
+    runs
+}
+
+struct Chunk {
+    gpa: u64,
+    len: u64,
+    /// Host address of the chunk's first byte.
+    host: u64,
+    protected: BTreeSet<u64>,
+    /// (slot id, run) registered now.
+    slots: Vec<(u32, Run)>,
+}
+
+/// What write protection cost over a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProtectStats {
+    /// Whether this KVM has read-only memslots (if not, nothing is protected).
+    pub available: bool,
+    pub chunk_bytes: u64,
+    /// Frames protected now, and the most at once.
+    pub protected: u64,
+    pub protected_max: u64,
+    /// Chunks re-registered, and the host time it took (the world stopped).
+    pub chunk_updates: u64,
+    pub update_ns: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("KVM_SET_USER_MEMORY_REGION failed for {gpa:#x}+{len:#x}: {source}")]
+    Slot { gpa: u64, len: u64, source: kvm_ioctls::Error },
+    #[error("out of memslots ({0}) for the write protection of pagetables")]
+    NoSlots(usize),
+}
+
+pub struct WriteProtect {
+    vm: Arc<VmFd>,
+    chunks: Vec<Chunk>,
+    max_slots: usize,
+    used: usize,
+    free_ids: Vec<u32>,
+    next_id: u32,
+    pub stats: ProtectStats,
+}
+
+impl WriteProtect {
+    /// Registers guest RAM (`(gpa, len, host address)` regions) as chunks.
+    pub fn new(vm: Arc<VmFd>, regions: &[(u64, u64, u64)], max_slots: usize, available: bool) -> Result<Self, Error> {
+        let ram: u64 = regions.iter().map(|r| r.1).sum();
+        let chunk = chunk_bytes(ram, max_slots);
+        let mut wp = WriteProtect {
+            vm,
+            chunks: Vec::new(),
+            max_slots,
+            used: 0,
+            free_ids: Vec::new(),
+            next_id: 0,
+            stats: ProtectStats { available, chunk_bytes: chunk, ..Default::default() },
+        };
+        for &(gpa, len, host) in regions {
+            let mut off = 0;
+            while off < len {
+                let l = chunk.min(len - off);
+                let mut c =
+                    Chunk { gpa: gpa + off, len: l, host: host + off, protected: BTreeSet::new(), slots: vec![] };
+                wp.register(&mut c)?;
+                wp.chunks.push(c);
+                off += l;
+            }
+        }
+        Ok(wp)
+    }
+
+    fn set_slot(&self, id: u32, run: Run, host: u64) -> Result<(), Error> {
+        let r = kvm_userspace_memory_region {
+            slot: id,
+            flags: if run.read_only && run.len > 0 { KVM_MEM_READONLY } else { 0 },
+            guest_phys_addr: run.gpa,
+            memory_size: run.len,
+            userspace_addr: host,
+        };
+        // SAFETY: `host` points into guest RAM's mapping, which lives as long as the
+        // VM (the Hypervisor holds both); slots never overlap: a chunk's runs tile
+        // it, and a chunk's old slots are deleted before its new ones are made.
+        unsafe { self.vm.set_user_memory_region(r) }.map_err(|source| Error::Slot {
+            gpa: run.gpa,
+            len: run.len,
+            source,
+        })
+    }
+
+    /// Registers the chunk's runs (its old slots must be gone).
+    fn register(&mut self, c: &mut Chunk) -> Result<(), Error> {
+        let runs = layout(c.gpa, c.len, &c.protected);
+        if self.used + runs.len() > self.max_slots {
+            return Err(Error::NoSlots(self.max_slots));
+        }
+        for run in runs {
+            let id = self.free_ids.pop().unwrap_or_else(|| {
+                self.next_id += 1;
+                self.next_id - 1
+            });
+            self.set_slot(id, run, c.host + (run.gpa - c.gpa))?;
+            self.used += 1;
+            c.slots.push((id, run));
+        }
+        Ok(())
+    }
+
+    /// Whether `gpa` lies in a protected frame.
+    pub fn is_protected(&self, gpa: u64) -> bool {
+        let pfn = gpa >> PAGE_SHIFT;
+        self.chunk_of(gpa).is_some_and(|i| self.chunks[i].protected.contains(&pfn))
+    }
+
+    fn chunk_of(&self, gpa: u64) -> Option<usize> {
+        let i = self.chunks.partition_point(|c| c.gpa + c.len <= gpa);
+        (i < self.chunks.len() && self.chunks[i].gpa <= gpa).then_some(i)
+    }
+
+    /// Makes each frame of `changes` protected or not (`(pfn, protect)`), re-registering
+    /// the chunks that change. Every other vCPU must be stopped.
+    pub fn apply(&mut self, changes: &[(u64, bool)]) -> Result<(), Error> {
+        if !self.stats.available || changes.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let mut touched = BTreeSet::new();
+        for &(pfn, on) in changes {
+            let Some(i) = self.chunk_of(pfn << PAGE_SHIFT) else { continue };
+            let set = &mut self.chunks[i].protected;
+            let changed = if on { set.insert(pfn) } else { set.remove(&pfn) };
+            if changed {
+                touched.insert(i);
+                if on {
+                    self.stats.protected += 1;
+                } else {
+                    self.stats.protected -= 1;
+                }
+            }
+        }
+        for i in touched {
+            let mut c = std::mem::replace(
+                &mut self.chunks[i],
+                Chunk { gpa: 0, len: 0, host: 0, protected: BTreeSet::new(), slots: vec![] },
+            );
+            let result = self.reregister(&mut c);
+            self.chunks[i] = c;
+            result?;
+            self.stats.chunk_updates += 1;
+        }
+        self.stats.protected_max = self.stats.protected_max.max(self.stats.protected);
+        self.stats.update_ns += start.elapsed().as_nanos() as u64;
+        Ok(())
+    }
+
+    fn reregister(&mut self, c: &mut Chunk) -> Result<(), Error> {
+        for (id, run) in std::mem::take(&mut c.slots) {
+            self.set_slot(id, Run { len: 0, ..run }, c.host + (run.gpa - c.gpa))?;
+            self.used -= 1;
+            self.free_ids.push(id);
+        }
+        self.register(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(pfns: &[u64]) -> BTreeSet<u64> {
+        pfns.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_chunk_splits_around_its_protected_frames() {
+        let r = |gpa: u64, pages: u64, read_only| Run { gpa, len: pages << 12, read_only };
+        assert_eq!(layout(0x200000, 0x200000, &set(&[])), [r(0x200000, 512, false)]);
+        assert_eq!(
+            layout(0x200000, 0x200000, &set(&[0x201, 0x202, 0x210, 0x3ff, 0x400])),
+            [
+                r(0x200000, 1, false),
+                r(0x201000, 2, true),
+                r(0x203000, 13, false),
+                r(0x210000, 1, true),
+                r(0x211000, 0x3ff - 0x211, false),
+                r(0x3ff000, 1, true),
+            ]
+        );
+        assert_eq!(layout(0, 0x2000, &set(&[0, 1])), [r(0, 2, true)]);
+    }
+
+    #[test]
+    fn chunks_leave_most_slots_for_splits() {
+        assert_eq!(chunk_bytes(256 << 20, 32764), 2 << 20);
+        assert_eq!(chunk_bytes(64 << 30, 32764), 16 << 20);
+        assert_eq!(chunk_bytes(64 << 30, 509), 1 << 30);
+    }
+}
