@@ -176,7 +176,11 @@ pub fn kmap(ctx: &mut MaySleep, pa: u64) -> *mut u8 {
         while scanned < n {
             p.last = (p.last + 1) % n;
             if p.last == 0 {
+                // The flush frees every unused entry, also those this scan has
+                // passed already: scan the whole pool again (Linux resets its
+                // count here too).
                 flush_all_zero_pkmaps(&mut p);
+                scanned = 0;
             }
             if p.count[p.last as usize] == 0 {
                 found = Some(p.last);
