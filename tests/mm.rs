@@ -75,6 +75,24 @@ fn jobs() -> &'static HashMap<String, JobLine> {
             a.extend(own(&["--pte", "atomic", "--vcpus", "2", "--ptcache", cache]));
             jobs.push((format!("ptcache-{cache}"), a));
         }
+        // Pools that must run full: 12 x 11 persistent maps in 128 entries (and
+        // 12 x 10 < 128, so no deadlock), 8 tasks x 1 map in 2 slots per CPU.
+        let hold = ["run", "--mem", "256m", "--lowmem", "64m", "--workload", "kmap-hold", "--rounds", "2"];
+        for vcpus in ["1", "2"] {
+            for (form, extra) in [
+                ("persistent", ["--last-pkmap", "128", "--tasks", "12", "--pages", "11"]),
+                ("percpu-pool", ["--pool-size", "2", "--tasks", "8", "--pages", "1"]),
+                ("per-task", ["--pool-size", "2", "--tasks", "8", "--pages", "2"]),
+            ] {
+                let mut a = own(&hold);
+                a.extend(own(&["--pte", form, "--vcpus", vcpus]));
+                a.extend(own(&extra));
+                jobs.push((format!("kmap-hold-{form}-{vcpus}cpu"), a));
+            }
+        }
+        let mut deadlock = own(&hold);
+        deadlock.extend(own(&["--pte", "persistent", "--last-pkmap", "128", "--tasks", "16", "--pages", "9"]));
+        jobs.push(("kmap-hold-could-deadlock".into(), deadlock));
         let mut big = own(&["run", "--mem", "8g", "--workload", "mm-all", "--pte", "atomic", "--vcpus", "2"]);
         big.extend(own(&["--tasks", "4", "--pages", "32", "--rounds", "2"]));
         jobs.push(("mem-8g".into(), big));
@@ -221,4 +239,45 @@ fn user_pages_above_4g_work_through_kmaps() {
     let j = assert_passes("mem-8g");
     // 8 GiB: 7 GiB of highmem, most of it above 4 GiB (PAE's 36-bit frames).
     assert!(j.result("highmem_pages_free") > 1_500_000, "{}", j.stdout());
+}
+
+#[test]
+fn a_full_kmap_pool_puts_takers_to_sleep_and_wakes_them() {
+    for vcpus in [1, 2] {
+        for (form, kind, maps) in
+            [("persistent", "kmap_persistent", 12 * 11 * 2), ("percpu-pool", "kmap_percpu_pool", 8 * 2)]
+        {
+            let name = format!("kmap-hold-{form}-{vcpus}cpu");
+            let j = assert_passes(&name);
+            assert!(j.stdout().contains("it must run full and takers must sleep"), "{name}: {}", j.stdout());
+            assert!(j.result("kmap-hold") > 0, "{name}: the phase did not run");
+            assert!(total(j, kind) >= maps, "{name}: {} {kind}, expected {maps}", total(j, kind));
+            assert!(total(j, "kmap_sleeps") > 0, "{name}: nobody slept on the full pool");
+        }
+        let j = job(&format!("kmap-hold-persistent-{vcpus}cpu"));
+        assert!(j.result("pkmap_wrap_flushes") > 0, "{vcpus} vCPUs: the pool of 128 never wrapped");
+        assert!(total(j, "pkmap_freed") > 0, "{vcpus} vCPUs: the wrap flush freed nothing");
+        assert_eq!(total(j, "kmap_percpu_pool"), 0);
+        assert_eq!(total(job(&format!("kmap-hold-percpu-pool-{vcpus}cpu")), "kmap_lock_taken"), 0);
+    }
+}
+
+#[test]
+fn per_task_kmaps_are_held_across_yields_without_a_pool() {
+    for vcpus in [1, 2] {
+        let name = format!("kmap-hold-per-task-{vcpus}cpu");
+        let j = assert_passes(&name);
+        assert!(j.stdout().contains("per-task kmaps held across yields"), "{name}: {}", j.stdout());
+        assert!(total(j, "kmap_per_task") >= 8 * 2 * 2, "{name}: too few per-task kmaps");
+        assert_eq!(total(j, "kmap_sleeps"), 0, "{name}: a per-task kmap never sleeps");
+        assert_eq!(total(j, "kmap_lock_taken"), 0, "{name}");
+    }
+}
+
+#[test]
+fn kmap_hold_refuses_sizes_that_could_deadlock() {
+    let j = job("kmap-hold-could-deadlock");
+    assert_eq!(j.exit_code(), 1, "{}", j.stdout());
+    assert!(j.stdout().contains("16 tasks x 9 maps could deadlock a pool of 128"), "{}", j.stdout());
+    assert_eq!(total(j, "kmap_persistent"), 0, "it ran anyway");
 }

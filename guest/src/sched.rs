@@ -349,6 +349,11 @@ impl WaitQueue {
         }
     }
 
+    /// Whether a task sleeps here now.
+    pub fn has_sleepers(&self) -> bool {
+        !self.list.lock().is_null()
+    }
+
     /// Wakes every sleeper (they re-check their conditions).
     pub fn wake_all(&self) {
         let mut t = core::mem::replace(&mut *self.list.lock(), core::ptr::null_mut());

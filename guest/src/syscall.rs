@@ -35,6 +35,9 @@ pub mod nr {
     pub const RELEASE: u32 = 202;
     /// Times `rounds` passes of pte accesses over this task's pagetables.
     pub const PTE_BENCH: u32 = 203;
+    /// Holds kmaps of highmem pages across yields and checks them:
+    /// (pages, rounds, tag) -> wrong words, or -ENOMEM.
+    pub const KMAP_HOLD: u32 = 204;
 }
 
 /// The longest write a program may ask for.
@@ -102,6 +105,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
             None => err(errno::ESRCH),
         },
         nr::PTE_BENCH => crate::work::mm::pte_bench(&mut ctx, mm, a),
+        nr::KMAP_HOLD => crate::work::kmap::sys_kmap_hold(&mut ctx, a, b, c),
         _ => err(errno::ENOSYS),
     };
     cpu::cli();

@@ -112,6 +112,8 @@ pub enum Mode {
     Capacity = 7,
     /// Fill pages, then time pte accesses through the `--pte` variant (`rounds`).
     PteBench = 8,
+    /// Hold kmaps of `pages` highmem pages across yields, check them (`rounds`).
+    KmapHold = 9,
 }
 
 /// The pattern word written at offset `k` words into the page at `va`.
@@ -354,6 +356,9 @@ mod programs {
             if syscall(nr::PTE_BENCH, rounds, 0, 0) < 0 {
                 bad += 1;
             }
+        } else if mode == Mode::KmapHold as u32 {
+            let r = syscall(nr::KMAP_HOLD, pages, rounds, tag);
+            bad += if r < 0 { 1 } else { r as u32 };
         } else {
             bad = 1000;
         }

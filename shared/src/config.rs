@@ -82,6 +82,14 @@ config_enum! {
         TaskCapacity = "task-capacity",
         /// Cost of one pte access (map, read, unmap) through the `--pte` variant.
         PteBench = "pte-bench",
+        /// `--tasks` tasks each take kmaps of `--pages` highmem pages through the
+        /// `--pte` variant's form (persistent: the `--last-pkmap` pool; percpu-pool:
+        /// the `--pool-size` pool of its CPU; per-task: its two pages) and hold them
+        /// across yields until their pool runs full and later takers sleep; then
+        /// they check every page through its map and release it, `--rounds` times.
+        /// atomic and lowpte have no form that may be held across a sleep: their
+        /// tasks only write and check each page through an atomic kmap.
+        KmapHold = "kmap-hold",
         /// The vmap layer's self-tests (those of Linux's lib/test_vmalloc.c, the
         /// lazy purge threshold, stale TLB entries), on every CPU at once.
         VmapTest = "vmap-test",

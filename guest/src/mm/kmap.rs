@@ -108,10 +108,12 @@ struct Pkmap {
     /// The page each entry maps.
     pa: [u64; PKMAP_MAX as usize],
     last: u32,
+    /// Wraps of the scan, each one `flush_all_zero_pkmaps` pass.
+    wraps: u32,
 }
 
 static KMAP_LOCK: SpinLock<Pkmap> =
-    SpinLock::new(Pkmap { count: [0; PKMAP_MAX as usize], pa: [0; PKMAP_MAX as usize], last: 0 });
+    SpinLock::new(Pkmap { count: [0; PKMAP_MAX as usize], pa: [0; PKMAP_MAX as usize], last: 0, wraps: 0 });
 static PKMAP_WAIT: WaitQueue = WaitQueue::new();
 /// Entries with count 0 or 1 (a hint for the sleepers' condition).
 static PKMAP_RECLAIMABLE: AtomicU32 = AtomicU32::new(0);
@@ -179,6 +181,7 @@ pub fn kmap(ctx: &mut MaySleep, pa: u64) -> *mut u8 {
                 // The flush frees every unused entry, also those this scan has
                 // passed already: scan the whole pool again (Linux resets its
                 // count here too).
+                p.wraps += 1;
                 flush_all_zero_pkmaps(&mut p);
                 scanned = 0;
             }
@@ -239,6 +242,17 @@ pub fn kunmap(pa: u64) {
     }
 }
 
+/// How often the pool's scan wrapped and flushed (not counting
+/// [`kmap_flush_unused`], which `pkmap_flushes` counts too).
+pub fn wrap_flushes() -> u32 {
+    KMAP_LOCK.lock().wraps
+}
+
+/// Whether a task sleeps waiting for a free entry of the persistent pool.
+pub fn pkmap_waiters() -> bool {
+    PKMAP_WAIT.has_sleepers()
+}
+
 /// Drops every unused persistent mapping now (Linux's `kmap_flush_unused`).
 pub fn kmap_flush_unused() {
     let mut p = lock_kmap();
@@ -296,6 +310,11 @@ pub fn kmap_pool(ctx: &mut MaySleep, pa: u64) -> (*mut u8, u32) {
     tlb::flush_one(va);
     note_map();
     (va as *mut u8, slot)
+}
+
+/// Whether a task sleeps waiting for a free slot of `cpu`'s pool.
+pub fn pool_waiters(cpu: u32) -> bool {
+    POOL_WAIT[cpu as usize].has_sleepers()
 }
 
 /// Ends a pool kmap.

@@ -20,6 +20,7 @@ use crate::sched;
 use crate::syscall::MREMAP_ENOMEM;
 use crate::task::{self, State};
 use crate::user::{self, Mode};
+use crate::work::kmap as kmap_hold;
 use crate::{check, hv, kprintln, percpu, smp};
 
 static OVER: AtomicBool = AtomicBool::new(false);
@@ -50,9 +51,15 @@ pub fn run(cfg: &Config) {
         }
         Workload::TaskCapacity => capacity(&mut ctx, n, pages),
         Workload::PteBench => phase(&mut ctx, "pte-bench", Mode::PteBench, smp::nr_cpus(), pages, rounds, 0),
+        Workload::KmapHold => {
+            if kmap_hold::prepare(n, pages) {
+                phase(&mut ctx, "kmap-hold", Mode::KmapHold, n, pages, rounds, 0);
+            }
+        }
         _ => unreachable!(),
     }
     if highpte::variant() == shared::config::PteVariant::Persistent {
+        hv::result("pkmap_wrap_flushes", crate::mm::kmap::wrap_flushes() as u64);
         // Drop the persistent kmaps nobody uses (one more global flush if any).
         crate::mm::kmap::kmap_flush_unused();
     }
@@ -78,6 +85,9 @@ fn phase(ctx: &mut MaySleep, name: &'static str, mode: Mode, n: u32, pages: u32,
             Ok(_) => started += 1,
             Err(e) => {
                 check!(false, "{name}: task {i} could not start: {}", shared::abi::errno::name(-e));
+                if mode == Mode::KmapHold {
+                    kmap_hold::tasks_started(started);
+                }
                 break;
             }
         }

@@ -5,6 +5,7 @@
 mod bench;
 mod boot;
 mod faults;
+pub mod kmap;
 pub mod mm;
 mod pvmmu;
 mod vmap;
@@ -75,7 +76,8 @@ fn run_on_this_cpu() {
         | Workload::Walker
         | Workload::MmAll
         | Workload::TaskCapacity
-        | Workload::PteBench => mm::run(cfg),
+        | Workload::PteBench
+        | Workload::KmapHold => mm::run(cfg),
         Workload::VmapTest | Workload::VmapChurn | Workload::VmapBench => vmap::run(cfg),
         Workload::PvmmuSelftest => pvmmu::run(cfg),
     }
