@@ -65,9 +65,10 @@ fn jobs() -> &'static HashMap<String, JobLine> {
             a.extend(own(&extra));
             jobs.push((name.to_string(), a));
         }
-        // 16 tasks with no pagetable cache map more distinct pte pages than 128.
+        // 24 tasks with no pagetable cache map more distinct pte pages than 128
+        // (188-236 entries freed in 4 runs; 16 tasks wrapped the pool in 1 of 3).
         let mut small_pool = own(&["run", "--mem", "256m", "--lowmem", "64m", "--workload", "mm-all"]);
-        small_pool.extend(own(&["--tasks", "16", "--pages", "32", "--rounds", "3", "--ptcache", "none"]));
+        small_pool.extend(own(&["--tasks", "24", "--pages", "32", "--rounds", "3", "--ptcache", "none"]));
         small_pool.extend(own(&["--pte", "persistent", "--last-pkmap", "128", "--vcpus", "2"]));
         jobs.push(("persistent-pool-128".into(), small_pool));
         for cache in ["quicklist", "none"] {
@@ -182,7 +183,10 @@ fn atomic_kmaps_never_send_an_ipi() {
 #[test]
 fn a_small_persistent_pool_wraps_and_flushes_every_cpu() {
     let j = assert_passes("persistent-pool-128");
-    assert!(total(j, "pkmap_flushes") > 0, "the pool of 128 never wrapped");
+    // pkmap_flushes counts the final kmap_flush_unused() too: only the wrap
+    // count says the scan went round.
+    assert!(j.result("pkmap_wrap_flushes") > 0, "the pool of 128 never wrapped");
+    assert!(total(j, "pkmap_flushes") > 1);
     assert!(total(j, "pkmap_freed") > 0);
     assert!(total(j, "tlb_flush_global") > 0);
     assert!(total(j, "tlb_shootdown_kernel") > 0, "the global flush sent no IPI");
