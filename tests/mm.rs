@@ -91,6 +91,28 @@ fn jobs() -> &'static HashMap<String, JobLine> {
                 jobs.push((format!("kmap-hold-{form}-{vcpus}cpu"), a));
             }
         }
+        // The injected kmap bugs, caught by the debug checker; the first also
+        // without the checker (the content check fails) and without the inject.
+        let reuse = ["--pte", "atomic", "--tasks", "4", "--pages", "2", "--vcpus", "2"];
+        for (name, extra) in [
+            ("inject-kmap-slot-reuse", vec!["--inject", "kmap-slot-reuse"]),
+            ("inject-kmap-slot-reuse-debug-off", vec!["--inject", "kmap-slot-reuse", "--debug", "off"]),
+            ("no-inject-kmap-slot-reuse", vec![]),
+        ] {
+            let mut a = own(&hold);
+            a.extend(own(&reuse));
+            a.extend(own(&extra));
+            jobs.push((name.to_string(), a));
+        }
+        // kmap-hold-persistent-2cpu and no-inject-kmap-slot-reuse with the inject.
+        let persistent =
+            ["--pte", "persistent", "--last-pkmap", "128", "--tasks", "12", "--pages", "11", "--vcpus", "2"];
+        for (form, sizes) in [("persistent", &persistent[..]), ("atomic", &reuse[..])] {
+            let mut a = own(&hold);
+            a.extend(own(sizes));
+            a.extend(own(&["--inject", "kmap-unbalanced"]));
+            jobs.push((format!("inject-kmap-unbalanced-{form}"), a));
+        }
         let mut deadlock = own(&hold);
         deadlock.extend(own(&["--pte", "persistent", "--last-pkmap", "128", "--tasks", "16", "--pages", "9"]));
         jobs.push(("kmap-hold-could-deadlock".into(), deadlock));
@@ -284,4 +306,32 @@ fn kmap_hold_refuses_sizes_that_could_deadlock() {
     assert_eq!(j.exit_code(), 1, "{}", j.stdout());
     assert!(j.stdout().contains("16 tasks x 9 maps could deadlock a pool of 128"), "{}", j.stdout());
     assert_eq!(total(j, "kmap_persistent"), 0, "it ran anyway");
+}
+
+fn checker_message(name: &str) -> String {
+    let j = job(name);
+    assert_eq!(j.outcome_kind(), "guest_fault", "{name}: {:#}", j.0);
+    j.report()["outcome"]["message"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_reused_atomic_kmap_slot_is_caught() {
+    let msg = checker_message("inject-kmap-slot-reuse");
+    assert!(msg.contains("BUG: atomic kmap slot User0 of cpu") && msg.contains("reused while live"), "{msg}");
+    // Without the checker the first map reads the second page: a wrong word.
+    let off = job("inject-kmap-slot-reuse-debug-off");
+    assert_eq!(off.exit_code(), 1, "{}", off.stdout());
+    assert!(off.stdout().contains("kmap-hold: 1 of 4 tasks failed their checks"), "{}", off.stdout());
+    assert_passes("no-inject-kmap-slot-reuse");
+}
+
+#[test]
+fn a_kmap_held_on_the_way_back_to_user_space_is_caught() {
+    let msg = checker_message("inject-kmap-unbalanced-persistent");
+    assert!(msg.contains("returns to user space holding 1 map(s), 0 atomic kmap(s)"), "{msg}");
+    let msg = checker_message("inject-kmap-unbalanced-atomic");
+    assert!(msg.contains("returns to user space holding 0 map(s), 1 atomic kmap(s)"), "{msg}");
+    // The same runs without the inject.
+    assert_passes("kmap-hold-persistent-2cpu");
+    assert_passes("no-inject-kmap-slot-reuse");
 }

@@ -181,6 +181,15 @@ config_enum! {
         /// The 2.4 backport: mremap's pagetable allocation fails. The kernel must
         /// fail the call, not oops.
         MremapAllocFail = "mremap-alloc-fail",
+        /// kmap-hold: a task maps its CPU's atomic kmap slot KM_USER0 a second
+        /// time, to another page, without unmapping it first. The debug checker
+        /// must catch it; without the checker, the first map's reads go to the
+        /// second page and the content check fails.
+        KmapSlotReuse = "kmap-slot-reuse",
+        /// kmap-hold: a task returns from its system call still holding one kmap
+        /// (the last of its set). The debug checker must catch it on the way back
+        /// to ring 3.
+        KmapUnbalanced = "kmap-unbalanced",
         /// The vmap purge flushes only this CPU's TLB, not the others': the
         /// stale-TLB self-test must notice.
         VmapLocalFlush = "vmap-local-flush",

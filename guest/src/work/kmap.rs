@@ -16,11 +16,11 @@
 //! task could sleep one map short of its set and none would ever let go: the
 //! driver refuses such sizes.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use nosleep::MaySleep;
 use shared::abi::errno;
-use shared::config::PteVariant;
+use shared::config::{Inject, PteVariant};
 
 use crate::mm::highpte;
 use crate::mm::kmap::{self, KmType};
@@ -36,6 +36,8 @@ pub const MAX_HELD: u32 = 256;
 /// Tasks of the phase, and the (task, round) takes completed so far.
 static TASKS: AtomicU32 = AtomicU32::new(0);
 static TAKEN: AtomicU32 = AtomicU32::new(0);
+/// An injected bug is done once, by the first task that gets to it.
+static INJECTED: AtomicBool = AtomicBool::new(false);
 
 /// The kmap form a task holds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -79,6 +81,7 @@ fn pool_size(f: Form) -> Option<u32> {
 pub fn prepare(tasks: u32, pages: u32) -> bool {
     TASKS.store(tasks, Ordering::Relaxed);
     TAKEN.store(0, Ordering::Relaxed);
+    INJECTED.store(false, Ordering::Relaxed);
     let f = form();
     let h = held(pages);
     if page::zone_stats(Zone::HighMem).0 == 0 {
@@ -199,6 +202,11 @@ fn bad_words(va: u32, pa: u64, tag: u32) -> u32 {
         .count() as u32
 }
 
+/// Whether this task does the injected bug `which` (once per run, if asked for).
+fn injecting(which: Inject) -> bool {
+    bootinfo::get().config.inject() == which && !INJECTED.swap(true, Ordering::Relaxed)
+}
+
 /// The KMAP_HOLD system call: `rounds` times, take maps of `pages` highmem pages
 /// (writing each page's pattern through its map), hold them, check them through
 /// the same maps, release them, and check them again through an atomic kmap.
@@ -228,6 +236,12 @@ pub fn sys_kmap_hold(ctx: &mut MaySleep, pages: u32, rounds: u32, tag: u32) -> u
                     let va = kmap::kmap_atomic(h.pa[j], KmType::User0);
                     write_page(va as u32, h.pa[j], t);
                     bad += bad_words(va as u32, h.pa[j], t);
+                    if j == n - 1 && injecting(Inject::KmapUnbalanced) {
+                        // The bug: back to ring 3 with the atomic kmap (and
+                        // preemption off), the pages leaked with it.
+                        TASKS.fetch_sub(1, Ordering::Relaxed);
+                        return bad;
+                    }
                     kmap::kunmap_atomic(va);
                 }
                 TAKEN.fetch_add(1, Ordering::Release);
@@ -243,6 +257,12 @@ pub fn sys_kmap_hold(ctx: &mut MaySleep, pages: u32, rounds: u32, tag: u32) -> u
                 hold(ctx, f, round);
                 for j in 0..n {
                     bad += bad_words(h.va[j], h.pa[j], t);
+                    if j == n - 1 && injecting(Inject::KmapUnbalanced) {
+                        // The bug: back to ring 3 still holding this map, the
+                        // pages leaked with it. (The others stop waiting for it.)
+                        TASKS.fetch_sub(1, Ordering::Relaxed);
+                        return bad;
+                    }
                     release(f, h.pa[j], j, h.slot[j]);
                 }
             }
@@ -262,7 +282,15 @@ fn check_atomic(h: &Held, n: usize, tag: u32) -> u32 {
     let mut bad = 0;
     for j in 0..n {
         let va = kmap::kmap_atomic(h.pa[j], KmType::User0);
-        bad += bad_words(va as u32, h.pa[j], tag);
+        if injecting(Inject::KmapSlotReuse) {
+            // The bug: the live slot is mapped again, to the next page; the
+            // first map's reads now go there.
+            let again = kmap::kmap_atomic(h.pa[(j + 1) % n], KmType::User0);
+            bad += bad_words(va as u32, h.pa[j], tag);
+            kmap::kunmap_atomic(again);
+        } else {
+            bad += bad_words(va as u32, h.pa[j], tag);
+        }
         kmap::kunmap_atomic(va);
     }
     bad
