@@ -7,6 +7,7 @@
 mod arch;
 mod bootinfo;
 mod console;
+mod contract;
 mod fault;
 mod hv;
 mod mm;

@@ -100,10 +100,15 @@ config_enum! {
         /// Nick Piggin's benchmark: on every CPU, map 4 pages, touch them, unmap,
         /// `--iterations` times.
         VmapBench = "vmap-bench",
-        /// The host's PV MMU through real hypercalls: pins, validated updates,
-        /// refusals with their errors, batches, multicalls, roots, and TLB flushes
-        /// the host carries out on this CPU and the others.
+        /// Every contract scenario that expects to pass, one after the other: the
+        /// host's PV MMU through real hypercalls.
         PvmmuSelftest = "pvmmu-selftest",
+        /// One contract scenario (`--scenario`, its index in the image): what
+        /// `vmm contract` runs, one VM per scenario.
+        Contract = "contract",
+        /// Every CPU throws `--iterations` random PV MMU requests and direct
+        /// pagetable writes at the host, valid and not, from `--seed`.
+        Chaos = "chaos",
     }
 }
 
@@ -172,6 +177,32 @@ config_enum! {
 }
 
 config_enum! {
+    /// What the host does when the guest breaks the contract with a direct write
+    /// (`--host-on-violation`).
+    pub enum OnViolation {
+        /// Stop the guest with a violation report (the contract's rule).
+        Stop = "stop",
+        /// Drop the write, record the violation in the report, let the guest go
+        /// on (for the chaos workload: the host must survive a stream of them).
+        Continue = "continue",
+    }
+}
+
+config_enum! {
+    /// A deliberately weakened host check (`--host-weaken`, test only): the
+    /// contract suite must report FAILURE for the scenarios it guards.
+    pub enum HostWeaken {
+        None = "none",
+        /// An L1 entry may map a pagetable writable (no V1 check).
+        V1 = "v1",
+        /// A pinned frame may be pinned again (no T4 check).
+        T4 = "t4",
+        /// Direct writes to protected tables are ignored instead of reported.
+        DirectWrite = "direct-write",
+    }
+}
+
+config_enum! {
     /// A historic bug to reproduce (`--inject`).
     pub enum Inject {
         None = "none",
@@ -193,10 +224,6 @@ config_enum! {
         /// The vmap purge flushes only this CPU's TLB, not the others': the
         /// stale-TLB self-test must notice.
         VmapLocalFlush = "vmap-local-flush",
-        /// pvmmu-selftest ends with a direct write to a pinned pagetable, the
-        /// writable-pagetables assist off: the host must stop the guest with a
-        /// violation report naming the frame, the entry and the vCPU.
-        PvDirectWrite = "pv-direct-write",
     }
 }
 
@@ -410,8 +437,14 @@ params! {
     vmap_ram_pct: (0, 100) = "50", "vmap-ram-pct", "percent of vmap-churn requests through vm_map_ram";
     /// Areas each CPU keeps live in the vmap churn.
     vmap_live: (1, 4096) = "32", "vmap-live", "areas each CPU keeps live in vmap-churn";
+    /// The contract scenario the `contract` workload runs (its index in the image).
+    scenario: (0, 4095) = "0", "scenario", "the contract scenario to run (see vmm contract --list)";
     /// [`HostCheck`]
     host_check: HostCheck = "typecount", "host-check", "how the host's PV MMU finds writable aliases of a frame";
+    /// [`OnViolation`]
+    host_on_violation: OnViolation = "stop", "host-on-violation", "stop the guest at a contract violation, or record it and go on";
+    /// [`HostWeaken`]
+    host_weaken: HostWeaken = "none", "host-weaken", "test only: a deliberately weakened host check";
     /// [`Switch`]: ask all three host checks every time and count disagreements.
     host_cross_check: Switch = "off", "host-cross-check", "run all three host alias checks and count disagreements";
 }
@@ -447,6 +480,14 @@ impl Config {
 
     pub fn host_check(&self) -> HostCheck {
         HostCheck::from_index(self.host_check).unwrap_or(HostCheck::Typecount)
+    }
+
+    pub fn host_on_violation(&self) -> OnViolation {
+        OnViolation::from_index(self.host_on_violation).unwrap_or(OnViolation::Stop)
+    }
+
+    pub fn host_weaken(&self) -> HostWeaken {
+        HostWeaken::from_index(self.host_weaken).unwrap_or(HostWeaken::None)
     }
 
     pub fn host_cross_check(&self) -> bool {

@@ -18,5 +18,6 @@ extern crate std;
 pub mod abi;
 pub mod boot;
 pub mod config;
+pub mod contract;
 pub mod counters;
 pub mod pae;

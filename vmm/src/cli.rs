@@ -30,12 +30,64 @@ pub enum Cmd {
     Batch(BatchArgs),
     /// Tell whether the local KVM can run a 32-bit PAE guest, and why not.
     Probe,
+    /// Run the PV MMU contract scenarios, each in its own VM (XTF's verdicts).
+    Contract(ContractArgs),
+    /// The 20 configurations of the 2002 highpte mail (nohighmem, 4GB, 4GB-highpte,
+    /// 64GB, 64GB-highpte x UP/SMP x preempt on/off), each with a stress run.
+    Matrix(MatrixArgs),
     /// Measure the host's alias check per pin for each --host-check, with lazy
     /// aliases in place (host work only: no guest is started).
     PinCost(PinCostArgs),
     /// (Inside the QEMU-hosted appliance: run its jobs.)
     #[command(hide = true)]
     ApplianceInit { jobs: PathBuf },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ContractArgs {
+    /// Run (or list) only the scenarios whose name contains this.
+    pub filter: Option<String>,
+    /// List the scenarios of the image and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// The kernel image holding the scenarios (default: the guest of this checkout).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Write one JSON line per scenario to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Watchdog of each scenario's VM, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub vm_timeout: u64,
+    /// Give up on the whole run after this many seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    pub timeout: f64,
+    /// (Test only) run against a deliberately weakened host check (see --host-weaken).
+    #[arg(long, hide = true)]
+    pub weaken: Option<String>,
+    /// Echo each VM's console as it runs.
+    #[arg(long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MatrixArgs {
+    /// The longer stress run (more tasks, pages and rounds) instead of the short one.
+    #[arg(long)]
+    pub full: bool,
+    /// Also write one JSON line per cell to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Echo each VM's console as it runs.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Give up on the whole matrix after this many seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    pub timeout: f64,
+    #[command(flatten)]
+    pub host: HostArgs,
 }
 
 #[derive(Args, Debug, Clone)]

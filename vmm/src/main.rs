@@ -4,9 +4,11 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod cli;
+mod contract;
 mod host;
 mod hypervisor;
 mod kvm;
+mod matrix;
 mod pvmmu;
 mod report;
 mod run;
@@ -33,6 +35,8 @@ fn main() {
         Cmd::Batch(args) => run::batch_command(args),
         Cmd::Probe => Ok(probe()),
         Cmd::PinCost(args) => run::pin_cost_command(args),
+        Cmd::Matrix(args) => matrix::matrix_command(args),
+        Cmd::Contract(args) => contract::contract_command(args),
         Cmd::ApplianceInit { jobs } => Ok(host::appliance::init(&jobs)),
     };
     let code = code.unwrap_or_else(|e| {

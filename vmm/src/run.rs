@@ -225,14 +225,74 @@ fn arg_value<'a>(argv: &'a [String], flag: &str) -> Option<&'a str> {
     argv.iter().position(|a| a == flag).and_then(|i| argv.get(i + 1)).map(String::as_str)
 }
 
+/// How to run a list of jobs (what `vmm batch`, `vmm matrix` and `vmm contract`
+/// share).
+#[derive(Clone, Debug)]
+pub struct JobsOptions {
+    pub host: HostArgs,
+    pub timeout: f64,
+    pub retries: u32,
+    pub verbose: bool,
+}
+
+/// What one job of a list did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct JobOutcome {
+    pub exit_code: Option<i32>,
+    /// Runs it took: more than one when the QEMU-hosted emulator's known fault
+    /// struck and the job was run again.
+    pub attempts: u32,
+    /// What each faulted attempt looked like.
+    pub emulator_faults: Vec<String>,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+    pub report: Option<serde_json::Value>,
+}
+
 /// `vmm batch`: runs many `vmm run` jobs, in one appliance boot when QEMU-hosted.
-/// A job whose QEMU-hosted outcome bears the emulator's known fault is run again
-/// (up to `--retries` times), and its output says so.
 pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
     let text = std::fs::read_to_string(&args.jobs).map_err(|e| Error::BatchFile(args.jobs.clone(), e.to_string()))?;
     let file: BatchFile =
         serde_json::from_str(&text).map_err(|e| Error::BatchFile(args.jobs.clone(), e.to_string()))?;
-    let (mode, reason) = host::resolve(args.host.host)?;
+    let opts = JobsOptions { host: args.host, timeout: args.timeout, retries: args.retries, verbose: args.verbose };
+    let outcomes = run_jobs(&file.jobs, &opts)?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut failures = 0;
+    for (i, (argv, o)) in file.jobs.iter().zip(outcomes.iter()).enumerate() {
+        if o.exit_code != Some(0) {
+            failures += 1;
+        }
+        let line = BatchLine {
+            job: i,
+            args: argv,
+            exit_code: o.exit_code,
+            attempts: o.attempts,
+            emulator_faults: o.emulator_faults.clone(),
+            stdout: o.stdout.clone(),
+            stderr: o.stderr.clone(),
+            report: o.report.clone(),
+        };
+        let text = serde_json::to_string(&line).map_err(Error::BadReport)?;
+        writeln!(out, "{text}").map_err(|e| Error::Write(args.out.clone().unwrap_or_default(), e))?;
+    }
+    let retried = outcomes.iter().filter(|o| o.attempts > 1).count();
+    eprintln!(
+        "vmm: batch of {} jobs: {} exited non-zero, {} run again after the emulator's known fault",
+        file.jobs.len(),
+        failures,
+        retried
+    );
+    Ok(if failures == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })
+}
+
+/// Runs `vmm run` jobs (each an argument list), in one appliance boot when
+/// QEMU-hosted. A job whose QEMU-hosted outcome bears the emulator's known fault
+/// is run again (up to `retries` times), and its outcome says so.
+pub fn run_jobs(job_args: &[Vec<String>], opts: &JobsOptions) -> Result<Vec<JobOutcome>, Error> {
+    let (mode, reason) = host::resolve(opts.host.host)?;
     eprintln!("{}", host::mode_line(mode, &reason));
     let default_guest = paths::default_guest();
 
@@ -240,8 +300,7 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
     // guest shipped into the appliance.
     let mut extra = Vec::new();
     let mut kernels = Vec::new();
-    let jobs: Vec<Job> = file
-        .jobs
+    let jobs: Vec<Job> = job_args
         .iter()
         .map(|argv| {
             let mut a = argv.clone();
@@ -267,26 +326,23 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
             Job { args: a, json: true }
         })
         .collect();
-    let max_vcpus = file.jobs.iter().filter_map(|a| arg_value(a, "--vcpus")?.parse().ok()).max().unwrap_or(1);
+    let max_vcpus = job_args.iter().filter_map(|a| arg_value(a, "--vcpus")?.parse().ok()).max().unwrap_or(1);
 
     let n = jobs.len();
-    let mut results: Vec<appliance::JobResult> = vec![Default::default(); n];
-    let mut attempts = vec![0u32; n];
-    let mut faults: Vec<Vec<String>> = vec![Vec::new(); n];
-    let mut reports: Vec<Option<serde_json::Value>> = vec![None; n];
+    let mut outcomes: Vec<JobOutcome> = vec![JobOutcome::default(); n];
     let mut pending: Vec<usize> = (0..n).collect();
-    let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
+    let deadline = Instant::now() + Duration::from_secs_f64(opts.timeout);
     while !pending.is_empty() {
         let round: Vec<Job> = pending.iter().map(|&i| jobs[i].clone()).collect();
         let (out, stalled) = match mode {
             Mode::Qemu => {
                 let guest = default_guest.is_file().then_some(default_guest.as_path());
-                let verbose = args.verbose;
+                let verbose = opts.verbose;
                 let o = appliance::run(
                     &round,
                     &extra,
                     guest,
-                    appliance_options(&args.host, max_vcpus),
+                    appliance_options(&opts.host, max_vcpus),
                     deadline.saturating_duration_since(Instant::now()),
                     |ev| match ev {
                         Event::Out { job, line } if verbose => eprintln!("[{}] {line}", pending[job]),
@@ -296,10 +352,11 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
                 )?;
                 (o.results, o.stalled)
             }
-            Mode::Local => (round.iter().map(|j| run_local_job(j, args.verbose)).collect(), None),
+            Mode::Local => (round.iter().map(|j| run_local_job(j, opts.verbose)).collect(), None),
         };
         let mut again = Vec::new();
         for (k, (&i, r)) in pending.iter().zip(out).enumerate() {
+            let o = &mut outcomes[i];
             match stalled {
                 // Never started: the appliance was stopped before.
                 Some(s) if k > s => {
@@ -307,72 +364,42 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
                     continue;
                 }
                 Some(s) if k == s => {
-                    attempts[i] += 1;
+                    o.attempts += 1;
                     let note = "the emulated KVM stopped responding (no output past the job's own timeout): \
                                 QEMU was stopped and the rest of the batch went on in a fresh appliance"
                         .to_owned();
-                    eprintln!("vmm: job {i}, attempt {}: {note}", attempts[i]);
-                    faults[i].push(note);
-                    if attempts[i] <= args.retries {
+                    eprintln!("vmm: job {i}, attempt {}: {note}", o.attempts);
+                    o.emulator_faults.push(note);
+                    if o.attempts <= opts.retries {
                         again.push(i);
                     }
-                    results[i] = r;
+                    (o.exit_code, o.stdout, o.stderr) = (r.exit_code, r.stdout, r.stderr);
                     continue;
                 }
                 _ => {}
             }
-            attempts[i] += 1;
+            o.attempts += 1;
             let mut report: Option<RunReport> = r.json.as_deref().and_then(|j| serde_json::from_str(j).ok());
             if let (Mode::Qemu, Some(rep)) = (mode, report.as_mut()) {
                 rep.host.mode = "qemu".into();
                 rep.host.reason = reason.clone();
                 rep.emulator_fault = loader::parse(&kernels[i]).ok().and_then(|k| emulator::diagnose(rep, &k));
                 if let Some(note) = &rep.emulator_fault {
-                    eprintln!("vmm: job {i}, attempt {}: {note}", attempts[i]);
-                    faults[i].push(note.clone());
-                    if attempts[i] <= args.retries {
+                    eprintln!("vmm: job {i}, attempt {}: {note}", o.attempts);
+                    o.emulator_faults.push(note.clone());
+                    if o.attempts <= opts.retries {
                         again.push(i);
                     }
                 }
             }
-            reports[i] = report
+            o.report = report
                 .and_then(|r| serde_json::to_value(r).ok())
                 .or_else(|| r.json.as_deref().and_then(|j| serde_json::from_str(j).ok()));
-            results[i] = r;
+            (o.exit_code, o.stdout, o.stderr) = (r.exit_code, r.stdout, r.stderr);
         }
         pending = again;
     }
-
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?),
-        None => Box::new(std::io::stdout()),
-    };
-    let mut failures = 0;
-    for (i, ((argv, r), report)) in file.jobs.iter().zip(results).zip(reports).enumerate() {
-        if r.exit_code != Some(0) {
-            failures += 1;
-        }
-        let line = BatchLine {
-            job: i,
-            args: argv,
-            exit_code: r.exit_code,
-            attempts: attempts[i],
-            emulator_faults: std::mem::take(&mut faults[i]),
-            stdout: r.stdout,
-            stderr: r.stderr,
-            report,
-        };
-        let text = serde_json::to_string(&line).map_err(Error::BadReport)?;
-        writeln!(out, "{text}").map_err(|e| Error::Write(args.out.clone().unwrap_or_default(), e))?;
-    }
-    let retried = attempts.iter().filter(|&&a| a > 1).count();
-    eprintln!(
-        "vmm: batch of {} jobs: {} exited non-zero, {} run again after the emulator's known fault",
-        file.jobs.len(),
-        failures,
-        retried
-    );
-    Ok(if failures == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })
+    Ok(outcomes)
 }
 
 /// Runs one batch job as a child `vmm` on this machine.

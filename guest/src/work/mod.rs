@@ -4,6 +4,7 @@
 
 mod bench;
 mod boot;
+mod chaos;
 mod faults;
 pub mod kmap;
 pub mod mm;
@@ -28,11 +29,6 @@ static FAILURES: AtomicU32 = AtomicU32::new(0);
 pub fn fail(what: core::fmt::Arguments) {
     kprintln!("FAIL (cpu {}): {}", percpu::cpu_id(), what);
     FAILURES.fetch_add(1, Ordering::Relaxed);
-}
-
-/// How many checks have failed so far.
-pub fn failures() -> u32 {
-    FAILURES.load(Ordering::Relaxed)
 }
 
 /// Checks a condition; a failure is recorded and printed, the run goes on.
@@ -80,6 +76,8 @@ fn run_on_this_cpu() {
         | Workload::KmapHold => mm::run(cfg),
         Workload::VmapTest | Workload::VmapChurn | Workload::VmapBench => vmap::run(cfg),
         Workload::PvmmuSelftest => pvmmu::run(cfg),
+        Workload::Contract => crate::contract::run(cfg.scenario),
+        Workload::Chaos => chaos::run(cfg),
     }
     percpu::count(Counter::WorkloadCycles, cpu::rdtsc() - t0);
 }

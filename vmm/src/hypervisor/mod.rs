@@ -16,7 +16,7 @@ use vm_memory::GuestMemoryMmap;
 use crate::kvm::memory;
 use crate::kvm::write_protect::{ProtectStats, WriteProtect};
 use crate::pvmmu::ops::BatchResult;
-use crate::pvmmu::{PvMmu, PvMmuConfig, PvMmuReport};
+use crate::pvmmu::{OnViolation, PvMmu, PvMmuConfig, PvMmuReport, ViolationRecord};
 use crate::report::{FaultInfo, MilestoneRecord, Outcome};
 
 /// The longest console write or result name a guest may send.
@@ -156,14 +156,20 @@ impl Hypervisor {
             Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
         };
         if let Some(l) = late {
-            return HypercallOutcome::Stop(Outcome::Violation {
+            let detail = format!(
+                "frame {:#x} entry {} was written directly ({:#x} -> {:#x}) between its validation and its protection",
+                l.pfn, l.index, l.validated, l.found
+            );
+            let record = ViolationRecord {
                 vcpu,
                 rule: "direct write".into(),
-                detail: format!(
-                    "frame {:#x} entry {} was written directly ({:#x} -> {:#x}) between its validation and its protection",
-                    l.pfn, l.index, l.validated, l.found
-                ),
-            });
+                frame: l.pfn,
+                entry: l.index as u64,
+                detail: detail.clone(),
+            };
+            if let Some(stop) = self.violation(record) {
+                return stop;
+            }
         }
         match self.protect.lock() {
             Ok(mut p) => match p.as_mut().map(|wp| wp.apply(&changes)) {
@@ -172,6 +178,18 @@ impl Hypervisor {
             },
             Err(_) => self.vmm_error("the write protection's lock was poisoned"),
         }
+    }
+
+    /// A violation: recorded, and the guest stopped unless the host was told to
+    /// go on (`--host-on-violation continue`).
+    fn violation(&self, v: ViolationRecord) -> Option<HypercallOutcome> {
+        let Ok(mut pv) = self.pvmmu.lock() else {
+            return Some(self.vmm_error("the PV MMU's lock was poisoned"));
+        };
+        let stop = pv.on_violation() == OnViolation::Stop;
+        let outcome = Outcome::Violation { vcpu: v.vcpu, rule: v.rule.clone(), detail: v.detail.clone() };
+        pv.record_violation(v);
+        stop.then_some(HypercallOutcome::Stop(outcome))
     }
 
     fn vmm_error(&self, message: &str) -> HypercallOutcome {
@@ -191,28 +209,33 @@ impl Hypervisor {
             return self.vmm_error("the PV MMU's lock was poisoned");
         };
         let (pfn, entry) = (gpa >> 12, (gpa & 0xfff) / 8);
-        let violation = |rule: String, why: &str| {
-            HypercallOutcome::Stop(Outcome::Violation {
-                vcpu,
-                rule,
-                detail: format!(
-                    "direct write of {} bytes {:02x?} to pagetable frame {pfn:#x} entry {entry}: {why}",
-                    data.len(),
-                    data
-                ),
-            })
+        let record = |rule: String, why: &str| ViolationRecord {
+            vcpu,
+            rule,
+            frame: pfn,
+            entry,
+            detail: format!(
+                "direct write of {} bytes {:02x?} to pagetable frame {pfn:#x} entry {entry}: {why}",
+                data.len(),
+                data
+            ),
         };
-        if !pv.assist() {
-            return violation("direct write".into(), "the writable-pagetables assist is off");
+        if pv.weaken() == crate::pvmmu::HostWeaken::DirectWrite {
+            return HypercallOutcome::Continue;
         }
-        let r = pv.emulate_direct_write(&self.mem, gpa, data);
+        let r = if pv.assist() {
+            pv.emulate_direct_write(&self.mem, gpa, data).map_err(|e| record(format!("{:?}", e.rule), e.why))
+        } else {
+            Err(record("direct write".into(), "the writable-pagetables assist is off"))
+        };
         if pv.protection_pending() {
             self.protect_pending.store(true, Ordering::Release);
         }
+        drop(pv);
         match r {
             Ok(true) => HypercallOutcome::Flush(crate::pvmmu::ops::ALL_VCPUS),
             Ok(false) => HypercallOutcome::Continue,
-            Err(e) => violation(format!("{:?}", e.rule), e.why),
+            Err(v) => self.violation(v).unwrap_or(HypercallOutcome::Continue),
         }
     }
 
@@ -223,7 +246,11 @@ impl Hypervisor {
 
     /// The PV MMU's figures for the run report.
     pub fn pvmmu_report(&self) -> Option<PvMmuReport> {
-        let mut r = self.pvmmu.lock().ok().map(|pv| pv.report())?;
+        let mut r = self.pvmmu.lock().ok().map(|pv| {
+            let mut r = pv.report();
+            (r.stats.audit_rw_pagetables, r.stats.audit_count_mismatches) = pv.audit(&self.mem);
+            r
+        })?;
         r.write_protect = self.protect_stats();
         Some(r)
     }

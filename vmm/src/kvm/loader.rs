@@ -51,6 +51,31 @@ impl Image {
         self.code.iter().any(|r| r.contains(&eip))
     }
 
+    /// The contents of the section called `name`, if the image has one (section
+    /// headers are optional in an executable: `None` then too).
+    pub fn section(&self, name: &str) -> Option<&[u8]> {
+        let b = &self.bytes;
+        let shoff = u32_at(b, 32)? as usize;
+        let (shentsize, shnum, shstrndx) = (u16_at(b, 46)? as usize, u16_at(b, 48)? as usize, u16_at(b, 50)? as usize);
+        if shoff == 0 || shentsize < 40 {
+            return None;
+        }
+        let header = |i: usize| {
+            let at = shoff.checked_add(i.checked_mul(shentsize)?)?;
+            let off = u32_at(b, at + 16)? as usize;
+            let size = u32_at(b, at + 20)? as usize;
+            Some((u32_at(b, at)? as usize, off..off.checked_add(size)?))
+        };
+        let (_, strtab) = header(shstrndx)?;
+        let strtab = b.get(strtab)?;
+        (0..shnum).find_map(|i| {
+            let (name_off, range) = header(i)?;
+            let rest = strtab.get(name_off..)?;
+            let end = rest.iter().position(|&c| c == 0)?;
+            (&rest[..end] == name.as_bytes()).then(|| b.get(range)).flatten()
+        })
+    }
+
     /// An image with only these code ranges (for tests of code that asks).
     #[cfg(test)]
     pub fn with_code(code: Vec<std::ops::Range<u32>>) -> Self {

@@ -22,6 +22,7 @@ use shared::boot::MAX_VCPUS;
 
 pub use alias::HostCheck;
 pub use frame_table::{FrameCensus, FrameTable};
+pub use shared::config::{HostWeaken, OnViolation};
 
 /// The contract's rules a request can break, as named in pv-mmu-contract.md (T2,
 /// T3 and V2 say what the host does, not what it refuses).
@@ -57,11 +58,20 @@ pub struct PvMmuConfig {
     pub check: HostCheck,
     /// Ask all three alias checks every time and count disagreements.
     pub cross_check: bool,
+    /// Test only: a rule deliberately not enforced, to show the contract suite fail.
+    pub weaken: HostWeaken,
+    /// Stop the guest at a violation, or record it and go on.
+    pub on_violation: OnViolation,
 }
 
 impl PvMmuConfig {
     pub fn from_config(c: &shared::config::Config) -> Self {
-        PvMmuConfig { check: c.host_check(), cross_check: c.host_cross_check() }
+        PvMmuConfig {
+            check: c.host_check(),
+            cross_check: c.host_cross_check(),
+            weaken: c.host_weaken(),
+            on_violation: c.host_on_violation(),
+        }
     }
 }
 
@@ -100,8 +110,30 @@ pub struct PvMmuStats {
     pub trap_back_failures: u64,
     /// Direct guest writes to protected tables applied through the assist.
     pub emulated_writes: u64,
+    /// Contract violations (with `--host-on-violation continue`; otherwise the
+    /// first one ends the run), the first [`MAX_VIOLATIONS`] in detail.
+    pub violations_total: u64,
+    pub violations: Vec<ViolationRecord>,
+    /// The end-of-run audit of the frame table against guest memory: RW entries
+    /// of validated L1s that map a pagetable, and writable frames whose type
+    /// count differs from their RW mappings. Both must be 0.
+    pub audit_rw_pagetables: u64,
+    pub audit_count_mismatches: u64,
     /// Flushes of guest TLBs the host carried out, by reason.
     pub flushes: BTreeMap<String, u64>,
+}
+
+/// How many violations a report lists in detail.
+pub const MAX_VIOLATIONS: usize = 64;
+
+/// One contract violation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ViolationRecord {
+    pub vcpu: u32,
+    pub rule: String,
+    pub frame: u64,
+    pub entry: u64,
+    pub detail: String,
 }
 
 /// A pin that trapped back into the guest: the batch resumes at `done` when the
@@ -118,6 +150,8 @@ pub struct PvMmu {
     frames: FrameTable,
     check: HostCheck,
     cross_check: bool,
+    weaken: HostWeaken,
+    on_violation: OnViolation,
     /// Kept when the rmap check is selected or cross-checking is on.
     keep_rmap: bool,
     rmap: alias::Rmap,
@@ -156,6 +190,8 @@ impl PvMmu {
             frames: FrameTable::new(regions),
             check: config.check,
             cross_check: config.cross_check,
+            weaken: config.weaken,
+            on_violation: config.on_violation,
             keep_rmap: config.check == HostCheck::Rmap || config.cross_check,
             rmap: alias::Rmap::default(),
             l1s: HashSet::new(),
@@ -217,6 +253,48 @@ impl PvMmu {
 
     pub fn assist(&self) -> bool {
         self.assist
+    }
+
+    pub fn on_violation(&self) -> OnViolation {
+        self.on_violation
+    }
+
+    /// Records a violation for the report.
+    pub fn record_violation(&mut self, v: ViolationRecord) {
+        self.stats.violations_total += 1;
+        if self.stats.violations.len() < MAX_VIOLATIONS {
+            self.stats.violations.push(v);
+        }
+    }
+
+    /// Checks the frame table against guest memory: no validated L1 maps a
+    /// pagetable writable, and every writable frame's type count is its number of
+    /// RW mappings. Returns (RW mappings of pagetables, count mismatches).
+    pub fn audit(&self, mem: &vm_memory::GuestMemoryMmap) -> (u64, u64) {
+        let mut rw: HashMap<u64, u32> = HashMap::new();
+        let mut bad = 0;
+        for &l1 in &self.l1s {
+            let Some(t) = validate::read_table(mem, l1) else { continue };
+            for e in t {
+                if e & (shared::pae::P | shared::pae::RW) == shared::pae::P | shared::pae::RW {
+                    let target = shared::pae::frame(e);
+                    if self.frames.ty(target).is_pagetable() {
+                        bad += 1;
+                    }
+                    *rw.entry(target).or_insert(0) += 1;
+                }
+            }
+        }
+        let mismatches = rw
+            .iter()
+            .filter(|&(&pfn, &n)| !self.frames.ty(pfn).is_pagetable() && self.frames.type_count(pfn) != n)
+            .count() as u64;
+        (bad, mismatches)
+    }
+
+    /// The rule this host was told not to enforce (test only).
+    pub fn weaken(&self) -> HostWeaken {
+        self.weaken
     }
 
     /// The guest wrote `data` directly at `gpa` inside a protected table, with the

@@ -68,7 +68,15 @@ pub fn measure(check: HostCheck, aliases: u64, pins: u64) -> Result<PinCost, Err
     let regions = [MemRegion { base: 0, len: bytes }];
     let mem =
         GuestMemoryMmap::from_ranges(&[(GuestAddress(0), bytes as usize)]).map_err(|_| Error::Memory(bytes >> 20))?;
-    let mut pv = PvMmu::new(&regions, PvMmuConfig { check, cross_check: false });
+    let mut pv = PvMmu::new(
+        &regions,
+        PvMmuConfig {
+            check,
+            cross_check: false,
+            weaken: super::HostWeaken::None,
+            on_violation: super::OnViolation::Stop,
+        },
+    );
 
     let mut made = 0;
     let mut update_time = 0.0;

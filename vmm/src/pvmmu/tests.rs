@@ -51,7 +51,13 @@ impl World {
     fn new(check: HostCheck) -> Self {
         let ranges: Vec<_> = REGIONS.iter().map(|r| (GuestAddress(r.base), r.len as usize)).collect();
         let mem = GuestMemoryMmap::from_ranges(&ranges).unwrap();
-        World { mem, pv: PvMmu::new(&REGIONS, PvMmuConfig { check, cross_check: true }) }
+        World {
+            mem,
+            pv: PvMmu::new(
+                &REGIONS,
+                PvMmuConfig { check, cross_check: true, weaken: HostWeaken::None, on_violation: OnViolation::Stop },
+            ),
+        }
     }
 
     /// A direct write, as the guest does to a frame that is not yet a pagetable.
@@ -632,5 +638,6 @@ proptest! {
             }
         }
         prop_assert_eq!(w.pv.stats.check_disagreements, 0);
+        prop_assert_eq!(w.pv.audit(&w.mem), (0, 0));
     }
 }

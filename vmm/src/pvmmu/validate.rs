@@ -99,7 +99,7 @@ impl PvMmu {
         let count = self.frames.type_count(pfn);
         let overflow = |s: &Self| s.refuse(Rule::T1, EINVAL, pfn, "type count overflow");
         if ty == FrameType::Writable {
-            if count > 0 && cur.is_pagetable() {
+            if count > 0 && cur.is_pagetable() && self.weaken != super::HostWeaken::V1 {
                 return Err(self.refuse(Rule::V1, EBUSY, pfn, "RW mapping of a pagetable"));
             }
             return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow(self));

@@ -1,0 +1,56 @@
+//! Roots: NEW_BASEPTR and update_va_mapping through the announced root.
+
+use shared::abi::errno::{EBUSY, EINVAL};
+use shared::abi::pvmmu::{cmd, uvmf};
+use shared::pae::{P, RW, US};
+
+use super::{boot_cpu, ext, frames, op, pfn, pin, read, unpin, write};
+use crate::{check, hv};
+
+crate::scenario!(
+    NEW_BASEPTR,
+    "new-baseptr-rules",
+    "pass",
+    "",
+    "a root must be a valid L3: an L2 is refused, an unpinned L3 is validated on the spot",
+    new_baseptr
+);
+fn new_baseptr() {
+    if !boot_cpu() {
+        return;
+    }
+    let [l2, l3, l3_l2] = frames();
+    check!(pin(2, l2) == 0, "pin");
+    check!(ext(&[op(cmd::NEW_BASEPTR, pfn(l2))]) == -EINVAL, "an L2 as a root");
+    write(l3, 0, l3_l2 | P | RW);
+    check!(ext(&[op(cmd::NEW_BASEPTR, pfn(l3))]) == -EINVAL, "a root with RW in a PDPTE");
+    write(l3, 0, l3_l2 | P);
+    check!(ext(&[op(cmd::NEW_BASEPTR, pfn(l3))]) == 0, "an unpinned, valid L3 as a root");
+    check!(pin(1, l3_l2) == -EINVAL, "the root's L2 taken as an L1");
+    check!(unpin(l2) == 0, "unpin");
+}
+
+crate::scenario!(
+    UVA,
+    "update-va-mapping",
+    "pass",
+    "",
+    "update_va_mapping finds the L1 entry through the announced root and validates it",
+    update_va
+);
+fn update_va() {
+    if !boot_cpu() {
+        return;
+    }
+    let [l3, l2, l1, data] = frames();
+    write(l3, 0, l2 | P);
+    write(l2, 0, l1 | P | RW | US);
+    check!(ext(&[op(cmd::PIN_L3_TABLE, pfn(l3)), op(cmd::NEW_BASEPTR, pfn(l3))]) == 0, "pin and announce");
+    check!(hv::update_va_mapping(0x3000, data | P | RW | US, uvmf::INVLPG) == 0, "update_va_mapping");
+    check!(read(l1, 3) == data | P | RW | US, "the L1 entry");
+    check!(hv::update_va_mapping(0x4000, l1 | P | RW, uvmf::NONE) == -EBUSY, "the L1 mapped writable");
+    check!(hv::update_va_mapping(0x4000_0000, 0, uvmf::NONE) == -EINVAL, "a VA with no L1");
+    check!(hv::update_va_mapping(0x3000, 0, 3) == -EINVAL, "bad flags");
+    check!(hv::update_va_mapping(0x3000, 0, uvmf::TLB_FLUSH | uvmf::ALL) == 0, "clear");
+    check!(unpin(l3) == 0, "unpin");
+}

@@ -1,0 +1,98 @@
+//! Frame types (T1, T2) and the alias rule (V1).
+
+use shared::abi::errno::{EBUSY, EINVAL};
+use shared::pae::{P, RW, US};
+
+use super::{boot_cpu, frames, pin, read, unpin, update, write};
+use crate::check;
+
+crate::scenario!(
+    T1,
+    "t1-bad-type",
+    "pass",
+    "",
+    "a frame pinned as an L1 cannot also be an L2; once unpinned it can",
+    t1
+);
+fn t1() {
+    if !boot_cpu() {
+        return;
+    }
+    let [a] = frames();
+    check!(pin(1, a) == 0, "pin of an empty L1");
+    check!(pin(2, a) == -EINVAL, "an L1 pinned again as an L2");
+    check!(pin(1, a) == -EINVAL, "the L1 pin did not survive the refused L2 pin");
+    check!(unpin(a) == 0, "unpin");
+    check!(pin(2, a) == 0, "a free frame pinned as an L2");
+    check!(unpin(a) == 0, "unpin");
+}
+
+crate::scenario!(
+    T2,
+    "t2-validation-references",
+    "pass",
+    "",
+    "validating an L1 types what it maps writable; devalidating it gives that back",
+    t2
+);
+fn t2() {
+    if !boot_cpu() {
+        return;
+    }
+    let [l1, data] = frames();
+    write(l1, 0, data | P | RW | US);
+    check!(pin(1, l1) == 0, "pin of an L1 mapping a data page writable");
+    check!(pin(1, data) == -EINVAL, "a page mapped writable by a validated L1 was pinned");
+    check!(unpin(l1) == 0, "unpin");
+    check!(pin(1, data) == 0, "the page is free again once its mapper is devalidated");
+    check!(unpin(data) == 0, "unpin");
+    // A validation that fails half-way gives back what it took.
+    write(l1, 1, data | P | shared::pae::PCD);
+    check!(pin(1, l1) == -EINVAL, "an L1 with a cache-disabled entry was pinned");
+    check!(pin(1, data) == 0, "the refused validation kept a reference");
+    check!(unpin(data) == 0, "unpin");
+}
+
+crate::scenario!(
+    V1,
+    "v1-writable-pagetable",
+    "pass",
+    "",
+    "an L1 entry mapping a pinned table writable is refused (-EBUSY); read-only is fine",
+    v1
+);
+fn v1() {
+    if !boot_cpu() {
+        return;
+    }
+    let [a, b, own] = frames();
+    check!(pin(1, a) == 0 && pin(1, b) == 0, "pins");
+    check!(update(b, 0, a | P | RW) == (-EBUSY, 0), "an L1 mapped writable by another L1");
+    check!(read(b, 0) == 0, "a refused update wrote the entry");
+    check!(update(b, 0, a | P) == (0, 1), "a read-only mapping of an L1 (V2)");
+    write(own, 0, own | P | RW);
+    check!(pin(1, own) == -EBUSY, "an L1 mapping itself writable was pinned");
+    check!(update(b, 0, 0) == (0, 1), "clear");
+    check!(unpin(a) == 0 && unpin(b) == 0, "unpins");
+}
+
+crate::scenario!(
+    V1_ALIAS,
+    "v1-alias-at-pin",
+    "pass",
+    "",
+    "a frame with a writable alias (a lazy vmap PTE) cannot be pinned; without it, it can",
+    v1_alias
+);
+fn v1_alias() {
+    if !boot_cpu() {
+        return;
+    }
+    let [l1, victim] = frames();
+    check!(pin(1, l1) == 0, "pin");
+    check!(update(l1, 7, victim | P | RW) == (0, 1), "the alias");
+    check!(pin(1, victim) == -EINVAL, "a frame with a writable alias was pinned");
+    check!(update(l1, 7, 0) == (0, 1), "removing the alias");
+    check!(pin(1, victim) == 0, "the unaliased frame");
+    check!(unpin(victim) == 0 && unpin(l1) == 0, "unpins");
+}

@@ -1,0 +1,235 @@
+//! `vmm contract`: the contract-test runner, in the manner of XTF. The scenarios
+//! are guest programs in the image (guest/src/contract/), listed in its
+//! `.contracts` section; each runs in its own fresh VM and gets one verdict:
+//!
+//! - SUCCESS: the expected verdict (`pass`: the guest's checks of the host's
+//!   answers held; `violation:<rule>`: the host stopped it for that rule).
+//! - FAILURE: the host answered wrongly (a guest check failed, the host let a
+//!   broken rule through, or stopped a guest that kept the rules).
+//! - SKIP: the scenario cannot run in this VM (it said why).
+//! - CRASH: the guest died (an exception, a triple fault, the watchdog).
+//! - ERROR: the host could not run it (no report, a VMM error, the emulator's
+//!   known fault on every attempt).
+//!
+//! Exit status: 0 when every scenario is SUCCESS or SKIP, 1 when any is FAILURE,
+//! 3 when any CRASH (and none FAILURE), 5 when any ERROR (and none of the others),
+//! 2 for usage errors. See docs/contract.md.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use shared::contract::{ScenarioInfo, RECORD_SIZE, SECTION, SKIP_CODE};
+
+use crate::cli::ContractArgs;
+use crate::host::paths;
+use crate::kvm::loader;
+use crate::report::exit_code;
+use crate::run::{run_jobs, Error, JobOutcome, JobsOptions};
+
+/// XTF's verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Success,
+    Skip,
+    Failure,
+    Crash,
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Success => "SUCCESS",
+            Verdict::Skip => "SKIP",
+            Verdict::Failure => "FAILURE",
+            Verdict::Crash => "CRASH",
+            Verdict::Error => "ERROR",
+        }
+    }
+}
+
+/// The scenarios of an image, in section order (their indexes).
+pub fn scenarios(kernel: &std::path::Path) -> Result<Vec<ScenarioInfo>, Error> {
+    let image = loader::parse(kernel)?;
+    let Some(bytes) = image.section(SECTION) else {
+        return Ok(Vec::new());
+    };
+    Ok(bytes.chunks_exact(RECORD_SIZE).filter_map(ScenarioInfo::from_bytes).collect())
+}
+
+/// The verdict on one run, and why.
+pub fn verdict(expect: &str, o: &JobOutcome) -> (Verdict, String) {
+    let Some(report) = &o.report else {
+        let why = o.stderr.last().cloned().unwrap_or_else(|| format!("no report (exit code {:?})", o.exit_code));
+        return (Verdict::Error, why);
+    };
+    if let Some(fault) = report["emulator_fault"].as_str() {
+        return (Verdict::Error, fault.to_owned());
+    }
+    let outcome = &report["outcome"];
+    let want_violation = expect.strip_prefix("violation:");
+    let fails = || {
+        let lines: Vec<&str> = o.stdout.iter().filter(|l| l.starts_with("FAIL")).map(String::as_str).take(3).collect();
+        if lines.is_empty() {
+            "the guest's checks failed".to_owned()
+        } else {
+            lines.join("; ")
+        }
+    };
+    match outcome["kind"].as_str().unwrap_or("") {
+        "shutdown" => match outcome["code"].as_u64() {
+            Some(0) if want_violation.is_none() => (Verdict::Success, String::new()),
+            Some(0) => (Verdict::Failure, format!("the host let it through (expected a {expect})")),
+            Some(c) if c == SKIP_CODE as u64 => {
+                let why = o.stdout.iter().find_map(|l| l.strip_prefix("SKIP: ")).unwrap_or("no reason given");
+                (Verdict::Skip, why.to_owned())
+            }
+            _ => (Verdict::Failure, fails()),
+        },
+        "violation" => {
+            let rule = outcome["rule"].as_str().unwrap_or("");
+            let detail = outcome["detail"].as_str().unwrap_or("");
+            match want_violation {
+                Some(r) if r == rule => (Verdict::Success, String::new()),
+                _ => (Verdict::Failure, format!("the host stopped it: {rule}: {detail}")),
+            }
+        }
+        "guest_fault" | "triple_fault" | "timeout" => {
+            let why = outcome["message"].as_str().or(outcome["name"].as_str()).unwrap_or("").to_owned();
+            (
+                Verdict::Crash,
+                format!(
+                    "{}{}",
+                    outcome["kind"].as_str().unwrap_or(""),
+                    if why.is_empty() { String::new() } else { format!(": {why}") }
+                ),
+            )
+        }
+        _ => (Verdict::Error, outcome["message"].as_str().unwrap_or("no outcome").to_owned()),
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    index: usize,
+    name: &'a str,
+    expect: &'a str,
+    verdict: Verdict,
+    reason: &'a str,
+    exit_code: Option<i32>,
+    outcome: &'a serde_json::Value,
+}
+
+pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
+    let kernel = args.kernel.clone().unwrap_or_else(paths::default_guest);
+    let all = scenarios(&kernel)?;
+    let chosen: Vec<(usize, &ScenarioInfo)> =
+        all.iter().enumerate().filter(|(_, s)| args.filter.as_deref().is_none_or(|f| s.name().contains(f))).collect();
+    if args.list {
+        for (i, s) in &chosen {
+            let vm = if s.vm().is_empty() { String::new() } else { format!(" [{}]", s.vm()) };
+            println!("{i:>3} {:<28} {:<24} {}{vm}", s.name(), s.expect(), s.summary());
+        }
+        return Ok(exit_code::SUCCESS);
+    }
+    if chosen.is_empty() {
+        eprintln!("vmm: no contract scenario matches (vmm contract --list shows them)");
+        return Ok(exit_code::USAGE);
+    }
+    let jobs: Vec<Vec<String>> = chosen
+        .iter()
+        .map(|(i, s)| {
+            let mut a: Vec<String> = [
+                "run",
+                "--workload",
+                "contract",
+                "--scenario",
+                &i.to_string(),
+                "--timeout",
+                &args.vm_timeout.to_string(),
+            ]
+            .map(String::from)
+            .to_vec();
+            a.extend(s.vm().split_whitespace().map(String::from));
+            if let Some(k) = &args.kernel {
+                a.extend(["--kernel".to_owned(), k.display().to_string()]);
+            }
+            if let Some(w) = &args.weaken {
+                a.extend(["--host-weaken".to_owned(), w.clone()]);
+            }
+            a
+        })
+        .collect();
+    let opts = JobsOptions { host: args.host.clone(), timeout: args.timeout, retries: 2, verbose: args.verbose };
+    let outcomes = run_jobs(&jobs, &opts)?;
+    let mut json: Option<(PathBuf, std::fs::File)> = match &args.json {
+        Some(p) => Some((p.clone(), std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?)),
+        None => None,
+    };
+    let mut counts = std::collections::BTreeMap::new();
+    let mut worst = Verdict::Success;
+    for ((i, s), o) in chosen.iter().zip(&outcomes) {
+        let (v, why) = verdict(s.expect(), o);
+        *counts.entry(v).or_insert(0) += 1;
+        worst = worst.max(v);
+        let reason = if why.is_empty() { String::new() } else { format!(" ({why})") };
+        println!("{:<28} {}{reason}", s.name(), v.as_str());
+        if let Some((path, f)) = json.as_mut() {
+            let null = serde_json::Value::Null;
+            let line = Line {
+                index: *i,
+                name: s.name(),
+                expect: s.expect(),
+                verdict: v,
+                reason: &why,
+                exit_code: o.exit_code,
+                outcome: o.report.as_ref().map(|r| &r["outcome"]).unwrap_or(&null),
+            };
+            let text = serde_json::to_string(&line).map_err(Error::BadReport)?;
+            writeln!(f, "{text}").map_err(|e| Error::Write(path.clone(), e))?;
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {}", v.as_str())).collect();
+    println!("contract: {} scenarios: {}", chosen.len(), summary.join(", "));
+    Ok(match (counts.contains_key(&Verdict::Failure), counts.contains_key(&Verdict::Crash), worst) {
+        (true, _, _) => exit_code::GUEST_FAILED,
+        (false, true, _) => exit_code::GUEST_FAULT,
+        (false, false, Verdict::Error) => exit_code::HOST_ERROR,
+        _ => exit_code::SUCCESS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(report: serde_json::Value, stdout: &[&str]) -> JobOutcome {
+        JobOutcome {
+            exit_code: Some(0),
+            stdout: stdout.iter().map(|s| s.to_string()).collect(),
+            report: Some(report),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_xtf() {
+        let shutdown = |code| serde_json::json!({"outcome": {"kind": "shutdown", "code": code}});
+        let violation = serde_json::json!({"outcome": {"kind": "violation", "rule": "direct write", "detail": "x"}});
+        assert_eq!(verdict("pass", &outcome(shutdown(0), &[])).0, Verdict::Success);
+        assert_eq!(verdict("pass", &outcome(shutdown(1), &["FAIL (cpu 0): pin"])).0, Verdict::Failure);
+        assert_eq!(verdict("violation:direct write", &outcome(shutdown(0), &[])).0, Verdict::Failure);
+        assert_eq!(verdict("violation:direct write", &outcome(violation.clone(), &[])).0, Verdict::Success);
+        assert_eq!(verdict("violation:V1", &outcome(violation.clone(), &[])).0, Verdict::Failure);
+        assert_eq!(verdict("pass", &outcome(violation, &[])).0, Verdict::Failure);
+        let skipped = verdict("pass", &outcome(shutdown(77), &["SKIP: no RAM above 4 GiB"]));
+        assert_eq!(skipped, (Verdict::Skip, "no RAM above 4 GiB".to_owned()));
+        let crash = serde_json::json!({"outcome": {"kind": "guest_fault", "name": "page fault (#PF)"}});
+        assert_eq!(verdict("pass", &outcome(crash, &[])).0, Verdict::Crash);
+        let err = serde_json::json!({"outcome": {"kind": "vmm_error", "message": "KVM"}});
+        assert_eq!(verdict("pass", &outcome(err, &[])).0, Verdict::Error);
+        assert_eq!(verdict("pass", &JobOutcome::default()).0, Verdict::Error);
+    }
+}

@@ -1,0 +1,133 @@
+//! `vmm matrix`: the test matrix of the 2002 highpte mail (004 in the seeds):
+//! nohighmem, 4GB, 4GB-highpte, 64GB, 64GB-highpte x UP/SMP x preempt on/off.
+//! Every configuration boots and passes a stress run of every memory-management
+//! workload (mm-all: fault, fork, mremap, walker and exec, contents checked) and
+//! the vmap churn (contents checked), each its own VM.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cli::MatrixArgs;
+use crate::report::exit_code;
+use crate::run::{run_jobs, Error, JobOutcome, JobsOptions};
+
+/// A memory configuration of the mail: RAM and where pagetables live.
+pub const MEMORY: [(&str, &str, &str); 5] = [
+    ("nohighmem", "768m", "lowpte"),
+    ("4GB", "4g", "lowpte"),
+    ("4GB-highpte", "4g", "atomic"),
+    ("64GB", "64g", "lowpte"),
+    ("64GB-highpte", "64g", "atomic"),
+];
+
+/// One cell of the matrix.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub memory: &'static str,
+    pub smp: bool,
+    pub preempt: bool,
+    pub workload: &'static str,
+    pub args: Vec<String>,
+}
+
+/// The cells: 5 memory configurations x UP/SMP x preempt on/off x 2 workloads.
+pub fn cells(full: bool) -> Vec<Cell> {
+    // The short stress fits CI; the full one is what scripts/bench.sh --full runs.
+    let (tasks, pages, rounds, live) = if full { ("16", "64", "8", "64") } else { ("4", "16", "2", "16") };
+    let mut out = Vec::new();
+    for (memory, mem, pte) in MEMORY {
+        for smp in [false, true] {
+            for preempt in [true, false] {
+                for workload in ["mm-all", "vmap-churn"] {
+                    let mut args: Vec<String> = [
+                        "run",
+                        "--mem",
+                        mem,
+                        "--pte",
+                        pte,
+                        "--vcpus",
+                        if smp { "2" } else { "1" },
+                        "--preempt",
+                        if preempt { "on" } else { "off" },
+                        "--workload",
+                        workload,
+                        "--timeout",
+                        "300",
+                    ]
+                    .map(String::from)
+                    .to_vec();
+                    let sizes: &[&str] = if workload == "mm-all" {
+                        &["--tasks", tasks, "--pages", pages, "--rounds", rounds]
+                    } else {
+                        &["--vmap-live", live]
+                    };
+                    args.extend(sizes.iter().map(|s| s.to_string()));
+                    out.push(Cell { memory, smp, preempt, workload, args });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    cell: &'a Cell,
+    passed: bool,
+    #[serde(flatten)]
+    outcome: &'a JobOutcome,
+}
+
+/// Whether a cell's run passed: exit 0 and the guest said every check passed.
+pub fn passed(o: &JobOutcome) -> bool {
+    o.exit_code == Some(0) && o.stdout.iter().any(|l| l.contains("all checks passed"))
+}
+
+pub fn matrix_command(args: MatrixArgs) -> Result<i32, Error> {
+    let cells = cells(args.full);
+    let jobs: Vec<Vec<String>> = cells.iter().map(|c| c.args.clone()).collect();
+    let opts = JobsOptions { host: args.host.clone(), timeout: args.timeout, retries: 2, verbose: args.verbose };
+    let outcomes = run_jobs(&jobs, &opts)?;
+    println!("{:<13} {:<4} {:<8} {:<11} {:<6} {:>8}", "memory", "cpus", "preempt", "workload", "result", "run ms");
+    let mut failed = 0;
+    for (c, o) in cells.iter().zip(&outcomes) {
+        let ok = passed(o);
+        failed += usize::from(!ok);
+        let ms = o.report.as_ref().and_then(|r| r["timing"]["to_end_ms"].as_f64()).unwrap_or(0.0);
+        println!(
+            "{:<13} {:<4} {:<8} {:<11} {:<6} {:>8.0}",
+            c.memory,
+            if c.smp { "SMP" } else { "UP" },
+            if c.preempt { "on" } else { "off" },
+            c.workload,
+            if ok { "PASS" } else { "FAIL" },
+            ms
+        );
+    }
+    println!("matrix: {} of {} runs passed (20 configurations x 2 workloads)", cells.len() - failed, cells.len());
+    if let Some(path) = &args.json {
+        let mut f = std::fs::File::create(path).map_err(|e| Error::Write(path.clone(), e))?;
+        for (c, o) in cells.iter().zip(&outcomes) {
+            let line =
+                serde_json::to_string(&Line { cell: c, passed: passed(o), outcome: o }).map_err(Error::BadReport)?;
+            writeln!(f, "{line}").map_err(|e| Error::Write(path.clone(), e))?;
+        }
+    }
+    Ok(if failed == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matrix_has_the_twenty_configurations_of_the_mail() {
+        let cells = cells(false);
+        assert_eq!(cells.len(), 40);
+        let mut configs: Vec<(&str, bool, bool)> = cells.iter().map(|c| (c.memory, c.smp, c.preempt)).collect();
+        configs.dedup();
+        assert_eq!(configs.len(), 20);
+        assert!(cells.iter().all(|c| c.args.windows(2).any(|w| w[0] == "--workload")));
+    }
+}
