@@ -93,7 +93,9 @@ fn jobs() -> &'static HashMap<String, JobLine> {
         }
         // The injected kmap bugs, caught by the debug checker; the first also
         // without the checker (the content check fails) and without the inject.
-        let reuse = ["--pte", "atomic", "--tasks", "4", "--pages", "2", "--vcpus", "2"];
+        // On 1 vCPU: a guest panic on 2 has been seen to leave the emulated KVM
+        // stuck (docs/qemu-hosted.md), which costs the batch minutes.
+        let reuse = ["--pte", "atomic", "--tasks", "4", "--pages", "2", "--vcpus", "1"];
         for (name, extra) in [
             ("inject-kmap-slot-reuse", vec!["--inject", "kmap-slot-reuse"]),
             ("inject-kmap-slot-reuse-debug-off", vec!["--inject", "kmap-slot-reuse", "--debug", "off"]),
@@ -104,9 +106,9 @@ fn jobs() -> &'static HashMap<String, JobLine> {
             a.extend(own(&extra));
             jobs.push((name.to_string(), a));
         }
-        // kmap-hold-persistent-2cpu and no-inject-kmap-slot-reuse with the inject.
+        // kmap-hold-persistent-1cpu and no-inject-kmap-slot-reuse with the inject.
         let persistent =
-            ["--pte", "persistent", "--last-pkmap", "128", "--tasks", "12", "--pages", "11", "--vcpus", "2"];
+            ["--pte", "persistent", "--last-pkmap", "128", "--tasks", "12", "--pages", "11", "--vcpus", "1"];
         for (form, sizes) in [("persistent", &persistent[..]), ("atomic", &reuse[..])] {
             let mut a = own(&hold);
             a.extend(own(sizes));
@@ -332,6 +334,6 @@ fn a_kmap_held_on_the_way_back_to_user_space_is_caught() {
     let msg = checker_message("inject-kmap-unbalanced-atomic");
     assert!(msg.contains("returns to user space holding 0 map(s), 1 atomic kmap(s)"), "{msg}");
     // The same runs without the inject.
-    assert_passes("kmap-hold-persistent-2cpu");
+    assert_passes("kmap-hold-persistent-1cpu");
     assert_passes("no-inject-kmap-slot-reuse");
 }
