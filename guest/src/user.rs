@@ -114,6 +114,9 @@ pub enum Mode {
     PteBench = 8,
     /// Hold kmaps of `pages` highmem pages across yields, check them (`rounds`).
     KmapHold = 9,
+    /// Fork children that touch memory, then read a page of the per-task kmap
+    /// pair or the stack's guard page: each must be killed by a page fault.
+    ProbeKernelPages = 10,
 }
 
 /// The pattern word written at offset `k` words into the page at `va`.
@@ -147,8 +150,12 @@ user_main_entry:
 /// checks that no call or jump leaves the section.
 mod programs {
     use super::{pattern, Mode, WORDS_CHECKED};
-    use crate::mm::address_space::ANON_START;
+    use crate::mm::address_space::{ANON_START, STACK_GUARD};
+    use crate::mm::kmap::PER_TASK_VA;
     use crate::syscall::nr;
+
+    /// The exit code of a task killed by a page fault.
+    const KILLED_BY_PAGE_FAULT: i32 = crate::arch::user::killed_by(14);
 
     const PAGE: u32 = 4096;
     const REGION_B: u32 = ANON_START + (256 << 20);
@@ -355,6 +362,23 @@ mod programs {
             fill(ANON_START, pages, PAGE, tag);
             if syscall(nr::PTE_BENCH, rounds, 0, 0) < 0 {
                 bad += 1;
+            }
+        } else if mode == Mode::ProbeKernelPages as u32 {
+            let mut i = 0;
+            while i < 3 {
+                let target = if i < 2 { PER_TASK_VA + i * PAGE } else { STACK_GUARD };
+                let pid = syscall(nr::FORK, 0, 0, 0);
+                if pid == 0 {
+                    // A fault of its own first: under per-task its pte page is
+                    // mapped through the pair (and stays mapped with --debug off).
+                    fill(ANON_START, 1, PAGE, tag);
+                    read_word(target);
+                    exit(1);
+                }
+                if pid < 0 || syscall(nr::WAIT, pid as u32, 0, 0) != KILLED_BY_PAGE_FAULT {
+                    bad += 1;
+                }
+                i += 1;
             }
         } else if mode == Mode::KmapHold as u32 {
             let r = syscall(nr::KMAP_HOLD, pages, rounds, tag);

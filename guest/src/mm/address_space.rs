@@ -6,13 +6,17 @@
 //! ```text
 //! 0x00400000            the user programs (kernel image frames, read-only, shared)
 //! 0x10000000..B0000000  anonymous memory, demand zero
-//! 0xBF000000..BFFFD000  the stack, demand zero (top at USER_STACK_TOP)
-//! 0xBFFFE000, BFFFF000  the per-task kmap pair (supervisor only)
+//! 0xBFE00000, BFE01000  the per-task kmap pair (supervisor only)
+//! 0xBFE02000            the stack's guard page (never mapped)
+//! 0xBFE03000..C0000000  the stack, demand zero (top at USER_STACK_TOP)
 //! ```
 //!
-//! The PDPT, the three user L2s and the L1 of the top 2 MiB (stack and per-task
-//! kmap pair) are lowmem; every other L1 comes from the `--pte` variant's zone
-//! through the pagetable cache, and is only ever reached through `highpte`.
+//! The PDPT, the three user L2s and the L1 of the top 2 MiB (the per-task kmap
+//! pair, the guard and the stack) are lowmem; every other L1 comes from the
+//! `--pte` variant's zone through the pagetable cache, and is only ever reached
+//! through `highpte`. The pair and the guard are outside every user region: a
+//! ring-3 access faults (not present, or present without US) and kills the task,
+//! and munmap and mremap refuse them.
 //! An address space belongs to one task (no threads), so only that task changes
 //! it; the walker reads another's while holding a reference.
 
@@ -35,10 +39,14 @@ use crate::{bootinfo, percpu, sched, user};
 
 pub const ANON_START: u32 = 0x1000_0000;
 pub const ANON_END: u32 = 0xb000_0000;
-pub const STACK_BOTTOM: u32 = 0xbf00_0000;
-pub const USER_STACK_TOP: u32 = 0xbfff_d000;
-/// The 2 MiB whose L1 is lowmem in every variant (stack top, per-task kmaps).
+/// The 2 MiB whose L1 is lowmem in every variant (per-task kmaps, the stack).
 const TOP_L1_VA: u32 = 0xbfe0_0000;
+/// The page between the per-task kmap pair and the stack, never mapped.
+pub const STACK_GUARD: u32 = PER_TASK_VA + 2 * PAGE_SIZE;
+pub const STACK_BOTTOM: u32 = STACK_GUARD + PAGE_SIZE;
+pub const USER_STACK_TOP: u32 = PAGE_OFFSET;
+
+const _: () = assert!(PER_TASK_VA == TOP_L1_VA && STACK_BOTTOM < USER_STACK_TOP);
 
 /// An available pte bit: the frame is the kernel image's (user code), shared by
 /// every address space, never copied or freed.
@@ -85,8 +93,10 @@ impl Mm {
         (e & P != 0).then_some(e & ADDR_MASK)
     }
 
-    /// Sets a per-task kmap pte (slot `idx`): the top L1 is lowmem.
+    /// Sets a per-task kmap pte (slot `idx`): the top L1 is lowmem. The pair is
+    /// the kernel's: never a user-accessible entry.
     pub fn set_per_task_pte(&self, idx: usize, entry: u64) {
+        assert!(idx < 2 && entry & US == 0, "a per-task kmap entry {entry:#x} (slot {idx}) user space could reach");
         let (_, _, i1) = pae::indexes(PER_TASK_VA + idx as u32 * PAGE_SIZE);
         // SAFETY: the lowmem top L1 of this address space.
         unsafe { table(self.top_l1).add(i1).write_volatile(entry) };

@@ -11,8 +11,9 @@
 //! - **percpu-pool**: `--pool-size` fixmap slots per CPU that a task may keep
 //!   across sleeps, because tasks never leave their CPU; no lock, local flushes,
 //!   sleeps when the CPU's pool is full.
-//! - **per-task**: two virtual pages just below the task's user stack, in its own
-//!   address space (their L1 is lowmem); they move with the task.
+//! - **per-task**: two virtual pages below the task's user stack (a guard page
+//!   between), in its own address space (their L1 is lowmem), supervisor-only;
+//!   they move with the task.
 //!
 //! A lowmem page needs no mapping in any form: its direct-map address is used.
 
@@ -42,8 +43,9 @@ pub enum KmType {
 
 /// First fixmap slot of the per-CPU pool.
 const POOL_FIRST_SLOT: u32 = 16;
-/// Virtual pages of the per-task kmap (below the user stack, above its guard).
-pub const PER_TASK_VA: u32 = 0xbfff_e000;
+/// Virtual pages of the per-task kmap: the first two of the top 2 MiB of user
+/// space, below the stack's guard page (see `address_space`).
+pub const PER_TASK_VA: u32 = 0xbfe0_0000;
 
 fn count(c: Counter) {
     percpu::count(c, 1);

@@ -52,6 +52,8 @@ pub fn run(cfg: &Config) {
         Workload::TaskCapacity => capacity(&mut ctx, n, pages),
         Workload::PteBench => phase(&mut ctx, "pte-bench", Mode::PteBench, smp::nr_cpus(), pages, rounds, 0),
         Workload::KmapHold => {
+            // Ring 3 cannot reach the per-task pair or the stack's guard.
+            phase(&mut ctx, "probe-kernel-pages", Mode::ProbeKernelPages, 1, 1, 1, 0);
             if kmap_hold::prepare(n, pages) {
                 phase(&mut ctx, "kmap-hold", Mode::KmapHold, n, pages, rounds, 0);
             }
