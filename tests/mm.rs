@@ -115,6 +115,15 @@ fn jobs() -> &'static HashMap<String, JobLine> {
             a.extend(own(&["--inject", "kmap-unbalanced"]));
             jobs.push((format!("inject-kmap-unbalanced-{form}"), a));
         }
+        // Three tasks on two vCPUs: one CPU runs out of work first and takes a
+        // task the other has run (so its address space was live on both).
+        for (w, rounds) in [("mremap-storm", "16"), ("fork-storm", "8")] {
+            for balance in ["on", "off"] {
+                let mut a = own(&["run", "--mem", "256m", "--lowmem", "64m", "--workload", w, "--vcpus", "2"]);
+                a.extend(own(&["--tasks", "3", "--pages", "64", "--rounds", rounds, "--balance", balance]));
+                jobs.push((format!("{w}-balance-{balance}"), a));
+            }
+        }
         let mut off = own(&hold);
         off.extend(own(&["--pte", "per-task", "--vcpus", "2", "--tasks", "8", "--pages", "2", "--debug", "off"]));
         jobs.push(("kmap-hold-per-task-debug-off".into(), off));
@@ -355,5 +364,19 @@ fn user_space_cannot_touch_the_per_task_pair_or_the_stack_guard() {
         assert!(out.contains(&format!("cr2=0xbfe00000 {first}")), "{name}: {out}");
         assert!(out.contains("cr2=0xbfe01000 (EFAULT)"), "{name}: {out}");
         assert!(out.contains("cr2=0xbfe02000 (EFAULT)"), "{name}: {out}");
+    }
+}
+
+#[test]
+fn tasks_that_move_between_cpus_get_user_range_shootdowns() {
+    for w in ["mremap-storm", "fork-storm"] {
+        let on = assert_passes(&format!("{w}-balance-on"));
+        assert!(on.result("task_migrations") > 0, "{w}: no task moved");
+        assert!(total(on, "tlb_shootdown_user") > 0, "{w}: no user-range shootdown");
+        // Without balancing tasks stay where they start and every address
+        // space is live on one CPU only.
+        let off = assert_passes(&format!("{w}-balance-off"));
+        assert_eq!(off.result("task_migrations"), 0, "{w}");
+        assert_eq!(total(off, "tlb_shootdown_user"), 0, "{w}");
     }
 }

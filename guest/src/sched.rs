@@ -1,14 +1,21 @@
-//! The scheduler: a FIFO run queue per CPU, sleep and wakeup on wait queues, and
-//! preemption from the LAPIC tick.
+//! The scheduler: a FIFO run queue per CPU, sleep and wakeup on wait queues,
+//! preemption from the LAPIC tick, and load balancing by idle CPUs.
 //!
-//! Tasks never migrate: a task is placed on a CPU when it is created and stays
-//! there (the pinning the per-CPU kmap pool relies on). Each CPU's boot context is
-//! its idle task. A task's state and its run-queue links are protected by the run
-//! queue lock of its CPU; `switch_to` runs with interrupts off after the lock is
-//! released, which is safe because only its own CPU ever dequeues from a queue.
+//! A task is placed on a CPU when it is created. An idle CPU takes a runnable
+//! task from the queue of a CPU that is busy running another (`--balance`), but
+//! never one that is pinned: a task holding per-CPU pool kmaps is (the pool's
+//! slots are its CPU's), and one holding atomic kmaps has preemption off, so it
+//! is never on a queue to be taken. Each CPU's boot context is its idle task.
+//!
+//! A task's state, its CPU and its run-queue links are protected by the run
+//! queue lock of its CPU; a migration changes the CPU under the old CPU's lock,
+//! so whoever locks a task's queue checks afterwards that it is still the
+//! task's. `switch_to` runs with interrupts off after the lock is released: a
+//! task pushed back on the queue there stays `on_cpu` until its context is
+//! saved, and no CPU takes a task that is `on_cpu`.
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use nosleep::MaySleep;
 use shared::boot::MAX_VCPUS;
@@ -39,6 +46,9 @@ static IDLE: [Task; MAX_VCPUS] = [const { Task::idle() }; MAX_VCPUS];
 
 static PREEMPT: AtomicBool = AtomicBool::new(true);
 static DEBUG: AtomicBool = AtomicBool::new(true);
+static BALANCE: AtomicBool = AtomicBool::new(true);
+/// Tasks an idle CPU took from another CPU's queue.
+static MIGRATIONS: AtomicU32 = AtomicU32::new(0);
 
 /// Whether the debug checker is on (`--debug`).
 pub fn debug() -> bool {
@@ -57,6 +67,34 @@ impl RunQueue {
         }
         self.tail = t;
         self.len += 1;
+    }
+
+    /// Unlinks the first queued task for which `ok` holds.
+    fn take_first(&mut self, ok: impl Fn(&Task) -> bool) -> Option<*mut Task> {
+        let mut prev: *mut Task = core::ptr::null_mut();
+        let mut t = self.head;
+        while !t.is_null() {
+            // SAFETY: queued tasks are live; their links are under this lock.
+            let task = unsafe { &*t };
+            // SAFETY: as above.
+            let next = unsafe { *task.rq_next.get() };
+            if ok(task) {
+                if prev.is_null() {
+                    self.head = next;
+                } else {
+                    // SAFETY: as above, for the previous task.
+                    unsafe { *(*prev).rq_next.get() = next };
+                }
+                if self.tail == t {
+                    self.tail = prev;
+                }
+                self.len -= 1;
+                return Some(t);
+            }
+            prev = t;
+            t = next;
+        }
+        None
     }
 
     fn pop(&mut self) -> Option<*mut Task> {
@@ -86,6 +124,12 @@ pub fn init_this_cpu() {
     let cfg = &bootinfo::get().config;
     PREEMPT.store(cfg.preempt(), Ordering::Relaxed);
     DEBUG.store(cfg.debug(), Ordering::Relaxed);
+    BALANCE.store(cfg.balance(), Ordering::Relaxed);
+}
+
+/// How many tasks idle CPUs have taken from other CPUs so far.
+pub fn migrations() -> u32 {
+    MIGRATIONS.load(Ordering::Relaxed)
 }
 
 /// Whether this CPU's scheduler is set up.
@@ -139,10 +183,21 @@ fn kick(cpu: u32) {
     }
 }
 
+/// Locks the run queue of `t`'s CPU, which may change until the lock is held;
+/// returns the CPU and the guard.
+fn lock_task_rq(t: &Task) -> (u32, crate::sync::SpinGuard<'static, RunQueue>) {
+    loop {
+        let cpu = t.cpu();
+        let rq = RQ[cpu as usize].lock_irqsave();
+        if t.cpu() == cpu {
+            return (cpu, rq);
+        }
+    }
+}
+
 /// Wakes a sleeping task.
 pub fn wake_up(t: &Task) {
-    let cpu = t.cpu();
-    let mut rq = RQ[cpu as usize].lock_irqsave();
+    let (cpu, mut rq) = lock_task_rq(t);
     if t.state() == State::Sleeping {
         t.set_state(State::Running);
         // SAFETY: reading another CPU's current pointer; it only changes under this lock.
@@ -294,10 +349,48 @@ pub fn preempt_point(from_user: bool, irqs_were_on: bool) {
     }
 }
 
-/// The idle loop: runs queued tasks until `done` holds.
+/// An idle CPU takes a task from the queue of a CPU busy running another: the
+/// first one that is not pinned and whose context is saved. Returns whether it
+/// took one (it is then on this CPU's queue).
+fn steal() -> bool {
+    if !BALANCE.load(Ordering::Relaxed) {
+        return false;
+    }
+    let me = percpu::cpu_id();
+    for other in (0..smp::nr_cpus()).filter(|&c| c != me) {
+        let taken = {
+            let mut rq = RQ[other as usize].lock_irqsave();
+            // SAFETY: the other CPU's current pointer, changed only under this lock.
+            let running = unsafe { *percpu::get(other).current.get() };
+            // An idle CPU runs its own queue at once: leave it.
+            // SAFETY: a CPU's current task is live.
+            if running.is_null() || unsafe { (*running).is_idle() } {
+                continue;
+            }
+            let t = rq.take_first(|t| !t.on_cpu.load(Ordering::Acquire) && !t.is_pinned());
+            if let Some(t) = t {
+                // SAFETY: a task taken off its queue: its CPU changes under that
+                // queue's lock (see lock_task_rq).
+                unsafe { *(*t).cpu.get() = me };
+            }
+            t
+        };
+        if let Some(t) = taken {
+            // SAFETY: a live runnable task, now ours to queue.
+            unsafe { (*t).migrated.store(true, Ordering::Relaxed) };
+            MIGRATIONS.fetch_add(1, Ordering::Relaxed);
+            RQ[me as usize].lock_irqsave().push(t);
+            return true;
+        }
+    }
+    false
+}
+
+/// The idle loop: runs queued tasks (and takes some from busy CPUs) until `done`
+/// holds.
 pub fn idle_until(done: impl Fn() -> bool) {
     loop {
-        if queued(percpu::cpu_id()) > 0 {
+        if queued(percpu::cpu_id()) > 0 || steal() {
             let was_on = cpu::irq_save();
             switch();
             cpu::irq_restore(was_on);

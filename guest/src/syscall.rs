@@ -135,7 +135,7 @@ fn sys_exec(ctx: &mut MaySleep, frame: &mut TrapFrame, mode: u32, pages: u32, ta
     let me = sched::current();
     let old = me.replace_mm(new);
     // SAFETY: the new address space is the task's now.
-    unsafe { (*new).activate() };
+    unsafe { (*new).activate(false) };
     // SAFETY: the task's old reference, no longer loaded here.
     address_space::put(ctx, unsafe { &*old });
     percpu::count(Counter::Execs, 1);

@@ -60,6 +60,11 @@ pub struct Task {
     /// Sleeping in the PAUSE system call, and released from it.
     pub paused: AtomicBool,
     pub released: AtomicBool,
+    /// Maps that tie the task to its CPU (per-CPU pool kmaps): no other CPU may
+    /// take it while non-zero.
+    pinned: AtomicU32,
+    /// Taken by another CPU since it last ran: its next activation reloads CR3.
+    pub(crate) migrated: AtomicBool,
 }
 
 // SAFETY: the UnsafeCell fields are used by the task itself, or under the run
@@ -86,6 +91,8 @@ impl Task {
             kmap_slots: UnsafeCell::new([0; 2]),
             paused: AtomicBool::new(false),
             released: AtomicBool::new(false),
+            pinned: AtomicU32::new(0),
+            migrated: AtomicBool::new(false),
         }
     }
 
@@ -115,6 +122,22 @@ impl Task {
         self.state.store(s as u32, Ordering::Release);
     }
 
+    /// Ties the task to its CPU until as many [`Task::unpin`]s (it holds a map
+    /// only this CPU has). Only the task itself pins and unpins.
+    pub fn pin(&self) {
+        self.pinned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn unpin(&self) {
+        let was = self.pinned.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(was > 0);
+    }
+
+    /// Whether another CPU must leave it where it is.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Relaxed) != 0
+    }
+
     /// The task's address space.
     pub fn mm(&self) -> Option<&'static Mm> {
         // SAFETY: the mm lives while the task holds its reference.
@@ -136,7 +159,10 @@ impl Task {
         // SAFETY: this CPU's TSS; the new stack top is the task's.
         unsafe { (*percpu::this_cpu().tss.get()).esp0 = *self.stack_top.get() };
         if let Some(mm) = self.mm() {
-            mm.activate();
+            // After a migration this CPU may still have the address space loaded
+            // from before, with entries its owner has since changed elsewhere
+            // with local flushes only (the per-task kmap pair): reload.
+            mm.activate(self.migrated.swap(false, Ordering::Relaxed));
         }
     }
 

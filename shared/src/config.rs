@@ -420,6 +420,9 @@ params! {
     preempt: Switch = "on", "preempt", "preempt kernel code from the timer tick (user code always is)";
     /// [`Switch`]: the debug checker (atomic kmaps held while sleeping, unbalanced maps, reused slots).
     debug: Switch = "on", "debug", "the debug checker of kmap misuse";
+    /// [`Switch`]: idle CPUs take runnable tasks from busy ones (tasks holding
+    /// per-CPU pool kmaps stay).
+    balance: Switch = "on", "balance", "idle CPUs take runnable tasks from busy CPUs";
     /// [`Inject`]
     inject: Inject = "none", "inject", "reproduce a historic bug";
     /// Tasks a workload starts.
@@ -472,6 +475,10 @@ impl Config {
 
     pub fn debug(&self) -> bool {
         Switch::from_index(self.debug) != Some(Switch::Off)
+    }
+
+    pub fn balance(&self) -> bool {
+        Switch::from_index(self.balance) != Some(Switch::Off)
     }
 
     pub fn vmap(&self) -> VmapVariant {

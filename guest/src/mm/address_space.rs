@@ -59,7 +59,9 @@ const USER_PTE: u64 = P | US | A | D;
 pub struct Mm {
     _pdpt_entries: [u64; 4],
     users: AtomicU32,
-    /// CPUs that may hold its translations (where it is or was loaded).
+    /// CPUs it has been live on (loaded in CR3), Linux's mm_cpumask: those that
+    /// may hold its translations. Bits are never cleared; a CPU that has loaded
+    /// another address space since ignores the flush it is sent.
     cpumask: AtomicU32,
     pdpt: u64,
     pds: [u64; 3],
@@ -71,10 +73,10 @@ fn table(pa: u64) -> *mut u64 {
 }
 
 impl Mm {
-    /// Loads it on this CPU.
-    pub fn activate(&self) {
-        self.cpumask.fetch_or(1 << percpu::cpu_id(), Ordering::Relaxed);
-        if cpu::read_cr3() != self.pdpt as u32 {
+    /// Loads it on this CPU (again, flushing this CPU's TLB, if `reload`).
+    pub fn activate(&self, reload: bool) {
+        self.cpumask.fetch_or(1 << percpu::cpu_id(), Ordering::SeqCst);
+        if reload || cpu::read_cr3() != self.pdpt as u32 {
             // SAFETY: slot 3 is the kernel's L2, so the kernel stays mapped.
             unsafe { cpu::write_cr3(self.pdpt as u32) };
         }
@@ -103,7 +105,7 @@ impl Mm {
     }
 
     fn flush(&self, start: u32, end: u32) {
-        tlb::flush_user_range(self.cpumask.load(Ordering::Relaxed), self.pdpt as u32, start, end);
+        tlb::flush_user_range(&self.cpumask, self.pdpt as u32, start, end);
     }
 }
 
@@ -219,6 +221,10 @@ pub fn put(ctx: &mut MaySleep, mm: &Mm) {
         crate::mm::pgtable::switch_to_kernel();
         cpu::irq_restore(was_on);
     }
+    // The other CPUs it was live on flush its user range, and any that still
+    // has it loaded (an idle CPU keeps the last one) drops it before its tables
+    // are freed.
+    tlb::leave_user(&mm.cpumask, mm.pdpt as u32);
     for &pd in &mm.pds {
         page::free_pages(pd, 0);
     }

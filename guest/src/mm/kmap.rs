@@ -9,8 +9,9 @@
 //!   page->virtual cache, and on wrap the O(N) `flush_all_zero_pkmaps` with one
 //!   global TLB flush by IPI. A full pool puts the caller to sleep.
 //! - **percpu-pool**: `--pool-size` fixmap slots per CPU that a task may keep
-//!   across sleeps, because tasks never leave their CPU; no lock, local flushes,
-//!   sleeps when the CPU's pool is full.
+//!   across sleeps, because the task is pinned to its CPU while it holds one (no
+//!   other CPU takes it); no lock, local flushes, sleeps when the CPU's pool is
+//!   full.
 //! - **per-task**: two virtual pages below the task's user stack (a guard page
 //!   between), in its own address space (their L1 is lowmem), supervisor-only;
 //!   they move with the task.
@@ -291,14 +292,19 @@ fn pool_try_take(cpu: u32) -> Option<u32> {
 }
 
 /// Maps `pa` in a slot of this CPU's pool; the mapping survives sleeps (the task
-/// stays on this CPU). Sleeps while the pool is full. Returns (address, slot).
+/// is pinned to this CPU until [`kunmap_pool`], and already while it waits for a
+/// slot). Sleeps while the pool is full. Returns (address, slot).
 pub fn kmap_pool(ctx: &mut MaySleep, pa: u64) -> (*mut u8, u32) {
     if page::is_lowmem(pa) {
         count(Counter::KmapDirect);
         return (phys_to_virt(pa) as *mut u8, u32::MAX);
     }
     count(Counter::KmapPercpuPool);
-    let cpu = sched::current().cpu();
+    let me = sched::current();
+    // Pinned first: a task preempted between reading its CPU and pinning could
+    // have been taken elsewhere.
+    me.pin();
+    let cpu = me.cpu();
     let slot = loop {
         if let Some(s) = pool_try_take(cpu) {
             break s;
@@ -333,6 +339,7 @@ pub fn kunmap_pool(slot: u32) {
     }
     POOLS[cpu as usize].busy[(slot / 32) as usize].fetch_and(!(1 << (slot % 32)), Ordering::Relaxed);
     note_unmap();
+    sched::current().unpin();
     POOL_WAIT[cpu as usize].wake_all();
 }
 

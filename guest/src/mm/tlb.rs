@@ -3,7 +3,9 @@
 //! One flush request is in flight at a time (a lock, as in Linux 2.4's
 //! flush_tlb_others); the sender waits, interrupts on, until every target has
 //! acknowledged. Kernel-range flushes go to every other CPU; user-range flushes
-//! only to the CPUs in the address space's CPU mask.
+//! (munmap, mremap, and the teardown of an address space) only to the CPUs in
+//! the address space's CPU mask, those it has been live on: with tasks moving
+//! between CPUs that is more than the one it runs on.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -24,6 +26,11 @@ enum Request {
         pdpt: u32,
         start: u32,
         end: u32,
+    },
+    /// The address space whose PDPT is `pdpt` is being freed: a CPU that still
+    /// has it loaded (idle, lazily) switches to the kernel's pagetables.
+    Leave {
+        pdpt: u32,
     },
 }
 
@@ -64,11 +71,23 @@ pub fn flush_all() {
 
 /// Flushes `[start, end)` of the address space `pdpt` on the CPUs of `mask`
 /// (this one included if it is in the mask).
-pub fn flush_user_range(mask: u32, pdpt: u32, start: u32, end: u32) {
+pub fn flush_user_range(mask: &AtomicU32, pdpt: u32, start: u32, end: u32) {
+    // The caller stays on this CPU until every CPU of the mask has flushed.
+    percpu::preempt_disable();
+    let mask = mask.load(Ordering::SeqCst);
     if mask & (1 << percpu::cpu_id()) != 0 {
         flush_range_here(pdpt, start, end);
     }
     send(mask & others(), Request::Range { pdpt, start, end }, Counter::TlbShootdownUser);
+    percpu::preempt_enable();
+}
+
+/// Before the address space `pdpt` is freed: the other CPUs of `mask` drop it
+/// (a switch to the kernel's pagetables) if they still have it loaded.
+pub fn leave_user(mask: &AtomicU32, pdpt: u32) {
+    percpu::preempt_disable();
+    send(mask.load(Ordering::SeqCst) & others(), Request::Leave { pdpt }, Counter::TlbShootdownUser);
+    percpu::preempt_enable();
 }
 
 fn flush_range_here(pdpt: u32, start: u32, end: u32) {
@@ -116,6 +135,11 @@ pub fn ipi() {
             reload_cr3();
         }
         Request::Range { pdpt, start, end } => flush_range_here(pdpt, start, end),
+        Request::Leave { pdpt } => {
+            if cpu::read_cr3() == pdpt {
+                crate::mm::pgtable::switch_to_kernel();
+            }
+        }
     }
     percpu::this_cpu().flush_acks.fetch_add(1, Ordering::Relaxed);
     PENDING.fetch_and(!(1 << percpu::cpu_id()), Ordering::AcqRel);

@@ -66,6 +66,7 @@ pub fn run(cfg: &Config) {
         crate::mm::kmap::kmap_flush_unused();
     }
     hv::result("mremap_enomem", MREMAP_ENOMEM.load(Ordering::Relaxed) as u64);
+    hv::result("task_migrations", sched::migrations() as u64);
     let (low, low_free) = page::zone_stats(Zone::Normal);
     let (high, high_free) = page::zone_stats(Zone::HighMem);
     hv::result("lowmem_pages_free", low_free);
