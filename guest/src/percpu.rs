@@ -184,28 +184,48 @@ pub fn set_online() {
     this_cpu().online.store(true, Ordering::Release);
 }
 
+// Fields that preemptible code reaches in one instruction through %gs. A task
+// may be preempted and moved to another CPU between any two instructions while
+// preemption is on; finding the block (`this_cpu()`) and then using it would
+// then touch the CPU it left. One gs-relative instruction is never split.
+const PREEMPT_COUNT_OFFSET: usize = core::mem::offset_of!(PerCpu, preempt_count);
+const CURRENT_OFFSET: usize = core::mem::offset_of!(PerCpu, current);
+
 /// Disables preemption on this CPU (nests).
 #[inline]
 pub fn preempt_disable() {
-    // SAFETY: only this CPU touches its count; an interrupt handler that changes it
-    // restores it before returning.
-    unsafe { *this_cpu().preempt_count.get() += 1 };
+    // SAFETY: one increment of this CPU's count (see above); an interrupt handler
+    // that changes it restores it before returning.
+    unsafe { asm!("inc dword ptr gs:[{off}]", off = const PREEMPT_COUNT_OFFSET, options(nostack)) };
 }
 
 /// Re-enables preemption (the tick reschedules at its next preemption point).
 #[inline]
 pub fn preempt_enable() {
-    // SAFETY: as in preempt_disable.
-    unsafe {
-        let c = this_cpu().preempt_count.get();
-        debug_assert!(*c > 0);
-        *c -= 1;
-    }
+    debug_assert!(preempt_count() > 0);
+    // SAFETY: as in preempt_disable (preemption is off until this instruction).
+    unsafe { asm!("dec dword ptr gs:[{off}]", off = const PREEMPT_COUNT_OFFSET, options(nostack)) };
 }
 
 /// This CPU's preemption count.
 #[inline]
 pub fn preempt_count() -> u32 {
-    // SAFETY: as in preempt_disable.
-    unsafe { *this_cpu().preempt_count.get() }
+    let c: u32;
+    // SAFETY: one read of this CPU's count.
+    unsafe {
+        asm!("mov {}, gs:[{off}]", out(reg) c, off = const PREEMPT_COUNT_OFFSET, options(nostack, readonly, preserves_flags))
+    };
+    c
+}
+
+/// The task running on this CPU (null before the scheduler starts). Read in one
+/// instruction, so it is the caller's own task even if it moves right after.
+#[inline]
+pub fn current_task() -> *mut crate::task::Task {
+    let t: *mut crate::task::Task;
+    // SAFETY: one read of this CPU's current pointer.
+    unsafe {
+        asm!("mov {}, gs:[{off}]", out(reg) t, off = const CURRENT_OFFSET, options(nostack, readonly, preserves_flags))
+    };
+    t
 }

@@ -134,8 +134,7 @@ pub fn migrations() -> u32 {
 
 /// Whether this CPU's scheduler is set up.
 pub fn started() -> bool {
-    // SAFETY: this CPU's own pointer.
-    !unsafe { *percpu::this_cpu().current.get() }.is_null()
+    !percpu::current_task().is_null()
 }
 
 /// The debug checker on the way back to ring 3: no pte map or kmap may be held.
@@ -156,8 +155,9 @@ pub fn check_return_to_user() {
 /// The task running on this CPU.
 #[inline]
 pub fn current() -> &'static Task {
-    // SAFETY: set by init_this_cpu before any task runs, then only by schedule.
-    unsafe { &**percpu::this_cpu().current.get() }
+    // SAFETY: set by init_this_cpu before any task runs, then only by schedule;
+    // read in one instruction (a task that moves stays its own current).
+    unsafe { &*percpu::current_task() }
 }
 
 /// Whether this CPU runs its idle task (or has no scheduler yet).
@@ -296,8 +296,11 @@ fn switch() {
 /// Gives up the CPU voluntarily (the current task sleeps or yields). The debug
 /// checker catches sleeping inside an atomic section.
 pub fn schedule(_ctx: &mut MaySleep) {
+    // Interrupts off first: the counts checked are this CPU's (the task could
+    // otherwise move between finding them and reading them).
+    let was_on = cpu::irq_save();
     if debug() {
-        // SAFETY: this CPU's own counter.
+        // SAFETY: this CPU's own counter, interrupts off.
         let atomic = unsafe { *percpu::this_cpu().atomic_kmaps.get() };
         if atomic != 0 {
             panic!("BUG: sleeping function called with {atomic} atomic kmap(s) held (pid {})", current().pid());
@@ -306,7 +309,6 @@ pub fn schedule(_ctx: &mut MaySleep) {
             panic!("BUG: scheduling while atomic (preempt_count {}, pid {})", preempt_count(), current().pid());
         }
     }
-    let was_on = cpu::irq_save();
     switch();
     cpu::irq_restore(was_on);
 }
