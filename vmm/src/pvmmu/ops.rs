@@ -68,6 +68,20 @@ fn read_array<T: Pod>(mem: &GuestMemoryMmap, gpa: u64, count: u64, size: u64) ->
 }
 
 impl PvMmu {
+    /// A batch's request array, all or nothing; a bad one is counted and answered.
+    fn requests<T: Pod>(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        gpa: u64,
+        count: u64,
+        size: u64,
+    ) -> Result<Vec<T>, BatchResult> {
+        read_array(mem, gpa, count, size).map_err(|r| {
+            self.refused(&r);
+            BatchResult::fail(&r, 0, 0)
+        })
+    }
+
     fn read_u64(&self, mem: &GuestMemoryMmap, gpa: u64) -> Option<u64> {
         memory::read_obj::<u64>(mem, gpa).ok()
     }
@@ -110,12 +124,9 @@ impl PvMmu {
 
     /// `mmu_update(reqs, count)`.
     pub fn mmu_update(&mut self, mem: &GuestMemoryMmap, reqs_gpa: u64, count: u64) -> BatchResult {
-        let reqs: Vec<MmuUpdate> = match read_array(mem, reqs_gpa, count, MmuUpdate::SIZE) {
-            Ok(r) => r,
-            Err(r) => {
-                self.refused(&r);
-                return BatchResult::fail(&r, 0, 0);
-            }
+        let reqs: Vec<MmuUpdate> = match self.requests(mem, reqs_gpa, count, MmuUpdate::SIZE) {
+            Ok(v) => v,
+            Err(refused) => return refused,
         };
         let mut flush = 0;
         for (i, req) in reqs.iter().enumerate() {
@@ -204,12 +215,9 @@ impl PvMmu {
         may_trap: bool,
     ) -> BatchResult {
         let v = vcpu as usize % MAX_VCPUS;
-        let ops: Vec<MmuextOp> = match read_array(mem, args[0], args[1], MmuextOp::SIZE) {
-            Ok(o) => o,
-            Err(r) => {
-                self.refused(&r);
-                return BatchResult::fail(&r, 0, 0);
-            }
+        let ops: Vec<MmuextOp> = match self.requests(mem, args[0], args[1], MmuextOp::SIZE) {
+            Ok(v) => v,
+            Err(refused) => return refused,
         };
         let resume = self.pending[v].take().filter(|c| may_trap && c.block_gpa == block_gpa && c.args == args);
         let start = resume.map_or(0, |c| c.done);
@@ -295,12 +303,9 @@ impl PvMmu {
     /// `multicall(entries, n)`: each entry runs on its own and gets its own result;
     /// a failing entry does not stop the batch. No trap-back inside a multicall.
     pub fn multicall(&mut self, mem: &GuestMemoryMmap, vcpu: u32, entries_gpa: u64, n: u64) -> BatchResult {
-        let entries: Vec<MulticallEntry> = match read_array(mem, entries_gpa, n, MulticallEntry::SIZE) {
-            Ok(e) => e,
-            Err(r) => {
-                self.refused(&r);
-                return BatchResult::fail(&r, 0, 0);
-            }
+        let entries: Vec<MulticallEntry> = match self.requests(mem, entries_gpa, n, MulticallEntry::SIZE) {
+            Ok(v) => v,
+            Err(refused) => return refused,
         };
         let mut flush = 0;
         for (i, e) in entries.iter().enumerate() {
