@@ -7,7 +7,7 @@
 //! spinning in the guest stops as promptly as one that is halted.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Once};
 use std::time::Duration;
 
@@ -128,6 +128,9 @@ pub struct Control {
     /// The stopped world: which vCPU stopped it, and who is parked.
     world: Mutex<World>,
     world_changed: Condvar,
+    /// Whether some vCPU has the world stopped: the exit loop's check without the
+    /// lock (set before the kicks, so a vCPU that missed it is kicked out again).
+    world_stopping: AtomicBool,
 }
 
 #[derive(Default)]
@@ -158,11 +161,15 @@ impl Control {
             flush_lock: Mutex::new(()),
             world: Mutex::new(World::default()),
             world_changed: Condvar::new(),
+            world_stopping: AtomicBool::new(false),
         })
     }
 
     /// Parks this vCPU while another one has the world stopped.
     fn park_if_stopped(&self, index: u32) {
+        if !self.world_stopping.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(mut w) = self.world.lock() else { return };
         if w.stopped_by.is_none_or(|by| by == index) {
             return;
@@ -186,23 +193,14 @@ impl Control {
             match self.world.lock() {
                 Ok(mut w) if w.stopped_by.is_none() => {
                     w.stopped_by = Some(index);
+                    self.world_stopping.store(true, Ordering::Release);
                     break;
                 }
                 Ok(_) => continue,
                 Err(_) => return f(),
             }
         }
-        let others: u64 = self
-            .threads
-            .lock()
-            .map(|t| {
-                t.iter().filter(|(i, _)| *i != index).fold(0, |m, &(i, th)| {
-                    // SAFETY: `th` is a live vCPU thread (it unregisters before exiting).
-                    unsafe { libc::pthread_kill(th, kick_signal()) };
-                    m | 1 << i
-                })
-            })
-            .unwrap_or(0);
+        let others = self.kick(!(1u64 << index), |_| {});
         let deadline = std::time::Instant::now() + FLUSH_WAIT;
         if let Ok(mut w) = self.world.lock() {
             while w.parked & others != others && !self.stopped() && std::time::Instant::now() < deadline {
@@ -215,6 +213,7 @@ impl Control {
         let r = f();
         if let Ok(mut w) = self.world.lock() {
             w.stopped_by = None;
+            self.world_stopping.store(false, Ordering::Release);
         }
         self.world_changed.notify_all();
         r
@@ -242,15 +241,9 @@ impl Control {
         if targets & me != 0 {
             flush_own_tlb(vcpu)?;
         }
-        let running: Vec<(u32, libc::pthread_t)> = self.threads.lock().map(|t| t.clone()).unwrap_or_default();
-        let others = running.iter().filter(|(i, _)| *i != index && targets & (1 << i) != 0);
-        let mut wait_for = 0u64;
-        for &(i, t) in others {
-            wait_for |= 1 << i;
+        let wait_for = self.kick(targets & !me, |i| {
             self.flush_pending.fetch_or(1 << i, Ordering::AcqRel);
-            // SAFETY: `t` is a live vCPU thread (it unregisters before exiting).
-            unsafe { libc::pthread_kill(t, kick_signal()) };
-        }
+        });
         let deadline = std::time::Instant::now() + FLUSH_WAIT;
         while self.flush_pending.load(Ordering::Acquire) & wait_for != 0 && !self.stopped() {
             self.park_if_stopped(index);
@@ -281,12 +274,21 @@ impl Control {
     }
 
     fn kick_all(&self) {
-        if let Ok(threads) = self.threads.lock() {
-            for &(_, t) in threads.iter() {
-                // SAFETY: `t` is a live vCPU thread (it unregisters before exiting).
-                unsafe { libc::pthread_kill(t, kick_signal()) };
-            }
+        self.kick(u64::MAX, |_| {});
+    }
+
+    /// Kicks the running vCPUs of `mask` out of the guest, calling `before` for each
+    /// first; returns the vCPUs kicked.
+    fn kick(&self, mask: u64, before: impl Fn(u32)) -> u64 {
+        let Ok(threads) = self.threads.lock() else { return 0 };
+        let mut kicked = 0;
+        for &(i, t) in threads.iter().filter(|(i, _)| mask & (1 << i) != 0) {
+            before(i);
+            // SAFETY: `t` is a live vCPU thread (it unregisters before exiting).
+            unsafe { libc::pthread_kill(t, kick_signal()) };
+            kicked |= 1 << i;
         }
+        kicked
     }
 
     /// Waits for the outcome; `None` after `timeout`.
@@ -315,6 +317,23 @@ impl Control {
             t.retain(|&(_, x)| x != me);
         }
     }
+}
+
+/// Does what a hypercall or a direct write asked of this vCPU before it goes on:
+/// flushes, the alias fixup's delivery, or the end of the run.
+fn carry_out(then: HypercallOutcome, index: u32, vcpu: &mut VcpuFd, hv: &Hypervisor, ctl: &Control) -> Option<Outcome> {
+    let flush = |vcpu: &VcpuFd, targets| {
+        ctl.flush(index, vcpu, targets).map_err(|e| format!("TLB flush for vCPU {index} failed: {e}"))
+    };
+    let done = match then {
+        HypercallOutcome::Continue => Ok(()),
+        HypercallOutcome::Flush(targets) => flush(vcpu, targets),
+        HypercallOutcome::TrapBack { flush: targets, pfn, entry, block } => {
+            flush(vcpu, targets).and_then(|_| deliver_fixup(vcpu, hv, pfn, entry, block))
+        }
+        HypercallOutcome::Stop(o) => return Some(o),
+    };
+    done.err().map(|message| Outcome::VmmError { message })
 }
 
 /// Starts the guest's alias fixup: pushes the return address (after the `out` of
@@ -395,20 +414,8 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
                 HYPERCALL_PORT if data.len() == 4 => {
                     exits.hypercall += 1;
                     let gpa = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as u64;
-                    match hv.hypercall(index, gpa) {
-                        HypercallOutcome::Continue => None,
-                        HypercallOutcome::Flush(targets) => ctl
-                            .flush(index, &vcpu, targets)
-                            .err()
-                            .map(|e| Outcome::VmmError { message: format!("TLB flush for vCPU {index} failed: {e}") }),
-                        HypercallOutcome::TrapBack { flush, pfn, entry, block } => ctl
-                            .flush(index, &vcpu, flush)
-                            .map_err(|e| format!("TLB flush for vCPU {index} failed: {e}"))
-                            .and_then(|_| deliver_fixup(&mut vcpu, &hv, pfn, entry, block))
-                            .err()
-                            .map(|message| Outcome::VmmError { message }),
-                        HypercallOutcome::Stop(o) => Some(o),
-                    }
+                    let then = hv.hypercall(index, gpa);
+                    carry_out(then, index, &mut vcpu, &hv, &ctl)
                 }
                 NOP_EXIT_PORT => {
                     exits.nop_exit += 1;
@@ -431,15 +438,8 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
             }
             Ok(VcpuExit::MmioWrite(gpa, data)) => {
                 exits.mmio += 1;
-                let data = data.to_vec();
-                match hv.direct_write(index, gpa, &data) {
-                    HypercallOutcome::Stop(o) => Some(o),
-                    HypercallOutcome::Flush(targets) => ctl
-                        .flush(index, &vcpu, targets)
-                        .err()
-                        .map(|e| Outcome::VmmError { message: format!("TLB flush for vCPU {index} failed: {e}") }),
-                    _ => None,
-                }
+                let then = hv.direct_write(index, gpa, data);
+                carry_out(then, index, &mut vcpu, &hv, &ctl)
             }
             Ok(VcpuExit::Hlt) => {
                 exits.hlt += 1;
