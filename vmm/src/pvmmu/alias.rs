@@ -11,8 +11,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use shared::pae::{self, ENTRIES, PAGE_SHIFT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use shared::pae;
+use vm_memory::GuestMemoryMmap;
 
 pub use shared::config::HostCheck;
 
@@ -54,18 +54,9 @@ impl Rmap {
 /// Counts the RW entries pointing at `target` in every L1 of `l1s`, reading guest
 /// memory.
 pub fn scan(mem: &GuestMemoryMmap, l1s: &HashSet<u64>, target: u64) -> u64 {
-    let mut page = [0u8; 4096];
-    let mut n = 0;
-    for &l1 in l1s {
-        if mem.read_slice(&mut page, GuestAddress(l1 << PAGE_SHIFT)).is_err() {
-            continue;
-        }
-        for e in page.chunks_exact(8).take(ENTRIES) {
-            let e = u64::from_le_bytes(e.try_into().unwrap_or([0; 8]));
-            if e & (pae::P | pae::RW) == pae::P | pae::RW && pae::frame(e) == target {
-                n += 1;
-            }
-        }
-    }
-    n
+    let rw = pae::P | pae::RW;
+    l1s.iter()
+        .filter_map(|&l1| super::validate::read_table(mem, l1))
+        .map(|t| t.iter().filter(|&&e| e & rw == rw && pae::frame(e) == target).count() as u64)
+        .sum()
 }

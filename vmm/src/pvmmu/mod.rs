@@ -52,6 +52,13 @@ pub struct Refusal {
     pub why: &'static str,
 }
 
+impl Refusal {
+    /// A refusal of `rule` with the (positive) errno `errno`, about frame `pfn`.
+    pub fn new(rule: Rule, errno: i32, pfn: u64, why: &'static str) -> Self {
+        Refusal { rule, errno: -errno, pfn, alias: false, why }
+    }
+}
+
 /// How the host is set up.
 #[derive(Clone, Copy, Debug)]
 pub struct PvMmuConfig {
@@ -312,13 +319,12 @@ impl PvMmu {
         let mut bytes = old.to_le_bytes();
         let off = (gpa - entry_at) as usize;
         if off + data.len() > 8 || data.is_empty() {
-            return Err(Refusal {
-                rule: Rule::Request,
-                errno: -shared::abi::errno::EINVAL,
-                pfn: gpa >> 12,
-                alias: false,
-                why: "a direct write across two entries",
-            });
+            return Err(Refusal::new(
+                Rule::Request,
+                shared::abi::errno::EINVAL,
+                gpa >> 12,
+                "a direct write across two entries",
+            ));
         }
         bytes[off..off + data.len()].copy_from_slice(data);
         self.stats.emulated_writes += 1;

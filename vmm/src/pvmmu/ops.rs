@@ -44,11 +44,11 @@ impl BatchResult {
 }
 
 fn request_error(why: &'static str) -> Refusal {
-    Refusal { rule: Rule::Request, errno: -EINVAL, pfn: 0, alias: false, why }
+    Refusal::new(Rule::Request, EINVAL, 0, why)
 }
 
 fn enosys(why: &'static str) -> Refusal {
-    Refusal { rule: Rule::Request, errno: -ENOSYS, pfn: 0, alias: false, why }
+    Refusal::new(Rule::Request, ENOSYS, 0, why)
 }
 
 /// Reads `count` structures of `size` bytes at `gpa`, all or nothing.
@@ -95,7 +95,7 @@ impl PvMmu {
         }
         let ptr = ptr & !3;
         let pfn = ptr >> PAGE_SHIFT;
-        let bad_ptr = Refusal { rule: Rule::V7, errno: -EINVAL, pfn, alias: false, why: "entry address" };
+        let bad_ptr = Refusal::new(Rule::V7, EINVAL, pfn, "entry address");
         if !ptr.is_multiple_of(8) || !self.frames.is_guest_frame(pfn) {
             return Err(bad_ptr);
         }
@@ -108,7 +108,7 @@ impl PvMmu {
             return Ok(false);
         }
         if ty == FrameType::L3 && idx >= pae::L3_ENTRIES {
-            return Err(Refusal { rule: Rule::V5, errno: -EINVAL, pfn, alias: false, why: "L3 entry 4..511" });
+            return Err(Refusal::new(Rule::V5, EINVAL, pfn, "L3 entry 4..511"));
         }
         self.get_entry(mem, ty, pfn, idx, val)?;
         if memory::write_obj(mem, ptr, &val).is_err() {
@@ -149,7 +149,7 @@ impl PvMmu {
 
     fn pin(&mut self, mem: &GuestMemoryMmap, pfn: u64, ty: FrameType) -> Result<(), Refusal> {
         if self.frames.is_guest_frame(pfn) && self.frames.pinned(pfn) && self.weaken != super::HostWeaken::T4 {
-            return Err(Refusal { rule: Rule::T4, errno: -EINVAL, pfn, alias: false, why: "already pinned" });
+            return Err(Refusal::new(Rule::T4, EINVAL, pfn, "already pinned"));
         }
         self.get_frame(pfn)?;
         if let Err(r) = self.get_type(mem, pfn, ty, true) {
@@ -170,7 +170,7 @@ impl PvMmu {
             cmd::PIN_L3_TABLE => self.pin(mem, pfn, FrameType::L3).map(|_| 0),
             cmd::UNPIN_TABLE => {
                 if !self.frames.is_guest_frame(pfn) || !self.frames.pinned(pfn) {
-                    return Err(Refusal { rule: Rule::T4, errno: -EINVAL, pfn, alias: false, why: "not pinned" });
+                    return Err(Refusal::new(Rule::T4, EINVAL, pfn, "not pinned"));
                 }
                 self.frames.set_pinned(pfn, false);
                 self.put_type(mem, pfn);

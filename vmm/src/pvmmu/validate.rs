@@ -41,17 +41,13 @@ pub fn entries_of(ty: FrameType) -> usize {
 }
 
 impl PvMmu {
-    fn refuse(&self, rule: Rule, errno: i32, pfn: u64, why: &'static str) -> Refusal {
-        Refusal { rule, errno: -errno, pfn, alias: false, why }
-    }
-
     /// A general reference on a frame the guest may map.
     pub(super) fn get_frame(&mut self, pfn: u64) -> Result<(), Refusal> {
         if !self.frames.is_guest_frame(pfn) {
             let rule = if self.frames.len() > pfn { Rule::V7 } else { Rule::V6 };
-            return Err(self.refuse(rule, EINVAL, pfn, "frame is not guest RAM"));
+            return Err(Refusal::new(rule, EINVAL, pfn, "frame is not guest RAM"));
         }
-        self.frames.get_ref(pfn).map_err(|_| self.refuse(Rule::T1, EINVAL, pfn, "reference count overflow"))
+        self.frames.get_ref(pfn).map_err(|_| Refusal::new(Rule::T1, EINVAL, pfn, "reference count overflow"))
     }
 
     /// How many validated L1 entries map `pfn` read-write, by the selected check
@@ -97,12 +93,12 @@ impl PvMmu {
     ) -> Result<(), Refusal> {
         let cur = self.frames.ty(pfn);
         let count = self.frames.type_count(pfn);
-        let overflow = |s: &Self| s.refuse(Rule::T1, EINVAL, pfn, "type count overflow");
+        let overflow = || Refusal::new(Rule::T1, EINVAL, pfn, "type count overflow");
         if ty == FrameType::Writable {
             if count > 0 && cur.is_pagetable() && self.weaken != super::HostWeaken::V1 {
-                return Err(self.refuse(Rule::V1, EBUSY, pfn, "RW mapping of a pagetable"));
+                return Err(Refusal::new(Rule::V1, EBUSY, pfn, "RW mapping of a pagetable"));
             }
-            return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow(self));
+            return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow());
         }
         if count == 0 || cur != ty || pin {
             let n = self.writable_mappings(mem, pfn);
@@ -110,25 +106,25 @@ impl PvMmu {
                 self.stats.alias_refusals += 1;
                 return Err(Refusal {
                     alias: true,
-                    ..self.refuse(Rule::T1, EINVAL, pfn, "frame has writable mappings")
+                    ..Refusal::new(Rule::T1, EINVAL, pfn, "frame has writable mappings")
                 });
             }
         }
         if count > 0 {
             if cur != ty {
-                return Err(self.refuse(Rule::T1, EINVAL, pfn, "frame already has another type"));
+                return Err(Refusal::new(Rule::T1, EINVAL, pfn, "frame already has another type"));
             }
-            return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow(self));
+            return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow());
         }
         if ty == FrameType::L3 && pfn >= L3_LIMIT_PFN {
-            return Err(self.refuse(Rule::V5, ERANGE, pfn, "L3 above 4 GiB"));
+            return Err(Refusal::new(Rule::V5, ERANGE, pfn, "L3 above 4 GiB"));
         }
         let Some(entries) = read_table(mem, pfn) else {
-            return Err(self.refuse(Rule::V6, EINVAL, pfn, "frame is not guest RAM"));
+            return Err(Refusal::new(Rule::V6, EINVAL, pfn, "frame is not guest RAM"));
         };
         // The frame has its type while its entries are checked, so that an entry
         // mapping the table itself read-write is refused (V1).
-        self.frames.inc_type(pfn, ty).map_err(|_| overflow(self))?;
+        self.frames.inc_type(pfn, ty).map_err(|_| overflow())?;
         for i in 0..entries_of(ty) {
             if let Err(r) = self.get_entry(mem, ty, pfn, i, entries[i]) {
                 for j in (0..i).rev() {
@@ -180,7 +176,7 @@ impl PvMmu {
         match ty {
             FrameType::L1 => {
                 if e & L1_FORBIDDEN != 0 {
-                    return Err(self.refuse(Rule::V3, EINVAL, target, "PWT, PCD, PAT or G in an L1 entry"));
+                    return Err(Refusal::new(Rule::V3, EINVAL, target, "PWT, PCD, PAT or G in an L1 entry"));
                 }
                 self.get_frame(target)?;
                 if e & pae::RW != 0 {
@@ -196,7 +192,7 @@ impl PvMmu {
             }
             FrameType::L2 => {
                 if e & pae::PS != 0 {
-                    return Err(self.refuse(Rule::V4, EINVAL, target, "2 MiB page (PSE) in an L2 entry"));
+                    return Err(Refusal::new(Rule::V4, EINVAL, target, "2 MiB page (PSE) in an L2 entry"));
                 }
                 self.get_frame(target)?;
                 let r = if self.frames.ty(target) == FrameType::L2 && self.frames.type_count(target) > 0 {
@@ -208,7 +204,7 @@ impl PvMmu {
             }
             FrameType::L3 => {
                 if e & !(pae::ADDR_MASK | L3_ALLOWED) != 0 {
-                    return Err(self.refuse(Rule::V5, EINVAL, target, "L3 entry flags other than P and cache bits"));
+                    return Err(Refusal::new(Rule::V5, EINVAL, target, "L3 entry flags other than P and cache bits"));
                 }
                 self.get_frame(target)?;
                 self.get_type(mem, target, FrameType::L2, false).inspect_err(|_| self.frames.put_ref(target))
@@ -221,19 +217,19 @@ impl PvMmu {
     /// read-only, one level deep (the target holds no linear entries and the table
     /// holding the entry is no linear target).
     fn get_linear(&mut self, table: u64, target: u64, e: u64) -> Result<(), Refusal> {
-        let deny = |s: &Self, why| s.refuse(Rule::V4, EINVAL, target, why);
+        let deny = |why| Refusal::new(Rule::V4, EINVAL, target, why);
         if e & pae::RW != 0 {
-            return Err(deny(self, "linear L2 entry is writable"));
+            return Err(deny("linear L2 entry is writable"));
         }
         if target == table {
-            return Err(deny(self, "linear L2 entry maps its own table"));
+            return Err(deny("linear L2 entry maps its own table"));
         }
         let (tbl_entries, tbl_uses) = self.linear.get(&table).copied().unwrap_or((0, 0));
         let (tgt_entries, _) = self.linear.get(&target).copied().unwrap_or((0, 0));
         if tbl_uses != 0 || tgt_entries != 0 {
-            return Err(deny(self, "linear L2 entries more than one level deep"));
+            return Err(deny("linear L2 entries more than one level deep"));
         }
-        self.frames.inc_type(target, FrameType::L2).map_err(|_| deny(self, "type count overflow"))?;
+        self.frames.inc_type(target, FrameType::L2).map_err(|_| deny("type count overflow"))?;
         self.linear.insert(table, (tbl_entries + 1, tbl_uses));
         self.linear.entry(target).or_insert((0, 0)).1 += 1;
         Ok(())
