@@ -209,15 +209,8 @@ struct BatchFile {
 struct BatchLine<'a> {
     job: usize,
     args: &'a [String],
-    exit_code: Option<i32>,
-    /// Runs it took: more than one when the QEMU-hosted emulator's known fault
-    /// struck and the job was run again.
-    attempts: u32,
-    /// What each faulted attempt looked like.
-    emulator_faults: Vec<String>,
-    stdout: Vec<String>,
-    stderr: Vec<String>,
-    report: Option<serde_json::Value>,
+    #[serde(flatten)]
+    outcome: &'a JobOutcome,
 }
 
 /// The value of `--flag` in an argument list.
@@ -265,16 +258,7 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
         if o.exit_code != Some(0) {
             failures += 1;
         }
-        let line = BatchLine {
-            job: i,
-            args: argv,
-            exit_code: o.exit_code,
-            attempts: o.attempts,
-            emulator_faults: o.emulator_faults.clone(),
-            stdout: o.stdout.clone(),
-            stderr: o.stderr.clone(),
-            report: o.report.clone(),
-        };
+        let line = BatchLine { job: i, args: argv, outcome: o };
         let text = serde_json::to_string(&line).map_err(Error::BadReport)?;
         writeln!(out, "{text}").map_err(|e| Error::Write(args.out.clone().unwrap_or_default(), e))?;
     }
