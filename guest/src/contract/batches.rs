@@ -6,7 +6,7 @@ use shared::abi::nr;
 use shared::abi::pvmmu::{cmd, MmuUpdate, MulticallEntry};
 use shared::pae::{G, P};
 
-use super::{boot_cpu, frames, op, pfn, pin, read, unpin};
+use super::{frames, op, pfn, pin, read, unpin};
 use crate::check;
 use crate::hv;
 use crate::mm::layout::virt_to_phys;
@@ -20,9 +20,6 @@ crate::scenario!(
     batch
 );
 fn batch() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1, data] = frames();
     check!(pin(1, l1) == 0, "pin");
     let reqs = [
@@ -48,9 +45,6 @@ crate::scenario!(
     multicall
 );
 fn multicall() {
-    if !boot_cpu() {
-        return;
-    }
     let [a, b] = frames();
     let pin_a = [op(cmd::PIN_L1_TABLE, pfn(a))];
     let pin_b = [op(cmd::PIN_L1_TABLE, pfn(b))];

@@ -3,7 +3,7 @@
 
 use shared::pae::{P, RW};
 
-use super::{boot_cpu, frames, pin, read, unpin, update, write};
+use super::{frames, pin, read, unpin, update, write};
 use crate::{check, hv, kprintln};
 
 crate::scenario!(
@@ -15,9 +15,6 @@ crate::scenario!(
     assist
 );
 fn assist() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1, data] = frames();
     check!(pin(1, l1) == 0, "pin");
     check!(hv::writable_pagetables(true) == 0, "vm_assist enable");
@@ -41,9 +38,6 @@ crate::scenario!(
     no_assist
 );
 fn no_assist() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1, data] = frames();
     check!(pin(1, l1) == 0, "pin");
     hv::nop(0);

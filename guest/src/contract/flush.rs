@@ -12,7 +12,7 @@ use crate::work::all_cpus_reach;
 use crate::{bootinfo, check, hv, percpu, smp};
 
 crate::scenario!(
-    FLUSH,
+    all_cpus FLUSH,
     "tlb-flush",
     "pass",
     "--vcpus 2",

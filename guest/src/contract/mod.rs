@@ -7,7 +7,7 @@
 //! `.contracts` section, where `vmm contract` finds it without booting the image
 //! (docs/contract.md says how to add one).
 //!
-//! Every CPU runs the scenario's function; most act on the boot CPU only.
+//! A scenario's function runs on the boot CPU, or on every CPU if it says so.
 
 use shared::abi::pvmmu::{MmuUpdate, MmuextOp};
 use shared::contract::ScenarioInfo;
@@ -35,15 +35,29 @@ pub struct Record {
 
 const _: () = assert!(core::mem::size_of::<Record>() == shared::contract::RECORD_SIZE);
 
-/// Declares a scenario: `scenario!(STATIC, "name", "pass", "vm args", "summary", function)`.
+/// Declares a scenario: `scenario!(STATIC, "name", "pass", "vm args", "summary", function)`
+/// runs `function` on the boot CPU (the others go straight to the end);
+/// `scenario!(all_cpus STATIC, ...)` runs it on every CPU.
 #[macro_export]
 macro_rules! scenario {
-    ($id:ident, $name:literal, $expect:literal, $vm:literal, $summary:literal, $entry:path) => {
+    (all_cpus $id:ident, $name:literal, $expect:literal, $vm:literal, $summary:literal, $entry:path) => {
         #[used]
         #[link_section = ".contracts"]
         static $id: $crate::contract::Record = $crate::contract::Record {
             info: shared::contract::ScenarioInfo::new($name, $expect, $vm, $summary),
             entry: $entry,
+        };
+    };
+    ($id:ident, $name:literal, $expect:literal, $vm:literal, $summary:literal, $entry:path) => {
+        #[used]
+        #[link_section = ".contracts"]
+        static $id: $crate::contract::Record = $crate::contract::Record {
+            info: shared::contract::ScenarioInfo::new($name, $expect, $vm, $summary),
+            entry: || {
+                if $crate::contract::boot_cpu() {
+                    $entry()
+                }
+            },
         };
     };
 }

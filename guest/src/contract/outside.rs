@@ -4,7 +4,7 @@ use shared::abi::errno::{EINVAL, ENOSYS};
 use shared::abi::pvmmu::MmuUpdate;
 use shared::pae::{A, D, G, P, PAT, PCD, PWT, RW, US};
 
-use super::{boot_cpu, frames, pin, unpin, update};
+use super::{frames, pin, unpin, update};
 use crate::{bootinfo, check, hv};
 
 crate::scenario!(
@@ -16,9 +16,6 @@ crate::scenario!(
     v3
 );
 fn v3() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1, data] = frames();
     check!(pin(1, l1) == 0, "pin");
     for bad in [PWT, PCD, PAT, G] {
@@ -44,9 +41,6 @@ crate::scenario!(
     v6
 );
 fn v6() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1] = frames();
     check!(pin(1, l1) == 0, "pin");
     for pa in outside_frames() {
@@ -65,9 +59,6 @@ crate::scenario!(
     v7
 );
 fn v7() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1, data] = frames();
     check!(pin(1, l1) == 0, "pin");
     let bad = |ptr: u64| hv::mmu_update(&[MmuUpdate { ptr, val: data | P }]);

@@ -4,7 +4,7 @@ use shared::abi::errno::EINVAL;
 use shared::abi::pvmmu::cmd;
 use shared::pae::P;
 
-use super::{boot_cpu, ext, frames, op, pfn, pin, unpin, update, write};
+use super::{ext, frames, op, pfn, pin, unpin, update, write};
 use crate::check;
 
 crate::scenario!(
@@ -16,9 +16,6 @@ crate::scenario!(
     t4
 );
 fn t4() {
-    if !boot_cpu() {
-        return;
-    }
     let [a, never] = frames();
     check!(pin(1, a) == 0, "pin");
     check!(pin(1, a) == -EINVAL, "a second pin");
@@ -36,9 +33,6 @@ crate::scenario!(
     unpin_in_use
 );
 fn unpin_in_use() {
-    if !boot_cpu() {
-        return;
-    }
     let [l3, l2, spare] = frames();
     write(l3, 0, l2 | P);
     check!(ext(&[op(cmd::PIN_L3_TABLE, pfn(l3)), op(cmd::NEW_BASEPTR, pfn(l3))]) == 0, "pin and announce");

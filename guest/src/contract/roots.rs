@@ -4,7 +4,7 @@ use shared::abi::errno::{EBUSY, EINVAL};
 use shared::abi::pvmmu::{cmd, uvmf};
 use shared::pae::{P, RW, US};
 
-use super::{boot_cpu, ext, frames, op, pfn, pin, read, unpin, write};
+use super::{ext, frames, op, pfn, pin, read, unpin, write};
 use crate::{check, hv};
 
 crate::scenario!(
@@ -16,9 +16,6 @@ crate::scenario!(
     new_baseptr
 );
 fn new_baseptr() {
-    if !boot_cpu() {
-        return;
-    }
     let [l2, l3, l3_l2] = frames();
     check!(pin(2, l2) == 0, "pin");
     check!(ext(&[op(cmd::NEW_BASEPTR, pfn(l2))]) == -EINVAL, "an L2 as a root");
@@ -39,9 +36,6 @@ crate::scenario!(
     update_va
 );
 fn update_va() {
-    if !boot_cpu() {
-        return;
-    }
     let [l3, l2, l1, data] = frames();
     write(l3, 0, l2 | P);
     write(l2, 0, l1 | P | RW | US);

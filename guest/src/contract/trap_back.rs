@@ -9,7 +9,7 @@ use shared::abi::pvmmu::{cmd, MmuUpdate};
 use shared::counters::Counter;
 use shared::pae::{P, RW};
 
-use super::{boot_cpu, frames, op, pfn, pin, unpin, update};
+use super::{frames, op, pfn, pin, unpin, update};
 use crate::{check, hv, percpu, trapback};
 
 static ALIAS: AtomicU64 = AtomicU64::new(0);
@@ -35,9 +35,6 @@ crate::scenario!(
     trap_back
 );
 fn trap_back() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1, victim, other] = frames();
     check!(pin(1, l1) == 0 && pin(1, other) == 0, "pins");
     check!(update(l1, 5, victim | P | RW) == (0, 1), "the alias");
@@ -60,9 +57,6 @@ crate::scenario!(
     trap_back_fails
 );
 fn trap_back_fails() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1, victim] = frames();
     check!(pin(1, l1) == 0, "pin");
     check!(update(l1, 6, victim | P | RW) == (0, 1), "the alias");

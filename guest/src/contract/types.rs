@@ -3,7 +3,7 @@
 use shared::abi::errno::{EBUSY, EINVAL};
 use shared::pae::{P, RW, US};
 
-use super::{boot_cpu, frames, pin, read, unpin, update, write};
+use super::{frames, pin, read, unpin, update, write};
 use crate::check;
 
 crate::scenario!(
@@ -15,9 +15,6 @@ crate::scenario!(
     t1
 );
 fn t1() {
-    if !boot_cpu() {
-        return;
-    }
     let [a] = frames();
     check!(pin(1, a) == 0, "pin of an empty L1");
     check!(pin(2, a) == -EINVAL, "an L1 pinned again as an L2");
@@ -36,9 +33,6 @@ crate::scenario!(
     t2
 );
 fn t2() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1, data] = frames();
     write(l1, 0, data | P | RW | US);
     check!(pin(1, l1) == 0, "pin of an L1 mapping a data page writable");
@@ -62,9 +56,6 @@ crate::scenario!(
     v1
 );
 fn v1() {
-    if !boot_cpu() {
-        return;
-    }
     let [a, b, own] = frames();
     check!(pin(1, a) == 0 && pin(1, b) == 0, "pins");
     check!(update(b, 0, a | P | RW) == (-EBUSY, 0), "an L1 mapped writable by another L1");
@@ -85,9 +76,6 @@ crate::scenario!(
     v1_alias
 );
 fn v1_alias() {
-    if !boot_cpu() {
-        return;
-    }
     let [l1, victim] = frames();
     check!(pin(1, l1) == 0, "pin");
     check!(update(l1, 7, victim | P | RW) == (0, 1), "the alias");
