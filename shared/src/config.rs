@@ -109,6 +109,12 @@ config_enum! {
         /// Every CPU throws `--iterations` random PV MMU requests and direct
         /// pagetable writes at the host, valid and not, from `--seed`.
         Chaos = "chaos",
+        /// The benchmark's workload: `--tasks` tasks each fork `--rounds` children
+        /// that touch `--pages` pages and exit, and before every `--churn-every`th
+        /// fork ask the kernel for a vmap churn step (vmalloc, touch, vfree of
+        /// `--vmap-max-pages` pages), whose lazily freed pages come back as the
+        /// children's pagetables: fork-heavy with vmap churn.
+        ForkChurn = "fork-churn",
     }
 }
 
@@ -140,6 +146,30 @@ config_enum! {
         /// In highmem, mapped through two virtual pages of each task below its
         /// stack (Bligh/Arcangeli's per-task kmaps).
         PerTask = "per-task",
+    }
+}
+
+config_enum! {
+    /// How the kernel makes sure a page it pins as a pagetable has no writable
+    /// lazy vmap alias (`--alias`, under `--pvmmu on`; design notes section 3).
+    pub enum AliasStrategy {
+        /// No care at all: the host refuses the pin; the kernel then purges and
+        /// retries (counted), so what the host refuses shows.
+        None = "none",
+        /// `vm_unmap_aliases()` before every pin (Linux's Xen code, 2.6.28).
+        AlwaysFlush = "always-flush",
+        /// The vmap layer's per-frame "may have a lazy alias" count: purge only
+        /// when it is set (Piggin's p->v bit).
+        AliasBit = "alias-bit",
+        /// alias-bit, with the bookkeeping done only when a hypervisor is present
+        /// (`--pvmmu on`); none at all on native.
+        RuntimeSwitch = "runtime-switch",
+        /// A pool of pagetable pages known to be unaliased, refilled
+        /// `--clean-pool-batch` pages at a time with one `vm_unmap_aliases()`.
+        CleanPool = "clean-pool",
+        /// No guest-side check: the host finds the alias at the pin and traps
+        /// back into the guest, which purges and has the pin retried.
+        HostTrap = "host-trap",
     }
 }
 
@@ -448,6 +478,17 @@ params! {
     host_on_violation: OnViolation = "stop", "host-on-violation", "stop the guest at a contract violation, or record it and go on";
     /// [`HostWeaken`]
     host_weaken: HostWeaken = "none", "host-weaken", "test only: a deliberately weakened host check";
+    /// [`Switch`]: the kernel's pagetables under the host's PV MMU.
+    pvmmu: Switch = "off", "pvmmu", "put the kernel's pagetables under the host's PV MMU (updates by hypercall, tables pinned and read-only)";
+    /// [`Switch`]: under `--pvmmu on`, queue pagetable updates in lazy-MMU
+    /// sections and send them in one hypercall (off: one hypercall each).
+    pv_batch: Switch = "on", "pv-batch", "under --pvmmu on, batch pagetable updates of a lazy-MMU section into one hypercall";
+    /// [`AliasStrategy`]
+    alias: AliasStrategy = "always-flush", "alias", "how the kernel keeps lazy vmap aliases from the pagetables it pins (--pvmmu on)";
+    /// Pages the clean-pool strategy takes per refill (one vm_unmap_aliases each).
+    clean_pool_batch: (1, 1024) = "16", "clean-pool-batch", "pages per refill of the clean-pool strategy";
+    /// fork-churn: a vmap churn step before every Nth fork (0: never).
+    churn_every: (0, 1 << 20) = "1", "churn-every", "fork-churn: a vmap churn step before every Nth fork (0: none)";
     /// [`Switch`]: ask all three host checks every time and count disagreements.
     host_cross_check: Switch = "off", "host-cross-check", "run all three host alias checks and count disagreements";
 }
@@ -483,6 +524,18 @@ impl Config {
 
     pub fn vmap(&self) -> VmapVariant {
         VmapVariant::from_index(self.vmap).unwrap_or(VmapVariant::LazyPtes)
+    }
+
+    pub fn pvmmu(&self) -> bool {
+        Switch::from_index(self.pvmmu) == Some(Switch::On)
+    }
+
+    pub fn pv_batch(&self) -> bool {
+        Switch::from_index(self.pv_batch) != Some(Switch::Off)
+    }
+
+    pub fn alias(&self) -> AliasStrategy {
+        AliasStrategy::from_index(self.alias).unwrap_or(AliasStrategy::AlwaysFlush)
     }
 
     pub fn host_check(&self) -> HostCheck {

@@ -126,6 +126,27 @@ counters! {
     /// Cycles and iterations of the vmap benchmark.
     VmapBenchCycles = "vmap_bench_cycles",
     VmapBenchIters = "vmap_bench_iters",
+    /// Pagetable pages the kernel pinned (L1, L2 and L3 pins; `--pvmmu on`).
+    PtPins = "pt_pins",
+    /// Pins whose frame had a live lazy vmap alias when the kernel came to pin
+    /// it, before the alias strategy did anything: the pins an oracle flushes for.
+    PtPinsAliased = "pt_pins_aliased",
+    /// Cycles from the decision to pin to the pin done, the alias strategy's
+    /// work (checks, vm_unmap_aliases, refills, traps back) included.
+    PtPinCycles = "pt_pin_cycles",
+    /// Pins the host refused (only `--alias none` should see any).
+    PtPinRefused = "pt_pin_refused",
+    /// Cycles spent in vm_unmap_aliases (every caller).
+    VmUnmapAliasesCycles = "vm_unmap_aliases_cycles",
+    /// clean-pool: refills (one vm_unmap_aliases each), and pages they took.
+    CleanPoolRefills = "clean_pool_refills",
+    CleanPoolPages = "clean_pool_pages",
+    /// Pagetable entries sent to the host through mmu_update, and the
+    /// hypercalls that carried them.
+    PvUpdates = "pv_updates",
+    PvUpdateCalls = "pv_update_calls",
+    /// fork-churn: vmap churn steps taken.
+    ChurnSteps = "churn_steps",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);
