@@ -23,8 +23,11 @@ pub const AVAIL: u64 = 0b111 << 9;
 pub const NX: u64 = 1 << 63;
 /// The frame address bits of a PAE entry (36-bit physical addresses).
 pub const ADDR_MASK: u64 = 0x0000_000f_ffff_f000;
-/// What a PDPTE may hold besides the address: P, PWT, PCD and the free bits.
-pub const L3_ALLOWED: u64 = P | PWT | PCD | AVAIL;
+/// What a PDPTE may hold besides the address: P, PWT, PCD and the free bits,
+/// and A: the CPU sets it in a live PDPT here (QEMU's emulated SVM under the
+/// nested KVM set it in the guest kernel's root as soon as CR3 was loaded), and
+/// Xen accepts it too (it strips A from a 32-bit guest's L3 entries).
+pub const L3_ALLOWED: u64 = P | PWT | PCD | A | AVAIL;
 
 /// The frame number an entry points at.
 pub const fn frame(entry: u64) -> u64 {

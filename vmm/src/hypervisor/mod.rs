@@ -58,7 +58,18 @@ pub struct Hypervisor {
     /// the change stops the others and brings the protection up to date before it
     /// returns to the guest.
     protect_pending: AtomicBool,
+    /// A vCPU ran on a validated root at an exit: the guest's kernel lives on
+    /// validated tables (`--pvmmu on`).
+    on_validated_roots: AtomicBool,
+    /// vCPUs whose CR3 must be a validated root at every hypercall from now on
+    /// (they announced one at an earlier exit).
+    cr3_armed: [AtomicBool; shared::boot::MAX_VCPUS],
 }
+
+/// Why the write protection is switched off on a QEMU TCG host once the guest
+/// runs on validated tables.
+const TCG_NO_PROTECTION: &str = "QEMU 7.2's emulated SVM translates every guest page-table access as a write, so a \
+vCPU walking a read-only table hangs in KVM; the guest runs on validated tables, so nothing is memslot-protected";
 
 fn milestone_name(id: u32) -> String {
     match id {
@@ -79,6 +90,8 @@ impl Hypervisor {
             pvmmu: Mutex::new(PvMmu::new(&regions, pv)),
             protect: Mutex::new(None),
             protect_pending: AtomicBool::new(false),
+            on_validated_roots: AtomicBool::new(false),
+            cr3_armed: [const { AtomicBool::new(false) }; shared::boot::MAX_VCPUS],
             mem,
             start,
             console: Mutex::new(console),
@@ -110,6 +123,49 @@ impl Hypervisor {
             return violation(format!("request block at {gpa:#x} is outside guest RAM"));
         }
         then
+    }
+
+    /// Whether the CR3 check wants this vCPU's CR3 at its hypercall exits: once
+    /// any root was announced (there is nothing to check before).
+    pub fn wants_cr3(&self, vcpu: u32) -> bool {
+        self.cr3_armed.get(vcpu as usize).is_some_and(|a| a.load(Ordering::Relaxed))
+            || self.pvmmu.lock().map(|pv| pv.root(vcpu).is_some()).unwrap_or(false)
+    }
+
+    /// The CR3 check at a hypercall exit of `vcpu`: a vCPU that announced a root
+    /// at an earlier exit must run on a validated one; a vCPU running on one tells
+    /// the host the guest lives on validated tables (on a QEMU TCG host the write
+    /// protection then goes off: see [`TCG_NO_PROTECTION`]).
+    pub fn check_cr3(&self, vcpu: u32, cr3: u64) -> HypercallOutcome {
+        let v = vcpu as usize % shared::boot::MAX_VCPUS;
+        let pfn = (cr3 & 0xffff_ffe0) >> 12;
+        let (validated, announced) = match self.pvmmu.lock() {
+            Ok(pv) => (pv.is_validated_root(pfn), pv.root(vcpu).is_some()),
+            Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
+        };
+        if validated && !self.on_validated_roots.swap(true, Ordering::AcqRel) && crate::kvm::vcpu::host_is_tcg() {
+            if let Ok(mut p) = self.protect.lock() {
+                if let Some(Err(e)) = p.as_mut().map(|wp| wp.switch_off(TCG_NO_PROTECTION)) {
+                    return self.vmm_error(&e.to_string());
+                }
+            }
+        }
+        if self.cr3_armed[v].load(Ordering::Relaxed) && !validated {
+            let record = ViolationRecord {
+                vcpu,
+                rule: "CR3".into(),
+                frame: pfn,
+                entry: 0,
+                detail: format!("vCPU {vcpu} runs on root {cr3:#x}, which the host did not validate"),
+            };
+            if let Some(stop) = self.violation(record) {
+                return stop;
+            }
+        }
+        if announced {
+            self.cr3_armed[v].store(true, Ordering::Relaxed);
+        }
+        HypercallOutcome::Continue
     }
 
     /// Runs one PV MMU call under the PV MMU's lock.
@@ -151,6 +207,14 @@ impl Hypervisor {
     /// violation (it was not seen by the host when it happened).
     pub fn apply_protection(&self, vcpu: u32) -> HypercallOutcome {
         self.protect_pending.store(false, Ordering::Release);
+        if crate::kvm::vcpu::host_is_tcg() && self.on_validated_roots.load(Ordering::Acquire) {
+            // Nothing is protected any more (check_cr3); keep the frame table's
+            // change list from growing.
+            if let Ok(mut pv) = self.pvmmu.lock() {
+                pv.take_protection_changes(&self.mem);
+            }
+            return HypercallOutcome::Continue;
+        }
         let (changes, late) = match self.pvmmu.lock() {
             Ok(mut pv) => pv.take_protection_changes(&self.mem),
             Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),

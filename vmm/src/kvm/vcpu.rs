@@ -143,9 +143,29 @@ struct World {
 /// gives up on them (only a vCPU that no longer runs can take that long).
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
+/// Whether this host is QEMU's TCG (CPUID's hypervisor leaf says
+/// "TCGTCGTCGTCG"): the QEMU-hosted appliance.
+pub fn host_is_tcg() -> bool {
+    static TCG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TCG.get_or_init(|| {
+        let leaf = std::arch::x86_64::__cpuid(0x4000_0000);
+        let vendor: Vec<u8> = [leaf.ebx, leaf.ecx, leaf.edx].iter().flat_map(|r| r.to_le_bytes()).collect();
+        vendor == b"TCGTCGTCGTCG"
+    })
+}
+
 /// Flushes this vCPU's TLB: KVM_SET_SREGS of its own state reloads the PAE PDPTEs
 /// and resets KVM's MMU context, which flushes the vCPU's TLB at its next entry.
+///
+/// On QEMU's TCG (the QEMU-hosted appliance) nothing is done: QEMU keeps no
+/// ASID-tagged TLB, so every entry into the guest starts with an empty one (a
+/// stale entry read before a flush request was already gone after the exit),
+/// and a KVM_SET_SREGS there made QEMU's emulated SVM abort the appliance at the
+/// guest's next entry into the kernel from ring 3 ("invalid tss type").
 fn flush_own_tlb(vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
+    if host_is_tcg() {
+        return Ok(());
+    }
     let sregs = vcpu.get_sregs()?;
     vcpu.set_sregs(&sregs)
 }
@@ -400,6 +420,15 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
     while !ctl.stopped() {
         ctl.park_if_stopped(index);
         if hv.protection_pending() {
+            // Whether the guest already runs on the tables about to be protected
+            // decides, on a QEMU TCG host, whether they can be (check_cr3).
+            if host_is_tcg() {
+                let cr3 = vcpu.get_sregs().map(|s| s.cr3).unwrap_or(0);
+                if let HypercallOutcome::Stop(o) = hv.check_cr3(index, cr3) {
+                    ctl.finish(o);
+                    break;
+                }
+            }
             if let HypercallOutcome::Stop(o) = ctl.with_world_stopped(index, || hv.apply_protection(index)) {
                 ctl.finish(o);
                 break;
@@ -414,7 +443,21 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
                 HYPERCALL_PORT if data.len() == 4 => {
                     exits.hypercall += 1;
                     let gpa = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as u64;
-                    let then = hv.hypercall(index, gpa);
+                    let mut then = hv.hypercall(index, gpa);
+                    if matches!(then, HypercallOutcome::Continue | HypercallOutcome::Flush(_)) && hv.wants_cr3(index) {
+                        match vcpu.get_sregs() {
+                            Ok(sregs) => {
+                                if let HypercallOutcome::Stop(o) = hv.check_cr3(index, sregs.cr3) {
+                                    then = HypercallOutcome::Stop(o);
+                                }
+                            }
+                            Err(e) => {
+                                then = HypercallOutcome::Stop(Outcome::VmmError {
+                                    message: format!("KVM_GET_SREGS of vCPU {index} failed: {e}"),
+                                })
+                            }
+                        }
+                    }
                     carry_out(then, index, &mut vcpu, &hv, &ctl)
                 }
                 NOP_EXIT_PORT => {

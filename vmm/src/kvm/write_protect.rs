@@ -86,6 +86,9 @@ pub struct ProtectStats {
     /// Chunks re-registered, and the host time it took (the world stopped).
     pub chunk_updates: u64,
     pub update_ns: u64,
+    /// Why the protection was switched off during the run, if it was.
+    #[serde(default)]
+    pub switched_off: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +217,16 @@ impl WriteProtect {
         }
         self.stats.protected_max = self.stats.protected_max.max(self.stats.protected);
         self.stats.update_ns += start.elapsed().as_nanos() as u64;
+        Ok(())
+    }
+
+    /// Makes every frame writable again and protects nothing from now on.
+    pub fn switch_off(&mut self, why: &str) -> Result<(), Error> {
+        let all: Vec<(u64, bool)> =
+            self.chunks.iter().flat_map(|c| c.protected.iter().map(|&p| (p, false))).collect::<Vec<_>>();
+        self.apply(&all)?;
+        self.stats.available = false;
+        self.stats.switched_off = Some(why.to_owned());
         Ok(())
     }
 

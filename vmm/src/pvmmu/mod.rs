@@ -21,7 +21,7 @@ use serde::Serialize;
 use shared::boot::MAX_VCPUS;
 
 pub use alias::HostCheck;
-pub use frame_table::{FrameCensus, FrameTable};
+pub use frame_table::{FrameCensus, FrameTable, FrameType};
 pub use shared::config::{HostWeaken, OnViolation};
 
 /// The contract's rules a request can break, as named in pv-mmu-contract.md (T2,
@@ -168,6 +168,7 @@ pub struct PvMmu {
     linear: HashMap<u64, (u32, u32)>,
     /// Each vCPU's root (an L3 frame) announced with NEW_BASEPTR.
     roots: [Option<u64>; MAX_VCPUS],
+
     /// Where the guest wants alias fixups delivered (`set_callbacks`).
     fixup_entry: Option<u64>,
     pending: [Option<Continuation>; MAX_VCPUS],
@@ -204,6 +205,7 @@ impl PvMmu {
             l1s: HashSet::new(),
             linear: HashMap::new(),
             roots: [None; MAX_VCPUS],
+
             fixup_entry: None,
             pending: [None; MAX_VCPUS],
             snapshots: HashMap::new(),
@@ -225,7 +227,20 @@ impl PvMmu {
         &mut self,
         mem: &vm_memory::GuestMemoryMmap,
     ) -> (Vec<(u64, bool)>, Option<LateWrite>) {
-        let changes = self.frames.take_changed();
+        // L3s are left writable in the memslots: the CPU reads a PDPT at every CR3
+        // load, and QEMU's emulated SVM (the QEMU-hosted KVM) then sets the
+        // accessed bit of its entries; a read-only memslot turns that write into
+        // a nested page fault KVM retries forever (the guest hung in `mov cr3`,
+        // 500,000 exits in 30 s). A guest cannot map an L3 writable (V1), so what
+        // is lost is only the revocation of stale writable TLB entries (T3) for
+        // L3 frames; see docs/pvmmu.md.
+        let changes: Vec<(u64, bool)> = self
+            .frames
+            .take_changed()
+            .into_iter()
+            .map(|(pfn, on)| (pfn, on && self.frames.ty(pfn) != FrameType::L3))
+            .collect();
+
         let mut late = None;
         for &(pfn, on) in &changes {
             let Some(snap) = self.snapshots.remove(&pfn) else { continue };
@@ -338,6 +353,11 @@ impl PvMmu {
     /// Where the guest registered its alias fixup.
     pub fn fixup_entry(&self) -> Option<u64> {
         self.fixup_entry
+    }
+
+    /// Whether `pfn` is a validated L3: a root a vCPU may run on.
+    pub fn is_validated_root(&self, pfn: u64) -> bool {
+        pfn < self.frames.len() && self.frames.ty(pfn) == FrameType::L3 && self.frames.type_count(pfn) > 0
     }
 
     /// The root vCPU `vcpu` announced last.
