@@ -72,7 +72,10 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::WRITE => sys_write(b, c),
         nr::GETCPU => percpu::cpu_id(),
         nr::GETPID => me.pid(),
-        nr::FORK => task::fork(&mut ctx, frame).unwrap_or_else(err),
+        nr::FORK => {
+            crate::work::mm::churn_before_fork();
+            task::fork(&mut ctx, frame).unwrap_or_else(err)
+        }
         nr::WAIT => task::wait(&mut ctx, a).map(|c| c as u32).unwrap_or_else(err),
         nr::YIELD => {
             sched::yield_now(&mut ctx);

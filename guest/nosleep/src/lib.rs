@@ -71,9 +71,20 @@ impl<'a> Atomic<'a> {
     }
 }
 
-/// How a mapped pagetable page is unmapped (a kmap slot, a pool entry, nothing).
+/// How a mapped pagetable page is unmapped (a kmap slot, a pool entry, nothing),
+/// and how its entries are written.
 pub trait Unmap {
     fn unmap(&mut self, table: *mut u64);
+
+    /// Writes entry `i` of the page mapped at `table`: directly, unless the
+    /// mapping knows better (a hypervisor that validates pagetable writes).
+    ///
+    /// # Safety
+    /// `table` is the page this mapping maps, still mapped, and `i` is below 512.
+    unsafe fn write(&self, table: *mut u64, i: usize, v: u64) {
+        // SAFETY: per the contract.
+        unsafe { table.add(i).write_volatile(v) }
+    }
 }
 
 /// A pagetable page mapped for the duration of an atomic section: the entries
@@ -99,11 +110,11 @@ impl<'a, U: Unmap> PteMap<'a, U> {
         unsafe { self.table.add(i).read_volatile() }
     }
 
-    /// Writes entry `i` (0..512).
+    /// Writes entry `i` (0..512), as the mapping writes entries.
     pub fn set(&self, i: usize, v: u64) {
         assert!(i < 512);
-        // SAFETY: as in `get`.
-        unsafe { self.table.add(i).write_volatile(v) }
+        // SAFETY: the page is mapped while `self` lives (see `new`); i < 512.
+        unsafe { self.unmapper.write(self.table, i, v) }
     }
 
     /// The address of entry `i`.

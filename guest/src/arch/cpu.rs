@@ -84,6 +84,25 @@ pub unsafe fn write_cr3(pdpt: u32) {
     unsafe { asm!("mov cr3, {}", in(reg) pdpt, options(nostack, preserves_flags)) };
 }
 
+/// CR0's write-protect bit: supervisor writes honour read-only pages.
+pub const CR0_WP: u32 = 1 << 16;
+
+#[inline]
+pub fn read_cr0() -> u32 {
+    let v: u32;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// # Safety
+/// `v` must keep the kernel running: paging and protection stay on.
+#[inline]
+pub unsafe fn write_cr0(v: u32) {
+    // SAFETY: delegated to the caller.
+    unsafe { asm!("mov cr0, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
 /// Flushes this CPU's TLB entry for one virtual address.
 #[inline]
 pub fn invlpg(va: u32) {

@@ -34,6 +34,7 @@ use crate::mm::kmap::{kmap_atomic, kunmap_atomic, KmType, PER_TASK_VA};
 use crate::mm::layout::{phys_to_virt, PAGE_OFFSET, PAGE_SIZE};
 use crate::mm::page;
 use crate::mm::pgtable::alloc_low_page;
+use crate::mm::pv::{self, AfterFlush};
 use crate::mm::{ptcache, tlb};
 use crate::{bootinfo, percpu, sched, user};
 
@@ -54,7 +55,8 @@ const SHARED: u64 = 1 << 9;
 const USER_PDE: u64 = P | RW | US | A;
 const USER_PTE: u64 = P | US | A | D;
 
-/// An address space. It lives in its own PDPT page, after the four entries.
+/// An address space. It lives in its own PDPT page, after the four entries; under
+/// `--pvmmu on` in a page of its own (the PDPT is read-only to the kernel then).
 #[repr(C)]
 pub struct Mm {
     _pdpt_entries: [u64; 4],
@@ -66,6 +68,8 @@ pub struct Mm {
     pdpt: u64,
     pds: [u64; 3],
     top_l1: u64,
+    /// The page holding this struct when it is not the PDPT (`--pvmmu on`).
+    home: u64,
 }
 
 fn table(pa: u64) -> *mut u64 {
@@ -77,8 +81,8 @@ impl Mm {
     pub fn activate(&self, reload: bool) {
         self.cpumask.fetch_or(1 << percpu::cpu_id(), Ordering::SeqCst);
         if reload || cpu::read_cr3() != self.pdpt as u32 {
-            // SAFETY: slot 3 is the kernel's L2, so the kernel stays mapped.
-            unsafe { cpu::write_cr3(self.pdpt as u32) };
+            // Slot 3 is the kernel's L2, so the kernel stays mapped.
+            pv::load_root(self.pdpt);
         }
     }
 
@@ -86,6 +90,12 @@ impl Mm {
         let (i3, i2, _) = pae::indexes(va);
         // SAFETY: the L2s are lowmem pages of this address space.
         unsafe { table(self.pds[i3]).add(i2) }
+    }
+
+    /// Writes the L2 entry of `va` (through the host under `--pvmmu on`).
+    fn set_pde(&self, va: u32, e: u64) {
+        let (i3, i2, _) = pae::indexes(va);
+        pv::write(self.pds[i3] + 8 * i2 as u64, self.pde(va), e);
     }
 
     /// The L1 (pte page) covering `va`, if there is one.
@@ -100,8 +110,9 @@ impl Mm {
     pub fn set_per_task_pte(&self, idx: usize, entry: u64) {
         assert!(idx < 2 && entry & US == 0, "a per-task kmap entry {entry:#x} (slot {idx}) user space could reach");
         let (_, _, i1) = pae::indexes(PER_TASK_VA + idx as u32 * PAGE_SIZE);
-        // SAFETY: the lowmem top L1 of this address space.
-        unsafe { table(self.top_l1).add(i1).write_volatile(entry) };
+        // SAFETY: an entry of the lowmem top L1 of this address space.
+        let ptr = unsafe { table(self.top_l1).add(i1) };
+        pv::write(self.top_l1 + 8 * i1 as u64, ptr, entry);
     }
 
     fn flush(&self, start: u32, end: u32) {
@@ -110,23 +121,44 @@ impl Mm {
 }
 
 /// A fresh address space with the user programs mapped; `None` when lowmem is out.
+///
+/// The tables are built with plain writes while they are nobody's; under
+/// `--pvmmu on` the new PDPT is then pinned, which validates all of them.
 pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
-    let pdpt = alloc_low_page()?;
-    let mm = phys_to_virt(pdpt) as *mut Mm;
-    let mut pds = [0u64; 3];
-    for (i, pd) in pds.iter_mut().enumerate() {
+    let pdpt = ptcache::alloc_table_low()?;
+    let home = if pv::on() {
         match alloc_low_page() {
-            Some(pa) => *pd = pa,
+            Some(pa) => pa,
             None => {
-                pds[..i].iter().for_each(|&p| page::free_pages(p, 0));
                 page::free_pages(pdpt, 0);
                 return None;
             }
         }
+    } else {
+        0
+    };
+    let free_home = || {
+        if home != 0 {
+            page::free_pages(home, 0)
+        }
+    };
+    let mm = phys_to_virt(if home != 0 { home } else { pdpt }) as *mut Mm;
+    let mut pds = [0u64; 3];
+    for (i, pd) in pds.iter_mut().enumerate() {
+        match ptcache::alloc_table_low() {
+            Some(pa) => *pd = pa,
+            None => {
+                pds[..i].iter().for_each(|&p| ptcache::free_table_low(p));
+                ptcache::free_table_low(pdpt);
+                free_home();
+                return None;
+            }
+        }
     }
-    let Some(top_l1) = alloc_low_page() else {
-        pds.iter().for_each(|&p| page::free_pages(p, 0));
-        page::free_pages(pdpt, 0);
+    let Some(top_l1) = ptcache::alloc_table_low() else {
+        pds.iter().for_each(|&p| ptcache::free_table_low(p));
+        ptcache::free_table_low(pdpt);
+        free_home();
         return None;
     };
     percpu::count(Counter::PtPagesLowmem, 1);
@@ -142,6 +174,7 @@ pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
         core::ptr::addr_of_mut!((*mm).pdpt).write(pdpt);
         core::ptr::addr_of_mut!((*mm).pds).write(pds);
         core::ptr::addr_of_mut!((*mm).top_l1).write(top_l1);
+        core::ptr::addr_of_mut!((*mm).home).write(home);
     }
     // SAFETY: initialised above.
     let m = unsafe { &*mm };
@@ -149,6 +182,9 @@ pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
     unsafe { m.pde(TOP_L1_VA).write(top_l1 | USER_PDE) };
     // The user programs: kernel image frames, read-only, shared.
     let (code_pa, len) = user::code_frames();
+    let mut fresh = [0u64; 8];
+    fresh[..5].copy_from_slice(&[pdpt, pds[0], pds[1], pds[2], top_l1]);
+    let mut n = 5;
     let mut off = 0;
     while off < len {
         let va = user::USER_CODE_VA + off;
@@ -156,10 +192,14 @@ pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
             Some(l1) => l1,
             None => {
                 // Lowmem: it is set up before the task runs, outside highpte.
-                let l1 = alloc_low_page()?;
+                // (A leak if it fails, as before pv: lowmem is out anyway.)
+                let l1 = ptcache::alloc_table_low()?;
                 percpu::count(Counter::PtPagesLowmem, 1);
                 // SAFETY: as above.
                 unsafe { m.pde(va).write(l1 | USER_PDE) };
+                assert!(n < fresh.len(), "the user programs span more than 2 MiB");
+                fresh[n] = l1;
+                n += 1;
                 l1
             }
         };
@@ -167,6 +207,7 @@ pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
         unsafe { table(l1).add(pae::indexes(va).2).write((code_pa + off as u64) | USER_PTE | SHARED) };
         off += PAGE_SIZE;
     }
+    pv::pin(pdpt, pv::Level::L3, &fresh[..n]);
     Some(mm)
 }
 
@@ -182,34 +223,29 @@ pub fn put(ctx: &mut MaySleep, mm: &Mm) {
     if mm.users.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
-    for i3 in 0..3 {
-        for i2 in 0..512 {
-            let va = ((i3 as u32) << 30) | ((i2 as u32) << 21);
+    let l1s = || {
+        (0..3 * 512u32).filter_map(|i| {
+            let va = ((i / 512) << 30) | ((i % 512) << 21);
             // SAFETY: an entry of this address space's L2.
             let pde = unsafe { mm.pde(va).read() };
-            if pde & P == 0 {
-                continue;
+            (pde & P != 0).then_some((va, pde & ADDR_MASK))
+        })
+    };
+    // Every page goes back once the host has the cleared entries.
+    let mut free = AfterFlush::new(|pa| page::free_pages(pa, 0));
+    for (_, l1) in l1s() {
+        let map = pte_offset_map(ctx, l1);
+        for i in 0..512 {
+            let e = map.get(i);
+            if e != 0 {
+                map.set(i, 0);
             }
-            let l1 = pde & ADDR_MASK;
-            {
-                let map = pte_offset_map(ctx, l1);
-                for i in 0..512 {
-                    let e = map.get(i);
-                    if e & P != 0 && e & US != 0 && e & SHARED == 0 {
-                        page::free_pages(e & ADDR_MASK, 0);
-                    }
-                    if e != 0 {
-                        map.set(i, 0);
-                    }
-                }
-            }
-            if va == TOP_L1_VA || va < ANON_START {
-                page::free_pages(l1, 0);
-            } else {
-                ptcache::free_pt(l1);
+            if e & P != 0 && e & US != 0 && e & SHARED == 0 {
+                free.push(e & ADDR_MASK);
             }
         }
     }
+    drop(free);
     if cpu::read_cr3() == mm.pdpt as u32 {
         // Detach it from the task (an exit) before it goes: a preemption from
         // here on must not load it again.
@@ -225,10 +261,56 @@ pub fn put(ctx: &mut MaySleep, mm: &Mm) {
     // has it loaded (an idle CPU keeps the last one) drops it before its tables
     // are freed.
     tlb::leave_user(&mm.cpumask, mm.pdpt as u32);
-    for &pd in &mm.pds {
-        page::free_pages(pd, 0);
+    // No CPU uses it now: the pin of the root goes (the host drops the L2s and the
+    // L1s they held), then the L1s' own pins, and every table becomes an ordinary
+    // page again before it is freed.
+    pv::unpin(&[mm.pdpt], &[]);
+    let mut batch = [(0u32, 0u64); 16];
+    let mut n = 0;
+    for t in l1s() {
+        batch[n] = t;
+        n += 1;
+        if n == batch.len() {
+            release_l1s(&batch);
+            n = 0;
+        }
     }
-    page::free_pages(mm.pdpt, 0);
+    release_l1s(&batch[..n]);
+    let (pdpt, pds, home) = (mm.pdpt, mm.pds, mm.home);
+    pv::unpin(&[], &[pdpt, pds[0], pds[1], pds[2]]);
+    for pd in pds {
+        ptcache::free_table_low(pd);
+    }
+    ptcache::free_table_low(pdpt);
+    if home != 0 {
+        page::free_pages(home, 0);
+    }
+}
+
+/// Whether the L1 of `va` comes from the pagetable cache and is pinned on its own
+/// (the others, lowmem, are built with the address space and pinned with it).
+fn own_l1(va: u32) -> bool {
+    va != TOP_L1_VA && va >= ANON_START
+}
+
+/// Gives back L1s `(va, frame)` of an address space whose root is unpinned.
+fn release_l1s(tables: &[(u32, u64)]) {
+    let (mut pins, mut frames, mut np) = ([0u64; 16], [0u64; 16], 0);
+    for (i, &(va, l1)) in tables.iter().enumerate() {
+        frames[i] = l1;
+        if own_l1(va) {
+            pins[np] = l1;
+            np += 1;
+        }
+    }
+    pv::unpin(&pins[..np], &frames[..tables.len()]);
+    for &(va, l1) in tables {
+        if own_l1(va) {
+            ptcache::free_pt(l1);
+        } else {
+            ptcache::free_table_low(l1);
+        }
+    }
 }
 
 /// The L1 covering `va`, allocated (zeroed, from the pagetable cache) if missing.
@@ -238,8 +320,9 @@ pub fn pte_alloc(_ctx: &mut MaySleep, mm: &Mm, va: u32) -> Result<u64, i32> {
         return Ok(l1);
     }
     let l1 = ptcache::alloc_pt().ok_or(errno::ENOMEM)?;
-    // SAFETY: an entry of this address space's L2; only its task changes it.
-    unsafe { mm.pde(va).write_volatile(l1 | USER_PDE) };
+    pv::pin(l1, pv::Level::L1, &[l1]);
+    // An entry of this address space's L2; only its task changes it.
+    mm.set_pde(va, l1 | USER_PDE);
     Ok(l1)
 }
 
@@ -332,6 +415,7 @@ pub fn munmap(ctx: &mut MaySleep, mm: &Mm, start: u32, len: u32) -> Result<(), i
     if !start.is_multiple_of(PAGE_SIZE) || !in_user_region(start) || !in_user_region(end - 1) {
         return Err(errno::EINVAL);
     }
+    let mut free = AfterFlush::new(|pa| page::free_pages(pa, 0));
     let mut va = start;
     while va < end {
         let next = ((va >> 21) + 1) << 21;
@@ -343,13 +427,14 @@ pub fn munmap(ctx: &mut MaySleep, mm: &Mm, start: u32, len: u32) -> Result<(), i
                 let e = map.get(i);
                 if e & P != 0 {
                     map.set(i, 0);
-                    page::free_pages(e & ADDR_MASK, 0);
+                    free.push(e & ADDR_MASK);
                 }
                 v += PAGE_SIZE;
             }
         }
         va = next;
     }
+    drop(free);
     mm.flush(start, end);
     Ok(())
 }

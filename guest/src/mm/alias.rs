@@ -10,6 +10,8 @@
 
 use core::sync::atomic::Ordering;
 
+use shared::config::AliasStrategy;
+
 use crate::mm::page::pfn_to_page;
 
 /// Lazy aliases of the frame at `pa`.
@@ -22,13 +24,26 @@ pub fn may_have_alias(pa: u64) -> bool {
     count(pa) != 0
 }
 
+/// Whether the counts are kept: always, but for `--alias runtime-switch` on
+/// native, which keeps them only when a hypervisor is there to need them.
+fn tracking() -> bool {
+    let cfg = &crate::bootinfo::get().config;
+    cfg.alias() != AliasStrategy::RuntimeSwitch || cfg.pvmmu()
+}
+
 /// A lazy mapping of the frame was left behind.
 pub(super) fn get(pa: u64) {
+    if !tracking() {
+        return;
+    }
     pfn_to_page(pa >> 12).lazy_aliases.fetch_add(1, Ordering::AcqRel);
 }
 
 /// A lazy mapping of the frame is gone from every pagetable and TLB.
 pub(super) fn put(pa: u64) {
+    if !tracking() {
+        return;
+    }
     let old = pfn_to_page(pa >> 12).lazy_aliases.fetch_sub(1, Ordering::AcqRel);
     assert!(old != 0, "lazy alias count of frame {:#x} underflows", pa >> 12);
 }

@@ -18,6 +18,7 @@ use shared::counters::Counter;
 use crate::mm::kmap::{self, KmType};
 use crate::mm::layout::phys_to_virt;
 use crate::mm::page::{self, Zone};
+use crate::mm::pv;
 use crate::{bootinfo, percpu, sched};
 
 /// The `--pte` variant of this boot.
@@ -43,8 +44,8 @@ pub enum Slot {
     Task(u64, usize),
 }
 
-impl Unmap for Slot {
-    fn unmap(&mut self, _table: *mut u64) {
+impl Slot {
+    fn unmap(&mut self) {
         match *self {
             Slot::Direct => {}
             Slot::Atomic(va) => kmap::kunmap_atomic(va),
@@ -55,7 +56,33 @@ impl Unmap for Slot {
     }
 }
 
-pub type PteMap<'a> = nosleep::PteMap<'a, Slot>;
+/// A pte page mapped for an atomic section, which is a lazy-MMU section too:
+/// under `--pvmmu on` its entry writes are queued and sent when it ends.
+pub struct Mapped {
+    pt: u64,
+    slot: Slot,
+}
+
+impl Mapped {
+    fn new(pt: u64, slot: Slot) -> Self {
+        pv::lazy_enter();
+        Mapped { pt, slot }
+    }
+}
+
+impl Unmap for Mapped {
+    fn unmap(&mut self, _table: *mut u64) {
+        pv::lazy_leave();
+        self.slot.unmap();
+    }
+
+    unsafe fn write(&self, table: *mut u64, i: usize, v: u64) {
+        // SAFETY: entry `i` (below 512, per the contract) of the mapped page.
+        pv::write(self.pt + 8 * i as u64, unsafe { table.add(i) }, v);
+    }
+}
+
+pub type PteMap<'a> = nosleep::PteMap<'a, Mapped>;
 
 /// Maps `pt` with slot `nest` (0: first, 1: nested). May sleep (a full pool) before
 /// the atomic section begins.
@@ -65,18 +92,20 @@ fn map(ctx: &mut MaySleep, pt: u64, nest: usize) -> (*mut u64, Slot) {
         percpu::count(Counter::KmapDirect, 1);
         return (phys_to_virt(pt) as *mut u64, Slot::Direct);
     }
+    // A pinned pte page is read-only to the kernel under the host's PV MMU.
+    let w = !pv::on();
     match variant() {
         PteVariant::Lowpte => (phys_to_virt(pt) as *mut u64, Slot::Direct),
         PteVariant::Atomic => {
-            let va = kmap::kmap_atomic(pt, if nest == 0 { KmType::Pte0 } else { KmType::Pte1 });
+            let va = kmap::kmap_atomic_prot(pt, if nest == 0 { KmType::Pte0 } else { KmType::Pte1 }, w);
             (va as *mut u64, Slot::Atomic(va))
         }
-        PteVariant::Persistent => (kmap::kmap(ctx, pt) as *mut u64, Slot::Persistent(pt)),
+        PteVariant::Persistent => (kmap::kmap_prot(ctx, pt, w) as *mut u64, Slot::Persistent(pt)),
         PteVariant::PercpuPool => {
-            let (va, s) = kmap::kmap_pool(ctx, pt);
+            let (va, s) = kmap::kmap_pool_prot(ctx, pt, w);
             (va as *mut u64, Slot::Pool(s))
         }
-        PteVariant::PerTask => (kmap::kmap_task(pt, nest) as *mut u64, Slot::Task(pt, nest)),
+        PteVariant::PerTask => (kmap::kmap_task_prot(pt, nest, w) as *mut u64, Slot::Task(pt, nest)),
     }
 }
 
@@ -84,7 +113,7 @@ fn map(ctx: &mut MaySleep, pt: u64, nest: usize) -> (*mut u64, Slot) {
 pub fn pte_offset_map(ctx: &mut MaySleep, pt: u64) -> PteMap<'_> {
     let (table, slot) = map(ctx, pt, 0);
     // SAFETY: `map` mapped the page at `table` until `slot` unmaps it.
-    unsafe { PteMap::new(ctx.enter_atomic(), table, slot) }
+    unsafe { PteMap::new(ctx.enter_atomic(), table, Mapped::new(pt, slot)) }
 }
 
 /// Maps two pte pages at once (source and destination of a copy or a move): the
@@ -94,7 +123,7 @@ pub fn pte_offset_map_nested(ctx: &mut MaySleep, pt: u64, nested: u64) -> (PteMa
     let (t1, s1) = map(ctx, nested, 1);
     let (a0, a1) = ctx.enter_atomic().split();
     // SAFETY: as in pte_offset_map, for both.
-    unsafe { (PteMap::new(a0, t0, s0), PteMap::new(a1, t1, s1)) }
+    unsafe { (PteMap::new(a0, t0, Mapped::new(pt, s0)), PteMap::new(a1, t1, Mapped::new(nested, s1))) }
 }
 
 /// A pte page mapped for a slow path that reaches scheduling points.
@@ -121,7 +150,7 @@ impl PteMapLong {
     pub fn resched(&mut self, ctx: &mut MaySleep) {
         if matches!(self.slot, Some(Slot::Atomic(_))) {
             if let Some(mut s) = self.slot.take() {
-                s.unmap(self.table);
+                s.unmap();
             }
             sched::cond_resched(ctx);
             let (table, slot) = map(ctx, self.pt, 0);
@@ -136,7 +165,7 @@ impl PteMapLong {
 impl Drop for PteMapLong {
     fn drop(&mut self) {
         if let Some(mut s) = self.slot.take() {
-            s.unmap(self.table);
+            s.unmap();
         }
     }
 }
@@ -147,5 +176,5 @@ impl Drop for PteMapLong {
 pub fn pte_offset_map_slot(ctx: &mut MaySleep, pt: u64, nest: usize) -> PteMap<'_> {
     let (table, slot) = map(ctx, pt, nest);
     // SAFETY: as in pte_offset_map.
-    unsafe { PteMap::new(ctx.enter_atomic(), table, slot) }
+    unsafe { PteMap::new(ctx.enter_atomic(), table, Mapped::new(pt, slot)) }
 }

@@ -27,8 +27,8 @@ use shared::pae::ADDR_MASK;
 
 use crate::mm::layout::{fix_to_virt, phys_to_virt, FixSlot, PAGE_SIZE, PKMAP_BASE, PKMAP_MAX};
 use crate::mm::page::{self, pfn_to_page};
-use crate::mm::pgtable::{kernel_pte, KERNEL_RW};
-use crate::mm::tlb;
+use crate::mm::pgtable::{kernel_pte, write_kernel_pte, KERNEL_RO, KERNEL_RW};
+use crate::mm::{pv, tlb};
 use crate::sched::{self, WaitQueue};
 use crate::sync::SpinLock;
 use crate::{bootinfo, percpu};
@@ -66,8 +66,27 @@ fn note_unmap() {
 
 // ---------------------------------------------------------------- atomic
 
-/// Maps `pa` in this CPU's slot `ty`; preemption stays off until [`kunmap_atomic`].
+/// The kernel's entry for a kmap of `pa`: writable, or read-only (a pinned
+/// pagetable under `--pvmmu on`, Linux's `kmap_atomic_prot(.., PAGE_KERNEL_RO)`).
+fn kmap_entry(pa: u64, writable: bool) -> u64 {
+    (pa & ADDR_MASK) | if writable { KERNEL_RW } else { KERNEL_RO }
+}
+
+/// Whether an unmap clears its entry: always under `--pvmmu on` (a stale
+/// writable kmap is an alias the host refuses to pin), else only for the debug
+/// checker (so that a stale use faults).
+fn clear_on_unmap() -> bool {
+    sched::debug() || pv::on()
+}
+
+/// Maps `pa` writable in this CPU's slot `ty`; preemption stays off until
+/// [`kunmap_atomic`].
 pub fn kmap_atomic(pa: u64, ty: KmType) -> *mut u8 {
+    kmap_atomic_prot(pa, ty, true)
+}
+
+/// Maps `pa` in this CPU's slot `ty`, writable or read-only.
+pub fn kmap_atomic_prot(pa: u64, ty: KmType, writable: bool) -> *mut u8 {
     percpu::preempt_disable();
     // SAFETY: this CPU's own counter, preemption off.
     unsafe { *percpu::this_cpu().atomic_kmaps.get() += 1 };
@@ -77,14 +96,16 @@ pub fn kmap_atomic(pa: u64, ty: KmType) -> *mut u8 {
     }
     count(Counter::KmapAtomic);
     let va = fix_to_virt(FixSlot::Kmap { cpu: percpu::cpu_id(), idx: ty as u32 });
-    let pte = kernel_pte(va);
+    // The clear of the slot's last unmap may still be queued (pv, lazy-MMU).
+    pv::flush();
     // SAFETY: this CPU's own fixmap slot entry, preemption off.
-    unsafe {
-        if sched::debug() && pte.read_volatile() != 0 {
-            panic!("BUG: atomic kmap slot {ty:?} of cpu {} reused while live", percpu::cpu_id());
-        }
-        pte.write_volatile((pa & ADDR_MASK) | KERNEL_RW);
+    if sched::debug() && unsafe { kernel_pte(va).read_volatile() } != 0 {
+        panic!("BUG: atomic kmap slot {ty:?} of cpu {} reused while live", percpu::cpu_id());
     }
+    write_kernel_pte(va, kmap_entry(pa, writable));
+    // Live at once, even inside a lazy-MMU section (Linux's kmap_atomic flushes
+    // the lazy queue too).
+    pv::flush();
     tlb::flush_one(va);
     va as *mut u8
 }
@@ -92,10 +113,9 @@ pub fn kmap_atomic(pa: u64, ty: KmType) -> *mut u8 {
 /// Ends an atomic kmap of `va` (from [`kmap_atomic`]).
 pub fn kunmap_atomic(va: *mut u8) {
     let va = va as u32;
-    if va >= PKMAP_BASE && sched::debug() {
-        // Debug: clear the slot so that a stale use faults and reuse is caught.
-        // SAFETY: this CPU's own fixmap slot, still preemption off.
-        unsafe { kernel_pte(va).write_volatile(0) };
+    if va >= PKMAP_BASE && clear_on_unmap() {
+        // This CPU's own fixmap slot, still preemption off.
+        write_kernel_pte(va, 0);
         tlb::flush_one(va);
     }
     // SAFETY: this CPU's own counter.
@@ -143,25 +163,39 @@ fn lock_kmap() -> crate::sync::SpinGuard<'static, Pkmap> {
 fn flush_all_zero_pkmaps(p: &mut Pkmap) {
     count(Counter::PkmapFlushes);
     let mut freed = 0;
+    pv::lazy_enter();
     for i in 0..last_pkmap() {
         if p.count[i as usize] != 1 {
             continue;
         }
         p.count[i as usize] = 0;
-        // SAFETY: the pool's own kernel pte, under kmap_lock.
-        unsafe { kernel_pte(pkmap_va(i)).write_volatile(0) };
-        // SAFETY: page->virtual is under kmap_lock.
-        unsafe { *pfn_to_page(p.pa[i as usize] >> 12).virtual_.get() = 0 };
         freed += 1;
+        // 0: a forgotten entry, its pte already clear and its page on its own.
+        if p.pa[i as usize] != 0 {
+            // The pool's own kernel pte, under kmap_lock.
+            write_kernel_pte(pkmap_va(i), 0);
+            // SAFETY: page->virtual is under kmap_lock.
+            unsafe { *pfn_to_page(p.pa[i as usize] >> 12).virtual_.get() = 0 };
+        }
     }
+    pv::lazy_leave();
     percpu::count(Counter::PkmapFreed, freed);
     if freed != 0 {
         tlb::flush_all();
     }
 }
 
-/// Maps `pa` in the persistent pool (or returns its existing mapping); may sleep.
+/// Maps `pa` writable in the persistent pool (or returns its existing mapping);
+/// may sleep.
 pub fn kmap(ctx: &mut MaySleep, pa: u64) -> *mut u8 {
+    kmap_prot(ctx, pa, true)
+}
+
+/// Maps `pa` in the persistent pool, writable or read-only. A page has one
+/// mapping in the pool, shared by its users, so it is always used one way: a
+/// pagetable read-only, anything else writable ([`forget`] drops the unused
+/// mapping of a page that changes between the two).
+pub fn kmap_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> *mut u8 {
     if page::is_lowmem(pa) {
         count(Counter::KmapDirect);
         return phys_to_virt(pa) as *mut u8;
@@ -197,8 +231,9 @@ pub fn kmap(ctx: &mut MaySleep, pa: u64) -> *mut u8 {
         match found {
             Some(i) => {
                 va = pkmap_va(i);
-                // SAFETY: a free entry of the pool's window, under kmap_lock.
-                unsafe { kernel_pte(va).write_volatile((pa & ADDR_MASK) | KERNEL_RW) };
+                // A free entry of the pool's window, under kmap_lock.
+                write_kernel_pte(va, kmap_entry(pa, writable));
+                pv::flush();
                 p.count[i as usize] = 1;
                 p.pa[i as usize] = pa;
                 // SAFETY: under kmap_lock.
@@ -256,6 +291,26 @@ pub fn pkmap_waiters() -> bool {
     PKMAP_WAIT.has_sleepers()
 }
 
+/// Drops the persistent mapping of `pa` if nobody uses it (under `--pvmmu on`,
+/// when the page becomes a pagetable or stops being one): its pte is cleared at
+/// once, its entry stays "unused, maybe in a TLB" until the next wrap flush
+/// frees it. A stale TLB entry elsewhere is the host's business (T3).
+pub fn forget(pa: u64) {
+    let page = pfn_to_page(pa >> 12);
+    let mut p = lock_kmap();
+    // SAFETY: page->virtual under kmap_lock.
+    let va = unsafe { *page.virtual_.get() };
+    if va == 0 {
+        return;
+    }
+    let i = ((va - PKMAP_BASE) / PAGE_SIZE) as usize;
+    assert!(p.count[i] == 1, "BUG: frame {:#x} changes type while kmapped ({} users)", pa >> 12, p.count[i] - 1);
+    write_kernel_pte(va, 0);
+    p.pa[i] = 0;
+    // SAFETY: under kmap_lock.
+    unsafe { *page.virtual_.get() = 0 };
+}
+
 /// Drops every unused persistent mapping now (Linux's `kmap_flush_unused`).
 pub fn kmap_flush_unused() {
     let mut p = lock_kmap();
@@ -295,6 +350,11 @@ fn pool_try_take(cpu: u32) -> Option<u32> {
 /// is pinned to this CPU until [`kunmap_pool`], and already while it waits for a
 /// slot). Sleeps while the pool is full. Returns (address, slot).
 pub fn kmap_pool(ctx: &mut MaySleep, pa: u64) -> (*mut u8, u32) {
+    kmap_pool_prot(ctx, pa, true)
+}
+
+/// [`kmap_pool`], writable or read-only.
+pub fn kmap_pool_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> (*mut u8, u32) {
     if page::is_lowmem(pa) {
         count(Counter::KmapDirect);
         return (phys_to_virt(pa) as *mut u8, u32::MAX);
@@ -313,8 +373,9 @@ pub fn kmap_pool(ctx: &mut MaySleep, pa: u64) -> (*mut u8, u32) {
         POOL_WAIT[cpu as usize].wait_until(ctx, || pool_free_slot(cpu).is_some());
     };
     let va = fix_to_virt(FixSlot::Kmap { cpu, idx: POOL_FIRST_SLOT + slot });
-    // SAFETY: a slot this task now owns in its CPU's fixmap.
-    unsafe { kernel_pte(va).write_volatile((pa & ADDR_MASK) | KERNEL_RW) };
+    // A slot this task now owns in its CPU's fixmap.
+    write_kernel_pte(va, kmap_entry(pa, writable));
+    pv::flush();
     tlb::flush_one(va);
     note_map();
     (va as *mut u8, slot)
@@ -331,10 +392,10 @@ pub fn kunmap_pool(slot: u32) {
         return;
     }
     let cpu = sched::current().cpu();
-    if sched::debug() {
+    if clear_on_unmap() {
         let va = fix_to_virt(FixSlot::Kmap { cpu, idx: POOL_FIRST_SLOT + slot });
-        // SAFETY: the slot this task owns.
-        unsafe { kernel_pte(va).write_volatile(0) };
+        // The slot this task owns.
+        write_kernel_pte(va, 0);
         tlb::flush_one(va);
     }
     POOLS[cpu as usize].busy[(slot / 32) as usize].fetch_and(!(1 << (slot % 32)), Ordering::Relaxed);
@@ -345,8 +406,13 @@ pub fn kunmap_pool(slot: u32) {
 
 // ---------------------------------------------------------------- per-task
 
-/// Maps `pa` in the current task's slot `idx` (0 or 1).
+/// Maps `pa` writable in the current task's slot `idx` (0 or 1).
 pub fn kmap_task(pa: u64, idx: usize) -> *mut u8 {
+    kmap_task_prot(pa, idx, true)
+}
+
+/// [`kmap_task`], writable or read-only.
+pub fn kmap_task_prot(pa: u64, idx: usize, writable: bool) -> *mut u8 {
     if page::is_lowmem(pa) {
         count(Counter::KmapDirect);
         return phys_to_virt(pa) as *mut u8;
@@ -361,7 +427,8 @@ pub fn kmap_task(pa: u64, idx: usize) -> *mut u8 {
     }
     slots[idx] = pa | 1;
     let va = PER_TASK_VA + idx as u32 * PAGE_SIZE;
-    mm.set_per_task_pte(idx, (pa & ADDR_MASK) | KERNEL_RW);
+    mm.set_per_task_pte(idx, kmap_entry(pa, writable));
+    pv::flush();
     tlb::flush_one(va);
     note_map();
     va as *mut u8
@@ -375,7 +442,7 @@ pub fn kunmap_task(pa: u64, idx: usize) {
     let t = sched::current();
     // SAFETY: the task's own slots.
     unsafe { (*t.kmap_slots.get())[idx] = 0 };
-    if sched::debug() {
+    if clear_on_unmap() {
         let mm = t.mm().expect("per-task kmap without an address space");
         mm.set_per_task_pte(idx, 0);
         tlb::flush_one(PER_TASK_VA + idx as u32 * PAGE_SIZE);

@@ -9,6 +9,7 @@ pub mod memblock;
 pub mod page;
 pub mod pgtable;
 pub mod ptcache;
+pub mod pv;
 pub mod tlb;
 pub mod vmap;
 pub mod vmap_block;
@@ -47,6 +48,7 @@ pub fn init(info: &BootInfo) {
             lowmem >> 20
         );
     }
+    pv::init(info, lowmem);
     let (low, low_free) = page::zone_stats(page::Zone::Normal);
     let (high, _) = page::zone_stats(page::Zone::HighMem);
     kprintln!(

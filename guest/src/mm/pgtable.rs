@@ -9,12 +9,14 @@
 use shared::pae::{self, A, D, P, PCD, PWT, RW, US};
 
 use crate::arch::cpu;
-use crate::mm::layout::{phys_to_virt, FIXMAP_END, PAGE_OFFSET, PAGE_SIZE, VMALLOC_START};
-use crate::mm::memblock;
+use crate::mm::layout::{phys_to_virt, virt_to_phys, FIXMAP_END, PAGE_OFFSET, PAGE_SIZE, VMALLOC_START};
+use crate::mm::{memblock, pv};
 use crate::sync::Once;
 
 /// Flags of a kernel data mapping (A and D preset: the CPU never has to set them).
 pub const KERNEL_RW: u64 = P | RW | A | D;
+/// Flags of a read-only kernel data mapping.
+pub const KERNEL_RO: u64 = P | A | D;
 /// Flags of an uncached kernel mapping of device registers.
 pub const KERNEL_MMIO: u64 = KERNEL_RW | PCD | PWT;
 /// Flags of a page-directory entry of the kernel / of user space.
@@ -77,9 +79,14 @@ pub fn init_kernel(lowmem_end: u64) {
 
 /// Loads the kernel pagetables on this CPU.
 pub fn switch_to_kernel() {
-    // SAFETY: the kernel PDPT maps the running kernel (lowmem) at its link address.
-    unsafe { cpu::write_cr3(KERNEL.get().pdpt as u32) };
+    // The kernel PDPT maps the running kernel (lowmem) at its link address.
+    pv::load_root(KERNEL.get().pdpt);
     crate::percpu::set_double_fault_cr3(KERNEL.get().pdpt as u32);
+}
+
+/// The kernel's root (its PDPT).
+pub fn kernel_pdpt() -> u64 {
+    KERNEL.get().pdpt
 }
 
 /// The kernel's L2 (slot 3 of every address space).
@@ -98,10 +105,16 @@ pub fn kernel_pte(va: u32) -> *mut u64 {
     unsafe { table(pde & pae::ADDR_MASK).add(i1) }
 }
 
+/// Writes the kernel PTE of `va` (through the host under `--pvmmu on`; queued
+/// in a lazy-MMU section), without any flush.
+pub fn write_kernel_pte(va: u32, entry: u64) {
+    let p = kernel_pte(va);
+    pv::write(virt_to_phys(p as u32), p, entry);
+}
+
 /// Maps one kernel page on this CPU (with a local flush of the old entry).
 pub fn set_kernel_pte(va: u32, entry: u64) {
-    // SAFETY: kernel_pte returns a live entry of the kernel's L1s.
-    unsafe { kernel_pte(va).write_volatile(entry) };
+    write_kernel_pte(va, entry);
     cpu::invlpg(va);
 }
 
@@ -149,9 +162,34 @@ impl AddressSpace {
         Some(())
     }
 
-    /// Loads this address space on this CPU.
+    /// Loads this address space on this CPU (under `--pvmmu on` pinned first:
+    /// it is never changed after, and never freed).
     pub fn activate(&self) {
-        // SAFETY: slot 3 is the kernel's L2, so the kernel stays mapped.
-        unsafe { cpu::write_cr3(self.pdpt as u32) };
+        if pv::on() {
+            // The boot workload's: a PDPT, three L2s, the code's and the stack's L1.
+            let mut frames = [0u64; 16];
+            let mut n = 0;
+            let mut add = |pa: u64| {
+                assert!(n < frames.len(), "a pinned AddressSpace holds at most 16 tables");
+                frames[n] = pa;
+                n += 1;
+            };
+            add(self.pdpt);
+            for slot in 0..3 {
+                // SAFETY: this address space's tables are lowmem frames it owns.
+                let pd = unsafe { table(self.pdpt).add(slot).read() } & pae::ADDR_MASK;
+                add(pd);
+                for i in 0..pae::ENTRIES {
+                    // SAFETY: as above.
+                    let e = unsafe { table(pd).add(i).read() };
+                    if e & P != 0 {
+                        add(e & pae::ADDR_MASK);
+                    }
+                }
+            }
+            pv::pin(self.pdpt, pv::Level::L3, &frames[..n]);
+        }
+        // Slot 3 is the kernel's L2, so the kernel stays mapped.
+        pv::load_root(self.pdpt);
     }
 }

@@ -2,14 +2,21 @@
 //! quicklist of zeroed pages under a lock (2.4), a per-CPU pool (no sharing), or
 //! straight to and from the page allocator (zeroed on allocation, through a kmap
 //! when the page is in highmem).
+//!
+//! Under `--pvmmu on --alias clean-pool`, what the allocator would have supplied
+//! comes from a pool of pages known to have no lazy vmap alias instead: refilled
+//! `--clean-pool-batch` pages at a time with one `vm_unmap_aliases()`, and fed
+//! by freed pagetables (which cannot have gained an alias while they were
+//! pinned).
 
 use shared::boot::MAX_VCPUS;
-use shared::config::PtCache;
+use shared::config::{AliasStrategy, PtCache};
 use shared::counters::Counter;
 
 use crate::mm::highpte::pte_zone;
 use crate::mm::kmap::{kmap_atomic, kunmap_atomic, KmType};
 use crate::mm::page::{self, Zone};
+use crate::mm::{pv, vmap};
 use crate::sync::SpinLock;
 use crate::{bootinfo, percpu};
 
@@ -53,6 +60,79 @@ fn policy() -> PtCache {
     bootinfo::get().config.ptcache()
 }
 
+const CLEAN_MAX: usize = 1024;
+/// The clean pools of lowmem and highmem pages.
+static CLEAN: [SpinLock<Stack<CLEAN_MAX>>; 2] = [const { SpinLock::new(Stack::new()) }; 2];
+
+fn clean_pool() -> bool {
+    pv::on() && pv::strategy() == AliasStrategy::CleanPool
+}
+
+fn clean_index(z: Zone) -> usize {
+    if z == Zone::Normal {
+        0
+    } else {
+        1
+    }
+}
+
+/// A zeroed page of zone `z` with no lazy alias, from the clean pool (refilled
+/// if empty).
+fn take_clean(z: Zone) -> Option<u64> {
+    let pool = &CLEAN[clean_index(z)];
+    let got = pool.lock_irqsave().pop();
+    let pa = match got {
+        Some(pa) => pa,
+        None => {
+            let batch = bootinfo::get().config.clean_pool_batch as usize;
+            let mut n = 0;
+            let mut first = None;
+            while n < batch.min(CLEAN_MAX) {
+                let Some(pa) = page::alloc_pages(z, 0) else { break };
+                if first.is_none() {
+                    first = Some(pa);
+                } else if !pool.lock_irqsave().push(pa) {
+                    page::free_pages(pa, 0);
+                }
+                n += 1;
+            }
+            let pa = first?;
+            // One purge makes the whole batch clean.
+            vmap::vm_unmap_aliases();
+            percpu::count(Counter::CleanPoolRefills, 1);
+            percpu::count(Counter::CleanPoolPages, n as u64);
+            pa
+        }
+    };
+    zero_page(pa);
+    Some(pa)
+}
+
+/// Gives a page that was a pagetable back to the clean pool (full: the allocator).
+fn give_clean(pa: u64) {
+    let z = if page::is_lowmem(pa) { Zone::Normal } else { Zone::HighMem };
+    if !CLEAN[clean_index(z)].lock_irqsave().push(pa) {
+        page::free_pages(pa, 0);
+    }
+}
+
+/// A zeroed lowmem page for an L2, an L3 or a lowmem L1 of an address space.
+pub fn alloc_table_low() -> Option<u64> {
+    if clean_pool() {
+        return take_clean(Zone::Normal);
+    }
+    crate::mm::pgtable::alloc_low_page()
+}
+
+/// Gives back a page from [`alloc_table_low`] (its entries need not be zero).
+pub fn free_table_low(pa: u64) {
+    if clean_pool() {
+        give_clean(pa);
+    } else {
+        page::free_pages(pa, 0);
+    }
+}
+
 /// Zeroes a page through an atomic kmap.
 pub fn zero_page(pa: u64) {
     let va = kmap_atomic(pa, KmType::User0);
@@ -77,8 +157,13 @@ pub fn alloc_pt() -> Option<u64> {
     if policy() != PtCache::None {
         percpu::count(Counter::PtCacheMisses, 1);
     }
-    let pa = page::alloc_pages(pte_zone(), 0).or_else(|| page::alloc_pages(Zone::Normal, 0))?;
-    zero_page(pa);
+    let pa = if clean_pool() {
+        take_clean(pte_zone()).or_else(|| take_clean(Zone::Normal))?
+    } else {
+        let pa = page::alloc_pages(pte_zone(), 0).or_else(|| page::alloc_pages(Zone::Normal, 0))?;
+        zero_page(pa);
+        pa
+    };
     count_zone(pa);
     Some(pa)
 }
@@ -96,6 +181,10 @@ pub fn free_pt(pa: u64) {
         PtCache::None => false,
     };
     if !kept {
-        page::free_pages(pa, 0);
+        if clean_pool() {
+            give_clean(pa);
+        } else {
+            page::free_pages(pa, 0);
+        }
     }
 }

@@ -33,7 +33,8 @@ use vmspace::{AllocError, AreaState, AreaTree, Node, NIL};
 
 use crate::mm::layout::{PAGE_SIZE, VMALLOC_END, VMALLOC_START};
 use crate::mm::page;
-use crate::mm::pgtable::{kernel_pte, KERNEL_RW};
+use crate::mm::pgtable::{kernel_pte, write_kernel_pte, KERNEL_RW};
+use crate::mm::pv::{self, AfterFlush};
 use crate::mm::{alias, memblock, tlb, vmap_block};
 use crate::sync::{Once, SpinLock};
 use crate::{bootinfo, percpu, smp};
@@ -182,14 +183,15 @@ fn busy_area(va: u32) -> (u32, u32, u32) {
 /// Maps `frames` at `va` (whose PTEs must be clear: the debug checker's "slot
 /// reused while live").
 pub(super) fn map_pages(va: u32, frames: &[u64]) {
+    pv::lazy_enter();
     for (i, &pa) in frames.iter().enumerate() {
-        let p = kernel_pte(va + i as u32 * PAGE_SIZE);
+        let v = va + i as u32 * PAGE_SIZE;
         // SAFETY: a kernel PTE of the vmalloc space; this range is ours.
-        let old = unsafe { p.read_volatile() };
-        assert!(old == 0, "BUG: vmap over a live PTE at {:#x} ({old:#x})", va + i as u32 * PAGE_SIZE);
-        // SAFETY: as above.
-        unsafe { p.write_volatile((pa & ADDR_MASK) | KERNEL_RW) };
+        let old = unsafe { kernel_pte(v).read_volatile() };
+        assert!(old == 0, "BUG: vmap over a live PTE at {v:#x} ({old:#x})");
+        write_kernel_pte(v, (pa & ADDR_MASK) | KERNEL_RW);
     }
+    pv::lazy_leave();
 }
 
 /// vunmap's work on the PTEs of `[start, end)` (the caller's, just given up):
@@ -197,56 +199,64 @@ pub(super) fn map_pages(va: u32, frames: &[u64]) {
 /// keep its frame. `each` sees every mapped frame.
 pub(super) fn leave_lazy(start: u32, end: u32, mut each: impl FnMut(u64)) {
     let clear = variant() == VmapVariant::LazyTlb;
+    pv::lazy_enter();
+    // With lazy-tlb, a frame is handed on once the host has its cleared PTE.
+    let mut after = AfterFlush::new(|pa| {
+        alias::get(pa);
+        each(pa);
+    });
     let mut va = start;
     while va < end {
-        let p = kernel_pte(va);
         // SAFETY: a kernel PTE of the vmalloc space in a range we own.
-        let e = unsafe { p.read_volatile() };
+        let e = unsafe { kernel_pte(va).read_volatile() };
         if e & P != 0 {
-            alias::get(e & ADDR_MASK);
             if clear {
-                // SAFETY: as above.
-                unsafe { p.write_volatile((e & ADDR_MASK) | LAZY) };
+                write_kernel_pte(va, (e & ADDR_MASK) | LAZY);
             }
-            each(e & ADDR_MASK);
+            after.push(e & ADDR_MASK);
         }
         va += PAGE_SIZE;
     }
+    pv::lazy_leave();
 }
 
 /// Before a flush: every present PTE of `[start, end)` becomes a LAZY entry.
 pub(super) fn retire(start: u32, end: u32) {
+    pv::lazy_enter();
     let mut va = start;
     while va < end {
-        let p = kernel_pte(va);
         // SAFETY: a kernel PTE of a range the purge (or an eager unmap) owns.
-        let e = unsafe { p.read_volatile() };
+        let e = unsafe { kernel_pte(va).read_volatile() };
         if e & P != 0 {
-            // SAFETY: as above.
-            unsafe { p.write_volatile((e & ADDR_MASK) | LAZY) };
+            write_kernel_pte(va, (e & ADDR_MASK) | LAZY);
         }
         va += PAGE_SIZE;
     }
+    pv::lazy_leave();
 }
 
 /// After the flush: every LAZY entry of `[start, end)` is cleared and its frame's
 /// lazy alias dropped (lazy forms) and `each` called on it.
 pub(super) fn release(start: u32, end: u32, lazy: bool, mut each: impl FnMut(u64)) {
+    pv::lazy_enter();
+    let mut after = AfterFlush::new(|pa| {
+        if lazy {
+            alias::put(pa);
+        }
+        each(pa);
+    });
     let mut va = start;
     while va < end {
-        let p = kernel_pte(va);
         // SAFETY: as in retire.
-        let e = unsafe { p.read_volatile() };
+        let e = unsafe { kernel_pte(va).read_volatile() };
         if e & LAZY != 0 {
-            // SAFETY: as above.
-            unsafe { p.write_volatile(0) };
-            if lazy {
-                alias::put(e & ADDR_MASK);
-            }
-            each(e & ADDR_MASK);
+            write_kernel_pte(va, 0);
+            after.push(e & ADDR_MASK);
         }
         va += PAGE_SIZE;
     }
+    drop(after);
+    pv::lazy_leave();
 }
 
 /// One flush of every CPU's TLB: Linux's flush_tlb_kernel_range before 3.5, a
@@ -387,6 +397,13 @@ pub(super) fn purge_locked(force: bool) -> bool {
 /// ranges, with one flush, and none when nothing was outstanding. What Linux
 /// under Xen calls before it pins a pagetable.
 pub fn vm_unmap_aliases() -> bool {
+    let t0 = crate::arch::cpu::rdtsc();
+    let flushed = vm_unmap_aliases_timed();
+    percpu::count(Counter::VmUnmapAliasesCycles, crate::arch::cpu::rdtsc() - t0);
+    flushed
+}
+
+fn vm_unmap_aliases_timed() -> bool {
     percpu::count(Counter::VmUnmapAliases, 1);
     let _guard = PURGE.lock();
     let outstanding = vmap_block::take_dirty();

@@ -25,6 +25,38 @@ use crate::{check, hv, kprintln, percpu, smp};
 
 static OVER: AtomicBool = AtomicBool::new(false);
 
+static FORKS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// fork-churn's vmap churn step, before every `--churn-every`th fork: a vmalloc of
+/// `--vmap-max-pages` pages, written, checked and vfree'd. With a lazy `--vmap`
+/// its pages go back to the allocator still mapped (the lazy alias) and come back
+/// as the new child's pagetables.
+pub fn churn_before_fork() {
+    let cfg = &crate::bootinfo::get().config;
+    if cfg.workload() != Workload::ForkChurn || cfg.churn_every == 0 {
+        return;
+    }
+    if !(FORKS.fetch_add(1, Ordering::Relaxed) as u64).is_multiple_of(cfg.churn_every) {
+        return;
+    }
+    percpu::count(Counter::ChurnSteps, 1);
+    let pages = cfg.vmap_max_pages as u32;
+    let Some(va) = crate::mm::vmap::vmalloc(pages * 4096) else {
+        check!(false, "fork-churn: vmalloc of {pages} pages failed");
+        return;
+    };
+    for p in 0..pages {
+        // SAFETY: the area is ours and mapped until the vfree below.
+        unsafe { ((va + p * 4096) as *mut u32).write_volatile(va ^ p) };
+    }
+    for p in 0..pages {
+        // SAFETY: as above.
+        let w = unsafe { ((va + p * 4096) as *const u32).read_volatile() };
+        check!(w == va ^ p, "fork-churn: vmalloc page {p} reads {w:#x}");
+    }
+    crate::mm::vmap::vfree(va);
+}
+
 /// Every CPU's part of a memory-management workload.
 pub fn run(cfg: &Config) {
     // Every CPU takes interrupts from here on: ticks, kicks, TLB flush requests.
@@ -40,6 +72,7 @@ pub fn run(cfg: &Config) {
     match cfg.workload() {
         Workload::FaultStorm => phase(&mut ctx, "fault-storm", Mode::FaultStorm, n, pages, rounds, 0),
         Workload::ForkStorm => phase(&mut ctx, "fork-storm", Mode::ForkStorm, n, pages, rounds, 0),
+        Workload::ForkChurn => phase(&mut ctx, "fork-churn", Mode::ForkStorm, n, pages, rounds, 0),
         Workload::MremapStorm => phase(&mut ctx, "mremap-storm", Mode::MremapStorm, n, pages, rounds, 0),
         Workload::Walker => phase(&mut ctx, "walker", Mode::Walker, n.div_ceil(4), pages, rounds, 3),
         Workload::MmAll => {

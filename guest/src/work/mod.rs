@@ -78,11 +78,7 @@ fn run_on_this_cpu() {
         Workload::PvmmuSelftest => pvmmu::run(cfg),
         Workload::Contract => crate::contract::run(cfg.scenario),
         Workload::Chaos => chaos::run(cfg),
-        Workload::ForkChurn => {
-            if percpu::cpu_id() == 0 {
-                fail(format_args!("fork-churn is not built yet"));
-            }
-        }
+        Workload::ForkChurn => mm::run(cfg),
     }
     percpu::count(Counter::WorkloadCycles, cpu::rdtsc() - t0);
 }
@@ -91,10 +87,7 @@ fn run_on_this_cpu() {
 pub fn bsp_main() -> ! {
     let cfg = config();
     kprintln!("workload {} on {} CPUs", cfg.workload(), smp::nr_cpus());
-    if cfg.pvmmu() {
-        kprintln!("--pvmmu on is not built yet");
-        hv::shutdown(1)
-    }
+
     hv::milestone(milestone::WORKLOAD_START, 0);
     GO.store(1, Ordering::Release);
     run_on_this_cpu();

@@ -1,0 +1,398 @@
+//! pv-ops for pagetables (`--pvmmu on`): the kernel's pagetables under the host's
+//! PV MMU, kept the way Linux's Xen code kept them on 32-bit PAE.
+//!
+//! - Every pagetable frame is pinned (the host validated it) and read-only to the
+//!   kernel: lowmem ones in the direct map, highmem pte pages in every kmap (Linux's
+//!   `kmap_atomic_prot(.., PAGE_KERNEL_RO)`).
+//! - Entries are written with `mmu_update`. Inside a lazy-MMU section
+//!   ([`lazy_enter`] .. [`lazy_leave`], preemption off) the writes are queued on
+//!   this CPU and go to the host in one hypercall when the section ends or the
+//!   queue is full; with `--pv-batch off` every write is its own hypercall.
+//!   Whatever must wait until the host has the writes (freeing a page whose
+//!   mapping was just cleared) waits in an [`AfterFlush`].
+//! - A root is announced with NEW_BASEPTR before CR3 is loaded with it.
+//! - Before a pin, the `--alias` strategy makes sure no lazy vmap alias of the
+//!   frame is left writable (see [`pin`]); a refused pin is counted, purged and
+//!   retried once.
+//!
+//! Without `--pvmmu on` every function here is the native operation.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use shared::abi::pvmmu::{cmd, MmuUpdate, MmuextOp, MMU_NORMAL_PT_UPDATE};
+use shared::boot::{BootInfo, HOST_RESERVED_END, MAX_VCPUS};
+use shared::config::{AliasStrategy, PteVariant};
+use shared::counters::Counter;
+use shared::pae::{self, ADDR_MASK, P, RW};
+
+use crate::arch::cpu;
+use crate::mm::layout::{phys_to_virt, virt_to_phys, PAGE_SIZE};
+use crate::mm::{alias, highpte, kmap, page, pgtable, vmap};
+use crate::{bootinfo, hv, kprintln, percpu, trapback};
+
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether the kernel's pagetables are under the host's PV MMU.
+#[inline]
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+fn batching() -> bool {
+    bootinfo::get().config.pv_batch()
+}
+
+pub fn strategy() -> AliasStrategy {
+    bootinfo::get().config.alias()
+}
+
+/// Requests a CPU queues before it must send them.
+const QUEUE_LEN: usize = 64;
+
+struct Queue {
+    depth: u32,
+    n: usize,
+    reqs: [MmuUpdate; QUEUE_LEN],
+}
+
+struct CpuQueue(UnsafeCell<Queue>);
+
+// SAFETY: each CPU uses only its own queue, with preemption off (lazy sections)
+// or interrupts off (the sends), and interrupt handlers never queue.
+unsafe impl Sync for CpuQueue {}
+
+static QUEUES: [CpuQueue; MAX_VCPUS] =
+    [const { CpuQueue(UnsafeCell::new(Queue { depth: 0, n: 0, reqs: [MmuUpdate { ptr: 0, val: 0 }; QUEUE_LEN] })) };
+        MAX_VCPUS];
+
+fn queue() -> *mut Queue {
+    QUEUES[percpu::cpu_id() as usize].0.get()
+}
+
+/// Sends `reqs` in one `mmu_update`; the host refusing a kernel pagetable write
+/// is a kernel bug.
+fn send(reqs: &[MmuUpdate]) {
+    if reqs.is_empty() {
+        return;
+    }
+    percpu::count(Counter::PvUpdates, reqs.len() as u64);
+    percpu::count(Counter::PvUpdateCalls, 1);
+    let (rc, done) = hv::mmu_update(reqs);
+    if rc != 0 || done != reqs.len() as u64 {
+        let bad = reqs[done.min(reqs.len() as u64 - 1) as usize];
+        panic!(
+            "the host refused pagetable write {done} of {}: entry {:#x} <- {:#x}: rc {rc}",
+            reqs.len(),
+            bad.ptr,
+            bad.val
+        );
+    }
+}
+
+/// Writes the pagetable entry at `ptr` (whose guest-physical address is
+/// `entry_pa`) with `val`: directly on native, through the host under pv (queued
+/// inside a lazy-MMU section).
+pub fn write(entry_pa: u64, ptr: *mut u64, val: u64) {
+    if !on() {
+        // SAFETY: the caller's live pagetable entry.
+        unsafe { ptr.write_volatile(val) };
+        return;
+    }
+    let req = MmuUpdate { ptr: entry_pa | MMU_NORMAL_PT_UPDATE, val };
+    let was_on = cpu::irq_save();
+    let q = queue();
+    // SAFETY: this CPU's queue, interrupts off.
+    unsafe {
+        if (*q).depth == 0 || !batching() {
+            send(&[req]);
+        } else {
+            if (*q).n == QUEUE_LEN {
+                flush_locked(q);
+            }
+            (*q).reqs[(*q).n] = req;
+            (*q).n += 1;
+        }
+    }
+    cpu::irq_restore(was_on);
+}
+
+/// # Safety
+/// `q` is this CPU's queue and interrupts are off.
+unsafe fn flush_locked(q: *mut Queue) {
+    // SAFETY: per the contract.
+    unsafe {
+        let n = (*q).n;
+        (*q).n = 0;
+        let reqs = &(*q).reqs;
+        send(&reqs[..n]);
+    }
+}
+
+/// Sends what this CPU queued (inside a section too).
+pub fn flush() {
+    if !on() {
+        return;
+    }
+    let was_on = cpu::irq_save();
+    // SAFETY: this CPU's queue, interrupts off.
+    unsafe { flush_locked(queue()) };
+    cpu::irq_restore(was_on);
+}
+
+/// Opens a lazy-MMU section (nests); preemption is off until [`lazy_leave`].
+pub fn lazy_enter() {
+    percpu::preempt_disable();
+    if on() {
+        // SAFETY: this CPU's queue, preemption off; interrupt handlers never queue.
+        unsafe { (*queue()).depth += 1 };
+    }
+}
+
+/// Closes a lazy-MMU section: the outermost one sends the queue.
+pub fn lazy_leave() {
+    if on() {
+        let q = queue();
+        // SAFETY: as in lazy_enter.
+        unsafe {
+            (*q).depth -= 1;
+            if (*q).depth == 0 {
+                flush();
+            }
+        }
+    }
+    percpu::preempt_enable();
+}
+
+/// Frames that may be handed on (freed, their alias count dropped) only once
+/// the host has the writes that unmapped them: kept until this CPU's queue is
+/// sent. On native, handed on at once.
+pub struct AfterFlush<F: FnMut(u64)> {
+    frames: [u64; 32],
+    n: usize,
+    then: F,
+}
+
+impl<F: FnMut(u64)> AfterFlush<F> {
+    pub fn new(then: F) -> Self {
+        AfterFlush { frames: [0; 32], n: 0, then }
+    }
+
+    /// `pa` once the writes queued so far reached the host.
+    pub fn push(&mut self, pa: u64) {
+        if !on() {
+            (self.then)(pa);
+            return;
+        }
+        if self.n == self.frames.len() {
+            self.drain();
+        }
+        self.frames[self.n] = pa;
+        self.n += 1;
+    }
+
+    /// Sends the queue and hands every frame on.
+    pub fn drain(&mut self) {
+        if self.n == 0 {
+            return;
+        }
+        flush();
+        for &pa in &self.frames[..self.n] {
+            (self.then)(pa);
+        }
+        self.n = 0;
+    }
+}
+
+impl<F: FnMut(u64)> Drop for AfterFlush<F> {
+    fn drop(&mut self) {
+        self.drain();
+    }
+}
+
+/// An `mmuext_op` batch; what this CPU queued goes first (a pin, a root or a
+/// flush must see every write before it).
+fn mmuext(ops: &[MmuextOp]) -> (i32, u64) {
+    flush();
+    hv::mmuext_op(ops)
+}
+
+fn op(cmd: u32, pfn: u64) -> MmuextOp {
+    MmuextOp { cmd, _pad: 0, arg1: pfn, arg2: 0 }
+}
+
+/// Loads the root `pdpt` on this CPU: announced to the host first under pv.
+pub fn load_root(pdpt: u64) {
+    if on() {
+        let (rc, _) = mmuext(&[op(cmd::NEW_BASEPTR, pdpt >> 12)]);
+        assert!(rc == 0, "the host refused root {pdpt:#x}: rc {rc}");
+    }
+    // SAFETY: the caller's root maps the kernel (slot 3 is the kernel's L2).
+    unsafe { cpu::write_cr3(pdpt as u32) };
+}
+
+/// A table level, as the pin commands name it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Level {
+    L1,
+    L3,
+}
+
+/// The direct-map entry of lowmem frame `pa`, read-only or writable.
+fn direct_map_entry(pa: u64, writable: bool) -> (u64, *mut u64, u64) {
+    let va = phys_to_virt(pa);
+    let ptr = pgtable::kernel_pte(va);
+    let val = if writable { pa | pgtable::KERNEL_RW } else { pa | (pgtable::KERNEL_RW & !RW) };
+    (virt_to_phys(ptr as u32), ptr, val)
+}
+
+/// Makes `frames` (about to be pinned, or just unpinned) read-only or writable
+/// again in every mapping the kernel keeps: lowmem in the direct map (one
+/// batch), highmem by dropping an unused persistent kmap of it.
+fn set_kernel_access(frames: &[u64], writable: bool) {
+    lazy_enter();
+    for &pa in frames {
+        if page::is_lowmem(pa) {
+            let (entry_pa, ptr, val) = direct_map_entry(pa, writable);
+            write(entry_pa, ptr, val);
+        } else if highpte::variant() == PteVariant::Persistent {
+            kmap::forget(pa);
+        }
+    }
+    lazy_leave();
+    if !writable {
+        // This CPU's stale writable entries; the host revokes the others' (T3).
+        for &pa in frames {
+            if page::is_lowmem(pa) {
+                cpu::invlpg(phys_to_virt(pa));
+            }
+        }
+    }
+}
+
+/// Pins the table `pa` at `level`: `fresh` are the frames becoming pagetables
+/// with it (the table, and for an L3 the tables it holds). The `--alias` strategy
+/// runs first; a pin the host refuses is counted, purged and retried once.
+pub fn pin(pa: u64, level: Level, fresh: &[u64]) {
+    if !on() {
+        return;
+    }
+    let t0 = cpu::rdtsc();
+    percpu::count(Counter::PtPins, 1);
+    let aliased = fresh.iter().any(|&f| alias::may_have_alias(f));
+    if aliased {
+        percpu::count(Counter::PtPinsAliased, 1);
+    }
+    match strategy() {
+        AliasStrategy::AlwaysFlush => {
+            vmap::vm_unmap_aliases();
+        }
+        AliasStrategy::AliasBit | AliasStrategy::RuntimeSwitch if aliased => {
+            vmap::vm_unmap_aliases();
+        }
+        // clean-pool's pages come unaliased from its pool (ptcache); host-trap's
+        // host finds the alias itself and traps back; none does nothing.
+        _ => {}
+    }
+    set_kernel_access(fresh, false);
+    let c = match level {
+        Level::L1 => cmd::PIN_L1_TABLE,
+        Level::L3 => cmd::PIN_L3_TABLE,
+    };
+    let (mut rc, _) = mmuext(&[op(c, pa >> 12)]);
+    if rc != 0 {
+        percpu::count(Counter::PtPinRefused, 1);
+        vmap::vm_unmap_aliases();
+        rc = mmuext(&[op(c, pa >> 12)]).0;
+        assert!(rc == 0, "the host refused to pin {level:?} table {pa:#x} even after vm_unmap_aliases: rc {rc}");
+    }
+    percpu::count(Counter::PtPinCycles, cpu::rdtsc() - t0);
+}
+
+/// Unpins the tables `pins` and gives `frames` (every frame that stops being a
+/// pagetable) back to the kernel writable.
+pub fn unpin(pins: &[u64], frames: &[u64]) {
+    if !on() {
+        return;
+    }
+    let mut ops = [MmuextOp::default(); 16];
+    for chunk in pins.chunks(ops.len()) {
+        for (o, &pa) in ops.iter_mut().zip(chunk) {
+            *o = op(cmd::UNPIN_TABLE, pa >> 12);
+        }
+        let (rc, done) = mmuext(&ops[..chunk.len()]);
+        assert!(rc == 0, "the host refused to unpin table {:#x}: rc {rc}", chunk[done as usize]);
+    }
+    set_kernel_access(frames, true);
+}
+
+/// Puts the kernel's own pagetables under the host (at boot, on the boot CPU,
+/// before the other CPUs start): the frames the host keeps and holes are
+/// dropped from the direct map, every kernel table becomes read-only there, the
+/// root is pinned (the host validates the whole tree) and announced.
+pub fn init(info: &BootInfo, lowmem_end: u64) {
+    if !bootinfo::get().config.pvmmu() {
+        return;
+    }
+    if !hv::under_vmm() {
+        kprintln!("pvmmu: --pvmmu on needs the VMM (no hypercalls on bare metal); staying native");
+        return;
+    }
+    let (pdpt, pd) = (pgtable::kernel_pdpt(), pgtable::kernel_pd());
+    // The direct-map L1s turn read-only while their own entries are written:
+    // write protection is off for supervisor writes until the tree is done.
+    let cr0 = cpu::read_cr0();
+    // SAFETY: only WP changes; paging stays on.
+    unsafe { cpu::write_cr0(cr0 & !cpu::CR0_WP) };
+    let in_ram = |pa: u64| pa >= HOST_RESERVED_END && info.regions().iter().any(|r| (r.base..r.end()).contains(&pa));
+    // Native writes: nothing is validated yet.
+    let mut pa = 0;
+    while pa < lowmem_end {
+        if !in_ram(pa) {
+            pgtable::set_kernel_pte(phys_to_virt(pa), 0);
+        }
+        pa += PAGE_SIZE as u64;
+    }
+    let mut tables = 0;
+    let mut make_ro = |pa: u64| {
+        let (_, ptr, val) = direct_map_entry(pa, false);
+        // SAFETY: a direct-map entry; the tables are not validated yet.
+        unsafe { ptr.write_volatile(val) };
+        tables += 1;
+    };
+    make_ro(pdpt);
+    make_ro(pd);
+    for i in 0..pae::ENTRIES {
+        // SAFETY: the kernel's L2, lowmem.
+        let e = unsafe { (phys_to_virt(pd) as *const u64).add(i).read_volatile() };
+        if e & P != 0 {
+            make_ro(e & ADDR_MASK);
+        }
+    }
+    // SAFETY: reloading the current root only drops cached translations; WP as
+    // it was.
+    unsafe {
+        cpu::write_cr3(cpu::read_cr3());
+        cpu::write_cr0(cr0);
+    }
+    let (rc, _) = mmuext(&[op(cmd::PIN_L3_TABLE, pdpt >> 12)]);
+    if rc != 0 {
+        for i in 0..4 {
+            // SAFETY: the kernel's PDPT, lowmem.
+            let e = unsafe { (phys_to_virt(pdpt) as *const u64).add(i).read_volatile() };
+            kprintln!("pvmmu: kernel L3 {pdpt:#x}[{i}] = {e:#x}");
+        }
+        panic!("the host refused the kernel's pagetables: rc {rc}");
+    }
+    ON.store(true, Ordering::Release);
+    load_root(pdpt);
+    if strategy() == AliasStrategy::HostTrap {
+        let rc = trapback::register(None);
+        assert!(rc == 0, "the host refused the alias fixup entry: rc {rc}");
+    }
+    kprintln!(
+        "pvmmu: {tables} kernel pagetables pinned and read-only; updates {}, alias strategy {}",
+        if batching() { "batched" } else { "one hypercall each" },
+        strategy()
+    );
+}
