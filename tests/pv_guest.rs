@@ -1,0 +1,116 @@
+//! The guest's pv-ops (`--pvmmu on`): the memory and vmap workloads on validated,
+//! pinned, read-only pagetables under every `--pte` variant, and the fork-heavy
+//! workload with vmap churn under every `--alias` strategy. All in one `vmm batch`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use common::JobLine;
+
+const PTES: [&str; 5] = ["lowpte", "atomic", "persistent", "percpu-pool", "per-task"];
+const STRATEGIES: [&str; 6] = ["none", "always-flush", "alias-bit", "runtime-switch", "clean-pool", "host-trap"];
+/// Highmem, so that pte pages, user pages and vmalloc pages share a zone.
+const MEM: [&str; 4] = ["--mem", "512m", "--lowmem", "128m"];
+
+fn jobs() -> &'static HashMap<String, JobLine> {
+    static JOBS: OnceLock<HashMap<String, JobLine>> = OnceLock::new();
+    JOBS.get_or_init(|| {
+        common::guest();
+        let mut jobs: Vec<(String, Vec<String>)> = Vec::new();
+        let mut add = |name: String, extra: &[&str]| {
+            let mut args: Vec<String> = ["run", "--vcpus", "2", "--pvmmu", "on"].map(String::from).to_vec();
+            args.extend(MEM.map(String::from));
+            args.extend(extra.iter().map(|s| s.to_string()));
+            jobs.push((name, args));
+        };
+        for pte in PTES {
+            add(format!("mm-{pte}"), &["--workload", "mm-all", "--pte", pte, "--alias", "alias-bit"]);
+        }
+        add("vmap-churn".into(), &["--workload", "vmap-churn", "--alias", "host-trap"]);
+        add("unbatched".into(), &["--workload", "fork-storm", "--pv-batch", "off"]);
+        add("batched".into(), &["--workload", "fork-storm", "--pv-batch", "on"]);
+        for s in STRATEGIES {
+            add(format!("churn-{s}"), &["--workload", "fork-churn", "--alias", s, "--vmap-max-pages", "64"]);
+        }
+        let refs: Vec<(&str, Vec<&str>)> =
+            jobs.iter().map(|(n, a)| (n.as_str(), a.iter().map(String::as_str).collect())).collect();
+        common::batch(&refs)
+    })
+}
+
+fn pv(j: &JobLine, key: &str) -> u64 {
+    j.report()["pvmmu"][key].as_u64().unwrap_or(0)
+}
+
+fn refused(j: &JobLine) -> u64 {
+    j.report()["pvmmu"]["refused"].as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0)
+}
+
+/// Passed its own checks, and the host saw no violation and no table it
+/// validated mapped writable.
+fn clean(name: &str) -> &'static JobLine {
+    let j = &jobs()[name];
+    assert_eq!(j.exit_code(), 0, "{name}: {}", j.stdout());
+    assert_eq!(pv(j, "violations_total"), 0, "{name}: violations");
+    assert_eq!(pv(j, "audit_rw_pagetables"), 0, "{name}: a pagetable mapped writable at the end");
+    assert_eq!(pv(j, "audit_count_mismatches"), 0, "{name}: the frame table's counts");
+    j
+}
+
+#[test]
+fn every_memory_workload_runs_on_validated_tables_under_every_pte_variant() {
+    for pte in PTES {
+        let j = clean(&format!("mm-{pte}"));
+        assert!(j.total("pt_pins") > 0, "{pte}: the kernel pinned its new tables");
+        assert_eq!(refused(j), 0, "{pte}: alias-bit leaves nothing for the host to refuse");
+        assert!(j.total("pv_updates") > 0, "{pte}: pagetable writes went through mmu_update");
+    }
+    clean("vmap-churn");
+}
+
+#[test]
+fn batching_puts_many_updates_in_one_exit() {
+    let (b, u) = (clean("batched"), clean("unbatched"));
+    assert_eq!(u.total("pv_updates"), u.total("pv_update_calls"), "--pv-batch off: one hypercall per update");
+    // Single-entry faults dominate fork-storm; copies and teardowns batch.
+    assert!(
+        b.total("pv_update_calls") * 4 < b.total("pv_updates") * 3,
+        "batched: {} updates in {} calls",
+        b.total("pv_updates"),
+        b.total("pv_update_calls")
+    );
+}
+
+#[test]
+fn each_alias_strategy_keeps_aliases_from_pins_as_it_claims() {
+    for s in STRATEGIES {
+        let j = clean(&format!("churn-{s}"));
+        let (pins, vua) = (j.total("pt_pins"), j.total("vm_unmap_aliases"));
+        assert!(pins > 0 && j.total("churn_steps") > 0, "{s}: pins and churn");
+        match s {
+            "none" => {
+                assert!(j.total("pt_pin_refused") > 0, "none with lazy-ptes: the host refuses aliased pins");
+                assert_eq!(
+                    j.total("pt_pin_refused"),
+                    refused(j),
+                    "none: every refusal the host reports is one the guest saw"
+                );
+            }
+            "always-flush" => assert_eq!(vua, pins, "always-flush: one vm_unmap_aliases per pin"),
+            "alias-bit" | "runtime-switch" => {
+                assert_eq!(vua, j.total("pt_pins_aliased"), "{s}: a purge exactly for the pins with an alias")
+            }
+            "clean-pool" => assert_eq!(vua, j.total("clean_pool_refills"), "clean-pool: one purge per refill"),
+            "host-trap" => {
+                assert!(pv(j, "traps_back") > 0, "host-trap: the host trapped back");
+                assert_eq!(vua, pv(j, "traps_back"), "host-trap: one vm_unmap_aliases per trap back");
+            }
+            _ => unreachable!(),
+        }
+        if s != "none" && s != "host-trap" {
+            assert_eq!(refused(j), 0, "{s}: no pin reached the host with an alias");
+        }
+    }
+}
