@@ -52,7 +52,7 @@ fn refused(j: &JobLine) -> u64 {
 /// validated mapped writable.
 fn clean(name: &str) -> &'static JobLine {
     let j = &jobs()[name];
-    assert_eq!(j.exit_code(), 0, "{name}: {}", j.stdout());
+    assert_eq!(j.exit_code(), 0, "{name}: {}\n{}", j.report()["outcome"], j.stdout());
     assert_eq!(pv(j, "violations_total"), 0, "{name}: violations");
     assert_eq!(pv(j, "audit_rw_pagetables"), 0, "{name}: a pagetable mapped writable at the end");
     assert_eq!(pv(j, "audit_count_mismatches"), 0, "{name}: the frame table's counts");

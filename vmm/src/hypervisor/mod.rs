@@ -132,8 +132,8 @@ impl Hypervisor {
             || self.pvmmu.lock().map(|pv| pv.root(vcpu).is_some()).unwrap_or(false)
     }
 
-    /// The CR3 check at a hypercall exit of `vcpu`: a vCPU that announced a root
-    /// at an earlier exit must run on a validated one; a vCPU running on one tells
+    /// The CR3 check at a hypercall exit of `vcpu`: a vCPU that has run on a
+    /// validated root it announced must run on a validated one at every later exit; a vCPU running on one tells
     /// the host the guest lives on validated tables (on a QEMU TCG host the write
     /// protection then goes off: see [`TCG_NO_PROTECTION`]).
     pub fn check_cr3(&self, vcpu: u32, cr3: u64) -> HypercallOutcome {
@@ -162,7 +162,10 @@ impl Hypervisor {
                 return stop;
             }
         }
-        if announced {
+        // Armed once this vCPU has been seen on a validated root and has announced
+        // one: a guest that only announces roots (the contract scenarios) and
+        // keeps running on its own tables is not checked.
+        if announced && validated {
             self.cr3_armed[v].store(true, Ordering::Relaxed);
         }
         HypercallOutcome::Continue
