@@ -140,10 +140,12 @@ pub fn flush() {
     cpu::irq_restore(was_on);
 }
 
-/// Opens a lazy-MMU section (nests); preemption is off until [`lazy_leave`].
+/// Opens a lazy-MMU section (nests). Under `--pvmmu on` preemption is off
+/// until [`lazy_leave`] (the queue is this CPU's); on native it changes
+/// nothing, so a per-task kmap may still sleep while mapped.
 pub fn lazy_enter() {
-    percpu::preempt_disable();
     if on() {
+        percpu::preempt_disable();
         // SAFETY: this CPU's queue, preemption off; interrupt handlers never queue.
         unsafe { (*queue()).depth += 1 };
     }
@@ -160,8 +162,8 @@ pub fn lazy_leave() {
                 flush();
             }
         }
+        percpu::preempt_enable();
     }
-    percpu::preempt_enable();
 }
 
 /// Frames that may be handed on (freed, their alias count dropped) only once
