@@ -268,6 +268,45 @@ pub fn alloc_user_page() -> Option<u64> {
     alloc_pages(Zone::HighMem, 0).or_else(|| alloc_pages(Zone::Normal, 0))
 }
 
+/// Order-0 pages waiting to be freed together, chained through their free-list
+/// link (unused while a page is allocated): vfree gathers an area's pages this
+/// way and frees them only once the area is on the lazy list, as Linux's
+/// `__vunmap` frees `vm_struct->pages` after `remove_vm_area`.
+pub struct PageChain {
+    head: u32,
+}
+
+impl PageChain {
+    pub const fn new() -> Self {
+        PageChain { head: NIL }
+    }
+
+    /// Adds allocated page `pa`, which the caller owns, to the chain.
+    pub fn push(&mut self, pa: u64) {
+        let p = pfn_to_page(pa >> 12);
+        // SAFETY: `pa` is allocated and the caller's, so no free list links it and
+        // nobody else touches its link.
+        unsafe { *p.next.get() = self.head };
+        self.head = (pa >> 12) as u32;
+    }
+
+    /// Frees every page of the chain.
+    pub fn free_all(mut self) {
+        while self.head != NIL {
+            let pfn = self.head as u64;
+            // SAFETY: as in push: the page is still ours until freed below.
+            self.head = unsafe { *pfn_to_page(pfn).next.get() };
+            free_pages(pfn << 12, 0);
+        }
+    }
+}
+
+impl Default for PageChain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Frees what [`alloc_pages`] returned.
 pub fn free_pages(pa: u64, order: u32) {
     let pfn = pa >> 12;

@@ -287,41 +287,53 @@ fn free_area(id: u32, start: u32, end: u32, kind: u32) {
         percpu::count(Counter::VmapAreaFrees, 1);
         return;
     }
+    // Linux's vfree frees the pages at once, lazy alias and all: the alias a
+    // hypervisor trips over when the page comes back as a pagetable. But only
+    // once the area is on the lazy list: a page handed out before would carry
+    // an alias that a vm_unmap_aliases() running meanwhile cannot see, and a
+    // pin refused for it would be refused again after the purge.
+    let mut pages = page::PageChain::new();
     leave_lazy(start, end, |pa| {
-        // Linux's vfree frees the pages at once, lazy alias and all: the alias
-        // a hypervisor trips over when the page comes back as a pagetable.
         if owned {
-            page::free_pages(pa, 0)
+            pages.push(pa)
         }
     });
     free_area_lazy(id);
+    pages.free_all();
 }
 
 /// Marks an area lazily freed; purges if too much is owed.
 pub(super) fn free_area_lazy(id: u32) {
-    let over = {
-        let mut a = areas().lock();
-        let area = a.tree.area(id);
-        let pages = (area.end - area.start) / PAGE_SIZE;
-        a.tree.set_state(id, AreaState::Lazy);
-        let head = a.lazy_head;
-        a.tree.set_link(id, head);
-        a.lazy_head = id;
-        a.lazy_areas += 1;
-        a.lazy_pages += pages;
-        percpu::count(Counter::VmapLazyAreas, 1);
-        percpu::count(Counter::VmapLazyPages, pages as u64);
-        a.lazy_pages > MAX_LAZY.load(Ordering::Relaxed)
-    };
-    if over {
+    if enqueue_lazy(id) {
         purge(true);
     }
 }
 
-/// The area of a block starting at `va`, given back whole (lazily).
-pub(super) fn free_block_area(va: u32) {
+/// Puts an area on the lazy list, where the next purge finds it; whether more
+/// is owed than `--lazy-max` allows (the caller then purges).
+fn enqueue_lazy(id: u32) -> bool {
+    let mut a = areas().lock();
+    let area = a.tree.area(id);
+    let pages = (area.end - area.start) / PAGE_SIZE;
+    a.tree.set_state(id, AreaState::Lazy);
+    let head = a.lazy_head;
+    a.tree.set_link(id, head);
+    a.lazy_head = id;
+    a.lazy_areas += 1;
+    a.lazy_pages += pages;
+    percpu::count(Counter::VmapLazyAreas, 1);
+    percpu::count(Counter::VmapLazyPages, pages as u64);
+    a.lazy_pages > MAX_LAZY.load(Ordering::Relaxed)
+}
+
+/// The area of a block starting at `va`, given back whole (lazily). The caller
+/// holds the block's lock, so that no purge runs between the block leaving the
+/// live ones (whose freed ranges `vm_unmap_aliases()` flushes) and its area
+/// joining the lazy list; it purges with [`purge`] after dropping that lock if
+/// this returns true.
+pub(super) fn block_area_lazy(va: u32) -> bool {
     let id = areas().lock().tree.find_start(va).expect("a vmap block without its area");
-    free_area_lazy(id);
+    enqueue_lazy(id)
 }
 
 /// Purges the lazy areas; `try_only` gives up if another purge runs (the

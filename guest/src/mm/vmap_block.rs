@@ -93,8 +93,9 @@ pub(super) fn alloc(count: u32) -> Option<u32> {
     let order = order_of(count);
     let cpu = percpu::cpu_id() as usize;
     loop {
-        let mut stale = [0u32; 8];
-        let mut nr_stale = 0;
+        // Blocks given back whole (at most 8 a round), and whether that put
+        // more on the lazy list than is allowed.
+        let (mut nr_stale, mut over) = (0, false);
         let mut got = None;
         {
             let mut q = QUEUES[cpu].lock();
@@ -109,10 +110,10 @@ pub(super) fn alloc(count: u32) -> Option<u32> {
                     }
                     break;
                 }
-                if b.map.is_fragmented() && nr_stale < stale.len() {
+                if b.map.is_fragmented() && nr_stale < 8 {
                     // Nothing live, nothing usable left: give it back whole.
                     b.alive = false;
-                    stale[nr_stale] = b.va;
+                    over |= vmap::block_area_lazy(b.va);
                     nr_stale += 1;
                     drop(b);
                     q.remove(i);
@@ -121,9 +122,9 @@ pub(super) fn alloc(count: u32) -> Option<u32> {
                 i += 1;
             }
         }
-        for &va in &stale[..nr_stale] {
-            percpu::count(Counter::VmapBlockPurges, 1);
-            vmap::free_block_area(va);
+        percpu::count(Counter::VmapBlockPurges, nr_stale as u64);
+        if over {
+            vmap::purge(true);
         }
         if got.is_some() {
             return got;
@@ -162,10 +163,12 @@ pub(super) fn free(va: u32, count: u32) {
     }
     if b.map.is_fully_dirty() {
         b.alive = false;
-        let bva = b.va;
+        let over = vmap::block_area_lazy(b.va);
         drop(b);
         percpu::count(Counter::VmapBlockFrees, 1);
-        vmap::free_block_area(bva);
+        if over {
+            vmap::purge(true);
+        }
     }
 }
 
