@@ -37,6 +37,30 @@ pub struct VcpuSnapshot {
     pub cr3: u32,
 }
 
+/// A vCPU that shut down, with what the host still knows of it: on SVM KVM
+/// resets a vCPU after a shutdown, so its registers are usually lost.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TripleFault {
+    #[serde(flatten)]
+    pub at: VcpuSnapshot,
+    /// The registers are the reset state (cr0 0x10, eip 0xfff0), not the fault's.
+    #[serde(default)]
+    pub registers_lost: bool,
+    /// The vCPU's last hypercall and its result, e.g. "mmuext_op: OK".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hypercall: Option<String>,
+    /// The root the vCPU announced last (`--pvmmu on`) and whether it is still
+    /// a validated L3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_root: Option<String>,
+}
+
+impl TripleFault {
+    pub fn new(at: VcpuSnapshot) -> Self {
+        TripleFault { at, registers_lost: at.cr0 == 0x10 && at.eip == 0xfff0, ..Default::default() }
+    }
+}
+
 /// What the guest told us about a fatal exception or panic.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FaultInfo {
@@ -89,7 +113,7 @@ pub enum Outcome {
     /// The guest reported an exception it did not expect, or a panic.
     GuestFault(FaultInfo),
     /// The vCPU shut down (an exception while delivering a double fault).
-    TripleFault(VcpuSnapshot),
+    TripleFault(TripleFault),
     /// The guest broke a rule of the host's contract.
     Violation { vcpu: u32, rule: String, detail: String },
     /// The watchdog fired.
@@ -122,10 +146,23 @@ impl Outcome {
                 "guest fault on vCPU {}: {} at eip={:#010x} cr2={:#010x} error={:#x} ({})",
                 f.vcpu, f.name, f.eip, f.cr2, f.error_code, f.message
             ),
-            Outcome::TripleFault(s) => format!(
-                "guest triple fault on vCPU {} at eip={:#010x} cr2={:#010x} cr3={:#010x}",
-                s.vcpu, s.eip, s.cr2, s.cr3
-            ),
+            Outcome::TripleFault(t) => {
+                let mut m = if t.registers_lost {
+                    format!("guest triple fault on vCPU {} (registers lost: KVM on SVM resets the vCPU)", t.at.vcpu)
+                } else {
+                    format!(
+                        "guest triple fault on vCPU {} at eip={:#010x} cr2={:#010x} cr3={:#010x}",
+                        t.at.vcpu, t.at.eip, t.at.cr2, t.at.cr3
+                    )
+                };
+                if let Some(h) = &t.last_hypercall {
+                    m += &format!("; last hypercall {h}");
+                }
+                if let Some(r) = &t.last_root {
+                    m += &format!("; last root {r}");
+                }
+                m
+            }
             Outcome::Violation { vcpu, rule, detail } => {
                 format!("guest broke the contract on vCPU {vcpu}: {rule}: {detail}")
             }

@@ -297,7 +297,9 @@ fn run_once(
             "-M",
             "microvm",
             "-accel",
-            &std::env::var("VMM_QEMU_ACCEL").unwrap_or_else(|_| "tcg,thread=multi".into()),
+            // One TCG thread for every appliance CPU: multi-threaded TCG's
+            // emulated SVM corrupts nested guests' state (docs/qemu-hosted.md).
+            &std::env::var("VMM_QEMU_ACCEL").unwrap_or_else(|_| "tcg,thread=single".into()),
             "-cpu",
             "EPYC",
         ])

@@ -25,10 +25,10 @@ pub fn diagnose(report: &RunReport, kernel: &Image) -> Option<String> {
         return None;
     }
     match &report.outcome {
-        Outcome::TripleFault(s) => Some(format!(
+        Outcome::TripleFault(t) => Some(format!(
             "vCPU {} triple-faulted (its registers are lost: KVM on SVM resets a vCPU after a shutdown); \
              outside the fault workloads this is the QEMU-hosted emulator's known fault",
-            s.vcpu
+            t.at.vcpu
         )),
         Outcome::Timeout { vcpus, .. } => vcpus.iter().find(|v| !kernel.is_code(v.eip)).map(|v| {
             format!(
@@ -54,7 +54,7 @@ pub fn diagnose(report: &RunReport, kernel: &Image) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{FaultInfo, HostInfo, Timing, VcpuSnapshot};
+    use crate::report::{FaultInfo, HostInfo, Timing, TripleFault, VcpuSnapshot};
 
     fn report(workload: &str, outcome: Outcome) -> RunReport {
         RunReport {
@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn only_outcomes_with_the_emulators_fingerprint_are_flagged() {
         let kernel = Image::with_code(vec![0xc010_0000..0xc011_0000, 0xc020_0000..0xc020_1000]);
-        let triple = Outcome::TripleFault(VcpuSnapshot::default());
+        let triple = Outcome::TripleFault(TripleFault::default());
         assert!(diagnose(&report("boot", triple.clone()), &kernel).is_some());
         assert!(diagnose(&report("fault-triple", triple), &kernel).is_none(), "deliberate");
         assert!(diagnose(&report("boot", timeout_at(0xc039_d20c)), &kernel).unwrap().contains("0xc039d20c"));

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -17,7 +17,7 @@ use crate::kvm::memory;
 use crate::kvm::write_protect::{ProtectStats, WriteProtect};
 use crate::pvmmu::ops::BatchResult;
 use crate::pvmmu::{OnViolation, PvMmu, PvMmuConfig, PvMmuReport, ViolationRecord};
-use crate::report::{FaultInfo, MilestoneRecord, Outcome};
+use crate::report::{FaultInfo, MilestoneRecord, Outcome, TripleFault, VcpuSnapshot};
 
 /// The longest console write or result name a guest may send.
 pub const CONSOLE_MAX: u64 = 4096;
@@ -64,6 +64,9 @@ pub struct Hypervisor {
     /// vCPUs whose CR3 must be a validated root at every hypercall from now on
     /// (they announced one at an earlier exit).
     cr3_armed: [AtomicBool; shared::boot::MAX_VCPUS],
+    /// Each vCPU's last hypercall: its number (high half) and result (low half),
+    /// for the report of a vCPU that dies without a word (a triple fault).
+    last_call: [AtomicU64; shared::boot::MAX_VCPUS],
 }
 
 /// Why the write protection is switched off on a QEMU TCG host once the guest
@@ -92,6 +95,7 @@ impl Hypervisor {
             protect_pending: AtomicBool::new(false),
             on_validated_roots: AtomicBool::new(false),
             cr3_armed: [const { AtomicBool::new(false) }; shared::boot::MAX_VCPUS],
+            last_call: [const { AtomicU64::new(u64::MAX) }; shared::boot::MAX_VCPUS],
             mem,
             start,
             console: Mutex::new(console),
@@ -117,12 +121,31 @@ impl Hypervisor {
         if let Ok(mut calls) = self.calls.lock() {
             *calls.entry((block.op, rc)).or_insert(0) += 1;
         }
+        if let Some(last) = self.last_call.get(vcpu as usize) {
+            last.store((block.op as u64) << 32 | rc as u32 as u64, Ordering::Relaxed);
+        }
         let wrote = memory::write_bytes(&self.mem, gpa + HypercallBlock::RC_OFFSET as u64, &rc.to_le_bytes())
             .and_then(|_| memory::write_bytes(&self.mem, gpa + HypercallBlock::RET_OFFSET as u64, &ret.to_le_bytes()));
         if wrote.is_err() {
             return violation(format!("request block at {gpa:#x} is outside guest RAM"));
         }
         then
+    }
+
+    /// What the host knows of vCPU `vcpu` that shut down: its last hypercall
+    /// and the root it announced last.
+    pub fn triple_fault(&self, at: VcpuSnapshot) -> TripleFault {
+        let mut t = TripleFault::new(at);
+        let last = self.last_call.get(at.vcpu as usize).map_or(u64::MAX, |l| l.load(Ordering::Relaxed));
+        if last != u64::MAX {
+            let (op, rc) = ((last >> 32) as u32, last as u32 as i32);
+            let name = nr::name(op).map(str::to_owned).unwrap_or_else(|| format!("unknown_{op:#x}"));
+            t.last_hypercall = Some(format!("{name}: {}", errno::name(rc)));
+        }
+        if let Ok(pv) = self.pvmmu.lock() {
+            t.last_root = pv.root(at.vcpu).map(|pfn| pv.describe_frame(pfn));
+        }
+        t
     }
 
     /// Whether the CR3 check wants this vCPU's CR3 at its hypercall exits: once

@@ -494,7 +494,7 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
             }
             Ok(VcpuExit::Shutdown) => {
                 exits.shutdown += 1;
-                Some(Outcome::TripleFault(snapshot(&vcpu, index)))
+                Some(Outcome::TripleFault(hv.triple_fault(snapshot(&vcpu, index))))
             }
             Ok(VcpuExit::FailEntry(reason, _)) => Some(Outcome::VmmError {
                 message: format!("KVM could not enter vCPU {index} (hardware entry failure reason {reason:#x})"),

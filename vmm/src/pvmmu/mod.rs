@@ -360,6 +360,17 @@ impl PvMmu {
         pfn < self.frames.len() && self.frames.ty(pfn) == FrameType::L3 && self.frames.type_count(pfn) > 0
     }
 
+    /// Frame `pfn` as a report names it: its address, type, type count, pin.
+    pub fn describe_frame(&self, pfn: u64) -> String {
+        let pinned = if self.frames.pinned(pfn) { ", pinned" } else { "" };
+        format!(
+            "{:#x} ({:?}, type count {}{pinned})",
+            pfn << 12,
+            self.frames.ty(pfn),
+            self.frames.type_count(pfn)
+        )
+    }
+
     /// The root vCPU `vcpu` announced last.
     pub fn root(&self, vcpu: u32) -> Option<u64> {
         self.roots.get(vcpu as usize).copied().flatten()
