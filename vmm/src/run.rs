@@ -39,6 +39,8 @@ pub enum Error {
     BatchFile(PathBuf, String),
     #[error("{0}")]
     PinCost(#[from] crate::pvmmu::pin_cost::Error),
+    #[error("stopped on request (Ctrl-C)")]
+    Stopped,
 }
 
 /// `vmm pin-cost`: the alias check's host cost per pin, as a table (and JSON lines).
@@ -183,6 +185,7 @@ fn run_qemu(spec: &RunSpec, custom_kernel: bool, h: &HostArgs, reason: String) -
             }
             Event::Err { line, .. } => eprintln!("{line}"),
             Event::Ready { boot_ms } => log::info!("appliance ready after {boot_ms:.0} ms"),
+            Event::Done { .. } => {}
         },
     )?;
     let r = outcome.results.into_iter().next().unwrap_or_default();
@@ -276,6 +279,26 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
 /// QEMU-hosted. A job whose QEMU-hosted outcome bears the emulator's known fault
 /// is run again (up to `retries` times), and its outcome says so.
 pub fn run_jobs(job_args: &[Vec<String>], opts: &JobsOptions) -> Result<Vec<JobOutcome>, Error> {
+    run_jobs_with(job_args, opts, |_| {})
+}
+
+/// What [`run_jobs_with`] tells its caller while the jobs run.
+pub enum JobEvent<'a> {
+    /// The job (its index in the list) starts an attempt.
+    Started { job: usize },
+    /// The job is over for good (no more attempts): its final outcome.
+    Finished { job: usize, outcome: &'a JobOutcome },
+}
+
+/// [`run_jobs`], telling `on_event` as each job starts and as each is over, so a
+/// caller can show progress and keep each result as it comes. When
+/// [`appliance::request_stop`] is called the jobs stop and this returns
+/// [`Error::Stopped`] (the jobs already reported as finished are complete).
+pub fn run_jobs_with(
+    job_args: &[Vec<String>],
+    opts: &JobsOptions,
+    mut on_event: impl FnMut(JobEvent),
+) -> Result<Vec<JobOutcome>, Error> {
     let (mode, reason) = host::resolve(opts.host.host)?;
     eprintln!("{}", host::mode_line(mode, &reason));
     let default_guest = paths::default_guest();
@@ -316,12 +339,19 @@ pub fn run_jobs(job_args: &[Vec<String>], opts: &JobsOptions) -> Result<Vec<JobO
     let mut outcomes: Vec<JobOutcome> = vec![JobOutcome::default(); n];
     let mut pending: Vec<usize> = (0..n).collect();
     let deadline = Instant::now() + Duration::from_secs_f64(opts.timeout);
+    let settle_ctx = Settle { mode, reason: &reason, kernels: &kernels, retries: opts.retries };
     while !pending.is_empty() {
+        if appliance::stop_requested() {
+            return Err(Error::Stopped);
+        }
         let round: Vec<Job> = pending.iter().map(|&i| jobs[i].clone()).collect();
-        let (out, stalled) = match mode {
+        let mut again = Vec::new();
+        match mode {
             Mode::Qemu => {
                 let guest = default_guest.is_file().then_some(default_guest.as_path());
                 let verbose = opts.verbose;
+                // Jobs of this round whose result came in while the appliance ran.
+                let mut settled = vec![false; round.len()];
                 let o = appliance::run(
                     &round,
                     &extra,
@@ -329,61 +359,113 @@ pub fn run_jobs(job_args: &[Vec<String>], opts: &JobsOptions) -> Result<Vec<JobO
                     appliance_options(&opts.host, max_vcpus),
                     deadline.saturating_duration_since(Instant::now()),
                     |ev| match ev {
+                        Event::Ready { .. } => on_event(JobEvent::Started { job: pending[0] }),
                         Event::Out { job, line } if verbose => eprintln!("[{}] {line}", pending[job]),
                         Event::Err { job, line } if verbose => eprintln!("[{}] {line}", pending[job]),
+                        Event::Done { job: k, result } => {
+                            let i = pending[k];
+                            settled[k] = true;
+                            if settle_ctx.record(i, &mut outcomes[i], result.clone()) {
+                                again.push(i);
+                            } else {
+                                on_event(JobEvent::Finished { job: i, outcome: &outcomes[i] });
+                            }
+                            if let Some(&next) = pending.get(k + 1) {
+                                on_event(JobEvent::Started { job: next });
+                            }
+                        }
                         _ => {}
                     },
                 )?;
-                (o.results, o.stalled)
-            }
-            Mode::Local => (round.iter().map(|j| run_local_job(j, opts.verbose)).collect(), None),
-        };
-        let mut again = Vec::new();
-        for (k, (&i, r)) in pending.iter().zip(out).enumerate() {
-            let o = &mut outcomes[i];
-            match stalled {
-                // Never started: the appliance was stopped before.
-                Some(s) if k > s => {
-                    again.push(i);
-                    continue;
-                }
-                Some(s) if k == s => {
-                    o.attempts += 1;
-                    let note = "the emulated KVM stopped responding (no output past the job's own timeout): \
-                                QEMU was stopped and the rest of the batch went on in a fresh appliance"
-                        .to_owned();
-                    eprintln!("vmm: job {i}, attempt {}: {note}", o.attempts);
-                    o.emulator_faults.push(note);
-                    if o.attempts <= opts.retries {
-                        again.push(i);
+                for (k, (&i, r)) in pending.iter().zip(o.results).enumerate() {
+                    if settled[k] {
+                        continue;
                     }
-                    (o.exit_code, o.stdout, o.stderr) = (r.exit_code, r.stdout, r.stderr);
-                    continue;
-                }
-                _ => {}
-            }
-            o.attempts += 1;
-            let mut report: Option<RunReport> = r.json.as_deref().and_then(|j| serde_json::from_str(j).ok());
-            if let (Mode::Qemu, Some(rep)) = (mode, report.as_mut()) {
-                rep.host.mode = "qemu".into();
-                rep.host.reason = reason.clone();
-                rep.emulator_fault = loader::parse(&kernels[i]).ok().and_then(|k| emulator::diagnose(rep, &k));
-                if let Some(note) = &rep.emulator_fault {
-                    eprintln!("vmm: job {i}, attempt {}: {note}", o.attempts);
-                    o.emulator_faults.push(note.clone());
-                    if o.attempts <= opts.retries {
-                        again.push(i);
+                    let out = &mut outcomes[i];
+                    match o.stalled {
+                        // Never started: the appliance was stopped before.
+                        Some(s) if k > s => again.push(i),
+                        Some(s) if k == s => {
+                            out.attempts += 1;
+                            let note = "the emulated KVM stopped responding (no output past the job's own timeout): \
+                                        QEMU was stopped and the rest of the batch went on in a fresh appliance"
+                                .to_owned();
+                            eprintln!("vmm: job {i}, attempt {}: {note}", out.attempts);
+                            out.emulator_faults.push(note);
+                            (out.exit_code, out.stdout, out.stderr) = (r.exit_code, r.stdout, r.stderr);
+                            if out.attempts <= opts.retries {
+                                again.push(i);
+                            } else {
+                                on_event(JobEvent::Finished { job: i, outcome: out });
+                            }
+                        }
+                        // The appliance finished without the job's exit frame.
+                        _ => {
+                            if settle_ctx.record(i, out, r) {
+                                again.push(i);
+                            } else {
+                                on_event(JobEvent::Finished { job: i, outcome: out });
+                            }
+                        }
                     }
                 }
             }
-            o.report = report
-                .and_then(|r| serde_json::to_value(r).ok())
-                .or_else(|| r.json.as_deref().and_then(|j| serde_json::from_str(j).ok()));
-            (o.exit_code, o.stdout, o.stderr) = (r.exit_code, r.stdout, r.stderr);
+            Mode::Local => {
+                for (&i, job) in pending.iter().zip(&round) {
+                    if appliance::stop_requested() {
+                        return Err(Error::Stopped);
+                    }
+                    on_event(JobEvent::Started { job: i });
+                    let r = run_local_job(job, opts.verbose);
+                    if appliance::stop_requested() {
+                        // The child got the terminal's Ctrl-C too: not a result.
+                        return Err(Error::Stopped);
+                    }
+                    if settle_ctx.record(i, &mut outcomes[i], r) {
+                        again.push(i);
+                    } else {
+                        on_event(JobEvent::Finished { job: i, outcome: &outcomes[i] });
+                    }
+                }
+            }
         }
+        again.sort_unstable();
         pending = again;
     }
     Ok(outcomes)
+}
+
+/// What it takes to record one attempt of a job.
+struct Settle<'a> {
+    mode: Mode,
+    reason: &'a str,
+    kernels: &'a [PathBuf],
+    retries: u32,
+}
+
+impl Settle<'_> {
+    /// Records one finished attempt of job `i`; returns whether it must run again
+    /// (the QEMU-hosted emulator's known fault struck and retries are left).
+    fn record(&self, i: usize, o: &mut JobOutcome, r: appliance::JobResult) -> bool {
+        o.attempts += 1;
+        let mut again = false;
+        let mut report: Option<RunReport> = r.json.as_deref().and_then(|j| serde_json::from_str(j).ok());
+        if let (Mode::Qemu, Some(rep)) = (self.mode, report.as_mut()) {
+            rep.host.mode = "qemu".into();
+            rep.host.reason = self.reason.to_owned();
+            rep.emulator_fault = loader::parse(&self.kernels[i]).ok().and_then(|k| emulator::diagnose(rep, &k));
+            if let Some(note) = &rep.emulator_fault {
+                eprintln!("vmm: job {i}, attempt {}: {note}", o.attempts);
+                o.emulator_faults.push(note.clone());
+                again = o.attempts <= self.retries;
+            }
+        }
+        o.report = report
+            .and_then(|r| serde_json::to_value(r).ok())
+            .or_else(|| r.json.as_deref().and_then(|j| serde_json::from_str(j).ok()));
+        (o.exit_code, o.stdout, o.stderr) = (r.exit_code, r.stdout, r.stderr);
+        again
+    }
 }
 
 /// Runs one batch job as a child `vmm` on this machine.

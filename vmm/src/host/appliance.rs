@@ -20,6 +20,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,26 @@ pub enum Error {
     Timeout { secs: f64, log: PathBuf },
     #[error("the appliance did not come up within {secs:.0} s, {attempts} times (console in {})", log.display())]
     BootHang { secs: f64, attempts: u32, log: PathBuf },
+    #[error("stopped on request (Ctrl-C)")]
+    Stopped,
 }
+
+/// Set (from a signal handler's thread) to stop the running appliance: QEMU is
+/// killed and [`run`] returns [`Error::Stopped`] within a fraction of a second.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Asks every running (and later) appliance to stop.
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`request_stop`] was called.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// How often the appliance's loop looks at the stop request.
+const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// The appliance is ready in about 3 s; one that is not after this long hung in
 /// its own boot (a rare hang of the emulated machine) and is started again.
@@ -83,9 +103,22 @@ pub struct JobResult {
 
 /// Streamed while the appliance runs.
 pub enum Event<'a> {
-    Ready { boot_ms: f64 },
-    Out { job: usize, line: &'a str },
-    Err { job: usize, line: &'a str },
+    Ready {
+        boot_ms: f64,
+    },
+    Out {
+        job: usize,
+        line: &'a str,
+    },
+    Err {
+        job: usize,
+        line: &'a str,
+    },
+    /// The job exited (the next one, if any, starts now).
+    Done {
+        job: usize,
+        result: &'a JobResult,
+    },
 }
 
 pub struct BatchOutcome {
@@ -349,6 +382,11 @@ fn run_once(
     let mut running: Option<(usize, Instant)> = None;
     while !done {
         let now = Instant::now();
+        if stop_requested() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Stopped);
+        }
         if let Some((job, limit)) = running {
             if now >= limit {
                 log::warn!("appliance: job {job} made no progress past its own timeout; stopping QEMU");
@@ -371,7 +409,7 @@ fn run_once(
         if let Some((_, limit)) = running {
             wait_until = wait_until.min(limit);
         }
-        let line = match rx.recv_timeout(wait_until.saturating_duration_since(now)) {
+        let line = match rx.recv_timeout(wait_until.saturating_duration_since(now).min(STOP_POLL)) {
             Ok(l) => l,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -414,6 +452,7 @@ fn run_once(
                     "exit" => {
                         r.exit_code = text.trim().parse().ok();
                         running = jobs.get(job + 1).map(|j| (job + 1, Instant::now() + job_budget(j)));
+                        on_event(Event::Done { job, result: r });
                     }
                     _ => {}
                 }
@@ -434,6 +473,10 @@ fn run_once(
     let qemu_err = err_reader.join().unwrap_or_default();
     if let Some(f) = fatal {
         return Err(Error::Run(format!("appliance: {f}")));
+    }
+    if !done && stop_requested() {
+        // A Ctrl-C at the terminal reaches QEMU too, which then ends first.
+        return Err(Error::Stopped);
     }
     if !done {
         let tail: Vec<String> = recent.into_iter().collect();
