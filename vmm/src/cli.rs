@@ -38,6 +38,9 @@ pub enum Cmd {
     /// Measure the host's alias check per pin for each --host-check, with lazy
     /// aliases in place (host work only: no guest is started).
     PinCost(PinCostArgs),
+    /// The benchmark: every alias strategy (and with --full every sweep of the
+    /// design notes), repeated, with tables, plots and verdicts.
+    Bench(BenchArgs),
     /// (Inside the QEMU-hosted appliance: run its jobs.)
     #[command(hide = true)]
     ApplianceInit { jobs: PathBuf },
@@ -88,6 +91,65 @@ pub struct MatrixArgs {
     pub timeout: f64,
     #[command(flatten)]
     pub host: HostArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub cmd: Option<BenchCmd>,
+    /// The built-in matrix to run.
+    #[arg(long, value_enum, default_value = "default")]
+    pub matrix: crate::bench::matrix::MatrixName,
+    /// The full matrix: the default one and every sweep (same as --matrix full).
+    #[arg(long, conflicts_with_all = ["matrix", "spec"])]
+    pub full: bool,
+    /// A matrix file instead of a built-in matrix: {"experiments": [...]}.
+    #[arg(long, conflicts_with = "matrix")]
+    pub spec: Option<PathBuf>,
+    /// Keep only these experiments (by id; repeat or separate with commas).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Repetitions of every cell (min, median and max are reported).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub reps: u32,
+    /// Run only the i-th of n slices of the cells (1-based), e.g. 1/2.
+    #[arg(long)]
+    pub shard: Option<crate::bench::shard::Shard>,
+    /// Where to write the results (default: results/<UTC timestamp>).
+    #[arg(long, conflicts_with = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the stopped sweep in this directory: run only its missing jobs.
+    #[arg(long, conflicts_with_all = ["matrix", "full", "spec", "only", "reps", "shard"])]
+    pub resume: Option<PathBuf>,
+    /// Print the cells and the jobs left to run, and run nothing.
+    #[arg(long)]
+    pub list: bool,
+    /// Echo each VM's console as it runs.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Give up on the whole sweep after this many seconds (default: the sum of
+    /// the jobs' watchdogs and an allowance).
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchCmd {
+    /// Join the results of several slices (--shard) of one sweep into one report.
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MergeArgs {
+    /// The slices' result directories.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// The directory of the joined results and report.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

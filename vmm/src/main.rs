@@ -3,6 +3,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod bench;
 mod cli;
 mod contract;
 mod host;
@@ -36,6 +37,13 @@ fn main() {
         Cmd::Probe => Ok(probe()),
         Cmd::PinCost(args) => run::pin_cost_command(args),
         Cmd::Matrix(args) => matrix::matrix_command(args),
+        Cmd::Bench(args) => match bench::bench_command(args) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("vmm: error: {e}");
+                Ok(exit_code::HOST_ERROR)
+            }
+        },
         Cmd::Contract(args) => contract::contract_command(args),
         Cmd::ApplianceInit { jobs } => Ok(host::appliance::init(&jobs)),
     };

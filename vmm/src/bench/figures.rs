@@ -1,0 +1,256 @@
+//! The figures of one run, taken from its report (`vmm run --json`): counters
+//! summed over the vCPUs, the guest's results, exits by kind, the host's PV MMU
+//! section, and figures derived from them within the same run (cycles per pin,
+//! the oracle). Every figure is a number some run produced; a figure the run did
+//! not produce is absent, never zero by default.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::oracle;
+
+/// A run's figures by name.
+pub type Figures = BTreeMap<String, f64>;
+
+/// What a figure is, for the report's glossary.
+pub struct FigureDef {
+    pub name: &'static str,
+    pub what: &'static str,
+}
+
+/// Counters copied as they are (summed over the vCPUs).
+pub const COUNTERS: &[&str] = &[
+    "workload_cycles",
+    "pt_pins",
+    "pt_pins_aliased",
+    "pt_pin_cycles",
+    "pt_pin_refused",
+    "vm_unmap_aliases",
+    "vm_unmap_aliases_flushed",
+    "vm_unmap_aliases_cycles",
+    "tlb_flush_global",
+    "ipis_sent",
+    "kmap_lock_taken",
+    "kmap_lock_waits",
+    "kmap_lock_spins",
+    "kmap_sleeps",
+    "kmap_cache_hits",
+    "pkmap_flushes",
+    "tlb_shootdown_kernel",
+    "page_faults",
+    "forks",
+    "churn_steps",
+    "alias_fixups",
+    "clean_pool_refills",
+    "pv_updates",
+    "pv_update_calls",
+    "vmap_flushes",
+    "vmap_purges",
+    "pt_pages_lowmem",
+    "pt_pages_highmem",
+];
+
+/// Guest results copied as they are.
+pub const RESULTS: &[&str] = &["vmap_bench_ns", "vmap_one_alias_ns", "tasks_started"];
+
+/// The exit kinds of `exits[].user`, summed over the vCPUs, as `exits_<kind>`.
+pub const EXIT_KINDS: &[&str] = &["hypercall", "nop_exit", "other_io", "mmio", "hlt", "intr", "shutdown"];
+
+/// The host PV MMU's figures (`pvmmu`).
+pub const PVMMU: &[&str] = &["traps_back", "trap_back_failures", "alias_refusals", "alias_checks", "alias_check_ns"];
+
+/// The derived figures, and the glossary of the less obvious ones.
+pub const GLOSSARY: &[FigureDef] = &[
+    FigureDef { name: "workload_cycles", what: "guest TSC cycles of the workload, summed over the vCPUs" },
+    FigureDef { name: "workload_cycles_max", what: "the longest vCPU's workload cycles (the workload's span)" },
+    FigureDef {
+        name: "cycles_per_pin",
+        what: "pt_pin_cycles / pt_pins: decision to pin to pin done, alias work included",
+    },
+    FigureDef { name: "pt_pins_aliased", what: "pins whose frame had a live lazy alias before the strategy acted" },
+    FigureDef {
+        name: "base_pin_cycles",
+        what: "(pt_pin_cycles - vm_unmap_aliases_cycles) / pt_pins: a pin without alias flushes",
+    },
+    FigureDef {
+        name: "flush_cycles",
+        what: "vm_unmap_aliases_cycles / vm_unmap_aliases_flushed: one flushing vm_unmap_aliases",
+    },
+    FigureDef { name: "oracle_cycles", what: "pt_pins x base_pin_cycles + pt_pins_aliased x flush_cycles" },
+    FigureDef { name: "oracle_cycles_per_pin", what: "oracle_cycles / pt_pins" },
+    FigureDef { name: "ratio_to_oracle", what: "pt_pin_cycles / oracle_cycles (1 = as good as the oracle)" },
+    FigureDef {
+        name: "ratio_to_always_flush",
+        what: "median cycles_per_pin / the always-flush cell's (same configuration otherwise)",
+    },
+    FigureDef { name: "alias_check_ns", what: "host ns in the selected alias check (report.pvmmu)" },
+    FigureDef { name: "alias_check_ns_per_check", what: "alias_check_ns / alias_checks" },
+    FigureDef { name: "traps_back", what: "pins the host trapped back into the guest's alias fixup (report.pvmmu)" },
+    FigureDef {
+        name: "pvmmu_audit_errors",
+        what: "end-of-run audit: RW entries mapping pagetables + type count mismatches (must be 0)",
+    },
+    FigureDef { name: "exits_<kind>", what: "exits to the VMM by kind, summed over the vCPUs (report.exits[].user)" },
+    FigureDef {
+        name: "vmap_bench_ns",
+        what: "ns per vmap-bench iteration of one vCPU's loop (map 4 pages, touch, unmap)",
+    },
+    FigureDef { name: "vmap_bench_cycles_per_iter", what: "vmap_bench_cycles / vmap_bench_iters" },
+    FigureDef { name: "vmap_one_alias_ns", what: "ns of map, write, unmap, vm_unmap_aliases with one lazy mapping" },
+    FigureDef { name: "pte_cycles_per_access", what: "pte_bench_cycles / pte_bench_accesses (map, read, unmap)" },
+    FigureDef { name: "<counter>_per_kfault", what: "a counter per 1000 page faults" },
+    FigureDef { name: "flush_ipis_per_kfault", what: "tlb_shootdown_kernel per 1000 page faults" },
+    FigureDef { name: "run_ms", what: "the run's wall time in the VMM, boot included" },
+];
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+/// The figures of one run's report.
+pub fn extract(report: &Value) -> Figures {
+    let mut f = Figures::new();
+    let totals = &report["counter_totals"];
+    // The report lists only non-zero counters: a counter is zero when the guest
+    // kept counters (there are some) and it is not among them.
+    let kept_counters = totals.as_object().is_some_and(|m| !m.is_empty());
+    for &c in COUNTERS {
+        match num(&totals[c]) {
+            Some(v) => {
+                f.insert(c.to_owned(), v);
+            }
+            None if kept_counters => {
+                f.insert(c.to_owned(), 0.0);
+            }
+            None => {}
+        }
+    }
+    for &r in RESULTS {
+        if let Some(v) = num(&report["results"][r]) {
+            f.insert(r.to_owned(), v);
+        }
+    }
+    if let Some(cpus) = report["counters"].as_array() {
+        let max = cpus
+            .iter()
+            .filter_map(|c| num(&c["workload_cycles"]))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        if let Some(m) = max {
+            f.insert("workload_cycles_max".into(), m);
+        }
+    }
+    if let Some(exits) = report["exits"].as_array() {
+        for &k in EXIT_KINDS {
+            let sum: f64 = exits.iter().filter_map(|e| num(&e["user"][k])).sum();
+            f.insert(format!("exits_{}", k.trim_end_matches("_exit")), sum);
+        }
+    }
+    let pv = &report["pvmmu"];
+    if pv.is_object() {
+        for &k in PVMMU {
+            if let Some(v) = num(&pv[k]) {
+                f.insert(k.to_owned(), v);
+            }
+        }
+        let audit = [&pv["audit_rw_pagetables"], &pv["audit_count_mismatches"]];
+        if audit.iter().all(|v| v.is_number()) {
+            f.insert("pvmmu_audit_errors".into(), audit.iter().filter_map(|v| num(v)).sum());
+        }
+    }
+    if let Some(ms) = num(&report["timing"]["to_end_ms"]) {
+        f.insert("run_ms".into(), ms);
+    }
+    derive(&mut f, totals);
+    f
+}
+
+/// `a / b` when both were measured and b is not zero.
+pub fn ratio(f: &Figures, a: &str, b: &str) -> Option<f64> {
+    let (a, b) = (f.get(a)?, f.get(b)?);
+    (*b != 0.0).then(|| a / b)
+}
+
+fn derive(f: &mut Figures, totals: &Value) {
+    let put = |f: &mut Figures, name: &str, v: Option<f64>| {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            f.insert(name.to_owned(), v);
+        }
+    };
+    put(f, "cycles_per_pin", ratio(f, "pt_pin_cycles", "pt_pins"));
+    put(f, "alias_check_ns_per_check", ratio(f, "alias_check_ns", "alias_checks"));
+    let raw = |k: &str| num(&totals[k]);
+    if let (Some(c), Some(n)) = (raw("vmap_bench_cycles"), raw("vmap_bench_iters")) {
+        put(f, "vmap_bench_cycles_per_iter", (n > 0.0).then(|| c / n));
+    }
+    if let (Some(c), Some(n)) = (raw("pte_bench_cycles"), raw("pte_bench_accesses")) {
+        put(f, "pte_cycles_per_access", (n > 0.0).then(|| c / n));
+    }
+    if let Some(faults) = f.get("page_faults").copied().filter(|&p| p > 0.0) {
+        for (name, counter) in [
+            ("kmap_lock_taken_per_kfault", "kmap_lock_taken"),
+            ("kmap_lock_waits_per_kfault", "kmap_lock_waits"),
+            ("pkmap_flushes_per_kfault", "pkmap_flushes"),
+            ("flush_ipis_per_kfault", "tlb_shootdown_kernel"),
+            ("kmap_sleeps_per_kfault", "kmap_sleeps"),
+            ("kmap_cache_hits_per_kfault", "kmap_cache_hits"),
+        ] {
+            let v = f.get(counter).map(|c| c * 1000.0 / faults);
+            put(f, name, v);
+        }
+    }
+    if let Some(o) = oracle::Inputs::from_figures(f).and_then(|i| i.oracle(None)) {
+        o.insert_into(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn report() -> Value {
+        json!({
+            "counter_totals": {"pt_pins": 100, "pt_pin_cycles": 500000, "pt_pins_aliased": 10,
+                "vm_unmap_aliases": 100, "vm_unmap_aliases_flushed": 20, "vm_unmap_aliases_cycles": 200000,
+                "workload_cycles": 9000000, "page_faults": 2000, "kmap_lock_waits": 5,
+                "pte_bench_cycles": 3000, "pte_bench_accesses": 10},
+            "counters": [{"workload_cycles": 5000000}, {"workload_cycles": 4000000}],
+            "results": {"vmap_bench_ns": 1234},
+            "exits": [{"user": {"hypercall": 3, "nop_exit": 0, "other_io": 1, "mmio": 0, "hlt": 0, "intr": 0, "shutdown": 1}},
+                      {"user": {"hypercall": 4, "nop_exit": 0, "other_io": 0, "mmio": 0, "hlt": 2, "intr": 1, "shutdown": 0}}],
+            "pvmmu": {"traps_back": 7, "alias_checks": 50, "alias_check_ns": 1000, "audit_rw_pagetables": 0, "audit_count_mismatches": 0},
+            "timing": {"to_end_ms": 1500.0}
+        })
+    }
+
+    #[test]
+    fn figures_come_from_the_counters_and_agree_with_them() {
+        let f = extract(&report());
+        assert_eq!(f["cycles_per_pin"], 5000.0);
+        assert_eq!(f["cycles_per_pin"], f["pt_pin_cycles"] / f["pt_pins"]);
+        assert_eq!(f["workload_cycles_max"], 5000000.0);
+        assert_eq!(f["exits_hypercall"], 7.0);
+        assert_eq!(f["exits_nop"], 0.0);
+        assert_eq!(f["traps_back"], 7.0);
+        assert_eq!(f["alias_check_ns_per_check"], 20.0);
+        assert_eq!(f["pte_cycles_per_access"], 300.0);
+        assert_eq!(f["kmap_lock_waits_per_kfault"], 2.5);
+        assert_eq!(f["vmap_bench_ns"], 1234.0);
+        assert_eq!(f["pvmmu_audit_errors"], 0.0);
+        // Counters the guest did not list are zero; results it did not give are absent.
+        assert_eq!(f["ipis_sent"], 0.0);
+        assert!(!f.contains_key("tasks_started"));
+        // The oracle: base (500000-200000)/100 = 3000, flush 200000/20 = 10000.
+        assert_eq!(f["base_pin_cycles"], 3000.0);
+        assert_eq!(f["flush_cycles"], 10000.0);
+        assert_eq!(f["oracle_cycles"], 100.0 * 3000.0 + 10.0 * 10000.0);
+        assert_eq!(f["ratio_to_oracle"], 500000.0 / 400000.0);
+    }
+
+    #[test]
+    fn a_report_without_counters_gives_no_invented_zeros() {
+        let f = extract(&json!({"outcome": {"kind": "shutdown", "code": 1}}));
+        assert!(f.is_empty(), "{f:?}");
+    }
+}

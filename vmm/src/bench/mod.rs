@@ -1,0 +1,376 @@
+//! `vmm bench`: the benchmark. Runs a matrix of named experiments, each cell a
+//! fresh guest VM (`vmm run` through [`crate::run::run_jobs_with`]: QEMU-hosted,
+//! every job of the sweep shares one appliance boot), each repeated; writes the
+//! results as they come (JSON lines), then CSV, a Markdown report with one
+//! section per experiment, SVG plots, and a verdict for each claim of the design
+//! notes. `--shard`, `--resume` and `vmm bench merge` split, continue and join
+//! sweeps.
+
+pub mod figures;
+pub mod matrix;
+pub mod oracle;
+pub mod plot;
+pub mod report;
+pub mod results;
+pub mod shard;
+pub mod stats;
+pub mod store;
+pub mod verdict;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{BenchArgs, BenchCmd, MergeArgs};
+use crate::host::{appliance, paths};
+use crate::report::exit_code;
+use crate::run::{run_jobs_with, JobEvent, JobsOptions};
+use matrix::{Cell, MatrixName};
+use store::{Line, Sweep};
+
+/// Exit status of a sweep stopped with Ctrl-C (the shell's convention for SIGINT).
+pub const INTERRUPTED: i32 = 130;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Run(#[from] crate::run::Error),
+    #[error("experiment {experiment}, cell {cell:?}: {what}")]
+    BadCell { experiment: String, cell: String, what: String },
+    #[error("bad matrix: {0}")]
+    BadSpec(String),
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("cannot write {0}: {1}")]
+    Write(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Json(PathBuf, serde_json::Error),
+    #[error("{0} is not a bench results directory: {1}")]
+    NotASweep(PathBuf, String),
+    #[error("{0} already holds a sweep: continue it with --resume {0}, or choose another --out")]
+    Exists(PathBuf),
+    #[error("cannot merge: {0}")]
+    Merge(String),
+    #[error("cannot draw a plot: {0}")]
+    Plot(String),
+}
+
+pub fn bench_command(args: BenchArgs) -> Result<i32, Error> {
+    match args.cmd {
+        Some(BenchCmd::Merge(m)) => merge_command(m),
+        None => sweep_command(args),
+    }
+}
+
+/// Identities of what runs: the vmm binary and the guest image.
+fn ids() -> (String, String) {
+    let own = PathBuf::from("/proc/self/exe");
+    let exe = if own.is_file() { own } else { std::env::current_exe().unwrap_or_default() };
+    (store::file_id(&exe), store::file_id(&paths::default_guest()))
+}
+
+/// The cells of a sweep (its slice only).
+fn sweep_cells(sweep: &Sweep) -> Result<Vec<Cell>, Error> {
+    let all = matrix::cells(&sweep.experiments)?;
+    Ok(match sweep.shard {
+        Some(s) => s.select(&all),
+        None => all,
+    })
+}
+
+fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
+    let (name, experiments) = match &args.spec {
+        Some(path) => (format!("spec {}", path.display()), matrix::load_spec(path)?),
+        None => {
+            let m = if args.full { MatrixName::Full } else { args.matrix };
+            let name = match m {
+                MatrixName::Default => "default",
+                MatrixName::Full => "full",
+                MatrixName::Smoke => "smoke",
+            };
+            (name.to_owned(), matrix::builtin(m))
+        }
+    };
+    let experiments = matrix::select(experiments, &args.only)?;
+    let (vmm_id, guest_kernel) = ids();
+    Ok(Sweep {
+        schema: store::SCHEMA,
+        full: name == "full",
+        matrix: name,
+        reps: args.reps,
+        shard: args.shard,
+        only: args.only.clone(),
+        experiments,
+        started_at: store::now_utc(),
+        command: std::env::args().collect(),
+        machine: store::Machine::this(),
+        vmm_version: env!("CARGO_PKG_VERSION").to_owned(),
+        vmm_id,
+        guest_kernel,
+    })
+}
+
+fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
+    let (sweep, dir, notes) = match &args.resume {
+        Some(dir) => {
+            let sweep = store::read_sweep(dir)?;
+            (sweep, dir.clone(), vec![])
+        }
+        None => {
+            let sweep = new_sweep(&args)?;
+            let dir =
+                args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(sweep.started_at.replace(':', "-")));
+            (sweep, dir, vec![])
+        }
+    };
+    let cells = sweep_cells(&sweep)?;
+    let (lines, mut notes) = if args.resume.is_some() { store::read_lines(&dir)? } else { (vec![], notes) };
+    let done = store::done(&lines);
+    // Repetition-major order: an interrupted sweep has every cell at least once
+    // before any has its second run.
+    let jobs: Vec<(usize, u32)> = (0..sweep.reps)
+        .flat_map(|rep| (0..cells.len()).map(move |c| (c, rep)))
+        .filter(|(c, rep)| !done.contains(&(cells[*c].key.clone(), *rep)))
+        .collect();
+
+    if args.list {
+        for e in &sweep.experiments {
+            println!("{}: {} ({} cells)", e.id, e.title, e.cells.len());
+        }
+        for c in &cells {
+            println!("cell {:<40} [{}]  vmm {}", c.label, c.experiments.join(", "), c.args.join(" "));
+        }
+        println!("{} cells x {} repetitions: {} jobs to run", cells.len(), sweep.reps, jobs.len());
+        return Ok(exit_code::SUCCESS);
+    }
+
+    if args.resume.is_none() {
+        if dir.join(store::LINES_FILE).exists() || dir.join(store::SWEEP_FILE).exists() {
+            return Err(Error::Exists(dir));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Write(dir.clone(), e))?;
+        store::write_sweep(&dir, &sweep)?;
+    }
+    eprintln!(
+        "bench: {} matrix, {} cells x {} repetitions{}: {} jobs to run; results in {}",
+        sweep.matrix,
+        cells.len(),
+        sweep.reps,
+        sweep.shard.map(|s| format!(" (shard {s})")).unwrap_or_default(),
+        jobs.len(),
+        dir.display()
+    );
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if let Some(c) = cells.iter().find(|c| c.vcpus as usize > cores) {
+        eprintln!(
+            "bench: note: {} has {} vCPUs on this {cores}-core machine: overcommitted, vCPUs share cores",
+            c.label, c.vcpus
+        );
+    }
+
+    let mut interrupted = false;
+    let mut run_error = None;
+    if !jobs.is_empty() {
+        let _ = ctrlc::set_handler(|| {
+            if appliance::stop_requested() {
+                eprintln!("\nbench: stopped at once");
+                std::process::exit(INTERRUPTED);
+            }
+            eprintln!("\nbench: stopping after the jobs finished so far (Ctrl-C again to quit at once)");
+            appliance::request_stop();
+        });
+        match run(&sweep, &cells, &jobs, &dir, &args) {
+            Ok(()) => {}
+            Err(_) if appliance::stop_requested() => interrupted = true,
+            Err(e) => run_error = Some(e),
+        }
+    }
+
+    let (lines, more) = store::read_lines(&dir)?;
+    notes.extend(more);
+    let outcome = write_outputs(&dir, &sweep, &cells, &lines, &notes, interrupted)?;
+    if interrupted {
+        eprintln!(
+            "bench: interrupted; {} of {} runs of this sweep are recorded; continue with: vmm bench --resume {}",
+            lines.len(),
+            cells.len() * sweep.reps as usize,
+            dir.display()
+        );
+        return Ok(INTERRUPTED);
+    }
+    if let Some(e) = run_error {
+        eprintln!("bench: the sweep stopped early: {e}");
+        eprintln!("bench: what finished is in {}; continue with: vmm bench --resume {}", dir.display(), dir.display());
+        return Ok(exit_code::HOST_ERROR);
+    }
+    Ok(outcome)
+}
+
+/// Runs the jobs, appending each finished one to the JSONL.
+fn run(sweep: &Sweep, cells: &[Cell], jobs: &[(usize, u32)], dir: &Path, args: &BenchArgs) -> Result<(), Error> {
+    let job_args: Vec<Vec<String>> = jobs.iter().map(|(c, _)| cells[*c].args.clone()).collect();
+    let budget: f64 = jobs.iter().map(|(c, _)| f64::from(cells[*c].timeout) + 30.0).sum::<f64>() + 300.0;
+    let opts = JobsOptions {
+        host: args.host.clone(),
+        timeout: args.timeout.unwrap_or(budget),
+        retries: 2,
+        verbose: args.verbose,
+    };
+    let mut out = store::Appender::open(dir)?;
+    let (vmm_id, guest_kernel) = (sweep.vmm_id.clone(), sweep.guest_kernel.clone());
+    let ids = store::Ids { vmm_version: &sweep.vmm_version, vmm_id: &vmm_id, guest_kernel: &guest_kernel };
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty { ProgressBar::new(jobs.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} left ~{eta} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut write_error = None;
+    let mut started = Instant::now();
+    let mut finished = 0usize;
+    let result = run_jobs_with(&job_args, &opts, |ev| match ev {
+        JobEvent::Started { job } => {
+            let (c, rep) = jobs[job];
+            started = Instant::now();
+            bar.set_message(format!("{} (rep {}) [{}]", cells[c].label, rep + 1, cells[c].experiments.join(", ")));
+        }
+        JobEvent::Finished { job, outcome } => {
+            if appliance::stop_requested() {
+                return; // cut short by the stop: not a result
+            }
+            let (c, rep) = jobs[job];
+            let line = Line::new(&cells[c], rep, outcome, &ids, store::now_utc());
+            if let Err(e) = out.push(&line) {
+                write_error.get_or_insert(e);
+            }
+            finished += 1;
+            bar.inc(1);
+            let what = match &line.failure {
+                None => "ok".to_owned(),
+                Some(why) => format!("FAILED: {why}"),
+            };
+            let msg = format!(
+                "bench: [{finished}/{}] {} (rep {}): {what} ({:.1} s)",
+                jobs.len(),
+                cells[c].label,
+                rep + 1,
+                started.elapsed().as_secs_f64()
+            );
+            if tty {
+                if line.failure.is_some() {
+                    bar.println(msg);
+                }
+            } else {
+                eprintln!("{msg}");
+            }
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    result.map(|_| ()).map_err(Error::from)
+}
+
+/// Writes the CSV, the plots and the Markdown report from the JSONL, prints the
+/// summary; returns the exit status the results call for.
+fn write_outputs(
+    dir: &Path,
+    sweep: &Sweep,
+    cells: &[Cell],
+    lines: &[Line],
+    notes: &[String],
+    interrupted: bool,
+) -> Result<i32, Error> {
+    let results = results::gather(cells, lines);
+    let verdicts = verdict::verdicts(&results, sweep.full);
+    let mut plots = Vec::new();
+    let mut notes = notes.to_vec();
+    for e in &sweep.experiments {
+        if let Some(kind) = e.plot {
+            let mine = report::cells_of(e, &results);
+            match plot::draw(kind, &mine, dir) {
+                Ok(Some(file)) => plots.push((e.id.clone(), file)),
+                Ok(None) => {}
+                Err(err) => notes.push(format!("{}: {err}", e.id)),
+            }
+        }
+    }
+    report::write_csv(dir, &results)?;
+    let finished_at = store::now_utc();
+    let inputs = report::Inputs {
+        sweep,
+        results: &results,
+        verdicts: &verdicts,
+        plots: &plots,
+        notes: &notes,
+        finished_at: &finished_at,
+        interrupted,
+    };
+    let md = report::markdown(&inputs);
+    let path = dir.join("report.md");
+    std::fs::write(&path, md).map_err(|e| Error::Write(path.clone(), e))?;
+    print!("{}", report::terminal(&inputs));
+    println!("\nbench: report in {} (also bench.jsonl, bench.csv, summary.csv, plots)", path.display());
+    let failed = results.iter().any(|r| !r.failures.is_empty());
+    Ok(if failed { exit_code::GUEST_FAILED } else { exit_code::SUCCESS })
+}
+
+/// `vmm bench merge DIRS... --out DIR`: joins the slices of one sweep.
+fn merge_command(args: MergeArgs) -> Result<i32, Error> {
+    let mut sweeps = Vec::new();
+    let mut sets = Vec::new();
+    let mut notes = Vec::new();
+    for d in &args.dirs {
+        sweeps.push(store::read_sweep(d)?);
+        let (lines, n) = store::read_lines(d)?;
+        notes.extend(n);
+        sets.push(lines);
+    }
+    let Some(first) = sweeps.first().cloned() else {
+        return Err(Error::Merge("no directories given".into()));
+    };
+    for (s, d) in sweeps.iter().zip(&args.dirs).skip(1) {
+        if s.experiments != first.experiments || s.reps != first.reps {
+            return Err(Error::Merge(format!(
+                "{} ran another matrix ({} x {} reps) than {} ({} x {} reps)",
+                d.display(),
+                s.matrix,
+                s.reps,
+                args.dirs[0].display(),
+                first.matrix,
+                first.reps
+            )));
+        }
+        if s.guest_kernel != first.guest_kernel || s.vmm_id != first.vmm_id {
+            notes.push(format!("{} ran another vmm or guest build than {}", d.display(), args.dirs[0].display()));
+        }
+    }
+    let out = &args.out;
+    if out.join(store::LINES_FILE).exists() || out.join(store::SWEEP_FILE).exists() {
+        return Err(Error::Exists(out.clone()));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::Write(out.clone(), e))?;
+    let (lines, dup) = store::merge_lines(sets);
+    if dup > 0 {
+        notes.push(format!("{dup} runs appeared in more than one directory; the first was kept"));
+    }
+    let shards: Vec<String> = sweeps.iter().map(|s| s.shard.map(|x| x.to_string()).unwrap_or("all".into())).collect();
+    notes.push(format!(
+        "merged from {} (shards {})",
+        args.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+        shards.join(", ")
+    ));
+    let mut sweep = first;
+    sweep.shard = None;
+    sweep.started_at = sweeps.iter().map(|s| s.started_at.clone()).min().unwrap_or_default();
+    sweep.command = std::env::args().collect();
+    store::write_sweep(out, &sweep)?;
+    store::rewrite_lines(out, &lines)?;
+    let cells = sweep_cells(&sweep)?;
+    eprintln!("bench: merged {} runs of {} cells into {}", lines.len(), cells.len(), out.display());
+    write_outputs(out, &sweep, &cells, &lines, &notes, false)
+}

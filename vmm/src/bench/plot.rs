@@ -1,0 +1,384 @@
+//! The report's SVG plots (plotters, SVG backend, no font files: text is left to
+//! the viewer). Each plot shows medians with min-max whiskers of the cells that
+//! ran; a plot with no measured point is not drawn.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::matrix::PlotKind;
+use super::results::CellResult;
+use super::stats::Stat;
+use super::Error;
+
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// Bars by category, each with whiskers, and optional marks (the oracle).
+struct Bars {
+    title: String,
+    y_desc: String,
+    categories: Vec<String>,
+    /// (series name, one value per category)
+    series: Vec<(String, Vec<Option<Stat>>)>,
+    marks: Option<(String, Vec<Option<f64>>)>,
+}
+
+/// Lines over a log2 x axis.
+struct Lines {
+    title: String,
+    x_desc: String,
+    y_desc: String,
+    series: Vec<(String, Vec<(f64, Stat)>)>,
+}
+
+fn plot_err(e: impl std::fmt::Display) -> Error {
+    Error::Plot(e.to_string())
+}
+
+fn draw_bars(path: &Path, b: &Bars) -> Result<(), Error> {
+    let ymax = b
+        .series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten().map(|s| s.max))
+        .chain(b.marks.iter().flat_map(|(_, m)| m.iter().flatten().copied()))
+        .fold(0.0f64, f64::max);
+    let n = b.categories.len();
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&b.title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..(ymax * 1.15).max(1.0))
+        .map_err(plot_err)?;
+    let cats = b.categories.clone();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n.max(1))
+        .x_label_formatter(&move |x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                cats.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(b.y_desc.as_str())
+        .draw()
+        .map_err(plot_err)?;
+    let k = b.series.len().max(1) as f64;
+    let width = 0.8 / k;
+    for (si, (name, values)) in b.series.iter().enumerate() {
+        let color = COLORS[si % COLORS.len()];
+        let left = |i: usize| i as f64 - 0.4 + si as f64 * width;
+        chart
+            .draw_series(values.iter().enumerate().filter_map(|(i, s)| {
+                s.map(|s| Rectangle::new([(left(i) + 0.02, 0.0), (left(i) + width - 0.02, s.median)], color.filled()))
+            }))
+            .map_err(plot_err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
+        chart
+            .draw_series(values.iter().enumerate().filter_map(|(i, s)| {
+                let mid = left(i) + width / 2.0;
+                s.map(|s| PathElement::new(vec![(mid, s.min), (mid, s.max)], BLACK.stroke_width(2)))
+            }))
+            .map_err(plot_err)?;
+    }
+    if let Some((name, marks)) = &b.marks {
+        chart
+            .draw_series(marks.iter().enumerate().filter_map(|(i, m)| {
+                m.map(|m| PathElement::new(vec![(i as f64 - 0.42, m), (i as f64 + 0.42, m)], BLACK.stroke_width(3)))
+            }))
+            .map_err(plot_err)?
+            .label(name.as_str())
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.stroke_width(3)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_err)?;
+    root.present().map_err(plot_err)
+}
+
+fn draw_lines(path: &Path, l: &Lines) -> Result<(), Error> {
+    let pts = || l.series.iter().flat_map(|(_, v)| v.iter());
+    let xmin = pts().map(|(x, _)| x.log2()).fold(f64::INFINITY, f64::min);
+    let xmax = pts().map(|(x, _)| x.log2()).fold(f64::NEG_INFINITY, f64::max);
+    let ymax = pts().map(|(_, s)| s.max).fold(0.0f64, f64::max);
+    let (xmin, xmax) = if xmin < xmax { (xmin, xmax) } else { (xmin - 1.0, xmin + 1.0) };
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&l.title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d((xmin - 0.3)..(xmax + 0.3), 0f64..(ymax * 1.15).max(1e-9))
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_labels(((xmax - xmin) as usize + 1).max(2))
+        .x_label_formatter(&|x| {
+            let r = x.round();
+            if (x - r).abs() < 0.01 {
+                format!("{}", 2f64.powf(r))
+            } else {
+                String::new()
+            }
+        })
+        .x_desc(l.x_desc.as_str())
+        .y_desc(l.y_desc.as_str())
+        .draw()
+        .map_err(plot_err)?;
+    for (si, (name, points)) in l.series.iter().enumerate() {
+        let color = COLORS[si % COLORS.len()];
+        let line: Vec<(f64, f64)> = points.iter().map(|(x, s)| (x.log2(), s.median)).collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+        chart.draw_series(line.iter().map(|p| Circle::new(*p, 4, color.filled()))).map_err(plot_err)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|(x, s)| PathElement::new(vec![(x.log2(), s.min), (x.log2(), s.max)], color.stroke_width(1))),
+            )
+            .map_err(plot_err)?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_err)?;
+    root.present().map_err(plot_err)
+}
+
+/// Per repetition `a / b`, over the repetitions.
+fn per_rep(c: &CellResult, a: &str, b: &str) -> Option<Stat> {
+    let v: Vec<f64> = c
+        .reps
+        .iter()
+        .filter_map(|(_, f)| match (f.get(a), f.get(b)) {
+            (Some(x), Some(y)) if *y != 0.0 => Some(x / y),
+            _ => None,
+        })
+        .collect();
+    Stat::of(&v)
+}
+
+fn param(c: &CellResult, key: &str) -> Option<f64> {
+    c.cell.config.get(key).and_then(|v| v.parse().ok())
+}
+
+/// Groups cells by a parameter into series of (x, stat) points.
+fn series_by(
+    cells: &[&CellResult],
+    group: &str,
+    x: &str,
+    value: impl Fn(&CellResult) -> Option<Stat>,
+) -> Vec<(String, Vec<(f64, Stat)>)> {
+    let mut out: Vec<(String, Vec<(f64, Stat)>)> = Vec::new();
+    for c in cells {
+        let (Some(g), Some(xv), Some(s)) = (c.cell.config.get(group), param(c, x), value(c)) else { continue };
+        if xv <= 0.0 {
+            continue;
+        }
+        match out.iter_mut().find(|(n, _)| n == g) {
+            Some((_, pts)) => pts.push((xv, s)),
+            None => out.push((g.clone(), vec![(xv, s)])),
+        }
+    }
+    for (_, pts) in &mut out {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
+/// Draws an experiment's plot into `dir`; returns the file name, or None when
+/// no cell measured a point.
+pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<String>, Error> {
+    let path = dir.join(kind.file_name());
+    let drawn = match kind {
+        PlotKind::CostPerPin => {
+            let used: Vec<&&CellResult> = cells.iter().filter(|c| c.stats.contains_key("cycles_per_pin")).collect();
+            if used.is_empty() {
+                return Ok(None);
+            }
+            draw_bars(
+                &path,
+                &Bars {
+                    title: "Cycles per pagetable pin by alias strategy".into(),
+                    y_desc: "cycles per pin (median, min-max)".into(),
+                    categories: used.iter().map(|c| c.cell.label.clone()).collect(),
+                    series: vec![(
+                        "cycles per pin".into(),
+                        used.iter().map(|c| c.stats.get("cycles_per_pin").copied()).collect(),
+                    )],
+                    marks: Some(("oracle".into(), used.iter().map(|c| c.median("oracle_cycles_per_pin")).collect())),
+                },
+            )
+        }
+        PlotKind::FlushesVsFrequency => {
+            let mut series =
+                series_by(cells, "alias", "churn-every", |c| per_rep(c, "vm_unmap_aliases_flushed", "pt_pins"));
+            for (name, _) in &mut series {
+                *name = format!("{name}: flushing vm_unmap_aliases per pin");
+            }
+            let mut oracle = series_by(cells, "alias", "churn-every", |c| per_rep(c, "pt_pins_aliased", "pt_pins"));
+            oracle.retain(|(n, _)| n == "always-flush");
+            for (name, pts) in oracle {
+                series.push((format!("oracle (aliased pins per pin, {name} runs)"), pts));
+            }
+            if series.is_empty() {
+                return Ok(None);
+            }
+            draw_lines(
+                &path,
+                &Lines {
+                    title: "Flushes against alias frequency".into(),
+                    x_desc: "--churn-every (a vmap churn step before every Nth fork)".into(),
+                    y_desc: "per pin".into(),
+                    series,
+                },
+            )
+        }
+        PlotKind::PkmapSweep => {
+            let mut series = Vec::new();
+            for (fig, name) in [
+                ("pkmap_flushes_per_kfault", "pool flushes"),
+                ("flush_ipis_per_kfault", "flush IPIs"),
+                ("kmap_lock_waits_per_kfault", "kmap_lock waits"),
+                ("kmap_sleeps_per_kfault", "sleeps on a full pool"),
+            ] {
+                let pts: Vec<(f64, Stat)> =
+                    cells.iter().filter_map(|c| Some((param(c, "last-pkmap")?, *c.stats.get(fig)?))).collect();
+                if !pts.is_empty() {
+                    series.push((name.to_owned(), pts));
+                }
+            }
+            if series.is_empty() {
+                return Ok(None);
+            }
+            draw_lines(
+                &path,
+                &Lines {
+                    title: "The persistent kmap pool: LAST_PKMAP sweep".into(),
+                    x_desc: "LAST_PKMAP (--last-pkmap)".into(),
+                    y_desc: "per 1000 page faults".into(),
+                    series,
+                },
+            )
+        }
+        PlotKind::VmapForms => {
+            let mut forms: Vec<String> = Vec::new();
+            let mut vcpus: Vec<u32> = Vec::new();
+            for c in cells.iter().filter(|c| c.stats.contains_key("vmap_bench_ns")) {
+                let f = c.cell.config.get("vmap").cloned().unwrap_or_default();
+                if !forms.contains(&f) {
+                    forms.push(f);
+                }
+                if !vcpus.contains(&c.cell.vcpus) {
+                    vcpus.push(c.cell.vcpus);
+                }
+            }
+            if forms.is_empty() {
+                return Ok(None);
+            }
+            vcpus.sort_unstable();
+            let series = vcpus
+                .iter()
+                .map(|&v| {
+                    let vals = forms
+                        .iter()
+                        .map(|f| {
+                            cells
+                                .iter()
+                                .find(|c| c.cell.vcpus == v && c.cell.config.get("vmap") == Some(f))
+                                .and_then(|c| c.stats.get("vmap_bench_ns").copied())
+                        })
+                        .collect();
+                    (format!("{v} vCPU{}", if v > 1 { "s" } else { "" }), vals)
+                })
+                .collect();
+            draw_bars(
+                &path,
+                &Bars {
+                    title: "Lazy vs eager vmap: ns per vmap-bench iteration".into(),
+                    y_desc: "ns per iteration (median, min-max)".into(),
+                    categories: forms,
+                    series,
+                    marks: None,
+                },
+            )
+        }
+    };
+    drawn.map(|()| Some(kind.file_name().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::bench::matrix::CellSpec;
+
+    fn cell(params: &[(&str, &str)], figs: &[(&str, f64)]) -> CellResult {
+        let spec = CellSpec {
+            label: params.iter().map(|p| p.1).collect::<Vec<_>>().join(" "),
+            vcpus: 1,
+            mem: "256m".into(),
+            timeout: 10,
+            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let f: BTreeMap<String, f64> = figs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        CellResult {
+            cell: spec.resolve("e").unwrap(),
+            reps: vec![(0, f.clone())],
+            failures: vec![],
+            stats: f
+                .iter()
+                .map(|(k, v)| (k.clone(), Stat { min: *v * 0.9, median: *v, max: *v * 1.1, n: 3 }))
+                .collect(),
+            warnings: vec![],
+            host_modes: vec![],
+        }
+    }
+
+    #[test]
+    fn every_plot_draws_an_svg_and_an_empty_one_is_skipped() {
+        let dir = crate::host::appliance::tempdir().unwrap();
+        let pins = [
+            cell(&[("alias", "none"), ("pvmmu", "on")], &[("cycles_per_pin", 100.0), ("oracle_cycles_per_pin", 80.0)]),
+            cell(&[("alias", "always-flush"), ("pvmmu", "on")], &[("cycles_per_pin", 300.0)]),
+        ];
+        let refs: Vec<&CellResult> = pins.iter().collect();
+        assert_eq!(draw(PlotKind::CostPerPin, &refs, dir.path()).unwrap().as_deref(), Some("cost-per-pin.svg"));
+        let freq: Vec<CellResult> = [1, 4, 64]
+            .iter()
+            .map(|e| {
+                cell(
+                    &[("alias", "always-flush"), ("churn-every", &e.to_string())],
+                    &[("vm_unmap_aliases_flushed", 10.0 / *e as f64), ("pt_pins", 10.0), ("pt_pins_aliased", 1.0)],
+                )
+            })
+            .collect();
+        let refs: Vec<&CellResult> = freq.iter().collect();
+        assert!(draw(PlotKind::FlushesVsFrequency, &refs, dir.path()).unwrap().is_some());
+        let pk: Vec<CellResult> =
+            ["128", "2048"].iter().map(|n| cell(&[("last-pkmap", n)], &[("pkmap_flushes_per_kfault", 1.0)])).collect();
+        let refs: Vec<&CellResult> = pk.iter().collect();
+        assert!(draw(PlotKind::PkmapSweep, &refs, dir.path()).unwrap().is_some());
+        let vm: Vec<CellResult> =
+            ["eager", "lazy-ptes"].iter().map(|f| cell(&[("vmap", f)], &[("vmap_bench_ns", 1000.0)])).collect();
+        let refs: Vec<&CellResult> = vm.iter().collect();
+        assert!(draw(PlotKind::VmapForms, &refs, dir.path()).unwrap().is_some());
+        let svg = std::fs::read_to_string(dir.path().join("vmap-lazy-vs-eager.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("lazy-ptes"), "{}", &svg[..200.min(svg.len())]);
+        assert_eq!(draw(PlotKind::CostPerPin, &[], dir.path()).unwrap(), None);
+    }
+}

@@ -1,0 +1,356 @@
+//! The sweep's outputs: the Markdown report (one section per experiment), CSV
+//! (one row per cell and repetition; and one per cell and figure), and the
+//! summary printed to the terminal.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::figures::GLOSSARY;
+use super::matrix::Experiment;
+use super::results::CellResult;
+use super::stats::Stat;
+use super::store::Sweep;
+use super::verdict::{Verdict, CLAIMS};
+use super::Error;
+
+/// A number for a table: short, with the precision that matters.
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 {
+        "0".into()
+    } else if a >= 1e7 {
+        format!("{v:.3e}")
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// `median [min-max]` (just the median when they are all equal).
+pub fn stat_text(s: &Stat) -> String {
+    if s.min == s.max {
+        num(s.median)
+    } else {
+        format!("{} [{}–{}]", num(s.median), num(s.min), num(s.max))
+    }
+}
+
+fn status_text(c: &CellResult, reps: u32) -> String {
+    let ok = c.reps.len();
+    let failed = c.failures.len();
+    if ok == 0 && failed == 0 {
+        "not run".into()
+    } else if failed == 0 {
+        format!("ok {ok}/{reps}")
+    } else if ok == 0 {
+        format!("FAILED {failed}/{reps}")
+    } else {
+        format!("ok {ok}, failed {failed}")
+    }
+}
+
+/// The cells of an experiment, in its order.
+pub fn cells_of<'a>(e: &Experiment, results: &'a [CellResult]) -> Vec<&'a CellResult> {
+    e.cells
+        .iter()
+        .filter_map(|spec| spec.resolve(&e.id).ok())
+        .filter_map(|c| results.iter().find(|r| r.cell.key == c.key))
+        .collect()
+}
+
+/// Everything the report needs.
+pub struct Inputs<'a> {
+    pub sweep: &'a Sweep,
+    pub results: &'a [CellResult],
+    pub verdicts: &'a [Verdict],
+    /// Plot file per experiment id.
+    pub plots: &'a [(String, String)],
+    pub notes: &'a [String],
+    pub finished_at: &'a str,
+    pub interrupted: bool,
+}
+
+fn md_table(e: &Experiment, cells: &[&CellResult], reps: u32) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "| cell | runs |");
+    for c in &e.columns {
+        let _ = write!(s, " {c} |");
+    }
+    let _ = write!(s, "\n|---|---|");
+    for _ in &e.columns {
+        s += "---:|";
+    }
+    s.push('\n');
+    for c in cells {
+        let _ = write!(s, "| {} | {} |", c.cell.label, status_text(c, reps));
+        for col in &e.columns {
+            let v = c.stats.get(col).map(stat_text).unwrap_or_else(|| "–".into());
+            let _ = write!(s, " {v} |");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn host_modes(results: &[CellResult]) -> String {
+    let mut modes: Vec<&str> = results.iter().flat_map(|r| r.host_modes.iter().map(String::as_str)).collect();
+    modes.sort_unstable();
+    modes.dedup();
+    if modes.is_empty() {
+        return "none ran".into();
+    }
+    modes
+        .iter()
+        .map(|m| match *m {
+            "qemu" => "qemu (QEMU-hosted: TCG appliance with a nested KVM; cycle figures are the emulated TSC's)",
+            "local" => "local (this machine's KVM)",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The Markdown report.
+pub fn markdown(i: &Inputs) -> String {
+    let sw = i.sweep;
+    let mut s = String::new();
+    let _ = writeln!(s, "# vmm bench: the {} matrix\n", sw.matrix);
+    if i.interrupted {
+        let _ = writeln!(s, "**Interrupted: this report holds the jobs finished before the stop; `vmm bench --resume` runs the rest.**\n");
+    }
+    let total_cells = i.results.len();
+    let ok_jobs: usize = i.results.iter().map(|r| r.reps.len()).sum();
+    let failed_jobs: usize = i.results.iter().map(|r| r.failures.len()).sum();
+    let _ = writeln!(s, "- command: `{}`", sw.command.join(" "));
+    let _ = writeln!(s, "- started {}, report written {}", sw.started_at, i.finished_at);
+    let _ = writeln!(
+        s,
+        "- machine: {} cores, {}, {} MiB RAM; host mode: {}",
+        sw.machine.cores,
+        if sw.machine.cpu.is_empty() { "unknown CPU" } else { &sw.machine.cpu },
+        sw.machine.mem_mib,
+        host_modes(i.results)
+    );
+    let _ = writeln!(s, "- vmm {} ({}), guest kernel {}", sw.vmm_version, sw.vmm_id, sw.guest_kernel);
+    let _ = writeln!(
+        s,
+        "- {} cells x {} repetitions{}: {} runs succeeded, {} failed, {} not run; figures are `median [min–max]` over the repetitions that succeeded",
+        total_cells,
+        sw.reps,
+        sw.shard.map(|x| format!(" (shard {x})")).unwrap_or_default(),
+        ok_jobs,
+        failed_jobs,
+        (total_cells * sw.reps as usize).saturating_sub(ok_jobs + failed_jobs)
+    );
+    if i.results.iter().any(|r| r.cell.vcpus as usize > sw.machine.cores) {
+        let _ = writeln!(
+            s,
+            "- **overcommitted**: cells with more vCPUs than this machine's {} cores share cores between vCPUs",
+            sw.machine.cores
+        );
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "## Verdicts\n");
+    for v in i.verdicts {
+        let _ = writeln!(s, "- **{}** ({}): {}: {}", v.id, v.claim, v.status, v.text);
+    }
+    s.push('\n');
+
+    let warnings: Vec<&String> = i.results.iter().flat_map(|r| r.warnings.iter()).collect();
+    if !warnings.is_empty() || !i.notes.is_empty() {
+        let _ = writeln!(s, "## Warnings\n");
+        for w in warnings {
+            let _ = writeln!(s, "- WARNING: consistency check failed: {w}");
+        }
+        for n in i.notes {
+            let _ = writeln!(s, "- note: {n}");
+        }
+        s.push('\n');
+    }
+
+    for e in &sw.experiments {
+        let cells = cells_of(e, i.results);
+        let _ = writeln!(s, "## {}\n", e.title);
+        let _ = writeln!(s, "Experiment `{}`. {}\n", e.id, e.question);
+        if let Some(n) = &e.note {
+            let _ = writeln!(s, "Note: {n}\n");
+        }
+        if let Some(c) = cells.first() {
+            let _ = writeln!(s, "Command of the first cell: `vmm {}`\n", c.cell.args.join(" "));
+        }
+        s += &md_table(e, &cells, sw.reps);
+        s.push('\n');
+        if let Some((_, file)) = i.plots.iter().find(|(id, _)| id == &e.id) {
+            let _ = writeln!(s, "![{}]({file})\n", e.title);
+        } else if e.plot.is_some() {
+            let _ = writeln!(s, "(No plot: no cell of this experiment measured its figures.)\n");
+        }
+        for id in &e.claims {
+            if let Some(v) = i.verdicts.iter().find(|v| v.id == id) {
+                let _ = writeln!(s, "Verdict: {v}\n");
+            }
+        }
+        let failures: Vec<String> = cells
+            .iter()
+            .flat_map(|c| {
+                c.failures.iter().map(move |(rep, why)| format!("- {} (rep {}): {why}", c.cell.label, rep + 1))
+            })
+            .collect();
+        if !failures.is_empty() {
+            let _ = writeln!(s, "Failed runs:\n\n{}\n", failures.join("\n"));
+        }
+    }
+
+    let _ = writeln!(s, "## The oracle\n");
+    let _ = writeln!(
+        s,
+        "The lower bound a strategy could reach if it knew which pins really had a live lazy alias: it flushes \
+         once for each such pin and for no other. From the counters of the same run:\n\n```text\n\
+         base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles) / pt_pins\n\
+         flush_cycles    = vm_unmap_aliases_cycles / vm_unmap_aliases_flushed\n\
+         oracle_cycles   = pt_pins x base_pin_cycles + pt_pins_aliased x flush_cycles\n\
+         ratio_to_oracle = pt_pin_cycles / oracle_cycles\n```\n\n\
+         `pt_pins_aliased` is the guest's count of pins whose frame had a live lazy alias before the strategy \
+         acted. flush_cycles charges every vm_unmap_aliases cycle to the calls that flushed, so it errs high: a \
+         strategy that flushed at least once per aliased pin is never below its oracle, and one that is gets a \
+         warning. A run that aliased pins but never flushed borrows the flush cost of the always-flush cell with \
+         the same configuration otherwise (figure `oracle_flush_borrowed` = 1). `ratio_to_always_flush` divides \
+         each repetition's cycles per pin by the always-flush cell's median.\n"
+    );
+    let _ = writeln!(s, "## Figures\n");
+    for g in GLOSSARY {
+        let _ = writeln!(s, "- `{}`: {}", g.name, g.what);
+    }
+    let _ =
+        writeln!(s, "- any other name: the guest counter of that name, summed over the vCPUs (shared/src/counters.rs)");
+    let _ = writeln!(s, "\nThe claims: design notes section 4; one verdict each:\n");
+    for (id, claim) in CLAIMS {
+        let _ = writeln!(s, "- {id}: {claim}");
+    }
+    s
+}
+
+/// The terminal summary: each experiment's table (medians of its first columns)
+/// and the verdicts.
+pub fn terminal(i: &Inputs) -> String {
+    let mut s = String::new();
+    for e in &i.sweep.experiments {
+        let cells = cells_of(e, i.results);
+        let cols: Vec<&String> = e.columns.iter().take(6).collect();
+        let label_w = cells.iter().map(|c| c.cell.label.chars().count()).max().unwrap_or(4).max(4);
+        let _ = writeln!(s, "\n== {} ==", e.title);
+        if let Some(n) = &e.note {
+            let _ = writeln!(s, "note: {n}");
+        }
+        let _ = write!(s, "{:<label_w$}  {:<14}", "cell", "runs");
+        let widths: Vec<usize> = cols.iter().map(|c| c.len().max(10)).collect();
+        for (c, w) in cols.iter().zip(&widths) {
+            let _ = write!(s, " {c:>w$}");
+        }
+        s.push('\n');
+        for c in &cells {
+            let _ = write!(s, "{:<label_w$}  {:<14}", c.cell.label, status_text(c, i.sweep.reps));
+            for (col, w) in cols.iter().zip(&widths) {
+                let v = c.median(col).map(num).unwrap_or_else(|| "-".into());
+                let _ = write!(s, " {v:>w$}");
+            }
+            s.push('\n');
+        }
+        for c in &cells {
+            if let Some((rep, why)) = c.failures.first() {
+                let _ = writeln!(s, "  {} failed (rep {}): {why}", c.cell.label, rep + 1);
+            }
+        }
+    }
+    let _ = writeln!(s, "\n== verdicts ==");
+    for v in i.verdicts {
+        let _ = writeln!(s, "{v}");
+    }
+    for w in i.results.iter().flat_map(|r| r.warnings.iter()) {
+        let _ = writeln!(s, "WARNING: consistency check failed: {w}");
+    }
+    s
+}
+
+fn csv_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Write(path.to_owned(), std::io::Error::other(e.to_string()))
+}
+
+/// `bench.csv`: one row per cell and repetition, the configuration then every
+/// figure; `summary.csv`: one row per cell and figure with n, min, median, max.
+pub fn write_csv(dir: &Path, results: &[CellResult]) -> Result<(), Error> {
+    let path = dir.join("bench.csv");
+    let mut figs: Vec<&String> = results.iter().flat_map(|r| r.reps.iter().flat_map(|(_, f)| f.keys())).collect();
+    figs.sort();
+    figs.dedup();
+    let keys: Vec<&String> = results.first().map(|r| r.cell.config.keys().collect()).unwrap_or_default();
+    let mut w = csv::Writer::from_path(&path).map_err(|e| csv_err(&path, e))?;
+    let mut header: Vec<String> =
+        ["cell", "label", "experiments", "rep", "ok", "failure", "vcpus", "mem"].map(String::from).to_vec();
+    header.extend(keys.iter().map(|k| k.to_string()));
+    header.extend(figs.iter().map(|f| f.to_string()));
+    w.write_record(&header).map_err(|e| csv_err(&path, e))?;
+    for r in results {
+        let mut rows: Vec<(u32, Option<&String>, Option<&super::figures::Figures>)> =
+            r.reps.iter().map(|(rep, f)| (*rep, None, Some(f))).collect();
+        rows.extend(r.failures.iter().map(|(rep, why)| (*rep, Some(why), None)));
+        rows.sort_by_key(|x| x.0);
+        for (rep, why, f) in rows {
+            let mut rec: Vec<String> = vec![
+                r.cell.key.clone(),
+                r.cell.label.clone(),
+                r.cell.experiments.join(" "),
+                rep.to_string(),
+                f.is_some().to_string(),
+                why.cloned().unwrap_or_default(),
+                r.cell.vcpus.to_string(),
+                r.cell.mem.clone(),
+            ];
+            rec.extend(keys.iter().map(|k| r.cell.config.get(*k).cloned().unwrap_or_default()));
+            rec.extend(figs.iter().map(|n| f.and_then(|f| f.get(*n)).map(|v| v.to_string()).unwrap_or_default()));
+            w.write_record(&rec).map_err(|e| csv_err(&path, e))?;
+        }
+    }
+    w.flush().map_err(|e| Error::Write(path.clone(), e))?;
+
+    let path = dir.join("summary.csv");
+    let mut w = csv::Writer::from_path(&path).map_err(|e| csv_err(&path, e))?;
+    w.write_record(["cell", "label", "experiments", "figure", "n", "min", "median", "max"])
+        .map_err(|e| csv_err(&path, e))?;
+    for r in results {
+        for (name, st) in &r.stats {
+            w.write_record([
+                r.cell.key.as_str(),
+                r.cell.label.as_str(),
+                &r.cell.experiments.join(" "),
+                name,
+                &st.n.to_string(),
+                &st.min.to_string(),
+                &st.median.to_string(),
+                &st.max.to_string(),
+            ])
+            .map_err(|e| csv_err(&path, e))?;
+        }
+    }
+    w.flush().map_err(|e| Error::Write(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_ranges() {
+        assert_eq!(num(0.0), "0");
+        assert_eq!(num(1234.4), "1234");
+        assert_eq!(num(2.345), "2.35");
+        assert_eq!(num(0.1234), "0.123");
+        assert_eq!(num(12345678.0), "1.235e7");
+        assert_eq!(stat_text(&Stat { min: 1.0, median: 2.0, max: 3.0, n: 3 }), "2.00 [1.00–3.00]");
+        assert_eq!(stat_text(&Stat { min: 5.0, median: 5.0, max: 5.0, n: 1 }), "5.00");
+    }
+}

@@ -1,0 +1,404 @@
+//! A sweep's directory: `sweep.json` (what was asked: the experiments, the
+//! repetitions, the slice, the machine) and `bench.jsonl` (one line per cell and
+//! repetition, appended as each job finishes, so an interrupted sweep keeps what
+//! it finished and `--resume` knows what is left).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::figures::Figures;
+use super::matrix::{Cell, Experiment};
+use super::shard::Shard;
+use super::Error;
+use crate::run::JobOutcome;
+
+pub const SWEEP_FILE: &str = "sweep.json";
+pub const LINES_FILE: &str = "bench.jsonl";
+pub const SCHEMA: u32 = 1;
+
+/// The machine a sweep ran on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub mem_mib: u64,
+}
+
+impl Machine {
+    pub fn this() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kib: u64 = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Machine {
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpu,
+            mem_mib: mem_kib >> 10,
+        }
+    }
+}
+
+/// What a sweep was asked to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    pub schema: u32,
+    /// `default`, `full`, `smoke`, or `spec <file>`.
+    pub matrix: String,
+    /// Whether this is the full matrix (a verdict without its figures then says
+    /// "not measured" plainly rather than "needs --full").
+    pub full: bool,
+    pub reps: u32,
+    pub shard: Option<Shard>,
+    /// The experiments kept with `--only` (empty: all).
+    pub only: Vec<String>,
+    pub experiments: Vec<Experiment>,
+    pub started_at: String,
+    pub command: Vec<String>,
+    pub machine: Machine,
+    pub vmm_version: String,
+    pub vmm_id: String,
+    pub guest_kernel: String,
+}
+
+/// One cell and repetition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    pub schema: u32,
+    /// The cell's key (its configuration).
+    pub cell: String,
+    pub label: String,
+    pub experiments: Vec<String>,
+    pub rep: u32,
+    pub vcpus: u32,
+    pub mem: String,
+    pub args: Vec<String>,
+    /// The full configuration (every guest parameter).
+    pub config: BTreeMap<String, String>,
+    pub vmm_version: String,
+    pub vmm_id: String,
+    pub guest_kernel: String,
+    /// `qemu` or `local`, from the run's report.
+    pub host_mode: String,
+    pub ok: bool,
+    pub exit_code: Option<i32>,
+    /// Why the run failed, with the guest's last word.
+    pub failure: Option<String>,
+    pub attempts: u32,
+    #[serde(default)]
+    pub emulator_faults: Vec<String>,
+    pub finished_at: String,
+    /// The figures of a run that succeeded (none for a failed one).
+    pub figures: Figures,
+    /// The guest console's last lines (failed runs).
+    #[serde(default)]
+    pub guest_tail: Vec<String>,
+    /// The run's whole report.
+    #[serde(default)]
+    pub report: Option<Value>,
+}
+
+/// Versions and identities of what ran.
+pub struct Ids<'a> {
+    pub vmm_version: &'a str,
+    pub vmm_id: &'a str,
+    pub guest_kernel: &'a str,
+}
+
+/// Why a run failed: how it ended and the guest's last line.
+pub fn failure(o: &JobOutcome) -> Option<String> {
+    let outcome =
+        o.report.as_ref().and_then(|r| serde_json::from_value::<crate::report::Outcome>(r["outcome"].clone()).ok());
+    let ok = o.exit_code == Some(0) && matches!(outcome, Some(crate::report::Outcome::Shutdown { code: 0 }));
+    if ok {
+        return None;
+    }
+    let mut why = match &outcome {
+        Some(out) => out.describe(),
+        None => format!(
+            "no report (exit code {}){}",
+            o.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+            o.stderr.iter().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {l}")).unwrap_or_default()
+        ),
+    };
+    if let Some(last) = o.stdout.iter().rev().find(|l| !l.trim().is_empty()) {
+        why += &format!("; guest: {}", last.trim());
+    }
+    if !o.emulator_faults.is_empty() {
+        why += &format!(" (after {} attempts with the emulator's known fault)", o.attempts);
+    }
+    Some(why)
+}
+
+impl Line {
+    pub fn new(cell: &Cell, rep: u32, o: &JobOutcome, ids: &Ids, finished_at: String) -> Line {
+        let failure = failure(o);
+        let ok = failure.is_none();
+        let report = o.report.clone();
+        let host_mode = report
+            .as_ref()
+            .and_then(|r| r["host"]["mode"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| "unknown".into());
+        let figures = match (&report, ok) {
+            (Some(r), true) => super::figures::extract(r),
+            _ => Figures::new(),
+        };
+        let guest_tail = if ok { vec![] } else { o.stdout.iter().rev().take(8).rev().cloned().collect() };
+        Line {
+            schema: SCHEMA,
+            cell: cell.key.clone(),
+            label: cell.label.clone(),
+            experiments: cell.experiments.clone(),
+            rep,
+            vcpus: cell.vcpus,
+            mem: cell.mem.clone(),
+            args: cell.args.clone(),
+            config: cell.config.clone(),
+            vmm_version: ids.vmm_version.to_owned(),
+            vmm_id: ids.vmm_id.to_owned(),
+            guest_kernel: ids.guest_kernel.to_owned(),
+            host_mode,
+            ok,
+            exit_code: o.exit_code,
+            failure,
+            attempts: o.attempts,
+            emulator_faults: o.emulator_faults.clone(),
+            finished_at,
+            figures,
+            guest_tail,
+            report,
+        }
+    }
+}
+
+pub fn write_sweep(dir: &Path, sweep: &Sweep) -> Result<(), Error> {
+    let path = dir.join(SWEEP_FILE);
+    let text = serde_json::to_string_pretty(sweep).map_err(|e| Error::Json(path.clone(), e))?;
+    std::fs::write(&path, text + "\n").map_err(|e| Error::Write(path, e))
+}
+
+pub fn read_sweep(dir: &Path) -> Result<Sweep, Error> {
+    let path = dir.join(SWEEP_FILE);
+    if !dir.is_dir() {
+        return Err(Error::NotASweep(dir.to_owned(), "no such directory".into()));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::NotASweep(dir.to_owned(), format!("cannot read {SWEEP_FILE}: {e}")))?;
+    let sweep: Sweep = serde_json::from_str(&text).map_err(|e| Error::Json(path, e))?;
+    if sweep.schema != SCHEMA {
+        return Err(Error::NotASweep(dir.to_owned(), format!("schema {} (this vmm reads {SCHEMA})", sweep.schema)));
+    }
+    Ok(sweep)
+}
+
+/// The lines of a sweep's JSONL. A line that does not parse (the last one, cut
+/// by an interrupted write) is dropped with a note, and the file is rewritten
+/// without it so that appending goes on cleanly.
+pub fn read_lines(dir: &Path) -> Result<(Vec<Line>, Vec<String>), Error> {
+    let path = dir.join(LINES_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::Read(path, e)),
+    };
+    let mut lines = Vec::new();
+    let mut notes = Vec::new();
+    for (n, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Line>(l) {
+            Ok(line) => lines.push(line),
+            Err(e) => notes.push(format!("{}:{}: dropped a line that does not parse ({e})", path.display(), n + 1)),
+        }
+    }
+    if !notes.is_empty() || (!text.is_empty() && !text.ends_with('\n')) {
+        rewrite_lines(dir, &lines)?;
+    }
+    Ok((lines, notes))
+}
+
+/// Writes a whole JSONL (through a temporary file and a rename).
+pub fn rewrite_lines(dir: &Path, lines: &[Line]) -> Result<(), Error> {
+    let path = dir.join(LINES_FILE);
+    let tmp = dir.join(format!("{LINES_FILE}.tmp"));
+    let mut text = String::new();
+    for l in lines {
+        text += &serde_json::to_string(l).map_err(|e| Error::Json(path.clone(), e))?;
+        text.push('\n');
+    }
+    std::fs::write(&tmp, text).map_err(|e| Error::Write(tmp.clone(), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::Write(path, e))
+}
+
+/// Appends lines to the JSONL as jobs finish.
+pub struct Appender {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Appender {
+    pub fn open(dir: &Path) -> Result<Appender, Error> {
+        let path = dir.join(LINES_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::Write(path.clone(), e))?;
+        Ok(Appender { path, file })
+    }
+
+    pub fn push(&mut self, line: &Line) -> Result<(), Error> {
+        let mut text = serde_json::to_string(line).map_err(|e| Error::Json(self.path.clone(), e))?;
+        text.push('\n');
+        // One write per line: an interruption leaves at most a cut last line.
+        self.file.write_all(text.as_bytes()).map_err(|e| Error::Write(self.path.clone(), e))?;
+        self.file.flush().map_err(|e| Error::Write(self.path.clone(), e))
+    }
+}
+
+/// The (cell, repetition) pairs already done.
+pub fn done(lines: &[Line]) -> BTreeSet<(String, u32)> {
+    lines.iter().map(|l| (l.cell.clone(), l.rep)).collect()
+}
+
+/// Joins the lines of several sweeps: each (cell, repetition) once, the first
+/// seen kept; returns the lines and how many duplicates were dropped.
+pub fn merge_lines(sets: Vec<Vec<Line>>) -> (Vec<Line>, usize) {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut dup = 0;
+    for set in sets {
+        for l in set {
+            if seen.insert((l.cell.clone(), l.rep)) {
+                out.push(l);
+            } else {
+                dup += 1;
+            }
+        }
+    }
+    (out, dup)
+}
+
+/// A 64-bit FNV-1a hash, as 16 hex digits: identifies a binary or an image.
+pub fn fnv64(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// `fnv64:<hash> (<size> bytes)` of a file, or why not.
+pub fn file_id(path: &Path) -> String {
+    match std::fs::read(path) {
+        Ok(b) => format!("fnv64:{} ({} bytes)", fnv64(&b), b.len()),
+        Err(e) => format!("unreadable {}: {e}", path.display()),
+    }
+}
+
+/// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_utc() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    utc(secs)
+}
+
+/// A Unix time as `YYYY-MM-DDTHH:MM:SSZ` (the civil calendar from days since
+/// 1970-01-01, proleptic Gregorian).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_763_820_245), "2025-11-22T14:04:05Z");
+    }
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv64(b""), "cbf29ce484222325");
+        assert_eq!(fnv64(b"a"), "af63dc4c8601ec8c");
+    }
+
+    fn line(cell: &str, rep: u32) -> Line {
+        Line {
+            schema: SCHEMA,
+            cell: cell.into(),
+            label: cell.into(),
+            experiments: vec![],
+            rep,
+            vcpus: 1,
+            mem: "256m".into(),
+            args: vec![],
+            config: BTreeMap::new(),
+            vmm_version: String::new(),
+            vmm_id: String::new(),
+            guest_kernel: String::new(),
+            host_mode: "qemu".into(),
+            ok: true,
+            exit_code: Some(0),
+            failure: None,
+            attempts: 1,
+            emulator_faults: vec![],
+            finished_at: String::new(),
+            figures: Figures::new(),
+            guest_tail: vec![],
+            report: None,
+        }
+    }
+
+    #[test]
+    fn merging_keeps_each_pair_once() {
+        let (m, dup) = merge_lines(vec![vec![line("a", 0), line("b", 0)], vec![line("a", 0), line("a", 1)]]);
+        assert_eq!(dup, 1);
+        let pairs: Vec<(String, u32)> = m.iter().map(|l| (l.cell.clone(), l.rep)).collect();
+        assert_eq!(pairs, [("a".into(), 0), ("b".into(), 0), ("a".into(), 1)]);
+        assert_eq!(done(&m).len(), 3);
+    }
+
+    #[test]
+    fn a_cut_last_line_is_dropped_and_the_file_repaired() {
+        let dir = crate::host::appliance::tempdir().unwrap();
+        let good = serde_json::to_string(&line("a", 0)).unwrap();
+        std::fs::write(dir.path().join(LINES_FILE), format!("{good}\n{}", &good[..good.len() / 2])).unwrap();
+        let (lines, notes) = read_lines(dir.path()).unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(notes.len(), 1);
+        let text = std::fs::read_to_string(dir.path().join(LINES_FILE)).unwrap();
+        assert_eq!(text, format!("{good}\n"));
+        assert!(matches!(read_sweep(dir.path()), Err(Error::NotASweep(..))));
+        assert!(matches!(read_sweep(&dir.path().join("nope")), Err(Error::NotASweep(..))));
+    }
+}

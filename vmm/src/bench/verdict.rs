@@ -1,0 +1,566 @@
+//! A verdict line for each claim of the design notes (section 4) and for the
+//! Linux history experiment, computed from the figures of the cells that ran.
+//! A claim whose cells did not run (or failed) says so instead.
+
+use std::fmt;
+
+use super::results::CellResult;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Confirmed,
+    Refuted,
+    /// Part of the claim holds, part does not.
+    Partly,
+    /// A measurement, not a yes/no claim (or only part of it measured).
+    Measured,
+    NotMeasured,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Confirmed => "confirmed",
+            Status::Refuted => "refuted",
+            Status::Partly => "partly confirmed",
+            Status::Measured => "measured",
+            Status::NotMeasured => "not measured",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub id: &'static str,
+    pub claim: &'static str,
+    pub status: Status,
+    pub text: String,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.id, self.status, self.text)
+    }
+}
+
+/// The claims, as the design notes put them.
+pub const CLAIMS: [(&str, &str); 8] = [
+    (
+        "claim 1",
+        "one lazy mapping's vm_unmap_aliases() costs about one old-style vunmap; with many lazy mappings lazy wins",
+    ),
+    ("claim 2", "256 persistent kmap entries are not that small; 2048 are better for caching and flushing"),
+    ("claim 3", "atomic kmaps take no lock and scale with CPUs; the global kmap_lock does not"),
+    ("claim 4", "highpte lifts the lowmem cap on pagetables"),
+    ("claim 5", "highpte makes a pte access slightly more expensive"),
+    ("claim 6", "per-task kmaps beat the global pool on SMP but are worse on UP"),
+    ("claim 7", "each alias strategy's cost per pin, and host-trap's when aliases are rare versus frequent"),
+    ("history", "2.6.28 always-flush + lazy-ptes -> 2.6.36 lazy vmap off -> 2.6.37 lazy-tlb with no alias flush"),
+];
+
+/// Why a figure is not there.
+#[derive(Debug)]
+enum Missing {
+    NotRun,
+    Failed(String),
+    NoFigure(String, &'static str),
+}
+
+struct Lookup<'a> {
+    results: &'a [CellResult],
+}
+
+impl<'a> Lookup<'a> {
+    fn cell(&self, want: &[(&str, &str)], experiment: Option<&str>) -> Result<&'a CellResult, Missing> {
+        let mut matching = self
+            .results
+            .iter()
+            .filter(|r| r.ran() && r.matches(want))
+            .filter(|r| experiment.is_none_or(|e| r.cell.experiments.iter().any(|x| x == e)));
+        let first = matching.next().ok_or(Missing::NotRun)?;
+        if !first.reps.is_empty() {
+            return Ok(first);
+        }
+        match std::iter::once(first).chain(matching).find(|r| !r.reps.is_empty()) {
+            Some(r) => Ok(r),
+            None => Err(Missing::Failed(format!(
+                "{}: {}",
+                first.cell.label,
+                first.failures.first().map(|(_, w)| w.as_str()).unwrap_or("failed")
+            ))),
+        }
+    }
+
+    fn fig(&self, want: &[(&str, &str)], experiment: Option<&str>, figure: &'static str) -> Result<f64, Missing> {
+        let c = self.cell(want, experiment)?;
+        c.median(figure).ok_or_else(|| Missing::NoFigure(c.cell.label.clone(), figure))
+    }
+}
+
+fn not_measured(m: Missing, full: bool) -> (Status, String) {
+    let text = match m {
+        Missing::NotRun if full => "its cells are not in this run".to_owned(),
+        Missing::NotRun => "needs --full".to_owned(),
+        Missing::Failed(why) => format!("its run failed ({why})"),
+        Missing::NoFigure(cell, fig) => format!("{cell} gave no {fig}"),
+    };
+    (Status::NotMeasured, text)
+}
+
+fn status(parts: &[bool]) -> Status {
+    match (parts.iter().all(|p| *p), parts.iter().any(|p| *p)) {
+        (true, _) => Status::Confirmed,
+        (false, true) => Status::Partly,
+        (false, false) => Status::Refuted,
+    }
+}
+
+fn plural(v: &str) -> &'static str {
+    if v == "1" {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn claim1(l: &Lookup) -> Result<(Status, String), Missing> {
+    let mut last = Missing::NotRun;
+    for v in ["1", "2"] {
+        let base = |form| [("workload", "vmap-bench"), ("vmap", form), ("vcpus", v)];
+        let got = (|| {
+            let eager = l.fig(&base("eager"), None, "vmap_bench_ns")?;
+            let lazy = l.fig(&base("lazy-ptes"), None, "vmap_bench_ns")?;
+            let one = l.fig(&base("lazy-ptes"), None, "vmap_one_alias_ns")?;
+            Ok((eager, lazy, one))
+        })();
+        match got {
+            Ok((eager, lazy, one)) => {
+                let r1 = one / eager;
+                let many = eager / lazy;
+                let about_one = (0.5..=2.0).contains(&r1);
+                let lazy_wins = many > 1.0;
+                return Ok((
+                    status(&[about_one, lazy_wins]),
+                    format!(
+                        "one lazy mapping's vm_unmap_aliases costs {r1:.1}x an eager vunmap iteration ({one:.0} vs \
+                         {eager:.0} ns){}; with many lazy mappings lazy-ptes is {many:.1}x {} than eager ({lazy:.0} \
+                         vs {eager:.0} ns per iteration; vmap-bench, {v} vCPU{})",
+                        if about_one { "" } else { ", not about one" },
+                        if lazy_wins { "faster" } else { "slower" },
+                        plural(v)
+                    ),
+                ));
+            }
+            Err(m) => keep_worst(&mut last, m),
+        }
+    }
+    Err(last)
+}
+
+/// Keeps a failure over a cell that did not run.
+fn keep_worst(last: &mut Missing, m: Missing) {
+    if !matches!(m, Missing::NotRun) {
+        *last = m;
+    }
+}
+
+fn claim2(l: &Lookup) -> Result<(Status, String), Missing> {
+    let cell = |n| [("workload", "mm-all"), ("pte", "persistent"), ("last-pkmap", n), ("vcpus", "2")];
+    let sleeps = l.fig(&cell("256"), None, "kmap_sleeps")?;
+    let f256 = l.fig(&cell("256"), None, "pkmap_flushes_per_kfault")?;
+    let f2048 = l.fig(&cell("2048"), None, "pkmap_flushes_per_kfault")?;
+    let w256 = l.fig(&cell("256"), None, "kmap_lock_waits_per_kfault")?;
+    let w2048 = l.fig(&cell("2048"), None, "kmap_lock_waits_per_kfault")?;
+    let small_enough = sleeps == 0.0;
+    let big_better = f2048 < f256;
+    Ok((
+        status(&[small_enough, big_better]),
+        format!(
+            "at 256 entries {} (median {sleeps:.0} sleeps on a full pool); pool flushes per 1000 faults {f256:.2} at \
+             256 -> {f2048:.2} at 2048{}; kmap_lock waits per 1000 faults {w256:.1} -> {w2048:.1}",
+            if small_enough { "no task slept" } else { "tasks slept" },
+            if big_better { "" } else { " (not fewer)" }
+        ),
+    ))
+}
+
+fn claim3(l: &Lookup) -> Result<(Status, String), Missing> {
+    let cell = |pte, v| [("workload", "pte-bench"), ("pte", pte), ("vcpus", v)];
+    let a1 = l.fig(&cell("atomic", "1"), None, "pte_cycles_per_access")?;
+    let a2 = l.fig(&cell("atomic", "2"), None, "pte_cycles_per_access")?;
+    let p1 = l.fig(&cell("persistent", "1"), None, "pte_cycles_per_access")?;
+    let p2 = l.fig(&cell("persistent", "2"), None, "pte_cycles_per_access")?;
+    let wa = l.fig(&cell("atomic", "2"), None, "kmap_lock_waits")?;
+    let wp = l.fig(&cell("persistent", "2"), None, "kmap_lock_waits")?;
+    let (sa, sp) = (a2 / a1, p2 / p1);
+    let atomic_scales = wa == 0.0 && sa <= 1.25;
+    let lock_does_not = wp > 0.0 || sp > sa * 1.1;
+    Ok((
+        status(&[atomic_scales, lock_does_not]),
+        format!(
+            "pte access 1 -> 2 vCPUs: atomic {a1:.0} -> {a2:.0} cycles ({sa:.2}x, {wa:.0} kmap_lock waits), \
+             persistent {p1:.0} -> {p2:.0} ({sp:.2}x, {wp:.0} kmap_lock waits)"
+        ),
+    ))
+}
+
+fn claim4(l: &Lookup) -> Result<(Status, String), Missing> {
+    let mut parts = Vec::new();
+    let mut text = Vec::new();
+    let mut last = Missing::NotRun;
+    for low in ["8m", "16m", "32m", "64m", "128m", "256m"] {
+        let cell = |pte| [("workload", "task-capacity"), ("pte", pte), ("lowmem", low)];
+        match (l.fig(&cell("lowpte"), None, "tasks_started"), l.fig(&cell("atomic"), None, "tasks_started")) {
+            (Ok(lo), Ok(hi)) => {
+                parts.push(hi > lo);
+                text.push(format!("lowmem {low}: {lo:.0} tasks with lowpte, {hi:.0} with highpte"));
+            }
+            (Err(m), _) | (_, Err(m)) => keep_worst(&mut last, m),
+        }
+    }
+    if parts.is_empty() {
+        return Err(last);
+    }
+    Ok((status(&parts), text.join("; ")))
+}
+
+fn claim5(l: &Lookup) -> Result<(Status, String), Missing> {
+    let mut last = Missing::NotRun;
+    for v in ["1", "2"] {
+        let cell = |pte| [("workload", "pte-bench"), ("pte", pte), ("vcpus", v)];
+        match (
+            l.fig(&cell("lowpte"), None, "pte_cycles_per_access"),
+            l.fig(&cell("atomic"), None, "pte_cycles_per_access"),
+        ) {
+            (Ok(lo), Ok(at)) => {
+                let r = at / lo;
+                let mut others = Vec::new();
+                for pte in ["persistent", "percpu-pool", "per-task"] {
+                    if let Ok(c) = l.fig(&cell(pte), None, "pte_cycles_per_access") {
+                        others.push(format!("{pte} {c:.0} ({:.1}x)", c / lo));
+                    }
+                }
+                let slightly = r > 1.0 && r <= 3.0;
+                return Ok((
+                    if slightly { Status::Confirmed } else { Status::Refuted },
+                    format!(
+                        "one pte access costs {at:.0} cycles with atomic kmaps against {lo:.0} in lowmem ({r:.2}x{}){}; \
+                         {v} vCPU{}",
+                        if slightly {
+                            ""
+                        } else if r <= 1.0 {
+                            ", not more expensive"
+                        } else {
+                            ", much more expensive"
+                        },
+                        if others.is_empty() { String::new() } else { format!("; {}", others.join(", ")) },
+                        plural(v)
+                    ),
+                ));
+            }
+            (Err(m), _) | (_, Err(m)) => keep_worst(&mut last, m),
+        }
+    }
+    Err(last)
+}
+
+fn claim6(l: &Lookup) -> Result<(Status, String), Missing> {
+    let cell = |pte, v| [("workload", "mm-all"), ("pte", pte), ("vcpus", v), ("tasks", "8")];
+    let t1 = l.fig(&cell("per-task", "1"), None, "workload_cycles_max")?;
+    let g1 = l.fig(&cell("persistent", "1"), None, "workload_cycles_max")?;
+    let t2 = l.fig(&cell("per-task", "2"), None, "workload_cycles_max")?;
+    let g2 = l.fig(&cell("persistent", "2"), None, "workload_cycles_max")?;
+    let (r1, r2) = (t1 / g1, t2 / g2);
+    Ok((
+        status(&[r2 < 1.0, r1 > 1.0]),
+        format!(
+            "mm-all span, per-task / persistent pool: {r2:.2}x on SMP (2 vCPUs, {}), {r1:.2}x on UP ({})",
+            if r2 < 1.0 { "per-task faster" } else { "per-task not faster" },
+            if r1 > 1.0 { "per-task slower" } else { "per-task not slower" }
+        ),
+    ))
+}
+
+fn claim7(l: &Lookup, full: bool) -> Result<(Status, String), Missing> {
+    use super::matrix::STRATEGIES;
+    let exp = Some("alias-strategies");
+    let mut per_pin = Vec::new();
+    let mut first_missing = None;
+    for s in STRATEGIES {
+        match l.fig(&[("alias", s)], exp, "cycles_per_pin") {
+            Ok(c) => {
+                let ratio = l.fig(&[("alias", s)], exp, "ratio_to_oracle").ok();
+                per_pin.push((s, c, ratio));
+            }
+            Err(m) => {
+                first_missing.get_or_insert(m);
+            }
+        }
+    }
+    if per_pin.is_empty() {
+        return Err(first_missing.unwrap_or(Missing::NotRun));
+    }
+    let list: Vec<String> = per_pin
+        .iter()
+        .map(|(s, c, r)| match r {
+            Some(r) => format!("{s} {c:.0} ({r:.2}x oracle)"),
+            None => format!("{s} {c:.0}"),
+        })
+        .collect();
+    let cheapest = per_pin.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0).unwrap_or("-");
+    let mut text = format!("cycles per pin: {}; cheapest {cheapest}", list.join(", "));
+    if per_pin.len() < STRATEGIES.len() {
+        text += &format!(" ({} of {} strategies ran)", per_pin.len(), STRATEGIES.len());
+    }
+    let freq = Some("alias-frequency");
+    let ratio_at = |every: &str| -> Result<f64, Missing> {
+        let t = l.fig(&[("alias", "host-trap"), ("churn-every", every)], freq, "cycles_per_pin")?;
+        let a = l.fig(&[("alias", "always-flush"), ("churn-every", every)], freq, "cycles_per_pin")?;
+        Ok(t / a)
+    };
+    match (ratio_at("1"), ratio_at("64")) {
+        (Ok(frequent), Ok(rare)) => {
+            text += &format!(
+                "; host-trap / always-flush per pin: {frequent:.2}x with an alias source before every fork, \
+                 {rare:.2}x before every 64th"
+            );
+            Ok((if rare < 1.0 { Status::Confirmed } else { Status::Refuted }, text))
+        }
+        (Err(m), _) | (_, Err(m)) => {
+            let (_, why) = not_measured(m, full);
+            text += &format!("; host-trap rare versus frequent not measured ({why})");
+            Ok((Status::Measured, text))
+        }
+    }
+}
+
+fn history(l: &Lookup) -> Result<(Status, String), Missing> {
+    let exp = Some("history");
+    let steps = [
+        [("vmap", "lazy-ptes"), ("alias", "always-flush")],
+        [("vmap", "eager"), ("alias", "always-flush")],
+        [("vmap", "lazy-tlb"), ("alias", "none")],
+    ];
+    let mut pin = Vec::new();
+    let mut span = Vec::new();
+    for s in &steps {
+        pin.push(l.fig(s, exp, "cycles_per_pin")?);
+        span.push(l.fig(s, exp, "workload_cycles_max")?);
+    }
+    let vua = l.fig(&steps[2], exp, "vm_unmap_aliases")?;
+    let refused = l.fig(&steps[2], exp, "pt_pin_refused")?;
+    let no_flush_needed = vua == 0.0 && refused == 0.0;
+    let cheaper = pin[2] <= pin[0];
+    Ok((
+        status(&[no_flush_needed, cheaper]),
+        format!(
+            "cycles per pin {:.0} (2.6.28) -> {:.0} (2.6.36) -> {:.0} (2.6.37); workload span {:.3e} -> {:.3e} -> \
+             {:.3e} cycles; 2.6.37 with no alias care: {vua:.0} vm_unmap_aliases, {refused:.0} pins refused",
+            pin[0], pin[1], pin[2], span[0], span[1], span[2]
+        ),
+    ))
+}
+
+/// Every verdict. `full`: whether the full matrix ran (for what a missing
+/// figure means).
+pub fn verdicts(results: &[CellResult], full: bool) -> Vec<Verdict> {
+    let l = Lookup { results };
+    CLAIMS
+        .iter()
+        .map(|&(id, claim)| {
+            let r = match id {
+                "claim 1" => claim1(&l),
+                "claim 2" => claim2(&l),
+                "claim 3" => claim3(&l),
+                "claim 4" => claim4(&l),
+                "claim 5" => claim5(&l),
+                "claim 6" => claim6(&l),
+                "claim 7" => claim7(&l, full),
+                _ => history(&l),
+            };
+            let (status, text) = r.unwrap_or_else(|m| match m {
+                // The main question is the default matrix's, not only --full's.
+                Missing::NotRun if id == "claim 7" && !full => {
+                    (Status::NotMeasured, "needs the default matrix (vmm bench) or --full".to_owned())
+                }
+                m => not_measured(m, full),
+            });
+            Verdict { id, claim, status, text }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::bench::matrix::{builtin, cells, CellSpec, MatrixName};
+    use crate::bench::stats::Stat;
+
+    fn result(spec: CellSpec, experiment: &str, figs: &[(&str, f64)]) -> CellResult {
+        let mut cell = spec.resolve(experiment).unwrap();
+        cell.experiments = vec![experiment.to_owned()];
+        CellResult {
+            cell,
+            reps: vec![(0, figs.iter().map(|(k, v)| (k.to_string(), *v)).collect())],
+            failures: vec![],
+            stats: figs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Stat { min: *v, median: *v, max: *v, n: 1 }))
+                .collect::<BTreeMap<_, _>>(),
+            warnings: vec![],
+            host_modes: vec![],
+        }
+    }
+
+    fn spec(vcpus: u32, params: &[(&str, &str)]) -> CellSpec {
+        CellSpec {
+            label: format!("{params:?}"),
+            vcpus,
+            mem: "256m".into(),
+            timeout: 10,
+            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn get<'a>(v: &'a [Verdict], id: &str) -> &'a Verdict {
+        v.iter().find(|x| x.id == id).unwrap()
+    }
+
+    #[test]
+    fn nothing_ran_nothing_claimed() {
+        let v = verdicts(&[], false);
+        assert_eq!(v.len(), 8);
+        assert!(v.iter().all(|x| x.status == Status::NotMeasured && x.text.starts_with("needs")), "{v:?}");
+        assert!(get(&v, "claim 7").text.contains("default matrix"));
+        let v = verdicts(&[], true);
+        assert!(v.iter().all(|x| x.text.contains("not in this run")));
+    }
+
+    #[test]
+    fn claim1_from_vmap_bench() {
+        let vb = |form, ns, one| {
+            result(
+                spec(1, &[("workload", "vmap-bench"), ("vmap", form)]),
+                "vmap-bench",
+                &[("vmap_bench_ns", ns), ("vmap_one_alias_ns", one)],
+            )
+        };
+        let r = [vb("eager", 10000.0, 0.0), vb("lazy-ptes", 2000.0, 11000.0)];
+        let v = get(&verdicts(&r, false), "claim 1").clone();
+        assert_eq!(v.status, Status::Confirmed, "{v}");
+        assert!(v.text.contains("1.1x an eager") && v.text.contains("5.0x faster"), "{v}");
+        let r = [vb("eager", 10000.0, 0.0), vb("lazy-ptes", 2000.0, 100000.0)];
+        assert_eq!(get(&verdicts(&r, false), "claim 1").status, Status::Partly);
+        let r = [vb("eager", 1000.0, 0.0), vb("lazy-ptes", 2000.0, 100000.0)];
+        assert_eq!(get(&verdicts(&r, false), "claim 1").status, Status::Refuted);
+    }
+
+    #[test]
+    fn a_failed_cell_is_not_a_figure() {
+        let mut failed = result(spec(1, &[("workload", "vmap-bench"), ("vmap", "eager")]), "vmap-bench", &[]);
+        failed.reps.clear();
+        failed.stats.clear();
+        failed.failures.push((0, "guest shut down with status 1".into()));
+        let v = verdicts(&[failed], false);
+        let c1 = get(&v, "claim 1");
+        assert_eq!(c1.status, Status::NotMeasured);
+        assert!(c1.text.contains("failed") && c1.text.contains("status 1"), "{c1}");
+    }
+
+    #[test]
+    fn claim7_and_history_from_the_pin_figures() {
+        let exps = builtin(MatrixName::Full);
+        let all = cells(&exps).unwrap();
+        let mut r = Vec::new();
+        for c in &all {
+            let in_exp = |e: &str| c.experiments.iter().any(|x| x == e);
+            if !(in_exp("alias-strategies") || in_exp("alias-frequency") || in_exp("history")) {
+                continue;
+            }
+            let alias = c.config["alias"].as_str();
+            let every: f64 = c.config["churn-every"].parse().unwrap();
+            // host-trap is cheap when aliases are rare, dear when frequent.
+            let cpp = match alias {
+                "host-trap" => 1000.0 + 4000.0 / every,
+                "always-flush" => 3000.0,
+                _ => 2000.0,
+            };
+            let mut figs = vec![("cycles_per_pin", cpp), ("ratio_to_oracle", 1.5), ("workload_cycles_max", 1e9)];
+            figs.extend([("vm_unmap_aliases", if alias == "none" { 0.0 } else { 10.0 }), ("pt_pin_refused", 0.0)]);
+            let mut cr = result(spec(2, &[]), "x", &figs);
+            cr.cell = c.clone();
+            r.push(cr);
+        }
+        let v = verdicts(&r, true);
+        let c7 = get(&v, "claim 7");
+        assert_eq!(c7.status, Status::Confirmed, "{c7}");
+        assert!(c7.text.contains("host-trap / always-flush per pin: 1.67x") && c7.text.contains("0.35x"), "{c7}");
+        assert!(c7.text.contains("cheapest"), "{c7}");
+        let h = get(&v, "history");
+        assert_eq!(h.status, Status::Confirmed, "{h}");
+        // Only the default matrix: claim 7 measured, the rest needs --full.
+        let default: Vec<CellResult> =
+            r.into_iter().filter(|c| c.cell.experiments.iter().any(|e| e == "alias-strategies")).collect();
+        let mut only_default = default.clone();
+        for c in &mut only_default {
+            c.cell.experiments = vec!["alias-strategies".into()];
+        }
+        let v = verdicts(&only_default, false);
+        let c7 = get(&v, "claim 7");
+        assert_eq!(c7.status, Status::Measured, "{c7}");
+        assert!(c7.text.contains("needs --full"), "{c7}");
+        assert_eq!(get(&v, "history").text, "needs --full");
+    }
+
+    #[test]
+    fn claims_2_to_6() {
+        let mut r = Vec::new();
+        let mm = |n: &str, sleeps, flushes| {
+            result(
+                spec(2, &[("workload", "mm-all"), ("pte", "persistent"), ("last-pkmap", n), ("tasks", "16")]),
+                "pkmap-pool",
+                &[("kmap_sleeps", sleeps), ("pkmap_flushes_per_kfault", flushes), ("kmap_lock_waits_per_kfault", 3.0)],
+            )
+        };
+        r.push(mm("256", 0.0, 2.0));
+        r.push(mm("2048", 0.0, 0.5));
+        let pb = |pte, v, cost, waits| {
+            result(
+                spec(v, &[("workload", "pte-bench"), ("pte", pte)]),
+                "pte-cost",
+                &[("pte_cycles_per_access", cost), ("kmap_lock_waits", waits)],
+            )
+        };
+        r.extend([pb("atomic", 1, 120.0, 0.0), pb("atomic", 2, 125.0, 0.0), pb("persistent", 1, 300.0, 0.0)]);
+        r.extend([pb("persistent", 2, 600.0, 40.0), pb("lowpte", 1, 100.0, 0.0), pb("per-task", 1, 150.0, 0.0)]);
+        let tc = |low, pte, n| {
+            result(
+                spec(2, &[("workload", "task-capacity"), ("pte", pte), ("lowmem", low)]),
+                "task-capacity",
+                &[("tasks_started", n)],
+            )
+        };
+        r.extend([tc("16m", "lowpte", 30.0), tc("16m", "atomic", 200.0)]);
+        let m6 = |pte, v, span| {
+            result(
+                spec(v, &[("workload", "mm-all"), ("pte", pte), ("tasks", "8")]),
+                "per-task-kmaps",
+                &[("workload_cycles_max", span)],
+            )
+        };
+        r.extend([
+            m6("per-task", 1, 11.0),
+            m6("persistent", 1, 10.0),
+            m6("per-task", 2, 8.0),
+            m6("persistent", 2, 10.0),
+        ]);
+        let v = verdicts(&r, true);
+        for id in ["claim 2", "claim 3", "claim 4", "claim 5", "claim 6"] {
+            assert_eq!(get(&v, id).status, Status::Confirmed, "{}", get(&v, id));
+        }
+        assert!(get(&v, "claim 5").text.contains("1.20x"), "{}", get(&v, "claim 5"));
+        assert!(get(&v, "claim 4").text.contains("30 tasks with lowpte, 200 with highpte"));
+    }
+}
