@@ -1,0 +1,325 @@
+//! `vmm bench` end to end through the real binary, on the smoke matrix (short
+//! configurations that work without the PV guest): its outputs parse and hold
+//! the expected cells, the figures agree with the counters they come from, a
+//! failed cell is reported and the sweep goes on, a stopped sweep resumes with
+//! only the missing jobs, and the merge of two shards is the whole sweep.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{run, stderr};
+use serde_json::Value;
+
+/// The tests that boot VMs take turns: each sweep is one appliance boot, and two
+/// at once on a 2-core machine only slow each other down.
+static VMS: Mutex<()> = Mutex::new(());
+
+fn vms() -> std::sync::MutexGuard<'static, ()> {
+    VMS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vmm-bench-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn bench(args: &[&str]) -> Output {
+    let mut a = vec!["bench"];
+    a.extend_from_slice(args);
+    run(&a, &[])
+}
+
+fn lines(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("bench.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect()
+}
+
+fn pairs(lines: &[Value]) -> BTreeSet<(String, u64)> {
+    lines.iter().map(|l| (l["cell"].as_str().unwrap().to_owned(), l["rep"].as_u64().unwrap())).collect()
+}
+
+fn cells_listed(extra: &[&str]) -> BTreeSet<String> {
+    let mut a = vec!["--matrix", "smoke", "--list"];
+    a.extend_from_slice(extra);
+    let o = bench(&a);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("cell ")).map(str::to_owned).collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_owned).collect();
+    r.records().map(|rec| header.iter().cloned().zip(rec.unwrap().iter().map(str::to_owned)).collect()).collect()
+}
+
+#[test]
+fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
+    let o = bench(&["--shard", "0/2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("1 <= i <= n"), "{}", stderr(&o));
+    let o = bench(&["--shard", "3/2"]);
+    assert_eq!(o.status.code(), Some(2));
+    let missing = tmp("missing");
+    let o = bench(&["--resume", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(stderr(&o).contains("not a bench results directory"), "{}", stderr(&o));
+    let o = bench(&["merge", "--out", "/tmp/x"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = bench(&["--only", "nope", "--list"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(stderr(&o).contains("alias-strategies"), "{}", stderr(&o));
+    let o = bench(&["--resume", "/tmp", "--reps", "2"]);
+    assert_eq!(o.status.code(), Some(2), "--resume takes the sweep as it was asked");
+
+    // The default matrix is the main question: six strategies, fork-churn, 2 vCPUs, --pvmmu on.
+    let o = bench(&["--list"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let cells: Vec<&str> = out.lines().filter(|l| l.starts_with("cell ")).collect();
+    assert_eq!(cells.len(), 6, "{out}");
+    for s in ["none", "always-flush", "alias-bit", "runtime-switch", "clean-pool", "host-trap"] {
+        assert!(cells.iter().any(|c| c.contains(&format!("cell {s} "))), "{s}: {out}");
+    }
+    assert!(cells
+        .iter()
+        .all(|c| c.contains("--workload fork-churn") && c.contains("--pvmmu on") && c.contains("--vcpus 2")));
+    assert!(out.contains("6 cells x 3 repetitions: 18 jobs to run"), "{out}");
+    // Shards partition the cells.
+    let all = cells_listed(&[]);
+    let (a, b) = (cells_listed(&["--shard", "1/2"]), cells_listed(&["--shard", "2/2"]));
+    assert!(a.is_disjoint(&b));
+    assert_eq!(a.union(&b).cloned().collect::<BTreeSet<_>>(), all);
+}
+
+#[test]
+fn a_sweep_runs_end_to_end_and_resumes() {
+    common::guest();
+    let _vm = vms();
+    let dir = tmp("sweep");
+    let started = Instant::now();
+    let o = bench(&["--matrix", "smoke", "--reps", "2", "--out", dir.to_str().unwrap()]);
+    let took = started.elapsed();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    eprintln!("smoke sweep of 6 runs took {:.1} s", took.as_secs_f64());
+
+    // JSON lines: 3 cells x 2 repetitions, every one complete.
+    let l = lines(&dir);
+    assert_eq!(l.len(), 6);
+    assert_eq!(pairs(&l).len(), 6);
+    let keys: BTreeSet<&str> = l.iter().map(|x| x["cell"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 3);
+    for x in &l {
+        assert_eq!(x["ok"], true, "{x}");
+        assert!(["qemu", "local"].contains(&x["host_mode"].as_str().unwrap()), "{}", x["host_mode"]);
+        assert!(x["guest_kernel"].as_str().unwrap().starts_with("fnv64:"));
+        assert!(!x["vmm_version"].as_str().unwrap().is_empty());
+        assert!(x["config"].as_object().unwrap().len() > 20, "the full configuration");
+        assert_eq!(x["config"]["workload"], x["report"]["config"]["workload"]);
+        // Figures agree with the counters they come from.
+        let f = &x["figures"];
+        let t = &x["report"]["counter_totals"];
+        match x["config"]["workload"].as_str().unwrap() {
+            "vmap-bench" => {
+                let want = t["vmap_bench_cycles"].as_f64().unwrap() / t["vmap_bench_iters"].as_f64().unwrap();
+                assert!((f["vmap_bench_cycles_per_iter"].as_f64().unwrap() - want).abs() < 1e-6 * want);
+                assert_eq!(f["vmap_bench_ns"], x["report"]["results"]["vmap_bench_ns"].as_f64().unwrap());
+            }
+            "pte-bench" => {
+                let want = t["pte_bench_cycles"].as_f64().unwrap() / t["pte_bench_accesses"].as_f64().unwrap();
+                assert!((f["pte_cycles_per_access"].as_f64().unwrap() - want).abs() < 1e-6 * want);
+            }
+            w => panic!("unexpected workload {w}"),
+        }
+        let exits: f64 =
+            x["report"]["exits"].as_array().unwrap().iter().map(|e| e["user"]["hypercall"].as_f64().unwrap()).sum();
+        assert_eq!(f["exits_hypercall"].as_f64().unwrap(), exits);
+    }
+
+    // CSV: one row per run; the summary's statistics are those of the runs.
+    let rows = csv_rows(&dir.join("bench.csv"));
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r["ok"] == "true"));
+    let summary = csv_rows(&dir.join("summary.csv"));
+    assert!(!summary.is_empty());
+    for s in &summary {
+        let (min, med, max): (f64, f64, f64) =
+            (s["min"].parse().unwrap(), s["median"].parse().unwrap(), s["max"].parse().unwrap());
+        assert!(min <= med && med <= max, "{s:?}");
+        let mut v: Vec<f64> = l
+            .iter()
+            .filter(|x| x["cell"] == s["cell"].as_str())
+            .filter_map(|x| x["figures"][s["figure"].as_str()].as_f64())
+            .collect();
+        if !v.is_empty() {
+            assert_eq!(s["n"], v.len().to_string());
+            assert!((median(&mut v) - med).abs() <= 1e-9 * med.abs().max(1.0), "{s:?}");
+        }
+    }
+
+    // The Markdown report: a section per experiment, every cell, the plot, a
+    // verdict for claim 1 computed from the medians.
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for title in ["## Lazy vs eager vmap", "## Cost of one pte access", "## Verdicts", "## The oracle"] {
+        assert!(md.contains(title), "{title}\n{md}");
+    }
+    for label in ["eager, 1 vCPU", "lazy-ptes, 1 vCPU", "atomic, 1 vCPU"] {
+        assert!(md.contains(&format!("| {label} | ok 2/2 |")), "{label}\n{md}");
+    }
+    assert!(md.contains("](vmap-lazy-vs-eager.svg)"));
+    let svg = std::fs::read_to_string(dir.join("vmap-lazy-vs-eager.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("lazy-ptes"));
+    let med_of = |label: &str, fig: &str| -> f64 {
+        summary.iter().find(|s| s["label"] == label && s["figure"] == fig).unwrap()["median"].parse().unwrap()
+    };
+    let one = med_of("lazy-ptes, 1 vCPU", "vmap_one_alias_ns");
+    let eager = med_of("eager, 1 vCPU", "vmap_bench_ns");
+    let lazy = med_of("lazy-ptes, 1 vCPU", "vmap_bench_ns");
+    let claim1 = md.lines().find(|l| l.starts_with("- **claim 1**")).unwrap();
+    assert!(claim1.contains(&format!("costs {:.1}x an eager", one / eager)), "{claim1}");
+    assert!(claim1.contains(&format!("{:.1}x", eager / lazy)), "{claim1}");
+    assert!(!claim1.contains("not measured"), "{claim1}");
+    assert!(md.contains("**claim 2**") && md.contains("not measured: needs --full"));
+    // The terminal got the summary table and the verdicts.
+    assert!(out.contains("== verdicts ==") && out.contains("claim 1: "), "{out}");
+
+    // A sweep stopped after two runs, its last line cut by the stop: --resume
+    // runs the four missing jobs and nothing else.
+    let again = tmp("resume");
+    std::fs::create_dir_all(&again).unwrap();
+    std::fs::copy(dir.join("sweep.json"), again.join("sweep.json")).unwrap();
+    let text = std::fs::read_to_string(dir.join("bench.jsonl")).unwrap();
+    let kept: Vec<&str> = text.lines().take(3).collect();
+    let cut = &kept[2][..kept[2].len() / 2];
+    std::fs::write(again.join("bench.jsonl"), format!("{}\n{}\n{cut}", kept[0], kept[1])).unwrap();
+    let o = bench(&["--resume", again.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("4 jobs to run"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("bench: [")).count(), 4, "{err}");
+    let text2 = std::fs::read_to_string(again.join("bench.jsonl")).unwrap();
+    assert!(text2.starts_with(&format!("{}\n{}\n", kept[0], kept[1])), "the finished runs stay as they were");
+    let l2 = lines(&again);
+    assert_eq!(l2.len(), 6);
+    assert_eq!(pairs(&l2), pairs(&l));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&again);
+}
+
+#[test]
+fn shards_merge_into_the_whole_sweep() {
+    common::guest();
+    let _vm = vms();
+    let (s1, s2, m) = (tmp("shard1"), tmp("shard2"), tmp("merged"));
+    for (shard, dir) in [("1/2", &s1), ("2/2", &s2)] {
+        let o = bench(&["--matrix", "smoke", "--reps", "1", "--shard", shard, "--out", dir.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let (a, b) = (pairs(&lines(&s1)), pairs(&lines(&s2)));
+    assert!(!a.is_empty() && !b.is_empty() && a.is_disjoint(&b));
+    let o = bench(&["merge", s1.to_str().unwrap(), s2.to_str().unwrap(), "--out", m.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let merged = pairs(&lines(&m));
+    let whole: BTreeSet<(String, u64)> = a.union(&b).cloned().collect();
+    assert_eq!(merged, whole);
+    // ... which is the unsharded matrix's cell set.
+    let listed = cells_listed(&[]);
+    assert_eq!(merged.len(), listed.len());
+    let md = std::fs::read_to_string(m.join("report.md")).unwrap();
+    assert!(md.contains("merged from") && !md.contains("not run |"), "{md}");
+    // Merging into a directory that holds a sweep is refused.
+    let o = bench(&["merge", s1.to_str().unwrap(), "--out", m.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(stderr(&o).contains("already holds a sweep"));
+    for d in [s1, s2, m] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn a_failed_cell_is_reported_and_the_sweep_goes_on() {
+    common::guest();
+    let _vm = vms();
+    let dir = tmp("failing");
+    let spec = dir.with_extension("json");
+    let exp = serde_json::json!({"experiments": [{
+    "id": "mixed", "title": "One cell that works, one that faults", "question": "q",
+    "columns": ["vmap_bench_ns"],
+    "cells": [
+        {"label": "faults", "vcpus": 1, "mem": "64m", "timeout": 30, "params": {"workload": "fault-page"}},
+        {"label": "works", "vcpus": 1, "mem": "256m", "timeout": 60,
+         "params": {"workload": "vmap-bench", "iterations": "500", "vmap": "eager"}}
+    ]}]});
+    std::fs::write(&spec, exp.to_string()).unwrap();
+    let o = bench(&["--spec", spec.to_str().unwrap(), "--reps", "1", "--out", dir.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{out}\n{}", stderr(&o));
+    let l = lines(&dir);
+    assert_eq!(l.len(), 2, "the sweep went on past the failure");
+    let failed = l.iter().find(|x| x["label"] == "faults").unwrap();
+    assert_eq!(failed["ok"], false);
+    let why = failed["failure"].as_str().unwrap();
+    assert!(why.contains("fault"), "{why}");
+    assert!(failed["figures"].as_object().unwrap().is_empty(), "no figures from a failed run");
+    assert_eq!(l.iter().find(|x| x["label"] == "works").unwrap()["ok"], true);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| faults | FAILED 1/1 |") && md.contains("Failed runs:") && md.contains(why), "{md}");
+    assert!(out.contains("faults failed (rep 1)"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&spec);
+}
+
+#[test]
+fn ctrl_c_keeps_the_finished_runs_and_resume_completes_the_sweep() {
+    common::guest();
+    let _vm = vms();
+    let dir = tmp("ctrlc");
+    let child = Command::new(common::vmm())
+        .args(["bench", "--matrix", "smoke", "--reps", "3", "--out", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines(&dir).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!lines(&dir).is_empty(), "no run finished in time");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with the pid of our own child, which has not been waited
+    // for yet (so the pid cannot have been reused), and a plain signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    let done = lines(&dir);
+    assert!(!done.is_empty() && done.len() < 9, "{} runs", done.len());
+    assert!(std::fs::read_to_string(dir.join("report.md")).unwrap().contains("Interrupted"));
+    let o = bench(&["--resume", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("{} jobs to run", 9 - done.len())), "{}", stderr(&o));
+    let all = lines(&dir);
+    assert_eq!(all.len(), 9);
+    assert_eq!(pairs(&all).len(), 9);
+    assert_eq!(&all[..done.len()], &done[..]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
