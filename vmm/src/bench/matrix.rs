@@ -580,7 +580,7 @@ fn claim3() -> Experiment {
 
 fn claim4() -> Experiment {
     let mut cells = Vec::new();
-    for low in ["16m", "32m", "64m"] {
+    for low in ["16m", "32m"] {
         for pte in ["lowpte", "atomic"] {
             cells.push(CellSpec::new(
                 format!("lowmem {low}, {pte}"),

@@ -209,15 +209,21 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
 }
 
 /// Runs the jobs, appending each finished one to the JSONL.
+/// The jobs grouped by the appliance they need: QEMU-hosted, the appliance gets
+/// a CPU per vCPU of its largest job (at least this machine's cores), so
+/// overcommitted cells run in an appliance of their own rather than making
+/// every other cell share cores with extra emulated CPUs.
+pub fn appliance_groups(vcpus: &[u32], cores: u32) -> Vec<Vec<usize>> {
+    let mut sizes: Vec<u32> = vcpus.iter().map(|v| (*v).max(cores)).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes.iter().map(|s| (0..vcpus.len()).filter(|&i| vcpus[i].max(cores) == *s).collect()).collect()
+}
+
 fn run(sweep: &Sweep, cells: &[Cell], jobs: &[(usize, u32)], dir: &Path, args: &BenchArgs) -> Result<(), Error> {
-    let job_args: Vec<Vec<String>> = jobs.iter().map(|(c, _)| cells[*c].args.clone()).collect();
-    let budget: f64 = jobs.iter().map(|(c, _)| f64::from(cells[*c].timeout) + 30.0).sum::<f64>() + 300.0;
-    let opts = JobsOptions {
-        host: args.host.clone(),
-        timeout: args.timeout.unwrap_or(budget),
-        retries: 2,
-        verbose: args.verbose,
-    };
+    let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    let vcpus: Vec<u32> = jobs.iter().map(|(c, _)| cells[*c].vcpus).collect();
+    let sweep_deadline = args.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t));
     let mut out = store::Appender::open(dir)?;
     let (vmm_id, guest_kernel) = (sweep.vmm_id.clone(), sweep.guest_kernel.clone());
     let ids = store::Ids { vmm_version: &sweep.vmm_version, vmm_id: &vmm_id, guest_kernel: &guest_kernel };
@@ -231,48 +237,64 @@ fn run(sweep: &Sweep, cells: &[Cell], jobs: &[(usize, u32)], dir: &Path, args: &
     let mut write_error = None;
     let mut started = Instant::now();
     let mut finished = 0usize;
-    let result = run_jobs_with(&job_args, &opts, |ev| match ev {
-        JobEvent::Started { job } => {
-            let (c, rep) = jobs[job];
-            started = Instant::now();
-            bar.set_message(format!("{} (rep {}) [{}]", cells[c].label, rep + 1, cells[c].experiments.join(", ")));
-        }
-        JobEvent::Finished { job, outcome } => {
-            if appliance::stop_requested() {
-                return; // cut short by the stop: not a result
+    let mut result = Ok(());
+    for group in appliance_groups(&vcpus, cores) {
+        let job_args: Vec<Vec<String>> = group.iter().map(|&j| cells[jobs[j].0].args.clone()).collect();
+        let budget: f64 = group.iter().map(|&j| f64::from(cells[jobs[j].0].timeout) + 30.0).sum::<f64>() + 300.0;
+        let timeout = match sweep_deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).as_secs_f64().max(1.0),
+            None => budget,
+        };
+        let opts = JobsOptions { host: args.host.clone(), timeout, retries: 2, verbose: args.verbose };
+        let r = run_jobs_with(&job_args, &opts, |ev| match ev {
+            JobEvent::Started { job } => {
+                let job = group[job];
+                let (c, rep) = jobs[job];
+                started = Instant::now();
+                bar.set_message(format!("{} (rep {}) [{}]", cells[c].label, rep + 1, cells[c].experiments.join(", ")));
             }
-            let (c, rep) = jobs[job];
-            let line = Line::new(&cells[c], rep, outcome, &ids, store::now_utc());
-            if let Err(e) = out.push(&line) {
-                write_error.get_or_insert(e);
-            }
-            finished += 1;
-            bar.inc(1);
-            let what = match &line.failure {
-                None => "ok".to_owned(),
-                Some(why) => format!("FAILED: {why}"),
-            };
-            let msg = format!(
-                "bench: [{finished}/{}] {} (rep {}): {what} ({:.1} s)",
-                jobs.len(),
-                cells[c].label,
-                rep + 1,
-                started.elapsed().as_secs_f64()
-            );
-            if tty {
-                if line.failure.is_some() {
-                    bar.println(msg);
+            JobEvent::Finished { job, outcome } => {
+                let job = group[job];
+                if appliance::stop_requested() {
+                    return; // cut short by the stop: not a result
                 }
-            } else {
-                eprintln!("{msg}");
+                let (c, rep) = jobs[job];
+                let line = Line::new(&cells[c], rep, outcome, &ids, store::now_utc());
+                if let Err(e) = out.push(&line) {
+                    write_error.get_or_insert(e);
+                }
+                finished += 1;
+                bar.inc(1);
+                let what = match &line.failure {
+                    None => "ok".to_owned(),
+                    Some(why) => format!("FAILED: {why}"),
+                };
+                let msg = format!(
+                    "bench: [{finished}/{}] {} (rep {}): {what} ({:.1} s)",
+                    jobs.len(),
+                    cells[c].label,
+                    rep + 1,
+                    started.elapsed().as_secs_f64()
+                );
+                if tty {
+                    if line.failure.is_some() {
+                        bar.println(msg);
+                    }
+                } else {
+                    eprintln!("{msg}");
+                }
             }
+        });
+        if let Err(e) = r {
+            result = Err(Error::from(e));
+            break;
         }
-    });
+    }
     bar.finish_and_clear();
     if let Some(e) = write_error {
         return Err(e);
     }
-    result.map(|_| ()).map_err(Error::from)
+    result
 }
 
 /// Writes the CSV, the plots and the Markdown report from the JSONL, prints the
@@ -373,4 +395,16 @@ fn merge_command(args: MergeArgs) -> Result<i32, Error> {
     let cells = sweep_cells(&sweep)?;
     eprintln!("bench: merged {} runs of {} cells into {}", lines.len(), cells.len(), out.display());
     write_outputs(out, &sweep, &cells, &lines, &notes, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overcommitted_jobs_get_an_appliance_of_their_own() {
+        assert_eq!(appliance_groups(&[2, 4, 1, 2, 4], 2), vec![vec![0, 2, 3], vec![1, 4]]);
+        assert_eq!(appliance_groups(&[1, 1], 2), vec![vec![0, 1]]);
+        assert!(appliance_groups(&[], 2).is_empty());
+    }
 }
