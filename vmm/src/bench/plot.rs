@@ -108,14 +108,29 @@ fn draw_bars(path: &Path, b: &Bars) -> Result<(), Error> {
 }
 
 fn draw_lines(path: &Path, l: &Lines) -> Result<(), Error> {
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    lines_on(&root, l)?;
+    root.present().map_err(plot_err)
+}
+
+/// Two line plots side by side (figures of very different sizes).
+fn draw_lines_pair(path: &Path, a: &Lines, b: &Lines) -> Result<(), Error> {
+    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let (left, right) = root.split_horizontally(600);
+    lines_on(&left, a)?;
+    lines_on(&right, b)?;
+    root.present().map_err(plot_err)
+}
+
+fn lines_on(root: &DrawingArea<SVGBackend, plotters::coord::Shift>, l: &Lines) -> Result<(), Error> {
     let pts = || l.series.iter().flat_map(|(_, v)| v.iter());
     let xmin = pts().map(|(x, _)| x.log2()).fold(f64::INFINITY, f64::min);
     let xmax = pts().map(|(x, _)| x.log2()).fold(f64::NEG_INFINITY, f64::max);
     let ymax = pts().map(|(_, s)| s.max).fold(0.0f64, f64::max);
     let (xmin, xmax) = if xmin < xmax { (xmin, xmax) } else { (xmin - 1.0, xmin + 1.0) };
-    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(&l.title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(50)
@@ -154,8 +169,14 @@ fn draw_lines(path: &Path, l: &Lines) -> Result<(), Error> {
             )
             .map_err(plot_err)?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_err)?;
-    root.present().map_err(plot_err)
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
 }
 
 /// Per repetition `a / b`, over the repetitions.
@@ -248,29 +269,38 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
             )
         }
         PlotKind::PkmapSweep => {
-            let mut series = Vec::new();
-            for (fig, name) in [
+            let sweep = |figs: &[(&str, &str)]| -> Vec<(String, Vec<(f64, Stat)>)> {
+                figs.iter()
+                    .filter_map(|(fig, name)| {
+                        let pts: Vec<(f64, Stat)> =
+                            cells.iter().filter_map(|c| Some((param(c, "last-pkmap")?, *c.stats.get(*fig)?))).collect();
+                        (!pts.is_empty()).then(|| (name.to_string(), pts))
+                    })
+                    .collect()
+            };
+            let flushes = sweep(&[
                 ("pkmap_flushes_per_kfault", "pool flushes"),
                 ("flush_ipis_per_kfault", "flush IPIs"),
-                ("kmap_lock_waits_per_kfault", "kmap_lock waits"),
                 ("kmap_sleeps_per_kfault", "sleeps on a full pool"),
-            ] {
-                let pts: Vec<(f64, Stat)> =
-                    cells.iter().filter_map(|c| Some((param(c, "last-pkmap")?, *c.stats.get(fig)?))).collect();
-                if !pts.is_empty() {
-                    series.push((name.to_owned(), pts));
-                }
-            }
-            if series.is_empty() {
+            ]);
+            let lock = sweep(&[("kmap_lock_waits_per_kfault", "kmap_lock waits")]);
+            if flushes.is_empty() && lock.is_empty() {
                 return Ok(None);
             }
-            draw_lines(
+            let x_desc = "LAST_PKMAP (--last-pkmap)".to_owned();
+            draw_lines_pair(
                 &path,
                 &Lines {
-                    title: "The persistent kmap pool: LAST_PKMAP sweep".into(),
-                    x_desc: "LAST_PKMAP (--last-pkmap)".into(),
+                    title: "Pool flushes per 1000 page faults".into(),
+                    x_desc: x_desc.clone(),
                     y_desc: "per 1000 page faults".into(),
-                    series,
+                    series: flushes,
+                },
+                &Lines {
+                    title: "kmap_lock waits per 1000 page faults".into(),
+                    x_desc,
+                    y_desc: "per 1000 page faults".into(),
+                    series: lock,
                 },
             )
         }
