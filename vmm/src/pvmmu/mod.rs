@@ -363,12 +363,7 @@ impl PvMmu {
     /// Frame `pfn` as a report names it: its address, type, type count, pin.
     pub fn describe_frame(&self, pfn: u64) -> String {
         let pinned = if self.frames.pinned(pfn) { ", pinned" } else { "" };
-        format!(
-            "{:#x} ({:?}, type count {}{pinned})",
-            pfn << 12,
-            self.frames.ty(pfn),
-            self.frames.type_count(pfn)
-        )
+        format!("{:#x} ({:?}, type count {}{pinned})", pfn << 12, self.frames.ty(pfn), self.frames.type_count(pfn))
     }
 
     /// The root vCPU `vcpu` announced last.
