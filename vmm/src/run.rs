@@ -382,14 +382,15 @@ pub fn run_jobs_with(
                         continue;
                     }
                     let out = &mut outcomes[i];
-                    match o.stalled {
+                    match &o.stalled {
                         // Never started: the appliance was stopped before.
-                        Some(s) if k > s => again.push(i),
-                        Some(s) if k == s => {
+                        Some(s) if k > s.job => again.push(i),
+                        Some(s) if k == s.job => {
                             out.attempts += 1;
-                            let note = "the emulated KVM stopped responding (no output past the job's own timeout): \
-                                        QEMU was stopped and the rest of the batch went on in a fresh appliance"
-                                .to_owned();
+                            let note = format!(
+                                "{}: QEMU was stopped and the rest of the batch went on in a fresh appliance",
+                                s.why
+                            );
                             eprintln!("vmm: job {i}, attempt {}: {note}", out.attempts);
                             out.emulator_faults.push(note);
                             (out.exit_code, out.stdout, out.stderr) = (r.exit_code, r.stdout, r.stderr);

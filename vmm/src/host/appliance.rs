@@ -125,10 +125,17 @@ pub struct BatchOutcome {
     pub results: Vec<JobResult>,
     /// From starting QEMU to the appliance being ready to run jobs.
     pub boot_ms: Option<f64>,
-    /// The job during which the appliance stopped making progress (its own
-    /// watchdog did not end it: the emulated KVM's vCPU threads were stuck), after
-    /// which QEMU was stopped; the jobs after it did not run.
-    pub stalled: Option<usize>,
+    /// The job during which the appliance stopped making progress or died; the
+    /// jobs after it did not run.
+    pub stalled: Option<Stall>,
+}
+
+/// A job the appliance could not finish.
+pub struct Stall {
+    /// Its index in the batch.
+    pub job: usize,
+    /// What happened, for the job's record.
+    pub why: String,
 }
 
 /// How long past a job's own `--timeout` the appliance may stay silent before
@@ -392,7 +399,8 @@ fn run_once(
                 log::warn!("appliance: job {job} made no progress past its own timeout; stopping QEMU");
                 let _ = child.kill();
                 let _ = child.wait();
-                return Ok(BatchOutcome { results, boot_ms, stalled: Some(job) });
+                let why = "the emulated KVM stopped responding (no output past the job's own timeout)".to_owned();
+                return Ok(BatchOutcome { results, boot_ms, stalled: Some(Stall { job, why }) });
             }
         }
         if boot_ms.is_none() && now >= ready_end && ready_end < end {
@@ -480,11 +488,20 @@ fn run_once(
     }
     if !done {
         let tail: Vec<String> = recent.into_iter().collect();
+        let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        let said = qemu_err.lines().filter(|l| !l.contains("TCG doesn't support")).collect::<Vec<_>>().join(" / ");
+        let tail = tail.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join(" / ");
+        if let Some((job, _)) = running {
+            // The appliance's own kernel died under a job (the emulated SVM can
+            // corrupt it too): that job failed, the rest go on in a fresh one.
+            log::warn!("appliance: died during job {job} ({status}); console in {}", log_path.display());
+            let why =
+                format!("the appliance died during the job ({status}; QEMU said: {said}; last console lines: {tail})");
+            return Ok(BatchOutcome { results, boot_ms, stalled: Some(Stall { job, why }) });
+        }
         return Err(Error::Run(format!(
-            "the appliance stopped before finishing ({}); QEMU said: {}; last console lines: {} (whole console in {})",
-            status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
-            qemu_err.lines().filter(|l| !l.contains("TCG doesn't support")).collect::<Vec<_>>().join(" / "),
-            tail.iter().rev().take(5).rev().cloned().collect::<Vec<_>>().join(" / "),
+            "the appliance stopped before finishing ({status}); QEMU said: {said}; last console lines: {tail} (whole \
+             console in {})",
             log_path.display()
         )));
     }
