@@ -138,6 +138,8 @@ counters! {
     PtPinRefused = "pt_pin_refused",
     /// Cycles spent in vm_unmap_aliases (every caller).
     VmUnmapAliasesCycles = "vm_unmap_aliases_cycles",
+    /// The part of those cycles spent in the calls that flushed.
+    VmUnmapAliasesFlushCycles = "vm_unmap_aliases_flush_cycles",
     /// clean-pool: refills (one vm_unmap_aliases each), and pages they took.
     CleanPoolRefills = "clean_pool_refills",
     CleanPoolPages = "clean_pool_pages",

@@ -411,7 +411,11 @@ pub(super) fn purge_locked(force: bool) -> bool {
 pub fn vm_unmap_aliases() -> bool {
     let t0 = crate::arch::cpu::rdtsc();
     let flushed = vm_unmap_aliases_timed();
-    percpu::count(Counter::VmUnmapAliasesCycles, crate::arch::cpu::rdtsc() - t0);
+    let cycles = crate::arch::cpu::rdtsc() - t0;
+    percpu::count(Counter::VmUnmapAliasesCycles, cycles);
+    if flushed {
+        percpu::count(Counter::VmUnmapAliasesFlushCycles, cycles);
+    }
     flushed
 }
 

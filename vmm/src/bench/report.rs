@@ -211,13 +211,14 @@ pub fn markdown(i: &Inputs) -> String {
         "The lower bound a strategy could reach if it knew which pins really had a live lazy alias: it flushes \
          once for each such pin and for no other. From the counters of the same run:\n\n```text\n\
          base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles) / pt_pins\n\
-         flush_cycles    = vm_unmap_aliases_cycles / vm_unmap_aliases_flushed\n\
-         oracle_cycles   = pt_pins x base_pin_cycles + pt_pins_aliased x flush_cycles\n\
+         flush_cycles    = vm_unmap_aliases_flush_cycles / vm_unmap_aliases_flushed\n\
+         oracle_flushes  = min(pt_pins_aliased, vm_unmap_aliases_flushed)\n\
+         oracle_cycles   = pt_pins x base_pin_cycles + oracle_flushes x flush_cycles\n\
          ratio_to_oracle = pt_pin_cycles / oracle_cycles\n```\n\n\
          `pt_pins_aliased` is the guest's count of pins whose frame had a live lazy alias before the strategy \
-         acted. flush_cycles charges every vm_unmap_aliases cycle to the calls that flushed, so it errs high: a \
-         strategy that flushed at least once per aliased pin is never below its oracle, and one that is gets a \
-         warning. A run that aliased pins but never flushed borrows the flush cost of the always-flush cell with \
+         acted; one purge can serve the aliased pins of both CPUs, so the oracle flushes no more often than the \
+         run's calls that found something to flush. flush_cycles counts only those calls: the cycles of the calls \
+         that found nothing are the strategy's waste over the oracle. A run below its oracle gets a warning. A run that aliased pins but never flushed borrows the flush cost of the always-flush cell with \
          the same configuration otherwise (figure `oracle_flush_borrowed` = 1). `ratio_to_always_flush` divides \
          each repetition's cycles per pin by the always-flush cell's median.\n"
     );

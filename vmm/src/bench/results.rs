@@ -219,11 +219,12 @@ mod tests {
         let none = cell("none");
         let trap = cell("host-trap");
         let af_counters = serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 600000, "pt_pins_aliased": 10,
-            "vm_unmap_aliases": 100, "vm_unmap_aliases_flushed": 10, "vm_unmap_aliases_cycles": 300000});
+            "vm_unmap_aliases": 100, "vm_unmap_aliases_flushed": 10, "vm_unmap_aliases_cycles": 300000,
+            "vm_unmap_aliases_flush_cycles": 200000});
         let lines = vec![
             line(&af, 0, af_counters.clone()),
             line(&af, 1, af_counters),
-            // none: aliased pins, no flush of its own: the oracle borrows 30000.
+            // none: aliased pins, no flush of its own: the oracle borrows 20000.
             line(
                 &none,
                 0,
@@ -235,7 +236,8 @@ mod tests {
                 &trap,
                 0,
                 serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 450000, "pt_pins_aliased": 10,
-                "vm_unmap_aliases": 10, "vm_unmap_aliases_flushed": 10, "vm_unmap_aliases_cycles": 100000}),
+                "vm_unmap_aliases": 10, "vm_unmap_aliases_flushed": 10, "vm_unmap_aliases_cycles": 100000,
+                "vm_unmap_aliases_flush_cycles": 100000}),
             ),
         ];
         let mut failed = line(&trap, 1, serde_json::json!({}));
@@ -248,10 +250,12 @@ mod tests {
         assert_eq!(af_r.reps.len(), 2);
         assert_eq!(af_r.median("ratio_to_always_flush"), Some(1.0));
         assert_eq!(af_r.median("cycles_per_pin"), Some(6000.0));
-        // always-flush: base 3000, flush 30000 -> oracle 300000 + 300000.
-        assert_eq!(af_r.median("oracle_cycles"), Some(600000.0));
+        // always-flush: base 3000, flush 200000/10 -> oracle 300000 + 10 x 20000;
+        // the 90 calls that found nothing (100000 cycles) are its waste.
+        assert_eq!(af_r.median("oracle_cycles"), Some(500000.0));
+        assert_eq!(af_r.median("ratio_to_oracle"), Some(1.2));
         assert_eq!(none_r.reps[0].1["oracle_flush_borrowed"], 1.0);
-        assert_eq!(none_r.median("oracle_cycles"), Some(400000.0 + 10.0 * 30000.0));
+        assert_eq!(none_r.median("oracle_cycles"), Some(400000.0 + 10.0 * 20000.0));
         assert!(none_r.median("ratio_to_oracle").unwrap() < 1.0);
         assert!(none_r.warnings.iter().any(|w| w.contains("below the oracle")), "{:?}", none_r.warnings);
         assert_eq!(none_r.median("ratio_to_always_flush"), Some(4000.0 / 6000.0));
