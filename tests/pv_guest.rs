@@ -48,14 +48,18 @@ fn refused(j: &JobLine) -> u64 {
     j.report()["pvmmu"]["refused"].as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0)
 }
 
-/// Passed its own checks, and the host saw no violation and no table it
-/// validated mapped writable.
+/// Passed its own checks, and the host saw no violation, no table it validated
+/// mapped writable and none changed behind its back.
 fn clean(name: &str) -> &'static JobLine {
     let j = &jobs()[name];
     assert_eq!(j.exit_code(), 0, "{name}: {}\n{}", j.report()["outcome"], j.stdout());
     assert_eq!(pv(j, "violations_total"), 0, "{name}: violations");
     assert_eq!(pv(j, "audit_rw_pagetables"), 0, "{name}: a pagetable mapped writable at the end");
     assert_eq!(pv(j, "audit_count_mismatches"), 0, "{name}: the frame table's counts");
+    // The guest changed its tables only through the host, though nothing stopped
+    // it writing them directly (QEMU-hosted, the tables it runs on are unprotected).
+    let diverged = (pv(j, "audit_tables_diverged"), pv(j, "audit_l3_diverged"));
+    assert_eq!(diverged, (0, 0), "{name}: tables in memory differ from what the host validated");
     j
 }
 

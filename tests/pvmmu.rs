@@ -137,6 +137,10 @@ fn the_host_survives_a_chaotic_guest_and_keeps_its_invariant() {
             (Some(0), Some(0)),
             "{name}"
         );
+        // Direct writes into protected tables never stick: those that raced the
+        // protection were undone. (L3s are not protected: the chaos guest, on its
+        // own tables, can write them; the host counts on its copy.)
+        assert_eq!(pv["audit_tables_diverged"], 0, "{name}: a protected table changed behind the host's back");
         let refused = map(&pv["refused"]);
         assert!(refused.len() >= 6, "{name}: too few kinds of refusal: {refused:?}");
         assert!(map(&pv["applied"]).values().sum::<u64>() > 500, "{name}: too little accepted");

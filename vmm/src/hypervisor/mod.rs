@@ -245,9 +245,10 @@ impl Hypervisor {
             Ok(mut pv) => pv.take_protection_changes(&self.mem),
             Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
         };
-        if let Some(l) = late {
+        for l in late {
             let detail = format!(
-                "frame {:#x} entry {} was written directly ({:#x} -> {:#x}) between its validation and its protection",
+                "frame {:#x} entry {} was written directly ({:#x} -> {:#x}) between its validation and its protection; \
+                 the write is undone",
                 l.pfn, l.index, l.validated, l.found
             );
             let record = ViolationRecord {
@@ -338,7 +339,11 @@ impl Hypervisor {
     pub fn pvmmu_report(&self) -> Option<PvMmuReport> {
         let mut r = self.pvmmu.lock().ok().map(|pv| {
             let mut r = pv.report();
-            (r.stats.audit_rw_pagetables, r.stats.audit_count_mismatches) = pv.audit(&self.mem);
+            let audit = pv.audit(&self.mem);
+            r.stats.audit_rw_pagetables = audit.rw_pagetables;
+            r.stats.audit_count_mismatches = audit.count_mismatches;
+            r.stats.audit_tables_diverged = audit.tables_diverged;
+            r.stats.audit_l3_diverged = audit.l3_diverged;
             r
         })?;
         r.write_protect = self.protect_stats();

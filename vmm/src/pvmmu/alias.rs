@@ -4,15 +4,16 @@
 //!
 //! - `typecount`: Xen's answer, free: a frame of type `writable` has exactly its
 //!   type count of RW mappings (O(1)).
-//! - `scan`: read every validated L1 in guest memory and count the RW entries that
-//!   point at the frame (O(L1 tables x 512)); what a host without type counts does.
+//! - `scan`: read every validated L1 (the host's copy of it, which is what guest
+//!   memory says while the table is protected) and count the RW entries that point
+//!   at the frame (O(L1 tables x 512)); what a host without type counts does.
 //! - `rmap`: a reverse map from each frame to the L1 entries that map it RW, kept
 //!   up to date on every entry change (O(1) to ask, a cost on every update).
 
 use std::collections::{HashMap, HashSet};
 
+use super::validate::Table;
 use shared::pae;
-use vm_memory::GuestMemoryMmap;
 
 pub use shared::config::HostCheck;
 
@@ -51,12 +52,11 @@ impl Rmap {
     }
 }
 
-/// Counts the RW entries pointing at `target` in every L1 of `l1s`, reading guest
-/// memory.
-pub fn scan(mem: &GuestMemoryMmap, l1s: &HashSet<u64>, target: u64) -> u64 {
+/// Counts the RW entries pointing at `target` in every L1 of `l1s`, as validated.
+pub fn scan(tables: &HashMap<u64, Box<Table>>, l1s: &HashSet<u64>, target: u64) -> u64 {
     let rw = pae::P | pae::RW;
     l1s.iter()
-        .filter_map(|&l1| super::validate::read_table(mem, l1))
+        .filter_map(|l1| tables.get(l1))
         .map(|t| t.iter().filter(|&&e| e & rw == rw && pae::frame(e) == target).count() as u64)
         .sum()
 }

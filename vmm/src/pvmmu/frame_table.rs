@@ -105,21 +105,26 @@ impl FrameTable {
         ty.is_pagetable() && self.ty(pfn) == ty && self.type_count(pfn) > 0
     }
 
-    // The mutators below take frames already checked with `is_guest_frame`.
+    // The mutators below take frames already checked with `is_guest_frame`; one
+    // outside the table is a host bug, never a reason to panic on guest input.
 
     pub(super) fn set_pinned(&mut self, pfn: u64, on: bool) {
-        let b = &mut self.info[pfn as usize];
-        *b = if on { *b | PINNED } else { *b & !PINNED };
+        if let Some(b) = self.info.get_mut(pfn as usize) {
+            *b = if on { *b | PINNED } else { *b & !PINNED };
+        }
     }
 
     pub(super) fn get_ref(&mut self, pfn: u64) -> Result<(), Overflow> {
-        let r = &mut self.refs[pfn as usize];
+        let r = self.refs.get_mut(pfn as usize).ok_or(Overflow)?;
         *r = r.checked_add(1).ok_or(Overflow)?;
         Ok(())
     }
 
     pub(super) fn put_ref(&mut self, pfn: u64) {
-        let r = &mut self.refs[pfn as usize];
+        let Some(r) = self.refs.get_mut(pfn as usize) else {
+            debug_assert!(false, "frame {pfn:#x} outside the frame table");
+            return;
+        };
         debug_assert!(*r > 0, "general count of frame {pfn:#x} underflows");
         *r = r.saturating_sub(1);
     }
@@ -128,7 +133,7 @@ impl FrameTable {
     /// caller has checked that the type agrees (T1).
     pub(super) fn inc_type(&mut self, pfn: u64, ty: FrameType) -> Result<u32, Overflow> {
         let i = pfn as usize;
-        let c = self.type_count[i].checked_add(1).ok_or(Overflow)?;
+        let c = self.type_count.get(i).ok_or(Overflow)?.checked_add(1).ok_or(Overflow)?;
         self.type_count[i] = c;
         if c == 1 {
             self.info[i] = (self.info[i] & PINNED) | ty.bits();
@@ -142,6 +147,10 @@ impl FrameTable {
     /// Drops a type reference; returns the count left. At zero the type is `none`.
     pub(super) fn dec_type(&mut self, pfn: u64) -> u32 {
         let i = pfn as usize;
+        if i >= self.type_count.len() {
+            debug_assert!(false, "frame {pfn:#x} outside the frame table");
+            return 0;
+        }
         debug_assert!(self.type_count[i] > 0, "type count of frame {pfn:#x} underflows");
         let c = self.type_count[i].saturating_sub(1);
         self.type_count[i] = c;

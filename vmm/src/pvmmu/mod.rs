@@ -112,6 +112,9 @@ pub struct PvMmuStats {
     pub alias_refusals: u64,
     /// The three checks disagreed (only counted with cross-checking on).
     pub check_disagreements: u64,
+    /// The first [`MAX_DISAGREEMENTS`] of them: the frame and what each check said.
+    #[serde(default)]
+    pub disagreements: Vec<Disagreement>,
     /// Pins that trapped back into the guest, and those that still failed after it.
     pub traps_back: u64,
     pub trap_back_failures: u64,
@@ -121,13 +124,46 @@ pub struct PvMmuStats {
     /// first one ends the run), the first [`MAX_VIOLATIONS`] in detail.
     pub violations_total: u64,
     pub violations: Vec<ViolationRecord>,
-    /// The end-of-run audit of the frame table against guest memory: RW entries
-    /// of validated L1s that map a pagetable, and writable frames whose type
-    /// count differs from their RW mappings. Both must be 0.
+    /// The end-of-run audit of the frame table against guest memory ([`Audit`]):
+    /// all must be 0.
     pub audit_rw_pagetables: u64,
     pub audit_count_mismatches: u64,
+    /// Validated L1s/L2s, and L3s, whose memory differs from the host's copy.
+    #[serde(default)]
+    pub audit_tables_diverged: u64,
+    #[serde(default)]
+    pub audit_l3_diverged: u64,
     /// Flushes of guest TLBs the host carried out, by reason.
     pub flushes: BTreeMap<String, u64>,
+}
+
+/// The end-of-run audit (every figure must be 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// RW entries of validated L1s that map a pagetable.
+    pub rw_pagetables: u64,
+    /// Writable frames whose type count differs from their RW mappings.
+    pub count_mismatches: u64,
+    /// Validated L1s and L2s whose memory differs from what the host validated (a
+    /// direct write the host never saw: possible only where the tables are not
+    /// protected, i.e. on a QEMU TCG host once the guest runs on them).
+    pub tables_diverged: u64,
+    /// The same for L3s, which are never write-protected (see
+    /// [`PvMmu::take_protection_changes`]): only a guest with a writable mapping
+    /// of its own L3, i.e. one not running on validated tables, can do it.
+    pub l3_diverged: u64,
+}
+
+/// How many check disagreements a report lists in detail.
+pub const MAX_DISAGREEMENTS: usize = 8;
+
+/// The three alias checks gave different counts of writable mappings of `frame`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Disagreement {
+    pub frame: u64,
+    pub typecount: u64,
+    pub scan: u64,
+    pub rmap: u64,
 }
 
 /// How many violations a report lists in detail.
@@ -172,10 +208,11 @@ pub struct PvMmu {
     /// Where the guest wants alias fixups delivered (`set_callbacks`).
     fixup_entry: Option<u64>,
     pending: [Option<Continuation>; MAX_VCPUS],
-    /// Tables validated but not yet write-protected, as validated (and updated
-    /// through the host since): at protection time memory must still say the same,
-    /// or a direct write slipped in before the protection.
-    snapshots: HashMap<u64, Box<[u64; shared::pae::ENTRIES]>>,
+    /// Every validated table as validated and updated through the host since: the
+    /// host's truth about what its entries reference. At protection time memory
+    /// must still say the same, or a direct write slipped in before the protection
+    /// (it is undone); devalidation drops what this copy holds, not what memory says.
+    tables: HashMap<u64, Box<validate::Table>>,
     /// Xen's writable-pagetables assist: direct writes to protected tables are
     /// emulated as validated updates instead of stopping the guest.
     assist: bool,
@@ -208,7 +245,7 @@ impl PvMmu {
 
             fixup_entry: None,
             pending: [None; MAX_VCPUS],
-            snapshots: HashMap::new(),
+            tables: HashMap::new(),
             assist: false,
             stats: PvMmuStats::default(),
         }
@@ -220,13 +257,12 @@ impl PvMmu {
         self.frames.has_changes()
     }
 
-    /// The frames to protect (`true`) or unprotect, and a direct write that slipped
-    /// into a newly validated table before its protection (checked against the
-    /// table as validated; call with every vCPU stopped).
-    pub fn take_protection_changes(
-        &mut self,
-        mem: &vm_memory::GuestMemoryMmap,
-    ) -> (Vec<(u64, bool)>, Option<LateWrite>) {
+    /// The frames to protect (`true`) or unprotect, and the direct writes that
+    /// slipped into tables validated since the last call, before their protection
+    /// (found by comparing memory with the validated copy). Each such write is
+    /// undone: memory gets the validated entry back, so what the CPU walks is what
+    /// the host checked. Call with every vCPU stopped.
+    pub fn take_protection_changes(&mut self, mem: &vm_memory::GuestMemoryMmap) -> (Vec<(u64, bool)>, Vec<LateWrite>) {
         // L3s are left writable in the memslots: the CPU reads a PDPT at every CR3
         // load, and QEMU's emulated SVM (the QEMU-hosted KVM) then sets the
         // accessed bit of its entries; a read-only memslot turns that write into
@@ -234,26 +270,32 @@ impl PvMmu {
         // 500,000 exits in 30 s). A guest cannot map an L3 writable (V1), so what
         // is lost is only the revocation of stale writable TLB entries (T3) for
         // L3 frames; see docs/pvmmu.md.
-        let changes: Vec<(u64, bool)> = self
-            .frames
-            .take_changed()
-            .into_iter()
-            .map(|(pfn, on)| (pfn, on && self.frames.ty(pfn) != FrameType::L3))
-            .collect();
-
-        let mut late = None;
-        for &(pfn, on) in &changes {
-            let Some(snap) = self.snapshots.remove(&pfn) else { continue };
-            if !on || late.is_some() {
-                continue;
-            }
-            if let Some(now) = validate::read_table(mem, pfn) {
-                if let Some(index) = (0..now.len()).find(|&i| now[i] != snap[i]) {
-                    late = Some(LateWrite { pfn, index, validated: snap[index], found: now[index] });
-                }
+        let changed = self.frames.take_changed();
+        let mut late = vec![];
+        for &(pfn, validated) in &changed {
+            if validated {
+                late.extend(self.undo_unseen_writes(mem, pfn));
             }
         }
+        let changes = changed.into_iter().map(|(pfn, on)| (pfn, on && self.frames.ty(pfn) != FrameType::L3)).collect();
         (changes, late)
+    }
+
+    /// Entries of table `pfn` whose memory differs from the validated copy (other
+    /// than in the bits the CPU sets), each written back as validated.
+    fn undo_unseen_writes(&self, mem: &vm_memory::GuestMemoryMmap, pfn: u64) -> Vec<LateWrite> {
+        let (Some(copy), Some(now)) = (self.tables.get(&pfn), validate::read_table(mem, pfn)) else {
+            return vec![];
+        };
+        let mut late = vec![];
+        for (index, (&validated, &found)) in copy.iter().zip(now.iter()).enumerate() {
+            if (validated ^ found) & !validate::HARDWARE_BITS != 0 {
+                let at = (pfn << shared::pae::PAGE_SHIFT) + index as u64 * 8;
+                let _ = crate::kvm::memory::write_obj(mem, at, &validated);
+                late.push(LateWrite { pfn, index, validated, found });
+            }
+        }
+        late
     }
 
     /// `vm_assist(cmd, type)`: only the writable-pagetables assist (type 2).
@@ -290,9 +332,21 @@ impl PvMmu {
     }
 
     /// Checks the frame table against guest memory: no validated L1 maps a
-    /// pagetable writable, and every writable frame's type count is its number of
-    /// RW mappings. Returns (RW mappings of pagetables, count mismatches).
-    pub fn audit(&self, mem: &vm_memory::GuestMemoryMmap) -> (u64, u64) {
+    /// pagetable writable, every writable frame's type count is its number of RW
+    /// mappings, and every validated table says in memory what the host validated.
+    pub fn audit(&self, mem: &vm_memory::GuestMemoryMmap) -> Audit {
+        let (mut diverged, mut l3_diverged) = (0, 0);
+        for (&pfn, copy) in &self.tables {
+            let ty = self.frames.ty(pfn);
+            let n = validate::entries_of(ty);
+            let differs = validate::read_table(mem, pfn).is_none_or(|now| {
+                copy.iter().zip(now.iter()).take(n).any(|(a, b)| (a ^ b) & !validate::HARDWARE_BITS != 0)
+            });
+            if differs {
+                log::warn!("audit: {} differs in memory from what the host validated", self.describe_frame(pfn));
+                *(if ty == FrameType::L3 { &mut l3_diverged } else { &mut diverged }) += 1;
+            }
+        }
         let mut rw: HashMap<u64, u32> = HashMap::new();
         let mut bad = 0;
         for &l1 in &self.l1s {
@@ -311,7 +365,7 @@ impl PvMmu {
             .iter()
             .filter(|&(&pfn, &n)| !self.frames.ty(pfn).is_pagetable() && self.frames.type_count(pfn) != n)
             .count() as u64;
-        (bad, mismatches)
+        Audit { rw_pagetables: bad, count_mismatches: mismatches, tables_diverged: diverged, l3_diverged }
     }
 
     /// The rule this host was told not to enforce (test only).

@@ -99,10 +99,13 @@ impl PvMmu {
         if !ptr.is_multiple_of(8) || !self.frames.is_guest_frame(pfn) {
             return Err(bad_ptr);
         }
-        let old = self.read_u64(mem, ptr).ok_or(bad_ptr)?;
-        let val = if command == MMU_PT_UPDATE_PRESERVE_AD { val | (old & (pae::A | pae::D)) } else { val };
+        let in_memory = self.read_u64(mem, ptr).ok_or(bad_ptr)?;
+        let val = if command == MMU_PT_UPDATE_PRESERVE_AD { val | (in_memory & (pae::A | pae::D)) } else { val };
         let ty = self.frames.ty(pfn);
         let idx = ((ptr & 0xfff) / 8) as usize;
+        // What the entry held as far as the host knows (memory may say otherwise
+        // after a write the host never saw).
+        let old = self.tables.get(&pfn).map_or(in_memory, |t| t[idx]);
         if !ty.is_pagetable() {
             memory::write_obj(mem, ptr, &val).map_err(|_| bad_ptr)?;
             return Ok(false);
@@ -116,8 +119,8 @@ impl PvMmu {
             return Err(bad_ptr);
         }
         self.put_entry(mem, ty, pfn, idx, old);
-        if let Some(snap) = self.snapshots.get_mut(&pfn) {
-            snap[idx] = val;
+        if let Some(t) = self.tables.get_mut(&pfn) {
+            t[idx] = val;
         }
         Ok(ty != FrameType::L1)
     }

@@ -16,8 +16,15 @@ pub const L1_FORBIDDEN: u64 = pae::PWT | pae::PCD | pae::PAT | pae::G;
 /// The first frame an L3 may not lie in (CR3 is 32 bits in PAE mode).
 pub const L3_LIMIT_PFN: u64 = (4u64 << 30) >> PAGE_SHIFT;
 
+/// A pagetable's entries.
+pub type Table = [u64; ENTRIES];
+
+/// Bits the CPU sets in entries of live tables by itself (accessed, dirty): guest
+/// memory may have them where the host's copy does not.
+pub const HARDWARE_BITS: u64 = pae::A | pae::D;
+
 /// A table's entries as read from guest memory.
-pub(super) fn read_table(mem: &GuestMemoryMmap, pfn: u64) -> Option<[u64; ENTRIES]> {
+pub(super) fn read_table(mem: &GuestMemoryMmap, pfn: u64) -> Option<Table> {
     let mut bytes = [0u8; 4096];
     mem.read_slice(&mut bytes, GuestAddress(pfn << PAGE_SHIFT)).ok()?;
     let mut t = [0u64; ENTRIES];
@@ -52,22 +59,26 @@ impl PvMmu {
 
     /// How many validated L1 entries map `pfn` read-write, by the selected check
     /// (and, when cross-checking, by all three; a disagreement is counted).
-    pub(super) fn writable_mappings(&mut self, mem: &GuestMemoryMmap, pfn: u64) -> u64 {
+    pub(super) fn writable_mappings(&mut self, pfn: u64) -> u64 {
         let t = std::time::Instant::now();
-        let n = self.check_with(mem, self.check, pfn);
+        let n = self.check_with(self.check, pfn);
         self.stats.alias_check_ns += t.elapsed().as_nanos() as u64;
         self.stats.alias_checks += 1;
         if self.cross_check {
-            for &other in HostCheck::ALL {
-                if other != self.check && self.check_with(mem, other, pfn) != n {
-                    self.stats.check_disagreements += 1;
+            let by = |c: HostCheck| if c == self.check { n } else { self.check_with(c, pfn) };
+            let (typecount, scan, rmap) = (by(HostCheck::Typecount), by(HostCheck::Scan), by(HostCheck::Rmap));
+            if typecount != scan || scan != rmap {
+                self.stats.check_disagreements += 1;
+                log::warn!("alias checks disagree on frame {pfn:#x}: typecount {typecount}, scan {scan}, rmap {rmap}");
+                if self.stats.disagreements.len() < super::MAX_DISAGREEMENTS {
+                    self.stats.disagreements.push(super::Disagreement { frame: pfn, typecount, scan, rmap });
                 }
             }
         }
         n
     }
 
-    fn check_with(&self, mem: &GuestMemoryMmap, check: HostCheck, pfn: u64) -> u64 {
+    fn check_with(&self, check: HostCheck, pfn: u64) -> u64 {
         match check {
             HostCheck::Typecount => {
                 if self.frames.ty(pfn) == FrameType::Writable {
@@ -76,7 +87,7 @@ impl PvMmu {
                     0
                 }
             }
-            HostCheck::Scan => alias::scan(mem, &self.l1s, pfn),
+            HostCheck::Scan => alias::scan(&self.tables, &self.l1s, pfn),
             HostCheck::Rmap => self.rmap.writable_mappings(pfn),
         }
     }
@@ -101,7 +112,7 @@ impl PvMmu {
             return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow());
         }
         if count == 0 || cur != ty || pin {
-            let n = self.writable_mappings(mem, pfn);
+            let n = self.writable_mappings(pfn);
             if n > 0 {
                 self.stats.alias_refusals += 1;
                 return Err(Refusal {
@@ -135,7 +146,7 @@ impl PvMmu {
             }
         }
         self.stats.validations += 1;
-        self.snapshots.insert(pfn, Box::new(entries));
+        self.tables.insert(pfn, Box::new(entries));
         if ty == FrameType::L1 {
             self.l1s.insert(pfn);
         }
@@ -153,7 +164,12 @@ impl PvMmu {
         if ty == FrameType::L1 {
             self.l1s.remove(&pfn);
         }
-        if let Some(entries) = read_table(mem, pfn) {
+        // The entries as validated, not as memory says now: a write the host never
+        // saw (one that slipped past the protection, or any write on a host that
+        // cannot protect) must not make it drop references it never took.
+        let entries = self.tables.remove(&pfn);
+        debug_assert!(entries.is_some(), "validated table {pfn:#x} has no copy");
+        if let Some(entries) = entries {
             for (i, &e) in entries.iter().enumerate().take(entries_of(ty)) {
                 self.put_entry(mem, ty, pfn, i, e);
             }
