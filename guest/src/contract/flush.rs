@@ -22,7 +22,7 @@ crate::scenario!(
 
 /// A kernel VA with an L1 and no other user: the last entry of the persistent kmap
 /// window when the pool is smaller than the window.
-fn test_va() -> Option<u32> {
+pub(super) fn test_va() -> Option<u32> {
     (bootinfo::get().config.last_pkmap < PKMAP_MAX as u64).then_some(PKMAP_BASE + (PKMAP_MAX - 1) * PAGE_SIZE)
 }
 

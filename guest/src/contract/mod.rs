@@ -23,6 +23,7 @@ mod l2_l3;
 mod outside;
 mod pins;
 mod roots;
+mod stale_tlb;
 mod trap_back;
 mod types;
 
