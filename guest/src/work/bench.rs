@@ -80,12 +80,16 @@ pub fn ipi_pingpong(cfg: &Config) {
         0 => {
             let n = if cfg.iterations != 0 { cfg.iterations } else { 2000 } as u32;
             let pc = percpu::this_cpu();
-            let start = pc.pings.load(Ordering::Acquire);
+            // Pongs beyond one per ping are counted, not waited past: QEMU-hosted
+            // with one TCG thread, the nested KVM now and then delivers an IPI
+            // twice (docs/qemu-hosted.md); real hardware never does.
+            let mut start = pc.pings.load(Ordering::Acquire);
+            let mut duplicates = 0u64;
             let t0 = cpu::rdtsc();
             for i in 1..=n {
                 smp::send_ipi(1, PING_VECTOR);
                 let deadline = cpu::rdtsc() + time::tsc_khz() as u64 * 1000;
-                while pc.pings.load(Ordering::Acquire) != start + i {
+                while pc.pings.load(Ordering::Acquire) < start + i {
                     cpu::sti();
                     cpu::pause();
                     if cpu::rdtsc() > deadline {
@@ -94,11 +98,15 @@ pub fn ipi_pingpong(cfg: &Config) {
                         return;
                     }
                 }
+                let extra = pc.pings.load(Ordering::Acquire) - (start + i);
+                duplicates += extra as u64;
+                start += extra;
             }
             let t1 = cpu::rdtsc();
             PINGPONG_DONE.store(1, Ordering::Release);
             hv::result("ipi_roundtrip_ns", time::cycles_to_ns(t1 - t0) / n as u64);
             hv::result("round_trips", n as u64);
+            hv::result("duplicate_pongs", duplicates);
         }
         1 => idle_until(|| PINGPONG_DONE.load(Ordering::Acquire) != 0),
         _ => {}
