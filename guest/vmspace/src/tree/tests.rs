@@ -116,7 +116,11 @@ proptest! {
                     let got = t.alloc(size, align, vstart, vend);
                     prop_assert_eq!(got.map(|f| f.start), want);
                     if let Ok(f) = got {
-                        prop_assert!(f.visited <= m.len() as u32 + 1);
+                        // The descent (at most a red-black tree's height, 2 log2(n + 1))
+                        // plus the walk along the list, which meets each area once.
+                        let n = m.len() as u32;
+                        let height = 2 * (u32::BITS - (n + 1).leading_zeros());
+                        prop_assert!(f.visited <= height + n, "visited {} of {} areas", f.visited, n);
                         let a = t.area(f.id);
                         prop_assert_eq!(a, Area { start: f.start, end: f.start + size, state: AreaState::Busy, data: 0, link: NIL });
                         m.insert(f.start, M { end: f.start + size, id: f.id, state: AreaState::Busy, data: 0, link: NIL });
