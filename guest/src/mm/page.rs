@@ -290,13 +290,21 @@ impl PageChain {
         self.head = (pa >> 12) as u32;
     }
 
+    /// Takes the page pushed last off the chain.
+    pub fn pop(&mut self) -> Option<u64> {
+        if self.head == NIL {
+            return None;
+        }
+        let pfn = self.head as u64;
+        // SAFETY: as in push: the page is still ours, and so is its link.
+        self.head = unsafe { *pfn_to_page(pfn).next.get() };
+        Some(pfn << 12)
+    }
+
     /// Frees every page of the chain.
     pub fn free_all(mut self) {
-        while self.head != NIL {
-            let pfn = self.head as u64;
-            // SAFETY: as in push: the page is still ours until freed below.
-            self.head = unsafe { *pfn_to_page(pfn).next.get() };
-            free_pages(pfn << 12, 0);
+        while let Some(pa) = self.pop() {
+            free_pages(pa, 0);
         }
     }
 }
