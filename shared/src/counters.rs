@@ -129,8 +129,13 @@ counters! {
     /// Pagetable pages the kernel pinned (L1, L2 and L3 pins; `--pvmmu on`).
     PtPins = "pt_pins",
     /// Pins whose frame had a live lazy vmap alias when the kernel came to pin
-    /// it, before the alias strategy did anything: the pins an oracle flushes for.
+    /// it, before the alias strategy did anything (what alias-bit flushes for).
     PtPinsAliased = "pt_pins_aliased",
+    /// Of those, the pins whose alias was a present PTE (`--vmap lazy-ptes`), the
+    /// kind the host refuses a pin for: the pins an oracle flushes for. Under
+    /// `--vmap lazy-tlb` an alias is only a stale TLB entry, which this host
+    /// revokes itself when the frame changes type (T3), so no flush is owed.
+    PtPinsAliasPte = "pt_pins_alias_pte",
     /// Cycles from the decision to pin to the pin done, the alias strategy's
     /// work (checks, vm_unmap_aliases, refills, traps back) included.
     PtPinCycles = "pt_pin_cycles",

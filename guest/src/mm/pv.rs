@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use shared::abi::pvmmu::{cmd, MmuUpdate, MmuextOp, MMU_NORMAL_PT_UPDATE};
 use shared::boot::{BootInfo, HOST_RESERVED_END, MAX_VCPUS};
-use shared::config::{AliasStrategy, PteVariant};
+use shared::config::{AliasStrategy, PteVariant, VmapVariant};
 use shared::counters::Counter;
 use shared::pae::{self, ADDR_MASK, P, RW};
 
@@ -284,6 +284,9 @@ pub fn pin(pa: u64, level: Level, fresh: &[u64]) {
     let aliased = fresh.iter().any(|&f| alias::may_have_alias(f));
     if aliased {
         percpu::count(Counter::PtPinsAliased, 1);
+        if vmap::variant() == VmapVariant::LazyPtes {
+            percpu::count(Counter::PtPinsAliasPte, 1);
+        }
     }
     match strategy() {
         AliasStrategy::AlwaysFlush => {

@@ -264,6 +264,7 @@ fn pin_columns() -> Vec<String> {
         "ratio_to_always_flush",
         "pt_pins",
         "pt_pins_aliased",
+        "pt_pins_alias_pte",
         "pt_pin_cycles",
         "workload_cycles",
         "vm_unmap_aliases",

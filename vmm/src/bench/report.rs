@@ -212,11 +212,13 @@ pub fn markdown(i: &Inputs) -> String {
          once for each such pin and for no other. From the counters of the same run:\n\n```text\n\
          base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles) / pt_pins\n\
          flush_cycles    = vm_unmap_aliases_flush_cycles / vm_unmap_aliases_flushed\n\
-         oracle_flushes  = min(pt_pins_aliased, vm_unmap_aliases_flushed)\n\
+         oracle_flushes  = min(pt_pins_alias_pte, vm_unmap_aliases_flushed)\n\
          oracle_cycles   = pt_pins x base_pin_cycles + oracle_flushes x flush_cycles\n\
          ratio_to_oracle = pt_pin_cycles / oracle_cycles\n```\n\n\
-         `pt_pins_aliased` is the guest's count of pins whose frame had a live lazy alias before the strategy \
-         acted; one purge can serve the aliased pins of both CPUs, so the oracle flushes no more often than the \
+         `pt_pins_alias_pte` is the guest's count of pins whose frame had a live lazy alias PTE before the \
+         strategy acted (`--vmap lazy-ptes`); under `--vmap lazy-tlb` an alias is only a stale TLB entry, which \
+         this host revokes itself when the frame becomes a pagetable (T3), so the oracle flushes for none \
+         (`pt_pins_aliased` counts those too: what alias-bit flushes for). One purge can serve the aliased pins of both CPUs, so the oracle flushes no more often than the \
          run's calls that found something to flush. flush_cycles counts only those calls: the cycles of the calls \
          that found nothing are the strategy's waste over the oracle. A run below its oracle gets a warning. A run that aliased pins but never flushed borrows the flush cost of the always-flush cell with \
          the same configuration otherwise (figure `oracle_flush_borrowed` = 1). `ratio_to_always_flush` divides \

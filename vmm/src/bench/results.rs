@@ -218,7 +218,7 @@ mod tests {
         let af = cell("always-flush");
         let none = cell("none");
         let trap = cell("host-trap");
-        let af_counters = serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 600000, "pt_pins_aliased": 10,
+        let af_counters = serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 600000, "pt_pins_aliased": 10, "pt_pins_alias_pte": 10,
             "vm_unmap_aliases": 100, "vm_unmap_aliases_flushed": 10, "vm_unmap_aliases_cycles": 300000,
             "vm_unmap_aliases_flush_cycles": 200000});
         let lines = vec![
@@ -228,14 +228,14 @@ mod tests {
             line(
                 &none,
                 0,
-                serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 400000, "pt_pins_aliased": 10,
+                serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 400000, "pt_pins_aliased": 10, "pt_pins_alias_pte": 10,
                 "vm_unmap_aliases": 0, "vm_unmap_aliases_flushed": 0, "vm_unmap_aliases_cycles": 0, "pt_pin_refused": 10}),
             ),
             // host-trap with fewer traps than vm_unmap_aliases: a warning.
             line(
                 &trap,
                 0,
-                serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 450000, "pt_pins_aliased": 10,
+                serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 450000, "pt_pins_aliased": 10, "pt_pins_alias_pte": 10,
                 "vm_unmap_aliases": 10, "vm_unmap_aliases_flushed": 10, "vm_unmap_aliases_cycles": 100000,
                 "vm_unmap_aliases_flush_cycles": 100000}),
             ),
