@@ -227,6 +227,13 @@ config_enum! {
         V1 = "v1",
         /// A pinned frame may be pinned again (no T4 check).
         T4 = "t4",
+        /// L1 entries may set PWT, PCD, PAT and G (no V3 check).
+        V3 = "v3",
+        /// PAE L3s may have any flags in entries 0..3 and lie above 4 GiB (no V5 check).
+        V5 = "v5",
+        /// A pin refused for writable aliases fails even with a fixup registered
+        /// (no trap-back).
+        TrapBack = "trap-back",
         /// Direct writes to protected tables are ignored instead of reported.
         DirectWrite = "direct-write",
     }

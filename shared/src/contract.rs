@@ -9,7 +9,7 @@ pub const SECTION: &str = ".contracts";
 
 pub const NAME_LEN: usize = 40;
 pub const EXPECT_LEN: usize = 40;
-pub const VM_LEN: usize = 40;
+pub const VM_LEN: usize = 80;
 pub const SUMMARY_LEN: usize = 120;
 
 /// What the host reads of a record (the guest's record adds the entry point).

@@ -20,6 +20,7 @@ mod batches;
 mod direct_write;
 mod flush;
 mod l2_l3;
+mod lazy_alias;
 mod outside;
 mod pins;
 mod roots;
@@ -41,7 +42,7 @@ const _: () = assert!(core::mem::size_of::<Record>() == shared::contract::RECORD
 /// `scenario!(all_cpus STATIC, ...)` runs it on every CPU.
 #[macro_export]
 macro_rules! scenario {
-    (all_cpus $id:ident, $name:literal, $expect:literal, $vm:literal, $summary:literal, $entry:path) => {
+    (all_cpus $id:ident, $name:literal, $expect:literal, $vm:expr, $summary:expr, $entry:path) => {
         #[used]
         #[link_section = ".contracts"]
         static $id: $crate::contract::Record = $crate::contract::Record {
@@ -49,7 +50,7 @@ macro_rules! scenario {
             entry: $entry,
         };
     };
-    ($id:ident, $name:literal, $expect:literal, $vm:literal, $summary:literal, $entry:path) => {
+    ($id:ident, $name:literal, $expect:literal, $vm:expr, $summary:expr, $entry:path) => {
         #[used]
         #[link_section = ".contracts"]
         static $id: $crate::contract::Record = $crate::contract::Record {

@@ -237,7 +237,7 @@ impl PvMmu {
                 Err(r) => {
                     self.refused(&r);
                     let i = i as u64;
-                    if r.alias && may_trap && self.fixup_entry.is_some() {
+                    if r.alias && may_trap && self.fixup_entry.is_some() && self.weaken != super::HostWeaken::TrapBack {
                         if resume.is_some_and(|c| c.done == i && c.pfn == r.pfn) {
                             self.stats.trap_back_failures += 1;
                             return BatchResult::fail(&r, i, flush);

@@ -127,7 +127,7 @@ impl PvMmu {
             }
             return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow());
         }
-        if ty == FrameType::L3 && pfn >= L3_LIMIT_PFN {
+        if ty == FrameType::L3 && pfn >= L3_LIMIT_PFN && self.weaken != super::HostWeaken::V5 {
             return Err(Refusal::new(Rule::V5, ERANGE, pfn, "L3 above 4 GiB"));
         }
         let Some(entries) = read_table(mem, pfn) else {
@@ -191,7 +191,7 @@ impl PvMmu {
         let target = pae::frame(e);
         match ty {
             FrameType::L1 => {
-                if e & L1_FORBIDDEN != 0 {
+                if e & L1_FORBIDDEN != 0 && self.weaken != super::HostWeaken::V3 {
                     return Err(Refusal::new(Rule::V3, EINVAL, target, "PWT, PCD, PAT or G in an L1 entry"));
                 }
                 self.get_frame(target)?;
@@ -219,7 +219,7 @@ impl PvMmu {
                 r.inspect_err(|_| self.frames.put_ref(target))
             }
             FrameType::L3 => {
-                if e & !(pae::ADDR_MASK | L3_ALLOWED) != 0 {
+                if e & !(pae::ADDR_MASK | L3_ALLOWED) != 0 && self.weaken != super::HostWeaken::V5 {
                     return Err(Refusal::new(Rule::V5, EINVAL, target, "L3 entry flags other than P and cache bits"));
                 }
                 self.get_frame(target)?;
