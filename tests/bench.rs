@@ -86,7 +86,11 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     assert_eq!(o.status.code(), Some(2));
     let o = bench(&["--only", "nope", "--list"]);
     assert_eq!(o.status.code(), Some(5));
-    assert!(stderr(&o).contains("alias-strategies"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("alias-strategies") && stderr(&o).contains("history"), "{}", stderr(&o));
+    // --only picks from the full matrix: the three steps of the Linux history.
+    let o = bench(&["--only", "history", "--list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 cells x 3 repetitions"), "{}", stderr(&o));
     let o = bench(&["--resume", "/tmp", "--reps", "2"]);
     assert_eq!(o.status.code(), Some(2), "--resume takes the sweep as it was asked");
 

@@ -107,7 +107,8 @@ pub struct BenchArgs {
     /// A matrix file instead of a built-in matrix: {"experiments": [...]}.
     #[arg(long, conflicts_with = "matrix")]
     pub spec: Option<PathBuf>,
-    /// Keep only these experiments (by id; repeat or separate with commas).
+    /// Keep only these experiments (by id; repeat or separate with commas), from
+    /// the full matrix unless --matrix or --spec names another.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Repetitions of every cell (min, median and max are reported).

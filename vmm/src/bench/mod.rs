@@ -84,7 +84,13 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
     let (name, experiments) = match &args.spec {
         Some(path) => (format!("spec {}", path.display()), matrix::load_spec(path)?),
         None => {
-            let m = if args.full { MatrixName::Full } else { args.matrix };
+            // --only picks experiments of the full matrix unless a matrix is named
+            // (the default matrix is one experiment of the full one).
+            let m = if args.full || (!args.only.is_empty() && args.matrix == MatrixName::Default) {
+                MatrixName::Full
+            } else {
+                args.matrix
+            };
             let name = match m {
                 MatrixName::Default => "default",
                 MatrixName::Full => "full",
