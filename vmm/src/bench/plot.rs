@@ -36,6 +36,8 @@ struct Lines {
     x_desc: String,
     y_desc: String,
     series: Vec<(String, Vec<(f64, Stat)>)>,
+    /// Where the legend goes (out of the lines' way).
+    legend: SeriesLabelPosition,
 }
 
 fn plot_err(e: impl std::fmt::Display) -> Error {
@@ -73,6 +75,7 @@ fn draw_bars(path: &Path, b: &Bars) -> Result<(), Error> {
             }
         })
         .y_desc(b.y_desc.as_str())
+        .y_label_formatter(&|v| super::report::num(*v))
         .draw()
         .map_err(plot_err)?;
     let k = b.series.len().max(1) as f64;
@@ -155,6 +158,7 @@ fn lines_on(root: &DrawingArea<SVGBackend, plotters::coord::Shift>, l: &Lines) -
         })
         .x_desc(l.x_desc.as_str())
         .y_desc(l.y_desc.as_str())
+        .y_label_formatter(&|v| super::report::num(*v))
         .draw()
         .map_err(plot_err)?;
     for (si, (name, points)) in l.series.iter().enumerate() {
@@ -176,7 +180,7 @@ fn lines_on(root: &DrawingArea<SVGBackend, plotters::coord::Shift>, l: &Lines) -
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(l.legend.clone())
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
@@ -192,6 +196,21 @@ fn per_rep(c: &CellResult, a: &str, b: &str) -> Option<Stat> {
         .filter_map(|(_, f)| match (f.get(a), f.get(b)) {
             (Some(x), Some(y)) if *y != 0.0 => Some(x / y),
             _ => None,
+        })
+        .collect();
+    Stat::of(&v)
+}
+
+/// The oracle's flushes per pin over the repetitions: one per pin with a live
+/// alias PTE, no more than the run's flushing calls (the oracle's formula).
+fn oracle_flushes_per_pin(c: &CellResult) -> Option<Stat> {
+    let v: Vec<f64> = c
+        .reps
+        .iter()
+        .filter_map(|(_, f)| {
+            let (aliased, flushed, pins) =
+                (f.get("pt_pins_alias_pte")?, f.get("vm_unmap_aliases_flushed")?, f.get("pt_pins")?);
+            (*pins != 0.0).then(|| aliased.min(*flushed) / pins)
         })
         .collect();
     Stat::of(&v)
@@ -250,15 +269,16 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
             )
         }
         PlotKind::FlushesVsFrequency => {
-            let mut series =
-                series_by(cells, "alias", "churn-every", |c| per_rep(c, "vm_unmap_aliases_flushed", "pt_pins"));
+            // Every call a strategy makes (the empty ones are its waste) against
+            // the flushes the oracle needs.
+            let mut series = series_by(cells, "alias", "churn-every", |c| per_rep(c, "vm_unmap_aliases", "pt_pins"));
             for (name, _) in &mut series {
-                *name = format!("{name}: flushing vm_unmap_aliases per pin");
+                *name = format!("{name}: vm_unmap_aliases calls per pin");
             }
-            let mut oracle = series_by(cells, "alias", "churn-every", |c| per_rep(c, "pt_pins_aliased", "pt_pins"));
+            let mut oracle = series_by(cells, "alias", "churn-every", oracle_flushes_per_pin);
             oracle.retain(|(n, _)| n == "always-flush");
             for (name, pts) in oracle {
-                series.push((format!("oracle (aliased pins per pin, {name} runs)"), pts));
+                series.push((format!("oracle: its flushes per pin ({name} runs)"), pts));
             }
             if series.is_empty() {
                 return Ok(None);
@@ -270,6 +290,7 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
                     x_desc: "--churn-every (a vmap churn step before every Nth fork)".into(),
                     y_desc: "per pin".into(),
                     series,
+                    legend: SeriesLabelPosition::MiddleRight,
                 },
             )
         }
@@ -300,12 +321,14 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
                     x_desc: x_desc.clone(),
                     y_desc: "per 1000 page faults".into(),
                     series: flushes,
+                    legend: SeriesLabelPosition::UpperRight,
                 },
                 &Lines {
                     title: "kmap_lock waits per 1000 page faults".into(),
                     x_desc,
                     y_desc: "per 1000 page faults".into(),
                     series: lock,
+                    legend: SeriesLabelPosition::UpperRight,
                 },
             )
         }
@@ -398,12 +421,20 @@ mod tests {
             .map(|e| {
                 cell(
                     &[("alias", "always-flush"), ("churn-every", &e.to_string())],
-                    &[("vm_unmap_aliases_flushed", 10.0 / *e as f64), ("pt_pins", 10.0), ("pt_pins_aliased", 1.0)],
+                    &[
+                        ("vm_unmap_aliases", 10.0),
+                        ("vm_unmap_aliases_flushed", 10.0 / *e as f64),
+                        ("pt_pins", 10.0),
+                        ("pt_pins_alias_pte", 1.0),
+                    ],
                 )
             })
             .collect();
         let refs: Vec<&CellResult> = freq.iter().collect();
         assert!(draw(PlotKind::FlushesVsFrequency, &refs, dir.path()).unwrap().is_some());
+        // The oracle flushes once per aliased pin, but no more than the run did.
+        let at = |e: usize| oracle_flushes_per_pin(&freq[e]).unwrap().median;
+        assert_eq!((at(0), at(2)), (0.1, 10.0 / 64.0 / 10.0));
         let pk: Vec<CellResult> =
             ["128", "2048"].iter().map(|n| cell(&[("last-pkmap", n)], &[("pkmap_flushes_per_kfault", 1.0)])).collect();
         let refs: Vec<&CellResult> = pk.iter().collect();
