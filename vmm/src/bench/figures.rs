@@ -54,7 +54,7 @@ pub const COUNTERS: &[&str] = &[
 ];
 
 /// Guest results copied as they are.
-pub const RESULTS: &[&str] = &["vmap_bench_ns", "vmap_one_alias_ns", "tasks_started"];
+pub const RESULTS: &[&str] = &["vmap_bench_ns", "vmap_one_alias_ns", "tasks_started", "pkmap_wrap_flushes"];
 
 /// The exit kinds of `exits[].user`, summed over the vCPUs, as `exits_<kind>`.
 pub const EXIT_KINDS: &[&str] = &["hypercall", "nop_exit", "other_io", "mmio", "hlt", "intr", "shutdown"];
@@ -110,6 +110,10 @@ pub const GLOSSARY: &[FigureDef] = &[
     FigureDef { name: "pte_cycles_per_access", what: "pte_bench_cycles / pte_bench_accesses (map, read, unmap)" },
     FigureDef { name: "<counter>_per_kfault", what: "a counter per 1000 page faults" },
     FigureDef { name: "flush_ipis_per_kfault", what: "tlb_shootdown_kernel per 1000 page faults" },
+    FigureDef {
+        name: "pkmap_wrap_flushes",
+        what: "times the persistent kmap pool wrapped (each a scan of LAST_PKMAP entries and a global flush)",
+    },
     FigureDef { name: "run_ms", what: "the run's wall time in the VMM, boot included" },
 ];
 

@@ -579,6 +579,50 @@ fn claim3() -> Experiment {
     e
 }
 
+/// The pool under a load that wraps it: claim 2's flushing half. mm-all's
+/// tasks touch too few pte pages to wrap even 256 entries; here 64 tasks fault
+/// in 64 sparse pages each, 4096 pte pages each mapped once through the pool.
+fn pkmap_wrap() -> Experiment {
+    let cells = ["128", "256", "512", "1024", "2048"]
+        .iter()
+        .map(|n| {
+            CellSpec::new(
+                format!("wrapping, last-pkmap {n}"),
+                2,
+                "512m",
+                300,
+                &[
+                    ("workload", "task-capacity"),
+                    ("pte", "persistent"),
+                    ("last-pkmap", n),
+                    ("tasks", "64"),
+                    ("pages", "64"),
+                    ("ptcache", "none"),
+                    ("lowmem", "64m"),
+                    ("debug", "off"),
+                ],
+            )
+        })
+        .collect();
+    let mut e = experiment(
+        "pkmap-wrap",
+        "The persistent kmap pool when it wraps: LAST_PKMAP 128..2048 (claim 2)",
+        "task-capacity with --pte persistent on 2 vCPUs, 64 tasks of 64 sparse pages (4096 pte pages, each \
+         mapped once through the pool): wrap flushes, kmap_lock waits and the workload's span as the pool grows.",
+        cells,
+        &[
+            "pkmap_wrap_flushes",
+            "pkmap_flushes_per_kfault",
+            "kmap_lock_taken_per_kfault",
+            "kmap_lock_waits_per_kfault",
+            "kmap_cache_hits_per_kfault",
+            "workload_cycles_max",
+        ],
+    );
+    e.claims = vec!["claim 2".into()];
+    e
+}
+
 fn claim4() -> Experiment {
     let mut cells = Vec::new();
     for low in ["16m", "32m"] {
@@ -693,6 +737,7 @@ pub fn builtin(name: MatrixName) -> Vec<Experiment> {
             highpte_ram(),
             claim1(),
             claim2(),
+            pkmap_wrap(),
             claim3(),
             claim4(),
             claim5(),
