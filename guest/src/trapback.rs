@@ -83,10 +83,22 @@ extern "C" fn alias_fixup(pfn: u32, block_pa: u32) {
         let action: Action = unsafe { core::mem::transmute::<usize, Action>(action) };
         // The action may flush other CPUs' TLBs, which needs interrupts on; the
         // block is saved, so a hypercall from an interrupt meanwhile is harmless.
+        // Preemption stays off: the retry must come from this CPU, whose block
+        // and whose continuation in the host it is. A task moved to another CPU
+        // here would re-issue the call through this CPU's block while this CPU
+        // uses it for its own calls, and one of the two would read the other's
+        // answer (a bench run of host-trap under the scan check did: an
+        // mmu_update answered -ENOSYS, 2026-11-23).
+        percpu::preempt_disable();
         cpu::sti();
         action(pfn as u64);
         cpu::cli();
+        percpu::preempt_enable();
     }
+    assert!(
+        percpu::this_cpu().hypercall.get() == block,
+        "BUG: the alias fixup of frame {pfn:#x} retries through another CPU's hypercall block"
+    );
     // SAFETY: as above; the same call again, answered in the same block.
     unsafe {
         block.write_volatile(HypercallBlock { rc: -shared::abi::errno::ENOSYS, ret: 0, ..call });

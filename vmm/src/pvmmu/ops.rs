@@ -222,7 +222,12 @@ impl PvMmu {
             Ok(v) => v,
             Err(refused) => return refused,
         };
-        let resume = self.pending[v].take().filter(|c| may_trap && c.block_gpa == block_gpa && c.args == args);
+        // Only the retry itself resumes the batch: the fixup's own calls (the
+        // flushes of vm_unmap_aliases) and an interrupt's come from the same
+        // block in between and must neither consume nor drop the continuation,
+        // or the retry would redo the ops before the trap.
+        let retry = self.pending[v].is_some_and(|c| may_trap && c.block_gpa == block_gpa && c.args == args);
+        let resume = if retry { self.pending[v].take() } else { None };
         let start = resume.map_or(0, |c| c.done);
         let mut flush = 0;
         for (i, op) in ops.iter().enumerate().skip(start as usize) {
