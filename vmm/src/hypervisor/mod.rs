@@ -228,12 +228,20 @@ impl Hypervisor {
         self.protect_pending.load(Ordering::Acquire)
     }
 
-    /// Brings the write protection up to date. Call with every other vCPU stopped.
+    /// Whether nothing is write-protected any more (a QEMU TCG host once the
+    /// guest runs on validated tables, see [`TCG_NO_PROTECTION`]): then
+    /// [`Hypervisor::apply_protection`] changes no memslot and needs no stopped world.
+    pub fn protection_off(&self) -> bool {
+        crate::kvm::vcpu::host_is_tcg() && self.on_validated_roots.load(Ordering::Acquire)
+    }
+
+    /// Brings the write protection up to date. Call with every other vCPU stopped,
+    /// unless [`Hypervisor::protection_off`].
     /// A direct write found in a table validated since the last call is a
     /// violation (it was not seen by the host when it happened).
     pub fn apply_protection(&self, vcpu: u32) -> HypercallOutcome {
         self.protect_pending.store(false, Ordering::Release);
-        if crate::kvm::vcpu::host_is_tcg() && self.on_validated_roots.load(Ordering::Acquire) {
+        if self.protection_off() {
             // Nothing is protected any more (check_cr3); keep the frame table's
             // change list from growing.
             if let Ok(mut pv) = self.pvmmu.lock() {
