@@ -99,9 +99,11 @@ extern "C" fn alias_fixup(pfn: u32, block_pa: u32) {
         percpu::this_cpu().hypercall.get() == block,
         "BUG: the alias fixup of frame {pfn:#x} retries through another CPU's hypercall block"
     );
+    let t0 = cpu::rdtsc();
     // SAFETY: as above; the same call again, answered in the same block.
     unsafe {
         block.write_volatile(HypercallBlock { rc: -shared::abi::errno::ENOSYS, ret: 0, ..call });
         cpu::outl(HYPERCALL_PORT, block_pa);
     }
+    percpu::count(Counter::AliasFixupRetryCycles, cpu::rdtsc() - t0);
 }

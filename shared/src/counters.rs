@@ -154,6 +154,10 @@ counters! {
     PvUpdateCalls = "pv_update_calls",
     /// fork-churn: vmap churn steps taken.
     ChurnSteps = "churn_steps",
+    /// Cycles of the trap-back's retries: from the end of a fixup's action to
+    /// the re-issued hypercall's answer (its exit and the resumed batch). With
+    /// `vm_unmap_aliases_cycles` this is all the alias work host-trap adds to a pin.
+    AliasFixupRetryCycles = "alias_fixup_retry_cycles",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);

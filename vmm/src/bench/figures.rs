@@ -44,6 +44,7 @@ pub const COUNTERS: &[&str] = &[
     "forks",
     "churn_steps",
     "alias_fixups",
+    "alias_fixup_retry_cycles",
     "clean_pool_refills",
     "pv_updates",
     "pv_update_calls",
@@ -76,8 +77,16 @@ pub const GLOSSARY: &[FigureDef] = &[
         what: "of those, pins whose alias was a present PTE (lazy-ptes), the kind the host refuses: what the oracle flushes for",
     },
     FigureDef {
+        name: "alias_cycles_per_pin",
+        what: "(vm_unmap_aliases_cycles + alias_fixup_retry_cycles) / pt_pins: the strategy's alias work per pin",
+    },
+    FigureDef {
+        name: "alias_fixup_retry_cycles",
+        what: "cycles of the trap-back's retried hypercalls (host-trap's exit per trap back)",
+    },
+    FigureDef {
         name: "base_pin_cycles",
-        what: "(pt_pin_cycles - vm_unmap_aliases_cycles) / pt_pins: a pin without alias flushes",
+        what: "(pt_pin_cycles - vm_unmap_aliases_cycles - alias_fixup_retry_cycles) / pt_pins: a pin without alias work",
     },
     FigureDef {
         name: "flush_cycles",
@@ -88,6 +97,10 @@ pub const GLOSSARY: &[FigureDef] = &[
         what: "pt_pins x base_pin_cycles + min(pt_pins_alias_pte, vm_unmap_aliases_flushed) x flush_cycles",
     },
     FigureDef { name: "oracle_cycles_per_pin", what: "oracle_cycles / pt_pins" },
+    FigureDef {
+        name: "waste_cycles_per_pin",
+        what: "cycles_per_pin - oracle_cycles_per_pin: calls that found nothing, traps back's retries, unshared flushes",
+    },
     FigureDef { name: "ratio_to_oracle", what: "pt_pin_cycles / oracle_cycles (1 = as good as the oracle)" },
     FigureDef {
         name: "ratio_to_always_flush",
@@ -191,6 +204,10 @@ fn derive(f: &mut Figures, totals: &Value) {
         }
     };
     put(f, "cycles_per_pin", ratio(f, "pt_pin_cycles", "pt_pins"));
+    if let (Some(&vua), Some(&pins)) = (f.get("vm_unmap_aliases_cycles"), f.get("pt_pins")) {
+        let retry = f.get("alias_fixup_retry_cycles").copied().unwrap_or(0.0);
+        put(f, "alias_cycles_per_pin", (pins > 0.0).then(|| (vua + retry) / pins));
+    }
     put(f, "alias_check_ns_per_check", ratio(f, "alias_check_ns", "alias_checks"));
     let raw = |k: &str| num(&totals[k]);
     if let (Some(c), Some(n)) = (raw("vmap_bench_cycles"), raw("vmap_bench_iters")) {

@@ -3,7 +3,8 @@
 //! any honest run of the strategies.
 //!
 //! ```text
-//! base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles) / pt_pins
+//! base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles
+//!                    - alias_fixup_retry_cycles) / pt_pins
 //! flush_cycles    = vm_unmap_aliases_flush_cycles / vm_unmap_aliases_flushed
 //! oracle_flushes  = min(pt_pins_alias_pte, vm_unmap_aliases_flushed)
 //! oracle_cycles   = pt_pins x base_pin_cycles + oracle_flushes x flush_cycles
@@ -21,7 +22,8 @@
 //! oracle must flush for: the host refuses a pin for nothing else; under
 //! `--vmap lazy-tlb` an alias is only a stale TLB entry, which this host revokes
 //! itself at the type change, T3, so there the oracle flushes for nothing). The
-//! base is the run's pin path with the time in `vm_unmap_aliases` taken out, and
+//! base is the run's pin path with the time in `vm_unmap_aliases` and in the
+//! trap-back's retried hypercalls taken out (an oracle needs neither), and
 //! one flush costs what the run's flushing `vm_unmap_aliases` calls cost on
 //! average (`vm_unmap_aliases_flush_cycles`: the calls that found nothing are
 //! left out, and their cost is what a strategy wastes over the oracle). Since
@@ -42,6 +44,8 @@ pub struct Inputs {
     pub vua_cycles: f64,
     /// The part of `vua_cycles` spent in the calls that flushed.
     pub vua_flush_cycles: f64,
+    /// host-trap's retried hypercalls (0 for the other strategies).
+    pub retry_cycles: f64,
 }
 
 /// The oracle of one run.
@@ -54,6 +58,9 @@ pub struct Oracle {
     pub cycles: f64,
     pub cycles_per_pin: f64,
     pub ratio: f64,
+    /// What the run paid per pin above its oracle: calls that found nothing,
+    /// host-trap's retries, flushes the oracle would have shared.
+    pub waste_per_pin: f64,
 }
 
 impl Inputs {
@@ -67,6 +74,8 @@ impl Inputs {
             vua_cycles: g("vm_unmap_aliases_cycles")?,
             // Reports from before the counter existed: every call's cycles.
             vua_flush_cycles: g("vm_unmap_aliases_flush_cycles").or(g("vm_unmap_aliases_cycles"))?,
+            // Reports from before the counter existed counted retries as base.
+            retry_cycles: g("alias_fixup_retry_cycles").unwrap_or(0.0),
         })
     }
 
@@ -81,7 +90,7 @@ impl Inputs {
         if self.pins <= 0.0 {
             return None;
         }
-        let base = (self.pin_cycles - self.vua_cycles).max(0.0) / self.pins;
+        let base = (self.pin_cycles - self.vua_cycles - self.retry_cycles).max(0.0) / self.pins;
         let (flush, flush_borrowed) = match self.flush_cycles() {
             Some(c) => (c, false),
             None if self.aliased == 0.0 => (0.0, false),
@@ -97,6 +106,7 @@ impl Inputs {
             cycles,
             cycles_per_pin: cycles / self.pins,
             ratio,
+            waste_per_pin: (self.pin_cycles - cycles) / self.pins,
         })
     }
 }
@@ -107,6 +117,7 @@ impl Oracle {
         f.insert("flush_cycles".into(), self.flush_cycles);
         f.insert("oracle_cycles".into(), self.cycles);
         f.insert("oracle_cycles_per_pin".into(), self.cycles_per_pin);
+        f.insert("waste_cycles_per_pin".into(), self.waste_per_pin);
         if self.ratio.is_finite() {
             f.insert("ratio_to_oracle".into(), self.ratio);
         }
@@ -184,6 +195,7 @@ mod tests {
             vua_flushed: 20.0,
             vua_cycles: 200_000.0,
             vua_flush_cycles: 200_000.0,
+            retry_cycles: 0.0,
         };
         let o = i.oracle(None).unwrap();
         assert_eq!(o.base_pin_cycles, 3000.0);
@@ -205,11 +217,33 @@ mod tests {
             vua_flushed: 40.0,
             vua_cycles: 40.0 * 5000.0 + 60.0 * 100.0,
             vua_flush_cycles: 40.0 * 5000.0,
+            retry_cycles: 0.0,
         };
         let o = i.oracle(None).unwrap();
         assert_eq!((o.base_pin_cycles, o.flush_cycles), (1000.0, 5000.0));
         assert_eq!(i.pin_cycles - o.cycles, 6000.0);
+        assert_eq!(o.waste_per_pin, 60.0);
         assert!(o.ratio > 1.0);
+    }
+
+    #[test]
+    fn the_trap_backs_retries_are_alias_work_not_base() {
+        // host-trap: 100 pins of 1000 cycles, 10 traps back, each a flushing
+        // vm_unmap_aliases of 5000 and a retried hypercall of 2000.
+        let f = figs(&[
+            ("pt_pins", 100.0),
+            ("pt_pin_cycles", 100.0 * 1000.0 + 10.0 * (5000.0 + 2000.0)),
+            ("pt_pins_alias_pte", 10.0),
+            ("vm_unmap_aliases_flushed", 10.0),
+            ("vm_unmap_aliases_cycles", 10.0 * 5000.0),
+            ("vm_unmap_aliases_flush_cycles", 10.0 * 5000.0),
+            ("alias_fixup_retry_cycles", 10.0 * 2000.0),
+        ]);
+        let o = Inputs::from_figures(&f).unwrap().oracle(None).unwrap();
+        assert_eq!(o.base_pin_cycles, 1000.0);
+        assert_eq!(o.cycles, 100.0 * 1000.0 + 10.0 * 5000.0);
+        assert_eq!(o.waste_per_pin, 10.0 * 2000.0 / 100.0);
+        assert!(o.ratio > 1.0, "the retries are what host-trap pays over the oracle");
     }
 
     #[test]
@@ -222,6 +256,7 @@ mod tests {
             vua_flushed: 0.0,
             vua_cycles: 0.0,
             vua_flush_cycles: 0.0,
+            retry_cycles: 0.0,
         };
         let o = i.oracle(None).unwrap();
         assert_eq!((o.cycles, o.ratio), (1000.0, 1.0));
@@ -268,6 +303,7 @@ mod tests {
                 vua_flushed: flushed,
                 vua_cycles: 40_000.0,
                 vua_flush_cycles: 25_000.0,
+                retry_cycles: 0.0,
             };
             let o = i.oracle(None).unwrap();
             assert!(o.cycles <= i.pin_cycles + 1e-6, "{aliased} {flushed}: {o:?}");

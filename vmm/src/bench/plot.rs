@@ -398,10 +398,7 @@ mod tests {
             cell: spec.resolve("e").unwrap(),
             reps: vec![(0, f.clone())],
             failures: vec![],
-            stats: f
-                .iter()
-                .map(|(k, v)| (k.clone(), Stat { min: *v * 0.9, median: *v, max: *v * 1.1, n: 3 }))
-                .collect(),
+            stats: f.iter().map(|(k, v)| (k.clone(), Stat::exact(*v * 0.9, *v, *v * 1.1, 3))).collect(),
             warnings: vec![],
             host_modes: vec![],
         }

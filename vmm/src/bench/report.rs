@@ -155,6 +155,11 @@ pub fn markdown(i: &Inputs) -> String {
     s.push('\n');
 
     let _ = writeln!(s, "## Verdicts\n");
+    let _ = writeln!(
+        s,
+        "A verdict compares medians only where their 95% intervals (order statistics; min–max below 6 \
+         repetitions) do not overlap; otherwise the difference is within the noise and decides nothing.\n"
+    );
     for v in i.verdicts {
         let _ = writeln!(s, "- **{}** ({}): {}: {}", v.id, v.claim, v.status, v.text);
     }
@@ -210,11 +215,14 @@ pub fn markdown(i: &Inputs) -> String {
         s,
         "The lower bound a strategy could reach if it knew which pins really had a live lazy alias: it flushes \
          once for each such pin and for no other. From the counters of the same run:\n\n```text\n\
-         base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles) / pt_pins\n\
+         base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles - alias_fixup_retry_cycles) / pt_pins\n\
          flush_cycles    = vm_unmap_aliases_flush_cycles / vm_unmap_aliases_flushed\n\
          oracle_flushes  = min(pt_pins_alias_pte, vm_unmap_aliases_flushed)\n\
          oracle_cycles   = pt_pins x base_pin_cycles + oracle_flushes x flush_cycles\n\
-         ratio_to_oracle = pt_pin_cycles / oracle_cycles\n```\n\n\
+         ratio_to_oracle = pt_pin_cycles / oracle_cycles\n\
+         waste_cycles_per_pin = (pt_pin_cycles - oracle_cycles) / pt_pins\n```\n\n\
+         `alias_fixup_retry_cycles` is host-trap's re-issued hypercalls after its fixups: alias work an oracle \
+         does not need. \
          `pt_pins_alias_pte` is the guest's count of pins whose frame had a live lazy alias PTE before the \
          strategy acted (`--vmap lazy-ptes`); under `--vmap lazy-tlb` an alias is only a stale TLB entry, which \
          this host revokes itself when the frame becomes a pagetable (T3), so the oracle flushes for none \
@@ -353,7 +361,7 @@ mod tests {
         assert_eq!(num(2.345), "2.35");
         assert_eq!(num(0.1234), "0.123");
         assert_eq!(num(12345678.0), "1.235e7");
-        assert_eq!(stat_text(&Stat { min: 1.0, median: 2.0, max: 3.0, n: 3 }), "2.00 [1.00–3.00]");
-        assert_eq!(stat_text(&Stat { min: 5.0, median: 5.0, max: 5.0, n: 1 }), "5.00");
+        assert_eq!(stat_text(&Stat::exact(1.0, 2.0, 3.0, 3)), "2.00 [1.00–3.00]");
+        assert_eq!(stat_text(&Stat::exact(5.0, 5.0, 5.0, 1)), "5.00");
     }
 }
