@@ -47,6 +47,8 @@ fn a_weakened_host_fails_the_scenarios_that_guard_the_rule() {
         ("v1", "v1-", &["v1-writable-pagetable"][..]),
         ("t4", "t4-", &["t4-pins-not-counted"][..]),
         ("v3", "v3-", &["v3-cache-and-global-bits"][..]),
+        ("v4", "v4-", &["v4-l2-entries"][..]),
+        ("t2", "t2-", &["t2-validation-references"][..]),
         ("v5", "v5-", &["v5-l3-entries", "v5-l3-above-4g"][..]),
         ("trap-back", "trap", &["trap-back", "trap-back-fixup-fails", "lazy-alias-host-trap"][..]),
         ("direct-write", "direct-write", &["direct-write-assist", "direct-write-no-assist"][..]),

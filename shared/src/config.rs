@@ -227,6 +227,11 @@ config_enum! {
         V1 = "v1",
         /// A pinned frame may be pinned again (no T4 check).
         T4 = "t4",
+        /// A table whose type count drops to zero keeps the references its
+        /// entries took (no devalidation, T2): what it mapped writable stays so.
+        T2 = "t2",
+        /// A linear L2 entry may be writable (V4's read-only rule unchecked).
+        V4 = "v4",
         /// L1 entries may set PWT, PCD, PAT and G (no V3 check).
         V3 = "v3",
         /// PAE L3s may have any flags in entries 0..3 and lie above 4 GiB (no V5 check).

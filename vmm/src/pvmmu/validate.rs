@@ -169,7 +169,7 @@ impl PvMmu {
         // cannot protect) must not make it drop references it never took.
         let entries = self.tables.remove(&pfn);
         debug_assert!(entries.is_some(), "validated table {pfn:#x} has no copy");
-        if let Some(entries) = entries {
+        if let Some(entries) = entries.filter(|_| self.weaken != super::HostWeaken::T2) {
             for (i, &e) in entries.iter().enumerate().take(entries_of(ty)) {
                 self.put_entry(mem, ty, pfn, i, e);
             }
@@ -234,7 +234,7 @@ impl PvMmu {
     /// holding the entry is no linear target).
     fn get_linear(&mut self, table: u64, target: u64, e: u64) -> Result<(), Refusal> {
         let deny = |why| Refusal::new(Rule::V4, EINVAL, target, why);
-        if e & pae::RW != 0 {
+        if e & pae::RW != 0 && self.weaken != super::HostWeaken::V4 {
             return Err(deny("linear L2 entry is writable"));
         }
         if target == table {
