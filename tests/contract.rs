@@ -48,6 +48,7 @@ fn a_weakened_host_fails_the_scenarios_that_guard_the_rule() {
         ("t4", "t4-", &["t4-pins-not-counted"][..]),
         ("v3", "v3-", &["v3-cache-and-global-bits"][..]),
         ("v4", "v4-", &["v4-l2-entries"][..]),
+        ("v6", "v6-", &["v6-frames-outside-ram"][..]),
         ("t2", "t2-", &["t2-validation-references"][..]),
         ("v5", "v5-", &["v5-l3-entries", "v5-l3-above-4g"][..]),
         ("trap-back", "trap", &["trap-back", "trap-back-fixup-fails", "lazy-alias-host-trap"][..]),

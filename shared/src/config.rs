@@ -232,6 +232,8 @@ config_enum! {
         T2 = "t2",
         /// A linear L2 entry may be writable (V4's read-only rule unchecked).
         V4 = "v4",
+        /// An L1 entry may map a frame beyond guest RAM (no V6 check on entries).
+        V6 = "v6",
         /// L1 entries may set PWT, PCD, PAT and G (no V3 check).
         V3 = "v3",
         /// PAE L3s may have any flags in entries 0..3 and lie above 4 GiB (no V5 check).

@@ -194,7 +194,12 @@ impl PvMmu {
                 if e & L1_FORBIDDEN != 0 && self.weaken != super::HostWeaken::V3 {
                     return Err(Refusal::new(Rule::V3, EINVAL, target, "PWT, PCD, PAT or G in an L1 entry"));
                 }
-                self.get_frame(target)?;
+                match self.get_frame(target) {
+                    // Weakened: the entry is taken, with no reference (there is
+                    // no frame to count; put_entry skips it likewise).
+                    Err(r) if r.rule == Rule::V6 && self.weaken == super::HostWeaken::V6 => return Ok(()),
+                    r => r?,
+                }
                 if e & pae::RW != 0 {
                     if let Err(r) = self.get_type(mem, target, FrameType::Writable, false) {
                         self.frames.put_ref(target);
@@ -257,6 +262,10 @@ impl PvMmu {
             return;
         }
         let target = pae::frame(e);
+        if !self.frames.is_guest_frame(target) {
+            // Only a V6-weakened host validates such an entry, taking nothing.
+            return;
+        }
         match ty {
             FrameType::L1 if e & pae::RW != 0 => {
                 if self.keep_rmap {
