@@ -35,6 +35,9 @@ pub enum PlotKind {
     FlushesVsFrequency,
     /// Pool flushes and kmap_lock waits per 1000 faults against LAST_PKMAP.
     PkmapSweep,
+    /// Wraps of the pool (one global flush each) per run and kmap_lock waits per
+    /// 1000 faults against LAST_PKMAP, under a load that wraps it.
+    PkmapWrap,
     /// ns per vmap-bench iteration by `--vmap` form and vCPUs.
     VmapForms,
 }
@@ -45,6 +48,7 @@ impl PlotKind {
             PlotKind::CostPerPin => "cost-per-pin.svg",
             PlotKind::FlushesVsFrequency => "flushes-vs-alias-frequency.svg",
             PlotKind::PkmapSweep => "kmap-pool-sweep.svg",
+            PlotKind::PkmapWrap => "kmap-pool-wrap.svg",
             PlotKind::VmapForms => "vmap-lazy-vs-eager.svg",
         }
     }
@@ -621,6 +625,7 @@ fn pkmap_wrap() -> Experiment {
             "workload_cycles_max",
         ],
     );
+    e.plot = Some(PlotKind::PkmapWrap);
     e.claims = vec!["claim 2".into()];
     e
 }

@@ -294,43 +294,28 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
                 },
             )
         }
-        PlotKind::PkmapSweep => {
-            let sweep = |figs: &[(&str, &str)]| -> Vec<(String, Vec<(f64, Stat)>)> {
-                figs.iter()
-                    .filter_map(|(fig, name)| {
-                        let pts: Vec<(f64, Stat)> =
-                            cells.iter().filter_map(|c| Some((param(c, "last-pkmap")?, *c.stats.get(*fig)?))).collect();
-                        (!pts.is_empty()).then(|| (name.to_string(), pts))
-                    })
-                    .collect()
+        PlotKind::PkmapSweep | PlotKind::PkmapWrap => {
+            let left: (&str, &str, &[(&str, &str)]) = if kind == PlotKind::PkmapSweep {
+                (
+                    "Pool flushes per 1000 page faults",
+                    "per 1000 page faults",
+                    &[
+                        ("pkmap_flushes_per_kfault", "pool flushes"),
+                        ("flush_ipis_per_kfault", "flush IPIs"),
+                        ("kmap_sleeps_per_kfault", "sleeps on a full pool"),
+                    ],
+                )
+            } else {
+                (
+                    "Pool wraps per run (a scan and a global flush each)",
+                    "per run",
+                    &[("pkmap_wrap_flushes", "pool wraps")],
+                )
             };
-            let flushes = sweep(&[
-                ("pkmap_flushes_per_kfault", "pool flushes"),
-                ("flush_ipis_per_kfault", "flush IPIs"),
-                ("kmap_sleeps_per_kfault", "sleeps on a full pool"),
-            ]);
-            let lock = sweep(&[("kmap_lock_waits_per_kfault", "kmap_lock waits")]);
-            if flushes.is_empty() && lock.is_empty() {
+            if !pkmap_plot(&path, cells, left)? {
                 return Ok(None);
             }
-            let x_desc = "LAST_PKMAP (--last-pkmap)".to_owned();
-            draw_lines_pair(
-                &path,
-                &Lines {
-                    title: "Pool flushes per 1000 page faults".into(),
-                    x_desc: x_desc.clone(),
-                    y_desc: "per 1000 page faults".into(),
-                    series: flushes,
-                    legend: SeriesLabelPosition::UpperRight,
-                },
-                &Lines {
-                    title: "kmap_lock waits per 1000 page faults".into(),
-                    x_desc,
-                    y_desc: "per 1000 page faults".into(),
-                    series: lock,
-                    legend: SeriesLabelPosition::UpperRight,
-                },
-            )
+            Ok(())
         }
         PlotKind::VmapForms => {
             let mut forms: Vec<String> = Vec::new();
@@ -376,6 +361,46 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
         }
     };
     drawn.map(|()| Some(kind.file_name().to_owned()))
+}
+
+/// A LAST_PKMAP sweep: `left` (title, y axis, figures and their names) beside
+/// the kmap_lock waits per 1000 faults; false (nothing drawn) when neither was
+/// measured.
+fn pkmap_plot(path: &Path, cells: &[&CellResult], left: (&str, &str, &[(&str, &str)])) -> Result<bool, Error> {
+    let sweep = |figs: &[(&str, &str)]| -> Vec<(String, Vec<(f64, Stat)>)> {
+        figs.iter()
+            .filter_map(|(fig, name)| {
+                let pts: Vec<(f64, Stat)> =
+                    cells.iter().filter_map(|c| Some((param(c, "last-pkmap")?, *c.stats.get(*fig)?))).collect();
+                (!pts.is_empty()).then(|| (name.to_string(), pts))
+            })
+            .collect()
+    };
+    let (title, y_desc, figs) = left;
+    let flushes = sweep(figs);
+    let lock = sweep(&[("kmap_lock_waits_per_kfault", "kmap_lock waits")]);
+    if flushes.is_empty() && lock.is_empty() {
+        return Ok(false);
+    }
+    let x_desc = "LAST_PKMAP (--last-pkmap)".to_owned();
+    draw_lines_pair(
+        path,
+        &Lines {
+            title: title.into(),
+            x_desc: x_desc.clone(),
+            y_desc: y_desc.into(),
+            series: flushes,
+            legend: SeriesLabelPosition::UpperRight,
+        },
+        &Lines {
+            title: "kmap_lock waits per 1000 page faults".into(),
+            x_desc,
+            y_desc: "per 1000 page faults".into(),
+            series: lock,
+            legend: SeriesLabelPosition::UpperRight,
+        },
+    )
+    .map(|()| true)
 }
 
 #[cfg(test)]
@@ -439,6 +464,16 @@ mod tests {
         let file = draw(PlotKind::PkmapSweep, &refs, dir.path()).unwrap().expect("the sweep's plot");
         let svg = std::fs::read_to_string(dir.path().join(file)).unwrap();
         assert!(svg.contains("not measured"), "the empty half");
+        let wrap: Vec<CellResult> = [("128", 64.0), ("2048", 4.0)]
+            .iter()
+            .map(|(n, w)| {
+                cell(&[("last-pkmap", n)], &[("pkmap_wrap_flushes", *w), ("kmap_lock_waits_per_kfault", 9.0)])
+            })
+            .collect();
+        let refs: Vec<&CellResult> = wrap.iter().collect();
+        assert_eq!(draw(PlotKind::PkmapWrap, &refs, dir.path()).unwrap().as_deref(), Some("kmap-pool-wrap.svg"));
+        let svg = std::fs::read_to_string(dir.path().join("kmap-pool-wrap.svg")).unwrap();
+        assert!(svg.contains("pool wraps") && !svg.contains("not measured"), "both halves");
         let vm: Vec<CellResult> =
             ["eager", "lazy-ptes"].iter().map(|f| cell(&[("vmap", f)], &[("vmap_bench_ns", 1000.0)])).collect();
         let refs: Vec<&CellResult> = vm.iter().collect();
