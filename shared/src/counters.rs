@@ -158,6 +158,10 @@ counters! {
     /// the re-issued hypercall's answer (its exit and the resumed batch). With
     /// `vm_unmap_aliases_cycles` this is all the alias work host-trap adds to a pin.
     AliasFixupRetryCycles = "alias_fixup_retry_cycles",
+    /// Cycles vm_unmap_aliases waited for the purge lock (another CPU purging),
+    /// and the part of them spent by calls that then found nothing to flush.
+    VmUnmapAliasesLockCycles = "vm_unmap_aliases_lock_cycles",
+    VmUnmapAliasesEmptyLockCycles = "vm_unmap_aliases_empty_lock_cycles",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);

@@ -421,11 +421,16 @@ pub fn vm_unmap_aliases() -> bool {
 
 fn vm_unmap_aliases_timed() -> bool {
     percpu::count(Counter::VmUnmapAliases, 1);
-    let _guard = PURGE.lock();
+    let t0 = crate::arch::cpu::rdtsc();
+    let (_guard, spins) = PURGE.lock_counted();
+    let waited = if spins != 0 { crate::arch::cpu::rdtsc() - t0 } else { 0 };
+    percpu::count(Counter::VmUnmapAliasesLockCycles, waited);
     let outstanding = vmap_block::take_dirty();
     let flushed = purge_locked(outstanding);
     if flushed {
         percpu::count(Counter::VmUnmapAliasesFlushed, 1);
+    } else {
+        percpu::count(Counter::VmUnmapAliasesEmptyLockCycles, waited);
     }
     flushed
 }

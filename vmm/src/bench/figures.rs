@@ -31,6 +31,8 @@ pub const COUNTERS: &[&str] = &[
     "vm_unmap_aliases_flushed",
     "vm_unmap_aliases_cycles",
     "vm_unmap_aliases_flush_cycles",
+    "vm_unmap_aliases_lock_cycles",
+    "vm_unmap_aliases_empty_lock_cycles",
     "tlb_flush_global",
     "ipis_sent",
     "kmap_lock_taken",
