@@ -3,11 +3,13 @@
 # (`vmm bench`: every --alias strategy on the fork-heavy workload with vmap churn,
 # 2 vCPUs, --pvmmu on, 3 repetitions each, against the oracle). Its tables, plots
 # and verdicts go to results/<timestamp>/ and the summary to the terminal. Then the
-# host's alias check per pin (`vmm pin-cost`, no guest).
+# host's alias check per pin (`vmm pin-cost`, no guest). With --full, also the
+# longer stress run of the 2002 mail's 20 configurations (`vmm matrix --full`).
 #
 #   scripts/bench.sh [ARGS...]     ARGS go to `vmm bench`, e.g. --full, --reps 5
 #
-# Exits with vmm bench's status: non-zero when a cell failed (the report says why).
+# Exits non-zero when a bench cell failed (the report says why) or, with --full,
+# a matrix configuration did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -16,4 +18,11 @@ vmm=target/x86_64-unknown-linux-gnu/release/vmm
 status=0
 "$vmm" bench "$@" || status=$?
 "$vmm" pin-cost    # the PV MMU's alias check per pin, each --host-check, 10 to 100k lazy aliases
+for arg in "$@"; do
+    if [ "$arg" = --full ]; then
+        matrix=0
+        "$vmm" matrix --full || matrix=$?
+        [ "$status" -ne 0 ] || status=$matrix
+    fi
+done
 exit "$status"
