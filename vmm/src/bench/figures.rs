@@ -206,10 +206,6 @@ fn derive(f: &mut Figures, totals: &Value) {
         }
     };
     put(f, "cycles_per_pin", ratio(f, "pt_pin_cycles", "pt_pins"));
-    if let (Some(&vua), Some(&pins)) = (f.get("vm_unmap_aliases_cycles"), f.get("pt_pins")) {
-        let retry = f.get("alias_fixup_retry_cycles").copied().unwrap_or(0.0);
-        put(f, "alias_cycles_per_pin", (pins > 0.0).then(|| (vua + retry) / pins));
-    }
     put(f, "alias_check_ns_per_check", ratio(f, "alias_check_ns", "alias_checks"));
     let raw = |k: &str| num(&totals[k]);
     if let (Some(c), Some(n)) = (raw("vmap_bench_cycles"), raw("vmap_bench_iters")) {

@@ -61,6 +61,8 @@ pub struct Oracle {
     /// What the run paid per pin above its oracle: calls that found nothing,
     /// host-trap's retries, flushes the oracle would have shared.
     pub waste_per_pin: f64,
+    /// The strategy's alias work per pin: what the base leaves out.
+    pub alias_per_pin: f64,
 }
 
 impl Inputs {
@@ -107,6 +109,7 @@ impl Inputs {
             cycles_per_pin: cycles / self.pins,
             ratio,
             waste_per_pin: (self.pin_cycles - cycles) / self.pins,
+            alias_per_pin: (self.vua_cycles + self.retry_cycles) / self.pins,
         })
     }
 }
@@ -118,6 +121,7 @@ impl Oracle {
         f.insert("oracle_cycles".into(), self.cycles);
         f.insert("oracle_cycles_per_pin".into(), self.cycles_per_pin);
         f.insert("waste_cycles_per_pin".into(), self.waste_per_pin);
+        f.insert("alias_cycles_per_pin".into(), self.alias_per_pin);
         if self.ratio.is_finite() {
             f.insert("ratio_to_oracle".into(), self.ratio);
         }
@@ -243,6 +247,7 @@ mod tests {
         assert_eq!(o.base_pin_cycles, 1000.0);
         assert_eq!(o.cycles, 100.0 * 1000.0 + 10.0 * 5000.0);
         assert_eq!(o.waste_per_pin, 10.0 * 2000.0 / 100.0);
+        assert_eq!(o.alias_per_pin, 10.0 * (5000.0 + 2000.0) / 100.0);
         assert!(o.ratio > 1.0, "the retries are what host-trap pays over the oracle");
     }
 

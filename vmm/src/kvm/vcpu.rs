@@ -430,8 +430,8 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
                 }
             }
             // Stopping the world costs a kick and a wait for every other vCPU
-            // (about 1 ms a pin QEMU-hosted); with no memslot to change there is
-            // nothing to stop it for.
+            // (about 0.3 ms a pin QEMU-hosted, docs/pvmmu.md); with no memslot
+            // to change there is nothing to stop it for.
             let outcome = if hv.protection_off() {
                 hv.apply_protection(index)
             } else {

@@ -262,7 +262,7 @@ impl PvMmu {
             return;
         }
         let target = pae::frame(e);
-        if !self.frames.is_guest_frame(target) {
+        if self.weaken == super::HostWeaken::V6 && !self.frames.is_guest_frame(target) {
             // Only a V6-weakened host validates such an entry, taking nothing.
             return;
         }
