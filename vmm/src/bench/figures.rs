@@ -34,6 +34,7 @@ pub const COUNTERS: &[&str] = &[
     "vm_unmap_aliases_lock_cycles",
     "vm_unmap_aliases_empty_lock_cycles",
     "tlb_flush_global",
+    "tlb_invlpg",
     "ipis_sent",
     "kmap_lock_taken",
     "kmap_lock_waits",
@@ -123,6 +124,14 @@ pub const GLOSSARY: &[FigureDef] = &[
     FigureDef { name: "vmap_bench_cycles_per_iter", what: "vmap_bench_cycles / vmap_bench_iters" },
     FigureDef { name: "vmap_one_alias_ns", what: "ns of map, write, unmap, vm_unmap_aliases with one lazy mapping" },
     FigureDef { name: "pte_cycles_per_access", what: "pte_bench_cycles / pte_bench_accesses (map, read, unmap)" },
+    FigureDef {
+        name: "kmap_cache_hits_per_access",
+        what: "kmap_cache_hits / pte_bench_accesses (maps served from page->virtual; the faults that filled the pages count too, so every access a hit is above 1)",
+    },
+    FigureDef {
+        name: "tlb_invlpg_per_access",
+        what: "tlb_invlpg / pte_bench_accesses (single-page TLB flushes, the filling faults' included)",
+    },
     FigureDef { name: "<counter>_per_kfault", what: "a counter per 1000 page faults" },
     FigureDef { name: "flush_ipis_per_kfault", what: "tlb_shootdown_kernel per 1000 page faults" },
     FigureDef {
@@ -213,6 +222,12 @@ fn derive(f: &mut Figures, totals: &Value) {
     }
     if let (Some(c), Some(n)) = (raw("pte_bench_cycles"), raw("pte_bench_accesses")) {
         put(f, "pte_cycles_per_access", (n > 0.0).then(|| c / n));
+        for (name, counter) in
+            [("kmap_cache_hits_per_access", "kmap_cache_hits"), ("tlb_invlpg_per_access", "tlb_invlpg")]
+        {
+            let v = f.get(counter).filter(|_| n > 0.0).map(|c| c / n);
+            put(f, name, v);
+        }
     }
     if let Some(faults) = f.get("page_faults").copied().filter(|&p| p > 0.0) {
         for (name, counter) in [
@@ -242,7 +257,7 @@ mod tests {
             "counter_totals": {"pt_pins": 100, "pt_pin_cycles": 500000, "pt_pins_aliased": 10, "pt_pins_alias_pte": 10,
                 "vm_unmap_aliases": 100, "vm_unmap_aliases_flushed": 20, "vm_unmap_aliases_cycles": 200000,
                 "vm_unmap_aliases_flush_cycles": 150000, "workload_cycles": 9000000, "page_faults": 2000, "kmap_lock_waits": 5,
-                "pte_bench_cycles": 3000, "pte_bench_accesses": 10},
+                "pte_bench_cycles": 3000, "pte_bench_accesses": 10, "kmap_cache_hits": 12},
             "counters": [{"workload_cycles": 5000000}, {"workload_cycles": 4000000}],
             "results": {"vmap_bench_ns": 1234},
             "exits": [{"user": {"hypercall": 3, "nop_exit": 0, "other_io": 1, "mmio": 0, "hlt": 0, "intr": 0, "shutdown": 1}},
@@ -263,6 +278,9 @@ mod tests {
         assert_eq!(f["traps_back"], 7.0);
         assert_eq!(f["alias_check_ns_per_check"], 20.0);
         assert_eq!(f["pte_cycles_per_access"], 300.0);
+        assert_eq!(f["kmap_cache_hits_per_access"], 1.2);
+        // A listed counter that is not in the report is zero, and so its rate.
+        assert_eq!(f["tlb_invlpg_per_access"], 0.0);
         assert_eq!(f["kmap_lock_waits_per_kfault"], 2.5);
         assert_eq!(f["vmap_bench_ns"], 1234.0);
         assert_eq!(f["pvmmu_audit_errors"], 0.0);
