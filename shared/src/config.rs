@@ -225,6 +225,10 @@ config_enum! {
         None = "none",
         /// An L1 entry may map a pagetable writable (no V1 check).
         V1 = "v1",
+        /// A frame whose type count is above zero takes another reference of
+        /// the type it has when a request asks for another (no "bad type"
+        /// check, T1): the request succeeds, the frame keeps its type.
+        T1 = "t1",
         /// A pinned frame may be pinned again (no T4 check).
         T4 = "t4",
         /// A table whose type count drops to zero keeps the references its
@@ -238,6 +242,9 @@ config_enum! {
         V3 = "v3",
         /// PAE L3s may have any flags in entries 0..3 and lie above 4 GiB (no V5 check).
         V5 = "v5",
+        /// A misaligned entry address is rounded down to its entry instead of
+        /// refused (V7's alignment check).
+        V7 = "v7",
         /// A pin refused for writable aliases fails even with a fixup registered
         /// (no trap-back).
         TrapBack = "trap-back",

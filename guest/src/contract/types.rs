@@ -11,16 +11,27 @@ crate::scenario!(
     "t1-bad-type",
     "pass",
     "",
-    "a frame pinned as an L1 cannot also be an L2; once unpinned it can",
+    "a frame typed as an L1 cannot also be an L2 or an L3, pinned or only referenced; once free it can",
     t1
 );
 fn t1() {
-    let [a] = frames();
+    let [a, l2] = frames();
     check!(pin(1, a) == 0, "pin of an empty L1");
     check!(pin(2, a) == -EINVAL, "an L1 pinned again as an L2");
     check!(pin(1, a) == -EINVAL, "the L1 pin did not survive the refused L2 pin");
     check!(unpin(a) == 0, "unpin");
     check!(pin(2, a) == 0, "a free frame pinned as an L2");
+    check!(unpin(a) == 0, "unpin");
+    // Typed by a validated L2's entry and not pinned: only its type can refuse
+    // (a pinned frame is refused by T4 before its type is looked at).
+    write(l2, 0, a | P | RW | US);
+    check!(pin(2, l2) == 0, "pin of an L2 whose entry makes a free frame an L1");
+    check!(pin(2, a) == -EINVAL, "a frame an L2 entry made an L1 was pinned as an L2");
+    check!(pin(3, a) == -EINVAL, "a frame an L2 entry made an L1 was pinned as an L3");
+    check!(pin(1, a) == 0, "the same frame pinned as the L1 it is");
+    check!(unpin(a) == 0, "unpin");
+    check!(unpin(l2) == 0, "unpin of the L2");
+    check!(pin(2, a) == 0, "the frame free again once its L2 is devalidated");
     check!(unpin(a) == 0, "unpin");
 }
 

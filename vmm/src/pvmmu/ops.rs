@@ -96,9 +96,12 @@ impl PvMmu {
         let ptr = ptr & !3;
         let pfn = ptr >> PAGE_SHIFT;
         let bad_ptr = Refusal::new(Rule::V7, EINVAL, pfn, "entry address");
-        if !ptr.is_multiple_of(8) || !self.frames.is_guest_frame(pfn) {
+        let misaligned = !ptr.is_multiple_of(8);
+        if (misaligned && self.weaken != super::HostWeaken::V7) || !self.frames.is_guest_frame(pfn) {
             return Err(bad_ptr);
         }
+        // (Weakened: the entry the address falls in.)
+        let ptr = ptr & !7;
         let in_memory = self.read_u64(mem, ptr).ok_or(bad_ptr)?;
         let val = if command == MMU_PT_UPDATE_PRESERVE_AD { val | (in_memory & (pae::A | pae::D)) } else { val };
         let ty = self.frames.ty(pfn);

@@ -129,6 +129,51 @@ fn t1_a_counted_frame_keeps_its_type() {
     });
 }
 
+/// The type rule itself, apart from T4: a frame typed by a validated L2's
+/// entry is not pinned, so only its type can refuse another.
+#[test]
+fn t1_a_frame_typed_by_a_reference_keeps_its_type() {
+    each_check(|w| {
+        w.set(0x101, 0, pte(0x100, P | RW | US));
+        assert_eq!(w.pin(2, 0x101), 0);
+        let before = w.state(&[0x100]);
+        assert_eq!(before, [(FrameType::L1, 1, 1, false)]);
+        assert_eq!(w.pin(2, 0x100), -EINVAL, "an l1 by reference pinned as an l2");
+        assert_eq!(w.pin(3, 0x100), -EINVAL, "an l1 by reference pinned as an l3");
+        assert_eq!(w.state(&[0x100]), before);
+        assert_eq!(w.pin(1, 0x100), 0, "pinned as what it is");
+    });
+}
+
+/// The test-only weakenings of T1 and V7 accept what the rule refuses but
+/// keep the frame table's counts right (`vmm contract --weaken` needs a host
+/// that stays consistent after the scenario fails).
+#[test]
+fn weakened_t1_and_v7_hosts_accept_and_stay_consistent() {
+    let mut w = World::new(HostCheck::Typecount);
+    w.pv.weaken = HostWeaken::T1;
+    w.set(0x101, 0, pte(0x100, P | RW | US));
+    assert_eq!(w.pin(2, 0x101), 0);
+    assert_eq!(w.pin(2, 0x100), 0, "the weakened host pins an l1 as an l2");
+    assert_eq!(w.state(&[0x100]), [(FrameType::L1, 2, 2, true)], "it keeps its type and counts the pin");
+    recount(&w).unwrap();
+    assert_eq!(w.unpin(0x100), 0);
+    assert_eq!(w.unpin(0x101), 0);
+    assert_eq!(w.state(&[0x100, 0x101]), [(FrameType::None, 0, 0, false); 2]);
+    recount(&w).unwrap();
+
+    let mut w = World::new(HostCheck::Typecount);
+    assert_eq!(w.pin(1, 0x100), 0);
+    let r = w.update(&[(ptr(0x100, 1) + 4, pte(0x200, P))]);
+    assert_eq!((r.rc, r.done), (-EINVAL, 0), "the real host refuses a misaligned entry address");
+    w.pv.weaken = HostWeaken::V7;
+    let r = w.update(&[(ptr(0x100, 1) + 4, pte(0x200, P))]);
+    assert_eq!((r.rc, r.done), (0, 1), "the weakened host writes the entry the address falls in");
+    assert_eq!(w.get(0x100, 1), pte(0x200, P));
+    assert_eq!(w.state(&[0x200]), [(FrameType::None, 0, 1, false)]);
+    recount(&w).unwrap();
+}
+
 #[test]
 fn t2_validation_takes_references_and_devalidation_drops_them() {
     each_check(|w| {

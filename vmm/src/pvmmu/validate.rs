@@ -122,10 +122,11 @@ impl PvMmu {
             }
         }
         if count > 0 {
-            if cur != ty {
+            if cur != ty && self.weaken != super::HostWeaken::T1 {
                 return Err(Refusal::new(Rule::T1, EINVAL, pfn, "frame already has another type"));
             }
-            return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow());
+            // (Weakened: the frame keeps the type it has, and its counts stay right.)
+            return self.frames.inc_type(pfn, cur).map(drop).map_err(|_| overflow());
         }
         if ty == FrameType::L3 && pfn >= L3_LIMIT_PFN && self.weaken != super::HostWeaken::V5 {
             return Err(Refusal::new(Rule::V5, ERANGE, pfn, "L3 above 4 GiB"));
