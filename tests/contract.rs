@@ -55,6 +55,7 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
     for (weaken, failing, crashing) in [
         ("t1", &["t1-bad-type", "v5-l3-entries", "new-baseptr-rules"][..], &[][..]),
         ("t2", &["t2-validation-references", "t1-bad-type"][..], &[][..]),
+        ("t3", &["direct-write-assist", "direct-write-no-assist"][..], &[][..]),
         (
             "t4",
             &["t4-pins-not-counted", "t1-bad-type", "batch-partial-failure", "multicall-independent"][..],

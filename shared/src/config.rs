@@ -229,6 +229,9 @@ config_enum! {
         /// the type it has when a request asks for another (no "bad type"
         /// check, T1): the request succeeds, the frame keeps its type.
         T1 = "t1",
+        /// Frames that become pagetables keep the guest's write access (no
+        /// revocation at the type change, T3): direct writes land unseen.
+        T3 = "t3",
         /// A pinned frame may be pinned again (no T4 check).
         T4 = "t4",
         /// A table whose type count drops to zero keeps the references its

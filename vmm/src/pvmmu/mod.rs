@@ -277,7 +277,9 @@ impl PvMmu {
                 late.extend(self.undo_unseen_writes(mem, pfn));
             }
         }
-        let changes = changed.into_iter().map(|(pfn, on)| (pfn, on && self.frames.ty(pfn) != FrameType::L3)).collect();
+        let revoke = self.weaken != HostWeaken::T3;
+        let changes =
+            changed.into_iter().map(|(pfn, on)| (pfn, on && revoke && self.frames.ty(pfn) != FrameType::L3)).collect();
         (changes, late)
     }
 
