@@ -99,6 +99,7 @@ pub const GLOSSARY: &[FigureDef] = &[
         name: "oracle_cycles",
         what: "pt_pins x base_pin_cycles + min(pt_pins_alias_pte, vm_unmap_aliases_flushed) x flush_cycles",
     },
+    FigureDef { name: "oracle_flushes", what: "min(pt_pins_alias_pte, vm_unmap_aliases_flushed): the oracle's flushes" },
     FigureDef { name: "oracle_cycles_per_pin", what: "oracle_cycles / pt_pins" },
     FigureDef {
         name: "waste_cycles_per_pin",
@@ -291,6 +292,7 @@ mod tests {
         // min(10 aliased, 20 flushed) flushes.
         assert_eq!(f["base_pin_cycles"], 3000.0);
         assert_eq!(f["flush_cycles"], 7500.0);
+        assert_eq!(f["oracle_flushes"], 10.0);
         assert_eq!(f["oracle_cycles"], 100.0 * 3000.0 + 10.0 * 7500.0);
         assert_eq!(f["ratio_to_oracle"], 500000.0 / 375000.0);
     }

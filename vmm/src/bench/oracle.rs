@@ -2,14 +2,7 @@
 //! pins really had a live lazy alias, and the consistency checks that hold for
 //! any honest run of the strategies.
 //!
-//! ```text
-//! base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles
-//!                    - alias_fixup_retry_cycles) / pt_pins
-//! flush_cycles    = vm_unmap_aliases_flush_cycles / vm_unmap_aliases_flushed
-//! oracle_flushes  = min(pt_pins_alias_pte, vm_unmap_aliases_flushed)
-//! oracle_cycles   = pt_pins x base_pin_cycles + oracle_flushes x flush_cycles
-//! ratio_to_oracle = pt_pin_cycles / oracle_cycles
-//! ```
+//! The formula is [`FORMULA`], as every report prints it.
 //!
 //! The oracle flushes once per pin that found a live alias, but no more often
 //! than the run's flushes that found something to flush: with two CPUs one
@@ -34,6 +27,16 @@
 
 use super::figures::Figures;
 
+/// The oracle, from the counters of one run (what [`Inputs::oracle`] computes).
+pub const FORMULA: &str = "\
+base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles - alias_fixup_retry_cycles) / pt_pins
+flush_cycles    = vm_unmap_aliases_flush_cycles / vm_unmap_aliases_flushed
+oracle_flushes  = min(pt_pins_alias_pte, vm_unmap_aliases_flushed)
+oracle_cycles   = pt_pins x base_pin_cycles + oracle_flushes x flush_cycles
+ratio_to_oracle = pt_pin_cycles / oracle_cycles
+waste_cycles_per_pin = (pt_pin_cycles - oracle_cycles) / pt_pins
+";
+
 /// The counters the oracle needs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Inputs {
@@ -55,6 +58,9 @@ pub struct Oracle {
     pub flush_cycles: f64,
     /// The flush cost came from another cell (this run never flushed).
     pub flush_borrowed: bool,
+    /// The flushes the oracle makes: one per pin with a live alias PTE, no
+    /// more than the run's flushing calls (all of them when the cost is borrowed).
+    pub flushes: f64,
     pub cycles: f64,
     pub cycles_per_pin: f64,
     pub ratio: f64,
@@ -105,6 +111,7 @@ impl Inputs {
             base_pin_cycles: base,
             flush_cycles: flush,
             flush_borrowed,
+            flushes,
             cycles,
             cycles_per_pin: cycles / self.pins,
             ratio,
@@ -118,6 +125,7 @@ impl Oracle {
     pub fn insert_into(&self, f: &mut Figures) {
         f.insert("base_pin_cycles".into(), self.base_pin_cycles);
         f.insert("flush_cycles".into(), self.flush_cycles);
+        f.insert("oracle_flushes".into(), self.flushes);
         f.insert("oracle_cycles".into(), self.cycles);
         f.insert("oracle_cycles_per_pin".into(), self.cycles_per_pin);
         f.insert("waste_cycles_per_pin".into(), self.waste_per_pin);
@@ -312,6 +320,8 @@ mod tests {
             };
             let o = i.oracle(None).unwrap();
             assert!(o.cycles <= i.pin_cycles + 1e-6, "{aliased} {flushed}: {o:?}");
+            // Once per aliased pin, but no more than the run did.
+            assert_eq!(o.flushes, aliased.min(flushed));
         }
     }
 

@@ -214,13 +214,7 @@ pub fn markdown(i: &Inputs) -> String {
     let _ = writeln!(
         s,
         "The lower bound a strategy could reach if it knew which pins really had a live lazy alias: it flushes \
-         once for each such pin and for no other. From the counters of the same run:\n\n```text\n\
-         base_pin_cycles = (pt_pin_cycles - vm_unmap_aliases_cycles - alias_fixup_retry_cycles) / pt_pins\n\
-         flush_cycles    = vm_unmap_aliases_flush_cycles / vm_unmap_aliases_flushed\n\
-         oracle_flushes  = min(pt_pins_alias_pte, vm_unmap_aliases_flushed)\n\
-         oracle_cycles   = pt_pins x base_pin_cycles + oracle_flushes x flush_cycles\n\
-         ratio_to_oracle = pt_pin_cycles / oracle_cycles\n\
-         waste_cycles_per_pin = (pt_pin_cycles - oracle_cycles) / pt_pins\n```\n\n\
+         once for each such pin and for no other. From the counters of the same run:\n\n```text\n{}```\n\n\
          `alias_fixup_retry_cycles` is host-trap's re-issued hypercalls after its fixups: alias work an oracle \
          does not need. \
          `pt_pins_alias_pte` is the guest's count of pins whose frame had a live lazy alias PTE before the \
@@ -230,7 +224,8 @@ pub fn markdown(i: &Inputs) -> String {
          run's calls that found something to flush. flush_cycles counts only those calls: the cycles of the calls \
          that found nothing are the strategy's waste over the oracle. A run below its oracle gets a warning. A run that aliased pins but never flushed borrows the flush cost of the always-flush cell with \
          the same configuration otherwise (figure `oracle_flush_borrowed` = 1). `ratio_to_always_flush` divides \
-         each repetition's cycles per pin by the always-flush cell's median.\n"
+         each repetition's cycles per pin by the always-flush cell's median.\n",
+        super::oracle::FORMULA
     );
     let _ = writeln!(s, "## Figures\n");
     for g in GLOSSARY {
