@@ -56,8 +56,12 @@ fn clean(name: &str) -> &'static JobLine {
     assert_eq!(pv(j, "violations_total"), 0, "{name}: violations");
     assert_eq!(pv(j, "audit_rw_pagetables"), 0, "{name}: a pagetable mapped writable at the end");
     assert_eq!(pv(j, "audit_count_mismatches"), 0, "{name}: the frame table's counts");
-    // The guest changed its tables only through the host, though nothing stopped
-    // it writing them directly (QEMU-hosted, the tables it runs on are unprotected).
+    // The guest changed its tables only through the host: the dirty log, read at
+    // every hypercall, found no direct write (QEMU-hosted, the tables it runs on
+    // are in no read-only memslot), and at the end memory says what was validated.
+    let log = &j.report()["pvmmu"]["write_protect"]["dirty_log"];
+    assert!(log["on"] == true && log["harvests"].as_u64() > Some(0), "{name}: the dirty log did not watch: {log}");
+    assert_eq!(pv(j, "writes_found"), 0, "{name}: direct writes to validated tables");
     let diverged = (pv(j, "audit_tables_diverged"), pv(j, "audit_l3_diverged"));
     assert_eq!(diverged, (0, 0), "{name}: tables in memory differ from what the host validated");
     j

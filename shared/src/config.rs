@@ -207,6 +207,22 @@ config_enum! {
 }
 
 config_enum! {
+    /// How the host finds direct guest writes to validated tables that no
+    /// read-only memslot covers (`--host-write-watch`): L3s always (the CPU
+    /// writes accessed bits into a live PDPT), and every table on a QEMU TCG host
+    /// once the guest runs on them (docs/pvmmu.md).
+    pub enum WriteWatch {
+        /// KVM's dirty log over those tables, read at every hypercall exit: a
+        /// direct write is found at the vCPU's next hypercall and then emulated
+        /// (writable-pagetables assist) or reported and undone.
+        DirtyLog = "dirty-log",
+        /// Read-only memslots only: a write to a table they do not cover is found
+        /// by the end-of-run audit alone.
+        Memslot = "memslot",
+    }
+}
+
+config_enum! {
     /// What the host does when the guest breaks the contract with a direct write
     /// (`--host-on-violation`).
     pub enum OnViolation {
@@ -500,6 +516,8 @@ params! {
     host_check: HostCheck = "typecount", "host-check", "how the host's PV MMU finds writable aliases of a frame";
     /// [`OnViolation`]
     host_on_violation: OnViolation = "stop", "host-on-violation", "stop the guest at a contract violation, or record it and go on";
+    /// [`WriteWatch`]
+    host_write_watch: WriteWatch = "dirty-log", "host-write-watch", "how the host finds direct writes to validated tables no read-only memslot covers";
     /// [`HostWeaken`]
     host_weaken: HostWeaken = "none", "host-weaken", "test only: a deliberately weakened host check";
     /// [`Switch`]: the kernel's pagetables under the host's PV MMU.
@@ -568,6 +586,10 @@ impl Config {
 
     pub fn host_on_violation(&self) -> OnViolation {
         OnViolation::from_index(self.host_on_violation).unwrap_or(OnViolation::Stop)
+    }
+
+    pub fn host_write_watch(&self) -> WriteWatch {
+        WriteWatch::from_index(self.host_write_watch).unwrap_or(WriteWatch::DirtyLog)
     }
 
     pub fn host_weaken(&self) -> HostWeaken {

@@ -68,6 +68,11 @@ pub struct ContractArgs {
     /// (Test only) run against a deliberately weakened host check (see --host-weaken).
     #[arg(long, hide = true)]
     pub weaken: Option<String>,
+    /// How each VM's host finds direct writes to tables no read-only memslot
+    /// covers (`vmm run --host-write-watch`): `memslot` shows what the suite
+    /// misses without the dirty log.
+    #[arg(long, value_parser = parse_write_watch)]
+    pub host_write_watch: Option<String>,
     /// Echo each VM's console as it runs.
     #[arg(long)]
     pub verbose: bool,
@@ -178,6 +183,16 @@ fn parse_size(s: &str) -> Result<u64, String> {
             format!("'{s}' is not a size (examples: 256m, 4g, 16777216)")
         }
     })
+}
+
+fn parse_write_watch(s: &str) -> Result<String, String> {
+    use shared::config::WriteWatch;
+    let names: Vec<&str> = WriteWatch::ALL.iter().map(|w| w.as_str()).collect();
+    if names.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("expected one of: {}", names.join(", ")))
+    }
 }
 
 /// How to run (shared by `run` and `batch`).

@@ -159,6 +159,9 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
             if let Some(w) = &args.weaken {
                 a.extend(["--host-weaken".to_owned(), w.clone()]);
             }
+            if let Some(w) = &args.host_write_watch {
+                a.extend(["--host-write-watch".to_owned(), w.clone()]);
+            }
             a
         })
         .collect();

@@ -1,6 +1,7 @@
 //! Direct writes to pinned tables: emulated as validated updates with the
 //! writable-pagetables assist, a violation without it.
 
+use shared::abi::errno::EINVAL;
 use shared::pae::{P, RW};
 
 use super::{frames, pin, read, unpin, update, write};
@@ -22,7 +23,7 @@ fn assist() {
     hv::nop(0);
     write(l1, 7, data | P | RW);
     check!(read(l1, 7) == data | P | RW, "the emulated write reads {:#x}", read(l1, 7));
-    check!(pin(1, data) == -shared::abi::errno::EINVAL, "the emulated entry took no reference");
+    check!(pin(1, data) == -EINVAL, "the emulated entry took no reference");
     write(l1, 7, 0);
     check!(hv::writable_pagetables(false) == 0, "vm_assist disable");
     check!(update(l1, 7, 0) == (0, 1), "clear");
@@ -44,4 +45,48 @@ fn no_assist() {
     kprintln!("contract: writing pinned L1 {:#x} entry 9 directly", l1);
     write(l1, 9, data | P);
     check!(false, "the direct write to a pinned L1 went through");
+}
+
+// L3s are never put in a read-only memslot (the CPU writes accessed bits into
+// a live PDPT on these hosts): the host watches them with KVM's dirty log and
+// compares the ones written with what it validated at every hypercall exit.
+
+crate::scenario!(
+    L3,
+    "direct-write-l3",
+    "violation:direct write",
+    "",
+    "a direct write to a pinned L3 is found at the next hypercall (the dirty log): a violation without the assist",
+    l3
+);
+fn l3() {
+    let [l3, l2] = frames();
+    check!(pin(3, l3) == 0, "pin");
+    hv::nop(0);
+    kprintln!("contract: writing pinned L3 {:#x} entry 1 directly", l3);
+    write(l3, 1, l2 | P);
+    hv::nop(0);
+    check!(false, "the direct write to a pinned L3 went unseen");
+}
+
+crate::scenario!(
+    L3_ASSIST,
+    "direct-write-l3-assist",
+    "pass",
+    "",
+    "with the assist a direct write to a pinned L3, found at the next hypercall, is applied as a validated update",
+    l3_assist
+);
+fn l3_assist() {
+    let [l3, l2] = frames();
+    check!(pin(3, l3) == 0, "pin");
+    check!(hv::writable_pagetables(true) == 0, "vm_assist enable");
+    write(l3, 1, l2 | P);
+    hv::nop(0);
+    check!(read(l3, 1) == l2 | P, "the applied write reads {:#x}", read(l3, 1));
+    check!(pin(1, l2) == -EINVAL, "the applied entry made its frame an L2");
+    check!(hv::writable_pagetables(false) == 0, "vm_assist disable");
+    check!(update(l3, 1, 0) == (0, 1), "clear");
+    check!(pin(1, l2) == 0 && unpin(l2) == 0, "the frame is free again");
+    check!(unpin(l3) == 0, "unpin");
 }

@@ -115,7 +115,8 @@ pub const GLOSSARY: &[FigureDef] = &[
     FigureDef { name: "traps_back", what: "pins the host trapped back into the guest's alias fixup (report.pvmmu)" },
     FigureDef {
         name: "pvmmu_audit_errors",
-        what: "end-of-run audit: RW entries mapping pagetables + type count mismatches (must be 0)",
+        what: "end-of-run audit: RW entries mapping pagetables + type count mismatches + tables whose memory differs \
+               from what the host validated (must be 0)",
     },
     FigureDef { name: "exits_<kind>", what: "exits to the VMM by kind, summed over the vCPUs (report.exits[].user)" },
     FigureDef {
@@ -192,8 +193,10 @@ pub fn extract(report: &Value) -> Figures {
             }
         }
         let audit = [&pv["audit_rw_pagetables"], &pv["audit_count_mismatches"]];
+        let diverged = [&pv["audit_tables_diverged"], &pv["audit_l3_diverged"]];
         if audit.iter().all(|v| v.is_number()) {
-            f.insert("pvmmu_audit_errors".into(), audit.iter().filter_map(|v| num(v)).sum());
+            let sum = audit.iter().chain(&diverged).filter_map(|v| num(v)).sum();
+            f.insert("pvmmu_audit_errors".into(), sum);
         }
     }
     if let Some(ms) = num(&report["timing"]["to_end_ms"]) {

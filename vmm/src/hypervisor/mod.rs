@@ -241,19 +241,11 @@ impl Hypervisor {
     /// violation (it was not seen by the host when it happened).
     pub fn apply_protection(&self, vcpu: u32) -> HypercallOutcome {
         self.protect_pending.store(false, Ordering::Release);
-        if self.protection_off() {
-            // Nothing is protected any more (check_cr3); keep the frame table's
-            // change list from growing.
-            if let Ok(mut pv) = self.pvmmu.lock() {
-                pv.take_protection_changes(&self.mem);
-            }
-            return HypercallOutcome::Continue;
-        }
-        let (changes, late) = match self.pvmmu.lock() {
+        let changes = match self.pvmmu.lock() {
             Ok(mut pv) => pv.take_protection_changes(&self.mem),
             Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
         };
-        for l in late {
+        for l in changes.late {
             let detail = format!(
                 "frame {:#x} entry {} was written directly ({:#x} -> {:#x}) between its validation and its protection; \
                  the write is undone",
@@ -270,12 +262,78 @@ impl Hypervisor {
                 return stop;
             }
         }
+        // With the protection off (check_cr3) `apply` changes no memslot; the
+        // dirty log still takes up the new tables.
+        let applied = |wp: &mut WriteProtect| {
+            wp.apply(&changes.protect)?;
+            wp.watch(&changes.tables);
+            Ok::<_, crate::kvm::write_protect::Error>(())
+        };
         match self.protect.lock() {
-            Ok(mut p) => match p.as_mut().map(|wp| wp.apply(&changes)) {
+            Ok(mut p) => match p.as_mut().map(applied) {
                 Some(Err(e)) => self.vmm_error(&e.to_string()),
                 _ => HypercallOutcome::Continue,
             },
             Err(_) => self.vmm_error("the write protection's lock was poisoned"),
+        }
+    }
+
+    /// Direct writes to the tables the dirty log watches (those no read-only
+    /// memslot covers), looked for at every hypercall exit before the call runs:
+    /// each is applied as a validated update when the guest turned on the
+    /// writable-pagetables assist, otherwise undone and reported as a violation.
+    /// The log names no vCPU: the report names the one at whose exit it was found.
+    pub fn find_direct_writes(&self, vcpu: u32) -> HypercallOutcome {
+        let written = match self.protect.lock() {
+            Ok(mut p) => match p.as_mut().map(WriteProtect::harvest) {
+                Some(Ok(w)) => w,
+                Some(Err(e)) => return self.vmm_error(&e.to_string()),
+                None => return HypercallOutcome::Continue,
+            },
+            Err(_) => return self.vmm_error("the write protection's lock was poisoned"),
+        };
+        if written.is_empty() {
+            return HypercallOutcome::Continue;
+        }
+        let compared = Instant::now();
+        let (found, flush) = match self.pvmmu.lock() {
+            Ok(mut pv) => {
+                let r = pv.reconcile(&self.mem, &written);
+                if pv.protection_pending() {
+                    self.protect_pending.store(true, Ordering::Release);
+                }
+                r
+            }
+            Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
+        };
+        if let Ok(Some(wp)) = self.protect.lock().as_deref_mut().map(Option::as_mut) {
+            wp.add_compare_ns(compared.elapsed().as_nanos() as u64);
+        }
+        for f in found {
+            let Some(refusal) = f.undone else { continue };
+            let why = match refusal {
+                Some(r) => format!("the update is refused ({:?}: {}); the write is undone", r.rule, r.why),
+                None => "the writable-pagetables assist is off; the write is undone".to_owned(),
+            };
+            let record = ViolationRecord {
+                vcpu,
+                rule: refusal.map_or("direct write".to_owned(), |r| format!("{:?}", r.rule)),
+                frame: f.pfn,
+                entry: f.index as u64,
+                detail: format!(
+                    "frame {:#x} entry {} was written directly ({:#x} -> {:#x}), found by the dirty log at vCPU {vcpu}'s \
+                     hypercall exit: {why}",
+                    f.pfn, f.index, f.validated, f.found
+                ),
+            };
+            if let Some(stop) = self.violation(record) {
+                return stop;
+            }
+        }
+        if flush {
+            HypercallOutcome::Flush(crate::pvmmu::ops::ALL_VCPUS)
+        } else {
+            HypercallOutcome::Continue
         }
     }
 

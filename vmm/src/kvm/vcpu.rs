@@ -451,6 +451,12 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
                 HYPERCALL_PORT if data.len() == 4 => {
                     exits.hypercall += 1;
                     let gpa = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as u64;
+                    // Direct writes to unprotected tables first: the call must
+                    // find the frame table as the guest left it.
+                    if let Some(o) = carry_out(hv.find_direct_writes(index), index, &mut vcpu, &hv, &ctl) {
+                        ctl.finish(o);
+                        break;
+                    }
                     let mut then = hv.hypercall(index, gpa);
                     if matches!(then, HypercallOutcome::Continue | HypercallOutcome::Flush(_)) && hv.wants_cr3(index) {
                         match vcpu.get_sregs() {

@@ -120,7 +120,14 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
     }
     // Guest RAM goes to KVM in chunks that the write protection of pagetables can
     // split into read-only and writable slots.
-    let wp = WriteProtect::new(vm.clone(), &regions, kvm.get_nr_memslots(), kvm.check_extension(Cap::ReadonlyMem))?;
+    let dirty_log = spec.config.host_write_watch() == shared::config::WriteWatch::DirtyLog;
+    let wp = WriteProtect::new(
+        vm.clone(),
+        &regions,
+        kvm.get_nr_memslots(),
+        kvm.check_extension(Cap::ReadonlyMem),
+        dirty_log,
+    )?;
     let image = loader::load(&mem, &spec.kernel, LOW_RESERVED_END)?;
 
     let base_cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;

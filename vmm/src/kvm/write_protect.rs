@@ -12,12 +12,18 @@
 //! deleted and made again, and a vCPU touching the chunk in between would find no
 //! memory there, so the caller stops every other vCPU around [`WriteProtect::apply`].
 //! The host's own writes go through its own mapping, which stays writable.
+//!
+//! Validated tables that no read-only slot covers (L3s, and every table on a QEMU
+//! TCG host once the guest runs on them) are watched with KVM's dirty log instead
+//! (`--host-write-watch dirty-log`, [`super::dirty_log`]): [`WriteProtect::harvest`]
+//! names the ones the guest wrote since it last looked, and the host compares
+//! them with what it validated.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY};
 use kvm_ioctls::VmFd;
 use serde::Serialize;
 use shared::pae::PAGE_SHIFT;
@@ -70,6 +76,11 @@ struct Chunk {
     /// Host address of the chunk's first byte.
     host: u64,
     protected: BTreeSet<u64>,
+    /// Validated tables outside the read-only runs, watched with the dirty log.
+    watched: BTreeSet<u64>,
+    /// Those of them found written lately: compared at every harvest whatever
+    /// their log bit says, which is left set (see [`WriteProtect::harvest`]).
+    hot: BTreeSet<u64>,
     /// (slot id, run) registered now.
     slots: Vec<(u32, Run)>,
 }
@@ -89,7 +100,40 @@ pub struct ProtectStats {
     /// Why the protection was switched off during the run, if it was.
     #[serde(default)]
     pub switched_off: Option<String>,
+    /// The dirty log over the tables no read-only slot covers.
+    #[serde(default)]
+    pub dirty_log: DirtyLogStats,
 }
+
+/// What watching tables with the dirty log cost over a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DirtyLogStats {
+    /// Whether tables were watched (`--host-write-watch dirty-log` on a KVM that
+    /// offers manual dirty-log protection), and why not when asked for and not.
+    pub on: bool,
+    #[serde(default)]
+    pub unavailable: Option<String>,
+    /// Tables watched now, and the most at once.
+    pub watched: u64,
+    pub watched_max: u64,
+    /// Hypercall exits at which the log was read, the slots read, the watched
+    /// tables handed on to be compared with the host's copy (written since the
+    /// last look, or hot), those cleared (write-protected again in KVM), and the
+    /// host time of reading and clearing.
+    pub harvests: u64,
+    pub slot_reads: u64,
+    pub tables_written: u64,
+    #[serde(default)]
+    pub tables_cleared: u64,
+    pub harvest_ns: u64,
+    /// Host time comparing the tables handed on with the host's copy.
+    #[serde(default)]
+    pub compare_ns: u64,
+}
+
+/// Harvests a table found written stays hot (compared every time, its log bit
+/// left set) before it is cleared and write-protected again.
+pub const HOT_HARVESTS: u64 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -97,6 +141,8 @@ pub enum Error {
     Slot { gpa: u64, len: u64, source: kvm_ioctls::Error },
     #[error("out of memslots ({0}) for the write protection of pagetables")]
     NoSlots(usize),
+    #[error("the dirty log of slot {slot} ({gpa:#x}+{len:#x}): {source}")]
+    DirtyLog { slot: u32, gpa: u64, len: u64, source: kvm_ioctls::Error },
 }
 
 pub struct WriteProtect {
@@ -106,14 +152,33 @@ pub struct WriteProtect {
     used: usize,
     free_ids: Vec<u32>,
     next_id: u32,
+    /// Chunks holding watched tables.
+    watched_chunks: BTreeSet<usize>,
     pub stats: ProtectStats,
 }
 
 impl WriteProtect {
-    /// Registers guest RAM (`(gpa, len, host address)` regions) as chunks.
-    pub fn new(vm: Arc<VmFd>, regions: &[(u64, u64, u64)], max_slots: usize, available: bool) -> Result<Self, Error> {
+    /// Registers guest RAM (`(gpa, len, host address)` regions) as chunks; with
+    /// `dirty_log`, every writable slot logs (the tables to watch come later).
+    pub fn new(
+        vm: Arc<VmFd>,
+        regions: &[(u64, u64, u64)],
+        max_slots: usize,
+        available: bool,
+        dirty_log: bool,
+    ) -> Result<Self, Error> {
         let ram: u64 = regions.iter().map(|r| r.1).sum();
         let chunk = chunk_bytes(ram, max_slots);
+        let mut log = DirtyLogStats::default();
+        if dirty_log {
+            match super::dirty_log::enable(&vm) {
+                Ok(()) => log.on = true,
+                Err(why) => {
+                    log::warn!("direct writes to unprotected tables will be found by the end-of-run audit only: {why}");
+                    log.unavailable = Some(why);
+                }
+            }
+        }
         let mut wp = WriteProtect {
             vm,
             chunks: Vec::new(),
@@ -121,14 +186,22 @@ impl WriteProtect {
             used: 0,
             free_ids: Vec::new(),
             next_id: 0,
-            stats: ProtectStats { available, chunk_bytes: chunk, ..Default::default() },
+            watched_chunks: BTreeSet::new(),
+            stats: ProtectStats { available, chunk_bytes: chunk, dirty_log: log, ..Default::default() },
         };
         for &(gpa, len, host) in regions {
             let mut off = 0;
             while off < len {
                 let l = chunk.min(len - off);
-                let mut c =
-                    Chunk { gpa: gpa + off, len: l, host: host + off, protected: BTreeSet::new(), slots: vec![] };
+                let mut c = Chunk {
+                    gpa: gpa + off,
+                    len: l,
+                    host: host + off,
+                    protected: BTreeSet::new(),
+                    watched: BTreeSet::new(),
+                    hot: BTreeSet::new(),
+                    slots: vec![],
+                };
                 wp.register(&mut c)?;
                 wp.chunks.push(c);
                 off += l;
@@ -140,7 +213,11 @@ impl WriteProtect {
     fn set_slot(&self, id: u32, run: Run, host: u64) -> Result<(), Error> {
         let r = kvm_userspace_memory_region {
             slot: id,
-            flags: if run.read_only && run.len > 0 { KVM_MEM_READONLY } else { 0 },
+            flags: match (run.read_only && run.len > 0, self.stats.dirty_log.on) {
+                (true, _) => KVM_MEM_READONLY,
+                (false, true) => KVM_MEM_LOG_DIRTY_PAGES,
+                (false, false) => 0,
+            },
             guest_phys_addr: run.gpa,
             memory_size: run.len,
             userspace_addr: host,
@@ -196,6 +273,10 @@ impl WriteProtect {
             let Some(i) = self.chunk_of(pfn << PAGE_SHIFT) else { continue };
             let set = &mut self.chunks[i].protected;
             let changed = if on { set.insert(pfn) } else { set.remove(&pfn) };
+            if on && self.chunks[i].watched.remove(&pfn) {
+                self.chunks[i].hot.remove(&pfn);
+                self.stats.dirty_log.watched -= 1;
+            }
             if changed {
                 touched.insert(i);
                 if on {
@@ -208,7 +289,15 @@ impl WriteProtect {
         for i in touched {
             let mut c = std::mem::replace(
                 &mut self.chunks[i],
-                Chunk { gpa: 0, len: 0, host: 0, protected: BTreeSet::new(), slots: vec![] },
+                Chunk {
+                    gpa: 0,
+                    len: 0,
+                    host: 0,
+                    protected: BTreeSet::new(),
+                    watched: BTreeSet::new(),
+                    hot: BTreeSet::new(),
+                    slots: vec![],
+                },
             );
             let result = self.reregister(&mut c);
             self.chunks[i] = c;
@@ -220,14 +309,116 @@ impl WriteProtect {
         Ok(())
     }
 
-    /// Makes every frame writable again and protects nothing from now on.
+    /// Makes every frame writable again and protects nothing from now on; the
+    /// dirty log (if on) watches the tables that were protected.
     pub fn switch_off(&mut self, why: &str) -> Result<(), Error> {
         let all: Vec<(u64, bool)> =
             self.chunks.iter().flat_map(|c| c.protected.iter().map(|&p| (p, false))).collect::<Vec<_>>();
         self.apply(&all)?;
         self.stats.available = false;
         self.stats.switched_off = Some(why.to_owned());
+        let tables: Vec<(u64, bool)> = all.iter().map(|&(pfn, _)| (pfn, true)).collect();
+        self.watch(&tables);
         Ok(())
+    }
+
+    /// Frames that became validated tables (`true`) or stopped being tables: the
+    /// dirty log watches those that no read-only slot covers. Call after
+    /// [`WriteProtect::apply`] with the same frames.
+    pub fn watch(&mut self, tables: &[(u64, bool)]) {
+        if !self.stats.dirty_log.on {
+            return;
+        }
+        for &(pfn, table) in tables {
+            let Some(i) = self.chunk_of(pfn << PAGE_SHIFT) else { continue };
+            let c = &mut self.chunks[i];
+            let changed = if table && !c.protected.contains(&pfn) {
+                c.watched.insert(pfn)
+            } else {
+                c.hot.remove(&pfn);
+                c.watched.remove(&pfn)
+            };
+            if changed {
+                if table {
+                    self.stats.dirty_log.watched += 1;
+                } else {
+                    self.stats.dirty_log.watched -= 1;
+                }
+            }
+            if c.watched.is_empty() {
+                self.watched_chunks.remove(&i);
+            } else {
+                self.watched_chunks.insert(i);
+            }
+        }
+        self.stats.dirty_log.watched_max = self.stats.dirty_log.watched_max.max(self.stats.dirty_log.watched);
+    }
+
+    /// The watched tables the guest may have written since the last harvest, in
+    /// frame order: the caller compares each with what it validated.
+    ///
+    /// A table whose log bit is set (written, or just watched: a slot's log starts
+    /// all set) becomes hot and is handed on at every harvest for
+    /// [`HOT_HARVESTS`] harvests with its bit left set; then every hot table's bit
+    /// is cleared, which write-protects it in KVM until the guest next writes it.
+    /// Clearing at once would be exact too, but QEMU's emulated SVM writes every
+    /// table it walks, so a live table would take a write fault in KVM after every
+    /// harvest (~30 us QEMU-hosted) where comparing it costs the host far less.
+    pub fn harvest(&mut self) -> Result<Vec<u64>, Error> {
+        if !self.stats.dirty_log.on || self.watched_chunks.is_empty() {
+            return Ok(vec![]);
+        }
+        let start = Instant::now();
+        let cool = (self.stats.dirty_log.harvests + 1).is_multiple_of(HOT_HARVESTS);
+        let (mut written, mut reads, mut cleared) = (Vec::new(), 0, 0);
+        for &i in &self.watched_chunks {
+            let c = &mut self.chunks[i];
+            for &(slot, run) in &c.slots {
+                let first = run.gpa >> PAGE_SHIFT;
+                let end = first + (run.len >> PAGE_SHIFT);
+                if run.read_only || c.watched.range(first..end).next().is_none() {
+                    continue;
+                }
+                let fail = |source| Error::DirtyLog { slot, gpa: run.gpa, len: run.len, source };
+                let bits = super::dirty_log::read(&self.vm, slot, run.len).map_err(fail)?;
+                reads += 1;
+                let mut clear = vec![0u64; bits.len()];
+                let mut any = false;
+                for &pfn in c.watched.range(first..end) {
+                    let (word, bit) = (((pfn - first) / 64) as usize, (pfn - first) % 64);
+                    let dirty = bits.get(word).is_some_and(|w| w >> bit & 1 == 1);
+                    if dirty {
+                        c.hot.insert(pfn);
+                    }
+                    if c.hot.contains(&pfn) {
+                        written.push(pfn);
+                        if cool {
+                            clear[word] |= 1 << bit;
+                            any = true;
+                        }
+                    }
+                }
+                if any {
+                    super::dirty_log::clear(&self.vm, slot, end - first, &mut clear).map_err(fail)?;
+                    cleared += clear.iter().map(|w| w.count_ones() as u64).sum::<u64>();
+                }
+            }
+            if cool {
+                c.hot.clear();
+            }
+        }
+        let log = &mut self.stats.dirty_log;
+        log.harvests += 1;
+        log.slot_reads += reads;
+        log.tables_written += written.len() as u64;
+        log.tables_cleared += cleared;
+        log.harvest_ns += start.elapsed().as_nanos() as u64;
+        Ok(written)
+    }
+
+    /// Adds host time spent comparing harvested tables.
+    pub fn add_compare_ns(&mut self, ns: u64) {
+        self.stats.dirty_log.compare_ns += ns;
     }
 
     fn reregister(&mut self, c: &mut Chunk) -> Result<(), Error> {

@@ -120,6 +120,11 @@ pub struct PvMmuStats {
     pub trap_back_failures: u64,
     /// Direct guest writes to protected tables applied through the assist.
     pub emulated_writes: u64,
+    /// Direct guest writes to watched (unprotected) tables found by the dirty
+    /// log at a hypercall exit: each applied through the assist (and counted in
+    /// `emulated_writes` too) or undone as a violation.
+    #[serde(default)]
+    pub writes_found: u64,
     /// Contract violations (with `--host-on-violation continue`; otherwise the
     /// first one ends the run), the first [`MAX_VIOLATIONS`] in detail.
     pub violations_total: u64,
@@ -219,6 +224,32 @@ pub struct PvMmu {
     pub stats: PvMmuStats,
 }
 
+/// What became of frames that became or stopped being pagetables, for the
+/// write protection ([`PvMmu::take_protection_changes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableChanges {
+    /// Frames to put in read-only memslots (`true`) or take out.
+    pub protect: Vec<(u64, bool)>,
+    /// Frames that became validated tables (`true`) or stopped being tables: the
+    /// dirty log watches those not protected.
+    pub tables: Vec<(u64, bool)>,
+    /// Direct writes that slipped into tables validated since the last call,
+    /// undone.
+    pub late: Vec<LateWrite>,
+}
+
+/// A direct guest write the dirty log found in a watched table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoundWrite {
+    pub pfn: u64,
+    pub index: usize,
+    pub validated: u64,
+    pub found: u64,
+    /// `None`: applied as a validated update (the assist is on); otherwise why it
+    /// was undone: the update's refusal, or no assist.
+    pub undone: Option<Option<Refusal>>,
+}
+
 /// A direct guest write found in a table between its validation and its
 /// write protection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,7 +293,7 @@ impl PvMmu {
     /// (found by comparing memory with the validated copy). Each such write is
     /// undone: memory gets the validated entry back, so what the CPU walks is what
     /// the host checked. Call with every vCPU stopped.
-    pub fn take_protection_changes(&mut self, mem: &vm_memory::GuestMemoryMmap) -> (Vec<(u64, bool)>, Vec<LateWrite>) {
+    pub fn take_protection_changes(&mut self, mem: &vm_memory::GuestMemoryMmap) -> TableChanges {
         // L3s are left writable in the memslots: the CPU reads a PDPT at every CR3
         // load, and QEMU's emulated SVM (the QEMU-hosted KVM) then sets the
         // accessed bit of its entries; a read-only memslot turns that write into
@@ -278,9 +309,68 @@ impl PvMmu {
             }
         }
         let revoke = self.weaken != HostWeaken::T3;
-        let changes =
-            changed.into_iter().map(|(pfn, on)| (pfn, on && revoke && self.frames.ty(pfn) != FrameType::L3)).collect();
-        (changes, late)
+        let protect =
+            changed.iter().map(|&(pfn, on)| (pfn, on && revoke && self.frames.ty(pfn) != FrameType::L3)).collect();
+        TableChanges { protect, tables: if revoke { changed } else { vec![] }, late }
+    }
+
+    /// Compares the tables `pfns` (found written by the dirty log) with what the
+    /// host validated. Each entry that differs (beyond the bits the CPU sets) is a
+    /// direct guest write: with the assist on it is applied as a validated
+    /// one-entry update, otherwise, or if the update is refused, memory gets the
+    /// validated entry back. Returns the writes and whether TLBs must be flushed.
+    pub fn reconcile(&mut self, mem: &vm_memory::GuestMemoryMmap, pfns: &[u64]) -> (Vec<FoundWrite>, bool) {
+        let (mut found, mut flush) = (vec![], false);
+        if self.weaken == HostWeaken::DirectWrite {
+            return (found, flush);
+        }
+        let mut bytes = [0u8; 4096];
+        for &pfn in pfns {
+            let Some(copy) = self.tables.get_mut(&pfn) else { continue };
+            let at = vm_memory::GuestAddress(pfn << shared::pae::PAGE_SHIFT);
+            if vm_memory::Bytes::read_slice(mem, &mut bytes, at).is_err() {
+                continue;
+            }
+            // Most tables handed on are only walked: one memcmp says so. The copy
+            // takes up the bits the CPU set, so that the next look is that cheap
+            // too (they hold no reference; the copy is what references count on).
+            if validate::as_bytes(copy) == &bytes {
+                continue;
+            }
+            let mut differ = vec![];
+            for (i, (v, b)) in copy.iter_mut().zip(bytes.chunks_exact(8)).enumerate() {
+                let found = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                if (*v ^ found) & !validate::HARDWARE_BITS != 0 {
+                    differ.push((i, *v, found));
+                } else {
+                    *v = found;
+                }
+            }
+            for (index, validated, value) in differ {
+                let at = (pfn << shared::pae::PAGE_SHIFT) + index as u64 * 8;
+                self.stats.writes_found += 1;
+                let undone = if self.assist {
+                    self.stats.emulated_writes += 1;
+                    match self.update_entry(mem, at, value) {
+                        Ok(f) => {
+                            flush |= f;
+                            None
+                        }
+                        Err(r) => {
+                            self.refused(&r);
+                            Some(Some(r))
+                        }
+                    }
+                } else {
+                    Some(None)
+                };
+                if undone.is_some() {
+                    let _ = crate::kvm::memory::write_obj(mem, at, &validated);
+                }
+                found.push(FoundWrite { pfn, index, validated, found: value, undone });
+            }
+        }
+        (found, flush)
     }
 
     /// Entries of table `pfn` whose memory differs from the validated copy (other

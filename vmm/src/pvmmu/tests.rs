@@ -458,8 +458,8 @@ fn a_direct_write_before_the_protection_is_found_and_one_after_is_emulated() {
     each_check(|w| {
         assert_eq!(w.pin(1, 0x100), 0);
         assert_eq!(w.pin(1, 0x101), 0);
-        let (changes, late) = w.pv.take_protection_changes(&w.mem);
-        assert_eq!((changes, late), (vec![(0x100, true), (0x101, true)], vec![]));
+        let changes = w.pv.take_protection_changes(&w.mem);
+        assert_eq!((changes.protect, changes.late), (vec![(0x100, true), (0x101, true)], vec![]));
         // A host update after validation is no late write, nor are the bits the
         // CPU sets; direct writes are, in every table validated since, and each
         // is undone.
@@ -469,7 +469,7 @@ fn a_direct_write_before_the_protection_is_found_and_one_after_is_emulated() {
         w.set(0x102, 1, pte(0x150, P | A | D));
         w.set(0x102, 2, pte(0x151, P | RW));
         w.set(0x103, 7, pte(0x100, P | RW));
-        let (_, late) = w.pv.take_protection_changes(&w.mem);
+        let late = w.pv.take_protection_changes(&w.mem).late;
         assert_eq!(
             late,
             vec![
@@ -503,8 +503,51 @@ fn a_direct_write_before_the_protection_is_found_and_one_after_is_emulated() {
         assert_eq!(w.pv.stats.emulated_writes, 3);
         // Unpinning gives the frames back to the guest.
         assert_eq!(w.unpin(0x100), 0);
-        let (changes, _) = w.pv.take_protection_changes(&w.mem);
-        assert!(changes.contains(&(0x100, false)));
+        let changes = w.pv.take_protection_changes(&w.mem);
+        assert!(changes.protect.contains(&(0x100, false)) && changes.tables.contains(&(0x100, false)));
+    });
+}
+
+#[test]
+fn a_direct_write_the_dirty_log_finds_is_undone_or_applied_through_the_assist() {
+    each_check(|w| {
+        w.unprotected = true;
+        assert_eq!(w.pin(1, 0x100), 0);
+        assert_eq!(w.pin(2, 0x101), 0);
+        let changes = w.pv.take_protection_changes(&w.mem);
+        // Tables the dirty log takes up: the L1 and the L2 (the L1 only once).
+        assert_eq!(changes.tables, vec![(0x100, true), (0x101, true)]);
+        // Without the assist: each written entry is undone; the bits the CPU
+        // sets are no write; a table nobody wrote is not reported.
+        w.set(0x100, 1, pte(0x150, P | RW));
+        w.set(0x100, 2, pte(0x101, P | RW));
+        w.set(0x101, 0, A);
+        let (found, flush) = w.pv.reconcile(&w.mem, &[0x100, 0x101, 0x102]);
+        let undone = |index, found| FoundWrite { pfn: 0x100, index, validated: 0, found, undone: Some(None) };
+        assert_eq!(found, vec![undone(1, pte(0x150, P | RW)), undone(2, pte(0x101, P | RW))]);
+        assert!(!flush);
+        assert_eq!((w.get(0x100, 1), w.get(0x100, 2), w.get(0x101, 0)), (0, 0, A));
+        assert_eq!(w.pv.audit(&w.mem), Default::default());
+        // With it: a good write is applied as a validated update (it counts), a
+        // bad one is refused by its rule and undone.
+        assert_eq!(w.pv.vm_assist(0, 2).rc, 0);
+        w.set(0x100, 1, pte(0x150, P | RW));
+        w.set(0x100, 2, pte(0x101, P | RW));
+        let (found, _) = w.pv.reconcile(&w.mem, &[0x100]);
+        assert_eq!(found[0].undone, None);
+        assert_eq!(found[1].undone.map(|r| r.map(|r| r.rule)), Some(Some(Rule::V1)));
+        assert_eq!((w.get(0x100, 1), w.get(0x100, 2)), (pte(0x150, P | RW), 0));
+        assert_eq!(w.pv.frames.ty(0x150), FrameType::Writable);
+        assert_eq!(w.pv.frames.type_count(0x150), 1);
+        assert_eq!(w.pv.stats.writes_found, 4);
+        assert_eq!(w.pv.audit(&w.mem), Default::default());
+        assert!(recount(w).is_ok(), "{:?}", recount(w));
+        // An L2 entry applied this way needs the TLBs flushed.
+        w.set(0x101, 5, pte(0x102, P));
+        let (found, flush) = w.pv.reconcile(&w.mem, &[0x101]);
+        assert!(found[0].undone.is_none() && flush);
+        assert_eq!(w.pv.frames.ty(0x102), FrameType::L1);
+        assert!(recount(w).is_ok(), "{:?}", recount(w));
     });
 }
 
@@ -718,6 +761,7 @@ proptest! {
     fn the_handler_keeps_the_frame_table_true_under_any_request_stream(
         check in prop::sample::select(HostCheck::ALL.to_vec()),
         unprotected in prop::bool::weighted(0.25),
+        watched in prop::bool::ANY,
         reqs in prop::collection::vec((req(), racing_writes()), 4000),
     ) {
         let mut w = World::new(check);
@@ -743,7 +787,16 @@ proptest! {
             }
             // The world stops before the caller re-enters the guest: the new
             // tables are protected and what slipped into them is undone.
-            let (_, late) = w.pv.take_protection_changes(&w.mem);
+            let late = w.pv.take_protection_changes(&w.mem).late;
+            // Half the unprotected streams play the dirty log: at the next exit
+            // every written table is compared with the host's copy, and memory
+            // then says what the frame table counts again.
+            if w.unprotected && watched {
+                let written: Vec<u64> = writes.iter().map(|&(pfn, ..)| pfn).collect();
+                w.pv.reconcile(&w.mem, &written);
+                prop_assert_eq!(w.pv.audit(&w.mem).tables_diverged, 0, "request {}: the dirty log left a write", n);
+                prop_assert_eq!(w.pv.audit(&w.mem).rw_pagetables, 0, "request {}: a pagetable mapped writable", n);
+            }
             if !w.unprotected {
                 prop_assert_eq!(w.pv.audit(&w.mem).tables_diverged, 0, "request {}: memory differs from the validated tables", n);
             }

@@ -34,6 +34,14 @@ pub(super) fn read_table(mem: &GuestMemoryMmap, pfn: u64) -> Option<Table> {
     Some(t)
 }
 
+/// A table's bytes as guest memory holds them (little-endian, as this host).
+pub(super) fn as_bytes(t: &Table) -> &[u8; 4096] {
+    const _: () = assert!(cfg!(target_endian = "little") && std::mem::size_of::<Table>() == 4096);
+    // SAFETY: a `[u64; 512]` is 4096 initialised bytes without padding, aligned
+    // more strictly than bytes, and the view borrows it immutably.
+    unsafe { &*(t as *const Table).cast::<[u8; 4096]>() }
+}
+
 fn present(e: u64) -> bool {
     e & pae::P != 0
 }
