@@ -58,6 +58,8 @@ pub struct Hypervisor {
     /// the change stops the others and brings the protection up to date before it
     /// returns to the guest.
     protect_pending: AtomicBool,
+    /// The dirty log is on: [`Hypervisor::find_direct_writes`] has work at exits.
+    watching: AtomicBool,
     /// A vCPU ran on a validated root at an exit: the guest's kernel lives on
     /// validated tables (`--pvmmu on`).
     on_validated_roots: AtomicBool,
@@ -93,6 +95,7 @@ impl Hypervisor {
             pvmmu: Mutex::new(PvMmu::new(&regions, pv)),
             protect: Mutex::new(None),
             protect_pending: AtomicBool::new(false),
+            watching: AtomicBool::new(false),
             on_validated_roots: AtomicBool::new(false),
             cr3_armed: [const { AtomicBool::new(false) }; shared::boot::MAX_VCPUS],
             last_call: [const { AtomicU64::new(u64::MAX) }; shared::boot::MAX_VCPUS],
@@ -218,6 +221,7 @@ impl Hypervisor {
 
     /// Hands the hypervisor the VM's write protection.
     pub fn set_write_protect(&self, wp: WriteProtect) {
+        self.watching.store(wp.stats.dirty_log.on, Ordering::Relaxed);
         if let Ok(mut p) = self.protect.lock() {
             *p = Some(wp);
         }
@@ -284,17 +288,20 @@ impl Hypervisor {
     /// writable-pagetables assist, otherwise undone and reported as a violation.
     /// The log names no vCPU: the report names the one at whose exit it was found.
     pub fn find_direct_writes(&self, vcpu: u32) -> HypercallOutcome {
-        let written = match self.protect.lock() {
-            Ok(mut p) => match p.as_mut().map(WriteProtect::harvest) {
-                Some(Ok(w)) => w,
-                Some(Err(e)) => return self.vmm_error(&e.to_string()),
-                None => return HypercallOutcome::Continue,
-            },
-            Err(_) => return self.vmm_error("the write protection's lock was poisoned"),
-        };
-        if written.is_empty() {
+        if !self.watching.load(Ordering::Relaxed) {
             return HypercallOutcome::Continue;
         }
+        // The write protection's lock, then the PV MMU's (as everywhere both are
+        // held), for the harvest and the comparison alike.
+        let Ok(mut p) = self.protect.lock() else {
+            return self.vmm_error("the write protection's lock was poisoned");
+        };
+        let Some(wp) = p.as_mut() else { return HypercallOutcome::Continue };
+        let written = match wp.harvest() {
+            Ok(w) if w.is_empty() => return HypercallOutcome::Continue,
+            Ok(w) => w,
+            Err(e) => return self.vmm_error(&e.to_string()),
+        };
         let compared = Instant::now();
         let (found, flush) = match self.pvmmu.lock() {
             Ok(mut pv) => {
@@ -306,9 +313,8 @@ impl Hypervisor {
             }
             Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
         };
-        if let Ok(Some(wp)) = self.protect.lock().as_deref_mut().map(Option::as_mut) {
-            wp.add_compare_ns(compared.elapsed().as_nanos() as u64);
-        }
+        wp.add_compare_ns(compared.elapsed().as_nanos() as u64);
+        drop(p);
         for f in found {
             let Some(refusal) = f.undone else { continue };
             let why = match refusal {

@@ -43,15 +43,15 @@ pub fn read(vm: &VmFd, slot: u32, bytes: u64) -> Result<Vec<u64>, kvm_ioctls::Er
 /// Clears the bits set in `bitmap` (which covers the whole slot of `pages`
 /// pages) and write-protects those pages.
 pub fn clear(vm: &VmFd, slot: u32, pages: u64, bitmap: &mut [u64]) -> Result<(), kvm_ioctls::Error> {
+    if (bitmap.len() as u64) * 64 < pages {
+        return Err(kvm_ioctls::Error::new(libc::EINVAL));
+    }
     let arg = kvm_clear_dirty_log {
         slot,
         num_pages: pages as u32,
         first_page: 0,
         __bindgen_anon_1: kvm_clear_dirty_log__bindgen_ty_1 { dirty_bitmap: bitmap.as_mut_ptr().cast() },
     };
-    if (bitmap.len() as u64) * 64 < pages {
-        return Err(kvm_ioctls::Error::new(libc::EINVAL));
-    }
     // SAFETY: KVM reads `pages` bits from `bitmap`, which holds at least that many
     // (checked above) and outlives the call; `arg` is a valid kvm_clear_dirty_log.
     let rc = unsafe { ioctl_with_ref(vm, KVM_CLEAR_DIRTY_LOG(), &arg) };

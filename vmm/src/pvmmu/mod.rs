@@ -324,29 +324,8 @@ impl PvMmu {
         if self.weaken == HostWeaken::DirectWrite {
             return (found, flush);
         }
-        let mut bytes = [0u8; 4096];
         for &pfn in pfns {
-            let Some(copy) = self.tables.get_mut(&pfn) else { continue };
-            let at = vm_memory::GuestAddress(pfn << shared::pae::PAGE_SHIFT);
-            if vm_memory::Bytes::read_slice(mem, &mut bytes, at).is_err() {
-                continue;
-            }
-            // Most tables handed on are only walked: one memcmp says so. The copy
-            // takes up the bits the CPU set, so that the next look is that cheap
-            // too (they hold no reference; the copy is what references count on).
-            if validate::as_bytes(copy) == &bytes {
-                continue;
-            }
-            let mut differ = vec![];
-            for (i, (v, b)) in copy.iter_mut().zip(bytes.chunks_exact(8)).enumerate() {
-                let found = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-                if (*v ^ found) & !validate::HARDWARE_BITS != 0 {
-                    differ.push((i, *v, found));
-                } else {
-                    *v = found;
-                }
-            }
-            for (index, validated, value) in differ {
+            for (index, validated, value) in self.unseen_writes(mem, pfn) {
                 let at = (pfn << shared::pae::PAGE_SHIFT) + index as u64 * 8;
                 self.stats.writes_found += 1;
                 let undone = if self.assist {
@@ -375,19 +354,38 @@ impl PvMmu {
 
     /// Entries of table `pfn` whose memory differs from the validated copy (other
     /// than in the bits the CPU sets), each written back as validated.
-    fn undo_unseen_writes(&self, mem: &vm_memory::GuestMemoryMmap, pfn: u64) -> Vec<LateWrite> {
-        let (Some(copy), Some(now)) = (self.tables.get(&pfn), validate::read_table(mem, pfn)) else {
-            return vec![];
-        };
+    fn undo_unseen_writes(&mut self, mem: &vm_memory::GuestMemoryMmap, pfn: u64) -> Vec<LateWrite> {
         let mut late = vec![];
-        for (index, (&validated, &found)) in copy.iter().zip(now.iter()).enumerate() {
-            if (validated ^ found) & !validate::HARDWARE_BITS != 0 {
-                let at = (pfn << shared::pae::PAGE_SHIFT) + index as u64 * 8;
-                let _ = crate::kvm::memory::write_obj(mem, at, &validated);
-                late.push(LateWrite { pfn, index, validated, found });
-            }
+        for (index, validated, found) in self.unseen_writes(mem, pfn) {
+            let at = (pfn << shared::pae::PAGE_SHIFT) + index as u64 * 8;
+            let _ = crate::kvm::memory::write_obj(mem, at, &validated);
+            late.push(LateWrite { pfn, index, validated, found });
         }
         late
+    }
+
+    /// Entries of validated table `pfn` whose memory differs from the host's copy
+    /// other than in the bits the CPU sets: `(index, validated, in memory)`. One
+    /// memcmp settles the usual case, a table only walked; the copy takes up the
+    /// bits the CPU set, so that the next look is that cheap too (they hold no
+    /// reference: the copy is what the references count on).
+    fn unseen_writes(&mut self, mem: &vm_memory::GuestMemoryMmap, pfn: u64) -> Vec<(usize, u64, u64)> {
+        let mut bytes = [0u8; 4096];
+        let at = vm_memory::GuestAddress(pfn << shared::pae::PAGE_SHIFT);
+        let Some(copy) = self.tables.get_mut(&pfn) else { return vec![] };
+        if vm_memory::Bytes::read_slice(mem, &mut bytes, at).is_err() || validate::as_bytes(copy) == &bytes {
+            return vec![];
+        }
+        let mut differ = vec![];
+        for (i, (v, b)) in copy.iter_mut().zip(bytes.chunks_exact(8)).enumerate() {
+            let found = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            if (*v ^ found) & !validate::HARDWARE_BITS != 0 {
+                differ.push((i, *v, found));
+            } else {
+                *v = found;
+            }
+        }
+        differ
     }
 
     /// `vm_assist(cmd, type)`: only the writable-pagetables assist (type 2).
