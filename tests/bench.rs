@@ -93,6 +93,21 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 cells x 3 repetitions"), "{}", stderr(&o));
     let o = bench(&["--resume", "/tmp", "--reps", "2"]);
     assert_eq!(o.status.code(), Some(2), "--resume takes the sweep as it was asked");
+    // alias-frequency asks for 15 repetitions (claim 7's intervals); --reps is for every cell.
+    let o = bench(&["--only", "alias-frequency", "--list"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("18 cells x 3 repetitions (alias-frequency 15): 270 jobs to run"), "{out}");
+    let o = bench(&["--only", "alias-frequency,history", "--reps", "2", "--list"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("20 cells x 2 repetitions: 40 jobs to run"), "{out}");
+    let spec = tmp("bad-reps").with_extension("json");
+    let exp = serde_json::json!({"experiments": [{"id": "e", "title": "t", "question": "q", "columns": [],
+        "reps": 0, "cells": [{"label": "c", "vcpus": 1, "mem": "64m", "timeout": 10, "params": {}}]}]});
+    std::fs::write(&spec, exp.to_string()).unwrap();
+    let o = bench(&["--spec", spec.to_str().unwrap(), "--list"]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(stderr(&o).contains("reps 0 is not in 1..=1000"), "{}", stderr(&o));
+    let _ = std::fs::remove_file(&spec);
 
     // The default matrix is the main question: six strategies, fork-churn, 2 vCPUs, --pvmmu on.
     let o = bench(&["--list"]);

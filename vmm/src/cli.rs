@@ -116,9 +116,10 @@ pub struct BenchArgs {
     /// the full matrix unless --matrix or --spec names another.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Repetitions of every cell (min, median and max are reported).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub reps: u32,
+    /// Repetitions of every cell (min, median and max are reported). Without
+    /// it: 3, or more where an experiment asks for more (alias-frequency: 15).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::bench::matrix::MAX_REPS as i64))]
+    pub reps: Option<u32>,
     /// Run only the i-th of n slices of the cells (1-based), e.g. 1/2.
     #[arg(long)]
     pub shard: Option<crate::bench::shard::Shard>,

@@ -99,13 +99,19 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
             (name.to_owned(), matrix::builtin(m))
         }
     };
-    let experiments = matrix::select(experiments, &args.only)?;
+    let mut experiments = matrix::select(experiments, &args.only)?;
+    if args.reps.is_some() {
+        // A count given on the command line is for every cell.
+        for e in &mut experiments {
+            e.reps = None;
+        }
+    }
     let (vmm_id, guest_kernel) = ids();
     Ok(Sweep {
         schema: store::SCHEMA,
         full: name == "full",
         matrix: name,
-        reps: args.reps,
+        reps: args.reps.unwrap_or(matrix::DEFAULT_REPS),
         shard: args.shard,
         only: args.only.clone(),
         experiments,
@@ -134,12 +140,10 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
     let cells = sweep_cells(&sweep)?;
     let (lines, mut notes) = if args.resume.is_some() { store::read_lines(&dir)? } else { (vec![], notes) };
     let done = store::done(&lines);
-    // Repetition-major order: an interrupted sweep has every cell at least once
-    // before any has its second run.
-    let jobs: Vec<(usize, u32)> = (0..sweep.reps)
-        .flat_map(|rep| (0..cells.len()).map(move |c| (c, rep)))
-        .filter(|(c, rep)| !done.contains(&(cells[*c].key.clone(), *rep)))
-        .collect();
+    let runs = sweep.jobs(&cells);
+    let all_runs = runs.len();
+    let jobs: Vec<(usize, u32)> =
+        runs.into_iter().filter(|(c, rep)| !done.contains(&(cells[*c].key.clone(), *rep))).collect();
 
     if args.list {
         for e in &sweep.experiments {
@@ -148,7 +152,7 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
         for c in &cells {
             println!("cell {:<40} [{}]  vmm {}", c.label, c.experiments.join(", "), c.args.join(" "));
         }
-        println!("{} cells x {} repetitions: {} jobs to run", cells.len(), sweep.reps, jobs.len());
+        println!("{} cells x {}: {} jobs to run", cells.len(), sweep.reps_text(), jobs.len());
         return Ok(exit_code::SUCCESS);
     }
 
@@ -160,10 +164,10 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
         store::write_sweep(&dir, &sweep)?;
     }
     eprintln!(
-        "bench: {} matrix, {} cells x {} repetitions{}: {} jobs to run; results in {}",
+        "bench: {} matrix, {} cells x {}{}: {} jobs to run; results in {}",
         sweep.matrix,
         cells.len(),
-        sweep.reps,
+        sweep.reps_text(),
         sweep.shard.map(|s| format!(" (shard {s})")).unwrap_or_default(),
         jobs.len(),
         dir.display()
@@ -201,7 +205,7 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
         eprintln!(
             "bench: interrupted; {} of {} runs of this sweep are recorded; continue with: vmm bench --resume {}",
             lines.len(),
-            cells.len() * sweep.reps as usize,
+            all_runs,
             dir.display()
         );
         return Ok(INTERRUPTED);

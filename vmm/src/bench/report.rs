@@ -38,7 +38,8 @@ pub fn stat_text(s: &Stat) -> String {
     }
 }
 
-fn status_text(c: &CellResult, reps: u32) -> String {
+fn status_text(c: &CellResult, sweep: &Sweep) -> String {
+    let reps = sweep.cell_reps(&c.cell);
     let ok = c.reps.len();
     let failed = c.failures.len();
     if ok == 0 && failed == 0 {
@@ -73,7 +74,7 @@ pub struct Inputs<'a> {
     pub interrupted: bool,
 }
 
-fn md_table(e: &Experiment, cells: &[&CellResult], reps: u32) -> String {
+fn md_table(e: &Experiment, cells: &[&CellResult], sweep: &Sweep) -> String {
     let mut s = String::new();
     let _ = write!(s, "| cell | runs |");
     for c in &e.columns {
@@ -85,7 +86,7 @@ fn md_table(e: &Experiment, cells: &[&CellResult], reps: u32) -> String {
     }
     s.push('\n');
     for c in cells {
-        let _ = write!(s, "| {} | {} |", c.cell.label, status_text(c, reps));
+        let _ = write!(s, "| {} | {} |", c.cell.label, status_text(c, sweep));
         for col in &e.columns {
             let v = c.stats.get(col).map(stat_text).unwrap_or_else(|| "–".into());
             let _ = write!(s, " {v} |");
@@ -122,6 +123,7 @@ pub fn markdown(i: &Inputs) -> String {
         let _ = writeln!(s, "**Interrupted: this report holds the jobs finished before the stop; `vmm bench --resume` runs the rest.**\n");
     }
     let total_cells = i.results.len();
+    let total_runs: usize = i.results.iter().map(|r| sw.cell_reps(&r.cell) as usize).sum();
     let ok_jobs: usize = i.results.iter().map(|r| r.reps.len()).sum();
     let failed_jobs: usize = i.results.iter().map(|r| r.failures.len()).sum();
     let _ = writeln!(s, "- command: `{}`", sw.command.join(" "));
@@ -137,13 +139,13 @@ pub fn markdown(i: &Inputs) -> String {
     let _ = writeln!(s, "- vmm {} ({}), guest kernel {}", sw.vmm_version, sw.vmm_id, sw.guest_kernel);
     let _ = writeln!(
         s,
-        "- {} cells x {} repetitions{}: {} runs succeeded, {} failed, {} not run; figures are `median [min–max]` over the repetitions that succeeded",
+        "- {} cells x {}{}: {} runs succeeded, {} failed, {} not run; figures are `median [min–max]` over the repetitions that succeeded",
         total_cells,
-        sw.reps,
+        sw.reps_text(),
         sw.shard.map(|x| format!(" (shard {x})")).unwrap_or_default(),
         ok_jobs,
         failed_jobs,
-        (total_cells * sw.reps as usize).saturating_sub(ok_jobs + failed_jobs)
+        total_runs.saturating_sub(ok_jobs + failed_jobs)
     );
     if i.results.iter().any(|r| r.cell.vcpus as usize > sw.machine.cores) {
         let _ = writeln!(
@@ -187,7 +189,7 @@ pub fn markdown(i: &Inputs) -> String {
         if let Some(c) = cells.first() {
             let _ = writeln!(s, "Command of the first cell: `vmm {}`\n", c.cell.args.join(" "));
         }
-        s += &md_table(e, &cells, sw.reps);
+        s += &md_table(e, &cells, sw);
         s.push('\n');
         if let Some((_, file)) = i.plots.iter().find(|(id, _)| id == &e.id) {
             let _ = writeln!(s, "![{}]({file})\n", e.title);
@@ -259,7 +261,7 @@ pub fn terminal(i: &Inputs) -> String {
         }
         s.push('\n');
         for c in &cells {
-            let _ = write!(s, "{:<label_w$}  {:<14}", c.cell.label, status_text(c, i.sweep.reps));
+            let _ = write!(s, "{:<label_w$}  {:<14}", c.cell.label, status_text(c, i.sweep));
             for (col, w) in cols.iter().zip(&widths) {
                 let v = c.median(col).map(num).unwrap_or_else(|| "-".into());
                 let _ = write!(s, " {v:>w$}");

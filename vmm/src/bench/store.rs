@@ -74,6 +74,44 @@ pub struct Sweep {
     pub guest_kernel: String,
 }
 
+impl Sweep {
+    /// How many times this cell runs: the most that any of its experiments asks
+    /// for (those that name no count take the sweep's).
+    pub fn cell_reps(&self, cell: &Cell) -> u32 {
+        self.experiments
+            .iter()
+            .filter(|e| cell.experiments.contains(&e.id))
+            .map(|e| e.reps.unwrap_or(self.reps))
+            .max()
+            .unwrap_or(self.reps)
+    }
+
+    /// The runs of these cells, repetition-major: every cell runs once before
+    /// any runs twice, so an interrupted sweep has something of each.
+    pub fn jobs(&self, cells: &[Cell]) -> Vec<(usize, u32)> {
+        let reps: Vec<u32> = cells.iter().map(|c| self.cell_reps(c)).collect();
+        let most = reps.iter().copied().max().unwrap_or(0);
+        (0..most)
+            .flat_map(|rep| (0..cells.len()).filter(|&c| rep < reps[c]).map(move |c| (c, rep)).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// "3 repetitions", and the experiments that ask for another count:
+    /// "3 repetitions (alias-frequency 15)".
+    pub fn reps_text(&self) -> String {
+        let own: Vec<String> = self
+            .experiments
+            .iter()
+            .filter_map(|e| e.reps.filter(|r| *r != self.reps).map(|r| format!("{} {r}", e.id)))
+            .collect();
+        let mut s = format!("{} repetition{}", self.reps, if self.reps == 1 { "" } else { "s" });
+        if !own.is_empty() {
+            s += &format!(" ({})", own.join(", "));
+        }
+        s
+    }
+}
+
 /// One cell and repetition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Line {
@@ -350,6 +388,63 @@ mod tests {
     fn fnv_is_stable() {
         assert_eq!(fnv64(b""), "cbf29ce484222325");
         assert_eq!(fnv64(b"a"), "af63dc4c8601ec8c");
+    }
+
+    #[test]
+    fn an_experiment_may_ask_for_more_repetitions_and_a_shared_cell_runs_the_most() {
+        use super::super::matrix::{cells, CellSpec};
+        let spec = |label: &str, iterations: &str| CellSpec {
+            label: label.into(),
+            vcpus: 1,
+            mem: "256m".into(),
+            timeout: 60,
+            params: [("workload", "vmap-bench"), ("iterations", iterations)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let exp = |id: &str, cells: Vec<CellSpec>, reps: Option<u32>| Experiment {
+            id: id.into(),
+            title: id.into(),
+            question: String::new(),
+            cells,
+            columns: vec![],
+            plot: None,
+            claims: vec![],
+            note: None,
+            reps,
+        };
+        // "shared" is in both experiments; "many" asks for 5.
+        let experiments = vec![
+            exp("few", vec![spec("only-few", "100"), spec("shared", "200")], None),
+            exp("many", vec![spec("shared", "200"), spec("only-many", "300")], Some(5)),
+        ];
+        let all = cells(&experiments).unwrap();
+        let sweep = Sweep {
+            schema: SCHEMA,
+            matrix: "spec".into(),
+            full: false,
+            reps: 2,
+            shard: None,
+            only: vec![],
+            experiments,
+            started_at: String::new(),
+            command: vec![],
+            machine: Machine::default(),
+            vmm_version: String::new(),
+            vmm_id: String::new(),
+            guest_kernel: String::new(),
+        };
+        let reps: Vec<(&str, u32)> = all.iter().map(|c| (c.label.as_str(), sweep.cell_reps(c))).collect();
+        assert_eq!(reps, [("only-few", 2), ("shared", 5), ("only-many", 5)]);
+        assert_eq!(sweep.reps_text(), "2 repetitions (many 5)");
+        let jobs = sweep.jobs(&all);
+        assert_eq!(jobs.len(), 2 + 5 + 5);
+        // Repetition-major: every cell has its first run before any its second.
+        assert_eq!(&jobs[..3], &[(0, 0), (1, 0), (2, 0)]);
+        assert_eq!(&jobs[6..], &[(1, 2), (2, 2), (1, 3), (2, 3), (1, 4), (2, 4)]);
+        let bad = Experiment { reps: Some(0), ..sweep.experiments[0].clone() };
+        assert!(super::super::matrix::check_experiments(&[bad]).unwrap_err().to_string().contains("reps 0"));
     }
 
     fn line(cell: &str, rep: u32) -> Line {
