@@ -16,7 +16,7 @@ use vm_memory::GuestMemoryMmap;
 use crate::kvm::memory;
 use crate::kvm::write_protect::{ProtectStats, WriteProtect};
 use crate::pvmmu::ops::BatchResult;
-use crate::pvmmu::{OnViolation, PvMmu, PvMmuConfig, PvMmuReport, ViolationRecord};
+use crate::pvmmu::{DirectWrite, OnViolation, PvMmu, PvMmuConfig, PvMmuReport, ViolationRecord};
 use crate::report::{FaultInfo, MilestoneRecord, Outcome, TripleFault, VcpuSnapshot};
 
 /// The longest console write or result name a guest may send.
@@ -249,20 +249,8 @@ impl Hypervisor {
             Ok(mut pv) => pv.take_protection_changes(&self.mem),
             Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
         };
-        for l in changes.late {
-            let detail = format!(
-                "frame {:#x} entry {} was written directly ({:#x} -> {:#x}) between its validation and its protection; \
-                 the write is undone",
-                l.pfn, l.index, l.validated, l.found
-            );
-            let record = ViolationRecord {
-                vcpu,
-                rule: "direct write".into(),
-                frame: l.pfn,
-                entry: l.index as u64,
-                detail: detail.clone(),
-            };
-            if let Some(stop) = self.violation(record) {
+        for w in &changes.late {
+            if let Some(stop) = self.direct_write_found(vcpu, w, "") {
                 return stop;
             }
         }
@@ -315,24 +303,9 @@ impl Hypervisor {
         };
         wp.add_compare_ns(compared.elapsed().as_nanos() as u64);
         drop(p);
-        for f in found {
-            let Some(refusal) = f.undone else { continue };
-            let why = match refusal {
-                Some(r) => format!("the update is refused ({:?}: {}); the write is undone", r.rule, r.why),
-                None => "the writable-pagetables assist is off; the write is undone".to_owned(),
-            };
-            let record = ViolationRecord {
-                vcpu,
-                rule: refusal.map_or("direct write".to_owned(), |r| format!("{:?}", r.rule)),
-                frame: f.pfn,
-                entry: f.index as u64,
-                detail: format!(
-                    "frame {:#x} entry {} was written directly ({:#x} -> {:#x}), found by the dirty log at vCPU {vcpu}'s \
-                     hypercall exit: {why}",
-                    f.pfn, f.index, f.validated, f.found
-                ),
-            };
-            if let Some(stop) = self.violation(record) {
+        let found_at = format!("found by the dirty log at vCPU {vcpu}'s hypercall exit");
+        for w in &found {
+            if let Some(stop) = self.direct_write_found(vcpu, w, &found_at) {
                 return stop;
             }
         }
@@ -341,6 +314,14 @@ impl Hypervisor {
         } else {
             HypercallOutcome::Continue
         }
+    }
+
+    /// A direct write the host undid is a violation (one it applied through the
+    /// assist is not).
+    fn direct_write_found(&self, vcpu: u32, w: &DirectWrite, found_at: &str) -> Option<HypercallOutcome> {
+        let rule = w.rule()?;
+        let detail = w.describe(found_at);
+        self.violation(ViolationRecord { vcpu, rule, frame: w.pfn, entry: w.index as u64, detail })
     }
 
     /// A violation: recorded, and the guest stopped unless the host was told to

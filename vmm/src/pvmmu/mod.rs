@@ -234,30 +234,66 @@ pub struct TableChanges {
     /// dirty log watches those not protected.
     pub tables: Vec<(u64, bool)>,
     /// Direct writes that slipped into tables validated since the last call,
-    /// undone.
-    pub late: Vec<LateWrite>,
+    /// undone ([`Fate::Late`]).
+    pub late: Vec<DirectWrite>,
 }
 
-/// A direct guest write the dirty log found in a watched table.
+/// A direct guest write the host found in a validated table: by the dirty log
+/// in a watched table, or in a table written between its validation and its
+/// protection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FoundWrite {
+pub struct DirectWrite {
     pub pfn: u64,
     pub index: usize,
+    /// The entry the host validated.
     pub validated: u64,
+    /// What the guest wrote.
     pub found: u64,
-    /// `None`: applied as a validated update (the assist is on); otherwise why it
-    /// was undone: the update's refusal, or no assist.
-    pub undone: Option<Option<Refusal>>,
+    pub fate: Fate,
 }
 
-/// A direct guest write found in a table between its validation and its
-/// write protection.
+/// What the host did with a direct write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LateWrite {
-    pub pfn: u64,
-    pub index: usize,
-    pub validated: u64,
-    pub found: u64,
+pub enum Fate {
+    /// Applied as a validated one-entry update (the writable-pagetables assist).
+    Applied,
+    /// Undone: the guest did not turn the assist on.
+    NoAssist,
+    /// Undone: the write came before the table was protected.
+    Late,
+    /// Undone: the update it amounts to is refused.
+    Refused(Refusal),
+}
+
+impl DirectWrite {
+    /// The rule a write that was undone broke: the refused update's, else the
+    /// contract's ban on direct writes. None for a write that was applied.
+    pub fn rule(&self) -> Option<String> {
+        match self.fate {
+            Fate::Applied => None,
+            Fate::Refused(r) => Some(format!("{:?}", r.rule)),
+            Fate::NoAssist | Fate::Late => Some("direct write".to_owned()),
+        }
+    }
+
+    /// Says what happened, for a violation report; `found_at` says how it was
+    /// found (ignored for a late write, whose text says when it happened).
+    pub fn describe(&self, found_at: &str) -> String {
+        let written = format!(
+            "frame {:#x} entry {} was written directly ({:#x} -> {:#x})",
+            self.pfn, self.index, self.validated, self.found
+        );
+        match self.fate {
+            Fate::Applied => format!("{written}, {found_at}: applied as a validated update"),
+            Fate::NoAssist => {
+                format!("{written}, {found_at}: the writable-pagetables assist is off; the write is undone")
+            }
+            Fate::Refused(r) => {
+                format!("{written}, {found_at}: the update is refused ({:?}: {}); the write is undone", r.rule, r.why)
+            }
+            Fate::Late => format!("{written} between its validation and its protection; the write is undone"),
+        }
+    }
 }
 
 impl PvMmu {
@@ -319,7 +355,7 @@ impl PvMmu {
     /// direct guest write: with the assist on it is applied as a validated
     /// one-entry update, otherwise, or if the update is refused, memory gets the
     /// validated entry back. Returns the writes and whether TLBs must be flushed.
-    pub fn reconcile(&mut self, mem: &vm_memory::GuestMemoryMmap, pfns: &[u64]) -> (Vec<FoundWrite>, bool) {
+    pub fn reconcile(&mut self, mem: &vm_memory::GuestMemoryMmap, pfns: &[u64]) -> (Vec<DirectWrite>, bool) {
         let (mut found, mut flush) = (vec![], false);
         if self.weaken == HostWeaken::DirectWrite {
             return (found, flush);
@@ -328,25 +364,25 @@ impl PvMmu {
             for (index, validated, value) in self.unseen_writes(mem, pfn) {
                 let at = (pfn << shared::pae::PAGE_SHIFT) + index as u64 * 8;
                 self.stats.writes_found += 1;
-                let undone = if self.assist {
+                let fate = if self.assist {
                     self.stats.emulated_writes += 1;
                     match self.update_entry(mem, at, value) {
                         Ok(f) => {
                             flush |= f;
-                            None
+                            Fate::Applied
                         }
                         Err(r) => {
                             self.refused(&r);
-                            Some(Some(r))
+                            Fate::Refused(r)
                         }
                     }
                 } else {
-                    Some(None)
+                    Fate::NoAssist
                 };
-                if undone.is_some() {
+                if fate != Fate::Applied {
                     let _ = crate::kvm::memory::write_obj(mem, at, &validated);
                 }
-                found.push(FoundWrite { pfn, index, validated, found: value, undone });
+                found.push(DirectWrite { pfn, index, validated, found: value, fate });
             }
         }
         (found, flush)
@@ -354,12 +390,12 @@ impl PvMmu {
 
     /// Entries of table `pfn` whose memory differs from the validated copy (other
     /// than in the bits the CPU sets), each written back as validated.
-    fn undo_unseen_writes(&mut self, mem: &vm_memory::GuestMemoryMmap, pfn: u64) -> Vec<LateWrite> {
+    fn undo_unseen_writes(&mut self, mem: &vm_memory::GuestMemoryMmap, pfn: u64) -> Vec<DirectWrite> {
         let mut late = vec![];
         for (index, validated, found) in self.unseen_writes(mem, pfn) {
             let at = (pfn << shared::pae::PAGE_SHIFT) + index as u64 * 8;
             let _ = crate::kvm::memory::write_obj(mem, at, &validated);
-            late.push(LateWrite { pfn, index, validated, found });
+            late.push(DirectWrite { pfn, index, validated, found, fate: Fate::Late });
         }
         late
     }

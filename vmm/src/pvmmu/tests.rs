@@ -473,8 +473,8 @@ fn a_direct_write_before_the_protection_is_found_and_one_after_is_emulated() {
         assert_eq!(
             late,
             vec![
-                LateWrite { pfn: 0x102, index: 2, validated: 0, found: pte(0x151, P | RW) },
-                LateWrite { pfn: 0x103, index: 7, validated: 0, found: pte(0x100, P | RW) },
+                DirectWrite { pfn: 0x102, index: 2, validated: 0, found: pte(0x151, P | RW), fate: Fate::Late },
+                DirectWrite { pfn: 0x103, index: 7, validated: 0, found: pte(0x100, P | RW), fate: Fate::Late },
             ]
         );
         assert_eq!((w.get(0x102, 2), w.get(0x103, 7), w.get(0x102, 1)), (0, 0, pte(0x150, P | A | D)));
@@ -523,7 +523,7 @@ fn a_direct_write_the_dirty_log_finds_is_undone_or_applied_through_the_assist() 
         w.set(0x100, 2, pte(0x101, P | RW));
         w.set(0x101, 0, A);
         let (found, flush) = w.pv.reconcile(&w.mem, &[0x100, 0x101, 0x102]);
-        let undone = |index, found| FoundWrite { pfn: 0x100, index, validated: 0, found, undone: Some(None) };
+        let undone = |index, found| DirectWrite { pfn: 0x100, index, validated: 0, found, fate: Fate::NoAssist };
         assert_eq!(found, vec![undone(1, pte(0x150, P | RW)), undone(2, pte(0x101, P | RW))]);
         assert!(!flush);
         assert_eq!((w.get(0x100, 1), w.get(0x100, 2), w.get(0x101, 0)), (0, 0, A));
@@ -534,8 +534,11 @@ fn a_direct_write_the_dirty_log_finds_is_undone_or_applied_through_the_assist() 
         w.set(0x100, 1, pte(0x150, P | RW));
         w.set(0x100, 2, pte(0x101, P | RW));
         let (found, _) = w.pv.reconcile(&w.mem, &[0x100]);
-        assert_eq!(found[0].undone, None);
-        assert_eq!(found[1].undone.map(|r| r.map(|r| r.rule)), Some(Some(Rule::V1)));
+        assert_eq!(found[0].fate, Fate::Applied);
+        assert!(matches!(found[1].fate, Fate::Refused(r) if r.rule == Rule::V1), "{:?}", found[1]);
+        assert_eq!(found[1].rule().as_deref(), Some("V1"));
+        assert!(found[1].describe("at x").contains("frame 0x100 entry 2 was written directly"), "{:?}", found[1]);
+        assert_eq!(found[0].rule(), None);
         assert_eq!((w.get(0x100, 1), w.get(0x100, 2)), (pte(0x150, P | RW), 0));
         assert_eq!(w.pv.frames.ty(0x150), FrameType::Writable);
         assert_eq!(w.pv.frames.type_count(0x150), 1);
@@ -545,7 +548,7 @@ fn a_direct_write_the_dirty_log_finds_is_undone_or_applied_through_the_assist() 
         // An L2 entry applied this way needs the TLBs flushed.
         w.set(0x101, 5, pte(0x102, P));
         let (found, flush) = w.pv.reconcile(&w.mem, &[0x101]);
-        assert!(found[0].undone.is_none() && flush);
+        assert!(found[0].fate == Fate::Applied && flush);
         assert_eq!(w.pv.frames.ty(0x102), FrameType::L1);
         assert!(recount(w).is_ok(), "{:?}", recount(w));
     });
