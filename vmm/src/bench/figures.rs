@@ -113,6 +113,9 @@ pub const GLOSSARY: &[FigureDef] = &[
     FigureDef { name: "alias_check_ns", what: "host ns in the selected alias check (report.pvmmu)" },
     FigureDef { name: "alias_check_ns_per_check", what: "alias_check_ns / alias_checks" },
     FigureDef { name: "traps_back", what: "pins the host trapped back into the guest's alias fixup (report.pvmmu)" },
+    FigureDef { name: "traps_back_per_kpin", what: "traps_back per 1000 pt_pins" },
+    FigureDef { name: "hypercall_exits_per_kfault", what: "exits_hypercall per 1000 page faults" },
+    FigureDef { name: "pv_updates_per_call", what: "pv_updates / pv_update_calls: pagetable entries per mmu_update" },
     FigureDef {
         name: "pvmmu_audit_errors",
         what: "end-of-run audit: RW entries mapping pagetables + type count mismatches + tables whose memory differs \
@@ -220,6 +223,9 @@ fn derive(f: &mut Figures, totals: &Value) {
     };
     put(f, "cycles_per_pin", ratio(f, "pt_pin_cycles", "pt_pins"));
     put(f, "alias_check_ns_per_check", ratio(f, "alias_check_ns", "alias_checks"));
+    put(f, "traps_back_per_kpin", ratio(f, "traps_back", "pt_pins").map(|r| r * 1000.0));
+    put(f, "hypercall_exits_per_kfault", ratio(f, "exits_hypercall", "page_faults").map(|r| r * 1000.0));
+    put(f, "pv_updates_per_call", ratio(f, "pv_updates", "pv_update_calls"));
     let raw = |k: &str| num(&totals[k]);
     if let (Some(c), Some(n)) = (raw("vmap_bench_cycles"), raw("vmap_bench_iters")) {
         put(f, "vmap_bench_cycles_per_iter", (n > 0.0).then(|| c / n));

@@ -235,7 +235,10 @@ pub fn markdown(i: &Inputs) -> String {
     }
     let _ =
         writeln!(s, "- any other name: the guest counter of that name, summed over the vCPUs (shared/src/counters.rs)");
-    let _ = writeln!(s, "\nThe claims: design notes section 4; one verdict each:\n");
+    let _ = writeln!(
+        s,
+        "\nThe claims (design notes section 4, the Linux history, and the PV MMU's batching), one verdict each:\n"
+    );
     for (id, claim) in CLAIMS {
         let _ = writeln!(s, "- {id}: {claim}");
     }
