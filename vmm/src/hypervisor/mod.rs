@@ -242,7 +242,8 @@ impl Hypervisor {
     /// Brings the write protection up to date. Call with every other vCPU stopped,
     /// unless [`Hypervisor::protection_off`].
     /// A direct write found in a table validated since the last call is a
-    /// violation (it was not seen by the host when it happened).
+    /// violation (it was not seen by the host when it happened); undone, it asks
+    /// for every vCPU's TLB to be flushed, as one the dirty log finds does.
     pub fn apply_protection(&self, vcpu: u32) -> HypercallOutcome {
         self.protect_pending.store(false, Ordering::Release);
         let changes = match self.pvmmu.lock() {
@@ -264,6 +265,7 @@ impl Hypervisor {
         match self.protect.lock() {
             Ok(mut p) => match p.as_mut().map(applied) {
                 Some(Err(e)) => self.vmm_error(&e.to_string()),
+                _ if !changes.late.is_empty() => HypercallOutcome::Flush(crate::pvmmu::ops::ALL_VCPUS),
                 _ => HypercallOutcome::Continue,
             },
             Err(_) => self.vmm_error("the write protection's lock was poisoned"),
@@ -273,7 +275,8 @@ impl Hypervisor {
     /// Direct writes to the tables the dirty log watches (those no read-only
     /// memslot covers), looked for at every hypercall exit before the call runs:
     /// each is applied as a validated update when the guest turned on the
-    /// writable-pagetables assist, otherwise undone and reported as a violation.
+    /// writable-pagetables assist, otherwise undone (every TLB flushed: the CPUs
+    /// may have walked it) and reported as a violation.
     /// The log names no vCPU: the report names the one at whose exit it was found.
     pub fn find_direct_writes(&self, vcpu: u32) -> HypercallOutcome {
         if !self.watching.load(Ordering::Relaxed) {

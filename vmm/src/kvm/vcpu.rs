@@ -437,7 +437,9 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
             } else {
                 ctl.with_world_stopped(index, || hv.apply_protection(index))
             };
-            if let HypercallOutcome::Stop(o) = outcome {
+            // A stop, or the flush that writes undone need (with the world
+            // running again: the flush kicks the other vCPUs).
+            if let Some(o) = carry_out(outcome, index, &mut vcpu, &hv, &ctl) {
                 ctl.finish(o);
                 break;
             }

@@ -354,7 +354,9 @@ impl PvMmu {
     /// host validated. Each entry that differs (beyond the bits the CPU sets) is a
     /// direct guest write: with the assist on it is applied as a validated
     /// one-entry update, otherwise, or if the update is refused, memory gets the
-    /// validated entry back. Returns the writes and whether TLBs must be flushed.
+    /// validated entry back. Returns the writes and whether TLBs must be flushed
+    /// (an applied update that needs it, or any write undone: the CPUs may have
+    /// cached translations through it).
     pub fn reconcile(&mut self, mem: &vm_memory::GuestMemoryMmap, pfns: &[u64]) -> (Vec<DirectWrite>, bool) {
         let (mut found, mut flush) = (vec![], false);
         if self.weaken == HostWeaken::DirectWrite {
@@ -381,6 +383,9 @@ impl PvMmu {
                 };
                 if fate != Fate::Applied {
                     let _ = crate::kvm::memory::write_obj(mem, at, &validated);
+                    // Until now the CPUs walked what the guest wrote: any TLB
+                    // may hold a translation through it.
+                    flush = true;
                 }
                 found.push(DirectWrite { pfn, index, validated, found: value, fate });
             }
