@@ -14,9 +14,10 @@ cd "$(dirname "$0")/.."
 figures_setup qemu-costs "$@"
 runs=$(mktemp -d)
 trap 'rm -rf "$jobs" "$lines" "$runs"' EXIT
+status=0
 for i in $(seq 1 "$reps"); do
     start=$(date +%s%N)
-    "$vmm" run --vcpus 2 --json "$runs/boot-$i.json" >/dev/null
+    "$vmm" run --vcpus 2 --json "$runs/boot-$i.json" >/dev/null || status=$?
     end=$(date +%s%N)
     echo $(((end - start) / 1000000)) >"$runs/boot-$i.wall_ms"
 done
@@ -26,7 +27,6 @@ jobs = [["run", "--workload", "hypercall-bench"] for _ in range(int(sys.argv[1])
 jobs += [["run", "--workload", "ipi-pingpong", "--vcpus", "2"] for _ in range(10)]
 print(json.dumps({"jobs": jobs}))
 PY
-status=0
 "$vmm" batch "$jobs" --out "$lines" >&2 || status=$?
 python3 - "$runs" "$lines" <<'PY' | tee "$out/qemu-costs.md"
 import glob, json, os, sys
@@ -34,8 +34,11 @@ runs, lines = sys.argv[1], sys.argv[2]
 boots = []
 for f in sorted(glob.glob(os.path.join(runs, "boot-*.json"))):
     r = json.load(open(f))
+    if r["exit_code"] != 0:
+        print(f"FAILED (left out): boot run {f}: exit {r['exit_code']}, {json.dumps(r.get('outcome'))}", file=sys.stderr)
+        continue
     wall = int(open(f[: -len(".json")] + ".wall_ms").read())
-    boots.append((r["host"], r["timing"], wall, r["exit_code"]))
+    boots.append((r["host"], r["timing"], wall))
 rows = [json.loads(l) for l in open(lines)]
 for r in rows:
     if r["exit_code"] != 0:

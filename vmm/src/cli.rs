@@ -117,7 +117,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Repetitions of every cell (min, median and max are reported). Without
-    /// it: 3, or more where an experiment asks for more (alias-frequency: 15).
+    /// it: 3, or more where an experiment asks for more (alias-frequency 15,
+    /// kmap-scaling and per-task-kmaps 9; a cell they share with others too).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::bench::matrix::MAX_REPS as i64))]
     pub reps: Option<u32>,
     /// Run only the i-th of n slices of the cells (1-based), e.g. 1/2.

@@ -410,8 +410,9 @@ fn alias_frequency() -> Experiment {
     e.plot = Some(PlotKind::FlushesVsFrequency);
     e.claims = vec!["claim 7".into()];
     // Claim 7 compares host-trap's and always-flush's cost above the oracle;
-    // at 3 repetitions (min..max) the two overlap when aliases are frequent,
-    // at 15 (4th..12th value) they came apart (README, "The full matrix").
+    // at 3 repetitions (min..max) the two overlapped when aliases are
+    // frequent; at 15 (4th..12th value) they came apart in two runs of three
+    // (README, "The full matrix").
     e.reps = Some(15);
     e
 }
@@ -813,9 +814,9 @@ fn claim6() -> Experiment {
         ],
     );
     e.claims = vec!["claim 6".into()];
-    // On UP per-task and the pool differ by a few percent: at 3 repetitions
-    // (min..max) the intervals overlapped in one run of two; at 9 (2nd..8th
-    // value) they came apart (README, "The full matrix").
+    // On UP per-task and the pool differ by a few percent at most: at 3
+    // repetitions (min..max) the intervals overlapped; at 9 (2nd..8th value)
+    // they came apart in one run and not in another (README, "The full matrix").
     e.reps = Some(9);
     e
 }

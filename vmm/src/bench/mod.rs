@@ -368,13 +368,13 @@ fn merge_command(args: MergeArgs) -> Result<i32, Error> {
     for (s, d) in sweeps.iter().zip(&args.dirs).skip(1) {
         if s.experiments != first.experiments || s.reps != first.reps {
             return Err(Error::Merge(format!(
-                "{} ran another matrix ({} x {} reps) than {} ({} x {} reps)",
+                "{} ran another matrix ({} x {}) than {} ({} x {})",
                 d.display(),
                 s.matrix,
-                s.reps,
+                s.reps_text(),
                 args.dirs[0].display(),
                 first.matrix,
-                first.reps
+                first.reps_text()
             )));
         }
         if s.guest_kernel != first.guest_kernel || s.vmm_id != first.vmm_id {

@@ -539,9 +539,10 @@ fn batching(l: &Lookup) -> Result<(Status, String), Missing> {
         let fewer = clearly_below(&on, &off);
         parts.push(fewer);
         let saved = if off.median > 0.0 { 100.0 * (1.0 - on.median / off.median) } else { 0.0 };
+        let change = if saved >= 0.0 { format!("{saved:.0}% fewer") } else { format!("{:.0}% more", -saved) };
         text.push(format!(
-            "{workload}: {:.0} hypercall exits per 1000 page faults batched against {:.0} unbatched ({saved:.0}% \
-             fewer{}; {per_call:.2} updates per mmu_update)",
+            "{workload}: {:.0} hypercall exits per 1000 page faults batched against {:.0} unbatched ({change}{}; \
+             {per_call:.2} updates per mmu_update)",
             on.median,
             off.median,
             if fewer.is_none() { ", within the noise" } else { "" }
@@ -655,6 +656,11 @@ mod tests {
         let b = get(&verdicts(&r, true), "batching").clone();
         assert_eq!(b.status, Status::Partly, "{b}");
         assert!(b.text.contains("8% fewer, within the noise"), "{b}");
+        // Batching that costs exits says so, and refutes.
+        r[0] = run("fork-storm", "on", 40000.0, 100.0);
+        let b = get(&verdicts(&r, true), "batching").clone();
+        assert!(b.text.contains("(23% more;"), "{b}");
+        assert_eq!(b.status, Status::Refuted, "{b}");
         // One workload missing: not measured.
         let b = get(&verdicts(&r[..3], true), "batching").clone();
         assert_eq!(b.status, Status::NotMeasured, "{b}");

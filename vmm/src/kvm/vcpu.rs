@@ -239,6 +239,15 @@ impl Control {
         r
     }
 
+    /// Asks the parked vCPUs of `targets` to flush their TLBs, which each does
+    /// before it runs the guest again ([`Control::serve_flush`]). Only with the
+    /// world stopped (a flush that waited for parked vCPUs would wait in vain).
+    fn mark_parked_for_flush(&self, targets: u64) {
+        if let Ok(w) = self.world.lock() {
+            self.flush_pending.fetch_or(targets & w.parked, Ordering::AcqRel);
+        }
+    }
+
     /// Carries out a flush another vCPU asked of `index`, if any.
     fn serve_flush(&self, index: u32, vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
         let bit = 1u64 << index;
@@ -435,7 +444,14 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
             let outcome = if hv.protection_off() {
                 hv.apply_protection(index)
             } else {
-                ctl.with_world_stopped(index, || hv.apply_protection(index))
+                ctl.with_world_stopped(index, || {
+                    let o = hv.apply_protection(index);
+                    if let HypercallOutcome::Flush(targets) = o {
+                        // The parked vCPUs flush before they enter the guest again.
+                        ctl.mark_parked_for_flush(targets & !(1 << index));
+                    }
+                    o
+                })
             };
             // A stop, or the flush that writes undone need (with the world
             // running again: the flush kicks the other vCPUs).

@@ -347,6 +347,9 @@ impl PvMmu {
         let revoke = self.weaken != HostWeaken::T3;
         let protect =
             changed.iter().map(|&(pfn, on)| (pfn, on && revoke && self.frames.ty(pfn) != FrameType::L3)).collect();
+        if !late.is_empty() {
+            self.flushed("late_write_undone");
+        }
         TableChanges { protect, tables: if revoke { changed } else { vec![] }, late }
     }
 
@@ -389,6 +392,11 @@ impl PvMmu {
                 }
                 found.push(DirectWrite { pfn, index, validated, found: value, fate });
             }
+        }
+        if found.iter().any(|w| w.fate != Fate::Applied) {
+            self.flushed("direct_write_undone");
+        } else if flush {
+            self.flushed("l2_l3_update");
         }
         (found, flush)
     }

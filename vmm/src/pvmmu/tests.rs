@@ -526,6 +526,7 @@ fn a_direct_write_the_dirty_log_finds_is_undone_or_applied_through_the_assist() 
         let undone = |index, found| DirectWrite { pfn: 0x100, index, validated: 0, found, fate: Fate::NoAssist };
         assert_eq!(found, vec![undone(1, pte(0x150, P | RW)), undone(2, pte(0x101, P | RW))]);
         assert!(flush, "a TLB may hold a translation through an undone entry");
+        assert_eq!(w.pv.stats.flushes.get("direct_write_undone"), Some(&1));
         assert_eq!((w.get(0x100, 1), w.get(0x100, 2), w.get(0x101, 0)), (0, 0, A));
         assert_eq!(w.pv.audit(&w.mem), Default::default());
         // With it: a good write is applied as a validated update (it counts), a
