@@ -117,8 +117,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Repetitions of every cell (min, median and max are reported). Without
-    /// it: 3, or more where an experiment asks for more (alias-frequency 15,
-    /// kmap-scaling and per-task-kmaps 9; a cell they share with others too).
+    /// it: 3, or more where an experiment asks for more (`--list` shows which;
+    /// a cell it shares with others runs as often).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::bench::matrix::MAX_REPS as i64))]
     pub reps: Option<u32>,
     /// Run only the i-th of n slices of the cells (1-based), e.g. 1/2.
@@ -189,12 +189,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn parse_write_watch(s: &str) -> Result<String, String> {
     use shared::config::WriteWatch;
-    let names: Vec<&str> = WriteWatch::ALL.iter().map(|w| w.as_str()).collect();
-    if names.contains(&s) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!("expected one of: {}", names.join(", ")))
-    }
+    WriteWatch::from_name(s)
+        .map(|_| s.to_owned())
+        .ok_or_else(|| format!("expected one of: {}", WriteWatch::NAMES.join(", ")))
 }
 
 /// How to run (shared by `run` and `batch`).

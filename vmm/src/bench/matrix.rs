@@ -242,7 +242,7 @@ pub fn load_spec(path: &Path) -> Result<Vec<Experiment>, Error> {
 }
 
 /// Checks a matrix: at least one experiment, ids unique, repetition counts in range.
-pub fn check_experiments(experiments: &[Experiment]) -> Result<(), Error> {
+fn check_experiments(experiments: &[Experiment]) -> Result<(), Error> {
     if experiments.is_empty() {
         return Err(Error::BadSpec("no experiments".into()));
     }
@@ -349,13 +349,6 @@ fn experiment(id: &str, title: &str, question: &str, cells: Vec<CellSpec>, colum
     }
 }
 
-impl Experiment {
-    fn with_claims(mut self, claims: &[&str]) -> Self {
-        self.claims = claims.iter().map(|c| c.to_string()).collect();
-        self
-    }
-}
-
 /// The main question (design notes 3, claim 7).
 fn alias_strategies() -> Experiment {
     let mut e = experiment(
@@ -435,7 +428,7 @@ fn pv_batching() -> Experiment {
             ));
         }
     }
-    experiment(
+    let mut e = experiment(
         "pv-batching",
         "Hypercall exits per 1000 page faults, with and without batching",
         "Under --pvmmu on every pagetable write is an mmu_update; in a lazy-MMU section (fork's copy, exit's \
@@ -452,8 +445,9 @@ fn pv_batching() -> Experiment {
             "pt_pins",
             "workload_cycles_max",
         ],
-    )
-    .with_claims(&["batching"])
+    );
+    e.claims = vec!["batching".into()];
+    e
 }
 
 fn vcpu_sweep() -> Experiment {
@@ -925,6 +919,9 @@ mod tests {
         let bad = CellSpec::new("x", 1, "256m", 10, &[("alias", "sometimes")]);
         assert!(bad.resolve("e").unwrap_err().to_string().contains("--alias sometimes"));
         assert!(select(builtin(MatrixName::Smoke), &["nope".into()]).is_err());
+        let mut bad = builtin(MatrixName::Smoke);
+        bad[0].reps = Some(0);
+        assert!(check_experiments(&bad).unwrap_err().to_string().contains("reps 0"));
     }
 
     #[test]

@@ -135,6 +135,15 @@ fn clearly_below(a: &Stat, b: &Stat) -> Option<bool> {
     }
 }
 
+/// ", within the noise" for a comparison that decided nothing.
+fn noise_suffix(decided: Option<bool>) -> &'static str {
+    if decided.is_none() {
+        ", within the noise"
+    } else {
+        ""
+    }
+}
+
 fn range(s: &Stat) -> String {
     format!("{:.3e}..{:.3e}", s.lo, s.hi)
 }
@@ -359,7 +368,8 @@ fn claim5(l: &Lookup) -> Result<(Status, String), Missing> {
 /// mm-all's span is reported beside it, where the kmap is a small part.
 fn claim6(l: &Lookup) -> Result<(Status, String), Missing> {
     let pb = |pte, v| [("workload", "pte-bench"), ("pte", pte), ("vcpus", v)];
-    // Its own pte-bench cells (longer than pte-cost's, see matrix.rs).
+    // The experiment's cells (pte-cost and kmap-scaling share its pte-bench
+    // configuration, so in the built-in matrices they are one cell).
     let exp = Some("per-task-kmaps");
     let fig = "pte_cycles_per_access";
     let t1 = l.stat(&pb("per-task", "1"), exp, fig)?;
@@ -404,7 +414,7 @@ fn claim6(l: &Lookup) -> Result<(Status, String), Missing> {
         l.stat(&mm("per-task", "2"), None, span),
         l.stat(&mm("persistent", "2"), None, span),
     ) {
-        let noise = |t: &Stat, g: &Stat| if clearly_below(t, g).is_none() { ", within the noise" } else { "" };
+        let noise = |t: &Stat, g: &Stat| noise_suffix(clearly_below(t, g));
         text += &format!(
             "; the whole mm-all span, per-task / pool: {:.2}x on SMP{}, {:.2}x on UP{}",
             t2.median / g2.median,
@@ -545,7 +555,7 @@ fn batching(l: &Lookup) -> Result<(Status, String), Missing> {
              {per_call:.2} updates per mmu_update)",
             on.median,
             off.median,
-            if fewer.is_none() { ", within the noise" } else { "" }
+            noise_suffix(fewer)
         ));
     }
     Ok((status_noisy(&parts), text.join("; ")))

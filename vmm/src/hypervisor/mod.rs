@@ -322,8 +322,7 @@ impl Hypervisor {
     /// A direct write the host undid is a violation (one it applied through the
     /// assist is not).
     fn direct_write_found(&self, vcpu: u32, w: &DirectWrite, found_at: &str) -> Option<HypercallOutcome> {
-        let rule = w.rule()?;
-        let detail = w.describe(found_at);
+        let (rule, detail) = w.violation(found_at)?;
         self.violation(ViolationRecord { vcpu, rule, frame: w.pfn, entry: w.index as u64, detail })
     }
 

@@ -239,15 +239,6 @@ impl Control {
         r
     }
 
-    /// Asks the parked vCPUs of `targets` to flush their TLBs, which each does
-    /// before it runs the guest again ([`Control::serve_flush`]). Only with the
-    /// world stopped (a flush that waited for parked vCPUs would wait in vain).
-    fn mark_parked_for_flush(&self, targets: u64) {
-        if let Ok(w) = self.world.lock() {
-            self.flush_pending.fetch_or(targets & w.parked, Ordering::AcqRel);
-        }
-    }
-
     /// Carries out a flush another vCPU asked of `index`, if any.
     fn serve_flush(&self, index: u32, vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
         let bit = 1u64 << index;
@@ -264,15 +255,17 @@ impl Control {
     /// Flushes the TLBs of `targets` (a bit per vCPU): this vCPU's at once, the
     /// others' by kicking them out of the guest, and waits until every running one
     /// has done it (serving requests for itself meanwhile, so that two vCPUs asking
-    /// each other cannot deadlock).
+    /// each other cannot deadlock). A parked vCPU (this one stopped the world) is
+    /// not waited for: it serves the request before it enters the guest again.
     fn flush(&self, index: u32, vcpu: &VcpuFd, targets: u64) -> Result<(), kvm_ioctls::Error> {
         let me = 1u64 << index;
         if targets & me != 0 {
             flush_own_tlb(vcpu)?;
         }
+        let parked = self.world.lock().map(|w| w.parked).unwrap_or(0);
         let wait_for = self.kick(targets & !me, |i| {
             self.flush_pending.fetch_or(1 << i, Ordering::AcqRel);
-        });
+        }) & !parked;
         let deadline = std::time::Instant::now() + FLUSH_WAIT;
         while self.flush_pending.load(Ordering::Acquire) & wait_for != 0 && !self.stopped() {
             self.park_if_stopped(index);
@@ -441,21 +434,14 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
             // Stopping the world costs a kick and a wait for every other vCPU
             // (about 0.3 ms a pin QEMU-hosted, docs/pvmmu.md); with no memslot
             // to change there is nothing to stop it for.
-            let outcome = if hv.protection_off() {
-                hv.apply_protection(index)
+            // A stop, or the flush that writes undone need (the stopped
+            // vCPUs flush before they enter the guest again).
+            let stop = if hv.protection_off() {
+                carry_out(hv.apply_protection(index), index, &mut vcpu, &hv, &ctl)
             } else {
-                ctl.with_world_stopped(index, || {
-                    let o = hv.apply_protection(index);
-                    if let HypercallOutcome::Flush(targets) = o {
-                        // The parked vCPUs flush before they enter the guest again.
-                        ctl.mark_parked_for_flush(targets & !(1 << index));
-                    }
-                    o
-                })
+                ctl.with_world_stopped(index, || carry_out(hv.apply_protection(index), index, &mut vcpu, &hv, &ctl))
             };
-            // A stop, or the flush that writes undone need (with the world
-            // running again: the flush kicks the other vCPUs).
-            if let Some(o) = carry_out(outcome, index, &mut vcpu, &hv, &ctl) {
+            if let Some(o) = stop {
                 ctl.finish(o);
                 break;
             }

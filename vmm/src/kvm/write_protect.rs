@@ -70,6 +70,7 @@ pub fn layout(gpa: u64, len: u64, protected: &BTreeSet<u64>) -> Vec<Run> {
     runs
 }
 
+#[derive(Default)]
 struct Chunk {
     gpa: u64,
     len: u64,
@@ -131,8 +132,8 @@ pub struct DirtyLogStats {
     pub compare_ns: u64,
 }
 
-/// Harvests a table found written stays hot (compared every time, its log bit
-/// left set) before it is cleared and write-protected again.
+/// Every this many harvests the hot tables (compared every time, their log bits
+/// left set) are cleared and write-protected again.
 pub const HOT_HARVESTS: u64 = 16;
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +153,8 @@ pub struct WriteProtect {
     used: usize,
     free_ids: Vec<u32>,
     next_id: u32,
-    /// Chunks holding watched tables.
+    /// Chunks holding watched tables: the harvest, at every hypercall exit,
+    /// reads only these (a large guest has thousands of chunks).
     watched_chunks: BTreeSet<usize>,
     pub stats: ProtectStats,
 }
@@ -193,15 +195,7 @@ impl WriteProtect {
             let mut off = 0;
             while off < len {
                 let l = chunk.min(len - off);
-                let mut c = Chunk {
-                    gpa: gpa + off,
-                    len: l,
-                    host: host + off,
-                    protected: BTreeSet::new(),
-                    watched: BTreeSet::new(),
-                    hot: BTreeSet::new(),
-                    slots: vec![],
-                };
+                let mut c = Chunk { gpa: gpa + off, len: l, host: host + off, ..Default::default() };
                 wp.register(&mut c)?;
                 wp.chunks.push(c);
                 off += l;
@@ -273,9 +267,8 @@ impl WriteProtect {
             let Some(i) = self.chunk_of(pfn << PAGE_SHIFT) else { continue };
             let set = &mut self.chunks[i].protected;
             let changed = if on { set.insert(pfn) } else { set.remove(&pfn) };
-            if on && self.chunks[i].watched.remove(&pfn) {
-                self.chunks[i].hot.remove(&pfn);
-                self.stats.dirty_log.watched -= 1;
+            if on {
+                self.unwatch(i, pfn);
             }
             if changed {
                 touched.insert(i);
@@ -287,18 +280,7 @@ impl WriteProtect {
             }
         }
         for i in touched {
-            let mut c = std::mem::replace(
-                &mut self.chunks[i],
-                Chunk {
-                    gpa: 0,
-                    len: 0,
-                    host: 0,
-                    protected: BTreeSet::new(),
-                    watched: BTreeSet::new(),
-                    hot: BTreeSet::new(),
-                    slots: vec![],
-                },
-            );
+            let mut c = std::mem::take(&mut self.chunks[i]);
             let result = self.reregister(&mut c);
             self.chunks[i] = c;
             result?;
@@ -331,36 +313,37 @@ impl WriteProtect {
         }
         for &(pfn, table) in tables {
             let Some(i) = self.chunk_of(pfn << PAGE_SHIFT) else { continue };
-            let c = &mut self.chunks[i];
-            let changed = if table && !c.protected.contains(&pfn) {
-                c.watched.insert(pfn)
-            } else {
-                c.hot.remove(&pfn);
-                c.watched.remove(&pfn)
-            };
-            if changed {
-                if table {
-                    self.stats.dirty_log.watched += 1;
-                } else {
-                    self.stats.dirty_log.watched -= 1;
-                }
-            }
-            if c.watched.is_empty() {
-                self.watched_chunks.remove(&i);
-            } else {
+            if !table || self.chunks[i].protected.contains(&pfn) {
+                self.unwatch(i, pfn);
+            } else if self.chunks[i].watched.insert(pfn) {
                 self.watched_chunks.insert(i);
+                self.stats.dirty_log.watched += 1;
             }
         }
         self.stats.dirty_log.watched_max = self.stats.dirty_log.watched_max.max(self.stats.dirty_log.watched);
+    }
+
+    /// Stops watching frame `pfn` of chunk `i` (it stopped being a table, or a
+    /// read-only slot covers it now).
+    fn unwatch(&mut self, i: usize, pfn: u64) {
+        let c = &mut self.chunks[i];
+        c.hot.remove(&pfn);
+        if c.watched.remove(&pfn) {
+            self.stats.dirty_log.watched -= 1;
+            if c.watched.is_empty() {
+                self.watched_chunks.remove(&i);
+            }
+        }
     }
 
     /// The watched tables the guest may have written since the last harvest, in
     /// frame order: the caller compares each with what it validated.
     ///
     /// A table whose log bit is set (written, or just watched: a slot's log starts
-    /// all set) becomes hot and is handed on at every harvest for
-    /// [`HOT_HARVESTS`] harvests with its bit left set; then every hot table's bit
-    /// is cleared, which write-protects it in KVM until the guest next writes it.
+    /// all set) becomes hot and is handed on at every harvest with its bit left
+    /// set; every [`HOT_HARVESTS`]th harvest clears the bits of all hot tables at
+    /// once (so a table stays hot for 1 to that many harvests), which
+    /// write-protects each in KVM until the guest next writes it.
     /// Clearing at once would be exact too, but QEMU's emulated SVM writes every
     /// table it walks, so a live table would take a write fault in KVM after every
     /// harvest (~30 us QEMU-hosted) where comparing it costs the host far less.

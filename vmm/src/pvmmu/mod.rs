@@ -266,32 +266,30 @@ pub enum Fate {
 }
 
 impl DirectWrite {
-    /// The rule a write that was undone broke: the refused update's, else the
-    /// contract's ban on direct writes. None for a write that was applied.
-    pub fn rule(&self) -> Option<String> {
-        match self.fate {
-            Fate::Applied => None,
-            Fate::Refused(r) => Some(format!("{:?}", r.rule)),
-            Fate::NoAssist | Fate::Late => Some("direct write".to_owned()),
-        }
-    }
-
-    /// Says what happened, for a violation report; `found_at` says how it was
-    /// found (ignored for a late write, whose text says when it happened).
-    pub fn describe(&self, found_at: &str) -> String {
+    /// A write that was undone as a violation: the rule it broke (the refused
+    /// update's, else the contract's ban on direct writes) and what happened;
+    /// `found_at` says how it was found (a late write's text says when it
+    /// happened instead). None for a write that was applied.
+    pub fn violation(&self, found_at: &str) -> Option<(String, String)> {
         let written = format!(
             "frame {:#x} entry {} was written directly ({:#x} -> {:#x})",
             self.pfn, self.index, self.validated, self.found
         );
+        let undone = "the write is undone";
         match self.fate {
-            Fate::Applied => format!("{written}, {found_at}: applied as a validated update"),
-            Fate::NoAssist => {
-                format!("{written}, {found_at}: the writable-pagetables assist is off; the write is undone")
-            }
-            Fate::Refused(r) => {
-                format!("{written}, {found_at}: the update is refused ({:?}: {}); the write is undone", r.rule, r.why)
-            }
-            Fate::Late => format!("{written} between its validation and its protection; the write is undone"),
+            Fate::Applied => None,
+            Fate::NoAssist => Some((
+                "direct write".to_owned(),
+                format!("{written}, {found_at}: the writable-pagetables assist is off; {undone}"),
+            )),
+            Fate::Refused(r) => Some((
+                format!("{:?}", r.rule),
+                format!("{written}, {found_at}: the update is refused ({:?}: {}); {undone}", r.rule, r.why),
+            )),
+            Fate::Late => Some((
+                "direct write".to_owned(),
+                format!("{written} between its validation and its protection; {undone}"),
+            )),
         }
     }
 }
@@ -386,19 +384,19 @@ impl PvMmu {
                 };
                 if fate != Fate::Applied {
                     let _ = crate::kvm::memory::write_obj(mem, at, &validated);
-                    // Until now the CPUs walked what the guest wrote: any TLB
-                    // may hold a translation through it.
-                    flush = true;
                 }
                 found.push(DirectWrite { pfn, index, validated, found: value, fate });
             }
         }
-        if found.iter().any(|w| w.fate != Fate::Applied) {
+        // Until now the CPUs walked what the guest wrote: a TLB may hold a
+        // translation through an entry that was undone.
+        let undone = found.iter().any(|w| w.fate != Fate::Applied);
+        if undone {
             self.flushed("direct_write_undone");
         } else if flush {
             self.flushed("l2_l3_update");
         }
-        (found, flush)
+        (found, flush || undone)
     }
 
     /// Entries of table `pfn` whose memory differs from the validated copy (other
