@@ -170,6 +170,13 @@ config_enum! {
         /// No guest-side check: the host finds the alias at the pin and traps
         /// back into the guest, which purges and has the pin retried.
         HostTrap = "host-trap",
+        /// The benchmark's yardstick, not a design anyone proposed: knowing
+        /// each frame's lazy aliases exactly (the counts alias-bit keeps), it
+        /// runs `vm_unmap_aliases()` only before a pin the host would refuse,
+        /// one whose frame still has a present lazy alias PTE (`--vmap
+        /// lazy-ptes`). A stale TLB entry alone (`lazy-tlb`) costs it nothing:
+        /// the host revokes those itself at the type change (T3).
+        Oracle = "oracle",
     }
 }
 

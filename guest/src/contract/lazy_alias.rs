@@ -4,8 +4,9 @@
 //! pte page and is pinned as the kernel pins one (`pv::pin`). Whatever the
 //! strategy, the pin ends with the frame pinned and the alias gone; how it got
 //! there is the strategy's: `none` is refused by the host once and purges,
-//! always-flush, alias-bit and runtime-switch purge first, host-trap is trapped
-//! back into its fixup, clean-pool never hands out a page with an alias.
+//! always-flush, alias-bit, runtime-switch and the oracle purge first (the
+//! oracle because the alias is a present PTE), host-trap is trapped back into
+//! its fixup, clean-pool never hands out a page with an alias.
 
 use shared::abi::errno::EINVAL;
 use shared::config::{AliasStrategy, VmapVariant};
@@ -35,6 +36,7 @@ lazy_alias_scenario!(LAZY_BIT, "lazy-alias-alias-bit", "alias-bit");
 lazy_alias_scenario!(LAZY_SWITCH, "lazy-alias-runtime-switch", "runtime-switch");
 lazy_alias_scenario!(LAZY_POOL, "lazy-alias-clean-pool", "clean-pool");
 lazy_alias_scenario!(LAZY_TRAP, "lazy-alias-host-trap", "host-trap");
+lazy_alias_scenario!(LAZY_ORACLE, "lazy-alias-oracle", "oracle");
 
 /// The counters the strategies move, on this CPU (the scenario runs on one).
 #[derive(Clone, Copy)]
@@ -129,7 +131,7 @@ fn lazy_alias_at_pin() {
             check!(d(|c| c.refused) == 1, "the host refused {} pins, not 1", d(|c| c.refused));
             check!(d(|c| c.flushed) == 1, "no purge after the refusal");
         }
-        AliasStrategy::AlwaysFlush | AliasStrategy::AliasBit | AliasStrategy::RuntimeSwitch => {
+        AliasStrategy::AlwaysFlush | AliasStrategy::AliasBit | AliasStrategy::RuntimeSwitch | AliasStrategy::Oracle => {
             check!(had_alias == 1, "the pinned page had no alias");
             check!(d(|c| c.refused) == 0, "the host refused the pin");
             check!(d(|c| c.unmap_aliases) == 1 && d(|c| c.flushed) == 1, "no purge before the pin");

@@ -282,9 +282,11 @@ pub fn pin(pa: u64, level: Level, fresh: &[u64]) {
     let t0 = cpu::rdtsc();
     percpu::count(Counter::PtPins, 1);
     let aliased = fresh.iter().any(|&f| alias::may_have_alias(f));
+    // A lazy alias the host would refuse: a present PTE, not only a stale TLB entry.
+    let alias_pte = aliased && vmap::variant() == VmapVariant::LazyPtes;
     if aliased {
         percpu::count(Counter::PtPinsAliased, 1);
-        if vmap::variant() == VmapVariant::LazyPtes {
+        if alias_pte {
             percpu::count(Counter::PtPinsAliasPte, 1);
         }
     }
@@ -293,6 +295,9 @@ pub fn pin(pa: u64, level: Level, fresh: &[u64]) {
             vmap::vm_unmap_aliases();
         }
         AliasStrategy::AliasBit | AliasStrategy::RuntimeSwitch if aliased => {
+            vmap::vm_unmap_aliases();
+        }
+        AliasStrategy::Oracle if alias_pte => {
             vmap::vm_unmap_aliases();
         }
         // clean-pool's pages come unaliased from its pool (ptcache); host-trap's
