@@ -125,25 +125,31 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
 }
 
 fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
-    let (sweep, dir, notes) = match &args.resume {
-        Some(dir) => {
-            let sweep = store::read_sweep(dir)?;
-            (sweep, dir.clone(), vec![])
-        }
+    let (sweep, dir) = match &args.resume {
+        Some(dir) => (store::read_sweep(dir)?, dir.clone()),
         None => {
             let sweep = new_sweep(&args)?;
             let dir =
                 args.out.clone().unwrap_or_else(|| PathBuf::from("results").join(sweep.started_at.replace(':', "-")));
-            (sweep, dir, vec![])
+            (sweep, dir)
         }
     };
     let cells = sweep_cells(&sweep)?;
-    let (lines, mut notes) = if args.resume.is_some() { store::read_lines(&dir)? } else { (vec![], notes) };
-    let done = store::done(&lines);
+    // Read only: the lines of a sweep are never rewritten (a line that does not
+    // parse stays in the file, ignored).
+    let read = if args.resume.is_some() { store::read_lines(&dir)? } else { store::Lines::default() };
+    for r in &read.rejected {
+        eprintln!("bench: warning: {}", r.warning());
+    }
+    let done = store::done(&read.lines);
     let runs = sweep.jobs(&cells);
     let all_runs = runs.len();
     let jobs: Vec<(usize, u32)> =
         runs.into_iter().filter(|(c, rep)| !done.contains(&(cells[*c].key.clone(), *rep))).collect();
+    // Jobs of this sweep that ran and failed: run again.
+    let again =
+        jobs.iter().filter(|(c, rep)| read.lines.iter().any(|l| l.cell == cells[*c].key && l.rep == *rep)).count();
+    let again_text = if again > 0 { format!(" ({again} failed before: run again)") } else { String::new() };
 
     if args.list {
         for e in &sweep.experiments {
@@ -152,7 +158,7 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
         for c in &cells {
             println!("cell {:<40} [{}]  vmm {}", c.label, c.experiments.join(", "), c.args.join(" "));
         }
-        println!("{} cells x {}: {} jobs to run", cells.len(), sweep.reps_text(), jobs.len());
+        println!("{} cells x {}: {} jobs to run{again_text}", cells.len(), sweep.reps_text(), jobs.len());
         return Ok(exit_code::SUCCESS);
     }
 
@@ -163,8 +169,27 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::Write(dir.clone(), e))?;
         store::write_sweep(&dir, &sweep)?;
     }
+    if store::keep_aside(&dir, &read.rejected)? > 0 {
+        eprintln!("bench: the lines that do not parse are kept in {}", dir.join(store::REJECTED_FILE).display());
+    }
+    // The identity of what runs now (a resumed sweep may run another build
+    // than the one that started it): each line records its own.
+    let (vmm_id, guest_kernel) = ids();
+    let ids = store::Ids { vmm_version: env!("CARGO_PKG_VERSION"), vmm_id: &vmm_id, guest_kernel: &guest_kernel };
+    let mut notes = Vec::new();
+    if !jobs.is_empty()
+        && (sweep.vmm_id != vmm_id || sweep.guest_kernel != guest_kernel || sweep.vmm_version != ids.vmm_version)
+    {
+        let note = format!(
+            "the runs of this sweep from now on are of another build than its start (vmm {vmm_id}, guest {guest_kernel}; \
+             sweep.json has vmm {}, guest {}): each run records its own",
+            sweep.vmm_id, sweep.guest_kernel
+        );
+        eprintln!("bench: note: {note}");
+        notes.push(note);
+    }
     eprintln!(
-        "bench: {} matrix, {} cells x {}{}: {} jobs to run; results in {}",
+        "bench: {} matrix, {} cells x {}{}: {} jobs to run{again_text}; results in {}",
         sweep.matrix,
         cells.len(),
         sweep.reps_text(),
@@ -191,20 +216,29 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
             eprintln!("\nbench: stopping after the jobs finished so far (Ctrl-C again to quit at once)");
             appliance::request_stop();
         });
-        match run(&sweep, &cells, &jobs, &dir, &args) {
+        match run(&cells, &jobs, &dir, &ids, &args) {
             Ok(()) => {}
             Err(_) if appliance::stop_requested() => interrupted = true,
             Err(e) => run_error = Some(e),
         }
     }
 
-    let (lines, more) = store::read_lines(&dir)?;
-    notes.extend(more);
+    let read = {
+        let before = read.rejected;
+        let now = store::read_lines(&dir)?;
+        for r in now.rejected.iter().filter(|r| !before.contains(r)) {
+            eprintln!("bench: warning: {}", r.warning());
+        }
+        store::keep_aside(&dir, &now.rejected)?;
+        now
+    };
+    notes.extend(read.rejected.iter().map(store::Rejected::warning));
+    let lines = read.lines;
     let outcome = write_outputs(&dir, &sweep, &cells, &lines, &notes, interrupted)?;
     if interrupted {
         eprintln!(
-            "bench: interrupted; {} of {} runs of this sweep are recorded; continue with: vmm bench --resume {}",
-            lines.len(),
+            "bench: interrupted; {} of {} runs of this sweep are done; continue with: vmm bench --resume {}",
+            store::done(&lines).len(),
             all_runs,
             dir.display()
         );
@@ -218,7 +252,6 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
     Ok(outcome)
 }
 
-/// Runs the jobs, appending each finished one to the JSONL.
 /// The jobs grouped by the appliance they need: QEMU-hosted, the appliance gets
 /// a CPU per vCPU of its largest job (at least this machine's cores), so
 /// overcommitted cells run in an appliance of their own rather than making
@@ -230,13 +263,13 @@ pub fn appliance_groups(vcpus: &[u32], cores: u32) -> Vec<Vec<usize>> {
     sizes.iter().map(|s| (0..vcpus.len()).filter(|&i| vcpus[i].max(cores) == *s).collect()).collect()
 }
 
-fn run(sweep: &Sweep, cells: &[Cell], jobs: &[(usize, u32)], dir: &Path, args: &BenchArgs) -> Result<(), Error> {
+/// Runs the jobs, appending each finished one to the JSONL; each line records
+/// `ids`, the vmm and guest that run now.
+fn run(cells: &[Cell], jobs: &[(usize, u32)], dir: &Path, ids: &store::Ids, args: &BenchArgs) -> Result<(), Error> {
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let vcpus: Vec<u32> = jobs.iter().map(|(c, _)| cells[*c].vcpus).collect();
     let sweep_deadline = args.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t));
     let mut out = store::Appender::open(dir)?;
-    let (vmm_id, guest_kernel) = (sweep.vmm_id.clone(), sweep.guest_kernel.clone());
-    let ids = store::Ids { vmm_version: &sweep.vmm_version, vmm_id: &vmm_id, guest_kernel: &guest_kernel };
     let tty = std::io::stderr().is_terminal();
     let bar = if tty { ProgressBar::new(jobs.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -269,7 +302,7 @@ fn run(sweep: &Sweep, cells: &[Cell], jobs: &[(usize, u32)], dir: &Path, args: &
                     return; // cut short by the stop: not a result
                 }
                 let (c, rep) = jobs[job];
-                let line = Line::new(&cells[c], rep, outcome, &ids, store::now_utc());
+                let line = Line::new(&cells[c], rep, outcome, ids, store::now_utc());
                 if let Err(e) = out.push(&line) {
                     write_error.get_or_insert(e);
                 }
@@ -351,16 +384,22 @@ fn write_outputs(
     Ok(if failed { exit_code::GUEST_FAILED } else { exit_code::SUCCESS })
 }
 
-/// `vmm bench merge DIRS... --out DIR`: joins the slices of one sweep.
+/// `vmm bench merge DIRS... --out DIR`: joins the slices of one sweep. Reads
+/// its inputs only; writes only under `--out`.
 fn merge_command(args: MergeArgs) -> Result<i32, Error> {
     let mut sweeps = Vec::new();
     let mut sets = Vec::new();
     let mut notes = Vec::new();
+    let mut rejected = Vec::new();
     for d in &args.dirs {
         sweeps.push(store::read_sweep(d)?);
-        let (lines, n) = store::read_lines(d)?;
-        notes.extend(n);
-        sets.push(lines);
+        let read = store::read_lines(d)?;
+        for r in &read.rejected {
+            eprintln!("bench: warning: {}", r.warning());
+            notes.push(r.warning());
+        }
+        rejected.extend(read.rejected);
+        sets.push(read.lines);
     }
     let Some(first) = sweeps.first().cloned() else {
         return Err(Error::Merge("no directories given".into()));
@@ -386,9 +425,15 @@ fn merge_command(args: MergeArgs) -> Result<i32, Error> {
         return Err(Error::Exists(out.clone()));
     }
     std::fs::create_dir_all(out).map_err(|e| Error::Write(out.clone(), e))?;
+    if store::keep_aside(out, &rejected)? > 0 {
+        eprintln!("bench: the lines that do not parse are kept in {}", out.join(store::REJECTED_FILE).display());
+    }
     let (lines, dup) = store::merge_lines(sets);
     if dup > 0 {
-        notes.push(format!("{dup} runs appeared in more than one directory; the first was kept"));
+        notes.push(format!(
+            "{dup} runs were recorded more than once (in more than one directory, or failed and run again): \
+             a run that succeeded was kept over one that failed, else the first"
+        ));
     }
     let shards: Vec<String> = sweeps.iter().map(|s| s.shard.map(|x| x.to_string()).unwrap_or("all".into())).collect();
     notes.push(format!(

@@ -1,7 +1,10 @@
 //! A sweep's directory: `sweep.json` (what was asked: the experiments, the
 //! repetitions, the slice, the machine) and `bench.jsonl` (one line per cell and
 //! repetition, appended as each job finishes, so an interrupted sweep keeps what
-//! it finished and `--resume` knows what is left).
+//! it finished and `--resume` knows what is left). Nothing rewrites a sweep's
+//! lines: a line that does not parse stays where it is, is ignored with a
+//! warning, and a sweep that goes on keeps a copy of it in
+//! `bench.rejected.jsonl`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -18,6 +21,8 @@ use crate::run::JobOutcome;
 
 pub const SWEEP_FILE: &str = "sweep.json";
 pub const LINES_FILE: &str = "bench.jsonl";
+/// Copies of the lines of a JSONL that do not parse.
+pub const REJECTED_FILE: &str = "bench.rejected.jsonl";
 pub const SCHEMA: u32 = 1;
 
 /// The machine a sweep ran on.
@@ -243,34 +248,116 @@ pub fn read_sweep(dir: &Path) -> Result<Sweep, Error> {
     Ok(sweep)
 }
 
-/// The lines of a sweep's JSONL. A line that does not parse (the last one, cut
-/// by an interrupted write) is dropped with a note, and the file is rewritten
-/// without it so that appending goes on cleanly.
-pub fn read_lines(dir: &Path) -> Result<(Vec<Line>, Vec<String>), Error> {
+/// A line of a JSONL that does not parse: where it is, what it holds, and why
+/// it was not read. The file itself keeps it (nothing rewrites a sweep's
+/// lines); a sweep that goes on keeps a copy in [`REJECTED_FILE`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// The file it is in.
+    pub file: PathBuf,
+    /// Its line number, 1-based.
+    pub line: usize,
+    /// The line as it is in the file.
+    pub text: String,
+    /// Why it does not parse.
+    pub error: String,
+}
+
+impl Rejected {
+    /// `FILE:LINE: ignored a line that does not parse (ERROR)`.
+    pub fn warning(&self) -> String {
+        format!("{}:{}: ignored a line that does not parse ({})", self.file.display(), self.line, self.error)
+    }
+}
+
+/// What a sweep's JSONL holds: the lines that parse, in order, and those that
+/// do not.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Lines {
+    pub lines: Vec<Line>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Reads a sweep's JSONL (none yet: no lines). A line that does not parse (the
+/// last one, cut by an interrupted write, or any other) is returned among the
+/// rejected ones and the others are read on; the file is never written.
+pub fn read_lines(dir: &Path) -> Result<Lines, Error> {
     let path = dir.join(LINES_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::Read(path, e)),
     };
-    let mut lines = Vec::new();
-    let mut notes = Vec::new();
+    let mut out = Lines::default();
     for (n, l) in text.lines().enumerate() {
         if l.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<Line>(l) {
-            Ok(line) => lines.push(line),
-            Err(e) => notes.push(format!("{}:{}: dropped a line that does not parse ({e})", path.display(), n + 1)),
+            Ok(line) => out.lines.push(line),
+            Err(e) => out.rejected.push(Rejected {
+                file: path.clone(),
+                line: n + 1,
+                text: l.to_owned(),
+                error: e.to_string(),
+            }),
         }
     }
-    if !notes.is_empty() || (!text.is_empty() && !text.ends_with('\n')) {
-        rewrite_lines(dir, &lines)?;
-    }
-    Ok((lines, notes))
+    Ok(out)
 }
 
-/// Writes a whole JSONL (through a temporary file and a rename).
+/// Keeps copies of rejected lines in `dir`'s [`REJECTED_FILE`] (appended, one
+/// JSON object a line), each once: those it already holds are not written
+/// again. Returns how many it wrote.
+pub fn keep_aside(dir: &Path, rejected: &[Rejected]) -> Result<usize, Error> {
+    let path = dir.join(REJECTED_FILE);
+    let held: Vec<Rejected> = match std::fs::read_to_string(&path) {
+        Ok(t) => t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(Error::Read(path, e)),
+    };
+    let new: Vec<&Rejected> = rejected
+        .iter()
+        .filter(|r| !held.iter().any(|h| h.file == r.file && h.line == r.line && h.text == r.text))
+        .collect();
+    if new.is_empty() {
+        return Ok(0);
+    }
+    let mut text = String::new();
+    for r in &new {
+        text += &serde_json::to_string(r).map_err(|e| Error::Json(path.clone(), e))?;
+        text.push('\n');
+    }
+    let mut file = open_for_append(&path)?;
+    file.write_all(text.as_bytes()).map_err(|e| Error::Write(path.clone(), e))?;
+    file.flush().map_err(|e| Error::Write(path, e))?;
+    Ok(new.len())
+}
+
+/// Opens a file to append lines to: if it holds a last line without its '\n'
+/// (cut by an interrupted write), the '\n' is written first so that the next
+/// line does not run on from the fragment.
+fn open_for_append(path: &Path) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::FileExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::Write(path.to_owned(), e))?;
+    let len = file.metadata().map_err(|e| Error::Read(path.to_owned(), e))?.len();
+    if len > 0 {
+        let mut last = [0u8];
+        file.read_exact_at(&mut last, len - 1).map_err(|e| Error::Read(path.to_owned(), e))?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n").map_err(|e| Error::Write(path.to_owned(), e))?;
+        }
+    }
+    Ok(file)
+}
+
+/// Writes a whole JSONL (through a temporary file and a rename): the lines of a
+/// new directory (`vmm bench merge --out`), never those of a sweep that exists.
 pub fn rewrite_lines(dir: &Path, lines: &[Line]) -> Result<(), Error> {
     let path = dir.join(LINES_FILE);
     let tmp = dir.join(format!("{LINES_FILE}.tmp"));
@@ -283,7 +370,7 @@ pub fn rewrite_lines(dir: &Path, lines: &[Line]) -> Result<(), Error> {
     std::fs::rename(&tmp, &path).map_err(|e| Error::Write(path, e))
 }
 
-/// Appends lines to the JSONL as jobs finish.
+/// Appends lines to the JSONL as jobs finish (and never rewrites it).
 pub struct Appender {
     path: PathBuf,
     file: std::fs::File,
@@ -292,11 +379,7 @@ pub struct Appender {
 impl Appender {
     pub fn open(dir: &Path) -> Result<Appender, Error> {
         let path = dir.join(LINES_FILE);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::Write(path.clone(), e))?;
+        let file = open_for_append(&path)?;
         Ok(Appender { path, file })
     }
 
@@ -309,23 +392,55 @@ impl Appender {
     }
 }
 
-/// The (cell, repetition) pairs already done.
+/// The (cell, repetition) pairs done: those with a run that succeeded (a failed
+/// run is run again by `--resume`).
 pub fn done(lines: &[Line]) -> BTreeSet<(String, u32)> {
-    lines.iter().map(|l| (l.cell.clone(), l.rep)).collect()
+    lines.iter().filter(|l| l.ok).map(|l| (l.cell.clone(), l.rep)).collect()
 }
 
-/// Joins the lines of several sweeps: each (cell, repetition) once, the first
-/// seen kept; returns the lines and how many duplicates were dropped.
+/// The line that stands for each (cell, repetition) of one sweep's lines: the
+/// latest that succeeded, else the latest that failed (a failed run that was
+/// run again and succeeded is superseded). In the order of each pair's first
+/// line.
+pub fn latest(lines: &[Line]) -> Vec<&Line> {
+    let mut at: BTreeMap<(&str, u32), usize> = BTreeMap::new();
+    let mut out: Vec<&Line> = Vec::new();
+    for l in lines {
+        match at.get(&(l.cell.as_str(), l.rep)) {
+            Some(&i) => {
+                if l.ok || !out[i].ok {
+                    out[i] = l;
+                }
+            }
+            None => {
+                at.insert((l.cell.as_str(), l.rep), out.len());
+                out.push(l);
+            }
+        }
+    }
+    out
+}
+
+/// Joins the lines of several sweeps: each (cell, repetition) once, a run that
+/// succeeded over one that failed, else the first seen; returns the lines and
+/// how many others were dropped.
 pub fn merge_lines(sets: Vec<Vec<Line>>) -> (Vec<Line>, usize) {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
+    let mut at: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    let mut out: Vec<Line> = Vec::new();
     let mut dup = 0;
     for set in sets {
         for l in set {
-            if seen.insert((l.cell.clone(), l.rep)) {
-                out.push(l);
-            } else {
-                dup += 1;
+            match at.get(&(l.cell.clone(), l.rep)) {
+                Some(&i) => {
+                    dup += 1;
+                    if l.ok && !out[i].ok {
+                        out[i] = l;
+                    }
+                }
+                None => {
+                    at.insert((l.cell.clone(), l.rep), out.len());
+                    out.push(l);
+                }
             }
         }
     }
@@ -472,6 +587,14 @@ mod tests {
         }
     }
 
+    fn failed(cell: &str, rep: u32) -> Line {
+        Line { ok: false, exit_code: Some(1), failure: Some("guest shut down with status 1".into()), ..line(cell, rep) }
+    }
+
+    fn pairs(lines: &[Line]) -> Vec<(String, u32, bool)> {
+        lines.iter().map(|l| (l.cell.clone(), l.rep, l.ok)).collect()
+    }
+
     #[test]
     fn merging_keeps_each_pair_once() {
         let (m, dup) = merge_lines(vec![vec![line("a", 0), line("b", 0)], vec![line("a", 0), line("a", 1)]]);
@@ -482,16 +605,115 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_last_line_is_dropped_and_the_file_repaired() {
+    fn merging_prefers_a_run_that_succeeded_over_one_that_failed() {
+        // The failed run first (in another directory, or earlier in the same one)...
+        let (m, dup) = merge_lines(vec![vec![failed("a", 0), line("b", 0)], vec![line("a", 0), failed("b", 0)]]);
+        assert_eq!(dup, 2);
+        assert_eq!(pairs(&m), [("a".into(), 0, true), ("b".into(), 0, true)]);
+        let (m, dup) = merge_lines(vec![vec![failed("a", 0), failed("a", 0), line("a", 0), failed("a", 1)]]);
+        assert_eq!(dup, 2);
+        assert_eq!(pairs(&m), [("a".into(), 0, true), ("a".into(), 1, false)]);
+        // Of two that succeeded, the first is kept.
+        let mut first = line("a", 0);
+        first.finished_at = "first".into();
+        let (m, _) = merge_lines(vec![vec![first], vec![line("a", 0)]]);
+        assert_eq!(m[0].finished_at, "first");
+    }
+
+    #[test]
+    fn failed_runs_are_not_done_and_a_rerun_that_succeeded_supersedes_them() {
+        let lines = vec![line("a", 0), failed("a", 1), failed("b", 0), failed("b", 0)];
+        let d = done(&lines);
+        assert_eq!(d, [("a".to_owned(), 0)].into_iter().collect());
+        let mut rerun = line("a", 1);
+        rerun.finished_at = "later".into();
+        let mut more = lines.clone();
+        more.push(rerun);
+        assert_eq!(done(&more).len(), 2);
+        let l = latest(&more);
+        assert_eq!(
+            pairs(&l.into_iter().cloned().collect::<Vec<_>>()),
+            [("a".into(), 0, true), ("a".into(), 1, true), ("b".into(), 0, false)]
+        );
+        // A failure after the success does not undo it.
+        more.push(failed("a", 1));
+        assert_eq!(latest(&more)[1].finished_at, "later");
+
+        // The results gathered take the rerun, not the failure.
+        use super::super::matrix::CellSpec;
+        let spec = CellSpec { label: "c".into(), vcpus: 1, mem: "64m".into(), timeout: 10, params: BTreeMap::new() };
+        let cell = spec.resolve("e").unwrap();
+        let with = |l: Line| Line { cell: cell.key.clone(), ..l };
+        let lines = vec![with(failed("x", 0)), with(line("x", 0)), with(failed("x", 1))];
+        let r = super::super::results::gather(std::slice::from_ref(&cell), &lines);
+        assert_eq!(r[0].reps.iter().map(|(rep, _)| *rep).collect::<Vec<_>>(), [0]);
+        assert_eq!(r[0].failures.iter().map(|(rep, _)| *rep).collect::<Vec<_>>(), [1]);
+    }
+
+    #[test]
+    fn a_corrupt_middle_line_is_rejected_the_others_kept_and_the_file_left_as_it_is() {
         let dir = crate::host::appliance::tempdir().unwrap();
-        let good = serde_json::to_string(&line("a", 0)).unwrap();
-        std::fs::write(dir.path().join(LINES_FILE), format!("{good}\n{}", &good[..good.len() / 2])).unwrap();
-        let (lines, notes) = read_lines(dir.path()).unwrap();
-        assert_eq!(lines.len(), 1);
-        assert_eq!(notes.len(), 1);
-        let text = std::fs::read_to_string(dir.path().join(LINES_FILE)).unwrap();
-        assert_eq!(text, format!("{good}\n"));
+        let (a, b) = (serde_json::to_string(&line("a", 0)).unwrap(), serde_json::to_string(&line("b", 0)).unwrap());
+        let bad = format!("{}garbage", &a[..a.len() / 3]);
+        let text = format!("{a}\n{bad}\n\n{b}\n");
+        let path = dir.path().join(LINES_FILE);
+        std::fs::write(&path, &text).unwrap();
+        let read = read_lines(dir.path()).unwrap();
+        assert_eq!(pairs(&read.lines), [("a".into(), 0, true), ("b".into(), 0, true)]);
+        assert_eq!(read.rejected.len(), 1);
+        let r = &read.rejected[0];
+        assert_eq!((r.file.as_path(), r.line, r.text.as_str()), (path.as_path(), 2, bad.as_str()));
+        assert!(!r.error.is_empty());
+        assert!(r.warning().starts_with(&format!("{}:2: ", path.display())), "{}", r.warning());
+        assert_eq!(std::fs::read(&path).unwrap(), text.as_bytes(), "reading never writes");
+        assert!(!dir.path().join(REJECTED_FILE).exists(), "reading keeps nothing aside");
+
+        // Kept aside once, however often it is read.
+        assert_eq!(keep_aside(dir.path(), &read.rejected).unwrap(), 1);
+        assert_eq!(keep_aside(dir.path(), &read_lines(dir.path()).unwrap().rejected).unwrap(), 0);
+        let kept = std::fs::read_to_string(dir.path().join(REJECTED_FILE)).unwrap();
+        assert_eq!(kept.lines().count(), 1);
+        assert_eq!(&serde_json::from_str::<Rejected>(kept.lines().next().unwrap()).unwrap(), r);
+        assert_eq!(std::fs::read(&path).unwrap(), text.as_bytes());
+
+        // No file: no lines, nothing written.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert_eq!(read_lines(&empty).unwrap(), Lines::default());
+        assert!(!empty.join(LINES_FILE).exists());
         assert!(matches!(read_sweep(dir.path()), Err(Error::NotASweep(..))));
         assert!(matches!(read_sweep(&dir.path().join("nope")), Err(Error::NotASweep(..))));
+    }
+
+    #[test]
+    fn appending_after_a_cut_last_line_starts_a_line_of_its_own() {
+        let dir = crate::host::appliance::tempdir().unwrap();
+        let good = serde_json::to_string(&line("a", 0)).unwrap();
+        let cut = &good[..good.len() / 2];
+        let path = dir.path().join(LINES_FILE);
+        std::fs::write(&path, format!("{good}\n{cut}")).unwrap();
+        let before = read_lines(dir.path()).unwrap();
+        assert_eq!((before.lines.len(), before.rejected.len()), (1, 1));
+        let mut out = Appender::open(dir.path()).unwrap();
+        out.push(&line("b", 0)).unwrap();
+        out.push(&line("c", 0)).unwrap();
+        drop(out);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(&format!("{good}\n{cut}\n")), "appended, not rewritten: {text}");
+        assert!(text.ends_with('\n'));
+        let after = read_lines(dir.path()).unwrap();
+        assert_eq!(pairs(&after.lines), [("a".into(), 0, true), ("b".into(), 0, true), ("c".into(), 0, true)]);
+        assert_eq!(after.rejected, before.rejected, "only the fragment is rejected");
+
+        // A file that ends its last line gets no empty line.
+        let mut out = Appender::open(dir.path()).unwrap();
+        out.push(&line("d", 0)).unwrap();
+        let text2 = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text2, format!("{text}{}\n", serde_json::to_string(&line("d", 0)).unwrap()));
+        // A new file starts with its first line.
+        let fresh = dir.path().join("fresh");
+        std::fs::create_dir(&fresh).unwrap();
+        Appender::open(&fresh).unwrap().push(&line("a", 0)).unwrap();
+        assert_eq!(std::fs::read_to_string(fresh.join(LINES_FILE)).unwrap(), format!("{good}\n"));
     }
 }
