@@ -71,6 +71,139 @@ fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
     r.records().map(|rec| header.iter().cloned().zip(rec.unwrap().iter().map(str::to_owned)).collect()).collect()
 }
 
+/// Every file of a directory and its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
+
+/// The lines of a JSONL that parse, and the numbers (1-based) of those that do not.
+fn parsed(dir: &Path) -> (Vec<Value>, Vec<usize>) {
+    let text = std::fs::read_to_string(dir.join("bench.jsonl")).unwrap_or_default();
+    let (mut good, mut bad) = (vec![], vec![]);
+    for (n, l) in text.lines().enumerate() {
+        match serde_json::from_str(l) {
+            Ok(v) => good.push(v),
+            Err(_) => bad.push(n + 1),
+        }
+    }
+    (good, bad)
+}
+
+/// A sweep directory made by hand, without booting a VM: one experiment of two
+/// cells without parameters ("one": 1 vCPU, "two": 2 vCPUs), 2 repetitions.
+fn fabricated_sweep(dir: &Path, jsonl: &str) {
+    let cell = |label: &str, vcpus: u32| serde_json::json!({"label": label, "vcpus": vcpus, "mem": "64m", "timeout": 10, "params": {}});
+    let sweep = serde_json::json!({
+        "schema": 1, "matrix": "spec fabricated", "full": false, "reps": 2, "shard": null, "only": [],
+        "experiments": [{"id": "e", "title": "Fabricated", "question": "q", "columns": [],
+                         "cells": [cell("one", 1), cell("two", 2)]}],
+        "started_at": "2025-01-01T00:00:00Z", "command": ["vmm", "bench"],
+        "machine": {"cores": 2, "cpu": "test", "mem_mib": 1024},
+        "vmm_version": "0.1.0", "vmm_id": "fnv64:0 (0 bytes)", "guest_kernel": "fnv64:0 (0 bytes)"});
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("sweep.json"), serde_json::to_string_pretty(&sweep).unwrap()).unwrap();
+    std::fs::write(dir.join("bench.jsonl"), jsonl).unwrap();
+}
+
+/// A line of [`fabricated_sweep`]'s cell with `vcpus` vCPUs (its key is
+/// `vcpus=N mem=64m`: no parameter differs from the defaults).
+fn fabricated_line(vcpus: u32, rep: u32, ok: bool) -> String {
+    serde_json::json!({
+        "schema": 1, "cell": format!("vcpus={vcpus} mem=64m"), "label": if vcpus == 1 { "one" } else { "two" },
+        "experiments": ["e"], "rep": rep, "vcpus": vcpus, "mem": "64m", "args": [], "config": {},
+        "vmm_version": "0.1.0", "vmm_id": "fnv64:0 (0 bytes)", "guest_kernel": "fnv64:0 (0 bytes)",
+        "host_mode": "qemu", "ok": ok, "exit_code": if ok { 0 } else { 1 },
+        "failure": if ok { Value::Null } else { "guest shut down with status 1".into() },
+        "attempts": 1, "finished_at": "2025-01-01T00:00:01Z", "figures": {}})
+    .to_string()
+}
+
+#[test]
+fn resume_list_reads_a_damaged_jsonl_without_writing_and_counts_failed_runs_as_left() {
+    let dir = tmp("damaged");
+    let a = fabricated_line(1, 0, true);
+    let garbage = format!("{}#garbage", &a[..a.len() / 2]);
+    // A corrupt middle line, and the failed second run of "one".
+    let text = format!("{a}\n{garbage}\n{}\n{}\n", fabricated_line(2, 0, true), fabricated_line(1, 1, false));
+    fabricated_sweep(&dir, &text);
+    let before = snapshot(&dir);
+    let o = bench(&["--resume", dir.to_str().unwrap(), "--list"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    // 4 runs; two done; the failed one and the one never run are left.
+    assert!(out.contains("2 cells x 2 repetitions: 2 jobs to run (1 failed before: run again)"), "{out}");
+    let warning = format!("{}:2: ignored a line that does not parse", dir.join("bench.jsonl").display());
+    assert!(stderr(&o).contains(&warning), "{}", stderr(&o));
+    assert_eq!(snapshot(&dir), before, "--list writes nothing: bench.jsonl as it was, no other file");
+
+    // A last line cut by an interrupted write: read the same way, and left.
+    let cut = format!("{a}\n{}", &fabricated_line(2, 0, true)[..40]);
+    std::fs::write(dir.join("bench.jsonl"), &cut).unwrap();
+    let before = snapshot(&dir);
+    let o = bench(&["--resume", dir.to_str().unwrap(), "--list"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    assert!(out.contains(": 3 jobs to run"), "{out}");
+    assert!(stderr(&o).contains("bench.jsonl:2: ignored a line"), "{}", stderr(&o));
+    assert_eq!(snapshot(&dir), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn merge_leaves_its_inputs_as_they_were_and_prefers_runs_that_succeeded() {
+    let (a, b, m) = (tmp("merge-a"), tmp("merge-b"), tmp("merge-out"));
+    // A: "one" rep 1 failed, and a corrupt line between; B: "one" rep 1 run
+    // again and succeeded, "two" rep 1 cut by an interrupted write.
+    let bad = "{\"schema\": 1, \"cell\": ";
+    fabricated_sweep(&a, &format!("{}\n{bad}\n{}\n", fabricated_line(1, 0, true), fabricated_line(1, 1, false)));
+    let cut = fabricated_line(2, 1, true);
+    fabricated_sweep(
+        &b,
+        &format!("{}\n{}\n{}", fabricated_line(1, 1, true), fabricated_line(2, 0, true), &cut[..cut.len() - 9]),
+    );
+    let (before_a, before_b) = (snapshot(&a), snapshot(&b));
+    let o = bench(&["merge", a.to_str().unwrap(), b.to_str().unwrap(), "--out", m.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(snapshot(&a), before_a, "merge reads its inputs only");
+    assert_eq!(snapshot(&b), before_b, "merge reads its inputs only");
+    for (d, n) in [(&a, 2), (&b, 3)] {
+        let w = format!("{}:{n}: ignored a line that does not parse", d.join("bench.jsonl").display());
+        assert!(err.contains(&w), "{w}\n{err}");
+    }
+    // The merge: each run once, the one that succeeded over the one that failed.
+    let l = lines(&m);
+    let got: BTreeSet<(String, u64, bool)> = l
+        .iter()
+        .map(|x| (x["cell"].as_str().unwrap().to_owned(), x["rep"].as_u64().unwrap(), x["ok"].as_bool().unwrap()))
+        .collect();
+    let want: BTreeSet<(String, u64, bool)> = [("vcpus=1 mem=64m", 0), ("vcpus=1 mem=64m", 1), ("vcpus=2 mem=64m", 0)]
+        .into_iter()
+        .map(|(c, r)| (c.to_owned(), r, true))
+        .collect();
+    assert_eq!((l.len(), got), (3, want));
+    // The lines that do not parse are kept in the output, with where they were.
+    let kept: Vec<Value> = std::fs::read_to_string(m.join("bench.rejected.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|x| serde_json::from_str(x).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!((kept[0]["line"].as_u64(), kept[0]["text"].as_str()), (Some(2), Some(bad)));
+    assert_eq!((kept[1]["line"].as_u64(), kept[1]["text"].as_str()), (Some(3), Some(&cut[..cut.len() - 9])));
+    let md = std::fs::read_to_string(m.join("report.md")).unwrap();
+    assert!(md.contains("merged from") && md.contains("ignored a line that does not parse"), "{md}");
+    for d in [a, b, m] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 #[test]
 fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     let o = bench(&["--shard", "0/2"]);
@@ -96,10 +229,10 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     // alias-frequency asks for 15 repetitions (claim 7's intervals); --reps is for every cell.
     let o = bench(&["--only", "alias-frequency", "--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(out.contains("18 cells x 3 repetitions (alias-frequency 15): 270 jobs to run"), "{out}");
+    assert!(out.contains("24 cells x 3 repetitions (alias-frequency 15): 360 jobs to run"), "{out}");
     let o = bench(&["--only", "alias-frequency,history", "--reps", "2", "--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(out.contains("20 cells x 2 repetitions: 40 jobs to run"), "{out}");
+    assert!(out.contains("26 cells x 2 repetitions: 52 jobs to run"), "{out}");
     let spec = tmp("bad-reps").with_extension("json");
     let exp = serde_json::json!({"experiments": [{"id": "e", "title": "t", "question": "q", "columns": [],
         "reps": 0, "cells": [{"label": "c", "vcpus": 1, "mem": "64m", "timeout": 10, "params": {}}]}]});
@@ -109,18 +242,19 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     assert!(stderr(&o).contains("reps 0 is not in 1..=1000"), "{}", stderr(&o));
     let _ = std::fs::remove_file(&spec);
 
-    // The default matrix is the main question: six strategies, fork-churn, 2 vCPUs, --pvmmu on.
+    // The default matrix is the main question: six strategies and the oracle,
+    // fork-churn, 2 vCPUs, --pvmmu on.
     let o = bench(&["--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let cells: Vec<&str> = out.lines().filter(|l| l.starts_with("cell ")).collect();
-    assert_eq!(cells.len(), 6, "{out}");
-    for s in ["none", "always-flush", "alias-bit", "runtime-switch", "clean-pool", "host-trap"] {
+    assert_eq!(cells.len(), 7, "{out}");
+    for s in ["none", "always-flush", "alias-bit", "runtime-switch", "clean-pool", "host-trap", "oracle"] {
         assert!(cells.iter().any(|c| c.contains(&format!("cell {s} "))), "{s}: {out}");
     }
     assert!(cells
         .iter()
         .all(|c| c.contains("--workload fork-churn") && c.contains("--pvmmu on") && c.contains("--vcpus 2")));
-    assert!(out.contains("6 cells x 3 repetitions: 18 jobs to run"), "{out}");
+    assert!(out.contains("7 cells x 3 repetitions: 21 jobs to run"), "{out}");
     // Shards partition the cells.
     let all = cells_listed(&[]);
     let (a, b) = (cells_listed(&["--shard", "1/2"]), cells_listed(&["--shard", "2/2"]));
@@ -221,11 +355,13 @@ fn a_sweep_runs_end_to_end_and_resumes() {
     // The terminal got the summary table and the verdicts.
     assert!(out.contains("== verdicts ==") && out.contains("claim 1: "), "{out}");
 
-    // A sweep stopped after two runs, its last line cut by the stop: --resume
-    // runs the four missing jobs and nothing else.
+    // A sweep stopped after two runs, its last line cut by the stop, started by
+    // another build: --resume runs the four missing jobs and nothing else.
     let again = tmp("resume");
     std::fs::create_dir_all(&again).unwrap();
-    std::fs::copy(dir.join("sweep.json"), again.join("sweep.json")).unwrap();
+    let mut sweep: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("sweep.json")).unwrap()).unwrap();
+    sweep["vmm_id"] = "fnv64:0123456789abcdef (1 bytes)".into();
+    std::fs::write(again.join("sweep.json"), sweep.to_string()).unwrap();
     let text = std::fs::read_to_string(dir.join("bench.jsonl")).unwrap();
     let kept: Vec<&str> = text.lines().take(3).collect();
     let cut = &kept[2][..kept[2].len() / 2];
@@ -234,12 +370,25 @@ fn a_sweep_runs_end_to_end_and_resumes() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("4 jobs to run"), "{err}");
+    assert!(err.contains("bench.jsonl:3: ignored a line that does not parse"), "{err}");
+    assert!(err.contains("another build than its start"), "{err}");
     assert_eq!(err.lines().filter(|l| l.starts_with("bench: [")).count(), 4, "{err}");
+    // Appended, never rewritten: the cut line stays, on a line of its own, and
+    // a copy of it is kept aside.
     let text2 = std::fs::read_to_string(again.join("bench.jsonl")).unwrap();
-    assert!(text2.starts_with(&format!("{}\n{}\n", kept[0], kept[1])), "the finished runs stay as they were");
-    let l2 = lines(&again);
+    assert!(text2.starts_with(&format!("{}\n{}\n{cut}\n", kept[0], kept[1])), "the file is only appended to");
+    let (l2, bad) = parsed(&again);
+    assert_eq!(bad, [3]);
     assert_eq!(l2.len(), 6);
     assert_eq!(pairs(&l2), pairs(&l));
+    let aside: Value =
+        serde_json::from_str(std::fs::read_to_string(again.join("bench.rejected.jsonl")).unwrap().trim()).unwrap();
+    assert_eq!((aside["line"].as_u64(), aside["text"].as_str()), (Some(3), Some(cut)));
+    // The new runs record the build that ran them, not sweep.json's.
+    for x in &l2[2..] {
+        assert_eq!(x["vmm_id"], l[0]["vmm_id"], "{}", x["vmm_id"]);
+        assert_eq!(x["guest_kernel"], l[0]["guest_kernel"]);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&again);
 }
@@ -303,6 +452,10 @@ fn a_failed_cell_is_reported_and_the_sweep_goes_on() {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| faults | FAILED 1/1 |") && md.contains("Failed runs:") && md.contains(why), "{md}");
     assert!(out.contains("faults failed (rep 1)"), "{out}");
+    // A failed run is not done: --resume would run it again.
+    let o = bench(&["--resume", dir.to_str().unwrap(), "--list"]);
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(listed.contains(": 1 jobs to run (1 failed before: run again)"), "{listed}\n{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&spec);
 }

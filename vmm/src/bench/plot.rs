@@ -249,21 +249,28 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
                         "cycles per pin".into(),
                         used.iter().map(|c| c.stats.get("cycles_per_pin").copied()).collect(),
                     )],
-                    marks: Some(("oracle".into(), used.iter().map(|c| c.median("oracle_cycles_per_pin")).collect())),
+                    // The oracle cell's median, as a mark on every bar.
+                    marks: used
+                        .iter()
+                        .find(|c| c.cell.config.get("alias").is_some_and(|a| a == "oracle"))
+                        .and_then(|o| o.median("cycles_per_pin"))
+                        .map(|m| ("oracle".into(), vec![Some(m); used.len()])),
                 },
             )
         }
         PlotKind::FlushesVsFrequency => {
             // Every call a strategy makes (the empty ones are its waste) against
-            // the flushes the oracle needs.
+            // the flushes the oracle cell made.
             let mut series = series_by(cells, "alias", "churn-every", |c| per_rep(c, "vm_unmap_aliases", "pt_pins"));
+            series.retain(|(n, _)| n != "oracle");
             for (name, _) in &mut series {
                 *name = format!("{name}: vm_unmap_aliases calls per pin");
             }
-            let mut oracle = series_by(cells, "alias", "churn-every", |c| per_rep(c, "oracle_flushes", "pt_pins"));
-            oracle.retain(|(n, _)| n == "always-flush");
-            for (name, pts) in oracle {
-                series.push((format!("oracle: its flushes per pin ({name} runs)"), pts));
+            let mut oracle =
+                series_by(cells, "alias", "churn-every", |c| per_rep(c, "vm_unmap_aliases_flushed", "pt_pins"));
+            oracle.retain(|(n, _)| n == "oracle");
+            for (_, pts) in oracle {
+                series.push(("oracle: its flushes per pin".into(), pts));
             }
             if series.is_empty() {
                 return Ok(None);
@@ -418,23 +425,26 @@ mod tests {
     fn every_plot_draws_an_svg_and_an_empty_one_is_skipped() {
         let dir = crate::host::appliance::tempdir().unwrap();
         let pins = [
-            cell(&[("alias", "none"), ("pvmmu", "on")], &[("cycles_per_pin", 100.0), ("oracle_cycles_per_pin", 80.0)]),
+            cell(&[("alias", "none"), ("pvmmu", "on")], &[("cycles_per_pin", 100.0)]),
+            cell(&[("alias", "oracle"), ("pvmmu", "on")], &[("cycles_per_pin", 80.0)]),
             cell(&[("alias", "always-flush"), ("pvmmu", "on")], &[("cycles_per_pin", 300.0)]),
         ];
         let refs: Vec<&CellResult> = pins.iter().collect();
         assert_eq!(draw(PlotKind::CostPerPin, &refs, dir.path()).unwrap().as_deref(), Some("cost-per-pin.svg"));
         let freq: Vec<CellResult> = [1, 4, 64]
             .iter()
-            .map(|e| {
-                cell(
-                    &[("alias", "always-flush"), ("churn-every", &e.to_string())],
-                    &[
-                        ("vm_unmap_aliases", 10.0),
-                        ("vm_unmap_aliases_flushed", 10.0 / *e as f64),
-                        ("pt_pins", 10.0),
-                        ("oracle_flushes", 1.0f64.min(10.0 / *e as f64)),
-                    ],
-                )
+            .flat_map(|e| {
+                ["always-flush", "oracle"].map(|a| {
+                    let calls = if a == "oracle" { 10.0 / *e as f64 } else { 10.0 };
+                    cell(
+                        &[("alias", a), ("churn-every", &e.to_string())],
+                        &[
+                            ("vm_unmap_aliases", calls),
+                            ("vm_unmap_aliases_flushed", 10.0 / *e as f64),
+                            ("pt_pins", 10.0),
+                        ],
+                    )
+                })
             })
             .collect();
         let refs: Vec<&CellResult> = freq.iter().collect();

@@ -1,6 +1,7 @@
 //! A sweep's lines gathered per cell: the repetitions that succeeded, those that
 //! failed and why, min/median/max of every figure, the figures that compare a
-//! cell with another (the ratio to always-flush), and the consistency warnings.
+//! cell with another (against the measured oracle cell and always-flush's), and
+//! the consistency warnings.
 
 use std::collections::BTreeMap;
 
@@ -60,7 +61,8 @@ pub fn normalise(key: &str, value: &str) -> String {
 }
 
 /// Gathers the lines of `cells` (lines of other cells are ignored; a cell
-/// without lines has no repetitions).
+/// without lines has no repetitions). Each repetition is its latest run that
+/// succeeded, else its latest failure (see [`super::store::latest`]).
 pub fn gather(cells: &[Cell], lines: &[Line]) -> Vec<CellResult> {
     let mut out: Vec<CellResult> = cells
         .iter()
@@ -73,7 +75,7 @@ pub fn gather(cells: &[Cell], lines: &[Line]) -> Vec<CellResult> {
             host_modes: vec![],
         })
         .collect();
-    for l in lines {
+    for l in super::store::latest(lines) {
         let Some(r) = out.iter_mut().find(|r| r.cell.key == l.cell) else { continue };
         if r.reps.iter().any(|(rep, _)| *rep == l.rep) || r.failures.iter().any(|(rep, _)| *rep == l.rep) {
             continue;
@@ -94,11 +96,11 @@ pub fn gather(cells: &[Cell], lines: &[Line]) -> Vec<CellResult> {
         r.reps.sort_by_key(|(rep, _)| *rep);
         r.failures.sort_by_key(|(rep, _)| *rep);
     }
-    borrow_flush_costs(&mut out);
     for r in &mut out {
         r.stats = stats(&r.reps);
     }
     ratios_to_always_flush(&mut out);
+    against_the_oracle(&mut out);
     for r in &mut out {
         let alias = r.cell.config.get("alias").cloned().unwrap_or_default();
         let pv = r.cell.config.get("pvmmu").is_some_and(|p| p == "on");
@@ -124,33 +126,52 @@ fn stats(reps: &[(u32, Figures)]) -> BTreeMap<String, Stat> {
         .collect()
 }
 
-/// The always-flush cell with the same configuration otherwise.
-fn always_flush_sibling(all: &[CellResult], i: usize) -> Option<usize> {
+/// The cell with `--alias alias` and the same configuration otherwise (seed
+/// included), under the PV MMU.
+fn alias_sibling(all: &[CellResult], i: usize, alias: &str) -> Option<usize> {
     let me = &all[i];
     if me.cell.config.get("pvmmu").map(String::as_str) != Some("on") {
         return None;
     }
-    all.iter()
-        .position(|o| o.cell.config.get("alias").map(String::as_str) == Some("always-flush") && me.same_but(o, "alias"))
+    all.iter().position(|o| o.cell.config.get("alias").map(String::as_str) == Some(alias) && me.same_but(o, "alias"))
 }
 
-/// Runs that aliased pins but never flushed take the always-flush sibling's
-/// median cost of one flushing vm_unmap_aliases for their oracle.
-fn borrow_flush_costs(all: &mut [CellResult]) {
+/// The always-flush cell with the same configuration otherwise.
+fn always_flush_sibling(all: &[CellResult], i: usize) -> Option<usize> {
+    alias_sibling(all, i, "always-flush")
+}
+
+/// The counts each strategy is compared with the oracle on, as
+/// `<count>_over_oracle`.
+pub const OVER_ORACLE: [&str; 5] =
+    ["vm_unmap_aliases", "vm_unmap_aliases_flushed", "tlb_flush_global", "ipis_sent", "exits_hypercall"];
+
+/// Every cell against its oracle cell (`--alias oracle`, the same workload,
+/// configuration and seed): one measured yardstick for every strategy, never a
+/// figure derived from the strategy's own run. Each repetition's figure is
+/// divided by (or reduced by) the oracle cell's median, so the spread shown is
+/// the strategy's own.
+fn against_the_oracle(all: &mut [CellResult]) {
     for i in 0..all.len() {
-        let needs = all[i].reps.iter().any(|(_, f)| f.contains_key("pt_pins") && !f.contains_key("oracle_cycles"));
-        if !needs {
-            continue;
+        let Some(j) = alias_sibling(all, i, "oracle") else { continue };
+        let (me, oracle) = (&all[i], &all[j]);
+        let each = |figure: &str, f: &dyn Fn(f64, f64) -> f64| -> Option<Stat> {
+            let base = oracle.median(figure)?;
+            Stat::of(&me.reps.iter().filter_map(|(_, r)| r.get(figure).map(|x| f(*x, base))).collect::<Vec<_>>())
+        };
+        let ratio = |x: f64, b: f64| if b > 0.0 { x / b } else { f64::NAN };
+        let minus = |x: f64, b: f64| x - b;
+        let mut add = vec![
+            ("ratio_to_oracle".to_owned(), each("cycles_per_pin", &ratio)),
+            ("workload_ratio_to_oracle".to_owned(), each("workload_cycles", &ratio)),
+            ("excess_cycles_per_pin".to_owned(), each("cycles_per_pin", &minus)),
+        ];
+        for c in OVER_ORACLE {
+            add.push((format!("{c}_over_oracle"), each(c, &minus)));
         }
-        let Some(j) = always_flush_sibling(all, i) else { continue };
-        let costs: Vec<f64> = all[j].reps.iter().filter_map(|(_, f)| f.get("flush_cycles").copied()).collect();
-        let Some(cost) = Stat::of(&costs).map(|s| s.median) else { continue };
-        for (_, f) in &mut all[i].reps {
-            if f.contains_key("oracle_cycles") {
-                continue;
-            }
-            if let Some(o) = oracle::Inputs::from_figures(f).and_then(|inp| inp.oracle(Some(cost))) {
-                o.insert_into(f);
+        for (name, stat) in add {
+            if let Some(s) = stat {
+                all[i].stats.insert(name, s);
             }
         }
     }
@@ -214,52 +235,47 @@ mod tests {
     }
 
     #[test]
-    fn ratios_borrowed_costs_and_warnings() {
+    fn every_strategy_against_the_measured_oracle_cell() {
         let af = cell("always-flush");
-        let none = cell("none");
+        let oracle = cell("oracle");
         let trap = cell("host-trap");
-        let af_counters = serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 600000, "pt_pins_aliased": 10, "pt_pins_alias_pte": 10,
-            "vm_unmap_aliases": 100, "vm_unmap_aliases_flushed": 10, "vm_unmap_aliases_cycles": 300000,
-            "vm_unmap_aliases_flush_cycles": 200000});
-        let lines = vec![
-            line(&af, 0, af_counters.clone()),
-            line(&af, 1, af_counters),
-            // none: aliased pins, no flush of its own: the oracle borrows 20000.
-            line(
-                &none,
-                0,
-                serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 400000, "pt_pins_aliased": 10, "pt_pins_alias_pte": 10,
-                "vm_unmap_aliases": 0, "vm_unmap_aliases_flushed": 0, "vm_unmap_aliases_cycles": 0, "pt_pin_refused": 10}),
-            ),
+        let counters = |cycles: u64, calls: u64, flushed: u64| {
+            serde_json::json!({"pt_pins": 100, "pt_pin_cycles": cycles, "pt_pins_aliased": 10, "pt_pins_alias_pte": 10,
+                "vm_unmap_aliases": calls, "vm_unmap_aliases_flushed": flushed, "vm_unmap_aliases_cycles": 1000,
+                "workload_cycles": cycles * 10, "pt_pin_refused": 0, "tlb_flush_global": flushed})
+        };
+        let mut lines = vec![
+            line(&af, 0, counters(600000, 100, 10)),
+            line(&af, 1, counters(660000, 100, 11)),
+            // The oracle: one purge per aliased pin; its medians are the yardstick.
+            line(&oracle, 0, counters(400000, 10, 10)),
+            line(&oracle, 1, counters(500000, 10, 10)),
+            line(&oracle, 2, counters(450000, 10, 10)),
             // host-trap with fewer traps than vm_unmap_aliases: a warning.
-            line(
-                &trap,
-                0,
-                serde_json::json!({"pt_pins": 100, "pt_pin_cycles": 450000, "pt_pins_aliased": 10, "pt_pins_alias_pte": 10,
-                "vm_unmap_aliases": 10, "vm_unmap_aliases_flushed": 10, "vm_unmap_aliases_cycles": 100000,
-                "vm_unmap_aliases_flush_cycles": 100000}),
-            ),
+            line(&trap, 0, counters(450000, 10, 10)),
         ];
         let mut failed = line(&trap, 1, serde_json::json!({}));
         failed.ok = false;
         failed.failure = Some("guest shut down with status 1".into());
-        let mut all_lines = lines;
-        all_lines.push(failed);
-        let r = gather(&[af.clone(), none.clone(), trap.clone()], &all_lines);
-        let (af_r, none_r, trap_r) = (&r[0], &r[1], &r[2]);
+        lines.push(failed);
+        let r = gather(&[af.clone(), oracle.clone(), trap.clone()], &lines);
+        let (af_r, or_r, trap_r) = (&r[0], &r[1], &r[2]);
         assert_eq!(af_r.reps.len(), 2);
         assert_eq!(af_r.median("ratio_to_always_flush"), Some(1.0));
-        assert_eq!(af_r.median("cycles_per_pin"), Some(6000.0));
-        // always-flush: base 3000, flush 200000/10 -> oracle 300000 + 10 x 20000;
-        // the 90 calls that found nothing (100000 cycles) are its waste.
-        assert_eq!(af_r.median("oracle_cycles"), Some(500000.0));
-        assert_eq!(af_r.median("ratio_to_oracle"), Some(1.2));
-        assert_eq!(none_r.reps[0].1["oracle_flush_borrowed"], 1.0);
-        assert_eq!(none_r.median("oracle_cycles"), Some(400000.0 + 10.0 * 20000.0));
-        assert!(none_r.median("ratio_to_oracle").unwrap() < 1.0);
-        assert!(none_r.warnings.iter().any(|w| w.contains("below the oracle")), "{:?}", none_r.warnings);
-        assert_eq!(none_r.median("ratio_to_always_flush"), Some(4000.0 / 6000.0));
+        // Each always-flush repetition against the oracle cell's median 4500 per pin.
+        let s = af_r.stats["ratio_to_oracle"];
+        assert_eq!((s.min, s.max), (6000.0 / 4500.0, 6600.0 / 4500.0));
+        assert_eq!(af_r.median("workload_ratio_to_oracle"), Some(630000.0 / 450000.0));
+        assert_eq!(af_r.median("excess_cycles_per_pin"), Some(6300.0 - 4500.0));
+        assert_eq!(af_r.median("vm_unmap_aliases_over_oracle"), Some(90.0));
+        assert_eq!(af_r.median("vm_unmap_aliases_flushed_over_oracle"), Some(0.5));
+        assert_eq!(af_r.median("vm_unmap_aliases_empty"), Some(89.5));
+        // The oracle against itself: 1, nothing over.
+        assert_eq!(or_r.median("ratio_to_oracle"), Some(1.0));
+        assert_eq!(or_r.median("vm_unmap_aliases_over_oracle"), Some(0.0));
+        assert!(or_r.warnings.is_empty(), "{:?}", or_r.warnings);
         assert_eq!(trap_r.failures.len(), 1);
+        assert_eq!(trap_r.median("ratio_to_oracle"), Some(1.0));
         // host-trap's traps back are not in the report: that check is skipped.
         assert!(trap_r.warnings.is_empty(), "{:?}", trap_r.warnings);
         for s in r.iter().flat_map(|c| c.stats.values()) {
@@ -267,5 +283,8 @@ mod tests {
         }
         assert!(af_r.matches(&[("alias", "always-flush"), ("vcpus", "2"), ("mem", "256m")]));
         assert!(!af_r.matches(&[("alias", "none")]));
+        // A cell with no oracle sibling gets no oracle figures.
+        let alone = gather(std::slice::from_ref(&af), &lines);
+        assert!(!alone[0].stats.contains_key("ratio_to_oracle"));
     }
 }

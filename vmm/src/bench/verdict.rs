@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::results::CellResult;
-use super::stats::Stat;
+use super::stats::{ratio_of_medians, Difference, RatioCi, Stat};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -103,6 +103,21 @@ impl<'a> Lookup<'a> {
         c.median(figure).ok_or_else(|| Missing::NoFigure(c.cell.label.clone(), figure))
     }
 
+    /// The figure's value in each repetition of the cell.
+    fn sample(
+        &self,
+        want: &[(&str, &str)],
+        experiment: Option<&str>,
+        figure: &'static str,
+    ) -> Result<Vec<f64>, Missing> {
+        let c = self.cell(want, experiment)?;
+        let v: Vec<f64> = c.reps.iter().filter_map(|(_, f)| f.get(figure).copied()).collect();
+        if v.is_empty() {
+            return Err(Missing::NoFigure(c.cell.label.clone(), figure));
+        }
+        Ok(v)
+    }
+
     /// The figure over the cell's repetitions (min, median, max).
     fn stat(&self, want: &[(&str, &str)], experiment: Option<&str>, figure: &'static str) -> Result<Stat, Missing> {
         let c = self.cell(want, experiment)?;
@@ -144,8 +159,9 @@ fn noise_suffix(decided: Option<bool>) -> &'static str {
     }
 }
 
+/// The median's interval, named with its real coverage for its repetitions.
 fn range(s: &Stat) -> String {
-    format!("{:.3e}..{:.3e}", s.lo, s.hi)
+    format!("{:.3e}..{:.3e} ({})", s.lo, s.hi, s.interval_label())
 }
 
 /// [`status`] with parts that may be within the noise (None): those neither
@@ -426,80 +442,124 @@ fn claim6(l: &Lookup) -> Result<(Status, String), Missing> {
     Ok((status_noisy(&[smp, up]), text))
 }
 
+/// Seed of the bootstrap intervals of differences: fixed, so a report
+/// re-gathered from the same runs says the same.
+const BOOTSTRAP_SEED: u64 = 0x005e_ed0f_b007;
+/// Resamples of each bootstrap interval.
+const BOOTSTRAP_RESAMPLES: usize = 4000;
+
+/// median(a) / median(b) with a 95% percentile-bootstrap interval of that ratio,
+/// and whether a is clearly below b (Some(true)), clearly above (Some(false))
+/// or within the noise (None): a verdict on a difference rests on an interval
+/// of the difference, not on two intervals that happen to overlap.
+fn differ(a: &[f64], b: &[f64]) -> Option<(RatioCi, Option<bool>)> {
+    let ci = ratio_of_medians(a, b, 0.95, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED)?;
+    let below = match ci.difference() {
+        Difference::Lower => Some(true),
+        Difference::Higher => Some(false),
+        Difference::WithinNoise => None,
+    };
+    Some((ci, below))
+}
+
+fn ratio_text(ci: &RatioCi) -> String {
+    format!("{:.2}x [{:.2}-{:.2}, 95% bootstrap, n {}/{}]", ci.ratio, ci.lo, ci.hi, ci.n_a, ci.n_b)
+}
+
 fn claim7(l: &Lookup, full: bool) -> Result<(Status, String), Missing> {
     use super::matrix::STRATEGIES;
     let exp = Some("alias-strategies");
-    let mut per_pin = Vec::new();
+    let mut counts = Vec::new();
+    let mut cycles = Vec::new();
     let mut first_missing = None;
     for s in STRATEGIES {
-        match l.fig(&[("alias", s)], exp, "cycles_per_pin") {
-            Ok(c) => {
-                let ratio = l.fig(&[("alias", s)], exp, "ratio_to_oracle").ok();
-                per_pin.push((s, c, ratio));
+        let want = [("alias", s)];
+        let f = |name| l.fig(&want, exp, name);
+        match (f("vm_unmap_aliases"), f("vm_unmap_aliases_flushed"), f("cycles_per_pin")) {
+            (Ok(calls), Ok(flushed), Ok(c)) => {
+                let mut t = format!("{s} {calls:.0} calls, {flushed:.0} flushing");
+                if let Ok(x) = f("vm_unmap_aliases_flushed_over_oracle") {
+                    t += &format!(" ({x:+.0} vs the oracle)");
+                }
+                for (name, what) in [("traps_back", "traps back"), ("pt_pin_refused", "refusals")] {
+                    if let Ok(n) =
+                        f(name).map(|n| n.round()).and_then(|n| if n > 0.0 { Ok(n) } else { Err(Missing::NotRun) })
+                    {
+                        t += &format!(", {n:.0} {what}");
+                    }
+                }
+                counts.push((s, flushed, t));
+                let ratio = l.fig(&want, exp, "ratio_to_oracle").ok();
+                cycles.push((s, c, ratio));
             }
-            Err(m) => {
+            (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => {
                 first_missing.get_or_insert(m);
             }
         }
     }
-    if per_pin.is_empty() {
+    if counts.is_empty() {
         return Err(first_missing.unwrap_or(Missing::NotRun));
     }
-    let list: Vec<String> = per_pin
+    let fewest = counts.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0).unwrap_or("-");
+    let cheapest = cycles.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0).unwrap_or("-");
+    let list: Vec<String> = cycles
         .iter()
         .map(|(s, c, r)| match r {
             Some(r) => format!("{s} {c:.0} ({r:.2}x oracle)"),
             None => format!("{s} {c:.0}"),
         })
         .collect();
-    let cheapest = per_pin.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0).unwrap_or("-");
-    let mut text = format!("cycles per pin: {}; cheapest {cheapest}", list.join(", "));
-    if per_pin.len() < STRATEGIES.len() {
-        text += &format!(" ({} of {} strategies ran)", per_pin.len(), STRATEGIES.len());
+    let mut text = format!(
+        "vm_unmap_aliases per run (medians): {}; fewest flushing: {fewest}. Cycles per pin beside them: {}; \
+         cheapest {cheapest}",
+        counts.iter().map(|c| c.2.as_str()).collect::<Vec<_>>().join("; "),
+        list.join(", ")
+    );
+    if counts.len() < STRATEGIES.len() {
+        text += &format!(" ({} of {} strategies ran)", counts.len(), STRATEGIES.len());
     }
     let freq = Some("alias-frequency");
-    // Rare against frequent compares what each strategy pays per pin above
-    // its oracle (calls that found nothing, host-trap's retried hypercalls),
-    // not whole pins: the pin's common part and the flushes both need are the
-    // same work for both and, QEMU-hosted, spread by more than the difference.
-    let at = |every: &str| -> Result<(Stat, Stat), Missing> {
-        let t = l.stat(&[("alias", "host-trap"), ("churn-every", every)], freq, "waste_cycles_per_pin")?;
-        let a = l.stat(&[("alias", "always-flush"), ("churn-every", every)], freq, "waste_cycles_per_pin")?;
-        Ok((t, a))
+    // Rare against frequent: host-trap against always-flush, in counts over
+    // the oracle (calls, exits) and in cycles per pin, judged on a bootstrap
+    // interval of the ratio of their medians.
+    let at = |every: &str| -> Result<(Vec<f64>, Vec<f64>, String), Missing> {
+        let t = [("alias", "host-trap"), ("churn-every", every)];
+        let a = [("alias", "always-flush"), ("churn-every", every)];
+        let ts = l.sample(&t, freq, "cycles_per_pin")?;
+        let as_ = l.sample(&a, freq, "cycles_per_pin")?;
+        let over = |w: &[(&str, &str)], name| l.fig(w, freq, name).map(|x| format!("{x:+.0}")).unwrap_or("-".into());
+        let counts = format!(
+            "calls over the oracle {} against {}, hypercall exits over the oracle {} against {}",
+            over(&t, "vm_unmap_aliases_over_oracle"),
+            over(&a, "vm_unmap_aliases_over_oracle"),
+            over(&t, "exits_hypercall_over_oracle"),
+            over(&a, "exits_hypercall_over_oracle"),
+        );
+        Ok((ts, as_, counts))
     };
     match (at("1"), at("64")) {
-        (Ok((tf, af)), Ok((tr, ar))) => {
-            let ratio =
-                |t: &Stat, a: &Stat| if a.median > 0.0 { format!("{:.2}x", t.median / a.median) } else { "-".into() };
+        (Ok((tf, af, cf)), Ok((tr, ar, cr))) => {
+            let (Some((frequent, at_every)), Some((rare, cheaper))) = (differ(&tf, &af), differ(&tr, &ar)) else {
+                text += "; host-trap rare versus frequent: no cycles to compare";
+                return Ok((Status::Measured, text));
+            };
             text += &format!(
-                "; per pin above the oracle, host-trap against always-flush: {:.3e} against {:.3e} cycles ({}) \
-                 with an alias source before every fork, {:.3e} against {:.3e} ({}) before every 64th",
-                tf.median,
-                af.median,
-                ratio(&tf, &af),
-                tr.median,
-                ar.median,
-                ratio(&tr, &ar)
+                ". host-trap against always-flush, with an alias source before every fork: {cf}; cycles per pin {}; \
+                 before every 64th: {cr}; cycles per pin {}",
+                ratio_text(&frequent),
+                ratio_text(&rare)
             );
             // The claim: host-trap pays off when aliases are rare. When they
-            // are frequent the comparison is reported, not judged: each of
-            // host-trap's pins may retry, each of always-flush's may find nothing.
-            let cheaper = clearly_below(&tr, &ar);
-            if cheaper.is_none() {
-                text += &format!(
-                    " (within the noise: the medians' 95% intervals overlap, host-trap {}, always-flush {})",
-                    range(&tr),
-                    range(&ar)
-                );
-            }
-            text += &match clearly_below(&tf, &af) {
-                Some(below) => format!(
-                    "; at every fork host-trap's interval lies {} always-flush's ({} against {})",
-                    if below { "below" } else { "above" },
-                    range(&tf),
-                    range(&af)
-                ),
-                None => format!("; at every fork the two are within the noise ({} against {})", range(&tf), range(&af)),
+            // are frequent the comparison is reported, not judged.
+            text += match cheaper {
+                Some(true) => "; rare: host-trap cheaper",
+                Some(false) => "; rare: host-trap dearer",
+                None => "; rare: within the noise (the interval holds 1)",
+            };
+            text += match at_every {
+                Some(true) => "; every fork: host-trap cheaper",
+                Some(false) => "; every fork: host-trap dearer",
+                None => "; every fork: within the noise",
             };
             Ok((status_noisy(&[cheaper]), text))
         }
@@ -727,7 +787,7 @@ mod tests {
             };
             let mut figs = vec![
                 ("cycles_per_pin", cpp),
-                ("waste_cycles_per_pin", cpp - 900.0),
+                ("vm_unmap_aliases_flushed", 5.0),
                 ("ratio_to_oracle", 1.5),
                 ("workload_cycles_max", 1e9),
             ];
@@ -739,11 +799,15 @@ mod tests {
         let v = verdicts(&r, true);
         let c7 = get(&v, "claim 7");
         assert_eq!(c7.status, Status::Confirmed, "{c7}");
-        // Above the oracle per pin: host-trap 4100 at every fork, 162.5 at every
-        // 64th, against always-flush's 2100.
-        assert!(c7.text.contains("(1.95x) with an alias") && c7.text.contains("(0.08x) before every 64th"), "{c7}");
-        assert!(c7.text.contains("cheapest"), "{c7}");
-        assert!(c7.text.contains("at every fork host-trap's interval lies above always-flush's"), "{c7}");
+        // host-trap 5000 at every fork, 1062.5 at every 64th, against
+        // always-flush's 3000 (one repetition each: the interval is the ratio).
+        assert!(c7.text.contains("cycles per pin 1.67x [1.67-1.67"), "{c7}");
+        assert!(c7.text.contains("cycles per pin 0.35x [0.35-0.35"), "{c7}");
+        assert!(
+            c7.text.contains("rare: host-trap cheaper") && c7.text.contains("every fork: host-trap dearer"),
+            "{c7}"
+        );
+        assert!(c7.text.contains("cheapest") && c7.text.contains("fewest flushing"), "{c7}");
         let h = get(&v, "history");
         assert_eq!(h.status, Status::Confirmed, "{h}");
         // Only the default matrix: claim 7 measured, the rest needs --full.
@@ -771,10 +835,8 @@ mod tests {
         assert_eq!(status_noisy(&[Some(false), None]), Status::Refuted);
         assert_eq!(status_noisy(&[None]), Status::Inconclusive);
 
-        // Claim 7 at one alias source per 64 forks, cycles per pin above the
-        // oracle as nine repetitions measured them (`vmm bench --only
-        // alias-frequency --reps 9`, 2026-11-23): host-trap's median a quarter
-        // of always-flush's, but the medians' intervals (2nd..8th) overlap.
+        // Claim 7 at one alias source per 64 forks, judged on a bootstrap
+        // interval of the ratio of the medians of cycles per pin.
         let claim7 = |host_trap: &[f64], always_flush: &[f64]| {
             let exps = builtin(MatrixName::Full);
             let all = cells(&exps).unwrap();
@@ -788,27 +850,33 @@ mod tests {
                 };
                 let mut cr = result(spec(2, &[]), "x", &[]);
                 cr.cell = c.clone();
-                cr.reps = vec![(0, [("cycles_per_pin".to_owned(), v[0])].into_iter().collect())];
-                cr.stats.insert("waste_cycles_per_pin".into(), Stat::of(v).unwrap());
+                cr.reps = v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| (i as u32, [("cycles_per_pin".to_owned(), *x)].into_iter().collect()))
+                    .collect();
                 cr.stats.insert("cycles_per_pin".into(), Stat::of(v).unwrap());
+                for count in ["vm_unmap_aliases", "vm_unmap_aliases_flushed"] {
+                    cr.stats.insert(count.into(), Stat::exact(10.0, 10.0, 10.0, v.len()));
+                }
                 r.push(cr);
             }
             get(&verdicts(&r, true), "claim 7").clone()
         };
-        let trap9 = [0.0, 1.44e4, 1.46e4, 1.54e4, 2.48e4, 2.88e4, 7.51e4, 8.96e4, 1.48e5];
-        let flush9 = [6.82e4, 7.57e4, 8.55e4, 9.39e4, 1.04e5, 1.60e5, 2.16e5, 2.34e5, 2.93e5];
+        // The same spread for both, medians 10% apart: within the noise.
+        let flush9 = [1.0e5, 1.3e5, 0.8e5, 1.6e5, 0.9e5, 1.2e5, 1.5e5, 0.7e5, 1.1e5];
+        let trap9: Vec<f64> = flush9.iter().map(|x| x * 0.9).collect();
         let c7 = claim7(&trap9, &flush9);
         assert_eq!(c7.status, Status::Inconclusive, "{c7}");
-        assert!(c7.text.contains("(0.24x) before every 64th") && c7.text.contains("within the noise"), "{c7}");
-        // Each has one wild repetition beyond the other's: min..max still
-        // overlap, the medians' intervals (2nd..8th of 9) do not.
-        let trap9 = [1.00e5, 1.05e5, 1.10e5, 1.15e5, 1.18e5, 1.20e5, 1.25e5, 1.30e5, 2.60e5];
-        let flush9 = [1.06e5, 1.60e5, 1.70e5, 1.99e5, 2.20e5, 2.50e5, 2.81e5, 3.00e5, 3.96e5];
+        assert!(c7.text.contains("cycles per pin 0.90x") && c7.text.contains("rare: within the noise"), "{c7}");
+        // One wild repetition each does not hide a clear difference.
+        let trap9 = [1.00e5, 1.05e5, 1.10e5, 1.15e5, 1.18e5, 1.20e5, 1.25e5, 1.30e5, 6.60e5];
+        let flush9 = [0.5e5, 2.60e5, 2.70e5, 2.99e5, 3.20e5, 3.50e5, 3.81e5, 4.00e5, 4.96e5];
         let c7 = claim7(&trap9, &flush9);
         assert_eq!(c7.status, Status::Confirmed, "{c7}");
-        assert!(!c7.text.contains("(within the noise: the medians'"), "{c7}");
+        assert!(c7.text.contains("rare: host-trap cheaper"), "{c7}");
         // Every fork (the same figures for both here) is reported, not judged.
-        assert!(c7.text.contains("at every fork the two are within the noise"), "{c7}");
+        assert!(c7.text.contains("every fork: within the noise"), "{c7}");
     }
 
     #[test]
@@ -971,7 +1039,13 @@ mod tests {
         r[1] = pb("persistent", 1, [1700.0, 1950.0, 2600.0], 1.0, 0.0);
         let c6 = get(&verdicts(&r, true), "claim 6").clone();
         assert_eq!(c6.status, Status::Partly, "{c6}");
-        assert!(c6.text.contains("UP (0.97x, within the noise: per-task 1.800e3..2.000e3, pool 1.700e3..2.600e3)"));
+        assert!(
+            c6.text.contains(
+                "UP (0.97x, within the noise: per-task 1.800e3..2.000e3 (75% interval), pool 1.700e3..2.600e3 (75% \
+                 interval))"
+            ),
+            "{c6}"
+        );
         // Without pte-bench the claim is not measured, whatever mm-all says.
         r.drain(..4);
         assert_eq!(get(&verdicts(&r, true), "claim 6").status, Status::NotMeasured);
