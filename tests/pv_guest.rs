@@ -38,6 +38,7 @@ fn jobs() -> &'static HashMap<String, JobLine> {
         for s in STRATEGIES {
             add(format!("churn-{s}"), &["--workload", "fork-churn", "--alias", s, "--vmap-max-pages", "64"]);
         }
+        add("calibrate".into(), &["--workload", "calibrate", "--alias", "host-trap"]);
         // On one vCPU a purge serves one pin at a time, so every pin that
         // found a live alias PTE needed a flush of its own.
         for s in STRATEGIES {
@@ -133,6 +134,15 @@ fn each_alias_strategy_keeps_aliases_from_pins_as_it_claims() {
         if s != "none" && s != "host-trap" {
             assert_eq!(refused(j), 0, "{s}: no pin reached the host with an alias");
         }
+        // Alias work is counted where it happened: clean-pool's purges at
+        // allocation, every other strategy's inside its pins.
+        let (all, in_pin) = (j.total("vm_unmap_aliases_cycles"), j.total("vm_unmap_aliases_in_pin_cycles"));
+        assert!(all > 0, "{s}: vm_unmap_aliases was timed");
+        if s == "clean-pool" {
+            assert_eq!(in_pin, 0, "clean-pool purges when its pool refills, not in a pin");
+        } else {
+            assert_eq!(in_pin, all, "{s}: every vm_unmap_aliases ran inside a pin");
+        }
     }
 }
 
@@ -158,4 +168,23 @@ fn the_oracle_flushes_no_more_than_any_strategy_and_no_less_than_its_aliased_pin
     }
     let af = clean("one-always-flush").total("vm_unmap_aliases_flushed");
     assert!(flushed < af, "the oracle flushed {flushed} times, always-flush {af}");
+}
+
+/// The calibration measures every unit the cost model prices, each the
+/// median of 64 rounds: a trapped pin costs more than a pin and a flushing
+/// vm_unmap_aliases together, and a flushing call more than one that finds
+/// nothing.
+#[test]
+fn the_calibration_measures_every_unit() {
+    let j = clean("calibrate");
+    let r = |k: &str| j.report()["results"][k].as_u64().unwrap_or_else(|| panic!("{k}: {}", j.report()["results"]));
+    for k in
+        ["unit_exit_cycles", "unit_hypercall_cycles", "unit_flush_global_cycles", "unit_vm_unmap_aliases_empty_cycles"]
+    {
+        assert!(r(k) > 0, "{k}");
+    }
+    assert_eq!((r("unit_rounds"), r("unit_cpus")), (64, 2));
+    assert_eq!(pv(j, "traps_back"), 64, "one trap back per trapped pin");
+    assert!(r("unit_vm_unmap_aliases_flush_cycles") > r("unit_vm_unmap_aliases_empty_cycles"));
+    assert!(r("unit_pin_trapped_cycles") > r("unit_pin_cycles") + r("unit_vm_unmap_aliases_flush_cycles"));
 }

@@ -64,6 +64,10 @@ pub struct PerCpu {
     pub preempt_count: UnsafeCell<u32>,
     /// The timer asks for a reschedule at the next preemption point.
     pub need_resched: AtomicBool,
+    /// Set while `pv::pin` runs here: a vm_unmap_aliases meanwhile (the
+    /// strategy's, or host-trap's fixup inside the pin's hypercall) is the
+    /// pin's alias work, counted inside its cycles.
+    pub in_pin: AtomicBool,
     /// Atomic kmaps live on this CPU (the debug checker's "sleeping while atomic").
     pub atomic_kmaps: UnsafeCell<u32>,
     /// TLB flush requests acknowledged (see `tlb`).
@@ -94,6 +98,7 @@ impl PerCpu {
             current: UnsafeCell::new(core::ptr::null_mut()),
             preempt_count: UnsafeCell::new(0),
             need_resched: AtomicBool::new(false),
+            in_pin: AtomicBool::new(false),
             atomic_kmaps: UnsafeCell::new(0),
             flush_acks: AtomicU32::new(0),
         }

@@ -115,6 +115,12 @@ config_enum! {
         /// `--vmap-max-pages` pages), whose lazily freed pages come back as the
         /// children's pagetables: fork-heavy with vmap churn.
         ForkChurn = "fork-churn",
+        /// The unit cost of each event the benchmark counts (a bare exit, a
+        /// hypercall, a global flush, a vm_unmap_aliases that finds nothing and
+        /// one that flushes, a pin, host-trap's trapped pin), each the median of
+        /// 64 timed rounds on the boot CPU: `vmm bench`'s calibration. Needs
+        /// `--pvmmu on`; `--alias host-trap` adds the trapped pin.
+        Calibrate = "calibrate",
     }
 }
 

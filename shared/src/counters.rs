@@ -162,6 +162,10 @@ counters! {
     /// and the part of them spent by calls that then found nothing to flush.
     VmUnmapAliasesLockCycles = "vm_unmap_aliases_lock_cycles",
     VmUnmapAliasesEmptyLockCycles = "vm_unmap_aliases_empty_lock_cycles",
+    /// The part of vm_unmap_aliases_cycles spent inside a pin (the strategy's
+    /// call, a refused pin's purge, host-trap's fixup): the rest happened
+    /// elsewhere, such as clean-pool's refills when pages are allocated.
+    VmUnmapAliasesInPinCycles = "vm_unmap_aliases_in_pin_cycles",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);

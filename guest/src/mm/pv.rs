@@ -280,6 +280,10 @@ pub fn pin(pa: u64, level: Level, fresh: &[u64]) {
         return;
     }
     let t0 = cpu::rdtsc();
+    // Preemption off for the pin, as under the mm's page-table lock that
+    // Linux pins with: its alias work stays this CPU's and is counted as the pin's.
+    percpu::preempt_disable();
+    percpu::this_cpu().in_pin.store(true, Ordering::Relaxed);
     percpu::count(Counter::PtPins, 1);
     let aliased = fresh.iter().any(|&f| alias::may_have_alias(f));
     // A lazy alias the host would refuse: a present PTE, not only a stale TLB entry.
@@ -316,6 +320,8 @@ pub fn pin(pa: u64, level: Level, fresh: &[u64]) {
         rc = mmuext(&[op(c, pa >> 12)]).0;
         assert!(rc == 0, "the host refused to pin {level:?} table {pa:#x} even after vm_unmap_aliases: rc {rc}");
     }
+    percpu::this_cpu().in_pin.store(false, Ordering::Relaxed);
+    percpu::preempt_enable();
     percpu::count(Counter::PtPinCycles, cpu::rdtsc() - t0);
 }
 

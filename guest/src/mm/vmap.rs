@@ -413,6 +413,9 @@ pub fn vm_unmap_aliases() -> bool {
     let flushed = vm_unmap_aliases_timed();
     let cycles = crate::arch::cpu::rdtsc() - t0;
     percpu::count(Counter::VmUnmapAliasesCycles, cycles);
+    if percpu::this_cpu().in_pin.load(Ordering::Relaxed) {
+        percpu::count(Counter::VmUnmapAliasesInPinCycles, cycles);
+    }
     if flushed {
         percpu::count(Counter::VmUnmapAliasesFlushCycles, cycles);
     }

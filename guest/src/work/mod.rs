@@ -4,6 +4,7 @@
 
 mod bench;
 mod boot;
+mod calibrate;
 mod chaos;
 mod faults;
 pub mod kmap;
@@ -79,6 +80,7 @@ fn run_on_this_cpu() {
         Workload::Contract => crate::contract::run(cfg.scenario),
         Workload::Chaos => chaos::run(cfg),
         Workload::ForkChurn => mm::run(cfg),
+        Workload::Calibrate => calibrate::run(),
     }
     percpu::count(Counter::WorkloadCycles, cpu::rdtsc() - t0);
 }

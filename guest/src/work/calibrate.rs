@@ -1,0 +1,147 @@
+//! `--workload calibrate`: the unit cost of each event the benchmark counts,
+//! measured on the host it runs on, so that a run's counts can be priced
+//! (`vmm bench`'s cost model). The boot CPU measures; the others sit halted and
+//! answer the flush IPIs (a busy CPU would answer sooner or later than that).
+//!
+//! Each unit is timed `ROUNDS` times, one event a time, and reported as the
+//! median in TSC cycles (`unit_<event>_cycles`): a median, so that a timer
+//! interrupt or a QEMU hiccup in one round does not move it.
+//!
+//! Under `--pvmmu on --vmap lazy-ptes --alias host-trap` it measures every
+//! unit; under another strategy, all but the trap-back.
+
+use shared::config::{AliasStrategy, VmapVariant};
+
+use crate::arch::cpu;
+use crate::mm::page::Zone;
+use crate::mm::{highpte, page, ptcache, pv, tlb, vmap};
+use crate::work::idle_until;
+use crate::{check, hv, percpu, smp};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// Timed repetitions of each unit.
+const ROUNDS: usize = 64;
+
+static DONE: AtomicU32 = AtomicU32::new(0);
+
+/// The median of `v` (sorted in place).
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Times `op` `ROUNDS` times (after `setup` each time, untimed) and reports the
+/// median as `name`.
+fn unit(name: &'static str, mut setup: impl FnMut() -> u64, mut op: impl FnMut(u64)) {
+    let mut t = [0u64; ROUNDS];
+    for slot in t.iter_mut() {
+        let arg = setup();
+        let t0 = cpu::rdtsc();
+        op(arg);
+        *slot = cpu::rdtsc() - t0;
+    }
+    hv::result(name, median(&mut t));
+}
+
+/// A zeroed page of the zone pte pages come from.
+fn pte_page() -> u64 {
+    let pa = page::alloc_pages(highpte::pte_zone(), 0).or_else(|| page::alloc_pages(Zone::Normal, 0));
+    let pa = pa.expect("calibrate: out of memory");
+    ptcache::zero_page(pa);
+    pa
+}
+
+/// A page with a lazy vmap alias left behind (its PTE present under lazy-ptes).
+fn aliased_page() -> u64 {
+    let pa = pte_page();
+    let va = vmap::vmap(&[pa]).expect("calibrate: no vmap space");
+    // A write through the alias (a zero: the page becomes an L1, whose entries
+    // the host validates).
+    // SAFETY: `va` maps `pa`, this workload's own page, until the vunmap.
+    unsafe { (va as *mut u64).write_volatile(0) };
+    vmap::vunmap(va);
+    pa
+}
+
+fn give_back(pa: u64) {
+    pv::unpin(&[pa], &[pa]);
+    ptcache::free_pt(pa);
+}
+
+pub fn run() {
+    // Every CPU takes interrupts from here on: a flush waits for each.
+    cpu::sti();
+    if percpu::cpu_id() != 0 {
+        idle_until(|| DONE.load(Ordering::Acquire) != 0);
+        return;
+    }
+    let ready = hv::under_vmm() && pv::on() && vmap::variant() == VmapVariant::LazyPtes;
+    check!(ready, "calibrate needs the VMM, --pvmmu on and --vmap lazy-ptes");
+    if !ready {
+        DONE.store(1, Ordering::Release);
+        return;
+    }
+    // Nothing lazy is left from boot.
+    vmap::vm_unmap_aliases();
+
+    unit("unit_exit_cycles", || 0, |_| hv::nop_exit());
+    unit(
+        "unit_hypercall_cycles",
+        || 0,
+        |i| {
+            let _ = hv::nop(i);
+        },
+    );
+    // One flush of every CPU's TLB: this CPU's CR3 reload and an IPI to each
+    // other CPU, waited for (Linux's flush_tlb_kernel_range before 3.5).
+    unit("unit_flush_global_cycles", || 0, |_| tlb::flush_all());
+    unit(
+        "unit_vm_unmap_aliases_empty_cycles",
+        || 0,
+        |_| {
+            vmap::vm_unmap_aliases();
+        },
+    );
+    // One lazy area of one page: the purge clears its PTE, flushes every CPU
+    // and frees the area.
+    unit(
+        "unit_vm_unmap_aliases_flush_cycles",
+        || {
+            let pa = aliased_page();
+            page::free_pages(pa, 0);
+            0
+        },
+        |_| {
+            vmap::vm_unmap_aliases();
+        },
+    );
+    // A pin with nothing to purge (the strategy finds no alias; host-trap's
+    // host finds none), the host's validation and alias check included.
+    let mut pinned = [0u64; ROUNDS];
+    let mut n = 0;
+    unit("unit_pin_cycles", pte_page, |pa| {
+        pv::pin(pa, pv::Level::L1, &[pa]);
+        pinned[n] = pa;
+        n += 1;
+    });
+    for &pa in &pinned[..n] {
+        give_back(pa);
+    }
+    // host-trap: the pin of an aliased frame, refused, trapped back into the
+    // fixup (which purges) and retried. The trap-back's own cost is what this
+    // costs beyond a pin and a flushing vm_unmap_aliases (the host subtracts).
+    if pv::strategy() == AliasStrategy::HostTrap {
+        n = 0;
+        unit("unit_pin_trapped_cycles", aliased_page, |pa| {
+            pv::pin(pa, pv::Level::L1, &[pa]);
+            pinned[n] = pa;
+            n += 1;
+        });
+        for &pa in &pinned[..n] {
+            give_back(pa);
+        }
+    }
+    hv::result("unit_rounds", ROUNDS as u64);
+    hv::result("unit_cpus", smp::nr_cpus() as u64);
+    DONE.store(1, Ordering::Release);
+}
