@@ -247,14 +247,16 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     let o = bench(&["--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let cells: Vec<&str> = out.lines().filter(|l| l.starts_with("cell ")).collect();
-    assert_eq!(cells.len(), 7, "{out}");
+    assert_eq!(cells.len(), 8, "{out}");
     for s in ["none", "always-flush", "alias-bit", "runtime-switch", "clean-pool", "host-trap", "oracle"] {
         assert!(cells.iter().any(|c| c.contains(&format!("cell {s} "))), "{s}: {out}");
     }
-    assert!(cells
-        .iter()
-        .all(|c| c.contains("--workload fork-churn") && c.contains("--pvmmu on") && c.contains("--vcpus 2")));
-    assert!(out.contains("7 cells x 3 repetitions: 21 jobs to run"), "{out}");
+    // ... and the calibration beside them, on the same VM shape.
+    assert!(cells.iter().all(|c| c.contains("--pvmmu on") && c.contains("--vcpus 2")));
+    let fork_churn = cells.iter().filter(|c| c.contains("--workload fork-churn")).count();
+    let calibration = cells.iter().filter(|c| c.contains("--workload calibrate")).count();
+    assert_eq!((fork_churn, calibration), (7, 1), "{out}");
+    assert!(out.contains("8 cells x 3 repetitions: 24 jobs to run"), "{out}");
     // Shards partition the cells.
     let all = cells_listed(&[]);
     let (a, b) = (cells_listed(&["--shard", "1/2"]), cells_listed(&["--shard", "2/2"]));
@@ -495,4 +497,69 @@ fn ctrl_c_keeps_the_finished_runs_and_resume_completes_the_sweep() {
     assert_eq!(pairs(&all).len(), 9);
     assert_eq!(&all[..done.len()], &done[..]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `vmm bench reprice`: a finished sweep's counts priced with a given table of
+/// unit costs, into a new directory; the sweep read is left as it was, and a
+/// table that is not one is a clear error.
+#[test]
+fn reprice_prices_the_counts_with_another_hosts_table_and_leaves_the_sweep_alone() {
+    let (dir, out, bad_out) = (tmp("reprice-in"), tmp("reprice-out"), tmp("reprice-bad"));
+    // "one" pinned 100 tables with 100 calls of vm_unmap_aliases, 40 of them
+    // flushing; 2 traps back.
+    let mut line: Value = serde_json::from_str(&fabricated_line(1, 0, true)).unwrap();
+    line["figures"] = serde_json::json!({"pt_pins": 100.0, "vm_unmap_aliases": 100.0,
+        "vm_unmap_aliases_flushed": 40.0, "traps_back": 2.0, "pt_pin_refused": 0.0, "pt_pin_cycles": 250000.0,
+        "vm_unmap_aliases_cycles": 50000.0, "vm_unmap_aliases_in_pin_cycles": 50000.0});
+    fabricated_sweep(&dir, &format!("{line}\n"));
+    let table = dir.with_extension("cost-table.json");
+    let units = serde_json::json!({"exit": 80.0, "hypercall": 100.0, "flush_global": 250.0,
+        "vm_unmap_aliases_empty_call": 20.0, "vm_unmap_aliases_flush_call": 1000.0, "pin": 600.0, "trap_back": 400.0});
+    let t = serde_json::json!({"schema": 1, "machine": {"cores": 8, "cpu": "another host", "mem_mib": 1},
+        "host_mode": "local", "measured_at": "2026-01-01T00:00:00Z", "command": [], "reps": 3, "units": units});
+    std::fs::write(&table, t.to_string()).unwrap();
+    let before = snapshot(&dir);
+    let o = bench(&[
+        "reprice",
+        dir.to_str().unwrap(),
+        "--cost-table",
+        table.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(snapshot(&dir), before, "reprice reads the sweep only");
+    // 100 x 600 + 60 x 20 + 40 x 1000 + 2 x 400 = 102000 cycles; the pin path measured 250000.
+    let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name}: {csv}"))];
+    assert_eq!(col("model_cycles"), "102000");
+    assert_eq!(col("model_cycles_per_pin"), "1020");
+    assert_eq!(col("model_explains"), "0.408");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("another host") && md.contains(&format!("repriced from {}", dir.display())), "{md}");
+    assert_eq!(lines(&out).len(), 1, "the new directory is a sweep of its own");
+    // A table with a negative unit cost is refused, and nothing is written.
+    std::fs::write(&table, t.to_string().replace("\"pin\":600.0", "\"pin\":-1.0")).unwrap();
+    let o = bench(&[
+        "reprice",
+        dir.to_str().unwrap(),
+        "--cost-table",
+        table.to_str().unwrap(),
+        "--out",
+        bad_out.to_str().unwrap(),
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("a unit cost is negative"), "{}", stderr(&o));
+    assert!(!bad_out.exists());
+    // --calibrate runs the calibration cell alone.
+    let o = bench(&["--calibrate", "--list"]);
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(listed.contains("1 cells x 3 repetitions: 3 jobs to run"), "{listed}");
+    assert!(listed.contains("--workload calibrate") && listed.contains("--alias host-trap"), "{listed}");
+    for d in [dir, out, bad_out] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let _ = std::fs::remove_file(table);
 }

@@ -133,6 +133,10 @@ pub struct BenchArgs {
     /// Print the cells and the jobs left to run, and run nothing.
     #[arg(long)]
     pub list: bool,
+    /// Measure this host's unit costs only (the calibration experiment) and
+    /// write them to OUT/cost-table.json, for `vmm bench reprice`.
+    #[arg(long, conflicts_with_all = ["matrix", "full", "spec", "only", "resume", "shard"])]
+    pub calibrate: bool,
     /// Echo each VM's console as it runs.
     #[arg(long)]
     pub verbose: bool,
@@ -148,6 +152,22 @@ pub struct BenchArgs {
 pub enum BenchCmd {
     /// Join the results of several slices (--shard) of one sweep into one report.
     Merge(MergeArgs),
+    /// Price a finished sweep's counts with another host's unit costs (a table
+    /// `vmm bench --calibrate` wrote): the ranking those costs give. Reads DIR
+    /// only; writes a new sweep directory.
+    Reprice(RepriceArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RepriceArgs {
+    /// The finished sweep's results directory.
+    pub dir: PathBuf,
+    /// The unit-cost table (cost-table.json).
+    #[arg(long)]
+    pub cost_table: PathBuf,
+    /// The directory of the repriced results and report.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

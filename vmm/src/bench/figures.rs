@@ -32,6 +32,7 @@ pub const COUNTERS: &[&str] = &[
     "vm_unmap_aliases_flush_cycles",
     "vm_unmap_aliases_lock_cycles",
     "vm_unmap_aliases_empty_lock_cycles",
+    "vm_unmap_aliases_in_pin_cycles",
     "tlb_flush_global",
     "tlb_flush_local",
     "tlb_invlpg",
@@ -64,7 +65,19 @@ pub const COUNTERS: &[&str] = &[
 ];
 
 /// Guest results copied as they are.
-pub const RESULTS: &[&str] = &["vmap_bench_ns", "vmap_one_alias_ns", "tasks_started", "pkmap_wrap_flushes"];
+pub const RESULTS: &[&str] = &[
+    "vmap_bench_ns",
+    "vmap_one_alias_ns",
+    "tasks_started",
+    "pkmap_wrap_flushes",
+    "unit_exit_cycles",
+    "unit_hypercall_cycles",
+    "unit_flush_global_cycles",
+    "unit_vm_unmap_aliases_empty_cycles",
+    "unit_vm_unmap_aliases_flush_cycles",
+    "unit_pin_cycles",
+    "unit_pin_trapped_cycles",
+];
 
 /// The exit kinds of `exits[].user`, summed over the vCPUs, as `exits_<kind>`.
 pub const EXIT_KINDS: &[&str] = &["hypercall", "nop_exit", "other_io", "mmio", "hlt", "intr", "shutdown"];
@@ -111,6 +124,19 @@ pub const GLOSSARY: &[FigureDef] = &[
         name: "excess_cycles_per_pin",
         what: "cycles_per_pin - the oracle cell's median: what the strategy pays per pin above the oracle",
     },
+    FigureDef {
+        name: "model_cycles",
+        what: "the run's counts priced by the sweep's cost table (\"The cost model\"): pins, calls that found \
+               nothing, flushing calls, traps back, refusals",
+    },
+    FigureDef { name: "model_cycles_per_pin", what: "model_cycles / pt_pins" },
+    FigureDef { name: "model_ratio_to_oracle", what: "model_cycles_per_pin / the oracle cell's median" },
+    FigureDef {
+        name: "pin_path_cycles",
+        what: "pt_pin_cycles + the vm_unmap_aliases cycles spent outside pins: what the model prices, as measured",
+    },
+    FigureDef { name: "model_explains", what: "model_cycles / pin_path_cycles (1: the model accounts for it all)" },
+    FigureDef { name: "unit_<event>_cycles", what: "the calibrate workload's median cycles of one event (64 rounds)" },
     FigureDef {
         name: "<count>_over_oracle",
         what: "a count (vm_unmap_aliases, vm_unmap_aliases_flushed, tlb_flush_global, ipis_sent, exits_hypercall) \

@@ -293,6 +293,9 @@ fn pin_columns() -> Vec<String> {
         "traps_back",
         "pt_pin_refused",
         "clean_pool_refills",
+        "model_cycles_per_pin",
+        "model_ratio_to_oracle",
+        "model_explains",
         "cycles_per_pin",
         "ratio_to_oracle",
         "excess_cycles_per_pin",
@@ -368,6 +371,34 @@ fn alias_strategies() -> Experiment {
     e.plot = Some(PlotKind::CostPerPin);
     e.claims = vec!["claim 7".into()];
     e
+}
+
+/// The id of the calibration experiment (`vmm bench --calibrate` runs it alone).
+pub const CALIBRATION: &str = "calibration";
+
+/// The unit cost of each counted event on this host, measured beside the
+/// strategies (the same VM shape and host settings as their cells) so that
+/// their counts can be priced: the cost model.
+fn calibration() -> Experiment {
+    let cell = fork_churn("host-trap").with("workload", "calibrate").label("calibration");
+    experiment(
+        CALIBRATION,
+        "Calibration: the unit cost of each counted event on this host",
+        "The guest's calibrate workload times each event alone, 64 rounds each on the boot CPU while the other \
+         vCPU sits halted: a bare exit, a hypercall, a global TLB flush, a vm_unmap_aliases that finds nothing and \
+         one that flushes one lazy area, a pin with no alias work, and host-trap's trapped pin. The medians price \
+         every run's counts (\"The cost model\").",
+        vec![cell],
+        &[
+            "unit_exit_cycles",
+            "unit_hypercall_cycles",
+            "unit_flush_global_cycles",
+            "unit_vm_unmap_aliases_empty_cycles",
+            "unit_vm_unmap_aliases_flush_cycles",
+            "unit_pin_cycles",
+            "unit_pin_trapped_cycles",
+        ],
+    )
 }
 
 fn history() -> Experiment {
@@ -845,9 +876,10 @@ fn smoke() -> Vec<Experiment> {
 /// A built-in matrix.
 pub fn builtin(name: MatrixName) -> Vec<Experiment> {
     match name {
-        MatrixName::Default => vec![alias_strategies()],
+        MatrixName::Default => vec![alias_strategies(), calibration()],
         MatrixName::Full => vec![
             alias_strategies(),
+            calibration(),
             history(),
             alias_frequency(),
             pv_batching(),
@@ -892,10 +924,13 @@ mod tests {
     #[test]
     fn the_default_matrix_asks_the_main_question() {
         let cells = cells(&builtin(MatrixName::Default)).unwrap();
-        assert_eq!(cells.len(), 7, "six strategies and the oracle");
+        assert_eq!(cells.len(), 8, "six strategies, the oracle and the calibration");
+        let (calibration, cells) = cells.split_last().unwrap();
+        assert_eq!(calibration.config["workload"], "calibrate");
+        assert_eq!(calibration.config["alias"], "host-trap", "the trapped pin is a unit");
         let strategies: Vec<&str> = cells.iter().map(|c| c.config["alias"].as_str()).collect();
         assert_eq!(strategies, STRATEGIES);
-        for c in &cells {
+        for c in cells {
             assert_eq!(c.config["workload"], "fork-churn");
             assert_eq!(c.config["pvmmu"], "on");
             assert_eq!(c.vcpus, 2);

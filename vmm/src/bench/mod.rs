@@ -8,6 +8,7 @@
 
 pub mod figures;
 pub mod matrix;
+pub mod model;
 pub mod oracle;
 pub mod plot;
 pub mod report;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{BenchArgs, BenchCmd, MergeArgs};
+use crate::cli::{BenchArgs, BenchCmd, MergeArgs, RepriceArgs};
 use crate::host::{appliance, paths};
 use crate::report::exit_code;
 use crate::run::{run_jobs_with, JobEvent, JobsOptions};
@@ -60,6 +61,7 @@ pub enum Error {
 pub fn bench_command(args: BenchArgs) -> Result<i32, Error> {
     match args.cmd {
         Some(BenchCmd::Merge(m)) => merge_command(m),
+        Some(BenchCmd::Reprice(r)) => reprice_command(r),
         None => sweep_command(args),
     }
 }
@@ -86,7 +88,7 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
         None => {
             // --only picks experiments of the full matrix unless a matrix is named
             // (the default matrix is one experiment of the full one).
-            let m = if args.full || (!args.only.is_empty() && args.matrix == MatrixName::Default) {
+            let m = if args.full || args.calibrate || (!args.only.is_empty() && args.matrix == MatrixName::Default) {
                 MatrixName::Full
             } else {
                 args.matrix
@@ -99,7 +101,8 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
             (name.to_owned(), matrix::builtin(m))
         }
     };
-    let mut experiments = matrix::select(experiments, &args.only)?;
+    let only = if args.calibrate { vec![matrix::CALIBRATION.to_owned()] } else { args.only.clone() };
+    let mut experiments = matrix::select(experiments, &only)?;
     if args.reps.is_some() {
         // A count given on the command line is for every cell.
         for e in &mut experiments {
@@ -113,7 +116,7 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
         matrix: name,
         reps: args.reps.unwrap_or(matrix::DEFAULT_REPS),
         shard: args.shard,
-        only: args.only.clone(),
+        only,
         experiments,
         started_at: store::now_utc(),
         command: std::env::args().collect(),
@@ -234,7 +237,7 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
     };
     notes.extend(read.rejected.iter().map(store::Rejected::warning));
     let lines = read.lines;
-    let outcome = write_outputs(&dir, &sweep, &cells, &lines, &notes, interrupted)?;
+    let outcome = write_outputs(&dir, &sweep, &cells, &lines, &notes, interrupted, None)?;
     if interrupted {
         eprintln!(
             "bench: interrupted; {} of {} runs of this sweep are done; continue with: vmm bench --resume {}",
@@ -349,8 +352,26 @@ fn write_outputs(
     lines: &[Line],
     notes: &[String],
     interrupted: bool,
+    cost_table: Option<(&model::CostTable, &Path)>,
 ) -> Result<i32, Error> {
-    let results = results::gather(cells, lines);
+    // The counts are priced with the table given (`reprice`), or with the one
+    // the sweep's own calibration cell measured, which is then written beside
+    // the results.
+    let own = match cost_table {
+        Some(_) => None,
+        None => model::CostTable::from_results(&results::gather(cells, lines), &sweep.machine, &sweep.started_at),
+    };
+    if let Some(t) = &own {
+        let path = dir.join(model::TABLE_FILE);
+        t.write(&path)?;
+        eprintln!("bench: this host's unit costs are in {} (for vmm bench reprice)", path.display());
+    }
+    let table = match (cost_table, &own) {
+        (Some((t, from)), _) => Some(report::Priced { table: t, source: from.display().to_string() }),
+        (None, Some(t)) => Some(report::Priced { table: t, source: "this sweep's calibration cell".into() }),
+        (None, None) => None,
+    };
+    let results = results::gather_priced(cells, lines, table.as_ref().map(|p| p.table));
     let verdicts = verdict::verdicts(&results, sweep.full);
     let mut plots = Vec::new();
     let mut notes = notes.to_vec();
@@ -374,6 +395,7 @@ fn write_outputs(
         notes: &notes,
         finished_at: &finished_at,
         interrupted,
+        priced: table.as_ref(),
     };
     let md = report::markdown(&inputs);
     let path = dir.join("report.md");
@@ -449,7 +471,34 @@ fn merge_command(args: MergeArgs) -> Result<i32, Error> {
     store::rewrite_lines(out, &lines)?;
     let cells = sweep_cells(&sweep)?;
     eprintln!("bench: merged {} runs of {} cells into {}", lines.len(), cells.len(), out.display());
-    write_outputs(out, &sweep, &cells, &lines, &notes, false)
+    write_outputs(out, &sweep, &cells, &lines, &notes, false, None)
+}
+
+/// `vmm bench reprice DIR --cost-table FILE --out NEW`: the sweep in DIR, its
+/// counts priced with FILE's unit costs. Reads DIR only; NEW gets a copy of the
+/// sweep (so it can be reported again) and the repriced report.
+fn reprice_command(args: RepriceArgs) -> Result<i32, Error> {
+    let table = model::CostTable::read(&args.cost_table)?;
+    let sweep = store::read_sweep(&args.dir)?;
+    let read = store::read_lines(&args.dir)?;
+    let mut notes = Vec::new();
+    for r in &read.rejected {
+        eprintln!("bench: warning: {}", r.warning());
+        notes.push(r.warning());
+    }
+    let out = &args.out;
+    if out.join(store::LINES_FILE).exists() || out.join(store::SWEEP_FILE).exists() {
+        return Err(Error::Exists(out.clone()));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::Write(out.clone(), e))?;
+    store::keep_aside(out, &read.rejected)?;
+    store::write_sweep(out, &sweep)?;
+    store::rewrite_lines(out, &read.lines)?;
+    table.write(&out.join(model::TABLE_FILE))?;
+    notes.push(format!("repriced from {} with the unit costs of {}", args.dir.display(), args.cost_table.display()));
+    let cells = sweep_cells(&sweep)?;
+    eprintln!("bench: {} runs of {} priced with {}", read.lines.len(), args.dir.display(), table.describe());
+    write_outputs(out, &sweep, &cells, &read.lines, &notes, false, Some((&table, &args.cost_table)))
 }
 
 #[cfg(test)]

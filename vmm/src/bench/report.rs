@@ -72,6 +72,15 @@ pub struct Inputs<'a> {
     pub notes: &'a [String],
     pub finished_at: &'a str,
     pub interrupted: bool,
+    /// The cost table the counts were priced with, if any.
+    pub priced: Option<&'a Priced<'a>>,
+}
+
+/// A cost table and where it came from.
+pub struct Priced<'a> {
+    pub table: &'a super::model::CostTable,
+    /// "this sweep's calibration cell" or the file given to `reprice`.
+    pub source: String,
 }
 
 fn md_table(e: &Experiment, cells: &[&CellResult], sweep: &Sweep) -> String {
@@ -233,6 +242,30 @@ pub fn markdown(i: &Inputs) -> String {
          repetition's cycles per pin by the always-flush cell's median.\n",
         super::results::OVER_ORACLE.join(", ")
     );
+    let _ = writeln!(s, "## The cost model\n");
+    match i.priced {
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "Every run's counts priced by unit costs from {} ({}):\n\n```text\n{}```\n\n\
+                 Where `model_explains` is far from 1, the counts priced do not account for the measured cycles: \
+                 the calibration times each event alone on an otherwise idle guest, while the workload's events \
+                 meet a busy second vCPU (QEMU-hosted, one TCG thread runs both), fuller tables and longer lazy \
+                 lists. The model then ranks the strategies by what their counts would cost on the calibrated \
+                 host, not by what they cost here.\n",
+                p.source,
+                p.table.describe(),
+                super::model::FORMULA
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "No calibration cell ran in this sweep (`--only` left it out) and no table was given: the counts \
+                 are not priced. `vmm bench reprice DIR --cost-table FILE --out NEW` prices them.\n"
+            );
+        }
+    }
     let _ = writeln!(s, "## Figures\n");
     for g in GLOSSARY {
         let _ = writeln!(s, "- `{}`: {}", g.name, g.what);

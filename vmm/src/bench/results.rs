@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use super::figures::{self, Figures};
 use super::matrix::Cell;
+use super::model::{self, CostTable};
 use super::oracle;
 use super::stats::Stat;
 use super::store::Line;
@@ -64,6 +65,12 @@ pub fn normalise(key: &str, value: &str) -> String {
 /// without lines has no repetitions). Each repetition is its latest run that
 /// succeeded, else its latest failure (see [`super::store::latest`]).
 pub fn gather(cells: &[Cell], lines: &[Line]) -> Vec<CellResult> {
+    gather_priced(cells, lines, None)
+}
+
+/// [`gather`], with every run's counts priced by `table` (the cost model's
+/// figures, and theirs against the oracle).
+pub fn gather_priced(cells: &[Cell], lines: &[Line], table: Option<&CostTable>) -> Vec<CellResult> {
     let mut out: Vec<CellResult> = cells
         .iter()
         .map(|c| CellResult {
@@ -99,11 +106,17 @@ pub fn gather(cells: &[Cell], lines: &[Line]) -> Vec<CellResult> {
     for r in &mut out {
         r.stats = stats(&r.reps);
     }
+    if let Some(t) = table {
+        model::price(&mut out, t);
+    }
     ratios_to_always_flush(&mut out);
     against_the_oracle(&mut out);
     for r in &mut out {
         let alias = r.cell.config.get("alias").cloned().unwrap_or_default();
-        let pv = r.cell.config.get("pvmmu").is_some_and(|p| p == "on");
+        // The strategies' checks are about workloads; the calibration calls
+        // vm_unmap_aliases on its own to time it.
+        let pv = r.cell.config.get("pvmmu").is_some_and(|p| p == "on")
+            && r.cell.config.get("workload").is_none_or(|w| w != "calibrate");
         for (rep, f) in &r.reps {
             for w in oracle::consistency(&alias, pv, f) {
                 r.warnings.push(format!("{} (rep {}): {w}", r.cell.label, rep + 1));
@@ -164,6 +177,7 @@ fn against_the_oracle(all: &mut [CellResult]) {
         let mut add = vec![
             ("ratio_to_oracle".to_owned(), each("cycles_per_pin", &ratio)),
             ("workload_ratio_to_oracle".to_owned(), each("workload_cycles", &ratio)),
+            ("model_ratio_to_oracle".to_owned(), each("model_cycles_per_pin", &ratio)),
             ("excess_cycles_per_pin".to_owned(), each("cycles_per_pin", &minus)),
         ];
         for c in OVER_ORACLE {

@@ -518,6 +518,34 @@ fn claim7(l: &Lookup, full: bool) -> Result<(Status, String), Missing> {
     if counts.len() < STRATEGIES.len() {
         text += &format!(" ({} of {} strategies ran)", counts.len(), STRATEGIES.len());
     }
+    // The counts priced by the calibrated unit costs: the ranking they give,
+    // and how much of the measured cost they account for.
+    let modelled: Vec<(&str, f64, Option<f64>, Option<f64>)> = STRATEGIES
+        .iter()
+        .filter_map(|s| {
+            let want = [("alias", *s)];
+            let m = l.fig(&want, exp, "model_cycles_per_pin").ok()?;
+            Some((*s, m, l.fig(&want, exp, "model_ratio_to_oracle").ok(), l.fig(&want, exp, "model_explains").ok()))
+        })
+        .collect();
+    if modelled.is_empty() {
+        text += ". Not priced: no calibration ran";
+    } else {
+        let cheapest = modelled.iter().min_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0).unwrap_or("-");
+        let list: Vec<String> = modelled
+            .iter()
+            .map(|(s, m, r, _)| match r {
+                Some(r) => format!("{s} {m:.0} ({r:.2}x oracle)"),
+                None => format!("{s} {m:.0}"),
+            })
+            .collect();
+        let explains: Vec<f64> = modelled.iter().filter_map(|x| x.3).collect();
+        let (lo, hi) = explains.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
+        text += &format!(". Priced by the calibrated model, per pin: {}; cheapest {cheapest}", list.join(", "));
+        if lo.is_finite() {
+            text += &format!(" (the model explains {:.0}-{:.0}% of the measured pin path)", lo * 100.0, hi * 100.0);
+        }
+    }
     let freq = Some("alias-frequency");
     // Rare against frequent: host-trap against always-flush, in counts over
     // the oracle (calls, exits) and in cycles per pin, judged on a bootstrap

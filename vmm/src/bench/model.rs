@@ -1,0 +1,378 @@
+//! The cost model: a run's counts priced by unit costs measured on a host.
+//!
+//! The benchmark's counts (pins, vm_unmap_aliases calls that found nothing and
+//! those that flushed, traps back, refusals) barely move between repetitions;
+//! emulated cycles move more than the strategies differ. So a verdict rests on
+//! the counts, and the counts are priced with a [`CostTable`]: the unit cost of
+//! each event, measured by the guest's `calibrate` workload in a calibration
+//! cell of the same sweep (or read from another host's table with `vmm bench
+//! reprice`, which lets a user who can only run under TCG see the ranking a VMX
+//! or SVM machine's costs give).
+//!
+//! [`FORMULA`] is the model, as every report prints it. It prices the pin path
+//! and every strategy's alias work wherever it happened, and is compared with
+//! the measured `pin_path_cycles` (the pins' own cycles plus the alias work done
+//! outside them, such as clean-pool's refills). How much of the measured cost the
+//! model explains is reported beside it.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::figures::Figures;
+use super::results::CellResult;
+use super::stats::Stat;
+use super::store::Machine;
+use super::Error;
+
+/// The model, as the report prints it.
+pub const FORMULA: &str = "\
+model_cycles = pt_pins x pin
+             + vm_unmap_aliases_empty x vm_unmap_aliases_empty_call
+             + vm_unmap_aliases_flushed x vm_unmap_aliases_flush_call
+             + traps_back x trap_back
+             + pt_pin_refused x pin
+pin_path_cycles = pt_pin_cycles + vm_unmap_aliases_cycles - vm_unmap_aliases_in_pin_cycles
+model_explains  = model_cycles / pin_path_cycles
+";
+
+/// The file a sweep's (or `vmm bench --calibrate`'s) cost table is written to.
+pub const TABLE_FILE: &str = "cost-table.json";
+pub const SCHEMA: u32 = 1;
+
+/// One host's unit costs, in the guest's TSC cycles (medians over the
+/// calibration cell's repetitions, each itself the median of 64 timed rounds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CostTable {
+    pub schema: u32,
+    /// Where and how it was measured.
+    pub machine: Machine,
+    /// `qemu` or `local`.
+    pub host_mode: String,
+    pub measured_at: String,
+    /// The calibration cell's `vmm run` arguments.
+    pub command: Vec<String>,
+    /// Repetitions of the calibration cell.
+    pub reps: usize,
+    pub units: Units,
+}
+
+/// The unit costs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Units {
+    /// A bare port-I/O exit to the VMM and back.
+    pub exit: f64,
+    /// A no-op hypercall (request block read, answer written).
+    pub hypercall: f64,
+    /// A flush of every CPU's TLB (an IPI to each other CPU, waited for).
+    pub flush_global: f64,
+    /// A vm_unmap_aliases that finds nothing to flush.
+    pub vm_unmap_aliases_empty_call: f64,
+    /// A vm_unmap_aliases that purges one lazy area and flushes.
+    pub vm_unmap_aliases_flush_call: f64,
+    /// A pin with no alias work (the host's validation and alias check).
+    pub pin: f64,
+    /// What a trapped pin costs beyond a pin and a flushing vm_unmap_aliases:
+    /// the refusal, the trap into the fixup and the retried hypercall.
+    pub trap_back: f64,
+}
+
+/// The figures the calibration cell's guest reports (`unit_<name>_cycles`).
+const UNIT_FIGURES: [&str; 7] = [
+    "unit_exit_cycles",
+    "unit_hypercall_cycles",
+    "unit_flush_global_cycles",
+    "unit_vm_unmap_aliases_empty_cycles",
+    "unit_vm_unmap_aliases_flush_cycles",
+    "unit_pin_cycles",
+    "unit_pin_trapped_cycles",
+];
+
+impl CostTable {
+    /// The table of a calibration cell (`--workload calibrate` under
+    /// `--alias host-trap`), None unless every unit was measured.
+    pub fn from_cell(cell: &CellResult, machine: &Machine, measured_at: &str) -> Option<CostTable> {
+        let m = |f: &str| cell.median(f);
+        let [exit, hypercall, flush_global, empty, flush, pin, trapped] = UNIT_FIGURES.map(m);
+        let (pin, flush, trapped) = (pin?, flush?, trapped?);
+        Some(CostTable {
+            schema: SCHEMA,
+            machine: machine.clone(),
+            host_mode: cell.host_modes.join(","),
+            measured_at: measured_at.to_owned(),
+            command: cell.cell.args.clone(),
+            reps: cell.reps.len(),
+            units: Units {
+                exit: exit?,
+                hypercall: hypercall?,
+                flush_global: flush_global?,
+                vm_unmap_aliases_empty_call: empty?,
+                vm_unmap_aliases_flush_call: flush,
+                pin,
+                trap_back: (trapped - pin - flush).max(0.0),
+            },
+        })
+    }
+
+    /// The calibration cell among `results`: the first that ran `calibrate`
+    /// and measured every unit.
+    pub fn from_results(results: &[CellResult], machine: &Machine, measured_at: &str) -> Option<CostTable> {
+        results
+            .iter()
+            .filter(|r| r.cell.config.get("workload").is_some_and(|w| w == "calibrate"))
+            .find_map(|r| CostTable::from_cell(r, machine, measured_at))
+    }
+
+    pub fn read(path: &Path) -> Result<CostTable, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Read(path.to_owned(), e))?;
+        let t: CostTable = serde_json::from_str(&text).map_err(|e| Error::Json(path.to_owned(), e))?;
+        if t.schema != SCHEMA {
+            return Err(Error::BadSpec(format!(
+                "{}: cost table schema {} (this vmm reads {SCHEMA})",
+                path.display(),
+                t.schema
+            )));
+        }
+        let u = t.units;
+        let all = [u.exit, u.hypercall, u.flush_global, u.vm_unmap_aliases_empty_call, u.vm_unmap_aliases_flush_call];
+        if all.iter().chain([u.pin, u.trap_back].iter()).any(|x| !x.is_finite() || *x < 0.0) {
+            return Err(Error::BadSpec(format!("{}: a unit cost is negative or not a number", path.display())));
+        }
+        Ok(t)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Json(path.to_owned(), e))?;
+        std::fs::write(path, text + "\n").map_err(|e| Error::Write(path.to_owned(), e))
+    }
+
+    /// One line for the report: where the table comes from and its units.
+    pub fn describe(&self) -> String {
+        let u = &self.units;
+        format!(
+            "measured {} on {} ({} cores, {}), {} repetitions: exit {:.0}, hypercall {:.0}, global flush {:.0}, \
+             vm_unmap_aliases finding nothing {:.0}, flushing one area {:.0}, pin {:.0}, trap back {:.0} cycles",
+            self.measured_at,
+            if self.machine.cpu.is_empty() { "an unknown CPU" } else { &self.machine.cpu },
+            self.machine.cores,
+            if self.host_mode.is_empty() { "host mode unknown" } else { &self.host_mode },
+            self.reps,
+            u.exit,
+            u.hypercall,
+            u.flush_global,
+            u.vm_unmap_aliases_empty_call,
+            u.vm_unmap_aliases_flush_call,
+            u.pin,
+            u.trap_back
+        )
+    }
+}
+
+/// The measured cost the model is compared with: the pins' cycles plus the
+/// alias work done outside them. None without the counters.
+pub fn pin_path_cycles(f: &Figures) -> Option<f64> {
+    let g = |k: &str| f.get(k).copied();
+    Some(g("pt_pin_cycles")? + g("vm_unmap_aliases_cycles")? - g("vm_unmap_aliases_in_pin_cycles")?)
+}
+
+/// The modelled cost of one run's counts. None when the run pinned nothing or
+/// lacks a count.
+pub fn model_cycles(f: &Figures, u: &Units) -> Option<f64> {
+    let g = |k: &str| f.get(k).copied();
+    let pins = g("pt_pins").filter(|p| *p > 0.0)?;
+    let calls = g("vm_unmap_aliases")?;
+    let flushed = g("vm_unmap_aliases_flushed")?;
+    // A report without the host's PV MMU section has no traps back.
+    let traps = g("traps_back").unwrap_or(0.0);
+    let refused = g("pt_pin_refused").unwrap_or(0.0);
+    Some(
+        pins * u.pin
+            + (calls - flushed) * u.vm_unmap_aliases_empty_call
+            + flushed * u.vm_unmap_aliases_flush_call
+            + traps * u.trap_back
+            + refused * u.pin,
+    )
+}
+
+/// Adds, to every repetition of every cell that pinned tables, its modelled
+/// cost under `table` (`model_cycles`, `model_cycles_per_pin`), the measured
+/// cost it models (`pin_path_cycles`, `_per_pin`) and `model_explains`, and
+/// their statistics to the cell's.
+pub fn price(results: &mut [CellResult], table: &CostTable) {
+    const NAMES: [&str; 5] =
+        ["model_cycles", "model_cycles_per_pin", "pin_path_cycles", "pin_path_cycles_per_pin", "model_explains"];
+    for r in results.iter_mut() {
+        for (_, f) in &mut r.reps {
+            let Some(m) = model_cycles(f, &table.units) else { continue };
+            let pins = f["pt_pins"];
+            f.insert(NAMES[0].into(), m);
+            f.insert(NAMES[1].into(), m / pins);
+            if let Some(p) = pin_path_cycles(f).filter(|p| *p > 0.0) {
+                f.insert(NAMES[2].into(), p);
+                f.insert(NAMES[3].into(), p / pins);
+                f.insert(NAMES[4].into(), m / p);
+            }
+        }
+        for name in NAMES {
+            let v: Vec<f64> = r.reps.iter().filter_map(|(_, f)| f.get(name).copied()).collect();
+            if let Some(s) = Stat::of(&v) {
+                r.stats.insert(name.to_owned(), s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figs(pairs: &[(&str, f64)]) -> Figures {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    const U: Units = Units {
+        exit: 80.0,
+        hypercall: 100.0,
+        flush_global: 250.0,
+        vm_unmap_aliases_empty_call: 20.0,
+        vm_unmap_aliases_flush_call: 1000.0,
+        pin: 600.0,
+        trap_back: 400.0,
+    };
+
+    #[test]
+    fn known_counts_give_known_costs() {
+        // always-flush: 100 pins, 100 calls of which 40 flushed.
+        let af = figs(&[
+            ("pt_pins", 100.0),
+            ("vm_unmap_aliases", 100.0),
+            ("vm_unmap_aliases_flushed", 40.0),
+            ("traps_back", 0.0),
+            ("pt_pin_refused", 0.0),
+        ]);
+        assert_eq!(model_cycles(&af, &U), Some(100.0 * 600.0 + 60.0 * 20.0 + 40.0 * 1000.0));
+        // host-trap: 40 traps back, each a flushing call from the fixup.
+        let trap = figs(&[
+            ("pt_pins", 100.0),
+            ("vm_unmap_aliases", 40.0),
+            ("vm_unmap_aliases_flushed", 40.0),
+            ("traps_back", 40.0),
+        ]);
+        assert_eq!(model_cycles(&trap, &U), Some(100.0 * 600.0 + 40.0 * 1000.0 + 40.0 * 400.0));
+        // none: each refusal a pin attempt more.
+        let none = figs(&[
+            ("pt_pins", 100.0),
+            ("vm_unmap_aliases", 40.0),
+            ("vm_unmap_aliases_flushed", 40.0),
+            ("pt_pin_refused", 40.0),
+        ]);
+        assert_eq!(model_cycles(&none, &U), Some(140.0 * 600.0 + 40.0 * 1000.0));
+        // Nothing pinned, or a count missing: no model.
+        assert_eq!(model_cycles(&figs(&[("pt_pins", 0.0)]), &U), None);
+        assert_eq!(model_cycles(&figs(&[("pt_pins", 1.0)]), &U), None);
+    }
+
+    #[test]
+    fn alias_work_outside_the_pins_is_counted_where_it_happened() {
+        // clean-pool: 4 refill purges outside the pins (no in-pin calls).
+        let f = figs(&[
+            ("pt_pin_cycles", 60_000.0),
+            ("vm_unmap_aliases_cycles", 4_000.0),
+            ("vm_unmap_aliases_in_pin_cycles", 0.0),
+        ]);
+        assert_eq!(pin_path_cycles(&f), Some(64_000.0));
+        // always-flush: every call inside a pin, already in its cycles.
+        let f = figs(&[
+            ("pt_pin_cycles", 60_000.0),
+            ("vm_unmap_aliases_cycles", 4_000.0),
+            ("vm_unmap_aliases_in_pin_cycles", 4_000.0),
+        ]);
+        assert_eq!(pin_path_cycles(&f), Some(60_000.0));
+    }
+
+    #[test]
+    fn the_calibration_cell_gives_the_table_and_the_trap_back_its_own_part() {
+        use crate::bench::matrix::CellSpec;
+        let spec = CellSpec {
+            label: "calibration".into(),
+            vcpus: 2,
+            mem: "256m".into(),
+            timeout: 60,
+            params: [("workload", "calibrate"), ("pvmmu", "on"), ("alias", "host-trap")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let units = [80.0, 100.0, 250.0, 20.0, 1000.0, 600.0, 2000.0];
+        let f: Figures = UNIT_FIGURES.iter().zip(units).map(|(k, v)| (k.to_string(), v)).collect();
+        let mut r = CellResult {
+            cell: spec.resolve("calibration").unwrap(),
+            reps: vec![(0, f.clone())],
+            failures: vec![],
+            stats: f.iter().map(|(k, v)| (k.clone(), Stat::of(&[*v]).unwrap())).collect(),
+            warnings: vec![],
+            host_modes: vec!["qemu".into()],
+        };
+        let t = CostTable::from_results(std::slice::from_ref(&r), &Machine::default(), "now").unwrap();
+        assert_eq!(t.units.trap_back, 2000.0 - 600.0 - 1000.0);
+        assert_eq!(t.units.pin, 600.0);
+        assert_eq!(t.host_mode, "qemu");
+        // Round trip through a file; a corrupt table is a clear error.
+        let dir = crate::host::appliance::tempdir().unwrap();
+        let path = dir.path().join(TABLE_FILE);
+        t.write(&path).unwrap();
+        assert_eq!(CostTable::read(&path).unwrap(), t);
+        let mut bad = t.clone();
+        bad.units.pin = -1.0;
+        bad.write(&path).unwrap();
+        assert!(CostTable::read(&path).is_err());
+        // A calibration that lacks the trapped pin (not under host-trap) gives no table.
+        r.stats.remove("unit_pin_trapped_cycles");
+        assert!(CostTable::from_results(&[r], &Machine::default(), "now").is_none());
+    }
+
+    #[test]
+    fn pricing_adds_the_model_and_how_much_it_explains() {
+        use crate::bench::matrix::CellSpec;
+        let spec = CellSpec {
+            label: "always-flush".into(),
+            vcpus: 2,
+            mem: "256m".into(),
+            timeout: 60,
+            params: [("pvmmu", "on"), ("alias", "always-flush")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let f = figs(&[
+            ("pt_pins", 100.0),
+            ("vm_unmap_aliases", 100.0),
+            ("vm_unmap_aliases_flushed", 40.0),
+            ("pt_pin_cycles", 202_400.0),
+            ("vm_unmap_aliases_cycles", 41_200.0),
+            ("vm_unmap_aliases_in_pin_cycles", 41_200.0),
+        ]);
+        let mut r = vec![CellResult {
+            cell: spec.resolve("e").unwrap(),
+            reps: vec![(0, f)],
+            failures: vec![],
+            stats: Default::default(),
+            warnings: vec![],
+            host_modes: vec![],
+        }];
+        let table = CostTable {
+            schema: SCHEMA,
+            machine: Machine::default(),
+            host_mode: "local".into(),
+            measured_at: String::new(),
+            command: vec![],
+            reps: 3,
+            units: U,
+        };
+        price(&mut r, &table);
+        assert_eq!(r[0].median("model_cycles"), Some(101_200.0));
+        assert_eq!(r[0].median("model_cycles_per_pin"), Some(1012.0));
+        assert_eq!(r[0].median("pin_path_cycles"), Some(202_400.0));
+        assert_eq!(r[0].median("model_explains"), Some(0.5));
+    }
+}
