@@ -226,13 +226,13 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 cells x 3 repetitions"), "{}", stderr(&o));
     let o = bench(&["--resume", "/tmp", "--reps", "2"]);
     assert_eq!(o.status.code(), Some(2), "--resume takes the sweep as it was asked");
-    // alias-frequency asks for 15 repetitions (claim 7's intervals); --reps is for every cell.
+    // alias-frequency asks for 9 repetitions (claim 7's intervals); --reps is for every cell.
     let o = bench(&["--only", "alias-frequency", "--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(out.contains("24 cells x 3 repetitions (alias-frequency 15): 360 jobs to run"), "{out}");
+    assert!(out.contains("35 cells x 3 repetitions (alias-frequency 9): 315 jobs to run"), "{out}");
     let o = bench(&["--only", "alias-frequency,history", "--reps", "2", "--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(out.contains("26 cells x 2 repetitions: 52 jobs to run"), "{out}");
+    assert!(out.contains("38 cells x 2 repetitions: 76 jobs to run"), "{out}");
     let spec = tmp("bad-reps").with_extension("json");
     let exp = serde_json::json!({"experiments": [{"id": "e", "title": "t", "question": "q", "columns": [],
         "reps": 0, "cells": [{"label": "c", "vcpus": 1, "mem": "64m", "timeout": 10, "params": {}}]}]});

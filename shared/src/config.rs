@@ -546,6 +546,9 @@ params! {
     churn_every: (0, 1 << 20) = "1", "churn-every", "fork-churn: a vmap churn step before every Nth fork (0: none)";
     /// [`Switch`]: ask all three host checks every time and count disagreements.
     host_cross_check: Switch = "off", "host-cross-check", "run all three host alias checks and count disagreements";
+    /// vmap-bench: how many CPUs run the loop (0: every CPU); the others wait
+    /// and answer the flush IPIs, as the idle CPUs of Linux's one-thread run did.
+    bench_cpus: (0, 8) = "0", "bench-cpus", "vmap-bench: CPUs that run the loop (0: every CPU; the others answer flush IPIs)";
 }
 
 // Same layout on both sides of the boundary: only u64 fields, no padding.

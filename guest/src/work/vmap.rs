@@ -2,6 +2,7 @@
 //! areas of random sizes, and Nick Piggin's benchmark (map 4 pages, touch them,
 //! unmap).
 
+use core::sync::atomic::{AtomicU32, Ordering};
 use shared::config::{Config, VmapVariant, Workload};
 use shared::counters::Counter;
 
@@ -586,12 +587,23 @@ fn release(s: &mut Slot) {
 }
 
 /// Piggin's benchmark: map 4 pages, touch them, unmap, on every CPU.
+/// CPUs whose vmap-bench loop is done (the idle ones under --bench-cpus wait for them).
+static BENCH_LOOPS_DONE: AtomicU32 = AtomicU32::new(0);
+
 fn bench(cfg: &Config) {
     let iters = if cfg.iterations != 0 { cfg.iterations } else { 10_000 };
     let frames = [alloc_frame(), alloc_frame(), alloc_frame(), alloc_frame()];
     all_cpus_reach();
     let before = (total(Counter::VmapFlushes), total(Counter::VmapFlushIpis));
     all_cpus_reach();
+    // --bench-cpus N: only the first N CPUs loop; the others sit halted until
+    // they are done, waking only to answer flush IPIs (a spinning CPU would
+    // also take emulation time from the loop, QEMU-hosted).
+    let looping = cfg.bench_cpus == 0 || u64::from(percpu::cpu_id()) < cfg.bench_cpus;
+    if !looping {
+        crate::work::idle_until(|| u64::from(BENCH_LOOPS_DONE.load(Ordering::Acquire)) >= cfg.bench_cpus);
+    }
+    let iters = if looping { iters } else { 0 };
     let t0 = cpu::rdtsc();
     for i in 0..iters {
         let va = vm_map_ram(&frames).expect("vm_map_ram of 4 pages");
@@ -601,9 +613,11 @@ fn bench(cfg: &Config) {
         }
         vm_unmap_ram(va, 4);
     }
-    let cycles = cpu::rdtsc() - t0;
-    percpu::count(Counter::VmapBenchCycles, cycles);
-    percpu::count(Counter::VmapBenchIters, iters);
+    if looping {
+        percpu::count(Counter::VmapBenchCycles, cpu::rdtsc() - t0);
+        percpu::count(Counter::VmapBenchIters, iters);
+        BENCH_LOOPS_DONE.fetch_add(1, Ordering::AcqRel);
+    }
     all_cpus_reach();
     if percpu::cpu_id() == 0 {
         hv::result("vmap_bench_flushes", total(Counter::VmapFlushes) - before.0);

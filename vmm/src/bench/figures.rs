@@ -67,6 +67,7 @@ pub const COUNTERS: &[&str] = &[
 /// Guest results copied as they are.
 pub const RESULTS: &[&str] = &[
     "vmap_bench_ns",
+    "vmap_bench_iters",
     "vmap_one_alias_ns",
     "tasks_started",
     "pkmap_wrap_flushes",

@@ -258,6 +258,29 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
                 },
             )
         }
+        PlotKind::Crossover => {
+            let by = |figure: &'static str| {
+                let mut s = series_by(cells, "alias", "churn-every", move |c| c.stats.get(figure).copied());
+                s.retain(|(n, _)| n != "none");
+                s
+            };
+            let (model, measured) = (by("model_cycles_per_pin"), by("cycles_per_pin"));
+            if model.is_empty() && measured.is_empty() {
+                return Ok(None);
+            }
+            let lines = |title: &str, series| Lines {
+                title: title.into(),
+                x_desc: "--churn-every (an alias source before every Nth fork)".into(),
+                y_desc: "cycles per pin (median, min-max)".into(),
+                series,
+                legend: SeriesLabelPosition::UpperRight,
+            };
+            draw_lines_pair(
+                &path,
+                &lines("Priced by the calibrated model", model),
+                &lines("As measured (emulated TSC)", measured),
+            )
+        }
         PlotKind::FlushesVsFrequency => {
             // Every call a strategy makes (the empty ones are its waste) against
             // the flushes the oracle cell made.
@@ -310,33 +333,43 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
             Ok(())
         }
         PlotKind::VmapForms => {
+            // A series per (vCPUs, looping CPUs): every vCPU loops, or one of
+            // them (--bench-cpus 1, Linux's one thread on SMP).
+            let threads = |c: &CellResult| c.cell.config.get("bench-cpus").cloned().unwrap_or_else(|| "0".into());
             let mut forms: Vec<String> = Vec::new();
-            let mut vcpus: Vec<u32> = Vec::new();
+            let mut vcpus: Vec<(u32, String)> = Vec::new();
             for c in cells.iter().filter(|c| c.stats.contains_key("vmap_bench_ns")) {
                 let f = c.cell.config.get("vmap").cloned().unwrap_or_default();
                 if !forms.contains(&f) {
                     forms.push(f);
                 }
-                if !vcpus.contains(&c.cell.vcpus) {
-                    vcpus.push(c.cell.vcpus);
+                let key = (c.cell.vcpus, threads(c));
+                if !vcpus.contains(&key) {
+                    vcpus.push(key);
                 }
             }
             if forms.is_empty() {
                 return Ok(None);
             }
-            vcpus.sort_unstable();
+            vcpus.sort();
             let series = vcpus
                 .iter()
-                .map(|&v| {
+                .map(|(v, t)| {
                     let vals = forms
                         .iter()
                         .map(|f| {
                             cells
                                 .iter()
-                                .find(|c| c.cell.vcpus == v && c.cell.config.get("vmap") == Some(f))
+                                .find(|c| {
+                                    c.cell.vcpus == *v && threads(c) == *t && c.cell.config.get("vmap") == Some(f)
+                                })
                                 .and_then(|c| c.stats.get("vmap_bench_ns").copied())
                         })
                         .collect();
+                    let v = *v;
+                    if t != "0" {
+                        return (format!("{t} thread{} on {v} vCPUs", if t == "1" { "" } else { "s" }), vals);
+                    }
                     (format!("{v} vCPU{}", if v > 1 { "s" } else { "" }), vals)
                 })
                 .collect();
