@@ -240,6 +240,14 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     let o = bench(&["--spec", spec.to_str().unwrap(), "--list"]);
     assert_eq!(o.status.code(), Some(5));
     assert!(stderr(&o).contains("reps 0 is not in 1..=1000"), "{}", stderr(&o));
+    // A cell field the spec misspells is an error that names it, not a default.
+    let exp = serde_json::json!({"experiments": [{"id": "e", "title": "t", "question": "q", "columns": [],
+        "cells": [{"label": "c", "vcpu": 2, "vcpus": 1, "mem": "64m", "timeout": 10, "params": {}}]}]});
+    std::fs::write(&spec, exp.to_string()).unwrap();
+    let o = bench(&["--spec", spec.to_str().unwrap(), "--list"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("unknown field `vcpu`"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "nothing listed");
     let _ = std::fs::remove_file(&spec);
 
     // The default matrix is the main question: six strategies and the oracle,

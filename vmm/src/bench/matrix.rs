@@ -58,8 +58,10 @@ impl PlotKind {
     }
 }
 
-/// One configuration of `vmm run`.
+/// One configuration of `vmm run`. A field it does not know (a `--spec` typo)
+/// is an error, not a default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CellSpec {
     /// A short name for tables ("always-flush", "last-pkmap 256").
     pub label: String,
@@ -74,6 +76,7 @@ pub struct CellSpec {
 
 /// A named experiment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Experiment {
     pub id: String,
     pub title: String,
@@ -100,6 +103,7 @@ pub struct Experiment {
 
 /// A matrix file (`--spec`): `{"experiments": [...]}`.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SpecFile {
     pub experiments: Vec<Experiment>,
 }
