@@ -586,10 +586,11 @@ fn release(s: &mut Slot) {
     s.kind = Kind::Empty;
 }
 
-/// Piggin's benchmark: map 4 pages, touch them, unmap, on every CPU.
 /// CPUs whose vmap-bench loop is done (the idle ones under --bench-cpus wait for them).
 static BENCH_LOOPS_DONE: AtomicU32 = AtomicU32::new(0);
 
+/// Piggin's benchmark: map 4 pages, touch them, unmap, on every CPU (or the
+/// first `--bench-cpus`).
 fn bench(cfg: &Config) {
     let iters = if cfg.iterations != 0 { cfg.iterations } else { 10_000 };
     let frames = [alloc_frame(), alloc_frame(), alloc_frame(), alloc_frame()];

@@ -68,6 +68,7 @@ pub const COUNTERS: &[&str] = &[
 pub const RESULTS: &[&str] = &[
     "vmap_bench_ns",
     "vmap_bench_iters",
+    "vmap_bench_flushes",
     "vmap_one_alias_ns",
     "tasks_started",
     "pkmap_wrap_flushes",

@@ -238,6 +238,10 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
     notes.extend(read.rejected.iter().map(store::Rejected::warning));
     let lines = read.lines;
     let outcome = write_outputs(&dir, &sweep, &cells, &lines, &notes, interrupted, None)?;
+    if args.calibrate && !interrupted && !dir.join(model::TABLE_FILE).exists() {
+        eprintln!("bench: the calibration gave no cost table (the report says why)");
+        return Ok(exit_code::GUEST_FAILED.max(outcome));
+    }
     if interrupted {
         eprintln!(
             "bench: interrupted; {} of {} runs of this sweep are done; continue with: vmm bench --resume {}",

@@ -168,11 +168,14 @@ pub fn markdown(i: &Inputs) -> String {
     let _ = writeln!(s, "## Verdicts\n");
     let _ = writeln!(
         s,
-        "Claim 7's rare-against-frequent verdict rests on a 95% percentile-bootstrap interval of the ratio of \
-         the two medians (4000 resamples, fixed seed): an interval holding 1 is within the noise and decides \
-         nothing. The other verdicts compare medians only where the medians' order-statistic intervals do not \
-         overlap; those intervals' real coverage depends on the repetitions: min–max is 75% at 3 and 94% at 5, \
-         the 2nd–8th of 9 is 96%, the 4th–12th of 15 is 96.5% (the per-figure intervals below are min–max).\n"
+        "Claim 7's rare-against-frequent verdict rests on the counts priced by the calibrated model: a 95% \
+         percentile-bootstrap interval of the ratio of the two modelled medians (4000 resamples, fixed seed), the \
+         measured cycles' interval beside it (without a calibration, the cycles decide); an interval holding 1 is \
+         within the noise and decides nothing. Claims 2 and 6 and batching compare medians only where the \
+         medians' order-statistic intervals do not overlap; claims 1, 3, 4 and 5 compare medians with fixed \
+         thresholds. An order-statistic interval's real coverage depends on the repetitions: min–max is 75% at 3 \
+         and 93.75% at 5, the 2nd–8th of 9 is 96%, the 4th–12th of 15 is 96.5% (the per-figure ranges below are \
+         min–max).\n"
     );
     for v in i.verdicts {
         let _ = writeln!(s, "- **{}** ({}): {}: {}", v.id, v.claim, v.status, v.text);
@@ -261,8 +264,18 @@ pub fn markdown(i: &Inputs) -> String {
         None => {
             let _ = writeln!(
                 s,
-                "No calibration cell ran in this sweep (`--only` left it out) and no table was given: the counts \
-                 are not priced. `vmm bench reprice DIR --cost-table FILE --out NEW` prices them.\n"
+                "The counts are not priced: no table was given, and {} `vmm bench reprice DIR --cost-table FILE \
+                 --out NEW` prices them.\n",
+                match i.results.iter().find(|r| r.cell.config.get("workload").is_some_and(|w| w == "calibrate")) {
+                    None => "no calibration cell ran in this sweep (`--only` left it out).".to_owned(),
+                    Some(c) if c.reps.is_empty() => format!(
+                        "the calibration cell failed ({}).",
+                        c.failures.first().map(|f| f.1.as_str()).unwrap_or("no run succeeded")
+                    ),
+                    Some(_) => "the calibration cell measured no complete table (every unit, the trapped pin's \
+                                included, needs --alias host-trap)."
+                        .to_owned(),
+                }
             );
         }
     }

@@ -316,10 +316,8 @@ pub fn keep_aside(dir: &Path, rejected: &[Rejected]) -> Result<usize, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
         Err(e) => return Err(Error::Read(path, e)),
     };
-    let new: Vec<&Rejected> = rejected
-        .iter()
-        .filter(|r| !held.iter().any(|h| h.file == r.file && h.line == r.line && h.text == r.text))
-        .collect();
+    let new: Vec<&Rejected> =
+        rejected.iter().filter(|r| !held.iter().any(|h| h.line == r.line && h.text == r.text)).collect();
     if new.is_empty() {
         return Ok(0);
     }
@@ -425,20 +423,27 @@ pub fn latest(lines: &[Line]) -> Vec<&Line> {
 /// succeeded over one that failed, else the first seen; returns the lines and
 /// how many others were dropped.
 pub fn merge_lines(sets: Vec<Vec<Line>>) -> (Vec<Line>, usize) {
-    let mut at: BTreeMap<(String, u32), usize> = BTreeMap::new();
+    // (cell, rep) -> (index in out, the set it came from).
+    let mut at: BTreeMap<(String, u32), (usize, usize)> = BTreeMap::new();
     let mut out: Vec<Line> = Vec::new();
     let mut dup = 0;
-    for set in sets {
+    for (set_no, set) in sets.into_iter().enumerate() {
         for l in set {
-            match at.get(&(l.cell.clone(), l.rep)) {
-                Some(&i) => {
+            match at.get(&(l.cell.clone(), l.rep)).copied() {
+                Some((i, from)) => {
                     dup += 1;
-                    if l.ok && !out[i].ok {
+                    // Within one directory a later line supersedes an earlier
+                    // one as it does there ([`latest`]), unless a failure would
+                    // replace a success; across directories a success replaces
+                    // a failure, else the first is kept.
+                    let replace = if from == set_no { l.ok || !out[i].ok } else { l.ok && !out[i].ok };
+                    if replace {
                         out[i] = l;
+                        at.insert((out[i].cell.clone(), out[i].rep), (i, set_no));
                     }
                 }
                 None => {
-                    at.insert((l.cell.clone(), l.rep), out.len());
+                    at.insert((l.cell.clone(), l.rep), (out.len(), set_no));
                     out.push(l);
                 }
             }
