@@ -80,6 +80,7 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
             &[][..],
         ),
         ("--host-write-watch memslot", &["direct-write-l3", "direct-write-l3-assist"][..], &[][..]),
+        ("cr3-slot", &["cr3-pdpt-slot"][..], &[][..]),
     ] {
         let mut args = vec!["contract"];
         match weaken.strip_prefix("--host-write-watch ") {

@@ -282,6 +282,9 @@ config_enum! {
         TrapBack = "trap-back",
         /// Direct writes to protected tables are ignored instead of reported.
         DirectWrite = "direct-write",
+        /// CR3 may select any 32-byte PDPT slot of a validated L3, not only the
+        /// first (whose four entries are the ones the host validated).
+        Cr3Slot = "cr3-slot",
     }
 }
 

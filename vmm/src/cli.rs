@@ -63,7 +63,7 @@ pub struct ContractArgs {
     #[arg(long, default_value_t = 60)]
     pub vm_timeout: u64,
     /// Give up on the whole run after this many seconds.
-    #[arg(long, default_value_t = 3600.0)]
+    #[arg(long, default_value_t = 3600.0, value_parser = parse_seconds)]
     pub timeout: f64,
     /// (Test only) run against a deliberately weakened host check (see --host-weaken).
     #[arg(long, hide = true)]
@@ -92,7 +92,7 @@ pub struct MatrixArgs {
     #[arg(long)]
     pub verbose: bool,
     /// Give up on the whole matrix after this many seconds.
-    #[arg(long, default_value_t = 3600.0)]
+    #[arg(long, default_value_t = 3600.0, value_parser = parse_seconds)]
     pub timeout: f64,
     #[command(flatten)]
     pub host: HostArgs,
@@ -142,7 +142,7 @@ pub struct BenchArgs {
     pub verbose: bool,
     /// Give up on the whole sweep after this many seconds (default: the sum of
     /// the jobs' watchdogs and an allowance).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_seconds)]
     pub timeout: Option<f64>,
     #[command(flatten)]
     pub host: HostArgs,
@@ -195,6 +195,19 @@ pub struct PinCostArgs {
 }
 
 /// A size in bytes with an optional k/m/g suffix.
+/// The longest duration a flag takes: a week, in seconds.
+pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// A duration in seconds: finite, above zero, at most [`MAX_SECONDS`] (a
+/// negative, NaN or enormous value made the watchdogs panic).
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !v.is_finite() || v <= 0.0 || v > MAX_SECONDS {
+        return Err(format!("{s} seconds: a duration must be above 0 and at most {MAX_SECONDS} (a week)"));
+    }
+    Ok(v)
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']).trim_start_matches("0x");
     let numeric = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit());
@@ -240,7 +253,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub vcpus: u32,
     /// Watchdog: stop a guest that has not finished after this many seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = parse_seconds)]
     pub timeout: f64,
     #[command(flatten)]
     pub host: HostArgs,
@@ -269,7 +282,7 @@ pub struct BatchArgs {
     #[arg(long)]
     pub verbose: bool,
     /// Give up on the whole batch after this many seconds.
-    #[arg(long, default_value_t = 3600.0)]
+    #[arg(long, default_value_t = 3600.0, value_parser = parse_seconds)]
     pub timeout: f64,
     /// Run a job again (up to this many times) when its QEMU-hosted outcome bears the
     /// emulator's known fault (docs/qemu-hosted.md).
@@ -359,6 +372,24 @@ mod tests {
         let again = Cli::try_parse_from(argv).unwrap();
         let Cmd::Run(b) = again.cmd else { panic!() };
         assert_eq!(a.guest.0, b.guest.0);
+    }
+
+    #[test]
+    fn every_duration_flag_refuses_what_is_no_duration() {
+        let cmds: [&[&str]; 5] = [&["run"], &["batch", "j.json"], &["matrix"], &["contract"], &["bench"]];
+        for cmd in cmds {
+            for bad in ["-1", "0", "nan", "inf", "1e20", "1.8e19", "soon"] {
+                let mut argv = vec!["vmm"];
+                argv.extend(cmd);
+                argv.extend([format!("--timeout={bad}").leak() as &str]);
+                let e = Cli::try_parse_from(&argv).expect_err(&format!("{argv:?}"));
+                assert_eq!(e.exit_code(), 2, "{argv:?}");
+            }
+            let mut argv = vec!["vmm"];
+            argv.extend(cmd);
+            argv.push("--timeout=2.5");
+            assert!(Cli::try_parse_from(&argv).is_ok(), "{argv:?}");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@ use shared::abi::pvmmu::{cmd, uvmf};
 use shared::pae::{P, RW, US};
 
 use super::{ext, frames, op, pfn, pin, read, unpin, write};
-use crate::{check, hv};
+use crate::arch::cpu;
+use crate::mm::{pgtable, pv};
+use crate::{check, hv, kprintln};
 
 crate::scenario!(
     NEW_BASEPTR,
@@ -47,4 +49,36 @@ fn update_va() {
     check!(hv::update_va_mapping(0x3000, 0, 3) == -EINVAL, "bad flags");
     check!(hv::update_va_mapping(0x3000, 0, uvmf::TLB_FLUSH | uvmf::ALL) == 0, "clear");
     check!(unpin(l3) == 0, "unpin");
+}
+
+crate::scenario!(
+    CR3_SLOT,
+    "cr3-pdpt-slot",
+    "violation:CR3",
+    "--pvmmu on",
+    "CR3 may select only the PDPT the host validated: L3 + 32 (entries 4..7, never checked) stops the guest",
+    cr3_slot
+);
+fn cr3_slot() {
+    if !pv::on() {
+        super::skip("the scenario needs --pvmmu on");
+    }
+    let [l3, poisoned] = frames();
+    let kernel = pgtable::kernel_pdpt();
+    // The kernel's four entries in both slots, so that it runs on either, but
+    // entry 4 points at an L2 nobody validated: a guest that loads L3 + 32
+    // would map whatever that page holds.
+    for i in 0..4 {
+        write(l3, i, read(kernel, i));
+        write(l3, 4 + i, read(kernel, i));
+    }
+    write(l3, 4, poisoned | P);
+    pv::pin(l3, pv::Level::L3, &[l3]);
+    pv::load_root(l3);
+    hv::nop(0);
+    kprintln!("contract: loading CR3 = {:#x} + 32 (entries 4..7 of a pinned L3)", l3);
+    // SAFETY: entries 4..7 map the kernel as 0..3 do (slot 3 is the kernel's L2).
+    unsafe { cpu::write_cr3(l3 as u32 + 32) };
+    hv::nop(0);
+    check!(false, "the vCPU ran on entries 4..7 of a pinned L3 and the host did not notice");
 }

@@ -127,12 +127,42 @@ impl Hypervisor {
         if let Some(last) = self.last_call.get(vcpu as usize) {
             last.store((block.op as u64) << 32 | rc as u32 as u64, Ordering::Relaxed);
         }
-        let wrote = memory::write_bytes(&self.mem, gpa + HypercallBlock::RC_OFFSET as u64, &rc.to_le_bytes())
-            .and_then(|_| memory::write_bytes(&self.mem, gpa + HypercallBlock::RET_OFFSET as u64, &ret.to_le_bytes()));
-        if wrote.is_err() {
-            return violation(format!("request block at {gpa:#x} is outside guest RAM"));
+        let answer = self
+            .write_guest(gpa + HypercallBlock::RC_OFFSET as u64, &rc.to_le_bytes())
+            .and_then(|_| self.write_guest(gpa + HypercallBlock::RET_OFFSET as u64, &ret.to_le_bytes()));
+        if let Err(why) = answer {
+            return match then {
+                // The run ends anyway: its own outcome says more.
+                HypercallOutcome::Stop(_) => then,
+                _ => HypercallOutcome::Stop(Outcome::Violation {
+                    vcpu,
+                    rule: "host write".into(),
+                    detail: format!("the answer to the request block at {gpa:#x} was not written: {why}"),
+                }),
+            };
         }
         then
+    }
+
+    /// The one way the host writes guest memory on the guest's behalf (answers,
+    /// trap-back frames): only where the guest could have written itself
+    /// ([`crate::pvmmu::PvMmu::check_host_write`]), under the PV MMU's lock so
+    /// that no type changes in between.
+    pub fn write_guest(&self, gpa: u64, bytes: &[u8]) -> Result<(), String> {
+        self.write_guest_all(&[(gpa, bytes)])
+    }
+
+    /// [`Self::write_guest`] of several pieces, all or none: each is checked
+    /// before any is written.
+    pub fn write_guest_all(&self, pieces: &[(u64, &[u8])]) -> Result<(), String> {
+        let pv = self.pvmmu.lock().map_err(|_| "the PV MMU's lock was poisoned".to_owned())?;
+        for (gpa, bytes) in pieces {
+            pv.check_host_write(*gpa, bytes.len() as u64)?;
+        }
+        for (gpa, bytes) in pieces {
+            memory::write_bytes(&self.mem, *gpa, bytes).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// What the host knows of vCPU `vcpu` that shut down: its last hypercall
@@ -164,9 +194,9 @@ impl Hypervisor {
     /// protection then goes off: see [`TCG_NO_PROTECTION`]).
     pub fn check_cr3(&self, vcpu: u32, cr3: u64) -> HypercallOutcome {
         let v = vcpu as usize % shared::boot::MAX_VCPUS;
-        let pfn = (cr3 & 0xffff_ffe0) >> 12;
+        let pfn = (cr3 & 0xffff_f000) >> 12;
         let (validated, announced) = match self.pvmmu.lock() {
-            Ok(pv) => (pv.is_validated_root(pfn), pv.root(vcpu).is_some()),
+            Ok(pv) => (pv.is_validated_cr3(cr3), pv.root(vcpu).is_some()),
             Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
         };
         if validated && !self.on_validated_roots.swap(true, Ordering::AcqRel) && crate::kvm::vcpu::host_is_tcg() {
@@ -182,7 +212,16 @@ impl Hypervisor {
                 rule: "CR3".into(),
                 frame: pfn,
                 entry: 0,
-                detail: format!("vCPU {vcpu} runs on root {cr3:#x}, which the host did not validate"),
+                detail: match cr3 & crate::pvmmu::CR3_SLOT_MASK {
+                    0 => format!("vCPU {vcpu} runs on root {cr3:#x}, which the host did not validate"),
+                    off => format!(
+                        "vCPU {vcpu} runs on root {cr3:#x}: CR3 selects the PDPT at offset {off:#x} of frame {:#x}, \
+                         whose entries {}..{} the host never validated (only offset 0's four are)",
+                        pfn << 12,
+                        off / 8,
+                        off / 8 + 3
+                    ),
+                },
             };
             if let Some(stop) = self.violation(record) {
                 return stop;
@@ -459,7 +498,12 @@ impl Hypervisor {
                     Err(_) => (-errno::EFAULT, 0, Continue),
                 }
             }
-            nr::SHUTDOWN => (0, 0, HypercallOutcome::Stop(Outcome::Shutdown { code: a0 as u32 })),
+            // A status that does not fit the report's 32 bits is a failure, not
+            // its low half (`shutdown(1 << 32)` would read as success).
+            nr::SHUTDOWN => {
+                let code = u32::try_from(a0).unwrap_or(u32::MAX);
+                (0, 0, HypercallOutcome::Stop(Outcome::Shutdown { code }))
+            }
             nr::GUEST_FAULT => match memory::read_obj::<FaultReport>(&self.mem, a0) {
                 Ok(r) => {
                     let mut info = FaultInfo::from(&r);
@@ -519,7 +563,8 @@ mod tests {
     }
 
     fn call(hv: &Hypervisor, op: u32, args: [u64; 4]) -> (HypercallBlock, HypercallOutcome) {
-        let gpa = 0x2000;
+        // Above the host's reserved frames, where answers may be written.
+        let gpa = 0x7800;
         memory::write_obj(&hv.mem, gpa, &HypercallBlock { op, rc: 99, args, ret: 99 }).unwrap();
         let o = hv.hypercall(0, gpa);
         (memory::read_obj(&hv.mem, gpa).unwrap(), o)
@@ -628,9 +673,41 @@ mod tests {
         assert_eq!(call(&hv, nr::SET_CALLBACKS, [0xc010_0000, 0, 0, 0]).0.rc, 0);
         memory::write_obj(&hv.mem, 0x5000, &MmuextOp { arg1: 0x203, ..pin_l1 }).unwrap();
         match call(&hv, nr::MMUEXT_OP, [0x5000, 1, 0, 0]).1 {
-            HypercallOutcome::TrapBack { pfn: 0x203, entry: 0xc010_0000, block: 0x2000, flush: 0 } => {}
+            HypercallOutcome::TrapBack { pfn: 0x203, entry: 0xc010_0000, block: 0x7800, flush: 0 } => {}
             _ => panic!("no trap back"),
         }
+    }
+
+    #[test]
+    fn the_host_never_writes_an_answer_into_a_validated_table_or_a_reserved_frame() {
+        use shared::abi::pvmmu::{cmd, MmuextOp};
+        let (hv, _) = hv();
+        // A pinned (empty) L1 at frame 0x300; the block inside it, at entry 4.
+        let pin = MmuextOp { cmd: cmd::PIN_L1_TABLE, _pad: 0, arg1: 0x300, arg2: 0 };
+        memory::write_obj(&hv.mem, 0x5000, &pin).unwrap();
+        assert_eq!(call(&hv, nr::MMUEXT_OP, [0x5000, 1, 0, 0]).0.rc, 0);
+        let block = (0x300 << 12) + 4 * 8;
+        // The no-op echoes its argument: ret = 3 would become entry 9 (the
+        // block's last word) = frame 0 | P | RW.
+        memory::write_obj(&hv.mem, block, &HypercallBlock { op: nr::NOP, rc: 0, args: [3, 0, 0, 0], ret: 0 }).unwrap();
+        match hv.hypercall(0, block) {
+            HypercallOutcome::Stop(Outcome::Violation { rule, detail, .. }) => {
+                assert_eq!(rule, "host write");
+                assert!(detail.contains("validated L1"), "{detail}");
+            }
+            _ => panic!("the answer was written into a pinned L1"),
+        }
+        assert_eq!(memory::read_obj::<u64>(&hv.mem, (0x300 << 12) + 9 * 8).unwrap(), 0, "entry 9 untouched");
+        // Host-reserved frames take no answer either.
+        assert!(hv.write_guest(0x1000, &[1]).unwrap_err().contains("host-reserved"));
+        assert!(hv.write_guest_all(&[(0x8000, &[1]), (0x300 << 12, &[1])]).is_err());
+        assert_eq!(memory::read_obj::<u64>(&hv.mem, 0x8000).unwrap(), 0, "all or none");
+        // Unpinned, the frame is the guest's again.
+        let unpin = MmuextOp { cmd: cmd::UNPIN_TABLE, ..pin };
+        memory::write_obj(&hv.mem, 0x5000, &unpin).unwrap();
+        assert_eq!(call(&hv, nr::MMUEXT_OP, [0x5000, 1, 0, 0]).0.rc, 0);
+        assert!(matches!(hv.hypercall(0, block), HypercallOutcome::Continue));
+        assert_eq!(memory::read_obj::<u64>(&hv.mem, (0x300 << 12) + 9 * 8).unwrap(), 3);
     }
 
     #[test]
@@ -639,6 +716,13 @@ mod tests {
         match call(&hv, nr::SHUTDOWN, [3, 0, 0, 0]).1 {
             HypercallOutcome::Stop(Outcome::Shutdown { code: 3 }) => {}
             _ => panic!("shutdown did not stop"),
+        }
+        // Bits above 31 are not cut away: 1 << 32 is no success.
+        for big in [1u64 << 32, u64::MAX] {
+            match call(&hv, nr::SHUTDOWN, [big, 0, 0, 0]).1 {
+                HypercallOutcome::Stop(Outcome::Shutdown { code: u32::MAX }) => {}
+                _ => panic!("shutdown({big:#x}) did not stop as a failure"),
+            }
         }
         let mut r = FaultReport::zeroed();
         r.vector = 14;

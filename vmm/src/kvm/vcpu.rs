@@ -351,7 +351,10 @@ fn carry_out(then: HypercallOutcome, index: u32, vcpu: &mut VcpuFd, hv: &Hypervi
         HypercallOutcome::Continue => Ok(()),
         HypercallOutcome::Flush(targets) => flush(vcpu, targets),
         HypercallOutcome::TrapBack { flush: targets, pfn, entry, block } => {
-            flush(vcpu, targets).and_then(|_| deliver_fixup(vcpu, hv, pfn, entry, block))
+            if let Err(message) = flush(vcpu, targets) {
+                return Some(Outcome::VmmError { message });
+            }
+            return deliver_fixup(vcpu, hv, index, pfn, entry, block).err();
         }
         HypercallOutcome::Stop(o) => return Some(o),
     };
@@ -365,27 +368,45 @@ fn carry_out(then: HypercallOutcome, index: u32, vcpu: &mut VcpuFd, hv: &Hypervi
 /// A 6.1 KVM steps RIP past the `out` only when it is next run (kvm_pvm did it
 /// before the exit), so the pending I/O is completed first: KVM_RUN with
 /// `immediate_exit` set finishes it and returns at once without entering the guest.
-fn deliver_fixup(vcpu: &mut VcpuFd, hv: &Hypervisor, pfn: u64, entry: u64, block: u64) -> Result<(), String> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| format!("cannot deliver the alias fixup: {what}: {e}");
+fn deliver_fixup(
+    vcpu: &mut VcpuFd,
+    hv: &Hypervisor,
+    index: u32,
+    pfn: u64,
+    entry: u64,
+    block: u64,
+) -> Result<(), Outcome> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| Outcome::VmmError {
+        message: format!("cannot deliver the alias fixup: {what}: {e}"),
+    };
+    // A stack the guest chose that cannot take the frame is the guest's fault.
+    let refuse = |detail: String| Outcome::Violation { vcpu: index, rule: "trap-back frame".into(), detail };
     vcpu.set_kvm_immediate_exit(1);
     let completed = match vcpu.run() {
         Err(e) if e.errno() == libc::EINTR => Ok(()),
         Err(e) => Err(fail("completing the hypercall's I/O", &e)),
-        Ok(exit) => Err(format!("cannot deliver the alias fixup: KVM entered the guest ({exit:?})")),
+        Ok(exit) => Err(Outcome::VmmError {
+            message: format!("cannot deliver the alias fixup: KVM entered the guest ({exit:?})"),
+        }),
     };
     vcpu.set_kvm_immediate_exit(0);
     completed?;
     let mut regs = vcpu.get_regs().map_err(|e| fail("KVM_GET_REGS", &e))?;
     let esp = (regs.rsp as u32).wrapping_sub(12);
-    for (i, word) in [block as u32, pfn as u32, regs.rip as u32].into_iter().enumerate() {
+    // Every word is checked before any is written: a frame half written would
+    // already have changed guest memory.
+    let mut at = [0u64; 3];
+    for (i, slot) in at.iter_mut().enumerate() {
         let va = esp.wrapping_add(4 * i as u32) as u64;
         let t = vcpu.translate_gva(va).map_err(|e| fail("KVM_TRANSLATE", &e))?;
-        if t.valid == 0 || t.writeable == 0 {
-            return Err(format!("cannot deliver the alias fixup: the guest stack at {va:#x} is not mapped writable"));
+        if t.valid == 0 {
+            return Err(refuse(format!("the guest stack at {va:#x} is not mapped")));
         }
-        crate::kvm::memory::write_bytes(&hv.mem, t.physical_address, &word.to_le_bytes())
-            .map_err(|e| fail("stack write", &e))?;
+        *slot = t.physical_address;
     }
+    let words = [block as u32, pfn as u32, regs.rip as u32].map(u32::to_le_bytes);
+    let pieces: Vec<(u64, &[u8])> = at.iter().zip(&words).map(|(gpa, w)| (*gpa, &w[..])).collect();
+    hv.write_guest_all(&pieces).map_err(|why| refuse(format!("the trap-back frame at ESP {esp:#x}: {why}")))?;
     regs.rsp = esp as u64;
     regs.rip = entry;
     vcpu.set_regs(&regs).map_err(|e| fail("KVM_SET_REGS", &e))

@@ -194,6 +194,9 @@ pub struct Continuation {
     pub pfn: u64,
 }
 
+/// The bits of a PAE CR3 that select a 32-byte PDPT inside its frame.
+pub const CR3_SLOT_MASK: u64 = 0xfe0;
+
 pub struct PvMmu {
     frames: FrameTable,
     check: HostCheck,
@@ -549,6 +552,41 @@ impl PvMmu {
     /// Whether `pfn` is a validated L3: a root a vCPU may run on.
     pub fn is_validated_root(&self, pfn: u64) -> bool {
         pfn < self.frames.len() && self.frames.ty(pfn) == FrameType::L3 && self.frames.type_count(pfn) > 0
+    }
+
+    /// Whether the host may write `len` bytes at `gpa` on the guest's behalf (a
+    /// hypercall's answer, a multicall's results, a trap-back frame): only
+    /// where the guest itself could have written. Not into a frame the host
+    /// validated as a pagetable: the host writes through its own mapping, which
+    /// neither a read-only memslot nor the dirty log sees, so guest-chosen
+    /// numbers would become unvalidated entries. Not into the host's reserved
+    /// frames or outside RAM either. Every such write checks here first.
+    pub fn check_host_write(&self, gpa: u64, len: u64) -> Result<(), String> {
+        let end = gpa.checked_add(len.max(1) - 1).ok_or_else(|| format!("{gpa:#x}+{len} wraps"))?;
+        for pfn in (gpa >> shared::pae::PAGE_SHIFT)..=(end >> shared::pae::PAGE_SHIFT) {
+            if !self.frames.is_guest_frame(pfn) {
+                return Err(format!(
+                    "{:#x} is a host-reserved frame or outside guest RAM",
+                    pfn << shared::pae::PAGE_SHIFT
+                ));
+            }
+            let ty = self.frames.ty(pfn);
+            if ty.is_pagetable() && self.frames.type_count(pfn) > 0 {
+                return Err(format!("{:#x} is a validated {ty:?} table", pfn << shared::pae::PAGE_SHIFT));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the CPU, loaded with `cr3`, walks only what the host validated.
+    /// In PAE mode CR3 selects a 32-byte PDPT anywhere in its frame (bits
+    /// 5..11), and the CPU reads the four entries there. A pin of an L3
+    /// validates entries 0..3 only, so a CR3 must select slot 0 of a validated
+    /// L3, as a Xen pv32pae guest's must: `L3 + 32` would run the guest on
+    /// entries 4..7, which nobody checked.
+    pub fn is_validated_cr3(&self, cr3: u64) -> bool {
+        let slot_ok = cr3 & CR3_SLOT_MASK == 0 || self.weaken == HostWeaken::Cr3Slot;
+        slot_ok && self.is_validated_root((cr3 & 0xffff_f000) >> 12)
     }
 
     /// Frame `pfn` as a report names it: its address, type, type count, pin.

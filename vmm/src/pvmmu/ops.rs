@@ -6,7 +6,7 @@
 //! whose TLBs must be flushed before the guest goes on ([`BatchResult::flush`]),
 //! and the vCPU loop carries the flushes out.
 
-use shared::abi::errno::{EINVAL, ENOSYS};
+use shared::abi::errno::{EFAULT, EINVAL, ENOSYS};
 use shared::abi::nr;
 use shared::abi::pvmmu::{
     cmd, uvmf, MmuUpdate, MmuextOp, MulticallEntry, MAX_BATCH, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
@@ -329,6 +329,12 @@ impl PvMmu {
             };
             flush |= r.flush;
             let at = entries_gpa + i as u64 * MulticallEntry::SIZE;
+            // The results go back only where the guest could write them: an
+            // entry may have made the array's own frame a pagetable. Then the
+            // batch stops there, with the entries done so far.
+            if self.check_host_write(at, MulticallEntry::SIZE).is_err() {
+                return BatchResult { rc: -EFAULT, done: i as u64, flush, trap: None };
+            }
             let _ = memory::write_obj(mem, at + MulticallEntry::RESULT_OFFSET, &r.rc);
             let _ = memory::write_obj(mem, at + MulticallEntry::RET_OFFSET, &r.done);
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use shared::abi::errno::{EBUSY, EINVAL, ENOSYS, ERANGE};
+use shared::abi::errno::{EBUSY, EFAULT, EINVAL, ENOSYS, ERANGE};
 use shared::abi::nr;
 use shared::abi::pvmmu::{cmd, uvmf, MmuUpdate, MmuextOp, MulticallEntry, MAX_BATCH};
 use shared::boot::MemRegion;
@@ -825,4 +825,51 @@ proptest! {
             prop_assert_eq!(w.pv.audit(&w.mem), Default::default());
         }
     }
+}
+
+#[test]
+fn cr3_must_select_the_pdpt_the_host_validated() {
+    each_check(|w| {
+        build_root(w, 0x120);
+        assert!(w.pv.is_validated_cr3(0x120 << 12), "slot 0 of a pinned L3");
+        // Offset 32: the CPU would read entries 4..7, which the pin ignores.
+        for off in [0x20, 0x40, 0xfe0] {
+            assert!(!w.pv.is_validated_cr3((0x120 << 12) | off), "offset {off:#x}");
+        }
+        // The cache-control bits (PWT, PCD) select nothing.
+        assert!(w.pv.is_validated_cr3((0x120 << 12) | 0x18));
+        assert!(!w.pv.is_validated_cr3(0x121 << 12), "not a validated L3");
+        w.pv.weaken = HostWeaken::Cr3Slot;
+        assert!(w.pv.is_validated_cr3((0x120 << 12) | 0x20), "the weakened host takes any slot");
+    });
+}
+
+#[test]
+fn a_multicall_that_pins_its_own_array_gets_no_result_written_into_the_table() {
+    each_check(|w| {
+        // The entries live in frame 0x140; entry 0 pins 0x140 itself as an L1
+        // (its entries are valid: only the results' zeros and small numbers),
+        // entry 1 would have its result written into the new table.
+        let arr = 0x140u64 << 12;
+        let ops = SCRATCH + 0x1000;
+        // Every word of the array is a valid (non-present) L1 entry: even op
+        // numbers, a page-aligned ops pointer, a count of 2.
+        memory::write_obj(&w.mem, ops, &op(cmd::PIN_L1_TABLE, 0x140)).unwrap();
+        memory::write_obj(&w.mem, ops + MmuextOp::SIZE, &op(cmd::TLB_FLUSH_LOCAL, 0)).unwrap();
+        let e = MulticallEntry { op: nr::MMUEXT_OP, result: 0, args: [ops, 2, 0, 0], ret: 0 };
+        memory::write_obj(&w.mem, arr, &e).unwrap();
+        memory::write_obj(&w.mem, arr + MulticallEntry::SIZE, &MulticallEntry { op: 0x7776, ..e }).unwrap();
+        let before: Vec<u64> = (0..16).map(|i| w.get(0x140, i)).collect();
+        let r = w.pv.multicall(&w.mem, 0, arr, 2);
+        assert!(w.pv.frames.pinned(0x140), "entry 0 ran");
+        assert_eq!((r.rc, r.done), (-EFAULT, 0), "its result had nowhere to go");
+        let after: Vec<u64> = (0..16).map(|i| w.get(0x140, i)).collect();
+        assert_eq!(before, after, "the host wrote nothing into the pinned table");
+        // The check itself: typed tables and reserved frames refused, RAM taken.
+        assert!(w.pv.check_host_write(arr + 8, 8).is_err());
+        assert!(w.pv.check_host_write(0x1000, 8).is_err(), "host-reserved");
+        assert!(w.pv.check_host_write((0x141 << 12) - 4, 8).is_err(), "straddles into the table");
+        assert!(w.pv.check_host_write(0x141 << 12, 8).is_ok());
+        assert!(w.pv.check_host_write(u64::MAX - 2, 8).is_err(), "wraps");
+    });
 }
