@@ -83,8 +83,20 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn a_bad_timeout_is_refused() {
-    assert_one_error(&run(&["run", "--timeout", "0"], &[]), 5, "--timeout 0");
-    assert_one_error(&run(&["run", "--timeout=-1"], &[]), 5, "positive");
+    // Every duration flag, at parse time: a usage error that says why, never a
+    // panic of a watchdog later (-1, nan and 1e20 used to panic).
+    let cmds: [&[&str]; 5] = [&["run"], &["batch", "jobs.json"], &["matrix"], &["contract"], &["bench", "--list"]];
+    for cmd in cmds {
+        for bad in ["0", "-1", "nan", "1e20"] {
+            let mut args = cmd.to_vec();
+            let flag = format!("--timeout={bad}");
+            args.push(&flag);
+            let o = run(&args, &[]);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+            assert!(stderr(&o).contains("a duration must be above 0"), "{args:?}: {}", stderr(&o));
+            assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        }
+    }
 }
 
 #[test]

@@ -68,6 +68,20 @@ fn give_back(pa: u64) {
     ptcache::free_pt(pa);
 }
 
+/// Times `ROUNDS` pins of L1 tables made by `page`, then unpins and frees them.
+fn pins(name: &'static str, page: fn() -> u64) {
+    let mut pinned = [0u64; ROUNDS];
+    let mut n = 0;
+    unit(name, page, |pa| {
+        pv::pin(pa, pv::Level::L1, &[pa]);
+        pinned[n] = pa;
+        n += 1;
+    });
+    for &pa in &pinned[..n] {
+        give_back(pa);
+    }
+}
+
 pub fn run() {
     // Every CPU takes interrupts from here on: a flush waits for each.
     cpu::sti();
@@ -117,29 +131,12 @@ pub fn run() {
     );
     // A pin with nothing to purge (the strategy finds no alias; host-trap's
     // host finds none), the host's validation and alias check included.
-    let mut pinned = [0u64; ROUNDS];
-    let mut n = 0;
-    unit("unit_pin_cycles", pte_page, |pa| {
-        pv::pin(pa, pv::Level::L1, &[pa]);
-        pinned[n] = pa;
-        n += 1;
-    });
-    for &pa in &pinned[..n] {
-        give_back(pa);
-    }
+    pins("unit_pin_cycles", pte_page);
     // host-trap: the pin of an aliased frame, refused, trapped back into the
     // fixup (which purges) and retried. The trap-back's own cost is what this
     // costs beyond a pin and a flushing vm_unmap_aliases (the host subtracts).
     if pv::strategy() == AliasStrategy::HostTrap {
-        n = 0;
-        unit("unit_pin_trapped_cycles", aliased_page, |pa| {
-            pv::pin(pa, pv::Level::L1, &[pa]);
-            pinned[n] = pa;
-            n += 1;
-        });
-        for &pa in &pinned[..n] {
-            give_back(pa);
-        }
+        pins("unit_pin_trapped_cycles", aliased_page);
     }
     hv::result("unit_rounds", ROUNDS as u64);
     hv::result("unit_cpus", smp::nr_cpus() as u64);

@@ -72,6 +72,11 @@ pub const RESULTS: &[&str] = &[
     "vmap_one_alias_ns",
     "tasks_started",
     "pkmap_wrap_flushes",
+];
+
+/// The unit costs the `calibrate` workload reports (guest results, medians of
+/// 64 rounds each), in [`super::model::Units`]' order and the trapped pin last.
+pub const UNIT_FIGURES: [&str; 7] = [
     "unit_exit_cycles",
     "unit_hypercall_cycles",
     "unit_flush_global_cycles",
@@ -206,7 +211,7 @@ pub fn extract(report: &Value) -> Figures {
             None => {}
         }
     }
-    for &r in RESULTS {
+    for &r in RESULTS.iter().chain(&UNIT_FIGURES) {
         if let Some(v) = num(&report["results"][r]) {
             f.insert(r.to_owned(), v);
         }

@@ -397,15 +397,7 @@ fn calibration() -> Experiment {
          one that flushes one lazy area, a pin with no alias work, and host-trap's trapped pin. The medians price \
          every run's counts (\"The cost model\").",
         vec![cell],
-        &[
-            "unit_exit_cycles",
-            "unit_hypercall_cycles",
-            "unit_flush_global_cycles",
-            "unit_vm_unmap_aliases_empty_cycles",
-            "unit_vm_unmap_aliases_flush_cycles",
-            "unit_pin_cycles",
-            "unit_pin_trapped_cycles",
-        ],
+        &super::figures::UNIT_FIGURES,
     )
 }
 

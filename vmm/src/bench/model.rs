@@ -19,7 +19,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::figures::Figures;
+use super::figures::{Figures, UNIT_FIGURES};
 use super::results::CellResult;
 use super::stats::Stat;
 use super::store::Machine;
@@ -76,17 +76,6 @@ pub struct Units {
     /// the refusal, the trap into the fixup and the retried hypercall.
     pub trap_back: f64,
 }
-
-/// The figures the calibration cell's guest reports (`unit_<name>_cycles`).
-const UNIT_FIGURES: [&str; 7] = [
-    "unit_exit_cycles",
-    "unit_hypercall_cycles",
-    "unit_flush_global_cycles",
-    "unit_vm_unmap_aliases_empty_cycles",
-    "unit_vm_unmap_aliases_flush_cycles",
-    "unit_pin_cycles",
-    "unit_pin_trapped_cycles",
-];
 
 impl CostTable {
     /// The table of a calibration cell (`--workload calibrate` under
