@@ -46,9 +46,52 @@ pub enum Error {
     WriteProtect(#[from] write_protect::Error),
 }
 
+/// A run whose end-of-run audit found the tables in memory other than the host
+/// validated them (a pagetable mapped writable, a type count that disagrees, a
+/// table changed behind the host's back) failed, whatever the guest said: the
+/// guest ran on unvalidated entries. Only a guest's own word (a shutdown) gives
+/// way; a fault, a violation or a timeout already says more.
+fn audited(outcome: Outcome, pv: Option<&crate::pvmmu::PvMmuReport>) -> Outcome {
+    let Some(st) = pv.map(|p| &p.stats) else { return outcome };
+    let errors = [
+        (st.audit_rw_pagetables, "RW mappings of pagetables"),
+        (st.audit_count_mismatches, "type-count mismatches"),
+        (st.audit_tables_diverged, "tables that differ from what the host validated"),
+        (st.audit_l3_diverged, "L3s that differ from what the host validated"),
+    ];
+    let found: Vec<String> = errors.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
+    match outcome {
+        Outcome::Shutdown { .. } if !found.is_empty() => Outcome::Violation {
+            vcpu: 0,
+            rule: "audit".into(),
+            detail: format!("the end-of-run audit found {}", found.join(", ")),
+        },
+        o => o,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dirty_audit_is_a_failed_run_whatever_the_guest_said() {
+        let mut pv = crate::pvmmu::PvMmuReport::default();
+        let ok = Outcome::Shutdown { code: 0 };
+        assert_eq!(audited(ok.clone(), None), ok);
+        assert_eq!(audited(ok.clone(), Some(&pv)), ok, "a clean audit changes nothing");
+        pv.stats.audit_tables_diverged = 2;
+        pv.stats.audit_rw_pagetables = 1;
+        match audited(ok, Some(&pv)) {
+            Outcome::Violation { rule, detail, .. } => {
+                assert_eq!(rule, "audit");
+                assert!(detail.contains("1 RW mappings of pagetables") && detail.contains("2 tables"), "{detail}");
+            }
+            o => panic!("{o:?}"),
+        }
+        let t = Outcome::Timeout { after_s: 1.0, vcpus: vec![] };
+        assert_eq!(audited(t.clone(), Some(&pv)), t, "the timeout says more");
+    }
 
     #[test]
     fn open_errors_say_what_is_wrong() {
@@ -182,6 +225,8 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
         })
         .collect();
     let (counters, counter_totals) = report::counter_maps(&counters);
+    let pvmmu = hv.pvmmu_report();
+    let outcome = audited(outcome, pvmmu.as_ref());
     let milestones = hv.milestones();
     let to_main_ms = milestones.iter().find(|m| m.name == "main").map(|m| m.ms);
     Ok(RunReport {
@@ -199,7 +244,7 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
             .map(|r| VcpuExits { vcpu: r.index, user: r.exits, kvm: r.kvm_stats.iter().cloned().collect() })
             .collect(),
         hypercalls: hv.call_counts(),
-        pvmmu: hv.pvmmu_report(),
+        pvmmu,
         results: hv.results(),
         counters,
         counter_totals,

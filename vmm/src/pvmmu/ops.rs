@@ -250,6 +250,14 @@ impl PvMmu {
                             self.stats.trap_back_failures += 1;
                             return BatchResult::fail(&r, i, flush);
                         }
+                        // One continuation per vCPU: a pin inside the fixup
+                        // that meets an alias of its own gets the error, not a
+                        // second trap that would overwrite the first (whose
+                        // retry would then redo applied ops, or never end).
+                        if self.pending[v].is_some() {
+                            self.stats.trap_back_failures += 1;
+                            return BatchResult::fail(&r, i, flush);
+                        }
                         self.stats.traps_back += 1;
                         self.pending[v] = Some(Continuation { block_gpa, args, done: i, pfn: r.pfn });
                         return BatchResult { rc: 0, done: i, flush, trap: Some(r.pfn) };

@@ -298,6 +298,14 @@ fn v6_v7_frames_and_addresses_outside_the_guest() {
         }
         assert_eq!(w.update(&[(ptr(0x100, 0) | 1, 0)]).rc, -ENOSYS, "MMU_MACHPHYS_UPDATE");
         assert_eq!(w.pv.frames.refs(0x100), 1);
+        // Bits 36..62 above a good frame: on a CPU with a wider physical
+        // address they name another frame (or are reserved). NX is fine.
+        for high in [1u64 << 36, 1 << 40, 1 << 51, 1 << 52, 1 << 62] {
+            assert_eq!(w.update(&[(ptr(0x100, 0), pte(0x150, P) | high)]).rc, -EINVAL, "bit {}", high.trailing_zeros());
+        }
+        assert_eq!(w.update(&[(ptr(0x100, 0), pte(0x150, P) | pae::NX)]).rc, 0);
+        assert_eq!(w.pin(2, 0x101), 0);
+        assert_eq!(w.update(&[(ptr(0x101, 0), pte(0x100, P) | 1 << 40)]).rc, -EINVAL, "an L2 entry too");
     });
 }
 
@@ -436,6 +444,31 @@ fn the_trap_back_resumes_the_batch_after_the_fixup() {
         // Without a fixup the caller gets the error at once.
         assert_eq!(w.pv.set_callbacks(0).rc, 0);
         assert_eq!(w.ext(0, &[op(cmd::PIN_L1_TABLE, 0x160)]).trap, None);
+    });
+}
+
+#[test]
+fn a_trap_back_inside_a_fixup_is_refused_and_the_outer_batch_resumes_where_it_stopped() {
+    each_check(|w| {
+        assert_eq!(w.pin(1, 0x100), 0);
+        assert_eq!(w.update(&[(ptr(0x100, 7), pte(0x150, P | RW)), (ptr(0x100, 8), pte(0x160, P | RW))]).rc, 0);
+        assert_eq!(w.pv.set_callbacks(0xc010_0000).rc, 0);
+        // The outer batch traps back at its second op.
+        let ops = [op(cmd::PIN_L1_TABLE, 0x101), op(cmd::PIN_L1_TABLE, 0x150), op(cmd::PIN_L1_TABLE, 0x102)];
+        let r = w.ext(0, &ops);
+        assert_eq!((r.rc, r.done, r.trap), (0, 1, Some(0x150)));
+        // The fixup pins a table of its own (another block) that meets an
+        // alias: the error, no second trap.
+        memory::write_obj(&w.mem, SCRATCH + 0x800, &op(cmd::PIN_L1_TABLE, 0x160)).unwrap();
+        let r = w.pv.mmuext_op(&w.mem, 0, 0x2000, [SCRATCH + 0x800, 1, 0, 0], true);
+        assert_eq!((r.rc, r.done, r.trap), (-EINVAL, 0, None), "a nested trap-back is refused");
+        // The outer retry resumes at op 1 and reports every op applied once.
+        assert_eq!(w.update(&[(ptr(0x100, 7), 0)]).rc, 0);
+        let r = w.pv.mmuext_op(&w.mem, 0, 0x1000, [SCRATCH, 3, 0, 0], true);
+        assert_eq!((r.rc, r.done, r.trap), (0, 3, None));
+        assert!([0x101, 0x150, 0x102].iter().all(|&p| w.pv.frames.pinned(p)));
+        assert!(!w.pv.frames.pinned(0x160));
+        assert_eq!((w.pv.stats.traps_back, w.pv.stats.trap_back_failures), (1, 1));
     });
 }
 

@@ -13,6 +13,8 @@ use super::{PvMmu, Refusal, Rule};
 
 /// L1 flags a guest may not set (V3): cache control and global pages.
 pub const L1_FORBIDDEN: u64 = pae::PWT | pae::PCD | pae::PAT | pae::G;
+/// Bits 36..62 of an L1 or L2 entry: above the 36-bit frame field, below NX.
+pub const ADDR_BITS_ABOVE_36: u64 = 0x7fff_fff0_0000_0000;
 /// The first frame an L3 may not lie in (CR3 is 32 bits in PAE mode).
 pub const L3_LIMIT_PFN: u64 = (4u64 << 30) >> PAGE_SHIFT;
 
@@ -198,6 +200,16 @@ impl PvMmu {
             return Ok(());
         }
         let target = pae::frame(e);
+        // PAE's frame field is 36 bits here (the guest's RAM ends at 64 GiB),
+        // but a CPU with a wider MAXPHYADDR reads bits 36..51 as address and
+        // 52..62 as reserved: an entry that sets them maps another frame than
+        // the one validated, or faults. Refused as a frame outside RAM.
+        if matches!(ty, FrameType::L1 | FrameType::L2)
+            && e & ADDR_BITS_ABOVE_36 != 0
+            && self.weaken != super::HostWeaken::V6
+        {
+            return Err(Refusal::new(Rule::V6, EINVAL, target, "address or reserved bits above bit 35"));
+        }
         match ty {
             FrameType::L1 => {
                 if e & L1_FORBIDDEN != 0 && self.weaken != super::HostWeaken::V3 {
