@@ -65,3 +65,45 @@ fn a_batch_goes_on_after_the_appliance_dies_under_a_job() {
     assert!(f.contains("the appliance died during the job") && f.contains("Kernel panic"), "{f}");
     assert!(lines[0]["emulator_faults"].as_array().unwrap().is_empty());
 }
+
+/// `vmm batch` writes each job's line as the job ends, so Ctrl-C (here a
+/// SIGINT while the second job hangs) keeps what finished, and the batch ends
+/// with exit status 130. The real guest, QEMU-hosted where the local KVM cannot
+/// run it.
+#[test]
+fn a_batch_keeps_what_finished_across_ctrl_c() {
+    common::guest();
+    let dir = std::env::temp_dir().join(format!("vmm-batch-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jobs = dir.join("jobs.json");
+    let (boot, hang) = (["run", "--workload", "boot"], ["run", "--workload", "hang", "--timeout", "120"]);
+    std::fs::write(&jobs, serde_json::json!({ "jobs": [boot.to_vec(), hang.to_vec(), boot.to_vec()] }).to_string())
+        .unwrap();
+    let out = dir.join("out.jsonl");
+    let mut child = std::process::Command::new(common::vmm())
+        .args(["batch", jobs.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = || std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while lines() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the first job's line never came");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The second job is hanging now (or about to): interrupt the batch.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("1 of 3 jobs finished and written"), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert_eq!((first["job"].as_u64(), first["exit_code"].as_i64()), (Some(0), Some(0)));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -85,7 +85,10 @@ pub fn batch(jobs: &[(&str, Vec<&str>)]) -> HashMap<String, JobLine> {
         .expect("cannot run vmm batch");
     let text = std::fs::read_to_string(&out)
         .unwrap_or_else(|_| panic!("vmm batch wrote no output: {}", String::from_utf8_lossy(&o.stderr)));
-    let lines: Vec<JobLine> = text.lines().map(|l| JobLine(serde_json::from_str(l).unwrap())).collect();
+    let mut lines: Vec<JobLine> = text.lines().map(|l| JobLine(serde_json::from_str(l).unwrap())).collect();
+    // Lines come as the jobs end (a job run again after the emulator's fault
+    // may end later): matched by their job index.
+    lines.sort_by_key(|l| l.0["job"].as_u64());
     assert_eq!(lines.len(), jobs.len(), "batch output: {}", String::from_utf8_lossy(&o.stderr));
     jobs.iter().zip(lines).map(|((name, _), l)| (name.to_string(), l)).collect()
 }

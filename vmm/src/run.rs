@@ -108,7 +108,8 @@ pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
         return Err(Error::BadTimeout(args.timeout));
     }
     let kernel = args.kernel.clone().unwrap_or_else(paths::default_guest);
-    loader::parse(&kernel)?;
+    // Placement errors are the input's: said here, before a VM (or QEMU) starts.
+    loader::parse(&kernel)?.check_placement(&mem.regions(), shared::boot::LOW_RESERVED_END)?;
     let spec = RunSpec {
         kernel: kernel.clone(),
         mem,
@@ -251,21 +252,53 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
     let file: BatchFile =
         serde_json::from_str(&text).map_err(|e| Error::BatchFile(args.jobs.clone(), e.to_string()))?;
     let opts = JobsOptions { host: args.host, timeout: args.timeout, retries: args.retries, verbose: args.verbose };
-    let outcomes = run_jobs(&file.jobs, &opts)?;
+    // The output opens before any guest runs (an unwritable --out is an input
+    // error, not a lost result), and each job's line is written and flushed as
+    // the job ends: Ctrl-C keeps every finished one.
+    let out_name = args.out.clone().unwrap_or_else(|| PathBuf::from("-"));
     let mut out: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?),
         None => Box::new(std::io::stdout()),
     };
-    let mut failures = 0;
-    for (i, (argv, o)) in file.jobs.iter().zip(outcomes.iter()).enumerate() {
-        if o.exit_code != Some(0) {
-            failures += 1;
+    let _ = ctrlc::set_handler(|| {
+        if appliance::stop_requested() {
+            eprintln!("\nvmm: batch stopped at once");
+            std::process::exit(INTERRUPTED);
         }
-        let line = BatchLine { job: i, args: argv, outcome: o };
-        let text = serde_json::to_string(&line).map_err(Error::BadReport)?;
-        writeln!(out, "{text}").map_err(|e| Error::Write(args.out.clone().unwrap_or_default(), e))?;
+        eprintln!("\nvmm: batch stopping after the jobs finished so far (Ctrl-C again to quit at once)");
+        appliance::request_stop();
+    });
+    let (mut failures, mut retried, mut written) = (0, 0, 0);
+    let mut write_error = None;
+    let ran = run_jobs_with(&file.jobs, &opts, |ev| {
+        let JobEvent::Finished { job, outcome } = ev else { return };
+        if appliance::stop_requested() || write_error.is_some() {
+            return;
+        }
+        failures += usize::from(outcome.exit_code != Some(0));
+        retried += usize::from(outcome.attempts > 1);
+        let line = BatchLine { job, args: &file.jobs[job], outcome };
+        let written_ok = serde_json::to_string(&line)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|text| writeln!(out, "{text}"))
+            .and_then(|_| out.flush());
+        match written_ok {
+            Ok(()) => written += 1,
+            Err(e) => write_error = Some(Error::Write(out_name.clone(), e)),
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(e);
     }
-    let retried = outcomes.iter().filter(|o| o.attempts > 1).count();
+    match ran {
+        Ok(_) => {}
+        // Stopped, locally or in the appliance.
+        Err(_) if appliance::stop_requested() => {
+            eprintln!("vmm: batch interrupted: {written} of {} jobs finished and written", file.jobs.len());
+            return Ok(INTERRUPTED);
+        }
+        Err(e) => return Err(e),
+    }
     eprintln!(
         "vmm: batch of {} jobs: {} exited non-zero, {} run again after the emulator's known fault",
         file.jobs.len(),
@@ -274,6 +307,9 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
     );
     Ok(if failures == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })
 }
+
+/// Exit status of a batch stopped with Ctrl-C (the shell's convention for SIGINT).
+pub const INTERRUPTED: i32 = 130;
 
 /// Runs `vmm run` jobs (each an argument list), in one appliance boot when
 /// QEMU-hosted. A job whose QEMU-hosted outcome bears the emulator's known fault

@@ -122,7 +122,9 @@ impl Hypervisor {
         };
         let (rc, ret, then) = self.dispatch(vcpu, gpa, &block);
         if let Ok(mut calls) = self.calls.lock() {
-            *calls.entry((block.op, rc)).or_insert(0) += 1;
+            let key = bounded_call_key(&calls, block.op, rc);
+            let n = calls.entry(key).or_insert(0);
+            *n = n.saturating_add(1);
         }
         if let Some(last) = self.last_call.get(vcpu as usize) {
             last.store((block.op as u64) << 32 | rc as u32 as u64, Ordering::Relaxed);
@@ -479,7 +481,10 @@ impl Hypervisor {
                     ms: self.start.elapsed().as_secs_f64() * 1000.0,
                 };
                 if let Ok(mut m) = self.milestones.lock() {
-                    m.push(rec);
+                    // A guest-driven list: the first MAX_MILESTONES are kept.
+                    if m.len() < MAX_MILESTONES {
+                        m.push(rec);
+                    }
                 }
                 (0, 0, Continue)
             }
@@ -491,7 +496,14 @@ impl Hypervisor {
                     Ok(name) => {
                         let name = String::from_utf8_lossy(&name).into_owned();
                         if let Ok(mut r) = self.results.lock() {
-                            r.insert(name, a2);
+                            // Names are the guest's: past MAX_RESULTS distinct
+                            // ones, new names are counted, not kept.
+                            if r.contains_key(&name) || r.len() < MAX_RESULTS {
+                                r.insert(name, a2);
+                            } else {
+                                let n = r.entry(RESULTS_DROPPED.to_owned()).or_insert(0);
+                                *n = n.saturating_add(1);
+                            }
                         }
                         (0, 0, Continue)
                     }
@@ -529,11 +541,41 @@ impl Hypervisor {
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         if let Ok(calls) = self.calls.lock() {
             for (&(op, rc), &n) in calls.iter() {
-                let name = nr::name(op).map(str::to_owned).unwrap_or_else(|| format!("unknown_{op:#x}"));
+                let name = match (op, nr::name(op)) {
+                    (_, Some(name)) => name.to_owned(),
+                    (UNKNOWN_OTHERS, None) => "unknown_others".to_owned(),
+                    (op, None) => format!("unknown_{op:#x}"),
+                };
                 *out.entry(name).or_default().entry(errno::name(rc).to_owned()).or_insert(0) += n;
             }
         }
         out
+    }
+}
+
+/// The most milestones a run report keeps (the guest decides how many it sends).
+const MAX_MILESTONES: usize = 1024;
+/// The most distinct result names a run report keeps.
+const MAX_RESULTS: usize = 256;
+/// The result that counts the names past [`MAX_RESULTS`].
+const RESULTS_DROPPED: &str = "vmm.results_dropped";
+/// Distinct unknown call numbers counted by number; the rest share one key.
+const MAX_UNKNOWN_CALLS: usize = 16;
+/// The key of the unknown call numbers past [`MAX_UNKNOWN_CALLS`].
+const UNKNOWN_OTHERS: u32 = u32::MAX;
+
+/// Where a call is counted: by its number, unless it is one more unknown
+/// number than the report keeps (the map is keyed by what the guest chose).
+fn bounded_call_key(calls: &BTreeMap<(u32, i32), u64>, op: u32, rc: i32) -> (u32, i32) {
+    if nr::name(op).is_some() || calls.contains_key(&(op, rc)) {
+        return (op, rc);
+    }
+    let mut unknown: Vec<u32> = calls.keys().map(|k| k.0).filter(|o| nr::name(*o).is_none()).collect();
+    unknown.dedup();
+    if unknown.contains(&op) || unknown.len() < MAX_UNKNOWN_CALLS {
+        (op, rc)
+    } else {
+        (UNKNOWN_OTHERS, rc)
     }
 }
 
@@ -708,6 +750,31 @@ mod tests {
         assert_eq!(call(&hv, nr::MMUEXT_OP, [0x5000, 1, 0, 0]).0.rc, 0);
         assert!(matches!(hv.hypercall(0, block), HypercallOutcome::Continue));
         assert_eq!(memory::read_obj::<u64>(&hv.mem, (0x300 << 12) + 9 * 8).unwrap(), 3);
+    }
+
+    #[test]
+    fn maps_keyed_by_what_the_guest_chose_stay_bounded() {
+        let (hv, _) = hv();
+        for op in 0..5000u32 {
+            call(&hv, 0x1000 + op, [0; 4]);
+        }
+        let counts = hv.call_counts();
+        assert!(counts.len() <= MAX_UNKNOWN_CALLS + 1, "{} keys", counts.len());
+        let others: u64 = counts["unknown_others"].values().sum();
+        assert_eq!(others, 5000 - MAX_UNKNOWN_CALLS as u64, "every call still counted");
+        memory::write_bytes(&hv.mem, 0x3000, b"r0000").unwrap();
+        for i in 0..1000u32 {
+            let name = format!("r{i:04}");
+            memory::write_bytes(&hv.mem, 0x3000, name.as_bytes()).unwrap();
+            call(&hv, nr::RESULT, [0x3000, 5, u64::from(i), 0]);
+        }
+        let r = hv.results();
+        assert_eq!(r.len(), MAX_RESULTS + 1);
+        assert_eq!(r[RESULTS_DROPPED], 1000 - MAX_RESULTS as u64);
+        for _ in 0..(MAX_MILESTONES + 10) {
+            call(&hv, nr::MILESTONE, [0, 0, 0, 0]);
+        }
+        assert_eq!(hv.milestones().len(), MAX_MILESTONES);
     }
 
     #[test]

@@ -16,6 +16,11 @@ pub enum Error {
     Malformed(PathBuf, String),
     #[error("kernel image {path}: segment at {paddr:#x}+{len:#x} does not fit in guest RAM")]
     OutsideRam { path: PathBuf, paddr: u64, len: u64 },
+    #[error(
+        "kernel image {path}: segment at {paddr:#x}+{len:#x} overlaps the host's boot information and tables \
+         below {below:#x}"
+    )]
+    Reserved { path: PathBuf, paddr: u64, len: u64, below: u64 },
 }
 
 /// What the loader found.
@@ -144,24 +149,67 @@ pub fn parse(path: &Path) -> Result<Image, Error> {
     if segments.is_empty() {
         return Err(bad("no loadable segment"));
     }
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    for (paddr, _, memsz) in &segments {
+        let end = paddr.checked_add(*memsz).ok_or_else(|| bad("segment wraps around the address space"))?;
+        if let Some((s, e)) = spans.iter().find(|(s, e)| *paddr < *e && *s < end) {
+            return Err(Error::Malformed(
+                path.to_owned(),
+                format!("segments {paddr:#x}..{end:#x} and {s:#x}..{e:#x} overlap"),
+            ));
+        }
+        spans.push((*paddr, end));
+    }
+    if !code.iter().any(|r| r.contains(&entry)) {
+        return Err(Error::Malformed(path.to_owned(), format!("entry point {entry:#x} is in no executable segment")));
+    }
     Ok(Image { path: path.to_owned(), bytes, entry, segments, code })
 }
 
+impl Image {
+    /// Where the image goes, checked against the guest's RAM `regions` and the
+    /// host's areas below `reserved_below`: before anything is loaded, and
+    /// QEMU-hosted before the appliance starts.
+    pub fn check_placement(&self, regions: &[shared::boot::MemRegion], reserved_below: u64) -> Result<(), Error> {
+        for (paddr, _, memsz) in &self.segments {
+            let (paddr, len) = (*paddr, *memsz);
+            if paddr < reserved_below {
+                return Err(Error::Reserved { path: self.path.clone(), paddr, len, below: reserved_below });
+            }
+            let end = paddr.saturating_add(len);
+            if !regions.iter().any(|r| r.base <= paddr && end <= r.end()) {
+                return Err(Error::OutsideRam { path: self.path.clone(), paddr, len });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Loads every PT_LOAD segment at its physical address (zero-filling the rest of
-/// its memory size), none below `reserved_below`, and returns the entry point.
-pub fn load(mem: &GuestMemoryMmap, path: &Path, reserved_below: u64) -> Result<Loaded, Error> {
+/// its memory size), after [`Image::check_placement`], and returns the entry point.
+pub fn load(
+    mem: &GuestMemoryMmap,
+    regions: &[shared::boot::MemRegion],
+    path: &Path,
+    reserved_below: u64,
+) -> Result<Loaded, Error> {
     let image = parse(path)?;
+    image.check_placement(regions, reserved_below)?;
     let mut end = 0u64;
+    // The part of a segment past its file contents is a range to zero, a
+    // chunk at a time: a `p_memsz` of gigabytes costs no buffer of that size.
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     for (paddr, range, memsz) in &image.segments {
         let (paddr, memsz) = (*paddr, *memsz);
         let outside = || Error::OutsideRam { path: image.path.clone(), paddr, len: memsz };
-        if paddr < reserved_below {
-            return Err(outside());
-        }
         let data = &image.bytes[range.clone()];
         memory::write_bytes(mem, paddr, data).map_err(|_| outside())?;
-        memory::write_bytes(mem, paddr + data.len() as u64, &vec![0; (memsz - data.len() as u64) as usize])
-            .map_err(|_| outside())?;
+        let mut at = paddr + data.len() as u64;
+        while at < paddr + memsz {
+            let n = (paddr + memsz - at).min(ZEROS.len() as u64) as usize;
+            memory::write_bytes(mem, at, &ZEROS[..n]).map_err(|_| outside())?;
+            at += n as u64;
+        }
         end = end.max(paddr + memsz);
     }
     Ok(Loaded { entry: image.entry, end })
@@ -204,27 +252,73 @@ mod tests {
         let mem = create(RamSize::new(16 << 20).unwrap()).unwrap();
         memory::write_bytes(&mem, 0x100004, &[0xff; 16]).unwrap();
         let p = tmp("ok", &elf(0x100000, &[1, 2, 3, 4]));
-        let l = load(&mem, &p, 0x100000).unwrap();
+        let l = load(&mem, &regions(), &p, 0x100000).unwrap();
         assert_eq!(l.entry, 0x100000);
         assert_eq!(memory::read_bytes(&mem, 0x100000, 8).unwrap(), [1, 2, 3, 4, 0, 0, 0, 0]);
+    }
+
+    fn regions() -> Vec<shared::boot::MemRegion> {
+        RamSize::new(16 << 20).unwrap().regions()
+    }
+
+    /// `b` with its first program header's field `k` (0: type .. 7: align) set.
+    fn with_ph(mut b: Vec<u8>, k: usize, v: u32) -> Vec<u8> {
+        b[52 + 4 * k..56 + 4 * k].copy_from_slice(&v.to_le_bytes());
+        b
     }
 
     #[test]
     fn bad_images_get_clear_errors() {
         let mem = create(RamSize::new(16 << 20).unwrap()).unwrap();
-        let missing = load(&mem, Path::new("/nonexistent/guest"), 0).unwrap_err();
+        let r = regions();
+        let missing = load(&mem, &r, Path::new("/nonexistent/guest"), 0).unwrap_err();
         assert!(missing.to_string().contains("not found"), "{missing}");
-        let garbage = load(&mem, &tmp("garbage", b"hello world, not an elf at all........................"), 0);
+        let garbage = load(&mem, &r, &tmp("garbage", b"hello world, not an elf at all........................"), 0);
         assert!(garbage.unwrap_err().to_string().contains("not an ELF"));
         let mut e64 = elf(0x100000, &[0]);
         e64[4] = 2;
-        assert!(load(&mem, &tmp("e64", &e64), 0).unwrap_err().to_string().contains("ELF32"));
-        let high = load(&mem, &tmp("high", &elf(0x2000000, &[0])), 0).unwrap_err();
+        assert!(load(&mem, &r, &tmp("e64", &e64), 0).unwrap_err().to_string().contains("ELF32"));
+        let high = load(&mem, &r, &tmp("high", &elf(0x2000000, &[0])), 0).unwrap_err();
         assert!(high.to_string().contains("does not fit"), "{high}");
-        let low = load(&mem, &tmp("low", &elf(0x1000, &[0])), 0x100000).unwrap_err();
-        assert!(low.to_string().contains("does not fit"), "{low}");
         let mut trunc = elf(0x100000, &[0]);
         trunc.truncate(60);
-        assert!(load(&mem, &tmp("trunc", &trunc), 0).unwrap_err().to_string().contains("malformed"));
+        assert!(load(&mem, &r, &tmp("trunc", &trunc), 0).unwrap_err().to_string().contains("malformed"));
+    }
+
+    #[test]
+    fn placement_errors_name_what_the_image_collides_with() {
+        let mem = create(RamSize::new(16 << 20).unwrap()).unwrap();
+        let r = regions();
+        // Segments that fit in RAM but overlap the host's areas (boot info at
+        // 0x9000, the tables below 1 MiB) say so, not "does not fit".
+        for at in [0x0, 0x9000, 0x10000] {
+            let e = load(&mem, &r, &tmp("low", &elf(at, &[0])), 0x100000).unwrap_err().to_string();
+            assert!(e.contains("overlaps the host's boot information") && e.contains("below 0x100000"), "{e}");
+        }
+        // An entry point in no executable segment, 0 included.
+        for entry in [0u32, 0x50_0000] {
+            let mut b = elf(0x100000, &[0x90]);
+            b[24..28].copy_from_slice(&entry.to_le_bytes());
+            let e = load(&mem, &r, &tmp("entry", &b), 0x100000).unwrap_err().to_string();
+            assert!(e.contains("is in no executable segment"), "{e}");
+        }
+        // A p_memsz of nearly 4 GiB: refused before any buffer is built.
+        let huge = with_ph(elf(0x100000, &[0]), 5, 0xffff_f000);
+        let e = load(&mem, &r, &tmp("huge", &huge), 0x100000).unwrap_err().to_string();
+        assert!(e.contains("does not fit in guest RAM"), "{e}");
+        // A large one that fits is zeroed a chunk at a time.
+        memory::write_bytes(&mem, 0x200000, &[0xff; 8]).unwrap();
+        let big = with_ph(elf(0x100000, &[1]), 5, 0x40_0000);
+        load(&mem, &r, &tmp("big", &big), 0x100000).unwrap();
+        assert_eq!(memory::read_bytes(&mem, 0x200000, 8).unwrap(), [0; 8]);
+        // Two segments over the same memory: the second header (at 84, its
+        // data after it at 116) loads 4 bytes at 0x100004, inside the first.
+        let mut two = elf(0x100000, &[0; 8]);
+        two[44..46].copy_from_slice(&2u16.to_le_bytes());
+        let ph2: Vec<u8> = [1u32, 116, 0x100004, 0x100004, 4, 4, 5, 4].iter().flat_map(|v| v.to_le_bytes()).collect();
+        two.splice(84..84, ph2);
+        let two = with_ph(two, 1, 116);
+        let e = load(&mem, &r, &tmp("overlap", &two), 0x100000).unwrap_err().to_string();
+        assert!(e.contains("overlap"), "{e}");
     }
 }

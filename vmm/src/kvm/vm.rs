@@ -171,7 +171,7 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
         kvm.check_extension(Cap::ReadonlyMem),
         dirty_log,
     )?;
-    let image = loader::load(&mem, &spec.kernel, LOW_RESERVED_END)?;
+    let image = loader::load(&mem, &spec.mem.regions(), &spec.kernel, LOW_RESERVED_END)?;
 
     let base_cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     let mut vcpus = Vec::new();
