@@ -80,7 +80,7 @@ fn a_batch_keeps_what_finished_across_ctrl_c() {
     std::fs::write(&jobs, serde_json::json!({ "jobs": [boot.to_vec(), hang.to_vec(), boot.to_vec()] }).to_string())
         .unwrap();
     let out = dir.join("out.jsonl");
-    let mut child = std::process::Command::new(common::vmm())
+    let child = std::process::Command::new(common::vmm())
         .args(["batch", jobs.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
