@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::{config_args, BatchArgs, HostArgs, RunArgs};
-use crate::host::appliance::{self, ApplianceOptions, Event, Job};
+use crate::host::appliance::{self, ApplianceOptions, Event, Job, INTERRUPTED};
 use crate::host::{self, emulator, paths, Mode};
 use crate::kvm::memory::RamSize;
 use crate::kvm::vm::{self, RunSpec};
@@ -260,14 +260,7 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
         Some(p) => Box::new(std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?),
         None => Box::new(std::io::stdout()),
     };
-    let _ = ctrlc::set_handler(|| {
-        if appliance::stop_requested() {
-            eprintln!("\nvmm: batch stopped at once");
-            std::process::exit(INTERRUPTED);
-        }
-        eprintln!("\nvmm: batch stopping after the jobs finished so far (Ctrl-C again to quit at once)");
-        appliance::request_stop();
-    });
+    appliance::stop_on_ctrl_c("vmm: batch");
     let (mut failures, mut retried, mut written) = (0, 0, 0);
     let mut write_error = None;
     let ran = run_jobs_with(&file.jobs, &opts, |ev| {
@@ -307,9 +300,6 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
     );
     Ok(if failures == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })
 }
-
-/// Exit status of a batch stopped with Ctrl-C (the shell's convention for SIGINT).
-pub const INTERRUPTED: i32 = 130;
 
 /// Runs `vmm run` jobs (each an argument list), in one appliance boot when
 /// QEMU-hosted. A job whose QEMU-hosted outcome bears the emulator's known fault

@@ -31,9 +31,6 @@ use crate::run::{run_jobs_with, JobEvent, JobsOptions};
 use matrix::{Cell, MatrixName};
 use store::{Line, Sweep};
 
-/// Exit status of a sweep stopped with Ctrl-C (the shell's convention for SIGINT).
-pub const INTERRUPTED: i32 = 130;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -211,14 +208,7 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
     let mut interrupted = false;
     let mut run_error = None;
     if !jobs.is_empty() {
-        let _ = ctrlc::set_handler(|| {
-            if appliance::stop_requested() {
-                eprintln!("\nbench: stopped at once");
-                std::process::exit(INTERRUPTED);
-            }
-            eprintln!("\nbench: stopping after the jobs finished so far (Ctrl-C again to quit at once)");
-            appliance::request_stop();
-        });
+        appliance::stop_on_ctrl_c("bench:");
         match run(&cells, &jobs, &dir, &ids, &args) {
             Ok(()) => {}
             Err(_) if appliance::stop_requested() => interrupted = true,
@@ -249,7 +239,7 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
             all_runs,
             dir.display()
         );
-        return Ok(INTERRUPTED);
+        return Ok(appliance::INTERRUPTED);
     }
     if let Some(e) = run_error {
         eprintln!("bench: the sweep stopped early: {e}");

@@ -69,6 +69,24 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// Exit status of a run of jobs stopped with Ctrl-C (the shell's convention
+/// for SIGINT).
+pub const INTERRUPTED: i32 = 130;
+
+/// Makes Ctrl-C stop the jobs after those that have ended ([`request_stop`]),
+/// and a second Ctrl-C quit at once; `who` prefixes the lines it prints
+/// ("bench", "vmm: batch").
+pub fn stop_on_ctrl_c(who: &'static str) {
+    let _ = ctrlc::set_handler(move || {
+        if stop_requested() {
+            eprintln!("\n{who} stopped at once");
+            std::process::exit(INTERRUPTED);
+        }
+        eprintln!("\n{who} stopping after the jobs finished so far (Ctrl-C again to quit at once)");
+        request_stop();
+    });
+}
+
 /// How often the appliance's loop looks at the stop request.
 const STOP_POLL: Duration = Duration::from_millis(200);
 
