@@ -22,10 +22,11 @@ use serde::Serialize;
 use shared::contract::{ScenarioInfo, RECORD_SIZE, SECTION, SKIP_CODE};
 
 use crate::cli::ContractArgs;
+use crate::host::appliance;
 use crate::host::paths;
 use crate::kvm::loader;
 use crate::report::exit_code;
-use crate::run::{run_jobs, Error, JobOutcome, JobsOptions};
+use crate::run::{run_jobs_with, Error, JobEvent, JobOutcome, JobsOptions};
 
 /// XTF's verdicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -166,14 +167,22 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
         })
         .collect();
     let opts = JobsOptions { host: args.host.clone(), timeout: args.timeout, retries: 2, verbose: args.verbose };
-    let outcomes = run_jobs(&jobs, &opts)?;
+    // The JSON file opens before any VM runs, and each scenario's verdict is
+    // printed and written as its VM ends: Ctrl-C keeps what finished.
     let mut json: Option<(PathBuf, std::fs::File)> = match &args.json {
         Some(p) => Some((p.clone(), std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?)),
         None => None,
     };
+    appliance::stop_on_ctrl_c("vmm: contract");
     let mut counts = std::collections::BTreeMap::new();
     let mut worst = Verdict::Success;
-    for ((i, s), o) in chosen.iter().zip(&outcomes) {
+    let mut write_error = None;
+    let ran = run_jobs_with(&jobs, &opts, |ev| {
+        let JobEvent::Finished { job, outcome: o } = ev else { return };
+        if appliance::stop_requested() {
+            return;
+        }
+        let (i, s) = chosen[job];
         let (v, why) = verdict(s.expect(), o);
         *counts.entry(v).or_insert(0) += 1;
         worst = worst.max(v);
@@ -182,7 +191,7 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
         if let Some((path, f)) = json.as_mut() {
             let null = serde_json::Value::Null;
             let line = Line {
-                index: *i,
+                index: i,
                 name: s.name(),
                 expect: s.expect(),
                 verdict: v,
@@ -190,9 +199,26 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
                 exit_code: o.exit_code,
                 outcome: o.report.as_ref().map(|r| &r["outcome"]).unwrap_or(&null),
             };
-            let text = serde_json::to_string(&line).map_err(Error::BadReport)?;
-            writeln!(f, "{text}").map_err(|e| Error::Write(path.clone(), e))?;
+            let written = serde_json::to_string(&line)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|text| writeln!(f, "{text}"))
+                .and_then(|_| f.flush());
+            if let Err(e) = written {
+                write_error.get_or_insert(Error::Write(path.clone(), e));
+            }
         }
+    });
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    match ran {
+        Ok(_) => {}
+        Err(_) if appliance::stop_requested() => {
+            let done: usize = counts.values().sum();
+            println!("contract: interrupted: {done} of {} scenarios ran", chosen.len());
+            return Ok(appliance::INTERRUPTED);
+        }
+        Err(e) => return Err(e),
     }
     let summary: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {}", v.as_str())).collect();
     println!("contract: {} scenarios: {}", chosen.len(), summary.join(", "));

@@ -9,8 +9,9 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cli::MatrixArgs;
+use crate::host::appliance;
 use crate::report::exit_code;
-use crate::run::{run_jobs, Error, JobOutcome, JobsOptions};
+use crate::run::{run_jobs_with, Error, JobEvent, JobOutcome, JobsOptions};
 
 /// A memory configuration of the mail: RAM and where pagetables live.
 pub const MEMORY: [(&str, &str, &str); 5] = [
@@ -88,12 +89,25 @@ pub fn matrix_command(args: MatrixArgs) -> Result<i32, Error> {
     let cells = cells(args.full);
     let jobs: Vec<Vec<String>> = cells.iter().map(|c| c.args.clone()).collect();
     let opts = JobsOptions { host: args.host.clone(), timeout: args.timeout, retries: 2, verbose: args.verbose };
-    let outcomes = run_jobs(&jobs, &opts)?;
+    // The JSON file opens before any VM runs; each run's row is printed and
+    // its line written as it ends, so Ctrl-C keeps what finished.
+    let mut json = match &args.json {
+        Some(p) => Some((p.clone(), std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?)),
+        None => None,
+    };
+    appliance::stop_on_ctrl_c("vmm: matrix");
     println!("{:<13} {:<4} {:<8} {:<11} {:<6} {:>8}", "memory", "cpus", "preempt", "workload", "result", "run ms");
-    let mut failed = 0;
-    for (c, o) in cells.iter().zip(&outcomes) {
+    let (mut failed, mut finished) = (0, 0);
+    let mut write_error = None;
+    let ran = run_jobs_with(&jobs, &opts, |ev| {
+        let JobEvent::Finished { job, outcome: o } = ev else { return };
+        if appliance::stop_requested() {
+            return;
+        }
+        let c = &cells[job];
         let ok = passed(o);
         failed += usize::from(!ok);
+        finished += 1;
         let ms = o.report.as_ref().and_then(|r| r["timing"]["to_end_ms"].as_f64()).unwrap_or(0.0);
         println!(
             "{:<13} {:<4} {:<8} {:<11} {:<6} {:>8.0}",
@@ -104,16 +118,28 @@ pub fn matrix_command(args: MatrixArgs) -> Result<i32, Error> {
             if ok { "PASS" } else { "FAIL" },
             ms
         );
+        if let Some((path, f)) = json.as_mut() {
+            let written = serde_json::to_string(&Line { cell: c, passed: ok, outcome: o })
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|line| writeln!(f, "{line}"))
+                .and_then(|_| f.flush());
+            if let Err(e) = written {
+                write_error.get_or_insert(Error::Write(path.clone(), e));
+            }
+        }
+    });
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    match ran {
+        Ok(_) => {}
+        Err(_) if appliance::stop_requested() => {
+            println!("matrix: interrupted: {} of {} runs passed, {finished} ran", finished - failed, cells.len());
+            return Ok(appliance::INTERRUPTED);
+        }
+        Err(e) => return Err(e),
     }
     println!("matrix: {} of {} runs passed (20 configurations x 2 workloads)", cells.len() - failed, cells.len());
-    if let Some(path) = &args.json {
-        let mut f = std::fs::File::create(path).map_err(|e| Error::Write(path.clone(), e))?;
-        for (c, o) in cells.iter().zip(&outcomes) {
-            let line =
-                serde_json::to_string(&Line { cell: c, passed: passed(o), outcome: o }).map_err(Error::BadReport)?;
-            writeln!(f, "{line}").map_err(|e| Error::Write(path.clone(), e))?;
-        }
-    }
     Ok(if failed == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })
 }
 

@@ -272,7 +272,9 @@ pub fn counter_maps(per_cpu: &[PerCpuCounters]) -> (Vec<BTreeMap<String, u64>>, 
                 .iter()
                 .filter(|k| c.get(**k) != 0)
                 .map(|k| {
-                    *totals.entry(k.name().to_owned()).or_insert(0) += c.get(*k);
+                    // The guest writes these: a total saturates rather than wraps.
+                    let t = totals.entry(k.name().to_owned()).or_insert(0u64);
+                    *t = t.saturating_add(c.get(*k));
                     (k.name().to_owned(), c.get(*k))
                 })
                 .collect()
@@ -335,5 +337,21 @@ impl RunReport {
             let _ = writeln!(s, "cpu {i}:     {}", v.join(" "));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_totals_saturate_instead_of_wrapping() {
+        let mut a = PerCpuCounters::zeroed();
+        a.v[Counter::PtPins as usize] = u64::MAX - 1;
+        let mut b = PerCpuCounters::zeroed();
+        b.v[Counter::PtPins as usize] = 5;
+        let (maps, totals) = counter_maps(&[a, b]);
+        assert_eq!(totals["pt_pins"], u64::MAX, "the guest's numbers cannot wrap the total to 3");
+        assert_eq!((maps[0]["pt_pins"], maps[1]["pt_pins"]), (u64::MAX - 1, 5));
     }
 }

@@ -301,13 +301,6 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
     Ok(if failures == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })
 }
 
-/// Runs `vmm run` jobs (each an argument list), in one appliance boot when
-/// QEMU-hosted. A job whose QEMU-hosted outcome bears the emulator's known fault
-/// is run again (up to `retries` times), and its outcome says so.
-pub fn run_jobs(job_args: &[Vec<String>], opts: &JobsOptions) -> Result<Vec<JobOutcome>, Error> {
-    run_jobs_with(job_args, opts, |_| {})
-}
-
 /// What [`run_jobs_with`] tells its caller while the jobs run.
 pub enum JobEvent<'a> {
     /// The job (its index in the list) starts an attempt.
@@ -316,7 +309,10 @@ pub enum JobEvent<'a> {
     Finished { job: usize, outcome: &'a JobOutcome },
 }
 
-/// [`run_jobs`], telling `on_event` as each job starts and as each is over, so a
+/// Runs `vmm run` jobs (each an argument list), in one appliance boot when
+/// QEMU-hosted. A job whose QEMU-hosted outcome bears the emulator's known fault
+/// is run again (up to `retries` times), and its outcome says so. Tells
+/// `on_event` as each job starts and as each is over, so a
 /// caller can show progress and keep each result as it comes. When
 /// [`appliance::request_stop`] is called the jobs stop and this returns
 /// [`Error::Stopped`] (the jobs already reported as finished are complete).
