@@ -59,8 +59,8 @@ pub struct ContractArgs {
     /// Write one JSON line per scenario to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Watchdog of each scenario's VM, in seconds.
-    #[arg(long, default_value_t = 60)]
+    /// Watchdog of each scenario's VM, in seconds (1 to a week).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS as u64))]
     pub vm_timeout: u64,
     /// Give up on the whole run after this many seconds.
     #[arg(long, default_value_t = 3600.0, value_parser = parse_seconds)]
@@ -194,7 +194,6 @@ pub struct PinCostArgs {
     pub json: Option<PathBuf>,
 }
 
-/// A size in bytes with an optional k/m/g suffix.
 /// The longest duration a flag takes: a week, in seconds.
 pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
@@ -208,6 +207,7 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// A size in bytes with an optional k/m/g suffix.
 fn parse_size(s: &str) -> Result<u64, String> {
     let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']).trim_start_matches("0x");
     let numeric = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit());

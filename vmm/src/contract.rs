@@ -123,6 +123,48 @@ struct Line<'a> {
     outcome: &'a serde_json::Value,
 }
 
+/// A scenario's run, judged.
+struct Finished {
+    verdict: Verdict,
+    why: String,
+    exit_code: Option<i32>,
+    outcome: serde_json::Value,
+}
+
+/// Where the verdicts go: the terminal, the `--json` file, the tally.
+struct Printer {
+    json: Option<(PathBuf, std::fs::File)>,
+    counts: std::collections::BTreeMap<Verdict, usize>,
+    worst: Verdict,
+    error: Option<Error>,
+}
+
+impl Printer {
+    fn emit(&mut self, (index, s): (usize, &ScenarioInfo), f: &Finished) {
+        *self.counts.entry(f.verdict).or_insert(0) += 1;
+        self.worst = self.worst.max(f.verdict);
+        let reason = if f.why.is_empty() { String::new() } else { format!(" ({})", f.why) };
+        println!("{:<28} {}{reason}", s.name(), f.verdict.as_str());
+        let Some((path, file)) = self.json.as_mut() else { return };
+        let line = Line {
+            index,
+            name: s.name(),
+            expect: s.expect(),
+            verdict: f.verdict,
+            reason: &f.why,
+            exit_code: f.exit_code,
+            outcome: &f.outcome,
+        };
+        let written = serde_json::to_string(&line)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|text| writeln!(file, "{text}"))
+            .and_then(|_| file.flush());
+        if let Err(e) = written {
+            self.error.get_or_insert(Error::Write(path.clone(), e));
+        }
+    }
+}
+
 pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
     let kernel = args.kernel.clone().unwrap_or_else(paths::default_guest);
     let all = scenarios(&kernel)?;
@@ -167,50 +209,41 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
         })
         .collect();
     let opts = JobsOptions { host: args.host.clone(), timeout: args.timeout, retries: 2, verbose: args.verbose };
-    // The JSON file opens before any VM runs, and each scenario's verdict is
-    // printed and written as its VM ends: Ctrl-C keeps what finished.
-    let mut json: Option<(PathBuf, std::fs::File)> = match &args.json {
+    // The JSON file opens before any VM runs. Each scenario's verdict is
+    // printed and written as soon as it and every scenario before it in the
+    // list have ended (a run again after the emulator's fault may end later):
+    // the output keeps the list's order, and Ctrl-C keeps what finished.
+    let json: Option<(PathBuf, std::fs::File)> = match &args.json {
         Some(p) => Some((p.clone(), std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?)),
         None => None,
     };
     appliance::stop_on_ctrl_c("vmm: contract");
-    let mut counts = std::collections::BTreeMap::new();
-    let mut worst = Verdict::Success;
-    let mut write_error = None;
+    let mut out = Printer { json, counts: std::collections::BTreeMap::new(), worst: Verdict::Success, error: None };
+    let mut held: Vec<Option<Finished>> = (0..chosen.len()).map(|_| None).collect();
+    let mut next = 0;
     let ran = run_jobs_with(&jobs, &opts, |ev| {
         let JobEvent::Finished { job, outcome: o } = ev else { return };
         if appliance::stop_requested() {
             return;
         }
-        let (i, s) = chosen[job];
-        let (v, why) = verdict(s.expect(), o);
-        *counts.entry(v).or_insert(0) += 1;
-        worst = worst.max(v);
-        let reason = if why.is_empty() { String::new() } else { format!(" ({why})") };
-        println!("{:<28} {}{reason}", s.name(), v.as_str());
-        if let Some((path, f)) = json.as_mut() {
-            let null = serde_json::Value::Null;
-            let line = Line {
-                index: i,
-                name: s.name(),
-                expect: s.expect(),
-                verdict: v,
-                reason: &why,
-                exit_code: o.exit_code,
-                outcome: o.report.as_ref().map(|r| &r["outcome"]).unwrap_or(&null),
-            };
-            let written = serde_json::to_string(&line)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|text| writeln!(f, "{text}"))
-                .and_then(|_| f.flush());
-            if let Err(e) = written {
-                write_error.get_or_insert(Error::Write(path.clone(), e));
-            }
+        let (verdict, why) = verdict(chosen[job].1.expect(), o);
+        let outcome = o.report.as_ref().map(|r| r["outcome"].clone()).unwrap_or(serde_json::Value::Null);
+        held[job] = Some(Finished { verdict, why, exit_code: o.exit_code, outcome });
+        while let Some(f) = held.get_mut(next).and_then(Option::take) {
+            out.emit(chosen[next], &f);
+            next += 1;
         }
     });
-    if let Some(e) = write_error {
+    // Stopped: what ended after a scenario still running is kept too.
+    for (i, f) in held.iter().enumerate() {
+        if let Some(f) = f {
+            out.emit(chosen[i], f);
+        }
+    }
+    if let Some(e) = out.error {
         return Err(e);
     }
+    let (counts, worst) = (out.counts, out.worst);
     match ran {
         Ok(_) => {}
         Err(_) if appliance::stop_requested() => {

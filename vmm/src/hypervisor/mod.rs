@@ -129,13 +129,16 @@ impl Hypervisor {
         if let Some(last) = self.last_call.get(vcpu as usize) {
             last.store((block.op as u64) << 32 | rc as u32 as u64, Ordering::Relaxed);
         }
-        let answer = self
-            .write_guest(gpa + HypercallBlock::RC_OFFSET as u64, &rc.to_le_bytes())
-            .and_then(|_| self.write_guest(gpa + HypercallBlock::RET_OFFSET as u64, &ret.to_le_bytes()));
+        let (rc_bytes, ret_bytes) = (rc.to_le_bytes(), ret.to_le_bytes());
+        let answer = self.write_guest_all(&[
+            (gpa + HypercallBlock::RC_OFFSET as u64, &rc_bytes),
+            (gpa + HypercallBlock::RET_OFFSET as u64, &ret_bytes),
+        ]);
         if let Err(why) = answer {
             return match then {
-                // The run ends anyway: its own outcome says more.
-                HypercallOutcome::Stop(_) => then,
+                // A fault or a violation the call itself found says more; a
+                // shutdown does not hide the refused answer.
+                HypercallOutcome::Stop(o) if !matches!(o, Outcome::Shutdown { .. }) => HypercallOutcome::Stop(o),
                 _ => HypercallOutcome::Stop(Outcome::Violation {
                     vcpu,
                     rule: "host write".into(),
@@ -148,14 +151,9 @@ impl Hypervisor {
 
     /// The one way the host writes guest memory on the guest's behalf (answers,
     /// trap-back frames): only where the guest could have written itself
-    /// ([`crate::pvmmu::PvMmu::check_host_write`]), under the PV MMU's lock so
-    /// that no type changes in between.
-    pub fn write_guest(&self, gpa: u64, bytes: &[u8]) -> Result<(), String> {
-        self.write_guest_all(&[(gpa, bytes)])
-    }
-
-    /// [`Self::write_guest`] of several pieces, all or none: each is checked
-    /// before any is written.
+    /// ([`crate::pvmmu::PvMmu::check_host_write`]), all pieces or none (each
+    /// is checked before any is written), under the PV MMU's lock so that no
+    /// type changes in between.
     pub fn write_guest_all(&self, pieces: &[(u64, &[u8])]) -> Result<(), String> {
         let pv = self.pvmmu.lock().map_err(|_| "the PV MMU's lock was poisoned".to_owned())?;
         for (gpa, bytes) in pieces {
@@ -495,6 +493,10 @@ impl Hypervisor {
                 match memory::read_bytes(&self.mem, a0, a1 as usize) {
                     Ok(name) => {
                         let name = String::from_utf8_lossy(&name).into_owned();
+                        if name.starts_with("vmm.") {
+                            // The host's own results: no guest may set them.
+                            return (-errno::EINVAL, 0, Continue);
+                        }
                         if let Ok(mut r) = self.results.lock() {
                             // Names are the guest's: past MAX_RESULTS distinct
                             // ones, new names are counted, not kept.
@@ -740,8 +742,12 @@ mod tests {
             _ => panic!("the answer was written into a pinned L1"),
         }
         assert_eq!(memory::read_obj::<u64>(&hv.mem, (0x300 << 12) + 9 * 8).unwrap(), 0, "entry 9 untouched");
+        // A shutdown from there does not hide the refused answer.
+        memory::write_obj(&hv.mem, block, &HypercallBlock { op: nr::SHUTDOWN, rc: 0, args: [0; 4], ret: 0 }).unwrap();
+        assert!(matches!(hv.hypercall(0, block), HypercallOutcome::Stop(Outcome::Violation { .. })));
+        memory::write_obj(&hv.mem, block, &HypercallBlock { op: nr::NOP, rc: 0, args: [3, 0, 0, 0], ret: 0 }).unwrap();
         // Host-reserved frames take no answer either.
-        assert!(hv.write_guest(0x1000, &[1]).unwrap_err().contains("host-reserved"));
+        assert!(hv.write_guest_all(&[(0x1000, &[1])]).unwrap_err().contains("host-reserved"));
         assert!(hv.write_guest_all(&[(0x8000, &[1]), (0x300 << 12, &[1])]).is_err());
         assert_eq!(memory::read_obj::<u64>(&hv.mem, 0x8000).unwrap(), 0, "all or none");
         // Unpinned, the frame is the guest's again.
@@ -771,6 +777,11 @@ mod tests {
         let r = hv.results();
         assert_eq!(r.len(), MAX_RESULTS + 1);
         assert_eq!(r[RESULTS_DROPPED], 1000 - MAX_RESULTS as u64);
+        // The host's own names are not the guest's to set.
+        memory::write_bytes(&hv.mem, 0x3000, RESULTS_DROPPED.as_bytes()).unwrap();
+        let (b, _) = call(&hv, nr::RESULT, [0x3000, RESULTS_DROPPED.len() as u64, 0, 0]);
+        assert_eq!(b.rc, -errno::EINVAL);
+        assert_eq!(hv.results()[RESULTS_DROPPED], 1000 - MAX_RESULTS as u64);
         for _ in 0..(MAX_MILESTONES + 10) {
             call(&hv, nr::MILESTONE, [0, 0, 0, 0]);
         }

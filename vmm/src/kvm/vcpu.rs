@@ -393,6 +393,11 @@ fn deliver_fixup(
     completed?;
     let mut regs = vcpu.get_regs().map_err(|e| fail("KVM_GET_REGS", &e))?;
     let esp = (regs.rsp as u32).wrapping_sub(12);
+    // Each word is translated at its first byte: a word that crossed a page
+    // would spill into whatever frame follows in guest-physical memory.
+    if !esp.is_multiple_of(4) {
+        return Err(refuse(format!("the guest stack pointer {:#x} is not 4-byte aligned", regs.rsp)));
+    }
     // Every word is checked before any is written: a frame half written would
     // already have changed guest memory.
     let mut at = [0u64; 3];

@@ -339,9 +339,10 @@ impl PvMmu {
             let at = entries_gpa + i as u64 * MulticallEntry::SIZE;
             // The results go back only where the guest could write them: an
             // entry may have made the array's own frame a pagetable. Then the
-            // batch stops there, with the entries done so far.
+            // batch stops there: `ret` counts the entries run, this one
+            // included, whose result could not be written.
             if self.check_host_write(at, MulticallEntry::SIZE).is_err() {
-                return BatchResult { rc: -EFAULT, done: i as u64, flush, trap: None };
+                return BatchResult { rc: -EFAULT, done: i as u64 + 1, flush, trap: None };
             }
             let _ = memory::write_obj(mem, at + MulticallEntry::RESULT_OFFSET, &r.rc);
             let _ = memory::write_obj(mem, at + MulticallEntry::RET_OFFSET, &r.done);

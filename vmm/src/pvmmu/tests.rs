@@ -895,7 +895,7 @@ fn a_multicall_that_pins_its_own_array_gets_no_result_written_into_the_table() {
         let before: Vec<u64> = (0..16).map(|i| w.get(0x140, i)).collect();
         let r = w.pv.multicall(&w.mem, 0, arr, 2);
         assert!(w.pv.frames.pinned(0x140), "entry 0 ran");
-        assert_eq!((r.rc, r.done), (-EFAULT, 0), "its result had nowhere to go");
+        assert_eq!((r.rc, r.done), (-EFAULT, 1), "entry 0 ran; its result had nowhere to go");
         let after: Vec<u64> = (0..16).map(|i| w.get(0x140, i)).collect();
         assert_eq!(before, after, "the host wrote nothing into the pinned table");
         // The check itself: typed tables and reserved frames refused, RAM taken.
