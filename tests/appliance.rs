@@ -107,3 +107,24 @@ fn a_batch_keeps_what_finished_across_ctrl_c() {
     assert_eq!((first["job"].as_u64(), first["exit_code"].as_i64()), (Some(0), Some(0)));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A batch whose output cannot be written stops at the first line it cannot
+/// keep, with one clear error, rather than running every other job for
+/// nothing.
+#[test]
+fn a_batch_stops_when_its_results_cannot_be_kept() {
+    common::guest();
+    let dir = std::env::temp_dir().join(format!("vmm-batch-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jobs = dir.join("jobs.json");
+    let boot = ["run", "--workload", "boot"];
+    std::fs::write(&jobs, serde_json::json!({ "jobs": [boot, boot, boot] }).to_string()).unwrap();
+    let o = common::run(&["batch", jobs.to_str().unwrap(), "--out", "/dev/full"], &[]);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("vmm: error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("/dev/full"), "{err}");
+    assert!(!err.contains("batch of 3 jobs"), "it stopped at the first line: {err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

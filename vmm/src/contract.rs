@@ -160,7 +160,9 @@ impl Printer {
             .and_then(|text| writeln!(file, "{text}"))
             .and_then(|_| file.flush());
         if let Err(e) = written {
+            // Nowhere to keep results: stop the scenarios rather than go on.
             self.error.get_or_insert(Error::Write(path.clone(), e));
+            appliance::request_stop();
         }
     }
 }

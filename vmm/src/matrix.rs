@@ -124,7 +124,9 @@ pub fn matrix_command(args: MatrixArgs) -> Result<i32, Error> {
                 .and_then(|line| writeln!(f, "{line}"))
                 .and_then(|_| f.flush());
             if let Err(e) = written {
+                // Nowhere to keep results: stop the runs rather than go on.
                 write_error.get_or_insert(Error::Write(path.clone(), e));
+                appliance::request_stop();
             }
         }
     });

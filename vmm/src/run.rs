@@ -277,7 +277,11 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
             .and_then(|_| out.flush());
         match written_ok {
             Ok(()) => written += 1,
-            Err(e) => write_error = Some(Error::Write(out_name.clone(), e)),
+            Err(e) => {
+                // Nowhere to keep results: stop the jobs rather than run on.
+                write_error = Some(Error::Write(out_name.clone(), e));
+                appliance::request_stop();
+            }
         }
     });
     if let Some(e) = write_error {
