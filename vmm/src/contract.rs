@@ -15,7 +15,6 @@
 //! 3 when any CRASH (and none FAILURE), 5 when any ERROR (and none of the others),
 //! 2 for usage errors. See docs/contract.md.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -26,7 +25,7 @@ use crate::host::appliance;
 use crate::host::paths;
 use crate::kvm::loader;
 use crate::report::exit_code;
-use crate::run::{run_jobs_with, Error, JobEvent, JobOutcome, JobsOptions};
+use crate::run::{jobs_ended, run_jobs_with, write_json_line, Error, JobEvent, JobOutcome, JobsOptions};
 
 /// XTF's verdicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -155,11 +154,7 @@ impl Printer {
             exit_code: f.exit_code,
             outcome: &f.outcome,
         };
-        let written = serde_json::to_string(&line)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|text| writeln!(file, "{text}"))
-            .and_then(|_| file.flush());
-        if let Err(e) = written {
+        if let Err(e) = write_json_line(file, &line) {
             // Nowhere to keep results: stop the scenarios rather than go on.
             self.error.get_or_insert(Error::Write(path.clone(), e));
             appliance::request_stop();
@@ -242,18 +237,11 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
             out.emit(chosen[i], f);
         }
     }
-    if let Some(e) = out.error {
-        return Err(e);
-    }
     let (counts, worst) = (out.counts, out.worst);
-    match ran {
-        Ok(_) => {}
-        Err(_) if appliance::stop_requested() => {
-            let done: usize = counts.values().sum();
-            println!("contract: interrupted: {done} of {} scenarios ran", chosen.len());
-            return Ok(appliance::INTERRUPTED);
-        }
-        Err(e) => return Err(e),
+    if jobs_ended(ran, out.error)? {
+        let done: usize = counts.values().sum();
+        println!("contract: interrupted: {done} of {} scenarios ran", chosen.len());
+        return Ok(appliance::INTERRUPTED);
     }
     let summary: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {}", v.as_str())).collect();
     println!("contract: {} scenarios: {}", chosen.len(), summary.join(", "));

@@ -4,14 +4,12 @@
 //! workload (mm-all: fault, fork, mremap, walker and exec, contents checked) and
 //! the vmap churn (contents checked), each its own VM.
 
-use std::io::Write;
-
 use serde::Serialize;
 
 use crate::cli::MatrixArgs;
 use crate::host::appliance;
 use crate::report::exit_code;
-use crate::run::{run_jobs_with, Error, JobEvent, JobOutcome, JobsOptions};
+use crate::run::{jobs_ended, run_jobs_with, write_json_line, Error, JobEvent, JobOutcome, JobsOptions};
 
 /// A memory configuration of the mail: RAM and where pagetables live.
 pub const MEMORY: [(&str, &str, &str); 5] = [
@@ -119,27 +117,16 @@ pub fn matrix_command(args: MatrixArgs) -> Result<i32, Error> {
             ms
         );
         if let Some((path, f)) = json.as_mut() {
-            let written = serde_json::to_string(&Line { cell: c, passed: ok, outcome: o })
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|line| writeln!(f, "{line}"))
-                .and_then(|_| f.flush());
-            if let Err(e) = written {
+            if let Err(e) = write_json_line(f, &Line { cell: c, passed: ok, outcome: o }) {
                 // Nowhere to keep results: stop the runs rather than go on.
                 write_error.get_or_insert(Error::Write(path.clone(), e));
                 appliance::request_stop();
             }
         }
     });
-    if let Some(e) = write_error {
-        return Err(e);
-    }
-    match ran {
-        Ok(_) => {}
-        Err(_) if appliance::stop_requested() => {
-            println!("matrix: interrupted: {} of {} runs passed, {finished} ran", finished - failed, cells.len());
-            return Ok(appliance::INTERRUPTED);
-        }
-        Err(e) => return Err(e),
+    if jobs_ended(ran, write_error)? {
+        println!("matrix: interrupted: {} of {} runs passed, {finished} ran", finished - failed, cells.len());
+        return Ok(appliance::INTERRUPTED);
     }
     println!("matrix: {} of {} runs passed (20 configurations x 2 workloads)", cells.len() - failed, cells.len());
     Ok(if failed == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })

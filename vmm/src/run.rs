@@ -271,11 +271,7 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
         failures += usize::from(outcome.exit_code != Some(0));
         retried += usize::from(outcome.attempts > 1);
         let line = BatchLine { job, args: &file.jobs[job], outcome };
-        let written_ok = serde_json::to_string(&line)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|text| writeln!(out, "{text}"))
-            .and_then(|_| out.flush());
-        match written_ok {
+        match write_json_line(&mut out, &line) {
             Ok(()) => written += 1,
             Err(e) => {
                 // Nowhere to keep results: stop the jobs rather than run on.
@@ -284,17 +280,9 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
             }
         }
     });
-    if let Some(e) = write_error {
-        return Err(e);
-    }
-    match ran {
-        Ok(_) => {}
-        // Stopped, locally or in the appliance.
-        Err(_) if appliance::stop_requested() => {
-            eprintln!("vmm: batch interrupted: {written} of {} jobs finished and written", file.jobs.len());
-            return Ok(INTERRUPTED);
-        }
-        Err(e) => return Err(e),
+    if jobs_ended(ran, write_error)? {
+        eprintln!("vmm: batch interrupted: {written} of {} jobs finished and written", file.jobs.len());
+        return Ok(INTERRUPTED);
     }
     eprintln!(
         "vmm: batch of {} jobs: {} exited non-zero, {} run again after the emulator's known fault",
@@ -303,6 +291,30 @@ pub fn batch_command(args: BatchArgs) -> Result<i32, Error> {
         retried
     );
     Ok(if failures == 0 { exit_code::SUCCESS } else { exit_code::GUEST_FAILED })
+}
+
+/// Writes `v` as one JSON line and flushes it: a result kept the moment it
+/// exists.
+pub fn write_json_line(out: &mut dyn Write, v: &impl Serialize) -> std::io::Result<()> {
+    let text = serde_json::to_string(v).map_err(|e| std::io::Error::other(e.to_string()))?;
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+/// How a run of jobs whose results were kept as they came ended: `Ok(false)`
+/// every job ran, `Ok(true)` it was stopped on request (Ctrl-C: the caller says
+/// what finished and exits [`INTERRUPTED`]), `Err` its results could not be
+/// kept (`write_error`, which also stopped it) or the jobs could not run.
+pub fn jobs_ended(ran: Result<Vec<JobOutcome>, Error>, write_error: Option<Error>) -> Result<bool, Error> {
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    match ran {
+        Ok(_) => Ok(false),
+        // Stopped, locally or in the appliance.
+        Err(_) if appliance::stop_requested() => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// What [`run_jobs_with`] tells its caller while the jobs run.
