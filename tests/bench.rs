@@ -220,10 +220,10 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     let o = bench(&["--only", "nope", "--list"]);
     assert_eq!(o.status.code(), Some(5));
     assert!(stderr(&o).contains("alias-strategies") && stderr(&o).contains("history"), "{}", stderr(&o));
-    // --only picks from the full matrix: the three steps of the Linux history.
+    // --only picks from the full matrix: the four steps of the Linux history.
     let o = bench(&["--only", "history", "--list"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("3 cells x 3 repetitions"), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4 cells x 3 repetitions"), "{}", stderr(&o));
     let o = bench(&["--resume", "/tmp", "--reps", "2"]);
     assert_eq!(o.status.code(), Some(2), "--resume takes the sweep as it was asked");
     // alias-frequency asks for 9 repetitions (claim 7's intervals); --reps is for every cell.
@@ -232,7 +232,7 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     assert!(out.contains("35 cells x 3 repetitions (alias-frequency 9): 315 jobs to run"), "{out}");
     let o = bench(&["--only", "alias-frequency,history", "--reps", "2", "--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(out.contains("38 cells x 2 repetitions: 76 jobs to run"), "{out}");
+    assert!(out.contains("39 cells x 2 repetitions: 78 jobs to run"), "{out}");
     let spec = tmp("bad-reps").with_extension("json");
     let exp = serde_json::json!({"experiments": [{"id": "e", "title": "t", "question": "q", "columns": [],
         "reps": 0, "cells": [{"label": "c", "vcpus": 1, "mem": "64m", "timeout": 10, "params": {}}]}]});

@@ -74,7 +74,7 @@ fn jobs() -> &'static HashMap<String, JobLine> {
         small_pool.extend(own(&["--tasks", "64", "--pages", "64", "--ptcache", "none"]));
         small_pool.extend(own(&["--pte", "persistent", "--last-pkmap", "128", "--vcpus", "2"]));
         jobs.push(("persistent-pool-128".into(), small_pool));
-        for cache in ["quicklist", "none"] {
+        for cache in ["global", "none"] {
             let mut a = own(&MM);
             a.extend(own(&["--pte", "atomic", "--vcpus", "2", "--ptcache", cache]));
             jobs.push((format!("ptcache-{cache}"), a));
@@ -267,7 +267,7 @@ fn a_failed_mremap_allocation_is_an_error_not_an_oops() {
 
 #[test]
 fn every_pagetable_cache_works() {
-    for cache in ["quicklist", "none"] {
+    for cache in ["global", "none"] {
         let j = assert_passes(&format!("ptcache-{cache}"));
         if cache == "none" {
             assert_eq!(total(j, "ptcache_hits"), 0);
@@ -275,7 +275,7 @@ fn every_pagetable_cache_works() {
             assert!(total(j, "ptcache_hits") > 0, "{cache}: never hit");
         }
     }
-    assert!(total(job(&matrix_name("atomic", 2, "on")), "ptcache_hits") > 0, "percpu: never hit");
+    assert!(total(job(&matrix_name("atomic", 2, "on")), "ptcache_hits") > 0, "quicklist (the default): never hit");
 }
 
 #[test]

@@ -93,12 +93,17 @@ fn every_memory_workload_runs_on_validated_tables_under_every_pte_variant() {
 fn batching_puts_many_updates_in_one_exit() {
     let (b, u) = (clean("batched"), clean("unbatched"));
     assert_eq!(u.total("pv_updates"), u.total("pv_update_calls"), "--pv-batch off: one hypercall per update");
-    // Single-entry faults dominate fork-storm; copies and teardowns batch.
+    // Single-entry faults dominate fork-storm. As under 2.6.28's Xen code, a
+    // fork's copy and an exit's teardown write unpinned tables directly (no
+    // hypercall at all), and a vmap's PTEs are one update_va_mapping each;
+    // what still batches is the direct map's protection changes at every pin
+    // and unpin, munmap, and the vmap purges.
+    let (calls, updates) = (b.total("pv_update_calls"), b.total("pv_updates"));
+    assert!(calls < updates, "batched: {updates} updates in {calls} calls");
     assert!(
-        b.total("pv_update_calls") * 4 < b.total("pv_updates") * 3,
-        "batched: {} updates in {} calls",
-        b.total("pv_updates"),
-        b.total("pv_update_calls")
+        calls < u.total("pv_update_calls"),
+        "batched: {calls} calls against {} unbatched",
+        u.total("pv_update_calls")
     );
 }
 

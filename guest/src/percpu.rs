@@ -8,7 +8,7 @@
 
 use core::arch::asm;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use shared::abi::{FaultReport, HypercallBlock};
 use shared::boot::{COUNTERS_GPA, MAX_VCPUS};
@@ -68,6 +68,9 @@ pub struct PerCpu {
     /// strategy's, or host-trap's fixup inside the pin's hypercall) is the
     /// pin's alias work, counted inside its cycles.
     pub in_pin: AtomicBool,
+    /// The frame of the last alias fixup inside the running pin (u64::MAX:
+    /// none yet): a second fixup for it means the purge missed the alias.
+    pub pin_fixup_pfn: AtomicU64,
     /// Atomic kmaps live on this CPU (the debug checker's "sleeping while atomic").
     pub atomic_kmaps: UnsafeCell<u32>,
     /// TLB flush requests acknowledged (see `tlb`).
@@ -99,6 +102,7 @@ impl PerCpu {
             preempt_count: UnsafeCell::new(0),
             need_resched: AtomicBool::new(false),
             in_pin: AtomicBool::new(false),
+            pin_fixup_pfn: AtomicU64::new(u64::MAX),
             atomic_kmaps: UnsafeCell::new(0),
             flush_acks: AtomicU32::new(0),
         }

@@ -80,7 +80,9 @@ config_enum! {
         /// Starts as many tasks as fit (up to `--tasks`), each with `--pages`
         /// pagetable pages' worth of sparse mappings: how many fit in lowmem.
         TaskCapacity = "task-capacity",
-        /// Cost of one pte access (map, read, unmap) through the `--pte` variant.
+        /// Cost of pte accesses through the `--pte` variant: each map of a pte
+        /// page reads `--pte-reads` of its ptes, then unmaps (1: a map per pte
+        /// read; 512: a whole page per map, Linux's zap and copy loops).
         PteBench = "pte-bench",
         /// `--tasks` tasks each take kmaps of `--pages` highmem pages through the
         /// `--pte` variant's form (persistent: the `--last-pkmap` pool; percpu-pool:
@@ -137,6 +139,20 @@ config_enum! {
 }
 
 config_enum! {
+    /// Which Linux's `vm_unmap_aliases()` the vmap layer has (`--vmap-flush`).
+    pub enum VmapFlush {
+        /// Linux 2.6.28: only the blocks on each CPU's free list are walked (a
+        /// block with no never-used page left is skipped, its freed ranges and
+        /// their lazy PTEs with it), and a block's dirty ranges are never
+        /// forgotten, so every later call flushes them again.
+        Linux2628 = "2.6.28",
+        /// Linux 6.5 (Gleixner's vmalloc fixes): every block is walked, full ones
+        /// too, and a range once flushed is not flushed again.
+        Linux65 = "6.5",
+    }
+}
+
+config_enum! {
     /// Where pagetable pages live and how the kernel maps them (`--pte`).
     pub enum PteVariant {
         /// In lowmem, directly mapped (before 2.5.5).
@@ -189,10 +205,12 @@ config_enum! {
 config_enum! {
     /// Where freed pagetable pages go (`--ptcache`).
     pub enum PtCache {
-        /// A global list of zeroed pagetable pages (2.4's quicklists).
+        /// 2.4's quicklists: per CPU, no lock, bounded (2.4 trimmed them to
+        /// `pgt_cache_water`; here at most 32 pages a CPU, the rest go back).
         Quicklist = "quicklist",
-        /// A per-CPU page pool (Molnar's suggestion).
-        Percpu = "percpu",
+        /// One list of zeroed pagetable pages shared by every CPU, under a
+        /// lock (at most 256 pages): what sharing the cache costs.
+        Global = "global",
         /// Straight back to the page allocator.
         None = "none",
     }
@@ -497,7 +515,7 @@ params! {
     /// [`PteVariant`]
     pte: PteVariant = "atomic", "pte", "where pagetables live and how they are mapped";
     /// [`PtCache`]
-    ptcache: PtCache = "percpu", "ptcache", "where freed pagetable pages go";
+    ptcache: PtCache = "quicklist", "ptcache", "where freed pagetable pages go: per-CPU quicklists (2.4), one global locked list, or none";
     /// Entries of the persistent kmap pool (LAST_PKMAP).
     last_pkmap: (128, 2048) = "512", "last-pkmap", "entries of the persistent kmap pool (LAST_PKMAP)";
     /// Atomic kmap slots per CPU in the percpu-pool variant.
@@ -519,6 +537,10 @@ params! {
     rounds: (1, 1 << 20) = "4", "rounds", "rounds of each task's main loop";
     /// [`VmapVariant`]
     vmap: VmapVariant = "lazy-ptes", "vmap", "when vunmap clears PTEs and flushes TLBs";
+    /// pte-bench: ptes read per map of a pte page.
+    pte_reads: (1, 512) = "1", "pte-reads", "pte-bench: ptes read per map of a pte page (1: one map per pte read; 512: every pte of the page, as zap_pte_range and copy_pte_range)";
+    /// [`VmapFlush`]
+    vmap_flush: VmapFlush = "2.6.28", "vmap-flush", "which Linux's vm_unmap_aliases: 2.6.28 (free-list blocks only, dirty ranges flushed again) or 6.5";
     /// Largest request of the vmap churn, in pages.
     vmap_max_pages: (1, 256) = "16", "vmap-max-pages", "largest vmap-churn request, in pages";
     /// Share of the vmap churn's requests that go through vm_map_ram (the rest
@@ -568,7 +590,7 @@ impl Config {
     }
 
     pub fn ptcache(&self) -> PtCache {
-        PtCache::from_index(self.ptcache).unwrap_or(PtCache::Percpu)
+        PtCache::from_index(self.ptcache).unwrap_or(PtCache::Quicklist)
     }
 
     pub fn preempt(&self) -> bool {
@@ -585,6 +607,10 @@ impl Config {
 
     pub fn vmap(&self) -> VmapVariant {
         VmapVariant::from_index(self.vmap).unwrap_or(VmapVariant::LazyPtes)
+    }
+
+    pub fn vmap_flush(&self) -> VmapFlush {
+        VmapFlush::from_index(self.vmap_flush).unwrap_or(VmapFlush::Linux2628)
     }
 
     pub fn pvmmu(&self) -> bool {

@@ -90,7 +90,8 @@ counters! {
     /// Pages allocated, by zone.
     PagesLowmem = "pages_lowmem",
     PagesHighmem = "pages_highmem",
-    /// Cycles of pte accesses in the pte benchmark, and how many.
+    /// Cycles of pte accesses in the pte benchmark, and how many (pte reads:
+    /// `--pte-reads` per map).
     PteBenchCycles = "pte_bench_cycles",
     PteBenchAccesses = "pte_bench_accesses",
     /// vmap areas allocated, and removed from the tree (eagerly or by a purge).
@@ -166,6 +167,13 @@ counters! {
     /// call, a refused pin's purge, host-trap's fixup): the rest happened
     /// elsewhere, such as clean-pool's refills when pages are allocated.
     VmUnmapAliasesInPinCycles = "vm_unmap_aliases_in_pin_cycles",
+    /// vm_unmap_aliases calls that flushed although every dirty range they
+    /// found had been flushed before (`--vmap-flush 2.6.28` never forgets one).
+    VmUnmapAliasesReflushed = "vm_unmap_aliases_reflushed",
+    /// Pins the host refused again after the purge-and-retry: the alias sat in
+    /// a vmap block 2.6.28's vm_unmap_aliases skips (a full one). Linux BUGs
+    /// here; the benchmark then purges every block (the 6.5 walk) and retries.
+    PtPinRefusedAfterPurge = "pt_pin_refused_after_purge",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);

@@ -19,6 +19,7 @@ use crate::{check, hv, kprintln, percpu};
 mod batches;
 mod direct_write;
 mod flush;
+mod fork_pin;
 mod l2_l3;
 mod lazy_alias;
 mod outside;

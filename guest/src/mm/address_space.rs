@@ -92,10 +92,34 @@ impl Mm {
         unsafe { table(self.pds[i3]).add(i2) }
     }
 
-    /// Writes the L2 entry of `va` (through the host under `--pvmmu on`).
+    /// Writes the L2 entry of `va` (through the host once the tree is pinned).
     fn set_pde(&self, va: u32, e: u64) {
         let (i3, i2, _) = pae::indexes(va);
-        pv::write(self.pds[i3] + 8 * i2 as u64, self.pde(va), e);
+        pv::write_entry(self.pds[i3], i2, self.pde(va), e);
+    }
+
+    /// Whether the host holds this address space's tables (`--pvmmu on`, after
+    /// its root's pin).
+    fn pinned(&self) -> bool {
+        page::is_pinned(self.pdpt)
+    }
+
+    /// Every table of the address space: the PDPT, its three L2s and the L1
+    /// of every present L2 entry.
+    pub fn for_each_table(&self, f: &mut dyn FnMut(u64)) {
+        f(self.pdpt);
+        self.pds.iter().for_each(|&pd| f(pd));
+        self.for_each_l1(&mut |_, l1| f(l1));
+    }
+
+    /// Every L1 `(va, frame)` of the address space, by address.
+    fn for_each_l1(&self, f: &mut dyn FnMut(u32, u64)) {
+        for i in 0..3 * 512u32 {
+            let va = ((i / 512) << 30) | ((i % 512) << 21);
+            if let Some(l1) = self.l1(va) {
+                f(va, l1);
+            }
+        }
     }
 
     /// The L1 (pte page) covering `va`, if there is one.
@@ -112,7 +136,7 @@ impl Mm {
         let (_, _, i1) = pae::indexes(PER_TASK_VA + idx as u32 * PAGE_SIZE);
         // SAFETY: an entry of the lowmem top L1 of this address space.
         let ptr = unsafe { table(self.top_l1).add(i1) };
-        pv::write(self.top_l1 + 8 * i1 as u64, ptr, entry);
+        pv::write_entry(self.top_l1, i1, ptr, entry);
     }
 
     fn flush(&self, start: u32, end: u32) {
@@ -123,8 +147,24 @@ impl Mm {
 /// A fresh address space with the user programs mapped; `None` when lowmem is out.
 ///
 /// The tables are built with plain writes while they are nobody's; under
-/// `--pvmmu on` the new PDPT is then pinned, which validates all of them.
-pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
+/// `--pvmmu on` the new PDPT is then pinned, which validates all of them
+/// (exec's, as 2.6.28's `xen_activate_mm` pinned it before first use).
+pub fn new_user(ctx: &mut MaySleep) -> Option<*mut Mm> {
+    let mm = build_user(ctx)?;
+    // SAFETY: the new address space, ours alone.
+    pin_tree(unsafe { &*mm });
+    Some(mm)
+}
+
+/// Pins the whole tree of `mm` with its root (under `--pvmmu on`): one alias
+/// check by the strategy and one pin, which the host validates recursively,
+/// as 2.6.28's `xen_pgd_pin`.
+fn pin_tree(mm: &Mm) {
+    pv::pin_with(mm.pdpt, pv::Level::L3, &|f| mm.for_each_table(f));
+}
+
+/// [`new_user`]'s tables, not yet pinned.
+fn build_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
     let pdpt = ptcache::alloc_table_low()?;
     let home = if pv::on() {
         match alloc_low_page() {
@@ -182,9 +222,6 @@ pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
     unsafe { m.pde(TOP_L1_VA).write(top_l1 | USER_PDE) };
     // The user programs: kernel image frames, read-only, shared.
     let (code_pa, len) = user::code_frames();
-    let mut fresh = [0u64; 8];
-    fresh[..5].copy_from_slice(&[pdpt, pds[0], pds[1], pds[2], top_l1]);
-    let mut n = 5;
     let mut off = 0;
     while off < len {
         let va = user::USER_CODE_VA + off;
@@ -197,9 +234,6 @@ pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
                 percpu::count(Counter::PtPagesLowmem, 1);
                 // SAFETY: as above.
                 unsafe { m.pde(va).write(l1 | USER_PDE) };
-                assert!(n < fresh.len(), "the user programs span more than 2 MiB");
-                fresh[n] = l1;
-                n += 1;
                 l1
             }
         };
@@ -207,7 +241,6 @@ pub fn new_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
         unsafe { table(l1).add(pae::indexes(va).2).write((code_pa + off as u64) | USER_PTE | SHARED) };
         off += PAGE_SIZE;
     }
-    pv::pin(pdpt, pv::Level::L3, &fresh[..n]);
     Some(mm)
 }
 
@@ -216,36 +249,16 @@ pub fn get(mm: &Mm) {
     mm.users.fetch_add(1, Ordering::AcqRel);
 }
 
-/// Drops a reference; the last one frees every page and pagetable (through the
-/// pte API, so with the current task's kmaps), then its L2s and PDPT, after
-/// switching this CPU to the kernel's pagetables if it was loaded here.
+/// Drops a reference; the last one frees every page and pagetable, as 2.6.28
+/// under Xen did at exit: no CPU keeps it loaded (this one switches to the
+/// kernel's pagetables), the host lets go of it (its root's pin and the pins of
+/// pte pages added later), every table is writable to the kernel again, and
+/// only then are the ptes cleared, with plain writes, through the pte API (so
+/// with the current task's kmaps), and the pages and tables freed.
 pub fn put(ctx: &mut MaySleep, mm: &Mm) {
     if mm.users.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
-    let l1s = || {
-        (0..3 * 512u32).filter_map(|i| {
-            let va = ((i / 512) << 30) | ((i % 512) << 21);
-            // SAFETY: an entry of this address space's L2.
-            let pde = unsafe { mm.pde(va).read() };
-            (pde & P != 0).then_some((va, pde & ADDR_MASK))
-        })
-    };
-    // Every page goes back once the host has the cleared entries.
-    let mut free = AfterFlush::new(|pa| page::free_pages(pa, 0));
-    for (_, l1) in l1s() {
-        let map = pte_offset_map(ctx, l1);
-        for i in 0..512 {
-            let e = map.get(i);
-            if e != 0 {
-                map.set(i, 0);
-            }
-            if e & P != 0 && e & US != 0 && e & SHARED == 0 {
-                free.push(e & ADDR_MASK);
-            }
-        }
-    }
-    drop(free);
     if cpu::read_cr3() == mm.pdpt as u32 {
         // Detach it from the task (an exit) before it goes: a preemption from
         // here on must not load it again.
@@ -258,26 +271,47 @@ pub fn put(ctx: &mut MaySleep, mm: &Mm) {
         cpu::irq_restore(was_on);
     }
     // The other CPUs it was live on flush its user range, and any that still
-    // has it loaded (an idle CPU keeps the last one) drops it before its tables
-    // are freed.
+    // has it loaded (an idle CPU keeps the last one) drops it.
     tlb::leave_user(&mm.cpumask, mm.pdpt as u32);
-    // No CPU uses it now: the pin of the root goes (the host drops the L2s and the
-    // L1s they held), then the L1s' own pins, and every table becomes an ordinary
-    // page again before it is freed.
-    pv::unpin(&[mm.pdpt], &[]);
-    let mut batch = [(0u32, 0u64); 16];
-    let mut n = 0;
-    for t in l1s() {
-        batch[n] = t;
-        n += 1;
-        if n == batch.len() {
-            release_l1s(&batch);
-            n = 0;
-        }
+    if mm.pinned() {
+        // The root's pin goes (the host drops the L2s and the L1s they held),
+        // then the pte pages' own pins, and every table is the kernel's again.
+        pv::unpin(&[mm.pdpt], &[]);
+        let (mut pins, mut n) = ([0u64; 16], 0);
+        mm.for_each_l1(&mut |_, l1| {
+            if page::is_pinned_alone(l1) {
+                pins[n] = l1;
+                n += 1;
+                if n == pins.len() {
+                    pv::unpin(&pins, &[]);
+                    n = 0;
+                }
+            }
+        });
+        pv::unpin(&pins[..n], &[]);
+        pv::unpin_with(&[], &|f| mm.for_each_table(f));
     }
-    release_l1s(&batch[..n]);
+    mm.for_each_l1(&mut |_, l1| {
+        let map = pte_offset_map(ctx, l1);
+        for i in 0..512 {
+            let e = map.get(i);
+            if e != 0 {
+                map.set(i, 0);
+            }
+            if e & P != 0 && e & US != 0 && e & SHARED == 0 {
+                page::free_pages(e & ADDR_MASK, 0);
+            }
+        }
+    });
+    // The L2s are untouched (only freed below), so the walk sees the same L1s.
+    mm.for_each_l1(&mut |va, l1| {
+        if own_l1(va) {
+            ptcache::free_pt(l1);
+        } else {
+            ptcache::free_table_low(l1);
+        }
+    });
     let (pdpt, pds, home) = (mm.pdpt, mm.pds, mm.home);
-    pv::unpin(&[], &[pdpt, pds[0], pds[1], pds[2]]);
     for pd in pds {
         ptcache::free_table_low(pd);
     }
@@ -287,30 +321,10 @@ pub fn put(ctx: &mut MaySleep, mm: &Mm) {
     }
 }
 
-/// Whether the L1 of `va` comes from the pagetable cache and is pinned on its own
-/// (the others, lowmem, are built with the address space and pinned with it).
+/// Whether the L1 of `va` comes from the pagetable cache (the others, lowmem,
+/// are built with the address space).
 fn own_l1(va: u32) -> bool {
     va != TOP_L1_VA && va >= ANON_START
-}
-
-/// Gives back L1s `(va, frame)` of an address space whose root is unpinned.
-fn release_l1s(tables: &[(u32, u64)]) {
-    let (mut pins, mut frames, mut np) = ([0u64; 16], [0u64; 16], 0);
-    for (i, &(va, l1)) in tables.iter().enumerate() {
-        frames[i] = l1;
-        if own_l1(va) {
-            pins[np] = l1;
-            np += 1;
-        }
-    }
-    pv::unpin(&pins[..np], &frames[..tables.len()]);
-    for &(va, l1) in tables {
-        if own_l1(va) {
-            ptcache::free_pt(l1);
-        } else {
-            ptcache::free_table_low(l1);
-        }
-    }
 }
 
 /// The L1 covering `va`, allocated (zeroed, from the pagetable cache) if missing.
@@ -320,7 +334,12 @@ pub fn pte_alloc(_ctx: &mut MaySleep, mm: &Mm, va: u32) -> Result<u64, i32> {
         return Ok(l1);
     }
     let l1 = ptcache::alloc_pt().ok_or(errno::ENOMEM)?;
-    pv::pin(l1, pv::Level::L1, &[l1]);
+    if mm.pinned() {
+        // A pte page joining a pinned tree is pinned on its own, after its own
+        // alias check (2.6.28's xen_alloc_ptpage). One that joins a tree still
+        // being built (fork's copy) is pinned with it.
+        pv::pin(l1, pv::Level::L1, &[l1]);
+    }
     // An entry of this address space's L2; only its task changes it.
     mm.set_pde(va, l1 | USER_PDE);
     Ok(l1)
@@ -366,8 +385,11 @@ fn copy_page(dst: u64, src: u64) {
 
 /// fork's copy: every user page is copied (no copy-on-write), the pagetables
 /// with it. Fails with ENOMEM, having freed what it built.
+///
+/// The child's tables are built unpinned, with plain writes, and pinned whole
+/// at the end: one alias check and one pin per fork (2.6.28's `xen_dup_mmap`).
 pub fn copy(ctx: &mut MaySleep, parent: &Mm) -> Result<*mut Mm, i32> {
-    let child_ptr = new_user(ctx).ok_or(errno::ENOMEM)?;
+    let child_ptr = build_user(ctx).ok_or(errno::ENOMEM)?;
     // SAFETY: the new address space, ours alone.
     let child = unsafe { &*child_ptr };
     let mut va = ANON_START;
@@ -406,6 +428,7 @@ pub fn copy(ctx: &mut MaySleep, parent: &Mm) -> Result<*mut Mm, i32> {
         va += 2 << 20;
         sched::cond_resched(ctx);
     }
+    pin_tree(child);
     Ok(child_ptr)
 }
 

@@ -78,7 +78,7 @@ impl Unmap for Mapped {
 
     unsafe fn write(&self, table: *mut u64, i: usize, v: u64) {
         // SAFETY: entry `i` (below 512, per the contract) of the mapped page.
-        pv::write(self.pt + 8 * i as u64, unsafe { table.add(i) }, v);
+        pv::write_entry(self.pt, i, unsafe { table.add(i) }, v);
     }
 }
 
@@ -92,9 +92,17 @@ fn map(ctx: &mut MaySleep, pt: u64, nest: usize) -> (*mut u64, Slot) {
         percpu::count(Counter::KmapDirect, 1);
         return (phys_to_virt(pt) as *mut u64, Slot::Direct);
     }
-    // A pinned pte page is read-only to the kernel under the host's PV MMU.
-    let w = !pv::on();
-    match variant() {
+    // A pinned pte page is read-only to the kernel under the host's PV MMU
+    // (2.6.28's xen_kmap_atomic_pte); one not pinned yet, or no more, is not.
+    let w = !pv::on() || !page::is_pinned(pt);
+    // A task that has let go of its address space (exit's teardown, which
+    // comes after the switch to the kernel's pagetables) has no per-task pair:
+    // it maps with the atomic slots.
+    let v = match variant() {
+        PteVariant::PerTask if sched::current().mm().is_none() => PteVariant::Atomic,
+        v => v,
+    };
+    match v {
         PteVariant::Lowpte => (phys_to_virt(pt) as *mut u64, Slot::Direct),
         PteVariant::Atomic => {
             let va = kmap::kmap_atomic_prot(pt, if nest == 0 { KmType::Pte0 } else { KmType::Pte1 }, w);

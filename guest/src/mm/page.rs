@@ -38,14 +38,40 @@ pub struct Page {
     pub virtual_: UnsafeCell<u32>,
     /// Lazy vmap PTEs that still name this frame (see `mm::alias`).
     pub lazy_aliases: core::sync::atomic::AtomicU32,
-    _pad: [u32; 2],
+    /// Under `--pvmmu on`: [`PINNED`] while the frame is a pagetable the host
+    /// validated (Linux's PG_pinned), and [`PINNED_ALONE`] when it holds a pin
+    /// of its own, not only through its address space's root.
+    pub pin_state: core::sync::atomic::AtomicU32,
+    _pad: u32,
+}
+
+/// The frame is part of a pinned pagetable tree: read-only to the kernel, its
+/// entries written through the host.
+pub const PINNED: u32 = 1;
+/// The frame holds a pin of its own (a pte page added to a pinned address space).
+pub const PINNED_ALONE: u32 = 2;
+
+/// Whether the frame at `pa` is a pinned pagetable (PG_pinned).
+pub fn is_pinned(pa: u64) -> bool {
+    pfn_to_page(pa >> 12).pin_state.load(core::sync::atomic::Ordering::Acquire) & PINNED != 0
+}
+
+/// Whether the frame at `pa` holds a pin of its own.
+pub fn is_pinned_alone(pa: u64) -> bool {
+    pfn_to_page(pa >> 12).pin_state.load(core::sync::atomic::Ordering::Acquire) & PINNED_ALONE != 0
+}
+
+/// Sets the frame's pin state (0 when it stops being a pagetable).
+pub fn set_pin_state(pa: u64, state: u32) {
+    pfn_to_page(pa >> 12).pin_state.store(state, core::sync::atomic::Ordering::Release);
 }
 
 const _: () = assert!(core::mem::size_of::<Page>() == 32);
 const NIL: u32 = u32::MAX;
 
 // SAFETY: a Page's fields are only touched under the lock of its zone (flags,
-// order, links) or of the kmap pool (virtual_), or atomically (lazy_aliases).
+// order, links) or of the kmap pool (virtual_), or atomically (lazy_aliases,
+// pin_state).
 unsafe impl Sync for Page {}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -109,7 +109,7 @@ pub fn kernel_pte(va: u32) -> *mut u64 {
 /// in a lazy-MMU section), without any flush.
 pub fn write_kernel_pte(va: u32, entry: u64) {
     let p = kernel_pte(va);
-    pv::write(virt_to_phys(p as u32), p, entry);
+    pv::write_kernel(va, virt_to_phys(p as u32), p, entry);
 }
 
 /// Maps one kernel page on this CPU (with a local flush of the old entry).

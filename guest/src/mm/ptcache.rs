@@ -1,6 +1,6 @@
-//! Where pagetable pages come from and go back to (`--ptcache`): a global
-//! quicklist of zeroed pages under a lock (2.4), a per-CPU pool (no sharing), or
-//! straight to and from the page allocator (zeroed on allocation, through a kmap
+//! Where pagetable pages come from and go back to (`--ptcache`): 2.4's per-CPU
+//! quicklists (no sharing, no lock contended), one global list of zeroed pages
+//! under a lock, or straight to and from the page allocator (zeroed on allocation, through a kmap
 //! when the page is in highmem).
 //!
 //! Under `--pvmmu on --alias clean-pool`, what the allocator would have supplied
@@ -20,8 +20,8 @@ use crate::mm::{pv, vmap};
 use crate::sync::SpinLock;
 use crate::{bootinfo, percpu};
 
-const QUICKLIST_MAX: usize = 256;
-const PERCPU_MAX: usize = 32;
+const GLOBAL_MAX: usize = 256;
+const QUICKLIST_MAX: usize = 32;
 
 struct Stack<const N: usize> {
     pages: [u64; N],
@@ -51,10 +51,10 @@ impl<const N: usize> Stack<N> {
     }
 }
 
-static QUICKLIST: SpinLock<Stack<QUICKLIST_MAX>> = SpinLock::new(Stack::new());
-/// Per-CPU pools: each used only by its CPU (its lock is never contended; it
-/// only keeps interrupts off).
-static PERCPU: [SpinLock<Stack<PERCPU_MAX>>; MAX_VCPUS] = [const { SpinLock::new(Stack::new()) }; MAX_VCPUS];
+static GLOBAL: SpinLock<Stack<GLOBAL_MAX>> = SpinLock::new(Stack::new());
+/// The per-CPU quicklists: each used only by its CPU (its lock is never
+/// contended; it only keeps interrupts off).
+static QUICKLISTS: [SpinLock<Stack<QUICKLIST_MAX>>; MAX_VCPUS] = [const { SpinLock::new(Stack::new()) }; MAX_VCPUS];
 
 fn policy() -> PtCache {
     bootinfo::get().config.ptcache()
@@ -150,8 +150,8 @@ pub fn zero_page(pa: u64) {
 /// exhausted or absent), or `None` when memory is out.
 pub fn alloc_pt() -> Option<u64> {
     let cached = match policy() {
-        PtCache::Quicklist => QUICKLIST.lock().pop(),
-        PtCache::Percpu => PERCPU[percpu::cpu_id() as usize].lock_irqsave().pop(),
+        PtCache::Global => GLOBAL.lock().pop(),
+        PtCache::Quicklist => QUICKLISTS[percpu::cpu_id() as usize].lock_irqsave().pop(),
         PtCache::None => None,
     };
     if let Some(pa) = cached {
@@ -181,8 +181,8 @@ fn count_zone(pa: u64) {
 /// Gives back a pagetable page whose entries are all zero.
 pub fn free_pt(pa: u64) {
     let kept = match policy() {
-        PtCache::Quicklist => QUICKLIST.lock().push(pa),
-        PtCache::Percpu => PERCPU[percpu::cpu_id() as usize].lock_irqsave().push(pa),
+        PtCache::Global => GLOBAL.lock().push(pa),
+        PtCache::Quicklist => QUICKLISTS[percpu::cpu_id() as usize].lock_irqsave().push(pa),
         PtCache::None => false,
     };
     if !kept {

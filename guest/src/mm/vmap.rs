@@ -26,7 +26,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use shared::config::{Inject, VmapVariant};
+use shared::config::{Inject, VmapFlush, VmapVariant};
 use shared::counters::Counter;
 use shared::pae::{ADDR_MASK, P};
 use vmspace::{AllocError, AreaState, AreaTree, Node, NIL};
@@ -181,9 +181,9 @@ fn busy_area(va: u32) -> (u32, u32, u32) {
 }
 
 /// Maps `frames` at `va` (whose PTEs must be clear: the debug checker's "slot
-/// reused while live").
+/// reused while live"). 2.6.28's vmap_page_range ran in no lazy-MMU section:
+/// under a hypervisor each PTE is its own `update_va_mapping`.
 pub(super) fn map_pages(va: u32, frames: &[u64]) {
-    pv::lazy_enter();
     for (i, &pa) in frames.iter().enumerate() {
         let v = va + i as u32 * PAGE_SIZE;
         // SAFETY: a kernel PTE of the vmalloc space; this range is ours.
@@ -191,7 +191,6 @@ pub(super) fn map_pages(va: u32, frames: &[u64]) {
         assert!(old == 0, "BUG: vmap over a live PTE at {v:#x} ({old:#x})");
         write_kernel_pte(v, (pa & ADDR_MASK) | KERNEL_RW);
     }
-    pv::lazy_leave();
 }
 
 /// vunmap's work on the PTEs of `[start, end)` (the caller's, just given up):
@@ -347,12 +346,13 @@ pub fn purge(try_only: bool) -> bool {
     } else {
         PURGE.lock()
     };
-    purge_locked(false)
+    purge_locked(false).0
 }
 
 /// The purge, with PURGE held: `force` flushes even if no area was lazy (the
-/// blocks had something outstanding).
-pub(super) fn purge_locked(force: bool) -> bool {
+/// blocks had something outstanding). Whether it flushed, and whether any
+/// lazy area was purged.
+pub(super) fn purge_locked(force: bool) -> (bool, bool) {
     // Take the lazy list; the areas stay in the tree (their addresses are not
     // reusable) until after the flush.
     let (head, nr_pages) = {
@@ -402,15 +402,27 @@ pub(super) fn purge_locked(force: bool) -> bool {
         percpu::count(Counter::VmapPurges, 1);
         percpu::count(Counter::VmapPurgedPages, nr_pages as u64);
     }
-    flush
+    (flush, nr_pages > 0)
 }
 
-/// Flushes every lazy mapping: the lazy areas and every CPU's blocks' freed
-/// ranges, with one flush, and none when nothing was outstanding. What Linux
-/// under Xen calls before it pins a pagetable.
+/// Flushes every lazy mapping the `--vmap-flush` form finds: the lazy areas
+/// and the blocks' freed ranges, with one flush, and none when nothing was
+/// outstanding. What Linux under Xen calls before it pins a pagetable.
 pub fn vm_unmap_aliases() -> bool {
+    let every_block = bootinfo::get().config.vmap_flush() == VmapFlush::Linux65;
+    vm_unmap_aliases_walking(every_block)
+}
+
+/// vm_unmap_aliases with 6.5's walk of every block, whatever `--vmap-flush`
+/// says: the benchmark's device after a pin 2.6.28's form could not make
+/// pinnable (see `pv::pin`).
+pub fn vm_unmap_aliases_every_block() -> bool {
+    vm_unmap_aliases_walking(true)
+}
+
+fn vm_unmap_aliases_walking(every_block: bool) -> bool {
     let t0 = crate::arch::cpu::rdtsc();
-    let flushed = vm_unmap_aliases_timed();
+    let flushed = vm_unmap_aliases_timed(every_block);
     let cycles = crate::arch::cpu::rdtsc() - t0;
     percpu::count(Counter::VmUnmapAliasesCycles, cycles);
     if percpu::this_cpu().in_pin.load(Ordering::Relaxed) {
@@ -422,7 +434,7 @@ pub fn vm_unmap_aliases() -> bool {
     flushed
 }
 
-fn vm_unmap_aliases_timed() -> bool {
+fn vm_unmap_aliases_timed(every_block: bool) -> bool {
     percpu::count(Counter::VmUnmapAliases, 1);
     // The TSC is read only when another CPU holds the lock (it is purging).
     let (_guard, waited) = match PURGE.try_lock() {
@@ -434,10 +446,13 @@ fn vm_unmap_aliases_timed() -> bool {
         }
     };
     percpu::count(Counter::VmUnmapAliasesLockCycles, waited);
-    let outstanding = vmap_block::take_dirty();
-    let flushed = purge_locked(outstanding);
+    let dirty = vmap_block::take_dirty(every_block);
+    let (flushed, areas) = purge_locked(dirty.flush);
     if flushed {
         percpu::count(Counter::VmUnmapAliasesFlushed, 1);
+        if !dirty.fresh && !areas {
+            percpu::count(Counter::VmUnmapAliasesReflushed, 1);
+        }
     } else {
         percpu::count(Counter::VmUnmapAliasesEmptyLockCycles, waited);
     }

@@ -172,16 +172,34 @@ pub(super) fn free(va: u32, count: u32) {
     }
 }
 
-/// For vm_unmap_aliases (purge lock held): every live block's freed, not yet
-/// flushed pages move to "flushing"; with lazy-ptes their PTEs are cleared (the
-/// frames kept for after the flush). Whether there was any.
-pub(super) fn take_dirty() -> bool {
+/// What `vm_unmap_aliases()` found in the blocks.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Dirty {
+    /// Some block it walked has dirty ranges: the call flushes.
+    pub flush: bool,
+    /// Some of them were never flushed before (without it, a 2.6.28 call
+    /// flushes only what earlier calls already did).
+    pub fresh: bool,
+}
+
+/// For vm_unmap_aliases (purge lock held): the freed, not yet flushed pages of
+/// the blocks it walks move to "flushing"; with lazy-ptes their PTEs are
+/// cleared (the frames kept for after the flush).
+///
+/// `every_block` is Linux 6.5's walk: every live block, and only ranges never
+/// flushed count. Otherwise 2.6.28's: only the blocks on some CPU's free list
+/// (a block with no never-used page left is skipped, and what was freed in it
+/// stays, lazy PTEs and all), and any dirty range, however often flushed
+/// before, makes the call flush again.
+pub(super) fn take_dirty(every_block: bool) -> Dirty {
     let retire = vmap::variant() == VmapVariant::LazyPtes;
-    let mut any = false;
-    for slot in BLOCKS.iter() {
-        let mut b = slot.lock();
-        if !b.alive || !b.map.has_pending() {
-            continue;
+    let mut d = Dirty::default();
+    let take = |b: &mut Block, d: &mut Dirty| {
+        if b.map.dirty_bits() > 0 && !every_block {
+            d.flush = true;
+        }
+        if !b.map.has_pending() {
+            return;
         }
         let va = b.va;
         b.map.take_pending(|s, e| {
@@ -189,9 +207,25 @@ pub(super) fn take_dirty() -> bool {
                 vmap::retire(va + s * PAGE_SIZE, va + e * PAGE_SIZE);
             }
         });
-        any = true;
+        d.flush = true;
+        d.fresh = true;
+    };
+    if every_block {
+        for slot in BLOCKS.iter() {
+            let mut b = slot.lock();
+            if b.alive {
+                take(&mut b, &mut d);
+            }
+        }
+    } else {
+        for q in QUEUES.iter() {
+            let q = q.lock();
+            for &pos in &q.pos[..q.len] {
+                take(&mut BLOCKS[pos as usize].lock(), &mut d);
+            }
+        }
     }
-    any
+    d
 }
 
 /// After the purge's flush: the flushing pages' PTEs are cleared and their

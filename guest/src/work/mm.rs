@@ -28,33 +28,76 @@ static OVER: AtomicBool = AtomicBool::new(false);
 static FORKS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// fork-churn's vmap churn step, before every `--churn-every`th fork: a vmalloc of
-/// `--vmap-max-pages` pages, written, checked and vfree'd. With a lazy `--vmap`
-/// its pages go back to the allocator still mapped (the lazy alias) and come back
-/// as the new child's pagetables.
+/// `--vmap-max-pages` pages, written, checked and vfree'd; or, in
+/// `--vmap-ram-pct` of the steps, the same through `vm_map_ram` (a per-CPU
+/// vmap block, XFS's way) of pages taken and given back around it. With a lazy
+/// `--vmap` the pages go back to the allocator still mapped (the lazy alias)
+/// and come back as the new child's pagetables.
 pub fn churn_before_fork() {
     let cfg = &crate::bootinfo::get().config;
     if cfg.workload() != Workload::ForkChurn || cfg.churn_every == 0 {
         return;
     }
-    if !(FORKS.fetch_add(1, Ordering::Relaxed) as u64).is_multiple_of(cfg.churn_every) {
+    let n = FORKS.fetch_add(1, Ordering::Relaxed);
+    if !(n as u64).is_multiple_of(cfg.churn_every) {
         return;
     }
     percpu::count(Counter::ChurnSteps, 1);
     let pages = cfg.vmap_max_pages as u32;
+    // The steps that map with vm_map_ram: spread evenly, the same every run.
+    let step = (n as u64 / cfg.churn_every) as u32;
+    let ram = (step.wrapping_mul(37) % 100) < cfg.vmap_ram_pct as u32;
+    if ram && pages <= crate::mm::vmap_block::VMAP_MAX_ALLOC {
+        churn_map_ram(pages);
+        return;
+    }
     let Some(va) = crate::mm::vmap::vmalloc(pages * 4096) else {
         check!(false, "fork-churn: vmalloc of {pages} pages failed");
         return;
     };
+    fill_and_check(va, pages);
+    crate::mm::vmap::vfree(va);
+}
+
+fn fill_and_check(va: u32, pages: u32) {
     for p in 0..pages {
-        // SAFETY: the area is ours and mapped until the vfree below.
+        // SAFETY: the area is the caller's, mapped until it unmaps it.
         unsafe { ((va + p * 4096) as *mut u32).write_volatile(va ^ p) };
     }
     for p in 0..pages {
         // SAFETY: as above.
         let w = unsafe { ((va + p * 4096) as *const u32).read_volatile() };
-        check!(w == va ^ p, "fork-churn: vmalloc page {p} reads {w:#x}");
+        check!(w == va ^ p, "fork-churn: vmap page {p} reads {w:#x}");
     }
-    crate::mm::vmap::vfree(va);
+}
+
+/// The vm_map_ram form of the churn step.
+fn churn_map_ram(pages: u32) {
+    let mut frames = [0u64; crate::mm::vmap_block::VMAP_MAX_ALLOC as usize];
+    let mut n = 0;
+    while n < pages as usize {
+        match page::alloc_user_page() {
+            Some(pa) => {
+                frames[n] = pa;
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    let give_back = |frames: &[u64]| frames.iter().for_each(|&pa| page::free_pages(pa, 0));
+    if n < pages as usize {
+        check!(false, "fork-churn: no {pages} pages for vm_map_ram");
+        give_back(&frames[..n]);
+        return;
+    }
+    let Some(va) = crate::mm::vmap::vm_map_ram(&frames[..n]) else {
+        check!(false, "fork-churn: vm_map_ram of {pages} pages failed");
+        give_back(&frames[..n]);
+        return;
+    };
+    fill_and_check(va, pages);
+    crate::mm::vmap::vm_unmap_ram(va, pages);
+    give_back(&frames[..n]);
 }
 
 /// Every CPU's part of a memory-management workload.
@@ -180,8 +223,9 @@ fn capacity(ctx: &mut MaySleep, n: u32, pages: u32) {
 }
 
 /// The PTE_BENCH system call: `rounds` passes over this task's pte pages, each
-/// access one map, one read and one unmap through the `--pte` variant.
+/// a map through the `--pte` variant, `--pte-reads` pte reads and an unmap.
 pub fn pte_bench(ctx: &mut MaySleep, mm: &Mm, rounds: u32) -> u32 {
+    let reads = (crate::bootinfo::get().config.pte_reads as usize).clamp(1, 512);
     let mut l1s = [0u64; 64];
     let mut n = 0;
     let mut va = ANON_START;
@@ -201,12 +245,14 @@ pub fn pte_bench(ctx: &mut MaySleep, mm: &Mm, rounds: u32) -> u32 {
     for _ in 0..rounds {
         for &l1 in &l1s[..n] {
             let map = pte_offset_map(ctx, l1);
-            sum = sum.wrapping_add(map.get(0));
+            for i in 0..reads {
+                sum = sum.wrapping_add(map.get(i));
+            }
         }
     }
     let cycles = cpu::rdtsc() - t0;
     percpu::count(Counter::PteBenchCycles, cycles);
-    percpu::count(Counter::PteBenchAccesses, rounds as u64 * n as u64);
+    percpu::count(Counter::PteBenchAccesses, rounds as u64 * n as u64 * reads as u64);
     core::hint::black_box(sum);
     0
 }

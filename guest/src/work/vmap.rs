@@ -3,7 +3,7 @@
 //! unmap).
 
 use core::sync::atomic::{AtomicU32, Ordering};
-use shared::config::{Config, VmapVariant, Workload};
+use shared::config::{Config, VmapFlush, VmapVariant, Workload};
 use shared::counters::Counter;
 
 use crate::arch::{cpu, probe};
@@ -180,6 +180,7 @@ fn selftest(cfg: &Config) {
         full_fit();
         long_busy_list();
         purge_threshold();
+        full_block();
     }
     all_cpus_reach();
     // With the purge's flush made local (the injected bug) a stale entry shows only
@@ -191,11 +192,12 @@ fn selftest(cfg: &Config) {
         stale_tlb(true);
     }
 
-    // Nothing leaks: after a last vm_unmap_aliases every page is back and no
-    // frame keeps a lazy alias.
+    // Nothing leaks: after a last vm_unmap_aliases that walks every block (the
+    // 2.6.28 form leaves full blocks' aliases) every page is back and no frame
+    // keeps a lazy alias.
     all_cpus_reach();
     if boot {
-        vm_unmap_aliases();
+        vmap::vm_unmap_aliases_every_block();
         let st = vmap::stats();
         report(&st);
         check!(st.lazy_areas == 0 && st.lazy_pages == 0, "lazy areas left after vm_unmap_aliases: {st:?}");
@@ -277,6 +279,60 @@ fn fragmented_blocks() {
         page::free_pages(f, 0);
     }
     check!(my(Counter::VmapBlockPurges) > before, "no fragmented vmap block was purged");
+}
+
+fn flush_form() -> VmapFlush {
+    crate::bootinfo::get().config.vmap_flush()
+}
+
+/// A range freed in a block with no never-used page left: 2.6.28's
+/// vm_unmap_aliases() walks only the blocks on the free lists and leaves it
+/// (its lazy alias stays); 6.5's takes it. Boot CPU alone, lazy forms.
+fn full_block() {
+    if !vmap::is_lazy() {
+        return;
+    }
+    vm_unmap_aliases();
+    let frame = alloc_frame();
+    let frames = [frame; vmap_block::VMAP_MAX_ALLOC as usize];
+    let big = vmap_block::VMAP_MAX_ALLOC;
+    let per_block = vmap_block::bbmap_bits(smp::nr_cpus()) / big;
+    // Chunks until one lands in a freshly carved block, then the rest of it.
+    let mut live = [0u32; 64];
+    let mut nr = 0;
+    let carved = my(Counter::VmapBlockAllocs);
+    let mut first = None;
+    while nr < live.len() {
+        let va = vm_map_ram(&frames).expect("vm_map_ram of 32 pages");
+        live[nr] = va;
+        nr += 1;
+        if first.is_none() && my(Counter::VmapBlockAllocs) > carved {
+            first = Some(nr - 1);
+        }
+        if first.is_some_and(|f| nr - f == per_block as usize) {
+            break;
+        }
+    }
+    let Some(first) = first.filter(|&f| nr - f == per_block as usize) else {
+        check!(false, "full block: no block carved and filled in {nr} requests");
+        return;
+    };
+    let va = live[first];
+    vm_unmap_ram(va, big);
+    check!(alias::count(frame) == big, "full block: {} lazy aliases after one unmap, not {big}", alias::count(frame));
+    vm_unmap_aliases();
+    let kept = alias::count(frame);
+    let want = if flush_form() == VmapFlush::Linux2628 { big } else { 0 };
+    check!(kept == want, "full block: {kept} lazy aliases left by vm_unmap_aliases ({}), not {want}", flush_form());
+    hv::result("full_block_aliases_kept", kept as u64);
+    for (i, &v) in live[..nr].iter().enumerate() {
+        if i != first {
+            vm_unmap_ram(v, big);
+        }
+    }
+    vmap::vm_unmap_aliases_every_block();
+    check!(alias::count(frame) == 0, "full block: {} lazy aliases after every block was purged", alias::count(frame));
+    page::free_pages(frame, 0);
 }
 
 /// Holes of exactly the requested size are found (test_vmalloc's full fit): boot
@@ -445,7 +501,15 @@ fn stale_tlb(block: bool) {
         );
         let flushed = vm_unmap_aliases();
         check!(flushed == vmap::is_lazy(), "{what}: vm_unmap_aliases flushed: {flushed}");
-        check!(!vm_unmap_aliases(), "{what}: a second vm_unmap_aliases flushed again");
+        // 2.6.28 never forgets a block's dirty range: the block, still on this
+        // CPU's free list, is flushed again (and after the vmap, any block an
+        // earlier test dirtied is); 6.5 is done with them.
+        let again = vm_unmap_aliases();
+        match (flush_form(), block && vmap::is_lazy()) {
+            (VmapFlush::Linux2628, true) => check!(again, "{what}: 2.6.28: a second vm_unmap_aliases did not flush"),
+            (VmapFlush::Linux2628, false) => {}
+            (VmapFlush::Linux65, _) => check!(!again, "{what}: 6.5: a second vm_unmap_aliases flushed again"),
+        }
         check!(!alias::may_have_alias(frame), "{what}: the frame keeps a lazy alias after vm_unmap_aliases");
         check!(vmap::mapped_frame(va).is_none(), "{what}: PTE present after vm_unmap_aliases");
         page::free_pages(frame, 0);
