@@ -26,7 +26,9 @@ pub const COUNTERS: &[&str] = &[
     "pt_pins_alias_pte",
     "pt_pin_cycles",
     "pt_pin_refused",
+    "pt_pin_refused_after_purge",
     "vm_unmap_aliases",
+    "vm_unmap_aliases_reflushed",
     "vm_unmap_aliases_flushed",
     "vm_unmap_aliases_cycles",
     "vm_unmap_aliases_flush_cycles",
@@ -101,6 +103,20 @@ pub const GLOSSARY: &[FigureDef] = &[
         what: "pt_pin_cycles / pt_pins: decision to pin to pin done, alias work included",
     },
     FigureDef { name: "pt_pins_aliased", what: "pins whose frame had a live lazy alias before the strategy acted" },
+    FigureDef {
+        name: "pt_pin_refused",
+        what: "pins the host refused; each is purged and retried, a benchmark device (Linux BUGs on a refused pin)",
+    },
+    FigureDef {
+        name: "pt_pin_refused_after_purge",
+        what: "pins refused again after that purge: the alias sat in a full vmap block, which 2.6.28's \
+               vm_unmap_aliases skips; the benchmark then purges every block (6.5's walk) and retries",
+    },
+    FigureDef {
+        name: "vm_unmap_aliases_reflushed",
+        what: "vm_unmap_aliases calls that flushed only ranges already flushed before (2.6.28 never forgets a \
+               block's dirty range; --vmap-flush 6.5 does)",
+    },
     FigureDef {
         name: "pt_pins_alias_pte",
         what: "of those, pins whose alias was a present PTE (lazy-ptes), the kind the host refuses: what the oracle flushes for",

@@ -292,6 +292,7 @@ fn pin_columns() -> Vec<String> {
         "pt_pins_alias_pte",
         "vm_unmap_aliases",
         "vm_unmap_aliases_flushed",
+        "vm_unmap_aliases_reflushed",
         "vm_unmap_aliases_empty",
         "vm_unmap_aliases_flushed_over_oracle",
         "tlb_flush_global",
@@ -300,6 +301,7 @@ fn pin_columns() -> Vec<String> {
         "exits_hypercall_over_oracle",
         "traps_back",
         "pt_pin_refused",
+        "pt_pin_refused_after_purge",
         "clean_pool_refills",
         "model_cycles_per_pin",
         "model_ratio_to_oracle",
@@ -404,14 +406,17 @@ fn calibration() -> Experiment {
 fn history() -> Experiment {
     let mut e = experiment(
         "history",
-        "Linux history: 2.6.28 -> 2.6.36 -> 2.6.37 under a hypervisor",
+        "Linux history: 2.6.28 -> 2.6.36 -> 2.6.37 under a hypervisor, and 6.5's vm_unmap_aliases",
         "always-flush with lazy-ptes (2.6.28), then lazy unmapping disabled (--vmap eager, 2.6.36), then \
          --vmap lazy-tlb with no alias flush at all (--alias none: the host revokes write access on the type \
-         change itself, 2.6.37).",
+         change itself, 2.6.37); last, 2.6.28's pin path with 6.5's vm_unmap_aliases (--vmap-flush 6.5), which \
+         stops flushing a block's dirty range again and again (a counterfactual: 6.5's Xen code no longer \
+         calls it at a pin).",
         vec![
             fork_churn("always-flush").label("2.6.28 lazy-ptes + always-flush"),
             fork_churn("always-flush").with("vmap", "eager").label("2.6.36 eager (lazy disabled)"),
             fork_churn("none").with("vmap", "lazy-tlb").label("2.6.37 lazy-tlb + none"),
+            fork_churn("always-flush").with("vmap-flush", "6.5").label("2.6.28 pin path, 6.5 vm_unmap_aliases"),
         ],
         &[],
     );
@@ -819,6 +824,10 @@ fn claim4() -> Experiment {
     e
 }
 
+/// pte-bench's rounds when each map reads a whole page of ptes: a tenth of the
+/// maps of [`PTE_BENCH_ROUNDS`], 51 times its pte reads.
+const PTE_BENCH_PAGE_ROUNDS: &str = "2000";
+
 fn claim5() -> Experiment {
     let mut cells = Vec::new();
     for v in [1, 2] {
@@ -826,10 +835,18 @@ fn claim5() -> Experiment {
             cells.push(pte_bench(pte, v, "2048", PTE_BENCH_ROUNDS));
         }
     }
+    for pte in ["lowpte", "atomic", "persistent", "percpu-pool", "per-task"] {
+        cells.push(
+            pte_bench(pte, 1, "2048", PTE_BENCH_PAGE_ROUNDS)
+                .with("pte-reads", "512")
+                .label(format!("{pte}, 1 vCPU, 512 ptes per map")),
+        );
+    }
     let mut e = experiment(
         "pte-cost",
-        "Cost of one pte access per --pte variant (claim 5)",
-        "pte-bench (map, read, unmap) per variant on 1 and 2 vCPUs (scripts/mm-figures.sh).",
+        "Cost of a pte access per --pte variant (claim 5)",
+        "pte-bench per variant: one map per pte read (map, read, unmap) on 1 and 2 vCPUs, and one map per pte \
+         page with all 512 of its ptes read, the shape of Linux's zap_pte_range and copy_pte_range, on 1 vCPU.",
         cells,
         PTE_COLUMNS,
     );
