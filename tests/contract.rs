@@ -81,7 +81,11 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
         ("v5", &["v5-l3-entries", "v5-l3-above-4g", "new-baseptr-rules"][..], &[][..]),
         ("v6", &["v6-frames-outside-ram"][..], &[][..]),
         ("v7", &["v7-bad-addresses"][..], &[][..]),
-        ("trap-back", &["trap-back", "trap-back-fixup-fails", "lazy-alias-host-trap"][..], &[][..]),
+        (
+            "trap-back",
+            &["trap-back", "trap-back-fixup-fails", "trap-back-readonly-stack", "lazy-alias-host-trap"][..],
+            &[][..],
+        ),
         (
             "direct-write",
             &["direct-write-assist", "direct-write-no-assist", "direct-write-l3", "direct-write-l3-assist"][..],

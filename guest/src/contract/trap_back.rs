@@ -68,3 +68,50 @@ fn trap_back_fails() {
     check!(update(l1, 6, 0) == (0, 1), "clear");
     check!(unpin(l1) == 0, "unpin");
 }
+
+crate::scenario!(
+    TRAP_BACK_READONLY_STACK,
+    "trap-back-readonly-stack",
+    "violation:trap-back frame",
+    "",
+    "a trap-back onto a stack page the guest maps read-only is refused, nothing written",
+    trap_back_readonly_stack
+);
+fn trap_back_readonly_stack() {
+    use crate::mm::layout::phys_to_virt;
+    use crate::mm::pgtable::{set_kernel_pte, KERNEL_RO};
+    let [l1, victim, stack] = frames();
+    check!(pin(1, l1) == 0, "pin");
+    check!(update(l1, 7, victim | P | RW) == (0, 1), "the alias");
+    check!(trapback::register(Some(leave_alias)) == 0, "set_callbacks");
+    // The stack page, read-only in the direct map: a push there would fault.
+    let top = phys_to_virt(stack) + 4096;
+    set_kernel_pte(phys_to_virt(stack), stack | KERNEL_RO);
+    let ops = [op(cmd::PIN_L1_TABLE, pfn(victim))];
+    let was_on = crate::arch::cpu::irq_save();
+    let block = percpu::this_cpu().hypercall.get();
+    let block_pa = block as u32 - crate::mm::layout::PAGE_OFFSET;
+    // SAFETY: this CPU's block, interrupts off; the stack switch lasts for the
+    // `out` alone, and the host either refuses the frame (the run ends) or
+    // returns to the next instruction.
+    unsafe {
+        block.write_volatile(shared::abi::HypercallBlock {
+            op: shared::abi::nr::MMUEXT_OP,
+            rc: -shared::abi::errno::ENOSYS,
+            args: [(ops.as_ptr() as u32 - crate::mm::layout::PAGE_OFFSET) as u64, 1, 0, 0],
+            ret: 0,
+        });
+        core::arch::asm!(
+            "mov {saved}, esp",
+            "mov esp, {top}",
+            "out dx, eax",
+            "mov esp, {saved}",
+            saved = out(reg) _,
+            top = in(reg) top,
+            in("dx") shared::abi::HYPERCALL_PORT,
+            in("eax") block_pa,
+        );
+    }
+    crate::arch::cpu::irq_restore(was_on);
+    check!(false, "the host delivered a trap-back onto a read-only stack");
+}

@@ -154,6 +154,18 @@ impl Hypervisor {
     /// ([`crate::pvmmu::PvMmu::check_host_write`]), all pieces or none (each
     /// is checked before any is written), under the PV MMU's lock so that no
     /// type changes in between.
+    /// Where a supervisor write to each of `vas` lands under root `cr3`, by a
+    /// walk of the guest's tables as the CPU makes it (write permission
+    /// included, which KVM_TRANSLATE does not report): all of them, or why one
+    /// would fault.
+    pub fn writable_gpas<const N: usize>(&self, cr3: u64, vas: [u32; N]) -> Result<[u64; N], String> {
+        let mut out = [0u64; N];
+        for (o, va) in out.iter_mut().zip(vas) {
+            *o = crate::pvmmu::walk::writable_gpa(&self.mem, cr3, va).map_err(|e| e.to_string())?;
+        }
+        Ok(out)
+    }
+
     pub fn write_guest_all(&self, pieces: &[(u64, &[u8])]) -> Result<(), String> {
         let pv = self.pvmmu.lock().map_err(|_| "the PV MMU's lock was poisoned".to_owned())?;
         for (gpa, bytes) in pieces {
@@ -304,7 +316,9 @@ impl Hypervisor {
         match self.protect.lock() {
             Ok(mut p) => match p.as_mut().map(applied) {
                 Some(Err(e)) => self.vmm_error(&e.to_string()),
-                _ if !changes.late.is_empty() => HypercallOutcome::Flush(crate::pvmmu::ops::ALL_VCPUS),
+                _ if !changes.late.is_empty() || changes.new_l3 => {
+                    HypercallOutcome::Flush(crate::pvmmu::ops::ALL_VCPUS)
+                }
                 _ => HypercallOutcome::Continue,
             },
             Err(_) => self.vmm_error("the write protection's lock was poisoned"),
@@ -695,12 +709,14 @@ mod tests {
         let (b, o) = call(&hv, nr::MMUEXT_OP, [0x5000, 2, 0, 0]);
         assert_eq!((b.rc, b.ret), (0, 2));
         assert!(matches!(o, HypercallOutcome::Flush(1)), "NEW_BASEPTR flushes the caller");
-        // A writable mapping of the L2 is refused (V1) and nothing is flushed.
+        // An entry of 0x202, a frame of no type, is refused (T1), and nothing
+        // is flushed.
         memory::write_obj(&hv.mem, 0x201 << 12, &((0x202u64 << 12) | 1)).unwrap();
         let bad = MmuUpdate { ptr: 0x202 << 12, val: (0x201 << 12) | 3 };
         memory::write_obj(&hv.mem, 0x6000, &bad).unwrap();
         let (b, o) = call(&hv, nr::MMU_UPDATE, [0x6000, 1, 0, 0]);
-        assert_eq!((b.rc, b.ret), (0, 1), "0x202 is no pagetable yet: a plain write");
+        assert_eq!((b.rc, b.ret), (-errno::EINVAL, 0), "0x202 has no type: no plain write");
+        assert_eq!(memory::read_obj::<u64>(&hv.mem, 0x202 << 12).unwrap(), 0, "nothing written");
         assert!(matches!(o, HypercallOutcome::Continue));
         let report = hv.pvmmu_report().unwrap();
         assert_eq!((report.frames.l3, report.frames.l2, report.frames.pinned), (1, 1, 1));

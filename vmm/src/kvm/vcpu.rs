@@ -399,16 +399,13 @@ fn deliver_fixup(
         return Err(refuse(format!("the guest stack pointer {:#x} is not 4-byte aligned", regs.rsp)));
     }
     // Every word is checked before any is written: a frame half written would
-    // already have changed guest memory.
-    let mut at = [0u64; 3];
-    for (i, slot) in at.iter_mut().enumerate() {
-        let va = esp.wrapping_add(4 * i as u32) as u64;
-        let t = vcpu.translate_gva(va).map_err(|e| fail("KVM_TRANSLATE", &e))?;
-        if t.valid == 0 {
-            return Err(refuse(format!("the guest stack at {va:#x} is not mapped")));
-        }
-        *slot = t.physical_address;
-    }
+    // already have changed guest memory. The guest's own tables say where each
+    // word goes and whether a push there would fault (a read-only stack page).
+    let cr3 = vcpu.get_sregs().map_err(|e| fail("KVM_GET_SREGS", &e))?.cr3;
+    let vas = [0, 4, 8].map(|off| esp.wrapping_add(off));
+    let at = hv
+        .writable_gpas(cr3, vas)
+        .map_err(|why| refuse(format!("the trap-back frame at ESP {esp:#x}: the guest stack: {why}")))?;
     let words = [block as u32, pfn as u32, regs.rip as u32].map(u32::to_le_bytes);
     let pieces: Vec<(u64, &[u8])> = at.iter().zip(&words).map(|(gpa, w)| (*gpa, &w[..])).collect();
     hv.write_guest_all(&pieces).map_err(|why| refuse(format!("the trap-back frame at ESP {esp:#x}: {why}")))?;

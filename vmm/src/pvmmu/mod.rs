@@ -14,6 +14,7 @@ pub mod pin_cost;
 #[cfg(test)]
 mod tests;
 pub mod validate;
+pub mod walk;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -239,6 +240,9 @@ pub struct TableChanges {
     /// Direct writes that slipped into tables validated since the last call,
     /// undone ([`Fate::Late`]).
     pub late: Vec<DirectWrite>,
+    /// A frame became an L3: every vCPU's TLB must be flushed, since no
+    /// read-only memslot revokes a writable entry of it that a TLB kept (T3).
+    pub new_l3: bool,
 }
 
 /// A direct guest write the host found in a validated table: by the dirty log
@@ -336,8 +340,9 @@ impl PvMmu {
         // accessed bit of its entries; a read-only memslot turns that write into
         // a nested page fault KVM retries forever (the guest hung in `mov cr3`,
         // 500,000 exits in 30 s). A guest cannot map an L3 writable (V1), so what
-        // is lost is only the revocation of stale writable TLB entries (T3) for
-        // L3 frames; see docs/pvmmu.md.
+        // would be lost is the revocation of stale writable TLB entries (T3) for
+        // L3 frames: a flush of every vCPU's TLB does it instead (`new_l3`); see
+        // docs/pvmmu.md.
         let changed = self.frames.take_changed();
         let mut late = vec![];
         for &(pfn, validated) in &changed {
@@ -351,7 +356,11 @@ impl PvMmu {
         if !late.is_empty() {
             self.flushed("late_write_undone");
         }
-        TableChanges { protect, tables: if revoke { changed } else { vec![] }, late }
+        let new_l3 = revoke && changed.iter().any(|&(pfn, on)| on && self.frames.ty(pfn) == FrameType::L3);
+        if new_l3 {
+            self.flushed("new_l3");
+        }
+        TableChanges { protect, tables: if revoke { changed } else { vec![] }, late, new_l3 }
     }
 
     /// Compares the tables `pfns` (found written by the dirty log) with what the

@@ -110,6 +110,12 @@ impl PvMmu {
         // after a write the host never saw).
         let old = self.tables.get(&pfn).map_or(in_memory, |t| t[idx]);
         if !ty.is_pagetable() {
+            // An entry of a `writable` frame is a plain checked write; one of a
+            // frame of no type is refused (Xen's "Bad type"): a frame nothing
+            // maps writable is not the guest's to write through the host.
+            if ty == FrameType::None {
+                return Err(Refusal::new(Rule::T1, EINVAL, pfn, "entry of a frame of no type"));
+            }
             memory::write_obj(mem, ptr, &val).map_err(|_| bad_ptr)?;
             return Ok(false);
         }

@@ -486,6 +486,50 @@ fn the_scan_check_counts_what_typecount_counts_with_many_aliases() {
     });
 }
 
+/// No read-only memslot covers an L3 (the CPU sets accessed bits in a live
+/// PDPT): a writable TLB entry of the frame kept from before its pin is
+/// revoked by a flush of every vCPU instead, asked for whenever a frame
+/// becomes an L3, and only then (a T3-weakened host never asks).
+#[test]
+fn a_new_l3_asks_for_every_vcpus_tlb_to_be_flushed() {
+    each_check(|w| {
+        assert_eq!(w.pin(1, 0x100), 0);
+        let changes = w.pv.take_protection_changes(&w.mem);
+        assert!(!changes.new_l3, "an L1 is revoked by its read-only memslot");
+        w.set(0x120, 0, pte(0x121, P));
+        assert_eq!(w.pin(3, 0x120), 0);
+        let changes = w.pv.take_protection_changes(&w.mem);
+        assert!(changes.new_l3, "the L3 (and its L2) need a flush");
+        assert!(!changes.protect.contains(&(0x120, true)), "an L3 goes in no read-only memslot");
+        assert!(!w.pv.take_protection_changes(&w.mem).new_l3, "asked once");
+        assert_eq!(w.unpin(0x120), 0);
+        assert!(!w.pv.take_protection_changes(&w.mem).new_l3, "an L3 going away needs none");
+    });
+    let mut w = World::new(HostCheck::Typecount);
+    w.pv.weaken = HostWeaken::T3;
+    w.set(0x120, 0, pte(0x121, P));
+    assert_eq!(w.pin(3, 0x120), 0);
+    assert!(!w.pv.take_protection_changes(&w.mem).new_l3, "--weaken t3 revokes nothing");
+}
+
+/// `mmu_update` writes an entry of a pagetable (validated), or of a frame the
+/// guest maps writable (a plain write); a frame of no type is refused.
+#[test]
+fn mmu_update_into_a_frame_of_no_type_is_refused() {
+    each_check(|w| {
+        assert_eq!(w.pv.frames.ty(0x130), FrameType::None);
+        let r = w.update(&[(ptr(0x130, 0), 0x1234)]);
+        assert_eq!((r.rc, r.done), (-EINVAL, 0));
+        assert_eq!(w.get(0x130, 0), 0, "nothing written");
+        // Mapped writable by a pinned L1, it takes a plain write.
+        assert_eq!(w.pin(1, 0x100), 0);
+        assert_eq!(w.update(&[(ptr(0x100, 0), pte(0x130, P | RW))]).rc, 0);
+        assert_eq!(w.pv.frames.ty(0x130), FrameType::Writable);
+        assert_eq!(w.update(&[(ptr(0x130, 0), 0x1234)]).rc, 0);
+        assert_eq!(w.get(0x130, 0), 0x1234);
+    });
+}
+
 #[test]
 fn a_direct_write_before_the_protection_is_found_and_one_after_is_emulated() {
     each_check(|w| {
