@@ -306,6 +306,17 @@ fn a_full_kmap_pool_puts_takers_to_sleep_and_wakes_them() {
     }
 }
 
+/// pte-highmem's series: with every entry of the pagetable series but one
+/// held, a nested pte map takes its second map from a series of its own and
+/// completes (one pool for both maps would sleep for ever), on 1 and 2 vCPUs.
+#[test]
+fn nested_persistent_pte_maps_on_a_full_pool_do_not_deadlock() {
+    for vcpus in [1, 2] {
+        let j = assert_passes(&format!("kmap-hold-persistent-{vcpus}cpu"));
+        assert_eq!(j.result("nested_map_on_full_series"), 1, "{vcpus} vCPUs: {}", j.stdout());
+    }
+}
+
 #[test]
 fn per_task_kmaps_are_held_across_yields_without_a_pool() {
     for vcpus in [1, 2] {

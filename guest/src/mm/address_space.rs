@@ -29,7 +29,7 @@ use shared::counters::Counter;
 use shared::pae::{self, A, ADDR_MASK, D, P, RW, US};
 
 use crate::arch::cpu;
-use crate::mm::highpte::{self, pte_offset_map, pte_offset_map_nested, PteMapLong};
+use crate::mm::highpte::{self, pte_offset_map, pte_offset_map_nested, pte_offset_map_zap, PteMapLong};
 use crate::mm::kmap::{kmap_atomic, kunmap_atomic, KmType, PER_TASK_VA};
 use crate::mm::layout::{phys_to_virt, PAGE_OFFSET, PAGE_SIZE};
 use crate::mm::page;
@@ -292,7 +292,7 @@ pub fn put(ctx: &mut MaySleep, mm: &Mm) {
         pv::unpin_with(&[], &|f| mm.for_each_table(f));
     }
     mm.for_each_l1(&mut |_, l1| {
-        let map = pte_offset_map(ctx, l1);
+        let map = pte_offset_map_zap(ctx, l1);
         for i in 0..512 {
             let e = map.get(i);
             if e != 0 {
@@ -443,7 +443,7 @@ pub fn munmap(ctx: &mut MaySleep, mm: &Mm, start: u32, len: u32) -> Result<(), i
     while va < end {
         let next = ((va >> 21) + 1) << 21;
         if let Some(l1) = mm.l1(va) {
-            let map = pte_offset_map(ctx, l1);
+            let map = pte_offset_map_zap(ctx, l1);
             let mut v = va;
             while v < end.min(next) {
                 let i = pae::indexes(v).2;

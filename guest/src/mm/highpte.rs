@@ -8,8 +8,13 @@
 //!   and remaps around the scheduling point when the map is an atomic one.
 //!
 //! How a pte page is mapped per variant: lowpte: directly (it is lowmem);
-//! atomic: KM_PTE0 / KM_PTE1; persistent: `kmap`; percpu-pool: a slot of this
+//! atomic: KM_PTE0 / KM_PTE1; persistent: an entry of pte-highmem's pagetable
+//! series (the nested map from the second series); percpu-pool: a slot of this
 //! CPU's pool; per-task: slot 0 / 1 of the task's own pair.
+//!
+//! [`pte_offset_map_zap`] is the fast path of a teardown (pte-highmem's
+//! `pte_offset_atomic` in zap_page_range): under `--pte persistent` it maps
+//! with KM_PTE0 instead of a series entry; every other variant maps as usual.
 
 use nosleep::{MaySleep, Unmap};
 use shared::config::PteVariant;
@@ -39,7 +44,7 @@ pub fn pte_zone() -> Zone {
 pub enum Slot {
     Direct,
     Atomic(*mut u8),
-    Persistent(u64),
+    Serie(*mut u8),
     Pool(u32),
     Task(u64, usize),
 }
@@ -49,7 +54,7 @@ impl Slot {
         match *self {
             Slot::Direct => {}
             Slot::Atomic(va) => kmap::kunmap_atomic(va),
-            Slot::Persistent(pa) => kmap::kunmap(pa),
+            Slot::Serie(va) => kmap::kunmap_serie(va),
             Slot::Pool(s) => kmap::kunmap_pool(s),
             Slot::Task(pa, i) => kmap::kunmap_task(pa, i),
         }
@@ -108,7 +113,11 @@ fn map(ctx: &mut MaySleep, pt: u64, nest: usize) -> (*mut u64, Slot) {
             let va = kmap::kmap_atomic_prot(pt, if nest == 0 { KmType::Pte0 } else { KmType::Pte1 }, w);
             (va as *mut u64, Slot::Atomic(va))
         }
-        PteVariant::Persistent => (kmap::kmap_prot(ctx, pt, w) as *mut u64, Slot::Persistent(pt)),
+        PteVariant::Persistent => {
+            let serie = if nest == 0 { kmap::Serie::Pagetable } else { kmap::Serie::Pagetable2 };
+            let va = kmap::kmap_serie_prot(ctx, pt, serie, w);
+            (va as *mut u64, Slot::Serie(va))
+        }
         PteVariant::PercpuPool => {
             let (va, s) = kmap::kmap_pool_prot(ctx, pt, w);
             (va as *mut u64, Slot::Pool(s))
@@ -121,6 +130,22 @@ fn map(ctx: &mut MaySleep, pt: u64, nest: usize) -> (*mut u64, Slot) {
 pub fn pte_offset_map(ctx: &mut MaySleep, pt: u64) -> PteMap<'_> {
     let (table, slot) = map(ctx, pt, 0);
     // SAFETY: `map` mapped the page at `table` until `slot` unmaps it.
+    unsafe { PteMap::new(ctx.enter_atomic(), table, Mapped::new(pt, slot)) }
+}
+
+/// Maps the pte page `pt` for a teardown's atomic section (munmap, exit): as
+/// [`pte_offset_map`], but atomically (KM_PTE0) under `--pte persistent`,
+/// pte-highmem's `pte_offset_atomic` on the zap path.
+pub fn pte_offset_map_zap(ctx: &mut MaySleep, pt: u64) -> PteMap<'_> {
+    let (table, slot) = if variant() == PteVariant::Persistent && !page::is_lowmem(pt) {
+        percpu::count(Counter::PteMaps, 1);
+        let w = !pv::on() || !page::is_pinned(pt);
+        let va = kmap::kmap_atomic_prot(pt, KmType::Pte0, w);
+        (va as *mut u64, Slot::Atomic(va))
+    } else {
+        map(ctx, pt, 0)
+    };
+    // SAFETY: as in pte_offset_map.
     unsafe { PteMap::new(ctx.enter_atomic(), table, Mapped::new(pt, slot)) }
 }
 

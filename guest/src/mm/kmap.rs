@@ -7,7 +7,10 @@
 //!   `--last-pkmap` entries under one `kmap_lock`, `pkmap_count` with Linux's
 //!   meaning (0 free, 1 unused but maybe still in some TLB, n: n-1 users), the
 //!   page->virtual cache, and on wrap the O(N) `flush_all_zero_pkmaps` with one
-//!   global TLB flush by IPI. A full pool puts the caller to sleep.
+//!   global TLB flush by IPI. A full pool puts the caller to sleep. As in
+//!   Arcangeli's pte-highmem-5, pte pages have two series of their own beside
+//!   this default one ([`Serie`]): `--last-pkmap` entries each, a waitqueue each,
+//!   a fresh entry per map.
 //! - **percpu-pool**: `--pool-size` fixmap slots per CPU that a task may keep
 //!   across sleeps, because the task is pinned to its CPU while it holds one (no
 //!   other CPU takes it); no lock, local flushes, sleeps when the CPU's pool is
@@ -25,7 +28,9 @@ use shared::boot::MAX_VCPUS;
 use shared::counters::Counter;
 use shared::pae::ADDR_MASK;
 
-use crate::mm::layout::{fix_to_virt, phys_to_virt, FixSlot, PAGE_SIZE, PKMAP_BASE, PKMAP_MAX};
+use crate::mm::layout::{
+    fix_to_virt, phys_to_virt, pkmap_base, FixSlot, FIXMAP_START, PAGE_SIZE, PKMAP_MAX, PKMAP_MIN,
+};
 use crate::mm::page::{self, pfn_to_page};
 use crate::mm::pgtable::{kernel_pte, write_kernel_pte, KERNEL_RO, KERNEL_RW};
 use crate::mm::{pv, tlb};
@@ -113,7 +118,7 @@ pub fn kmap_atomic_prot(pa: u64, ty: KmType, writable: bool) -> *mut u8 {
 /// Ends an atomic kmap of `va` (from [`kmap_atomic`]).
 pub fn kunmap_atomic(va: *mut u8) {
     let va = va as u32;
-    if va >= PKMAP_BASE && clear_on_unmap() {
+    if va >= FIXMAP_START && clear_on_unmap() {
         // This CPU's own fixmap slot, still preemption off.
         write_kernel_pte(va, 0);
         tlb::flush_one(va);
@@ -125,6 +130,23 @@ pub fn kunmap_atomic(va: *mut u8) {
 
 // ---------------------------------------------------------------- persistent
 
+/// The series of the persistent kmap window (pte-highmem-5's `km_serie_type`),
+/// `--last-pkmap` entries each, each with its own waitqueue, under the one
+/// kmap_lock. A task never takes two entries of one series at once (two maps
+/// of one pool could deadlock: every task holding one and waiting for a
+/// second), so a nested pte map comes from a series of its own.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Serie {
+    /// `kmap()` of any page, with the page->virtual cache.
+    Default = 0,
+    /// `pte_offset`: a pte page, a fresh entry every map (no page->virtual).
+    Pagetable = 1,
+    /// `pte_offset2`: the nested pte map (fork's copy, mremap's move).
+    Pagetable2 = 2,
+}
+
+const SERIES: [Serie; 3] = [Serie::Default, Serie::Pagetable, Serie::Pagetable2];
+
 struct Pkmap {
     /// Linux's pkmap_count: 0 free, 1 unused (maybe cached in a TLB), n >= 2 in use.
     count: [u16; PKMAP_MAX as usize],
@@ -135,21 +157,33 @@ struct Pkmap {
     wraps: u32,
 }
 
-static KMAP_LOCK: SpinLock<Pkmap> =
-    SpinLock::new(Pkmap { count: [0; PKMAP_MAX as usize], pa: [0; PKMAP_MAX as usize], last: 0, wraps: 0 });
-static PKMAP_WAIT: WaitQueue = WaitQueue::new();
-/// Entries with count 0 or 1 (a hint for the sleepers' condition).
-static PKMAP_RECLAIMABLE: AtomicU32 = AtomicU32::new(0);
+impl Pkmap {
+    const fn new() -> Self {
+        Pkmap { count: [0; PKMAP_MAX as usize], pa: [0; PKMAP_MAX as usize], last: 0, wraps: 0 }
+    }
+}
+
+/// The series, under kmap_lock.
+static KMAP_LOCK: SpinLock<[Pkmap; 3]> = SpinLock::new([Pkmap::new(), Pkmap::new(), Pkmap::new()]);
+static PKMAP_WAIT: [WaitQueue; 3] = [const { WaitQueue::new() }; 3];
+/// Entries with count 0 or 1, per series (a hint for the sleepers' condition).
+static PKMAP_RECLAIMABLE: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
 
 fn last_pkmap() -> u32 {
-    bootinfo::get().config.last_pkmap as u32
+    (bootinfo::get().config.last_pkmap as u32).clamp(PKMAP_MIN, PKMAP_MAX)
 }
 
-fn pkmap_va(i: u32) -> u32 {
-    PKMAP_BASE + i * PAGE_SIZE
+fn pkmap_va(s: Serie, i: u32) -> u32 {
+    pkmap_base() + (s as u32 * last_pkmap() + i) * PAGE_SIZE
 }
 
-fn lock_kmap() -> crate::sync::SpinGuard<'static, Pkmap> {
+/// The series and index of a persistent kmap address.
+fn pkmap_slot(va: u32) -> (Serie, usize) {
+    let n = (va - pkmap_base()) / PAGE_SIZE;
+    (SERIES[(n / last_pkmap()) as usize], (n % last_pkmap()) as usize)
+}
+
+fn lock_kmap() -> crate::sync::SpinGuard<'static, [Pkmap; 3]> {
     let (g, spins) = KMAP_LOCK.lock_counted();
     count(Counter::KmapLockTaken);
     if spins != 0 {
@@ -159,8 +193,9 @@ fn lock_kmap() -> crate::sync::SpinGuard<'static, Pkmap> {
     g
 }
 
-/// Frees every entry nobody uses (count 1) and flushes every CPU's TLB once.
-fn flush_all_zero_pkmaps(p: &mut Pkmap) {
+/// Frees every entry of series `s` nobody uses (count 1) and flushes every
+/// CPU's TLB once if it freed any.
+fn flush_all_zero_pkmaps(p: &mut Pkmap, s: Serie) {
     count(Counter::PkmapFlushes);
     let mut freed = 0;
     pv::lazy_enter();
@@ -170,12 +205,15 @@ fn flush_all_zero_pkmaps(p: &mut Pkmap) {
         }
         p.count[i as usize] = 0;
         freed += 1;
-        // 0: a forgotten entry, its pte already clear and its page on its own.
+        // 0: a forgotten (or already cleared) entry, its pte clear.
         if p.pa[i as usize] != 0 {
             // The pool's own kernel pte, under kmap_lock.
-            write_kernel_pte(pkmap_va(i), 0);
-            // SAFETY: page->virtual is under kmap_lock.
-            unsafe { *pfn_to_page(p.pa[i as usize] >> 12).virtual_.get() = 0 };
+            write_kernel_pte(pkmap_va(s, i), 0);
+            if s == Serie::Default {
+                // SAFETY: page->virtual is under kmap_lock.
+                unsafe { *pfn_to_page(p.pa[i as usize] >> 12).virtual_.get() = 0 };
+            }
+            p.pa[i as usize] = 0;
         }
     }
     pv::lazy_leave();
@@ -185,14 +223,51 @@ fn flush_all_zero_pkmaps(p: &mut Pkmap) {
     }
 }
 
+/// A free entry of series `s` for `pa`, mapped and counted 1 (unused), or
+/// `None` when every entry is in use. The scan starts after the last entry
+/// taken; at the wrap every unused entry is freed with one global flush.
+fn take_entry(p: &mut Pkmap, s: Serie, pa: u64, writable: bool) -> Option<u32> {
+    let n = last_pkmap();
+    let mut scanned = 0;
+    while scanned < n {
+        p.last = (p.last + 1) % n;
+        if p.last == 0 {
+            // The flush frees every unused entry, also those this scan has
+            // passed already: scan the whole pool again (Linux resets its
+            // count here too).
+            p.wraps += 1;
+            flush_all_zero_pkmaps(p, s);
+            scanned = 0;
+        }
+        if p.count[p.last as usize] == 0 {
+            let (i, va) = (p.last, pkmap_va(s, p.last));
+            // A free entry of the window, under kmap_lock.
+            write_kernel_pte(va, kmap_entry(pa, writable));
+            pv::flush();
+            p.count[i as usize] = 1;
+            p.pa[i as usize] = pa;
+            return Some(i);
+        }
+        scanned += 1;
+    }
+    None
+}
+
+/// Sleeps until series `s` may have an entry again (kmap_lock dropped by the
+/// caller).
+fn wait_for_entry(ctx: &mut MaySleep, s: Serie) {
+    count(Counter::KmapSleeps);
+    PKMAP_WAIT[s as usize].wait_until(ctx, || PKMAP_RECLAIMABLE[s as usize].load(Ordering::Relaxed) != 0);
+}
+
 /// Maps `pa` writable in the persistent pool (or returns its existing mapping);
 /// may sleep.
 pub fn kmap(ctx: &mut MaySleep, pa: u64) -> *mut u8 {
     kmap_prot(ctx, pa, true)
 }
 
-/// Maps `pa` in the persistent pool, writable or read-only. A page has one
-/// mapping in the pool, shared by its users, so it is always used one way: a
+/// Maps `pa` in the default series, writable or read-only. A page has one
+/// mapping there, shared by its users, so it is always used one way: a
 /// pagetable read-only, anything else writable ([`forget`] drops the unused
 /// mapping of a page that changes between the two).
 pub fn kmap_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> *mut u8 {
@@ -209,42 +284,17 @@ pub fn kmap_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> *mut u8 {
         count(Counter::KmapCacheHits);
     }
     while va == 0 {
-        let n = last_pkmap();
-        let mut scanned = 0;
-        let mut found = None;
-        while scanned < n {
-            p.last = (p.last + 1) % n;
-            if p.last == 0 {
-                // The flush frees every unused entry, also those this scan has
-                // passed already: scan the whole pool again (Linux resets its
-                // count here too).
-                p.wraps += 1;
-                flush_all_zero_pkmaps(&mut p);
-                scanned = 0;
-            }
-            if p.count[p.last as usize] == 0 {
-                found = Some(p.last);
-                break;
-            }
-            scanned += 1;
-        }
-        match found {
+        match take_entry(&mut p[Serie::Default as usize], Serie::Default, pa, writable) {
             Some(i) => {
-                va = pkmap_va(i);
-                // A free entry of the pool's window, under kmap_lock.
-                write_kernel_pte(va, kmap_entry(pa, writable));
-                pv::flush();
-                p.count[i as usize] = 1;
-                p.pa[i as usize] = pa;
+                va = pkmap_va(Serie::Default, i);
                 // SAFETY: under kmap_lock.
                 unsafe { *page.virtual_.get() = va };
             }
             None => {
                 // Every entry is in use: sleep until a kunmap frees one.
-                count(Counter::KmapSleeps);
-                PKMAP_RECLAIMABLE.store(0, Ordering::Relaxed);
+                PKMAP_RECLAIMABLE[0].store(0, Ordering::Relaxed);
                 drop(p);
-                PKMAP_WAIT.wait_until(ctx, || PKMAP_RECLAIMABLE.load(Ordering::Relaxed) != 0);
+                wait_for_entry(ctx, Serie::Default);
                 p = lock_kmap();
                 // Someone else may have mapped the page meanwhile.
                 // SAFETY: under kmap_lock.
@@ -252,8 +302,8 @@ pub fn kmap_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> *mut u8 {
             }
         }
     }
-    let i = (va - PKMAP_BASE) / PAGE_SIZE;
-    p.count[i as usize] += 1;
+    let (_, i) = pkmap_slot(va);
+    p[0].count[i] += 1;
     drop(p);
     note_map();
     va as *mut u8
@@ -269,32 +319,80 @@ pub fn kunmap(pa: u64) {
     // SAFETY: under kmap_lock.
     let va = unsafe { *page.virtual_.get() };
     assert!(va != 0, "kunmap of a page that is not kmapped");
-    let i = ((va - PKMAP_BASE) / PAGE_SIZE) as usize;
-    p.count[i] -= 1;
-    let wake = p.count[i] == 1;
+    let (_, i) = pkmap_slot(va);
+    p[0].count[i] -= 1;
+    let wake = p[0].count[i] == 1;
     drop(p);
     note_unmap();
     if wake {
-        PKMAP_RECLAIMABLE.fetch_add(1, Ordering::Relaxed);
-        PKMAP_WAIT.wake_all();
+        PKMAP_RECLAIMABLE[0].fetch_add(1, Ordering::Relaxed);
+        PKMAP_WAIT[0].wake_all();
     }
 }
 
-/// How often the pool's scan wrapped and flushed (not counting
-/// [`kmap_flush_unused`], which `pkmap_flushes` counts too).
+/// Maps the pte page `pa` in series `s` (pte-highmem's `kmap_pagetable`):
+/// always a fresh entry, the address kept by the caller, not in page->virtual;
+/// may sleep when the series is full.
+pub fn kmap_serie_prot(ctx: &mut MaySleep, pa: u64, s: Serie, writable: bool) -> *mut u8 {
+    assert!(s != Serie::Default, "kmap_serie_prot is for the pagetable series");
+    if page::is_lowmem(pa) {
+        count(Counter::KmapDirect);
+        return phys_to_virt(pa) as *mut u8;
+    }
+    count(Counter::KmapPersistent);
+    let mut p = lock_kmap();
+    let i = loop {
+        if let Some(i) = take_entry(&mut p[s as usize], s, pa, writable) {
+            break i;
+        }
+        PKMAP_RECLAIMABLE[s as usize].store(0, Ordering::Relaxed);
+        drop(p);
+        wait_for_entry(ctx, s);
+        p = lock_kmap();
+    };
+    p[s as usize].count[i as usize] = 2;
+    drop(p);
+    note_map();
+    pkmap_va(s, i) as *mut u8
+}
+
+/// Ends a map of [`kmap_serie_prot`] at `va` (lowmem: nothing to do). The
+/// entry stays "unused, maybe in a TLB" until its series wraps; under the
+/// debug checker or the host's PV MMU its pte goes at once.
+pub fn kunmap_serie(va: *mut u8) {
+    let va = va as u32;
+    if va < pkmap_base() || va >= FIXMAP_START {
+        return;
+    }
+    let (s, i) = pkmap_slot(va);
+    let mut p = lock_kmap();
+    p[s as usize].count[i] = 1;
+    if clear_on_unmap() {
+        // The series' own pte, under kmap_lock; the TLB entry goes at the wrap.
+        write_kernel_pte(va, 0);
+        p[s as usize].pa[i] = 0;
+    }
+    drop(p);
+    note_unmap();
+    PKMAP_RECLAIMABLE[s as usize].fetch_add(1, Ordering::Relaxed);
+    PKMAP_WAIT[s as usize].wake_all();
+}
+
+/// How often the series' scans wrapped and flushed, all series together (not
+/// counting [`kmap_flush_unused`], which `pkmap_flushes` counts too).
 pub fn wrap_flushes() -> u32 {
-    KMAP_LOCK.lock().wraps
+    lock_kmap().iter().map(|p| p.wraps).sum()
 }
 
-/// Whether a task sleeps waiting for a free entry of the persistent pool.
+/// Whether a task sleeps waiting for a free entry of some series.
 pub fn pkmap_waiters() -> bool {
-    PKMAP_WAIT.has_sleepers()
+    PKMAP_WAIT.iter().any(|w| w.has_sleepers())
 }
 
-/// Drops the persistent mapping of `pa` if nobody uses it (under `--pvmmu on`,
-/// when the page becomes a pagetable or stops being one): its pte is cleared at
-/// once, its entry stays "unused, maybe in a TLB" until the next wrap flush
-/// frees it. A stale TLB entry elsewhere is the host's business (T3).
+/// Drops the default series' mapping of `pa` if nobody uses it (under
+/// `--pvmmu on`, when the page becomes a pagetable or stops being one): its pte
+/// is cleared at once, its entry stays "unused, maybe in a TLB" until the next
+/// wrap flush frees it. A stale TLB entry elsewhere is the host's business (T3).
 pub fn forget(pa: u64) {
     let page = pfn_to_page(pa >> 12);
     let mut p = lock_kmap();
@@ -303,18 +401,21 @@ pub fn forget(pa: u64) {
     if va == 0 {
         return;
     }
-    let i = ((va - PKMAP_BASE) / PAGE_SIZE) as usize;
-    assert!(p.count[i] == 1, "BUG: frame {:#x} changes type while kmapped ({} users)", pa >> 12, p.count[i] - 1);
+    let (_, i) = pkmap_slot(va);
+    assert!(p[0].count[i] == 1, "BUG: frame {:#x} changes type while kmapped ({} users)", pa >> 12, p[0].count[i] - 1);
     write_kernel_pte(va, 0);
-    p.pa[i] = 0;
+    p[0].pa[i] = 0;
     // SAFETY: under kmap_lock.
     unsafe { *page.virtual_.get() = 0 };
 }
 
-/// Drops every unused persistent mapping now (Linux's `kmap_flush_unused`).
+/// Drops every unused persistent mapping now, in every series (Linux's
+/// `kmap_flush_unused`).
 pub fn kmap_flush_unused() {
     let mut p = lock_kmap();
-    flush_all_zero_pkmaps(&mut p);
+    for s in SERIES {
+        flush_all_zero_pkmaps(&mut p[s as usize], s);
+    }
 }
 
 // ---------------------------------------------------------------- per-CPU pool

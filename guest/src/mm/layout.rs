@@ -4,9 +4,14 @@
 //! 0x00000000 .. 0xC0000000   user space
 //! 0xC0000000 .. +lowmem      lowmem, directly mapped (at most 896 MiB)
 //! VMALLOC_START .. END       vmalloc / vmap (after an 8 MiB gap above 896 MiB)
-//! PKMAP_BASE .. +8 MiB       the persistent kmap window (LAST_PKMAP <= 2048)
+//! pkmap_base() .. FIXMAP     the persistent kmap window: its three series
+//!                            (pte-highmem's), `--last-pkmap` entries each
 //! FIXMAP_START .. 4 GiB      fixmap: the xAPIC page, per-CPU atomic kmap slots
 //! ```
+//!
+//! As in pte-highmem-5 (`PKMAP_SIZE = LAST_PKMAP * KM_NR_SERIES`), the window
+//! is as large as its series need and ends below the fixmap; the vmalloc space
+//! ends two guard pages below it, so it grows as the pool shrinks.
 
 use shared::boot::MAX_VCPUS;
 
@@ -15,12 +20,29 @@ pub const PAGE_OFFSET: u32 = 0xc000_0000;
 /// The most RAM that can be directly mapped.
 pub const MAX_LOWMEM: u64 = 896 << 20;
 pub const VMALLOC_START: u32 = PAGE_OFFSET + MAX_LOWMEM as u32 + (8 << 20);
-pub const PKMAP_BASE: u32 = 0xff40_0000;
-/// The largest persistent kmap window, in pages.
+/// The most entries a persistent kmap series has (`--last-pkmap`).
 pub const PKMAP_MAX: u32 = 2048;
-/// Two guard pages between vmalloc space and the kmap window.
-pub const VMALLOC_END: u32 = PKMAP_BASE - 2 * PAGE_SIZE;
-pub const FIXMAP_START: u32 = PKMAP_BASE + PKMAP_MAX * PAGE_SIZE;
+/// The fewest (`--last-pkmap`'s lower bound).
+pub const PKMAP_MIN: u32 = 128;
+/// Series of the persistent kmap window (pte-highmem's KM_NR_SERIES).
+pub const PKMAP_SERIES: u32 = 3;
+pub const FIXMAP_START: u32 = 0xffc0_0000;
+/// The lowest the kmap window starts (every series at its largest).
+pub const PKMAP_BASE_MIN: u32 = FIXMAP_START - PKMAP_SERIES * PKMAP_MAX * PAGE_SIZE;
+/// The highest the vmalloc space ends (every series at its smallest).
+pub const VMALLOC_END_MAX: u32 = FIXMAP_START - PKMAP_SERIES * PKMAP_MIN * PAGE_SIZE - 2 * PAGE_SIZE;
+
+/// Where the persistent kmap window starts: its series of `--last-pkmap`
+/// entries each, just below the fixmap.
+pub fn pkmap_base() -> u32 {
+    let last = (crate::bootinfo::get().config.last_pkmap as u32).clamp(PKMAP_MIN, PKMAP_MAX);
+    FIXMAP_START - PKMAP_SERIES * last * PAGE_SIZE
+}
+
+/// The end of the vmalloc space: two guard pages below the kmap window.
+pub fn vmalloc_end() -> u32 {
+    pkmap_base() - 2 * PAGE_SIZE
+}
 /// The last page of the address space is never mapped.
 pub const FIXMAP_END: u32 = 0xffff_f000;
 
@@ -49,7 +71,7 @@ pub const fn fix_to_virt(slot: FixSlot) -> u32 {
 
 const _: () =
     assert!(fix_to_virt(FixSlot::Kmap { cpu: MAX_VCPUS as u32 - 1, idx: KMAP_SLOTS_PER_CPU - 1 }) < FIXMAP_END);
-const _: () = assert!(VMALLOC_START < VMALLOC_END);
+const _: () = assert!(VMALLOC_START < PKMAP_BASE_MIN);
 
 /// The kernel virtual address of a lowmem physical address.
 #[inline]

@@ -31,7 +31,7 @@ use shared::counters::Counter;
 use shared::pae::{ADDR_MASK, P};
 use vmspace::{AllocError, AreaState, AreaTree, Node, NIL};
 
-use crate::mm::layout::{PAGE_SIZE, VMALLOC_END, VMALLOC_START};
+use crate::mm::layout::{vmalloc_end, PAGE_SIZE, VMALLOC_START};
 use crate::mm::page;
 use crate::mm::pgtable::{kernel_pte, write_kernel_pte, KERNEL_RW};
 use crate::mm::pv::{self, AfterFlush};
@@ -86,7 +86,7 @@ pub fn init(info: &shared::boot::BootInfo) {
     VARIANT.store(info.config.vmap() as u32, Ordering::Relaxed);
     MAX_LAZY.store(lazy_max_pages(info.nr_vcpus), Ordering::Relaxed);
     // Room for the most areas the space can hold: one page and its guard each.
-    let nodes = ((VMALLOC_END - VMALLOC_START) / (2 * PAGE_SIZE)) as usize + 8;
+    let nodes = ((vmalloc_end() - VMALLOC_START) / (2 * PAGE_SIZE)) as usize + 8;
     let bytes = (nodes * core::mem::size_of::<Node>()) as u64;
     let pa = memblock::alloc_contiguous_fresh(bytes).expect("no lowmem for the vmap area nodes");
     let base = crate::mm::layout::phys_to_virt(pa) as *mut Node;
@@ -125,7 +125,7 @@ pub fn room_for(pages: u32) -> u32 {
         prev_end = area.end;
         id = a.tree.next(i);
     }
-    room + (VMALLOC_END - prev_end) / size
+    room + (vmalloc_end() - prev_end) / size
 }
 
 pub fn stats() -> Stats {
@@ -145,7 +145,7 @@ pub(super) fn alloc_area(size: u32, align: u32, kind: u32) -> Option<u32> {
     loop {
         let fit = {
             let mut a = areas().lock();
-            let r = a.tree.alloc(size, align, VMALLOC_START, VMALLOC_END);
+            let r = a.tree.alloc(size, align, VMALLOC_START, vmalloc_end());
             if let Ok(f) = r {
                 a.tree.set_data(f.id, kind);
             }

@@ -14,7 +14,7 @@ use shared::config::VmapVariant;
 use shared::counters::Counter;
 use vmspace::BlockMap;
 
-use crate::mm::layout::{PAGE_SIZE, VMALLOC_END, VMALLOC_START};
+use crate::mm::layout::{vmalloc_end, PAGE_SIZE, VMALLOC_END_MAX, VMALLOC_START};
 use crate::mm::vmap::{self, VM_BLOCK};
 use crate::percpu;
 use crate::sync::SpinLock;
@@ -36,7 +36,7 @@ pub fn bbmap_bits(cpus: u32) -> u32 {
 const BASE: u32 = VMALLOC_START & !((4 << 20) - 1);
 /// Block positions in the vmalloc space at the smallest block size in use
 /// (256 pages, 8 CPUs).
-const MAX_BLOCKS: usize = ((VMALLOC_END - BASE) / (256 * PAGE_SIZE)) as usize + 1;
+const MAX_BLOCKS: usize = ((VMALLOC_END_MAX - BASE) / (256 * PAGE_SIZE)) as usize + 1;
 
 struct Block {
     map: BlockMap,
@@ -69,7 +69,7 @@ fn block_size() -> u32 {
 
 pub(super) fn init(cpus: u32) {
     let b = bbmap_bits(cpus);
-    assert!((((VMALLOC_END - BASE) / (b * PAGE_SIZE)) as usize) < MAX_BLOCKS);
+    assert!((((vmalloc_end() - BASE) / (b * PAGE_SIZE)) as usize) < MAX_BLOCKS);
     BITS.set(b);
 }
 

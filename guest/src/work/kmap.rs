@@ -76,6 +76,44 @@ fn pool_size(f: Form) -> Option<u32> {
     }
 }
 
+/// Under `--pte persistent`, on the driver: with every entry of the pagetable
+/// series but one held, a nested pte map still completes, its second map
+/// coming from the series of its own (pte-highmem's deadlock avoidance; with
+/// one pool for both maps it would sleep for ever). Reports
+/// `nested_map_on_full_series` (1: completed).
+pub fn nested_maps_on_a_full_series(ctx: &mut MaySleep) {
+    if highpte::variant() != PteVariant::Persistent {
+        return;
+    }
+    let Some(pt) = page::alloc_pages(Zone::HighMem, 0) else {
+        check!(false, "no highmem page for the nested-map check");
+        return;
+    };
+    crate::mm::ptcache::zero_page(pt);
+    // The held addresses, in two lowmem pages (too many for a kernel stack).
+    let Some(store) = page::alloc_pages(Zone::Normal, 1) else {
+        check!(false, "no lowmem for the nested-map check");
+        page::free_pages(pt, 0);
+        return;
+    };
+    let n = crate::bootinfo::get().config.last_pkmap as usize;
+    // SAFETY: two lowmem pages of our own, directly mapped: 2048 addresses.
+    let held = unsafe { core::slice::from_raw_parts_mut(phys_to_virt(store) as *mut u32, 2048) };
+    for h in held.iter_mut().take(n - 1) {
+        *h = kmap::kmap_serie_prot(ctx, pt, kmap::Serie::Pagetable, true) as u32;
+    }
+    {
+        let (a, b) = highpte::pte_offset_map_nested(ctx, pt, pt);
+        check!(a.get(0) == 0 && b.get(0) == 0, "the nested map reads a zeroed pte page");
+    }
+    for &h in held.iter().take(n - 1) {
+        kmap::kunmap_serie(h as *mut u8);
+    }
+    page::free_pages(store, 1);
+    page::free_pages(pt, 0);
+    crate::hv::result("nested_map_on_full_series", 1);
+}
+
 /// The driver, before starting `tasks` tasks: says what will happen, and refuses
 /// sizes that could deadlock (a failed check, and `false`).
 pub fn prepare(tasks: u32, pages: u32) -> bool {

@@ -130,6 +130,7 @@ pub fn run(cfg: &Config) {
         Workload::KmapHold => {
             // Ring 3 cannot reach the per-task pair or the stack's guard.
             phase(&mut ctx, "probe-kernel-pages", Mode::ProbeKernelPages, 1, 1, 1, 0);
+            kmap_hold::nested_maps_on_a_full_series(&mut ctx);
             if kmap_hold::prepare(n, pages) {
                 phase(&mut ctx, "kmap-hold", Mode::KmapHold, n, pages, rounds, 0);
             }
