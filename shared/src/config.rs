@@ -303,6 +303,12 @@ config_enum! {
         /// CR3 may select any 32-byte PDPT slot of a validated L3, not only the
         /// first (whose four entries are the ones the host validated).
         Cr3Slot = "cr3-slot",
+        /// The trap-back frame goes wherever the guest's tables map the stack,
+        /// read-only pages too (the walk's RW check skipped, as trusting
+        /// KVM_TRANSLATE's `writeable` did).
+        StackWalk = "stack-walk",
+        /// An `mmu_update` into a frame of no type is applied as a plain write.
+        UntypedWrite = "untyped-write",
     }
 }
 

@@ -95,3 +95,22 @@ fn v1_alias() {
     check!(pin(1, victim) == 0, "the unaliased frame");
     check!(unpin(victim) == 0 && unpin(l1) == 0, "unpins");
 }
+
+crate::scenario!(
+    UNTYPED_WRITE,
+    "mmu-update-untyped",
+    "pass",
+    "",
+    "mmu_update into a frame of no type is refused, nothing written; mapped writable, it takes a plain write",
+    untyped_write
+);
+fn untyped_write() {
+    let [l1, frame] = frames();
+    check!(update(frame, 3, 0x1234) == (-EINVAL, 0), "an entry of a frame of no type was written");
+    check!(read(frame, 3) == 0, "the refused write reached memory");
+    check!(pin(1, l1) == 0, "pin");
+    check!(update(l1, 0, frame | P | RW) == (0, 1), "a writable mapping of the frame");
+    check!(update(frame, 3, 0x1234) == (0, 1), "a plain write into a frame mapped writable");
+    check!(read(frame, 3) == 0x1234, "the plain write did not reach memory");
+    check!(update(l1, 0, 0) == (0, 1) && unpin(l1) == 0, "clean up");
+}

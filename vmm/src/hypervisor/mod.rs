@@ -159,9 +159,10 @@ impl Hypervisor {
     /// included, which KVM_TRANSLATE does not report): all of them, or why one
     /// would fault.
     pub fn writable_gpas<const N: usize>(&self, cr3: u64, vas: [u32; N]) -> Result<[u64; N], String> {
+        let write = self.pvmmu.lock().map(|pv| pv.weaken() != crate::pvmmu::HostWeaken::StackWalk).unwrap_or(true);
         let mut out = [0u64; N];
         for (o, va) in out.iter_mut().zip(vas) {
-            *o = crate::pvmmu::walk::writable_gpa(&self.mem, cr3, va).map_err(|e| e.to_string())?;
+            *o = crate::pvmmu::walk::gpa(&self.mem, cr3, va, write).map_err(|e| e.to_string())?;
         }
         Ok(out)
     }

@@ -113,7 +113,7 @@ impl PvMmu {
             // An entry of a `writable` frame is a plain checked write; one of a
             // frame of no type is refused (Xen's "Bad type"): a frame nothing
             // maps writable is not the guest's to write through the host.
-            if ty == FrameType::None {
+            if ty == FrameType::None && self.weaken != super::HostWeaken::UntypedWrite {
                 return Err(Refusal::new(Rule::T1, EINVAL, pfn, "entry of a frame of no type"));
             }
             memory::write_obj(mem, ptr, &val).map_err(|_| bad_ptr)?;

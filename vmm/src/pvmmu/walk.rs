@@ -27,10 +27,11 @@ fn entry(mem: &GuestMemoryMmap, gpa: u64, va: u32, level: &'static str) -> Resul
     memory::read_obj::<u64>(mem, gpa).map_err(|_| WalkError::Unreadable { va, level })
 }
 
-/// The guest-physical address a supervisor write to `va` reaches under root
-/// `cr3` (PAE: CR3 selects a 32-byte PDPT), or why it would fault. A 2 MiB
-/// page (PS in the L2 entry) ends the walk there.
-pub fn writable_gpa(mem: &GuestMemoryMmap, cr3: u64, va: u32) -> Result<u64, WalkError> {
+/// The guest-physical address a supervisor access to `va` reaches under root
+/// `cr3` (PAE: CR3 selects a 32-byte PDPT), or why it would fault; `write`:
+/// a write, which needs RW at every level. A 2 MiB page (PS in the L2 entry)
+/// ends the walk there.
+pub fn gpa(mem: &GuestMemoryMmap, cr3: u64, va: u32, write: bool) -> Result<u64, WalkError> {
     let (i3, i2, i1) = pae::indexes(va);
     let l3e = entry(mem, (cr3 & 0xffff_ffe0) + 8 * i3 as u64, va, "L3")?;
     if l3e & P == 0 {
@@ -40,7 +41,7 @@ pub fn writable_gpa(mem: &GuestMemoryMmap, cr3: u64, va: u32) -> Result<u64, Wal
     if l2e & P == 0 {
         return Err(WalkError::NotPresent { va, level: "L2" });
     }
-    if l2e & RW == 0 {
+    if write && l2e & RW == 0 {
         return Err(WalkError::ReadOnly { va, level: "L2" });
     }
     if l2e & PS != 0 {
@@ -50,7 +51,7 @@ pub fn writable_gpa(mem: &GuestMemoryMmap, cr3: u64, va: u32) -> Result<u64, Wal
     if l1e & P == 0 {
         return Err(WalkError::NotPresent { va, level: "L1" });
     }
-    if l1e & RW == 0 {
+    if write && l1e & RW == 0 {
         return Err(WalkError::ReadOnly { va, level: "L1" });
     }
     Ok((l1e & ADDR_MASK) + (va as u64 & 0xfff))
@@ -78,20 +79,21 @@ mod tests {
         set(&m, 0x10020 + 8 * 3, 0x11000 | P);
         set(&m, 0x11000 + 8 * 2, 0x12000 | P | RW);
         set(&m, 0x12000 + 8 * 3, 0x34000 | P | RW);
-        assert_eq!(writable_gpa(&m, cr3, va), Ok(0x34010));
+        assert_eq!(gpa(&m, cr3, va, true), Ok(0x34010));
         // The PDPT of CR3's own 32 bytes, not the frame's first.
-        assert_eq!(writable_gpa(&m, 0x10000, va), Err(WalkError::NotPresent { va, level: "L3" }));
+        assert_eq!(gpa(&m, 0x10000, va, true), Err(WalkError::NotPresent { va, level: "L3" }));
         set(&m, 0x12000 + 8 * 3, 0x34000 | P);
-        assert_eq!(writable_gpa(&m, cr3, va), Err(WalkError::ReadOnly { va, level: "L1" }));
+        assert_eq!(gpa(&m, cr3, va, true), Err(WalkError::ReadOnly { va, level: "L1" }));
+        assert_eq!(gpa(&m, cr3, va, false), Ok(0x34010), "a read needs no RW");
         set(&m, 0x11000 + 8 * 2, 0x12000 | P);
-        assert_eq!(writable_gpa(&m, cr3, va), Err(WalkError::ReadOnly { va, level: "L2" }));
+        assert_eq!(gpa(&m, cr3, va, true), Err(WalkError::ReadOnly { va, level: "L2" }));
         set(&m, 0x11000 + 8 * 2, 0x12000 | RW);
-        assert_eq!(writable_gpa(&m, cr3, va), Err(WalkError::NotPresent { va, level: "L2" }));
+        assert_eq!(gpa(&m, cr3, va, true), Err(WalkError::NotPresent { va, level: "L2" }));
         // A 2 MiB page ends the walk at the L2.
         set(&m, 0x11000 + 8 * 2, 0x20_0000 | P | RW | PS);
-        assert_eq!(writable_gpa(&m, cr3, va), Ok(0x20_0000 + 0x3010));
+        assert_eq!(gpa(&m, cr3, va, true), Ok(0x20_0000 + 0x3010));
         // Tables outside RAM cannot be walked.
         set(&m, 0x11000 + 8 * 2, 0x1_0000_0000 | P | RW);
-        assert_eq!(writable_gpa(&m, cr3, va), Err(WalkError::Unreadable { va, level: "L1" }));
+        assert_eq!(gpa(&m, cr3, va, true), Err(WalkError::Unreadable { va, level: "L1" }));
     }
 }
