@@ -316,8 +316,9 @@ pub fn exit(ctx: &mut MaySleep, code: i32) -> ! {
         assert!(live == 0, "BUG: pid {} exits with {live} pte map(s) or kmap(s) still held", me.pid());
     }
     percpu::count(Counter::Exits, 1);
-    // The address space is torn down while still current, as Linux's exit_mmap
-    // does: the per-task kmap needs it to reach the pte pages.
+    // The last reference tears the address space down: `put` detaches it from
+    // this task and switches to the kernel's pagetables first (2.6.28 under
+    // Xen unpinned before it zapped), then maps the pte pages atomically.
     if let Some(mm) = me.mm() {
         address_space::put(ctx, mm);
     }

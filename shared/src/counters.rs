@@ -170,9 +170,11 @@ counters! {
     /// vm_unmap_aliases calls that flushed although every dirty range they
     /// found had been flushed before (`--vmap-flush 2.6.28` never forgets one).
     VmUnmapAliasesReflushed = "vm_unmap_aliases_reflushed",
-    /// Pins the host refused again after the purge-and-retry: the alias sat in
-    /// a vmap block 2.6.28's vm_unmap_aliases skips (a full one). Linux BUGs
-    /// here; the benchmark then purges every block (the 6.5 walk) and retries.
+    /// Aliases 2.6.28's vm_unmap_aliases missed (they sat in a full vmap block,
+    /// which it skips): a pin the host refused again after the
+    /// purge-and-retry, a second trap back for one frame in one pin
+    /// (host-trap), or a clean-pool refill left with no clean page. Linux BUGs
+    /// on such a pin; the benchmark then purges every block (the 6.5 walk).
     PtPinRefusedAfterPurge = "pt_pin_refused_after_purge",
 }
 

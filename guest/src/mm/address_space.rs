@@ -253,8 +253,10 @@ pub fn get(mm: &Mm) {
 /// under Xen did at exit: no CPU keeps it loaded (this one switches to the
 /// kernel's pagetables), the host lets go of it (its root's pin and the pins of
 /// pte pages added later), every table is writable to the kernel again, and
-/// only then are the ptes cleared, with plain writes, through the pte API (so
-/// with the current task's kmaps), and the pages and tables freed.
+/// only then are the ptes cleared, with plain writes, through the pte API's
+/// teardown map (`pte_offset_map_zap`; per-task kmaps fall back to the atomic
+/// slots once the task has let go of its address space), and the pages and
+/// tables freed.
 pub fn put(ctx: &mut MaySleep, mm: &Mm) {
     if mm.users.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;

@@ -197,6 +197,14 @@ fn lock_kmap() -> crate::sync::SpinGuard<'static, [Pkmap; 3]> {
 /// CPU's TLB once if it freed any.
 fn flush_all_zero_pkmaps(p: &mut Pkmap, s: Serie) {
     count(Counter::PkmapFlushes);
+    if free_all_zero_pkmaps(p, s) != 0 {
+        tlb::flush_all();
+    }
+}
+
+/// Frees every entry of series `s` nobody uses (count 1), clearing their
+/// ptes; how many. The caller flushes every CPU's TLB if any.
+fn free_all_zero_pkmaps(p: &mut Pkmap, s: Serie) -> u64 {
     let mut freed = 0;
     pv::lazy_enter();
     for i in 0..last_pkmap() {
@@ -218,9 +226,7 @@ fn flush_all_zero_pkmaps(p: &mut Pkmap, s: Serie) {
     }
     pv::lazy_leave();
     percpu::count(Counter::PkmapFreed, freed);
-    if freed != 0 {
-        tlb::flush_all();
-    }
+    freed
 }
 
 /// A free entry of series `s` for `pa`, mapped and counted 1 (unused), or
@@ -389,32 +395,14 @@ pub fn pkmap_waiters() -> bool {
     PKMAP_WAIT.iter().any(|w| w.has_sleepers())
 }
 
-/// Drops the default series' mapping of `pa` if nobody uses it (under
-/// `--pvmmu on`, when the page becomes a pagetable or stops being one): its pte
-/// is cleared at once, its entry stays "unused, maybe in a TLB" until the next
-/// wrap flush frees it. A stale TLB entry elsewhere is the host's business (T3).
-pub fn forget(pa: u64) {
-    let page = pfn_to_page(pa >> 12);
-    let mut p = lock_kmap();
-    // SAFETY: page->virtual under kmap_lock.
-    let va = unsafe { *page.virtual_.get() };
-    if va == 0 {
-        return;
-    }
-    let (_, i) = pkmap_slot(va);
-    assert!(p[0].count[i] == 1, "BUG: frame {:#x} changes type while kmapped ({} users)", pa >> 12, p[0].count[i] - 1);
-    write_kernel_pte(va, 0);
-    p[0].pa[i] = 0;
-    // SAFETY: under kmap_lock.
-    unsafe { *page.virtual_.get() = 0 };
-}
-
-/// Drops every unused persistent mapping now, in every series (Linux's
-/// `kmap_flush_unused`).
+/// Drops every unused persistent mapping now, in every series, with one
+/// flush of every CPU's TLB if it dropped any (Linux's `kmap_flush_unused`).
 pub fn kmap_flush_unused() {
     let mut p = lock_kmap();
-    for s in SERIES {
-        flush_all_zero_pkmaps(&mut p[s as usize], s);
+    count(Counter::PkmapFlushes);
+    let freed: u64 = SERIES.iter().map(|&s| free_all_zero_pkmaps(&mut p[s as usize], s)).sum();
+    if freed != 0 {
+        tlb::flush_all();
     }
 }
 

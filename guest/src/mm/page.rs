@@ -327,6 +327,19 @@ impl PageChain {
         Some(pfn << 12)
     }
 
+    /// Whether some page of the chain satisfies `f`.
+    pub fn any(&self, f: impl Fn(u64) -> bool) -> bool {
+        let mut pfn = self.head;
+        while pfn != NIL {
+            if f((pfn as u64) << 12) {
+                return true;
+            }
+            // SAFETY: a page of the chain, the owner's, and so is its link.
+            pfn = unsafe { *pfn_to_page(pfn as u64).next.get() };
+        }
+        false
+    }
+
     /// Frees every page of the chain.
     pub fn free_all(mut self) {
         while let Some(pa) = self.pop() {

@@ -1,19 +1,24 @@
 //! pv-ops for pagetables (`--pvmmu on`): the kernel's pagetables under the host's
-//! PV MMU, kept the way Linux's Xen code kept them on 32-bit PAE.
+//! PV MMU, kept the way Linux 2.6.28's Xen code kept them on 32-bit PAE.
 //!
-//! - Every pagetable frame is pinned (the host validated it) and read-only to the
-//!   kernel: lowmem ones in the direct map, highmem pte pages in every kmap (Linux's
-//!   `kmap_atomic_prot(.., PAGE_KERNEL_RO)`).
-//! - Entries are written with `mmu_update`. Inside a lazy-MMU section
-//!   ([`lazy_enter`] .. [`lazy_leave`], preemption off) the writes are queued on
-//!   this CPU and go to the host in one hypercall when the section ends or the
-//!   queue is full; with `--pv-batch off` every write is its own hypercall.
-//!   Whatever must wait until the host has the writes (freeing a page whose
-//!   mapping was just cleared) waits in an [`AfterFlush`].
+//! - A pinned pagetable (the kernel's, and every table of an address space
+//!   from its root's pin on) is read-only to the kernel: lowmem ones in the
+//!   direct map, highmem pte pages in every kmap (Linux's
+//!   `kmap_atomic_prot(.., PAGE_KERNEL_RO)`). A tree being built (fork's
+//!   child) or let go (exit) is written with plain writes ([`write_entry`]).
+//! - Entries of pinned tables are written with `mmu_update`. Inside a lazy-MMU
+//!   section ([`lazy_enter`] .. [`lazy_leave`], preemption off) the writes are
+//!   queued on this CPU and go to the host in one hypercall when the section
+//!   ends or the queue is full; with `--pv-batch off` every write is its own
+//!   hypercall. A kernel PTE written outside a section is one
+//!   `update_va_mapping` ([`write_kernel`]). Whatever must wait until the host
+//!   has the writes (freeing a page whose mapping was just cleared) waits in an
+//!   [`AfterFlush`].
 //! - A root is announced with NEW_BASEPTR before CR3 is loaded with it.
 //! - Before a pin, the `--alias` strategy makes sure no lazy vmap alias of the
-//!   frame is left writable (see [`pin`]); a refused pin is counted, purged and
-//!   retried once.
+//!   frames it brings is left writable (see [`pin_with`]); a refused pin is
+//!   counted, purged and retried, and purged with 6.5's walk of every block if
+//!   refused again: the benchmark's device, where Linux BUGs.
 //!
 //! Without `--pvmmu on` every function here is the native operation.
 
@@ -22,13 +27,13 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use shared::abi::pvmmu::{cmd, MmuUpdate, MmuextOp, MMU_NORMAL_PT_UPDATE};
 use shared::boot::{BootInfo, HOST_RESERVED_END, MAX_VCPUS};
-use shared::config::{AliasStrategy, PteVariant, VmapVariant};
+use shared::config::{AliasStrategy, VmapVariant};
 use shared::counters::Counter;
 use shared::pae::{self, ADDR_MASK, P, RW};
 
 use crate::arch::cpu;
 use crate::mm::layout::{phys_to_virt, virt_to_phys, PAGE_SIZE};
-use crate::mm::{alias, highpte, kmap, page, pgtable, vmap};
+use crate::mm::{alias, kmap, page, pgtable, vmap};
 use crate::{bootinfo, hv, kprintln, percpu, trapback};
 
 static ON: AtomicBool = AtomicBool::new(false);
@@ -289,30 +294,28 @@ fn direct_map_entry(pa: u64, writable: bool) -> (u64, *mut u64, u64) {
 /// for a whole address space are too many for a fixed array.
 pub type Frames<'a> = &'a dyn Fn(&mut dyn FnMut(u64));
 
-/// Makes `frames` (about to be pinned, or just unpinned) read-only or writable
-/// again in every mapping the kernel keeps: lowmem in the direct map (one
-/// batch). A highmem frame's unused persistent kmap is dropped: as a pin
-/// makes it read-only, by the caller's `kmap_flush_unused()`; as an unpin
-/// makes it writable, here, so that no read-only kmap of it is reused.
+/// Makes the lowmem frames of `frames` (about to be pinned, or just
+/// unpinned) read-only or writable again in the direct map (one batch), and
+/// drops this CPU's cached translations of them: a stale writable one would
+/// be an alias, a stale read-only one would fault the kernel's next write.
+/// The other CPUs' stale writable entries the host revokes (T3). Highmem
+/// frames have no kernel mapping to change: pte pages are mapped per use, by
+/// protection (highpte), and a pin drops unused persistent kmaps first
+/// (`kmap_flush_unused()`).
 fn set_kernel_access(frames: Frames, writable: bool) {
     lazy_enter();
     frames(&mut |pa| {
         if page::is_lowmem(pa) {
             let (entry_pa, ptr, val) = direct_map_entry(pa, writable);
             write(entry_pa, ptr, val);
-        } else if writable && highpte::variant() == PteVariant::Persistent {
-            kmap::forget(pa);
         }
     });
     lazy_leave();
-    if !writable {
-        // This CPU's stale writable entries; the host revokes the others' (T3).
-        frames(&mut |pa| {
-            if page::is_lowmem(pa) {
-                cpu::invlpg(phys_to_virt(pa));
-            }
-        });
-    }
+    frames(&mut |pa| {
+        if page::is_lowmem(pa) {
+            cpu::invlpg(phys_to_virt(pa));
+        }
+    });
 }
 
 /// Pins the table `pa` at `level`: `fresh` are the frames becoming pagetables
@@ -336,6 +339,7 @@ pub fn pin_with(pa: u64, level: Level, fresh: Frames) {
     // Linux pins with: its alias work stays this CPU's and is counted as the pin's.
     percpu::preempt_disable();
     percpu::this_cpu().in_pin.store(true, Ordering::Relaxed);
+    percpu::this_cpu().pin_fixup_pfn.store(u64::MAX, Ordering::Relaxed);
     percpu::count(Counter::PtPins, 1);
     let (mut aliased, mut highmem) = (false, false);
     fresh(&mut |f| {
@@ -385,7 +389,10 @@ pub fn pin_with(pa: u64, level: Level, fresh: Frames) {
             purge_missed_alias();
             rc = mmuext(&[op(c, pa >> 12)]).0;
         }
-        assert!(rc == 0, "the host refused to pin {level:?} table {pa:#x} even after vm_unmap_aliases: rc {rc}");
+        assert!(
+            rc == 0,
+            "the host refused to pin {level:?} table {pa:#x} even after purging every vmap block: rc {rc}"
+        );
     }
     fresh(&mut |f| page::set_pin_state(f, page::PINNED));
     page::set_pin_state(pa, page::PINNED | page::PINNED_ALONE);

@@ -109,8 +109,9 @@ pub const GLOSSARY: &[FigureDef] = &[
     },
     FigureDef {
         name: "pt_pin_refused_after_purge",
-        what: "pins refused again after that purge: the alias sat in a full vmap block, which 2.6.28's \
-               vm_unmap_aliases skips; the benchmark then purges every block (6.5's walk) and retries",
+        what: "aliases 2.6.28's vm_unmap_aliases missed (in a full vmap block, which it skips): a pin refused \
+               again after the retry's purge, a second trap back for one frame in one pin (host-trap), or a \
+               clean-pool refill left with no clean page; the benchmark then purges every block (6.5's walk)",
     },
     FigureDef {
         name: "vm_unmap_aliases_reflushed",

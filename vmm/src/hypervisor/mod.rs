@@ -149,11 +149,6 @@ impl Hypervisor {
         then
     }
 
-    /// The one way the host writes guest memory on the guest's behalf (answers,
-    /// trap-back frames): only where the guest could have written itself
-    /// ([`crate::pvmmu::PvMmu::check_host_write`]), all pieces or none (each
-    /// is checked before any is written), under the PV MMU's lock so that no
-    /// type changes in between.
     /// Where a supervisor write to each of `vas` lands under root `cr3`, by a
     /// walk of the guest's tables as the CPU makes it (write permission
     /// included, which KVM_TRANSLATE does not report): all of them, or why one
@@ -167,6 +162,11 @@ impl Hypervisor {
         Ok(out)
     }
 
+    /// The one way the host writes guest memory on the guest's behalf (answers,
+    /// trap-back frames): only where the guest could have written itself
+    /// ([`crate::pvmmu::PvMmu::check_host_write`]), all pieces or none (each
+    /// is checked before any is written), under the PV MMU's lock so that no
+    /// type changes in between.
     pub fn write_guest_all(&self, pieces: &[(u64, &[u8])]) -> Result<(), String> {
         let pv = self.pvmmu.lock().map_err(|_| "the PV MMU's lock was poisoned".to_owned())?;
         for (gpa, bytes) in pieces {
