@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use shared::abi::pvmmu::{MmuUpdate, MmuextOp, MulticallEntry};
 use shared::abi::{self, bare, nr, FaultReport, HypercallBlock, HYPERCALL_PORT, NOP_EXIT_PORT};
 use shared::counters::Counter;
+use shared::results::GuestResult;
 
 use crate::arch::cpu;
 use crate::mm::layout::{virt_to_phys, PAGE_OFFSET};
@@ -63,8 +64,9 @@ pub fn milestone(which: u32, arg: u32) {
     }
 }
 
-/// Reports a named figure. The name must be a static string (it lies in the image).
-pub fn result(name: &'static str, value: u64) {
+/// Reports a named figure (its name lies in the image, and the host reads it there).
+pub fn result(which: GuestResult, value: u64) {
+    let name = which.name();
     if under_vmm() {
         hypercall(nr::RESULT, [gpa_of(name), name.len() as u64, value, 0]);
     } else {

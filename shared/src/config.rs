@@ -419,7 +419,7 @@ pub fn parse_u64(s: &str) -> Option<u64> {
 macro_rules! params {
     ($(
         $(#[$meta:meta])*
-        $field:ident : $kind:tt = $default:literal, $key:literal, $help:literal;
+        $field:ident / $var:ident : $kind:tt = $default:literal, $key:literal, $help:literal;
     )+) => {
         /// The run's configuration as it travels in the boot information. Every field
         /// is a `u64` (so that any bit pattern is a valid struct, and the layout is the
@@ -486,7 +486,70 @@ macro_rules! params {
                 Self::new()
             }
         }
+
+        /// One parameter set to one typed value: what a benchmark cell changes
+        /// from the defaults, and what a verdict asks of a cell. A renamed
+        /// parameter or variant is a compile error where a string key would read
+        /// as "not measured".
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+        pub enum Setting {
+            $( $(#[$meta])* $var(params!(@vty $kind)), )+
+        }
+
+        impl Setting {
+            /// The parameter's key (`--key`).
+            pub const fn key(&self) -> &'static str {
+                match self { $( Setting::$var(_) => $key, )+ }
+            }
+
+            /// Parses `--key value`.
+            pub fn parse(key: &str, value: &str) -> Result<Setting, ParamError> {
+                $( if key == $key { return params!(@parse $var, $kind, value); } )+
+                Err(ParamError::UnknownKey)
+            }
+
+            /// The value as the command line writes it.
+            pub fn value(&self) -> ParamValue {
+                match *self { $( Setting::$var(v) => params!(@value v, $kind), )+ }
+            }
+
+            /// Sets the parameter in `config`.
+            pub fn apply(&self, config: &mut Config) -> Result<(), ParamError> {
+                match *self { $( Setting::$var(v) => params!(@apply config.$field, v, $kind), )+ }
+            }
+
+            /// Whether `config` has this parameter at this value.
+            pub fn holds(&self, config: &Config) -> bool {
+                match *self { $( Setting::$var(v) => config.$field == params!(@raw v, $kind), )+ }
+            }
+        }
     };
+    (@vty ($($range:tt)*)) => { u64 };
+    (@vty $enum:ident) => { $enum };
+    (@parse $var:ident, ($min:expr, $max:expr), $value:ident) => {
+        match parse_u64($value) {
+            Some(v) if ($min..=$max).contains(&v) => Ok(Setting::$var(v)),
+            _ => Err(ParamError::BadNumber { min: $min, max: $max }),
+        }
+    };
+    (@parse $var:ident, $enum:ident, $value:ident) => {
+        $enum::from_name($value).map(Setting::$var).ok_or(ParamError::BadName)
+    };
+    (@value $v:ident, ($($range:tt)*)) => { ParamValue::Int($v) };
+    (@value $v:ident, $enum:ident) => { ParamValue::Enum($v.as_str()) };
+    (@apply $place:expr, $v:ident, ($min:expr, $max:expr)) => {{
+        if !($min..=$max).contains(&$v) {
+            return Err(ParamError::BadNumber { min: $min, max: $max });
+        }
+        $place = $v;
+        Ok(())
+    }};
+    (@apply $place:expr, $v:ident, $enum:ident) => {{
+        $place = $v as u64;
+        Ok(())
+    }};
+    (@raw $v:ident, ($($range:tt)*)) => { $v };
+    (@raw $v:ident, $enum:ident) => { $v as u64 };
     (@ty ($($range:tt)*)) => { u64 };
     (@ty $enum:ident) => { u64 };
     (@kind ($min:expr, $max:expr)) => { ParamKind::Int { min: $min, max: $max } };
@@ -511,75 +574,75 @@ macro_rules! params {
 
 params! {
     /// [`Workload`]
-    workload: Workload = "boot", "workload", "what the guest runs once every CPU is up";
+    workload / Workload: Workload = "boot", "workload", "what the guest runs once every CPU is up";
     /// Iterations of the workload's main loop (0: the workload's own default).
-    iterations: (0, 1 << 32) = "0", "iterations", "iterations of the workload's main loop (0: the workload's default)";
+    iterations / Iterations: (0, 1 << 32) = "0", "iterations", "iterations of the workload's main loop (0: the workload's default)";
     /// Seed for everything random in the guest.
-    seed: (0, u64::MAX) = "1", "seed", "seed for the guest's random choices";
+    seed / Seed: (0, u64::MAX) = "1", "seed", "seed for the guest's random choices";
     /// The end of lowmem (directly mapped RAM); less if RAM is smaller.
-    lowmem: (8 << 20, 896 << 20) = "896m", "lowmem", "directly mapped RAM (lowmem), at most 896m; the rest is highmem";
+    lowmem / Lowmem: (8 << 20, 896 << 20) = "896m", "lowmem", "directly mapped RAM (lowmem), at most 896m; the rest is highmem";
     /// [`PteVariant`]
-    pte: PteVariant = "atomic", "pte", "where pagetables live and how they are mapped";
+    pte / Pte: PteVariant = "atomic", "pte", "where pagetables live and how they are mapped";
     /// [`PtCache`]
-    ptcache: PtCache = "quicklist", "ptcache", "where freed pagetable pages go: per-CPU quicklists (2.4), one global locked list, or none";
+    ptcache / Ptcache: PtCache = "quicklist", "ptcache", "where freed pagetable pages go: per-CPU quicklists (2.4), one global locked list, or none";
     /// Entries of the persistent kmap pool (LAST_PKMAP).
-    last_pkmap: (128, 2048) = "512", "last-pkmap", "entries of the persistent kmap pool (LAST_PKMAP)";
+    last_pkmap / LastPkmap: (128, 2048) = "512", "last-pkmap", "entries of the persistent kmap pool (LAST_PKMAP)";
     /// Atomic kmap slots per CPU in the percpu-pool variant.
-    pool_size: (2, 48) = "16", "pool-size", "atomic kmap slots per CPU of the percpu-pool variant";
+    pool_size / PoolSize: (2, 48) = "16", "pool-size", "atomic kmap slots per CPU of the percpu-pool variant";
     /// [`Switch`]: kernel preemption from the timer tick.
-    preempt: Switch = "on", "preempt", "preempt kernel code from the timer tick (user code always is)";
+    preempt / Preempt: Switch = "on", "preempt", "preempt kernel code from the timer tick (user code always is)";
     /// [`Switch`]: the debug checker (atomic kmaps held while sleeping, unbalanced maps, reused slots).
-    debug: Switch = "on", "debug", "the debug checker of kmap misuse";
+    debug / Debug: Switch = "on", "debug", "the debug checker of kmap misuse";
     /// [`Switch`]: idle CPUs take runnable tasks from busy ones (tasks holding
     /// per-CPU pool kmaps stay).
-    balance: Switch = "on", "balance", "idle CPUs take runnable tasks from busy CPUs";
+    balance / Balance: Switch = "on", "balance", "idle CPUs take runnable tasks from busy CPUs";
     /// [`Inject`]
-    inject: Inject = "none", "inject", "reproduce a historic bug";
+    inject / Inject: Inject = "none", "inject", "reproduce a historic bug";
     /// Tasks a workload starts.
-    tasks: (1, 4096) = "8", "tasks", "ring-3 tasks a workload starts";
+    tasks / Tasks: (1, 4096) = "8", "tasks", "ring-3 tasks a workload starts";
     /// Pages each task touches.
-    pages: (1, 65536) = "64", "pages", "pages each task touches";
+    pages / Pages: (1, 65536) = "64", "pages", "pages each task touches";
     /// Rounds of each task's loop.
-    rounds: (1, 1 << 20) = "4", "rounds", "rounds of each task's main loop";
+    rounds / Rounds: (1, 1 << 20) = "4", "rounds", "rounds of each task's main loop";
     /// [`VmapVariant`]
-    vmap: VmapVariant = "lazy-ptes", "vmap", "when vunmap clears PTEs and flushes TLBs";
+    vmap / Vmap: VmapVariant = "lazy-ptes", "vmap", "when vunmap clears PTEs and flushes TLBs";
     /// pte-bench: ptes read per map of a pte page.
-    pte_reads: (1, 512) = "1", "pte-reads", "pte-bench: ptes read per map of a pte page (1: one map per pte read; 512: every pte of the page, as zap_pte_range and copy_pte_range)";
+    pte_reads / PteReads: (1, 512) = "1", "pte-reads", "pte-bench: ptes read per map of a pte page (1: one map per pte read; 512: every pte of the page, as zap_pte_range and copy_pte_range)";
     /// [`VmapFlush`]
-    vmap_flush: VmapFlush = "2.6.28", "vmap-flush", "which Linux's vm_unmap_aliases: 2.6.28 (free-list blocks only, dirty ranges flushed again) or 6.5";
+    vmap_flush / VmapFlush: VmapFlush = "2.6.28", "vmap-flush", "which Linux's vm_unmap_aliases: 2.6.28 (free-list blocks only, dirty ranges flushed again) or 6.5";
     /// Largest request of the vmap churn, in pages.
-    vmap_max_pages: (1, 256) = "16", "vmap-max-pages", "largest vmap-churn request, in pages";
+    vmap_max_pages / VmapMaxPages: (1, 256) = "16", "vmap-max-pages", "largest vmap-churn request, in pages";
     /// Share of the vmap churn's requests that go through vm_map_ram (the rest
     /// alternate between vmalloc and vmap).
-    vmap_ram_pct: (0, 100) = "50", "vmap-ram-pct", "percent of vmap-churn requests through vm_map_ram";
+    vmap_ram_pct / VmapRamPct: (0, 100) = "50", "vmap-ram-pct", "percent of vmap-churn requests through vm_map_ram";
     /// Areas each CPU keeps live in the vmap churn.
-    vmap_live: (1, 4096) = "32", "vmap-live", "areas each CPU keeps live in vmap-churn";
+    vmap_live / VmapLive: (1, 4096) = "32", "vmap-live", "areas each CPU keeps live in vmap-churn";
     /// The contract scenario the `contract` workload runs (its index in the image).
-    scenario: (0, 4095) = "0", "scenario", "the contract scenario to run (see vmm contract --list)";
+    scenario / Scenario: (0, 4095) = "0", "scenario", "the contract scenario to run (see vmm contract --list)";
     /// [`HostCheck`]
-    host_check: HostCheck = "typecount", "host-check", "how the host's PV MMU finds writable aliases of a frame";
+    host_check / HostCheck: HostCheck = "typecount", "host-check", "how the host's PV MMU finds writable aliases of a frame";
     /// [`OnViolation`]
-    host_on_violation: OnViolation = "stop", "host-on-violation", "stop the guest at a contract violation, or record it and go on";
+    host_on_violation / HostOnViolation: OnViolation = "stop", "host-on-violation", "stop the guest at a contract violation, or record it and go on";
     /// [`WriteWatch`]
-    host_write_watch: WriteWatch = "dirty-log", "host-write-watch", "how the host finds direct writes to validated tables no read-only memslot covers";
+    host_write_watch / HostWriteWatch: WriteWatch = "dirty-log", "host-write-watch", "how the host finds direct writes to validated tables no read-only memslot covers";
     /// [`HostWeaken`]
-    host_weaken: HostWeaken = "none", "host-weaken", "test only: a deliberately weakened host check";
+    host_weaken / HostWeaken: HostWeaken = "none", "host-weaken", "test only: a deliberately weakened host check";
     /// [`Switch`]: the kernel's pagetables under the host's PV MMU.
-    pvmmu: Switch = "off", "pvmmu", "put the kernel's pagetables under the host's PV MMU (updates by hypercall, tables pinned and read-only)";
+    pvmmu / Pvmmu: Switch = "off", "pvmmu", "put the kernel's pagetables under the host's PV MMU (updates by hypercall, tables pinned and read-only)";
     /// [`Switch`]: under `--pvmmu on`, queue pagetable updates in lazy-MMU
     /// sections and send them in one hypercall (off: one hypercall each).
-    pv_batch: Switch = "on", "pv-batch", "under --pvmmu on, batch pagetable updates of a lazy-MMU section into one hypercall";
+    pv_batch / PvBatch: Switch = "on", "pv-batch", "under --pvmmu on, batch pagetable updates of a lazy-MMU section into one hypercall";
     /// [`AliasStrategy`]
-    alias: AliasStrategy = "always-flush", "alias", "how the kernel keeps lazy vmap aliases from the pagetables it pins (--pvmmu on)";
+    alias / Alias: AliasStrategy = "always-flush", "alias", "how the kernel keeps lazy vmap aliases from the pagetables it pins (--pvmmu on)";
     /// Pages the clean-pool strategy takes per refill (one vm_unmap_aliases each).
-    clean_pool_batch: (1, 1024) = "16", "clean-pool-batch", "pages per refill of the clean-pool strategy";
+    clean_pool_batch / CleanPoolBatch: (1, 1024) = "16", "clean-pool-batch", "pages per refill of the clean-pool strategy";
     /// fork-churn: a vmap churn step before every Nth fork (0: never).
-    churn_every: (0, 1 << 20) = "1", "churn-every", "fork-churn: a vmap churn step before every Nth fork (0: none)";
+    churn_every / ChurnEvery: (0, 1 << 20) = "1", "churn-every", "fork-churn: a vmap churn step before every Nth fork (0: none)";
     /// [`Switch`]: ask all three host checks every time and count disagreements.
-    host_cross_check: Switch = "off", "host-cross-check", "run all three host alias checks and count disagreements";
+    host_cross_check / HostCrossCheck: Switch = "off", "host-cross-check", "run all three host alias checks and count disagreements";
     /// vmap-bench: how many CPUs run the loop (0: every CPU); the others wait
     /// and answer the flush IPIs, as the idle CPUs of Linux's one-thread run did.
-    bench_cpus: (0, 8) = "0", "bench-cpus", "vmap-bench: CPUs that run the loop (0: every CPU; the others answer flush IPIs)";
+    bench_cpus / BenchCpus: (0, 8) = "0", "bench-cpus", "vmap-bench: CPUs that run the loop (0: every CPU; the others answer flush IPIs)";
 }
 
 // Same layout on both sides of the boundary: only u64 fields, no padding.
@@ -688,6 +751,27 @@ mod tests {
         assert_eq!(c, Config::new());
         c.set("workload", "ipi-pingpong").unwrap();
         assert_eq!(c.workload(), Workload::IpiPingpong);
+    }
+
+    #[test]
+    fn a_setting_is_the_key_and_value_the_command_line_gives() {
+        for p in Config::PARAMS {
+            let s = Setting::parse(p.key, p.default).unwrap_or_else(|e| panic!("{}: {e}", p.key));
+            assert_eq!(s.key(), p.key);
+            assert!(s.holds(&Config::new()), "{}", p.key);
+            assert_eq!(Some(s.value()), Config::new().get(p.key));
+        }
+        let mut c = Config::new();
+        let s = Setting::Alias(AliasStrategy::CleanPool);
+        assert!(!s.holds(&c));
+        s.apply(&mut c).unwrap();
+        assert!(s.holds(&c));
+        assert_eq!(c.alias(), AliasStrategy::CleanPool);
+        assert_eq!(Setting::parse("alias", "clean-pool"), Ok(s));
+        assert_eq!(Setting::parse("last-pkmap", "4096"), Err(ParamError::BadNumber { min: 128, max: 2048 }));
+        assert_eq!(Setting::LastPkmap(4096).apply(&mut c), Err(ParamError::BadNumber { min: 128, max: 2048 }));
+        assert_eq!(Setting::parse("nope", "1"), Err(ParamError::UnknownKey));
+        assert_eq!(Setting::parse("pte", "nope"), Err(ParamError::BadName));
     }
 
     #[test]

@@ -11,7 +11,7 @@ macro_rules! counters {
     ($($(#[$meta:meta])* $var:ident = $name:literal,)+) => {
         /// A counter's index in [`PerCpuCounters::v`].
         #[repr(usize)]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Counter { $($(#[$meta])* $var,)+ }
 
         impl Counter {

@@ -6,7 +6,8 @@
 //! - [`config`]: the run's configuration (strategies, workloads, sizes), chosen at run
 //!   time and carried in the boot information;
 //! - [`counters`]: per-CPU counters the guest keeps in memory the host reads;
-//! - [`pae`]: PAE pagetable entry bits.
+//! - [`pae`]: PAE pagetable entry bits;
+//! - [`results`]: the named results the guest reports.
 //!
 //! The crate is `no_std` and has no dependencies so that the 32-bit guest can build it.
 #![no_std]
@@ -21,3 +22,4 @@ pub mod config;
 pub mod contract;
 pub mod counters;
 pub mod pae;
+pub mod results;

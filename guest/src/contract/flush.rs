@@ -3,6 +3,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use shared::abi::pvmmu::{cmd, MmuextOp};
+use shared::results::GuestResult;
 
 use super::{ext, op};
 use crate::arch::cpu;
@@ -106,6 +107,6 @@ fn flushes() {
         // SAFETY: as `set`; the test VA goes back to unmapped.
         unsafe { kernel_pte(va).write_volatile(0) };
         cpu::invlpg(va);
-        hv::result("pv_stale_seen", STALE_SEEN.load(Ordering::Relaxed));
+        hv::result(GuestResult::PvStaleSeen, STALE_SEEN.load(Ordering::Relaxed));
     }
 }

@@ -6,6 +6,7 @@
 //! entries for it, so the write arrives as a direct write to a protected table.
 
 use shared::pae::{P, RW};
+use shared::results::GuestResult;
 
 use super::flush::test_va;
 use super::{frames, pin, read, unpin};
@@ -42,7 +43,7 @@ fn stale_alias() {
         "contract: the write through the stale alias {}",
         if wrote { "reached the host (a stale TLB entry)" } else { "faulted (no stale TLB entry survived the pin)" }
     );
-    hv::result("stale_alias_write_issued", wrote as u64);
+    hv::result(GuestResult::StaleAliasWriteIssued, wrote as u64);
     check!(read(frame, 7) == 0, "the stale alias wrote {:#x} into the pinned L1", read(frame, 7));
     check!(pin(1, data) == 0, "the stale write took a reference on {:#x}", data);
     check!(unpin(data) == 0 && unpin(frame) == 0, "unpin");

@@ -4,6 +4,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use shared::config::Config;
+use shared::results::GuestResult;
 
 use crate::arch::cpu;
 use crate::arch::trap::PING_VECTOR;
@@ -42,10 +43,10 @@ pub fn hypercalls(cfg: &Config) {
     }
     let calls = per_round * rounds;
     check!(bad == 0, "{} hypercalls returned a wrong result", bad);
-    hv::result("pio_exit_ns", time::cycles_to_ns(pio) / calls);
-    hv::result("hypercall_ns", time::cycles_to_ns(hc) / calls);
-    hv::result("hypercall_per_pio_permille", hc * 1000 / pio.max(1));
-    hv::result("calls", calls);
+    hv::result(GuestResult::PioExitNs, time::cycles_to_ns(pio) / calls);
+    hv::result(GuestResult::HypercallNs, time::cycles_to_ns(hc) / calls);
+    hv::result(GuestResult::HypercallPerPioPermille, hc * 1000 / pio.max(1));
+    hv::result(GuestResult::Calls, calls);
 }
 
 /// Every CPU issues hypercalls carrying its own values; every answer must be its own.
@@ -62,7 +63,7 @@ pub fn hypercalls_smp(cfg: &Config) {
     }
     check!(bad == 0, "{} of {} hypercalls returned another's result", bad, n);
     if cpu_id == 0 {
-        hv::result("calls_per_cpu", n);
+        hv::result(GuestResult::CallsPerCpu, n);
     }
 }
 
@@ -104,9 +105,9 @@ pub fn ipi_pingpong(cfg: &Config) {
             }
             let t1 = cpu::rdtsc();
             PINGPONG_DONE.store(1, Ordering::Release);
-            hv::result("ipi_roundtrip_ns", time::cycles_to_ns(t1 - t0) / n as u64);
-            hv::result("round_trips", n as u64);
-            hv::result("duplicate_pongs", duplicates);
+            hv::result(GuestResult::IpiRoundtripNs, time::cycles_to_ns(t1 - t0) / n as u64);
+            hv::result(GuestResult::RoundTrips, n as u64);
+            hv::result(GuestResult::DuplicatePongs, duplicates);
         }
         1 => idle_until(|| PINGPONG_DONE.load(Ordering::Acquire) != 0),
         _ => {}

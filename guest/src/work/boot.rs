@@ -4,6 +4,7 @@ use core::sync::atomic::Ordering;
 
 use shared::config::Config;
 use shared::pae::RW;
+use shared::results::GuestResult;
 
 use crate::arch::{cpu, user as ring3};
 use crate::mm::pgtable::AddressSpace;
@@ -63,10 +64,10 @@ pub fn run(cfg: &Config) {
     }
 
     if cpu_id == 0 {
-        hv::result("boot_cpus", smp::nr_cpus() as u64);
-        hv::result("spinlock_total", total);
-        hv::result("ram_mib", crate::bootinfo::get().total_ram() >> 20);
-        hv::result("lowmem_mib", crate::mm::lowmem_end(crate::bootinfo::get()) >> 20);
+        hv::result(GuestResult::BootCpus, smp::nr_cpus() as u64);
+        hv::result(GuestResult::SpinlockTotal, total);
+        hv::result(GuestResult::RamMib, crate::bootinfo::get().total_ram() >> 20);
+        hv::result(GuestResult::LowmemMib, crate::mm::lowmem_end(crate::bootinfo::get()) >> 20);
     }
 }
 

@@ -11,6 +11,7 @@
 //! unit; under another strategy, all but the trap-back.
 
 use shared::config::{AliasStrategy, VmapVariant};
+use shared::results::GuestResult;
 
 use crate::arch::cpu;
 use crate::mm::page::Zone;
@@ -32,7 +33,7 @@ fn median(v: &mut [u64]) -> u64 {
 
 /// Times `op` `ROUNDS` times (after `setup` each time, untimed) and reports the
 /// median as `name`.
-fn unit(name: &'static str, mut setup: impl FnMut() -> u64, mut op: impl FnMut(u64)) {
+fn unit(name: GuestResult, mut setup: impl FnMut() -> u64, mut op: impl FnMut(u64)) {
     let mut t = [0u64; ROUNDS];
     for slot in t.iter_mut() {
         let arg = setup();
@@ -69,7 +70,7 @@ fn give_back(pa: u64) {
 }
 
 /// Times `ROUNDS` pins of L1 tables made by `page`, then unpins and frees them.
-fn pins(name: &'static str, page: fn() -> u64) {
+fn pins(name: GuestResult, page: fn() -> u64) {
     let mut pinned = [0u64; ROUNDS];
     let mut n = 0;
     unit(name, page, |pa| {
@@ -98,9 +99,9 @@ pub fn run() {
     // Nothing lazy is left from boot.
     vmap::vm_unmap_aliases();
 
-    unit("unit_exit_cycles", || 0, |_| hv::nop_exit());
+    unit(GuestResult::UnitExitCycles, || 0, |_| hv::nop_exit());
     unit(
-        "unit_hypercall_cycles",
+        GuestResult::UnitHypercallCycles,
         || 0,
         |i| {
             let _ = hv::nop(i);
@@ -108,9 +109,9 @@ pub fn run() {
     );
     // One flush of every CPU's TLB: this CPU's CR3 reload and an IPI to each
     // other CPU, waited for (Linux's flush_tlb_kernel_range before 3.5).
-    unit("unit_flush_global_cycles", || 0, |_| tlb::flush_all());
+    unit(GuestResult::UnitFlushGlobalCycles, || 0, |_| tlb::flush_all());
     unit(
-        "unit_vm_unmap_aliases_empty_cycles",
+        GuestResult::UnitVmUnmapAliasesEmptyCycles,
         || 0,
         |_| {
             vmap::vm_unmap_aliases();
@@ -119,7 +120,7 @@ pub fn run() {
     // One lazy area of one page: the purge clears its PTE, flushes every CPU
     // and frees the area.
     unit(
-        "unit_vm_unmap_aliases_flush_cycles",
+        GuestResult::UnitVmUnmapAliasesFlushCycles,
         || {
             let pa = aliased_page();
             page::free_pages(pa, 0);
@@ -131,14 +132,14 @@ pub fn run() {
     );
     // A pin with nothing to purge (the strategy finds no alias; host-trap's
     // host finds none), the host's validation and alias check included.
-    pins("unit_pin_cycles", pte_page);
+    pins(GuestResult::UnitPinCycles, pte_page);
     // host-trap: the pin of an aliased frame, refused, trapped back into the
     // fixup (which purges) and retried. The trap-back's own cost is what this
     // costs beyond a pin and a flushing vm_unmap_aliases (the host subtracts).
     if pv::strategy() == AliasStrategy::HostTrap {
-        pins("unit_pin_trapped_cycles", aliased_page);
+        pins(GuestResult::UnitPinTrappedCycles, aliased_page);
     }
-    hv::result("unit_rounds", ROUNDS as u64);
-    hv::result("unit_cpus", smp::nr_cpus() as u64);
+    hv::result(GuestResult::UnitRounds, ROUNDS as u64);
+    hv::result(GuestResult::UnitCpus, smp::nr_cpus() as u64);
     DONE.store(1, Ordering::Release);
 }

@@ -11,6 +11,7 @@ use shared::abi::nr;
 use shared::abi::pvmmu::{MmuUpdate, MmuextOp, MulticallEntry};
 use shared::config::Config;
 use shared::pae::{self, P, RW};
+use shared::results::GuestResult;
 
 use crate::mm::layout::{phys_to_virt, virt_to_phys};
 use crate::mm::pgtable::alloc_low_page;
@@ -158,7 +159,7 @@ pub fn run(cfg: &Config) {
     all_cpus_reach();
     if me == 0 {
         trapback::unregister();
-        hv::result("chaos_accepted_cpu0", accepted);
-        hv::result("chaos_refused_cpu0", refused);
+        hv::result(GuestResult::ChaosAcceptedCpu0, accepted);
+        hv::result(GuestResult::ChaosRefusedCpu0, refused);
     }
 }

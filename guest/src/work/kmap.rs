@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use nosleep::MaySleep;
 use shared::abi::errno;
 use shared::config::{Inject, PteVariant};
+use shared::results::GuestResult;
 
 use crate::mm::highpte;
 use crate::mm::kmap::{self, KmType};
@@ -111,7 +112,7 @@ pub fn nested_maps_on_a_full_series(ctx: &mut MaySleep) {
     }
     page::free_pages(store, 1);
     page::free_pages(pt, 0);
-    crate::hv::result("nested_map_on_full_series", 1);
+    crate::hv::result(GuestResult::NestedMapOnFullSeries, 1);
 }
 
 /// The driver, before starting `tasks` tasks: says what will happen, and refuses

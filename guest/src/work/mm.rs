@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use nosleep::MaySleep;
 use shared::config::{Config, Workload};
 use shared::counters::Counter;
+use shared::results::GuestResult;
 
 use crate::arch::cpu;
 use crate::mm::address_space::{Mm, ANON_START};
@@ -113,41 +114,41 @@ pub fn run(cfg: &Config) {
     let mut ctx = unsafe { MaySleep::new() };
     let (n, pages, rounds) = (cfg.tasks as u32, cfg.pages as u32, cfg.rounds as u32);
     match cfg.workload() {
-        Workload::FaultStorm => phase(&mut ctx, "fault-storm", Mode::FaultStorm, n, pages, rounds, 0),
-        Workload::ForkStorm => phase(&mut ctx, "fork-storm", Mode::ForkStorm, n, pages, rounds, 0),
-        Workload::ForkChurn => phase(&mut ctx, "fork-churn", Mode::ForkStorm, n, pages, rounds, 0),
-        Workload::MremapStorm => phase(&mut ctx, "mremap-storm", Mode::MremapStorm, n, pages, rounds, 0),
-        Workload::Walker => phase(&mut ctx, "walker", Mode::Walker, n.div_ceil(4), pages, rounds, 3),
+        Workload::FaultStorm => phase(&mut ctx, GuestResult::FaultStorm, Mode::FaultStorm, n, pages, rounds, 0),
+        Workload::ForkStorm => phase(&mut ctx, GuestResult::ForkStorm, Mode::ForkStorm, n, pages, rounds, 0),
+        Workload::ForkChurn => phase(&mut ctx, GuestResult::ForkChurn, Mode::ForkStorm, n, pages, rounds, 0),
+        Workload::MremapStorm => phase(&mut ctx, GuestResult::MremapStorm, Mode::MremapStorm, n, pages, rounds, 0),
+        Workload::Walker => phase(&mut ctx, GuestResult::Walker, Mode::Walker, n.div_ceil(4), pages, rounds, 3),
         Workload::MmAll => {
-            phase(&mut ctx, "fault-storm", Mode::FaultStorm, n, pages, rounds, 0);
-            phase(&mut ctx, "fork-storm", Mode::ForkStorm, n, pages, rounds, 0);
-            phase(&mut ctx, "mremap-storm", Mode::MremapStorm, n, pages, rounds, 0);
-            phase(&mut ctx, "walker", Mode::Walker, n.div_ceil(4), pages, rounds, 3);
-            phase(&mut ctx, "exec", Mode::Exec, n, pages, rounds, 0);
+            phase(&mut ctx, GuestResult::FaultStorm, Mode::FaultStorm, n, pages, rounds, 0);
+            phase(&mut ctx, GuestResult::ForkStorm, Mode::ForkStorm, n, pages, rounds, 0);
+            phase(&mut ctx, GuestResult::MremapStorm, Mode::MremapStorm, n, pages, rounds, 0);
+            phase(&mut ctx, GuestResult::Walker, Mode::Walker, n.div_ceil(4), pages, rounds, 3);
+            phase(&mut ctx, GuestResult::Exec, Mode::Exec, n, pages, rounds, 0);
         }
         Workload::TaskCapacity => capacity(&mut ctx, n, pages),
-        Workload::PteBench => phase(&mut ctx, "pte-bench", Mode::PteBench, smp::nr_cpus(), pages, rounds, 0),
+        Workload::PteBench => phase(&mut ctx, GuestResult::PteBench, Mode::PteBench, smp::nr_cpus(), pages, rounds, 0),
         Workload::KmapHold => {
             // Ring 3 cannot reach the per-task pair or the stack's guard.
-            phase(&mut ctx, "probe-kernel-pages", Mode::ProbeKernelPages, 1, 1, 1, 0);
+            phase(&mut ctx, GuestResult::ProbeKernelPages, Mode::ProbeKernelPages, 1, 1, 1, 0);
             kmap_hold::nested_maps_on_a_full_series(&mut ctx);
             if kmap_hold::prepare(n, pages) {
-                phase(&mut ctx, "kmap-hold", Mode::KmapHold, n, pages, rounds, 0);
+                phase(&mut ctx, GuestResult::KmapHold, Mode::KmapHold, n, pages, rounds, 0);
             }
         }
         _ => unreachable!(),
     }
     if highpte::variant() == shared::config::PteVariant::Persistent {
-        hv::result("pkmap_wrap_flushes", crate::mm::kmap::wrap_flushes() as u64);
+        hv::result(GuestResult::PkmapWrapFlushes, crate::mm::kmap::wrap_flushes() as u64);
         // Drop the persistent kmaps nobody uses (one more global flush if any).
         crate::mm::kmap::kmap_flush_unused();
     }
-    hv::result("mremap_enomem", MREMAP_ENOMEM.load(Ordering::Relaxed) as u64);
-    hv::result("task_migrations", sched::migrations() as u64);
+    hv::result(GuestResult::MremapEnomem, MREMAP_ENOMEM.load(Ordering::Relaxed) as u64);
+    hv::result(GuestResult::TaskMigrations, sched::migrations() as u64);
     let (low, low_free) = page::zone_stats(Zone::Normal);
     let (high, high_free) = page::zone_stats(Zone::HighMem);
-    hv::result("lowmem_pages_free", low_free);
-    hv::result("highmem_pages_free", high_free);
+    hv::result(GuestResult::LowmemPagesFree, low_free);
+    hv::result(GuestResult::HighmemPagesFree, high_free);
     kprintln!("mm: after the workload: Normal {low_free}/{low} pages free, HighMem {high_free}/{high}");
     OVER.store(true, Ordering::Release);
     for c in 1..smp::nr_cpus() {
@@ -156,7 +157,8 @@ pub fn run(cfg: &Config) {
 }
 
 /// Starts `n` tasks running `mode`, waits for all, reaps them, checks exit codes.
-fn phase(ctx: &mut MaySleep, name: &'static str, mode: Mode, n: u32, pages: u32, rounds: u32, aux: u32) {
+fn phase(ctx: &mut MaySleep, which: GuestResult, mode: Mode, n: u32, pages: u32, rounds: u32, aux: u32) {
+    let name = which.name();
     let t0 = cpu::rdtsc();
     let mut started = 0;
     for i in 0..n {
@@ -180,7 +182,7 @@ fn phase(ctx: &mut MaySleep, name: &'static str, mode: Mode, n: u32, pages: u32,
         "{name}: {started} tasks x {pages} pages x {rounds} rounds: {failed} failed, {} ms",
         crate::time::cycles_to_ns(cycles) / 1_000_000
     );
-    hv::result(name, cycles);
+    hv::result(which, cycles);
 }
 
 /// Starts tasks one by one, each holding `pages` pagetable pages' worth of
@@ -216,7 +218,7 @@ fn capacity(ctx: &mut MaySleep, n: u32, pages: u32) {
         ),
         None => kprintln!("task-capacity: all {n} tasks fit (pagetables in {where_}, {low_free} lowmem pages left)"),
     }
-    hv::result("tasks_started", started);
+    hv::result(GuestResult::TasksStarted, started);
     // Release the survivors, let them check their memory and exit.
     crate::syscall::release_all();
     sched::idle_until(task::all_zombies);

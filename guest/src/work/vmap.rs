@@ -5,6 +5,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 use shared::config::{Config, VmapFlush, VmapVariant, Workload};
 use shared::counters::Counter;
+use shared::results::GuestResult;
 
 use crate::arch::{cpu, probe};
 use crate::mm::layout::PAGE_SIZE;
@@ -222,9 +223,9 @@ fn selftest(cfg: &Config) {
 
 /// The vmap layer's state at the end of a workload.
 fn report(st: &vmap::Stats) {
-    hv::result("vmap_live_areas", st.live_areas as u64);
-    hv::result("vmap_lazy_areas", st.lazy_areas as u64);
-    hv::result("vmap_lazy_pages", st.lazy_pages as u64);
+    hv::result(GuestResult::VmapLiveAreas, st.live_areas as u64);
+    hv::result(GuestResult::VmapLazyAreas, st.lazy_areas as u64);
+    hv::result(GuestResult::VmapLazyPages, st.lazy_pages as u64);
 }
 
 /// vm_map_ram of random sizes, some beyond the blocks' limit.
@@ -324,7 +325,7 @@ fn full_block() {
     let kept = alias::count(frame);
     let want = if flush_form() == VmapFlush::Linux2628 { big } else { 0 };
     check!(kept == want, "full block: {kept} lazy aliases left by vm_unmap_aliases ({}), not {want}", flush_form());
-    hv::result("full_block_aliases_kept", kept as u64);
+    hv::result(GuestResult::FullBlockAliasesKept, kept as u64);
     for (i, &v) in live[..nr].iter().enumerate() {
         if i != first {
             vm_unmap_ram(v, big);
@@ -401,10 +402,10 @@ fn long_busy_list() {
         vmap::vunmap(va);
     }
     page::free_pages(frame, 0);
-    hv::result("vmap_busy_list_visits_empty", visits_empty);
-    hv::result("vmap_busy_list_visits_busy", visits_busy);
-    hv::result("vmap_busy_list_ns_empty", time::cycles_to_ns(cycles_empty));
-    hv::result("vmap_busy_list_ns_busy", time::cycles_to_ns(cycles_busy));
+    hv::result(GuestResult::VmapBusyListVisitsEmpty, visits_empty);
+    hv::result(GuestResult::VmapBusyListVisitsBusy, visits_busy);
+    hv::result(GuestResult::VmapBusyListNsEmpty, time::cycles_to_ns(cycles_empty));
+    hv::result(GuestResult::VmapBusyListNsBusy, time::cycles_to_ns(cycles_busy));
 }
 
 /// The lazy purge starts when the pages owed pass lazy_max_pages(), Linux's
@@ -450,11 +451,11 @@ fn purge_threshold() {
                 );
             }
             if !by_retry {
-                hv::result("vmap_purge_at_pages", owed as u64 + 2);
+                hv::result(GuestResult::VmapPurgeAtPages, owed as u64 + 2);
             }
         }
     }
-    hv::result("vmap_lazy_max_pages", max as u64);
+    hv::result(GuestResult::VmapLazyMaxPages, max as u64);
 }
 
 static STALE_VA: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
@@ -593,7 +594,7 @@ fn churn(cfg: &Config) {
         vm_unmap_aliases();
         let st = vmap::stats();
         report(&st);
-        hv::result("vmap_churn_ns_per_op", time::cycles_to_ns(cycles) / iters as u64);
+        hv::result(GuestResult::VmapChurnNsPerOp, time::cycles_to_ns(cycles) / iters as u64);
         kprintln!("vmap-churn: {} ops per CPU, {} variant, {st:?}", iters, vmap::variant());
     }
 }
@@ -685,8 +686,8 @@ fn bench(cfg: &Config) {
     }
     all_cpus_reach();
     if percpu::cpu_id() == 0 {
-        hv::result("vmap_bench_flushes", total(Counter::VmapFlushes) - before.0);
-        hv::result("vmap_bench_flush_ipis", total(Counter::VmapFlushIpis) - before.1);
+        hv::result(GuestResult::VmapBenchFlushes, total(Counter::VmapFlushes) - before.0);
+        hv::result(GuestResult::VmapBenchFlushIpis, total(Counter::VmapFlushIpis) - before.1);
         // Claim 1: with a single lazy mapping outstanding, vm_unmap_aliases costs
         // about one old-style (eager) unmap. The boot CPU alone, the others
         // waiting (and answering flush IPIs).
@@ -700,14 +701,14 @@ fn bench(cfg: &Config) {
             vm_unmap_ram(va, 4);
             vm_unmap_aliases();
         }
-        hv::result("vmap_one_alias_ns", time::cycles_to_ns(cpu::rdtsc() - t0) / rounds);
+        hv::result(GuestResult::VmapOneAliasNs, time::cycles_to_ns(cpu::rdtsc() - t0) / rounds);
     }
     all_cpus_reach();
     if percpu::cpu_id() == 0 {
         let (c, n) = (total(Counter::VmapBenchCycles), total(Counter::VmapBenchIters));
         // Each CPU's loop ran at the same time: ns per iteration of one loop.
-        hv::result("vmap_bench_ns", time::cycles_to_ns(c) / n.max(1));
-        hv::result("vmap_bench_iters", n);
+        hv::result(GuestResult::VmapBenchNs, time::cycles_to_ns(c) / n.max(1));
+        hv::result(GuestResult::VmapBenchIters, n);
         report(&vmap::stats());
         kprintln!(
             "vmap-bench: {} variant, {} CPUs: {} ns per iteration",

@@ -6,11 +6,241 @@
 //! not produce is absent, never zero by default.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use shared::counters::Counter;
+use shared::results::GuestResult;
 
-/// A run's figures by name.
-pub type Figures = BTreeMap<String, f64>;
+/// Declares a flat enum of figure names.
+macro_rules! named {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $var:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($(#[$vmeta])* $var,)+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$var,)+];
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$var => $text,)+ }
+            }
+        }
+    };
+}
+
+named! {
+    /// Exits to the VMM by kind, summed over the vCPUs (`exits[].user`).
+    Exits {
+        Hypercall = "exits_hypercall",
+        Nop = "exits_nop",
+        OtherIo = "exits_other_io",
+        Mmio = "exits_mmio",
+        Hlt = "exits_hlt",
+        Intr = "exits_intr",
+        Shutdown = "exits_shutdown",
+    }
+}
+
+impl Exits {
+    /// The kind's key in the report's `exits[].user`.
+    fn report_key(self) -> &'static str {
+        match self {
+            Exits::Nop => "nop_exit",
+            k => k.name().trim_start_matches("exits_"),
+        }
+    }
+}
+
+named! {
+    /// What the VMM itself measured: its PV MMU section and the run's time.
+    Host {
+        TrapsBack = "traps_back",
+        TrapBackFailures = "trap_back_failures",
+        AliasRefusals = "alias_refusals",
+        AliasChecks = "alias_checks",
+        AliasCheckNs = "alias_check_ns",
+        PvmmuAuditErrors = "pvmmu_audit_errors",
+        RunMs = "run_ms",
+    }
+}
+
+impl Host {
+    /// The figures taken as they are from the report's `pvmmu` section.
+    const PVMMU: [Host; 5] =
+        [Host::TrapsBack, Host::TrapBackFailures, Host::AliasRefusals, Host::AliasChecks, Host::AliasCheckNs];
+}
+
+named! {
+    /// Figures computed from others: within one run, from the cost model, or
+    /// against another cell (the oracle's, always-flush's).
+    Derived {
+        WorkloadCyclesMax = "workload_cycles_max",
+        CyclesPerPin = "cycles_per_pin",
+        AliasCheckNsPerCheck = "alias_check_ns_per_check",
+        TrapsBackPerKpin = "traps_back_per_kpin",
+        PvUpdatesPerCall = "pv_updates_per_call",
+        VmapBenchCyclesPerIter = "vmap_bench_cycles_per_iter",
+        PteCyclesPerAccess = "pte_cycles_per_access",
+        KmapCacheHitsPerAccess = "kmap_cache_hits_per_access",
+        TlbInvlpgPerAccess = "tlb_invlpg_per_access",
+        KmapLockTakenPerKfault = "kmap_lock_taken_per_kfault",
+        KmapLockWaitsPerKfault = "kmap_lock_waits_per_kfault",
+        PkmapFlushesPerKfault = "pkmap_flushes_per_kfault",
+        FlushIpisPerKfault = "flush_ipis_per_kfault",
+        KmapSleepsPerKfault = "kmap_sleeps_per_kfault",
+        KmapCacheHitsPerKfault = "kmap_cache_hits_per_kfault",
+        HypercallExitsPerKfault = "hypercall_exits_per_kfault",
+        AliasCycles = "alias_cycles",
+        AliasCyclesPerPin = "alias_cycles_per_pin",
+        VmUnmapAliasesEmpty = "vm_unmap_aliases_empty",
+        // The cost model (`super::model`).
+        ModelCycles = "model_cycles",
+        ModelCyclesPerPin = "model_cycles_per_pin",
+        PinPathCycles = "pin_path_cycles",
+        PinPathCyclesPerPin = "pin_path_cycles_per_pin",
+        ModelExplains = "model_explains",
+        // Against the oracle cell (`super::results`).
+        RatioToOracle = "ratio_to_oracle",
+        WorkloadRatioToOracle = "workload_ratio_to_oracle",
+        ModelRatioToOracle = "model_ratio_to_oracle",
+        ExcessCyclesPerPin = "excess_cycles_per_pin",
+        VmUnmapAliasesOverOracle = "vm_unmap_aliases_over_oracle",
+        VmUnmapAliasesFlushedOverOracle = "vm_unmap_aliases_flushed_over_oracle",
+        TlbFlushGlobalOverOracle = "tlb_flush_global_over_oracle",
+        IpisSentOverOracle = "ipis_sent_over_oracle",
+        ExitsHypercallOverOracle = "exits_hypercall_over_oracle",
+        // Against the always-flush cell.
+        RatioToAlwaysFlush = "ratio_to_always_flush",
+        WorkloadRatioToAlwaysFlush = "workload_ratio_to_always_flush",
+    }
+}
+
+/// A figure: what a table column, a plot or a verdict asks of a cell. Typed, so
+/// a renamed counter, result or figure is a compile error, not a figure that
+/// reads as absent; it becomes a name only in files (`bench.jsonl`, `--spec`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Figure {
+    /// A guest counter, summed over the vCPUs.
+    Count(Counter),
+    /// A guest result.
+    Result(GuestResult),
+    Exits(Exits),
+    Host(Host),
+    Derived(Derived),
+}
+
+impl Figure {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Figure::Count(c) => c.name(),
+            Figure::Result(r) => r.name(),
+            Figure::Exits(e) => e.name(),
+            Figure::Host(h) => h.name(),
+            Figure::Derived(d) => d.name(),
+        }
+    }
+
+    /// Every figure a run can have, each once ([`COUNTERS`] and [`RESULTS`]
+    /// are the guest's that [`extract`] takes).
+    pub fn all() -> impl Iterator<Item = Figure> {
+        let c = COUNTERS.iter().map(|&c| Figure::Count(c));
+        let r = RESULTS.iter().chain(&UNIT_FIGURES).map(|&r| Figure::Result(r));
+        let e = Exits::ALL.iter().map(|&e| Figure::Exits(e));
+        let h = Host::ALL.iter().map(|&h| Figure::Host(h));
+        c.chain(r).chain(e).chain(h).chain(Derived::ALL.iter().map(|&d| Figure::Derived(d)))
+    }
+
+    /// The figure of this name (one a run can have).
+    pub fn from_name(name: &str) -> Option<Figure> {
+        Figure::all().find(|f| f.name() == name)
+    }
+}
+
+/// The counts each strategy is compared with the oracle on, and the figure
+/// that holds each one's excess.
+pub const OVER_ORACLE: [(Figure, Derived); 5] = [
+    (Figure::Count(Counter::VmUnmapAliases), Derived::VmUnmapAliasesOverOracle),
+    (Figure::Count(Counter::VmUnmapAliasesFlushed), Derived::VmUnmapAliasesFlushedOverOracle),
+    (Figure::Count(Counter::TlbFlushGlobal), Derived::TlbFlushGlobalOverOracle),
+    (Figure::Count(Counter::IpisSent), Derived::IpisSentOverOracle),
+    (Figure::Exits(Exits::Hypercall), Derived::ExitsHypercallOverOracle),
+];
+
+impl From<Counter> for Figure {
+    fn from(c: Counter) -> Self {
+        Figure::Count(c)
+    }
+}
+
+impl From<GuestResult> for Figure {
+    fn from(r: GuestResult) -> Self {
+        Figure::Result(r)
+    }
+}
+
+impl From<Exits> for Figure {
+    fn from(e: Exits) -> Self {
+        Figure::Exits(e)
+    }
+}
+
+impl From<Host> for Figure {
+    fn from(h: Host) -> Self {
+        Figure::Host(h)
+    }
+}
+
+impl From<Derived> for Figure {
+    fn from(d: Derived) -> Self {
+        Figure::Derived(d)
+    }
+}
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Figure {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Figure {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Figure::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("no figure is called {name:?}")))
+    }
+}
+
+/// A run's figures.
+pub type Figures = BTreeMap<Figure, f64>;
+
+/// Tests write figures as reports name them (only tests: the code names them
+/// by type).
+#[cfg(test)]
+impl From<&str> for Figure {
+    fn from(name: &str) -> Self {
+        Figure::from_name(name).unwrap_or_else(|| panic!("{name}: no such figure"))
+    }
+}
+
+/// Figures given by name (tests write them as reports name them).
+#[cfg(test)]
+pub fn named(pairs: &[(&str, f64)]) -> Figures {
+    pairs.iter().map(|(k, v)| (Figure::from_name(k).unwrap_or_else(|| panic!("{k}: no such figure")), *v)).collect()
+}
+
+/// Reads stored figures by name, leaving out names this vmm does not know
+/// (a line written by another version keeps its other figures; its report,
+/// when stored, is read again anyway).
+pub fn deserialize_known<'de, D: Deserializer<'de>>(d: D) -> Result<Figures, D::Error> {
+    let named = BTreeMap::<String, f64>::deserialize(d)?;
+    Ok(named.into_iter().filter_map(|(k, v)| Some((Figure::from_name(&k)?, v))).collect())
+}
 
 /// What a figure is, for the report's glossary.
 pub struct FigureDef {
@@ -19,80 +249,74 @@ pub struct FigureDef {
 }
 
 /// Counters copied as they are (summed over the vCPUs).
-pub const COUNTERS: &[&str] = &[
-    "workload_cycles",
-    "pt_pins",
-    "pt_pins_aliased",
-    "pt_pins_alias_pte",
-    "pt_pin_cycles",
-    "pt_pin_refused",
-    "pt_pin_refused_after_purge",
-    "vm_unmap_aliases",
-    "vm_unmap_aliases_reflushed",
-    "vm_unmap_aliases_flushed",
-    "vm_unmap_aliases_cycles",
-    "vm_unmap_aliases_flush_cycles",
-    "vm_unmap_aliases_lock_cycles",
-    "vm_unmap_aliases_empty_lock_cycles",
-    "vm_unmap_aliases_in_pin_cycles",
-    "tlb_flush_global",
-    "tlb_flush_local",
-    "tlb_invlpg",
-    "ipis_sent",
-    "ipis_received",
-    "vmap_flush_ipis",
-    "vmap_purged_pages",
-    "vmap_block_purges",
-    "kmap_atomic",
-    "pte_maps",
-    "kmap_lock_taken",
-    "kmap_lock_waits",
-    "kmap_lock_spins",
-    "kmap_sleeps",
-    "kmap_cache_hits",
-    "pkmap_flushes",
-    "tlb_shootdown_kernel",
-    "page_faults",
-    "forks",
-    "churn_steps",
-    "alias_fixups",
-    "alias_fixup_retry_cycles",
-    "clean_pool_refills",
-    "pv_updates",
-    "pv_update_calls",
-    "vmap_flushes",
-    "vmap_purges",
-    "pt_pages_lowmem",
-    "pt_pages_highmem",
+pub const COUNTERS: &[Counter] = &[
+    Counter::WorkloadCycles,
+    Counter::PtPins,
+    Counter::PtPinsAliased,
+    Counter::PtPinsAliasPte,
+    Counter::PtPinCycles,
+    Counter::PtPinRefused,
+    Counter::PtPinRefusedAfterPurge,
+    Counter::VmUnmapAliases,
+    Counter::VmUnmapAliasesReflushed,
+    Counter::VmUnmapAliasesFlushed,
+    Counter::VmUnmapAliasesCycles,
+    Counter::VmUnmapAliasesFlushCycles,
+    Counter::VmUnmapAliasesLockCycles,
+    Counter::VmUnmapAliasesEmptyLockCycles,
+    Counter::VmUnmapAliasesInPinCycles,
+    Counter::TlbFlushGlobal,
+    Counter::TlbFlushLocal,
+    Counter::TlbInvlpg,
+    Counter::IpisSent,
+    Counter::IpisReceived,
+    Counter::VmapFlushIpis,
+    Counter::VmapPurgedPages,
+    Counter::VmapBlockPurges,
+    Counter::KmapAtomic,
+    Counter::PteMaps,
+    Counter::KmapLockTaken,
+    Counter::KmapLockWaits,
+    Counter::KmapLockSpins,
+    Counter::KmapSleeps,
+    Counter::KmapCacheHits,
+    Counter::PkmapFlushes,
+    Counter::TlbShootdownKernel,
+    Counter::PageFaults,
+    Counter::Forks,
+    Counter::ChurnSteps,
+    Counter::AliasFixups,
+    Counter::AliasFixupRetryCycles,
+    Counter::CleanPoolRefills,
+    Counter::PvUpdates,
+    Counter::PvUpdateCalls,
+    Counter::VmapFlushes,
+    Counter::VmapPurges,
+    Counter::PtPagesLowmem,
+    Counter::PtPagesHighmem,
 ];
 
 /// Guest results copied as they are.
-pub const RESULTS: &[&str] = &[
-    "vmap_bench_ns",
-    "vmap_bench_iters",
-    "vmap_bench_flushes",
-    "vmap_one_alias_ns",
-    "tasks_started",
-    "pkmap_wrap_flushes",
+pub const RESULTS: &[GuestResult] = &[
+    GuestResult::VmapBenchNs,
+    GuestResult::VmapBenchIters,
+    GuestResult::VmapBenchFlushes,
+    GuestResult::VmapOneAliasNs,
+    GuestResult::TasksStarted,
+    GuestResult::PkmapWrapFlushes,
 ];
 
 /// The unit costs the `calibrate` workload reports (guest results, medians of
 /// 64 rounds each), in [`super::model::Units`]' order and the trapped pin last.
-pub const UNIT_FIGURES: [&str; 7] = [
-    "unit_exit_cycles",
-    "unit_hypercall_cycles",
-    "unit_flush_global_cycles",
-    "unit_vm_unmap_aliases_empty_cycles",
-    "unit_vm_unmap_aliases_flush_cycles",
-    "unit_pin_cycles",
-    "unit_pin_trapped_cycles",
+pub const UNIT_FIGURES: [GuestResult; 7] = [
+    GuestResult::UnitExitCycles,
+    GuestResult::UnitHypercallCycles,
+    GuestResult::UnitFlushGlobalCycles,
+    GuestResult::UnitVmUnmapAliasesEmptyCycles,
+    GuestResult::UnitVmUnmapAliasesFlushCycles,
+    GuestResult::UnitPinCycles,
+    GuestResult::UnitPinTrappedCycles,
 ];
-
-/// The exit kinds of `exits[].user`, summed over the vCPUs, as `exits_<kind>`.
-pub const EXIT_KINDS: &[&str] = &["hypercall", "nop_exit", "other_io", "mmio", "hlt", "intr", "shutdown"];
-
-/// The host PV MMU's figures (`pvmmu`).
-pub const PVMMU: &[&str] = &["traps_back", "trap_back_failures", "alias_refusals", "alias_checks", "alias_check_ns"];
 
 /// The derived figures, and the glossary of the less obvious ones.
 pub const GLOSSARY: &[FigureDef] = &[
@@ -218,107 +442,108 @@ pub fn extract(report: &Value) -> Figures {
     // kept counters (there are some) and it is not among them.
     let kept_counters = totals.as_object().is_some_and(|m| !m.is_empty());
     for &c in COUNTERS {
-        match num(&totals[c]) {
+        match num(&totals[c.name()]) {
             Some(v) => {
-                f.insert(c.to_owned(), v);
+                f.insert(c.into(), v);
             }
             None if kept_counters => {
-                f.insert(c.to_owned(), 0.0);
+                f.insert(c.into(), 0.0);
             }
             None => {}
         }
     }
     for &r in RESULTS.iter().chain(&UNIT_FIGURES) {
-        if let Some(v) = num(&report["results"][r]) {
-            f.insert(r.to_owned(), v);
+        if let Some(v) = num(&report["results"][r.name()]) {
+            f.insert(r.into(), v);
         }
     }
     if let Some(cpus) = report["counters"].as_array() {
         let max = cpus
             .iter()
-            .filter_map(|c| num(&c["workload_cycles"]))
+            .filter_map(|c| num(&c[Counter::WorkloadCycles.name()]))
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
         if let Some(m) = max {
-            f.insert("workload_cycles_max".into(), m);
+            f.insert(Derived::WorkloadCyclesMax.into(), m);
         }
     }
     if let Some(exits) = report["exits"].as_array() {
-        for &k in EXIT_KINDS {
-            let sum: f64 = exits.iter().filter_map(|e| num(&e["user"][k])).sum();
-            f.insert(format!("exits_{}", k.trim_end_matches("_exit")), sum);
+        for &k in Exits::ALL {
+            let sum: f64 = exits.iter().filter_map(|e| num(&e["user"][k.report_key()])).sum();
+            f.insert(k.into(), sum);
         }
     }
     let pv = &report["pvmmu"];
     if pv.is_object() {
-        for &k in PVMMU {
-            if let Some(v) = num(&pv[k]) {
-                f.insert(k.to_owned(), v);
+        for k in Host::PVMMU {
+            if let Some(v) = num(&pv[k.name()]) {
+                f.insert(k.into(), v);
             }
         }
         let audit = [&pv["audit_rw_pagetables"], &pv["audit_count_mismatches"]];
         let diverged = [&pv["audit_tables_diverged"], &pv["audit_l3_diverged"]];
         if audit.iter().all(|v| v.is_number()) {
             let sum = audit.iter().chain(&diverged).filter_map(|v| num(v)).sum();
-            f.insert("pvmmu_audit_errors".into(), sum);
+            f.insert(Host::PvmmuAuditErrors.into(), sum);
         }
     }
     if let Some(ms) = num(&report["timing"]["to_end_ms"]) {
-        f.insert("run_ms".into(), ms);
+        f.insert(Host::RunMs.into(), ms);
     }
     derive(&mut f, totals);
     f
 }
 
 /// `a / b` when both were measured and b is not zero.
-pub fn ratio(f: &Figures, a: &str, b: &str) -> Option<f64> {
-    let (a, b) = (f.get(a)?, f.get(b)?);
+pub fn ratio(f: &Figures, a: impl Into<Figure>, b: impl Into<Figure>) -> Option<f64> {
+    let (a, b) = (f.get(&a.into())?, f.get(&b.into())?);
     (*b != 0.0).then(|| a / b)
 }
 
 fn derive(f: &mut Figures, totals: &Value) {
-    let put = |f: &mut Figures, name: &str, v: Option<f64>| {
+    use Counter as C;
+    use Derived as D;
+    let put = |f: &mut Figures, d: Derived, v: Option<f64>| {
         if let Some(v) = v.filter(|v| v.is_finite()) {
-            f.insert(name.to_owned(), v);
+            f.insert(d.into(), v);
         }
     };
-    put(f, "cycles_per_pin", ratio(f, "pt_pin_cycles", "pt_pins"));
-    put(f, "alias_check_ns_per_check", ratio(f, "alias_check_ns", "alias_checks"));
-    put(f, "traps_back_per_kpin", ratio(f, "traps_back", "pt_pins").map(|r| r * 1000.0));
-    put(f, "pv_updates_per_call", ratio(f, "pv_updates", "pv_update_calls"));
-    let raw = |k: &str| num(&totals[k]);
-    if let (Some(c), Some(n)) = (raw("vmap_bench_cycles"), raw("vmap_bench_iters")) {
-        put(f, "vmap_bench_cycles_per_iter", (n > 0.0).then(|| c / n));
+    put(f, D::CyclesPerPin, ratio(f, C::PtPinCycles, C::PtPins));
+    put(f, D::AliasCheckNsPerCheck, ratio(f, Host::AliasCheckNs, Host::AliasChecks));
+    put(f, D::TrapsBackPerKpin, ratio(f, Host::TrapsBack, C::PtPins).map(|r| r * 1000.0));
+    put(f, D::PvUpdatesPerCall, ratio(f, C::PvUpdates, C::PvUpdateCalls));
+    // Counters the table does not copy, read from the report itself.
+    let raw = |c: Counter| num(&totals[c.name()]);
+    if let (Some(c), Some(n)) = (raw(C::VmapBenchCycles), raw(C::VmapBenchIters)) {
+        put(f, D::VmapBenchCyclesPerIter, (n > 0.0).then(|| c / n));
     }
-    if let (Some(c), Some(n)) = (raw("pte_bench_cycles"), raw("pte_bench_accesses")) {
-        put(f, "pte_cycles_per_access", (n > 0.0).then(|| c / n));
-        for (name, counter) in
-            [("kmap_cache_hits_per_access", "kmap_cache_hits"), ("tlb_invlpg_per_access", "tlb_invlpg")]
-        {
-            let v = f.get(counter).filter(|_| n > 0.0).map(|c| c / n);
-            put(f, name, v);
+    if let (Some(c), Some(n)) = (raw(C::PteBenchCycles), raw(C::PteBenchAccesses)) {
+        put(f, D::PteCyclesPerAccess, (n > 0.0).then(|| c / n));
+        for (d, counter) in [(D::KmapCacheHitsPerAccess, C::KmapCacheHits), (D::TlbInvlpgPerAccess, C::TlbInvlpg)] {
+            let v = f.get(&counter.into()).filter(|_| n > 0.0).map(|c| c / n);
+            put(f, d, v);
         }
     }
-    if let Some(faults) = f.get("page_faults").copied().filter(|&p| p > 0.0) {
-        for (name, counter) in [
-            ("kmap_lock_taken_per_kfault", "kmap_lock_taken"),
-            ("kmap_lock_waits_per_kfault", "kmap_lock_waits"),
-            ("pkmap_flushes_per_kfault", "pkmap_flushes"),
-            ("flush_ipis_per_kfault", "tlb_shootdown_kernel"),
-            ("kmap_sleeps_per_kfault", "kmap_sleeps"),
-            ("kmap_cache_hits_per_kfault", "kmap_cache_hits"),
-            ("hypercall_exits_per_kfault", "exits_hypercall"),
+    if let Some(faults) = f.get(&C::PageFaults.into()).copied().filter(|&p| p > 0.0) {
+        for (d, counter) in [
+            (D::KmapLockTakenPerKfault, Figure::from(C::KmapLockTaken)),
+            (D::KmapLockWaitsPerKfault, C::KmapLockWaits.into()),
+            (D::PkmapFlushesPerKfault, C::PkmapFlushes.into()),
+            (D::FlushIpisPerKfault, C::TlbShootdownKernel.into()),
+            (D::KmapSleepsPerKfault, C::KmapSleeps.into()),
+            (D::KmapCacheHitsPerKfault, C::KmapCacheHits.into()),
+            (D::HypercallExitsPerKfault, Exits::Hypercall.into()),
         ] {
-            let v = f.get(counter).map(|c| c * 1000.0 / faults);
-            put(f, name, v);
+            let v = f.get(&counter).map(|c| c * 1000.0 / faults);
+            put(f, d, v);
         }
     }
-    if let (Some(v), Some(r)) = (f.get("vm_unmap_aliases_cycles").copied(), f.get("alias_fixup_retry_cycles").copied())
-    {
-        f.insert("alias_cycles".into(), v + r);
+    let get = |f: &Figures, c: Counter| f.get(&c.into()).copied();
+    if let (Some(v), Some(r)) = (get(f, C::VmUnmapAliasesCycles), get(f, C::AliasFixupRetryCycles)) {
+        f.insert(D::AliasCycles.into(), v + r);
     }
-    put(f, "alias_cycles_per_pin", ratio(f, "alias_cycles", "pt_pins"));
-    if let (Some(c), Some(x)) = (f.get("vm_unmap_aliases").copied(), f.get("vm_unmap_aliases_flushed").copied()) {
-        f.insert("vm_unmap_aliases_empty".into(), c - x);
+    put(f, D::AliasCyclesPerPin, ratio(f, D::AliasCycles, C::PtPins));
+    if let (Some(c), Some(x)) = (get(f, C::VmUnmapAliases), get(f, C::VmUnmapAliasesFlushed)) {
+        f.insert(D::VmUnmapAliasesEmpty.into(), c - x);
     }
 }
 
@@ -326,6 +551,11 @@ fn derive(f: &mut Figures, totals: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The figure of this name (the tests read figures as reports name them).
+    fn by_name(f: &Figures, name: &str) -> Option<f64> {
+        f.get(&Figure::from_name(name).unwrap_or_else(|| panic!("{name}: no such figure"))).copied()
+    }
 
     fn report() -> Value {
         json!({
@@ -345,29 +575,52 @@ mod tests {
     #[test]
     fn figures_come_from_the_counters_and_agree_with_them() {
         let f = extract(&report());
-        assert_eq!(f["cycles_per_pin"], 5000.0);
-        assert_eq!(f["cycles_per_pin"], f["pt_pin_cycles"] / f["pt_pins"]);
-        assert_eq!(f["workload_cycles_max"], 5000000.0);
-        assert_eq!(f["exits_hypercall"], 7.0);
-        assert_eq!(f["exits_nop"], 0.0);
-        assert_eq!(f["traps_back"], 7.0);
-        assert_eq!(f["alias_check_ns_per_check"], 20.0);
-        assert_eq!(f["pte_cycles_per_access"], 300.0);
-        assert_eq!(f["kmap_cache_hits_per_access"], 1.2);
+        assert_eq!(by_name(&f, "cycles_per_pin").unwrap(), 5000.0);
+        assert_eq!(
+            by_name(&f, "cycles_per_pin").unwrap(),
+            by_name(&f, "pt_pin_cycles").unwrap() / by_name(&f, "pt_pins").unwrap()
+        );
+        assert_eq!(by_name(&f, "workload_cycles_max").unwrap(), 5000000.0);
+        assert_eq!(by_name(&f, "exits_hypercall").unwrap(), 7.0);
+        assert_eq!(by_name(&f, "exits_nop").unwrap(), 0.0);
+        assert_eq!(by_name(&f, "traps_back").unwrap(), 7.0);
+        assert_eq!(by_name(&f, "alias_check_ns_per_check").unwrap(), 20.0);
+        assert_eq!(by_name(&f, "pte_cycles_per_access").unwrap(), 300.0);
+        assert_eq!(by_name(&f, "kmap_cache_hits_per_access").unwrap(), 1.2);
         // A listed counter that is not in the report is zero, and so its rate.
-        assert_eq!(f["tlb_invlpg_per_access"], 0.0);
-        assert_eq!(f["kmap_lock_waits_per_kfault"], 2.5);
-        assert_eq!(f["vmap_bench_ns"], 1234.0);
-        assert_eq!(f["pvmmu_audit_errors"], 0.0);
+        assert_eq!(by_name(&f, "tlb_invlpg_per_access").unwrap(), 0.0);
+        assert_eq!(by_name(&f, "kmap_lock_waits_per_kfault").unwrap(), 2.5);
+        assert_eq!(by_name(&f, "vmap_bench_ns").unwrap(), 1234.0);
+        assert_eq!(by_name(&f, "pvmmu_audit_errors").unwrap(), 0.0);
         // Counters the guest did not list are zero; results it did not give are absent.
-        assert_eq!(f["ipis_sent"], 0.0);
-        assert!(!f.contains_key("tasks_started"));
+        assert_eq!(by_name(&f, "ipis_sent").unwrap(), 0.0);
+        assert!(by_name(&f, "tasks_started").is_none());
         // Alias work over the whole workload (no retries: a listed counter, zero).
-        assert_eq!(f["alias_cycles"], 200000.0);
-        assert_eq!(f["alias_cycles_per_pin"], 2000.0);
-        assert_eq!(f["vm_unmap_aliases_empty"], 80.0);
+        assert_eq!(by_name(&f, "alias_cycles").unwrap(), 200000.0);
+        assert_eq!(by_name(&f, "alias_cycles_per_pin").unwrap(), 2000.0);
+        assert_eq!(by_name(&f, "vm_unmap_aliases_empty").unwrap(), 80.0);
         // Nothing in one run compares it with the oracle.
-        assert!(!f.contains_key("ratio_to_oracle"));
+        assert!(by_name(&f, "ratio_to_oracle").is_none());
+    }
+
+    #[test]
+    fn every_figure_has_one_name_and_is_found_by_it() {
+        let all: Vec<Figure> = Figure::all().collect();
+        for (i, f) in all.iter().enumerate() {
+            assert!(all[..i].iter().all(|o| o.name() != f.name()), "{f} twice");
+            assert_eq!(Figure::from_name(f.name()), Some(*f));
+        }
+        // The glossary explains figures that exist (or a family of them).
+        for d in GLOSSARY {
+            assert!(d.name.contains('<') || Figure::from_name(d.name).is_some(), "glossary: {}", d.name);
+        }
+        let stored = serde_json::to_string(&extract(&report())).unwrap();
+        let back: Figures = deserialize_known(&mut serde_json::Deserializer::from_str(&stored)).unwrap();
+        assert_eq!(back, extract(&report()));
+        let other: Figures =
+            deserialize_known(&mut serde_json::Deserializer::from_str(r#"{"pt_pins": 3, "renamed_since": 1}"#))
+                .unwrap();
+        assert_eq!(other, Figures::from([(Counter::PtPins.into(), 3.0)]));
     }
 
     #[test]

@@ -6,9 +6,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use shared::config::{parse_u64, Config, ParamError};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shared::config::{
+    parse_u64, AliasStrategy, Config, HostCheck, ParamError, PtCache, PteVariant, Setting, Setting as S, Switch,
+    VmapFlush, VmapVariant, Workload, WriteWatch,
+};
+use shared::counters::Counter as C;
+use shared::results::GuestResult as R;
 
+use super::figures::{Derived as D, Exits, Figure, Host};
 use super::Error;
 
 /// Which built-in matrix to run.
@@ -70,8 +76,29 @@ pub struct CellSpec {
     pub mem: String,
     /// The guest's watchdog, seconds.
     pub timeout: u32,
-    /// Guest parameters that differ from the defaults (`--key value`).
-    pub params: BTreeMap<String, String>,
+    /// Guest parameters that differ from the defaults, typed; a `--spec` file
+    /// writes them as `{"key": "value"}`, and an unknown key or a bad value is
+    /// an error when it is read.
+    #[serde(serialize_with = "settings_out", deserialize_with = "settings_in")]
+    pub params: Vec<Setting>,
+}
+
+fn settings_out<S: Serializer>(params: &[Setting], s: S) -> Result<S::Ok, S::Error> {
+    let named: BTreeMap<&str, String> = params.iter().map(|p| (p.key(), p.value().to_string())).collect();
+    named.serialize(s)
+}
+
+fn settings_in<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Setting>, D::Error> {
+    let named = BTreeMap::<String, String>::deserialize(d)?;
+    named
+        .iter()
+        .map(|(k, v)| {
+            Setting::parse(k, v).map_err(|e| match e {
+                ParamError::UnknownKey => serde::de::Error::custom(format!("--{k}: unknown parameter")),
+                e => serde::de::Error::custom(format!("--{k} {v}: {e}")),
+            })
+        })
+        .collect()
 }
 
 /// A named experiment.
@@ -83,8 +110,9 @@ pub struct Experiment {
     /// What it answers, one or two sentences (the report's section text).
     pub question: String,
     pub cells: Vec<CellSpec>,
-    /// Figures shown in its table, in order.
-    pub columns: Vec<String>,
+    /// Figures shown in its table, in order (by name in a `--spec` file; an
+    /// unknown name is an error when it is read).
+    pub columns: Vec<Figure>,
     #[serde(default)]
     pub plot: Option<PlotKind>,
     /// The verdicts (claim ids of [`super::verdict`]) shown in its section.
@@ -125,19 +153,68 @@ pub struct Cell {
     pub args: Vec<String>,
 }
 
-impl CellSpec {
-    fn new(label: impl Into<String>, vcpus: u32, mem: &str, timeout: u32, params: &[(&str, &str)]) -> Self {
-        CellSpec {
-            label: label.into(),
-            vcpus,
-            mem: mem.to_owned(),
-            timeout,
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+/// What a verdict or a figure asks of a cell: its vCPUs, or one parameter's
+/// value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    Vcpus(u32),
+    Is(Setting),
+}
+
+impl From<Setting> for Want {
+    fn from(s: Setting) -> Self {
+        Want::Is(s)
+    }
+}
+
+impl Cell {
+    /// The cell's value of the parameter `key`, typed.
+    pub fn setting(&self, key: &str) -> Option<Setting> {
+        Setting::parse(key, self.config.get(key)?).ok()
     }
 
-    fn with(mut self, key: &str, value: &str) -> Self {
-        self.params.insert(key.to_owned(), value.to_owned());
+    /// Whether the cell has this parameter at this value.
+    pub fn is(&self, s: Setting) -> bool {
+        self.setting(s.key()) == Some(s)
+    }
+
+    /// Whether the cell is everything `want` asks.
+    pub fn matches(&self, want: &[Want]) -> bool {
+        want.iter().all(|w| match *w {
+            Want::Vcpus(v) => self.vcpus == v,
+            Want::Is(s) => self.is(s),
+        })
+    }
+
+    /// The cell's alias strategy.
+    pub fn alias(&self) -> AliasStrategy {
+        match self.setting("alias") {
+            Some(Setting::Alias(a)) => a,
+            _ => Config::new().alias(),
+        }
+    }
+}
+
+impl CellSpec {
+    /// A cell given its parameters as the command line writes them.
+    #[cfg(test)]
+    pub fn parsed(label: &str, vcpus: u32, params: &[(&str, &str)]) -> Result<CellSpec, ParamError> {
+        let params = params.iter().map(|(k, v)| Setting::parse(k, v)).collect::<Result<_, _>>()?;
+        Ok(CellSpec { label: label.into(), vcpus, mem: "256m".into(), timeout: 10, params })
+    }
+
+    fn new(label: impl Into<String>, vcpus: u32, mem: &str, timeout: u32, params: &[Setting]) -> Self {
+        let mut c = CellSpec { label: label.into(), vcpus, mem: mem.to_owned(), timeout, params: vec![] };
+        for p in params {
+            c = c.with(*p);
+        }
+        c
+    }
+
+    /// The cell with `setting` (in place of the same parameter's value).
+    fn with(mut self, setting: Setting) -> Self {
+        self.params.retain(|p| p.key() != setting.key());
+        self.params.push(setting);
         self
     }
 
@@ -170,11 +247,8 @@ impl CellSpec {
             return Err(bad("timeout must be positive".into()));
         }
         let mut config = Config::new();
-        for (k, v) in &self.params {
-            config.set(k, v).map_err(|e| match e {
-                ParamError::UnknownKey => bad(format!("--{k}: unknown parameter")),
-                e => bad(format!("--{k} {v}: {e}")),
-            })?;
+        for p in &self.params {
+            p.apply(&mut config).map_err(|e| bad(format!("--{} {}: {e}", p.key(), p.value())))?;
         }
         let defaults = Config::new();
         let mut key = format!("vcpus={} mem={}", self.vcpus, size_text(mem_bytes));
@@ -281,46 +355,51 @@ pub fn select(experiments: Vec<Experiment>, only: &[String]) -> Result<Vec<Exper
 
 /// The alias strategies, in the design notes' order, and the oracle they are
 /// measured against (a strategy that runs: `--alias oracle`).
-pub const STRATEGIES: [&str; 7] =
-    ["none", "always-flush", "alias-bit", "runtime-switch", "clean-pool", "host-trap", "oracle"];
+pub const STRATEGIES: [AliasStrategy; 7] = [
+    AliasStrategy::None,
+    AliasStrategy::AlwaysFlush,
+    AliasStrategy::AliasBit,
+    AliasStrategy::RuntimeSwitch,
+    AliasStrategy::CleanPool,
+    AliasStrategy::HostTrap,
+    AliasStrategy::Oracle,
+];
 
 /// Columns of the alias-strategy tables: the counts first (they decide), then
 /// the cycles (they inform).
-fn pin_columns() -> Vec<String> {
-    [
-        "pt_pins",
-        "pt_pins_alias_pte",
-        "vm_unmap_aliases",
-        "vm_unmap_aliases_flushed",
-        "vm_unmap_aliases_reflushed",
-        "vm_unmap_aliases_empty",
-        "vm_unmap_aliases_flushed_over_oracle",
-        "tlb_flush_global",
-        "ipis_sent",
-        "exits_hypercall",
-        "exits_hypercall_over_oracle",
-        "traps_back",
-        "pt_pin_refused",
-        "pt_pin_refused_after_purge",
-        "clean_pool_refills",
-        "model_cycles_per_pin",
-        "model_ratio_to_oracle",
-        "model_explains",
-        "cycles_per_pin",
-        "ratio_to_oracle",
-        "excess_cycles_per_pin",
-        "ratio_to_always_flush",
-        "alias_cycles_per_pin",
-        "workload_cycles",
-        "workload_ratio_to_oracle",
-        "alias_check_ns",
-        "pv_updates",
-        "pv_update_calls",
-        "traps_back_per_kpin",
-        "pt_pins_aliased",
+fn pin_columns() -> Vec<Figure> {
+    vec![
+        Figure::Count(C::PtPins),
+        Figure::Count(C::PtPinsAliasPte),
+        Figure::Count(C::VmUnmapAliases),
+        Figure::Count(C::VmUnmapAliasesFlushed),
+        Figure::Count(C::VmUnmapAliasesReflushed),
+        Figure::Derived(D::VmUnmapAliasesEmpty),
+        Figure::Derived(D::VmUnmapAliasesFlushedOverOracle),
+        Figure::Count(C::TlbFlushGlobal),
+        Figure::Count(C::IpisSent),
+        Figure::Exits(Exits::Hypercall),
+        Figure::Derived(D::ExitsHypercallOverOracle),
+        Figure::Host(Host::TrapsBack),
+        Figure::Count(C::PtPinRefused),
+        Figure::Count(C::PtPinRefusedAfterPurge),
+        Figure::Count(C::CleanPoolRefills),
+        Figure::Derived(D::ModelCyclesPerPin),
+        Figure::Derived(D::ModelRatioToOracle),
+        Figure::Derived(D::ModelExplains),
+        Figure::Derived(D::CyclesPerPin),
+        Figure::Derived(D::RatioToOracle),
+        Figure::Derived(D::ExcessCyclesPerPin),
+        Figure::Derived(D::RatioToAlwaysFlush),
+        Figure::Derived(D::AliasCyclesPerPin),
+        Figure::Count(C::WorkloadCycles),
+        Figure::Derived(D::WorkloadRatioToOracle),
+        Figure::Host(Host::AliasCheckNs),
+        Figure::Count(C::PvUpdates),
+        Figure::Count(C::PvUpdateCalls),
+        Figure::Derived(D::TrapsBackPerKpin),
+        Figure::Count(C::PtPinsAliased),
     ]
-    .map(String::from)
-    .to_vec()
 }
 
 /// The fork-heavy workload with vmap churn on 2 vCPUs under the PV MMU: the
@@ -334,32 +413,32 @@ fn pin_columns() -> Vec<String> {
 /// show it if it did. On a QEMU TCG host the watch costs every hypercall exit a
 /// read of the log and a refault of every table walked since (docs/pvmmu.md),
 /// the same for every strategy, which would only bury the differences measured.
-fn fork_churn(alias: &str) -> CellSpec {
+fn fork_churn(alias: AliasStrategy) -> CellSpec {
     CellSpec::new(
-        alias,
+        alias.as_str(),
         2,
         "256m",
         60,
         &[
-            ("workload", "fork-churn"),
-            ("pvmmu", "on"),
-            ("alias", alias),
-            ("tasks", "4"),
-            ("rounds", "16"),
-            ("pages", "16"),
-            ("churn-every", "1"),
-            ("host-write-watch", "memslot"),
+            S::Workload(Workload::ForkChurn),
+            S::Pvmmu(Switch::On),
+            S::Alias(alias),
+            S::Tasks(4),
+            S::Rounds(16),
+            S::Pages(16),
+            S::ChurnEvery(1),
+            S::HostWriteWatch(WriteWatch::Memslot),
         ],
     )
 }
 
-fn experiment(id: &str, title: &str, question: &str, cells: Vec<CellSpec>, columns: &[&str]) -> Experiment {
+fn experiment(id: &str, title: &str, question: &str, cells: Vec<CellSpec>, columns: &[Figure]) -> Experiment {
     Experiment {
         id: id.into(),
         title: title.into(),
         question: question.into(),
         cells,
-        columns: columns.iter().map(|s| s.to_string()).collect(),
+        columns: columns.to_vec(),
         plot: None,
         claims: vec![],
         note: None,
@@ -374,7 +453,7 @@ fn alias_strategies() -> Experiment {
         "Alias strategies: cost per pagetable pin against the oracle",
         "fork-churn (fork-heavy, a vmap churn step before every fork) on 2 vCPUs with --pvmmu on: what each \
          --alias strategy costs per pagetable pin and in total, as a ratio to the oracle and to always-flush.",
-        STRATEGIES.iter().map(|s| fork_churn(s)).collect(),
+        STRATEGIES.into_iter().map(fork_churn).collect(),
         &[],
     );
     e.columns = pin_columns();
@@ -390,7 +469,7 @@ pub const CALIBRATION: &str = "calibration";
 /// strategies (the same VM shape and host settings as their cells) so that
 /// their counts can be priced: the cost model.
 fn calibration() -> Experiment {
-    let cell = fork_churn("host-trap").with("workload", "calibrate").label("calibration");
+    let cell = fork_churn(AliasStrategy::HostTrap).with(S::Workload(Workload::Calibrate)).label("calibration");
     experiment(
         CALIBRATION,
         "Calibration: the unit cost of each counted event on this host",
@@ -399,7 +478,7 @@ fn calibration() -> Experiment {
          one that flushes one lazy area, a pin with no alias work, and host-trap's trapped pin. The medians price \
          every run's counts (\"The cost model\").",
         vec![cell],
-        &super::figures::UNIT_FIGURES,
+        &super::figures::UNIT_FIGURES.map(Figure::Result),
     )
 }
 
@@ -413,10 +492,14 @@ fn history() -> Experiment {
          stops flushing a block's dirty range again and again (a counterfactual: 6.5's Xen code no longer \
          calls it at a pin).",
         vec![
-            fork_churn("always-flush").label("2.6.28 lazy-ptes + always-flush"),
-            fork_churn("always-flush").with("vmap", "eager").label("2.6.36 eager (lazy disabled)"),
-            fork_churn("none").with("vmap", "lazy-tlb").label("2.6.37 lazy-tlb + none"),
-            fork_churn("always-flush").with("vmap-flush", "6.5").label("2.6.28 pin path, 6.5 vm_unmap_aliases"),
+            fork_churn(AliasStrategy::AlwaysFlush).label("2.6.28 lazy-ptes + always-flush"),
+            fork_churn(AliasStrategy::AlwaysFlush)
+                .with(S::Vmap(VmapVariant::Eager))
+                .label("2.6.36 eager (lazy disabled)"),
+            fork_churn(AliasStrategy::None).with(S::Vmap(VmapVariant::LazyTlb)).label("2.6.37 lazy-tlb + none"),
+            fork_churn(AliasStrategy::AlwaysFlush)
+                .with(S::VmapFlush(VmapFlush::Linux65))
+                .label("2.6.28 pin path, 6.5 vm_unmap_aliases"),
         ],
         &[],
     );
@@ -426,18 +509,18 @@ fn history() -> Experiment {
 }
 
 /// The alias frequencies of the sweep: an alias source before every Nth fork.
-pub const FREQUENCIES: [&str; 5] = ["1", "4", "16", "64", "256"];
+pub const FREQUENCIES: [u64; 5] = [1, 4, 16, 64, 256];
 
 /// fork-churn long enough (256 forks) for one alias source in 256 forks.
-fn frequency_cell(strategy: &str, every: &str) -> CellSpec {
+fn frequency_cell(strategy: AliasStrategy, every: u64) -> CellSpec {
     fork_churn(strategy)
-        .with("rounds", "64")
-        .with("churn-every", every)
+        .with(S::Rounds(64))
+        .with(S::ChurnEvery(every))
         .label(format!("{strategy}, churn every {every}"))
 }
 
 fn frequency_cells() -> Vec<CellSpec> {
-    STRATEGIES.iter().flat_map(|s| FREQUENCIES.iter().map(move |every| frequency_cell(s, every))).collect()
+    STRATEGIES.into_iter().flat_map(|s| FREQUENCIES.map(move |every| frequency_cell(s, every))).collect()
 }
 
 fn alias_frequency() -> Experiment {
@@ -472,14 +555,14 @@ fn which_strategy() -> Experiment {
          costs, and by the measured cycles. --alias none is left out of the answer: Linux BUGs on a refused pin.",
         frequency_cells(),
         &[
-            "model_cycles_per_pin",
-            "model_ratio_to_oracle",
-            "cycles_per_pin",
-            "ratio_to_oracle",
-            "vm_unmap_aliases",
-            "vm_unmap_aliases_flushed",
-            "traps_back",
-            "clean_pool_refills",
+            Figure::Derived(D::ModelCyclesPerPin),
+            Figure::Derived(D::ModelRatioToOracle),
+            Figure::Derived(D::CyclesPerPin),
+            Figure::Derived(D::RatioToOracle),
+            Figure::Count(C::VmUnmapAliases),
+            Figure::Count(C::VmUnmapAliasesFlushed),
+            Figure::Host(Host::TrapsBack),
+            Figure::Count(C::CleanPoolRefills),
         ],
     );
     e.plot = Some(PlotKind::Crossover);
@@ -495,14 +578,14 @@ fn which_strategy() -> Experiment {
 /// figures are counts, and its cost is in no exit.
 fn pv_batching() -> Experiment {
     let mut cells = Vec::new();
-    for workload in ["fork-storm", "mm-all"] {
-        for batch in ["on", "off"] {
+    for workload in [Workload::ForkStorm, Workload::MmAll] {
+        for batch in [Switch::On, Switch::Off] {
             cells.push(CellSpec::new(
                 format!("{workload}, --pv-batch {batch}"),
                 2,
                 "512m",
                 120,
-                &[("workload", workload), ("pvmmu", "on"), ("lowmem", "128m"), ("pv-batch", batch)],
+                &[S::Workload(workload), S::Pvmmu(Switch::On), S::Lowmem(128 << 20), S::PvBatch(batch)],
             ));
         }
     }
@@ -514,14 +597,14 @@ fn pv_batching() -> Experiment {
          that save per 1000 page faults?",
         cells,
         &[
-            "hypercall_exits_per_kfault",
-            "page_faults",
-            "exits_hypercall",
-            "pv_updates",
-            "pv_update_calls",
-            "pv_updates_per_call",
-            "pt_pins",
-            "workload_cycles_max",
+            Figure::Derived(D::HypercallExitsPerKfault),
+            Figure::Count(C::PageFaults),
+            Figure::Exits(Exits::Hypercall),
+            Figure::Count(C::PvUpdates),
+            Figure::Count(C::PvUpdateCalls),
+            Figure::Derived(D::PvUpdatesPerCall),
+            Figure::Count(C::PtPins),
+            Figure::Derived(D::WorkloadCyclesMax),
         ],
     );
     e.claims = vec!["batching".into()];
@@ -548,9 +631,9 @@ fn vcpu_sweep() -> Experiment {
 
 fn lazy_areas() -> Experiment {
     let mut cells = Vec::new();
-    for s in ["always-flush", "alias-bit", "host-trap", "oracle"] {
-        for live in ["1", "8", "64", "512"] {
-            cells.push(fork_churn(s).with("vmap-live", live).label(format!("{s}, vmap-live {live}")));
+    for s in [AliasStrategy::AlwaysFlush, AliasStrategy::AliasBit, AliasStrategy::HostTrap, AliasStrategy::Oracle] {
+        for live in [1, 8, 64, 512] {
+            cells.push(fork_churn(s).with(S::VmapLive(live)).label(format!("{s}, vmap-live {live}")));
         }
     }
     let mut e = experiment(
@@ -566,9 +649,9 @@ fn lazy_areas() -> Experiment {
 
 fn host_check() -> Experiment {
     let mut cells = Vec::new();
-    for s in ["host-trap", "none"] {
-        for c in ["typecount", "scan", "rmap"] {
-            cells.push(fork_churn(s).with("host-check", c).label(format!("{s}, host-check {c}")));
+    for s in [AliasStrategy::HostTrap, AliasStrategy::None] {
+        for c in [HostCheck::Typecount, HostCheck::Scan, HostCheck::Rmap] {
+            cells.push(fork_churn(s).with(S::HostCheck(c)).label(format!("{s}, host-check {c}")));
         }
     }
     experiment(
@@ -576,15 +659,24 @@ fn host_check() -> Experiment {
         "The host's alias check (--host-check)",
         "Host time in the alias check per pin for each way the host finds writable mappings.",
         cells,
-        &["alias_check_ns", "alias_checks", "alias_check_ns_per_check", "traps_back", "cycles_per_pin", "pt_pins"],
+        &[
+            Figure::Host(Host::AliasCheckNs),
+            Figure::Host(Host::AliasChecks),
+            Figure::Derived(D::AliasCheckNsPerCheck),
+            Figure::Host(Host::TrapsBack),
+            Figure::Derived(D::CyclesPerPin),
+            Figure::Count(C::PtPins),
+        ],
     )
 }
 
 fn highpte_ram() -> Experiment {
     let mut cells = Vec::new();
     for mem in ["256m", "4g", "16g", "64g"] {
-        for pte in ["lowpte", "atomic", "persistent", "per-task"] {
-            cells.push(fork_churn("always-flush").mem(mem).with("pte", pte).label(format!("{mem}, --pte {pte}")));
+        for pte in [PteVariant::Lowpte, PteVariant::Atomic, PteVariant::Persistent, PteVariant::PerTask] {
+            cells.push(
+                fork_churn(AliasStrategy::AlwaysFlush).mem(mem).with(S::Pte(pte)).label(format!("{mem}, --pte {pte}")),
+            );
         }
     }
     let mut e = experiment(
@@ -600,9 +692,15 @@ fn highpte_ram() -> Experiment {
 
 fn vmap_forms_pv() -> Experiment {
     let mut cells = Vec::new();
-    for v in ["eager", "lazy-ptes", "lazy-tlb"] {
-        for s in ["none", "always-flush", "alias-bit", "host-trap", "oracle"] {
-            cells.push(fork_churn(s).with("vmap", v).label(format!("--vmap {v}, {s}")));
+    for v in [VmapVariant::Eager, VmapVariant::LazyPtes, VmapVariant::LazyTlb] {
+        for s in [
+            AliasStrategy::None,
+            AliasStrategy::AlwaysFlush,
+            AliasStrategy::AliasBit,
+            AliasStrategy::HostTrap,
+            AliasStrategy::Oracle,
+        ] {
+            cells.push(fork_churn(s).with(S::Vmap(v)).label(format!("--vmap {v}, {s}")));
         }
     }
     let mut e = experiment(
@@ -616,30 +714,41 @@ fn vmap_forms_pv() -> Experiment {
     e
 }
 
-fn vmap_bench(form: &str, vcpus: u32, iterations: &str) -> CellSpec {
+fn vmap_bench(form: VmapVariant, vcpus: u32, iterations: u64) -> CellSpec {
     CellSpec::new(
         format!("{form}, {vcpus} vCPU{}", if vcpus > 1 { "s" } else { "" }),
         vcpus,
         "256m",
         300,
-        &[("workload", "vmap-bench"), ("vmap", form), ("iterations", iterations), ("lowmem", "64m"), ("debug", "off")],
+        &[
+            S::Workload(Workload::VmapBench),
+            S::Vmap(form),
+            S::Iterations(iterations),
+            S::Lowmem(64 << 20),
+            S::Debug(Switch::Off),
+        ],
     )
 }
 
-const VMAP_COLUMNS: &[&str] =
-    &["vmap_bench_ns", "vmap_bench_cycles_per_iter", "vmap_one_alias_ns", "vmap_flushes", "ipis_sent"];
+const VMAP_COLUMNS: &[Figure] = &[
+    Figure::Result(R::VmapBenchNs),
+    Figure::Derived(D::VmapBenchCyclesPerIter),
+    Figure::Result(R::VmapOneAliasNs),
+    Figure::Count(C::VmapFlushes),
+    Figure::Count(C::IpisSent),
+];
 
 fn claim1() -> Experiment {
     let mut cells = Vec::new();
     for v in [1, 2] {
-        for form in ["eager", "lazy-ptes", "lazy-tlb"] {
-            cells.push(vmap_bench(form, v, "10000"));
+        for form in [VmapVariant::Eager, VmapVariant::LazyPtes, VmapVariant::LazyTlb] {
+            cells.push(vmap_bench(form, v, 10000));
         }
     }
     // Linux's one-thread figure ran on an SMP machine, where every eager flush
     // still went to every CPU: one looping vCPU of two.
-    for form in ["eager", "lazy-ptes"] {
-        cells.push(vmap_bench(form, 2, "10000").with("bench-cpus", "1").label(format!("{form}, 1 thread on 2 vCPUs")));
+    for form in [VmapVariant::Eager, VmapVariant::LazyPtes] {
+        cells.push(vmap_bench(form, 2, 10000).with(S::BenchCpus(1)).label(format!("{form}, 1 thread on 2 vCPUs")));
     }
     let mut e = experiment(
         "vmap-bench",
@@ -655,22 +764,22 @@ fn claim1() -> Experiment {
     e
 }
 
-fn mm_all_persistent(last_pkmap: &str) -> CellSpec {
+fn mm_all_persistent(last_pkmap: u64) -> CellSpec {
     CellSpec::new(
         format!("last-pkmap {last_pkmap}"),
         2,
         "256m",
         300,
         &[
-            ("workload", "mm-all"),
-            ("pte", "persistent"),
-            ("last-pkmap", last_pkmap),
-            ("tasks", "16"),
-            ("pages", "32"),
-            ("rounds", "3"),
-            ("ptcache", "none"),
-            ("lowmem", "64m"),
-            ("debug", "off"),
+            S::Workload(Workload::MmAll),
+            S::Pte(PteVariant::Persistent),
+            S::LastPkmap(last_pkmap),
+            S::Tasks(16),
+            S::Pages(32),
+            S::Rounds(3),
+            S::Ptcache(PtCache::None),
+            S::Lowmem(64 << 20),
+            S::Debug(Switch::Off),
         ],
     )
 }
@@ -681,15 +790,15 @@ fn claim2() -> Experiment {
         "The persistent kmap pool: LAST_PKMAP 128..2048 (claim 2)",
         "mm-all with --pte persistent on 2 vCPUs (scripts/mm-figures.sh): kmap_lock, pool flushes, flush IPIs \
          and sleeps per 1000 page faults.",
-        ["128", "256", "512", "1024", "2048"].iter().map(|n| mm_all_persistent(n)).collect(),
+        [128, 256, 512, 1024, 2048].into_iter().map(mm_all_persistent).collect(),
         &[
-            "kmap_lock_taken_per_kfault",
-            "kmap_lock_waits_per_kfault",
-            "pkmap_flushes_per_kfault",
-            "flush_ipis_per_kfault",
-            "kmap_sleeps_per_kfault",
-            "kmap_cache_hits_per_kfault",
-            "workload_cycles_max",
+            Figure::Derived(D::KmapLockTakenPerKfault),
+            Figure::Derived(D::KmapLockWaitsPerKfault),
+            Figure::Derived(D::PkmapFlushesPerKfault),
+            Figure::Derived(D::FlushIpisPerKfault),
+            Figure::Derived(D::KmapSleepsPerKfault),
+            Figure::Derived(D::KmapCacheHitsPerKfault),
+            Figure::Derived(D::WorkloadCyclesMax),
         ],
     );
     e.plot = Some(PlotKind::PkmapSweep);
@@ -697,31 +806,36 @@ fn claim2() -> Experiment {
     e
 }
 
-fn pte_bench(pte: &str, vcpus: u32, pages: &str, rounds: &str) -> CellSpec {
+fn pte_bench(pte: PteVariant, vcpus: u32, pages: u64, rounds: u64) -> CellSpec {
     CellSpec::new(
         format!("{pte}, {vcpus} vCPU{}", if vcpus > 1 { "s" } else { "" }),
         vcpus,
         "256m",
         300,
         &[
-            ("workload", "pte-bench"),
-            ("pte", pte),
-            ("pages", pages),
-            ("rounds", rounds),
-            ("lowmem", "64m"),
-            ("debug", "off"),
+            S::Workload(Workload::PteBench),
+            S::Pte(pte),
+            S::Pages(pages),
+            S::Rounds(rounds),
+            S::Lowmem(64 << 20),
+            S::Debug(Switch::Off),
         ],
     )
 }
 
-const PTE_COLUMNS: &[&str] =
-    &["pte_cycles_per_access", "kmap_lock_waits", "kmap_lock_spins", "tlb_flush_global", "ipis_sent"];
+const PTE_COLUMNS: &[Figure] = &[
+    Figure::Derived(D::PteCyclesPerAccess),
+    Figure::Count(C::KmapLockWaits),
+    Figure::Count(C::KmapLockSpins),
+    Figure::Count(C::TlbFlushGlobal),
+    Figure::Count(C::IpisSent),
+];
 
 /// pte-bench's rounds in the full matrix. Long enough that the tasks of a
 /// multi-vCPU run overlap: with 2000 the first task started was half done
 /// before the second ran (one TCG thread runs every vCPU), so the kmap_lock
 /// was seldom contended (171 waits a run against 204712 at 20000).
-const PTE_BENCH_ROUNDS: &str = "20000";
+const PTE_BENCH_ROUNDS: u64 = 20000;
 
 /// Claim 3. lowpte maps nothing and is the control: under one TCG thread a
 /// second busy vCPU halves each one's speed, so lowpte's per-access cycles
@@ -730,8 +844,8 @@ const PTE_BENCH_ROUNDS: &str = "20000";
 fn claim3() -> Experiment {
     let mut cells = Vec::new();
     for v in [1, 2, 4] {
-        for pte in ["lowpte", "atomic", "persistent", "percpu-pool"] {
-            cells.push(pte_bench(pte, v, "2048", PTE_BENCH_ROUNDS));
+        for pte in [PteVariant::Lowpte, PteVariant::Atomic, PteVariant::Persistent, PteVariant::PercpuPool] {
+            cells.push(pte_bench(pte, v, 2048, PTE_BENCH_ROUNDS));
         }
     }
     let mut e = experiment(
@@ -759,8 +873,8 @@ fn claim3() -> Experiment {
 /// tasks touch too few pte pages to wrap even 256 entries; here 64 tasks fault
 /// in 64 sparse pages each, 4096 pte pages each mapped once through the pool.
 fn pkmap_wrap() -> Experiment {
-    let cells = ["128", "256", "512", "1024", "2048"]
-        .iter()
+    let cells = [128u64, 256, 512, 1024, 2048]
+        .into_iter()
         .map(|n| {
             CellSpec::new(
                 format!("wrapping, last-pkmap {n}"),
@@ -768,14 +882,14 @@ fn pkmap_wrap() -> Experiment {
                 "512m",
                 300,
                 &[
-                    ("workload", "task-capacity"),
-                    ("pte", "persistent"),
-                    ("last-pkmap", n),
-                    ("tasks", "64"),
-                    ("pages", "64"),
-                    ("ptcache", "none"),
-                    ("lowmem", "64m"),
-                    ("debug", "off"),
+                    S::Workload(Workload::TaskCapacity),
+                    S::Pte(PteVariant::Persistent),
+                    S::LastPkmap(n),
+                    S::Tasks(64),
+                    S::Pages(64),
+                    S::Ptcache(PtCache::None),
+                    S::Lowmem(64 << 20),
+                    S::Debug(Switch::Off),
                 ],
             )
         })
@@ -787,12 +901,12 @@ fn pkmap_wrap() -> Experiment {
          mapped once through the pool): wrap flushes, kmap_lock waits and the workload's span as the pool grows.",
         cells,
         &[
-            "pkmap_wrap_flushes",
-            "pkmap_flushes_per_kfault",
-            "kmap_lock_taken_per_kfault",
-            "kmap_lock_waits_per_kfault",
-            "kmap_cache_hits_per_kfault",
-            "workload_cycles_max",
+            Figure::Result(R::PkmapWrapFlushes),
+            Figure::Derived(D::PkmapFlushesPerKfault),
+            Figure::Derived(D::KmapLockTakenPerKfault),
+            Figure::Derived(D::KmapLockWaitsPerKfault),
+            Figure::Derived(D::KmapCacheHitsPerKfault),
+            Figure::Derived(D::WorkloadCyclesMax),
         ],
     );
     e.plot = Some(PlotKind::PkmapWrap);
@@ -802,14 +916,14 @@ fn pkmap_wrap() -> Experiment {
 
 fn claim4() -> Experiment {
     let mut cells = Vec::new();
-    for low in ["16m", "32m"] {
-        for pte in ["lowpte", "atomic"] {
+    for low in [16u64 << 20, 32 << 20] {
+        for pte in [PteVariant::Lowpte, PteVariant::Atomic] {
             cells.push(CellSpec::new(
-                format!("lowmem {low}, {pte}"),
+                format!("lowmem {}, {pte}", size_text(low)),
                 2,
                 "512m",
                 300,
-                &[("workload", "task-capacity"), ("pte", pte), ("lowmem", low), ("tasks", "512"), ("pages", "64")],
+                &[S::Workload(Workload::TaskCapacity), S::Pte(pte), S::Lowmem(low), S::Tasks(512), S::Pages(64)],
             ));
         }
     }
@@ -818,7 +932,7 @@ fn claim4() -> Experiment {
         "Tasks that fit in lowmem: lowpte vs highpte (claim 4)",
         "task-capacity with 64 pagetable pages per task, 512 MiB of RAM, at several --lowmem sizes.",
         cells,
-        &["tasks_started", "pt_pages_lowmem", "pt_pages_highmem"],
+        &[Figure::Result(R::TasksStarted), Figure::Count(C::PtPagesLowmem), Figure::Count(C::PtPagesHighmem)],
     );
     e.claims = vec!["claim 4".into()];
     e
@@ -826,19 +940,27 @@ fn claim4() -> Experiment {
 
 /// pte-bench's rounds when each map reads a whole page of ptes: a tenth of the
 /// maps of [`PTE_BENCH_ROUNDS`], 51 times its pte reads.
-const PTE_BENCH_PAGE_ROUNDS: &str = "2000";
+const PTE_BENCH_PAGE_ROUNDS: u64 = 2000;
 
 fn claim5() -> Experiment {
     let mut cells = Vec::new();
     for v in [1, 2] {
-        for pte in ["lowpte", "atomic", "persistent", "percpu-pool", "per-task"] {
-            cells.push(pte_bench(pte, v, "2048", PTE_BENCH_ROUNDS));
+        for pte in [
+            PteVariant::Lowpte,
+            PteVariant::Atomic,
+            PteVariant::Persistent,
+            PteVariant::PercpuPool,
+            PteVariant::PerTask,
+        ] {
+            cells.push(pte_bench(pte, v, 2048, PTE_BENCH_ROUNDS));
         }
     }
-    for pte in ["lowpte", "atomic", "persistent", "percpu-pool", "per-task"] {
+    for pte in
+        [PteVariant::Lowpte, PteVariant::Atomic, PteVariant::Persistent, PteVariant::PercpuPool, PteVariant::PerTask]
+    {
         cells.push(
-            pte_bench(pte, 1, "2048", PTE_BENCH_PAGE_ROUNDS)
-                .with("pte-reads", "512")
+            pte_bench(pte, 1, 2048, PTE_BENCH_PAGE_ROUNDS)
+                .with(S::PteReads(512))
                 .label(format!("{pte}, 1 vCPU, 512 ptes per map")),
         );
     }
@@ -863,12 +985,12 @@ fn claim5() -> Experiment {
 fn claim6() -> Experiment {
     let mut cells = Vec::new();
     for v in [1, 2] {
-        for pte in ["per-task", "persistent"] {
-            cells.push(pte_bench(pte, v, "2048", PTE_BENCH_ROUNDS));
+        for pte in [PteVariant::PerTask, PteVariant::Persistent] {
+            cells.push(pte_bench(pte, v, 2048, PTE_BENCH_ROUNDS));
         }
     }
     for v in [1, 2] {
-        for pte in ["per-task", "persistent"] {
+        for pte in [PteVariant::PerTask, PteVariant::Persistent] {
             cells.push(
                 CellSpec::new(
                     format!("mm-all, {pte}, {}", if v == 1 { "UP" } else { "SMP" }),
@@ -876,13 +998,13 @@ fn claim6() -> Experiment {
                     "256m",
                     300,
                     &[
-                        ("workload", "mm-all"),
-                        ("pte", pte),
-                        ("tasks", "8"),
-                        ("pages", "32"),
-                        ("rounds", "3"),
-                        ("lowmem", "64m"),
-                        ("debug", "off"),
+                        S::Workload(Workload::MmAll),
+                        S::Pte(pte),
+                        S::Tasks(8),
+                        S::Pages(32),
+                        S::Rounds(3),
+                        S::Lowmem(64 << 20),
+                        S::Debug(Switch::Off),
                     ],
                 )
                 .vcpus(v),
@@ -896,11 +1018,11 @@ fn claim6() -> Experiment {
          every map) and mm-all, with --pte per-task and --pte persistent on 1 and 2 vCPUs.",
         cells,
         &[
-            "pte_cycles_per_access",
-            "kmap_cache_hits_per_access",
-            "tlb_invlpg_per_access",
-            "kmap_lock_waits",
-            "workload_cycles_max",
+            Figure::Derived(D::PteCyclesPerAccess),
+            Figure::Derived(D::KmapCacheHitsPerAccess),
+            Figure::Derived(D::TlbInvlpgPerAccess),
+            Figure::Count(C::KmapLockWaits),
+            Figure::Derived(D::WorkloadCyclesMax),
         ],
     );
     e.claims = vec!["claim 6".into()];
@@ -918,7 +1040,7 @@ fn smoke() -> Vec<Experiment> {
         "vmap-bench",
         "Lazy vs eager vmap (smoke: 2000 iterations, 1 vCPU)",
         "Nick Piggin's benchmark, eager against lazy-ptes, short.",
-        vec![vmap_bench("eager", 1, "2000"), vmap_bench("lazy-ptes", 1, "2000")],
+        vec![vmap_bench(VmapVariant::Eager, 1, 2000), vmap_bench(VmapVariant::LazyPtes, 1, 2000)],
         VMAP_COLUMNS,
     );
     vmap.plot = Some(PlotKind::VmapForms);
@@ -927,7 +1049,7 @@ fn smoke() -> Vec<Experiment> {
         "pte-cost",
         "Cost of one pte access (smoke)",
         "pte-bench, atomic kmaps, short.",
-        vec![pte_bench("atomic", 1, "256", "200")],
+        vec![pte_bench(PteVariant::Atomic, 1, 256, 200)],
         PTE_COLUMNS,
     );
     vec![vmap, pte]
@@ -989,7 +1111,7 @@ mod tests {
         let (calibration, cells) = cells.split_last().unwrap();
         assert_eq!(calibration.config["workload"], "calibrate");
         assert_eq!(calibration.config["alias"], "host-trap", "the trapped pin is a unit");
-        let strategies: Vec<&str> = cells.iter().map(|c| c.config["alias"].as_str()).collect();
+        let strategies: Vec<AliasStrategy> = cells.iter().map(|c| c.alias()).collect();
         assert_eq!(strategies, STRATEGIES);
         for c in cells {
             assert_eq!(c.config["workload"], "fork-churn");
@@ -1001,7 +1123,7 @@ mod tests {
     #[test]
     fn shared_configurations_are_one_cell_with_every_experiment() {
         let cells = cells(&builtin(MatrixName::Full)).unwrap();
-        let key = fork_churn("always-flush").resolve("x").unwrap().key;
+        let key = fork_churn(AliasStrategy::AlwaysFlush).resolve("x").unwrap().key;
         assert!(!key.contains("churn-every"), "the default --churn-every stays out of the key: {key}");
         let c = cells.iter().find(|c| c.key == key).expect("the default always-flush cell");
         for e in ["alias-strategies", "history", "vcpus"] {
@@ -1009,7 +1131,7 @@ mod tests {
         }
         // The frequency sweep's cells (256 forks) are shared by the two
         // experiments that read them, and run once.
-        let f = frequency_cell("host-trap", "64").resolve("x").unwrap().key;
+        let f = frequency_cell(AliasStrategy::HostTrap, 64).resolve("x").unwrap().key;
         let c = cells.iter().find(|c| c.key == f).expect("a frequency cell");
         assert_eq!(c.experiments, ["alias-frequency", "which-strategy"]);
     }
@@ -1020,10 +1142,23 @@ mod tests {
         assert!(bad.resolve("e").unwrap_err().to_string().contains("vcpus 9"));
         let bad = CellSpec::new("x", 1, "lots", 10, &[]);
         assert!(bad.resolve("e").unwrap_err().to_string().contains("mem"));
-        let bad = CellSpec::new("x", 1, "256m", 10, &[("nope", "1")]);
-        assert!(bad.resolve("e").unwrap_err().to_string().contains("--nope"));
-        let bad = CellSpec::new("x", 1, "256m", 10, &[("alias", "sometimes")]);
-        assert!(bad.resolve("e").unwrap_err().to_string().contains("--alias sometimes"));
+        let spec = |params: &str| {
+            let cell = format!(r#"{{"label": "x", "vcpus": 1, "mem": "256m", "timeout": 10, "params": {params}}}"#);
+            let text = format!(
+                r#"{{"experiments": [{{"id": "e", "title": "t", "question": "q", "cells": [{cell}], "columns": ["pt_pins"]}}]}}"#
+            );
+            serde_json::from_str::<SpecFile>(&text).map_err(|e| e.to_string())
+        };
+        assert!(spec(r#"{"alias": "clean-pool"}"#).is_ok());
+        assert!(spec(r#"{"nope": "1"}"#).unwrap_err().contains("--nope: unknown parameter"));
+        assert!(spec(r#"{"alias": "sometimes"}"#).unwrap_err().contains("--alias sometimes"));
+        assert!(spec(r#"{"last-pkmap": "4096"}"#).unwrap_err().contains("--last-pkmap 4096"));
+        let columns =
+            r#"{"experiments": [{"id": "e", "title": "t", "question": "q", "cells": [], "columns": ["pt_pinz"]}]}"#;
+        assert!(serde_json::from_str::<SpecFile>(columns).unwrap_err().to_string().contains("pt_pinz"));
+        // A typed value out of its range is still caught where the cell resolves.
+        let bad = CellSpec::new("x", 1, "256m", 10, &[Setting::LastPkmap(4096)]);
+        assert!(bad.resolve("e").unwrap_err().to_string().contains("--last-pkmap 4096"));
         assert!(select(builtin(MatrixName::Smoke), &["nope".into()]).is_err());
         let mut bad = builtin(MatrixName::Smoke);
         bad[0].reps = Some(0);

@@ -19,7 +19,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::figures::{Figures, UNIT_FIGURES};
+use shared::config::{Setting, Workload};
+use shared::counters::Counter as C;
+
+use super::figures::{Derived as D, Figure, Figures, Host, UNIT_FIGURES};
 use super::results::CellResult;
 use super::stats::Stat;
 use super::store::Machine;
@@ -81,7 +84,7 @@ impl CostTable {
     /// The table of a calibration cell (`--workload calibrate` under
     /// `--alias host-trap`), None unless every unit was measured.
     pub fn from_cell(cell: &CellResult, machine: &Machine, measured_at: &str) -> Option<CostTable> {
-        let m = |f: &str| cell.median(f);
+        let m = |f| cell.median(Figure::Result(f));
         let [exit, hypercall, flush_global, empty, flush, pin, trapped] = UNIT_FIGURES.map(m);
         let (pin, flush, trapped) = (pin?, flush?, trapped?);
         Some(CostTable {
@@ -108,7 +111,7 @@ impl CostTable {
     pub fn from_results(results: &[CellResult], machine: &Machine, measured_at: &str) -> Option<CostTable> {
         results
             .iter()
-            .filter(|r| r.cell.config.get("workload").is_some_and(|w| w == "calibrate"))
+            .filter(|r| r.cell.is(Setting::Workload(Workload::Calibrate)))
             .find_map(|r| CostTable::from_cell(r, machine, measured_at))
     }
 
@@ -160,20 +163,20 @@ impl CostTable {
 /// The measured cost the model is compared with: the pins' cycles plus the
 /// alias work done outside them. None without the counters.
 pub fn pin_path_cycles(f: &Figures) -> Option<f64> {
-    let g = |k: &str| f.get(k).copied();
-    Some(g("pt_pin_cycles")? + g("vm_unmap_aliases_cycles")? - g("vm_unmap_aliases_in_pin_cycles")?)
+    let g = |k: C| f.get(&k.into()).copied();
+    Some(g(C::PtPinCycles)? + g(C::VmUnmapAliasesCycles)? - g(C::VmUnmapAliasesInPinCycles)?)
 }
 
 /// The modelled cost of one run's counts. None when the run pinned nothing or
 /// lacks a count.
 pub fn model_cycles(f: &Figures, u: &Units) -> Option<f64> {
-    let g = |k: &str| f.get(k).copied();
-    let pins = g("pt_pins").filter(|p| *p > 0.0)?;
-    let calls = g("vm_unmap_aliases")?;
-    let flushed = g("vm_unmap_aliases_flushed")?;
+    let g = |k: Figure| f.get(&k).copied();
+    let pins = g(C::PtPins.into()).filter(|p| *p > 0.0)?;
+    let calls = g(C::VmUnmapAliases.into())?;
+    let flushed = g(C::VmUnmapAliasesFlushed.into())?;
     // A report without the host's PV MMU section has no traps back.
-    let traps = g("traps_back").unwrap_or(0.0);
-    let refused = g("pt_pin_refused").unwrap_or(0.0);
+    let traps = g(Host::TrapsBack.into()).unwrap_or(0.0);
+    let refused = g(C::PtPinRefused.into()).unwrap_or(0.0);
     Some(
         pins * u.pin
             + (calls - flushed) * u.vm_unmap_aliases_empty_call
@@ -188,12 +191,12 @@ pub fn model_cycles(f: &Figures, u: &Units) -> Option<f64> {
 /// cost it models (`pin_path_cycles`, `_per_pin`) and `model_explains`, and
 /// their statistics to the cell's.
 pub fn price(results: &mut [CellResult], table: &CostTable) {
-    const NAMES: [&str; 5] =
-        ["model_cycles", "model_cycles_per_pin", "pin_path_cycles", "pin_path_cycles_per_pin", "model_explains"];
+    const NAMES: [D; 5] =
+        [D::ModelCycles, D::ModelCyclesPerPin, D::PinPathCycles, D::PinPathCyclesPerPin, D::ModelExplains];
     for r in results.iter_mut() {
         for (_, f) in &mut r.reps {
             let Some(m) = model_cycles(f, &table.units) else { continue };
-            let pins = f["pt_pins"];
+            let pins = f[&C::PtPins.into()];
             f.insert(NAMES[0].into(), m);
             f.insert(NAMES[1].into(), m / pins);
             if let Some(p) = pin_path_cycles(f).filter(|p| *p > 0.0) {
@@ -203,9 +206,9 @@ pub fn price(results: &mut [CellResult], table: &CostTable) {
             }
         }
         for name in NAMES {
-            let v: Vec<f64> = r.reps.iter().filter_map(|(_, f)| f.get(name).copied()).collect();
+            let v: Vec<f64> = r.reps.iter().filter_map(|(_, f)| f.get(&name.into()).copied()).collect();
             if let Some(s) = Stat::of(&v) {
-                r.stats.insert(name.to_owned(), s);
+                r.stats.insert(name.into(), s);
             }
         }
     }
@@ -215,9 +218,7 @@ pub fn price(results: &mut [CellResult], table: &CostTable) {
 mod tests {
     use super::*;
 
-    fn figs(pairs: &[(&str, f64)]) -> Figures {
-        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-    }
+    use crate::bench::figures::named as figs;
 
     const U: Units = Units {
         exit: 80.0,
@@ -289,16 +290,16 @@ mod tests {
             timeout: 60,
             params: [("workload", "calibrate"), ("pvmmu", "on"), ("alias", "host-trap")]
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| Setting::parse(k, v).unwrap())
                 .collect(),
         };
         let units = [80.0, 100.0, 250.0, 20.0, 1000.0, 600.0, 2000.0];
-        let f: Figures = UNIT_FIGURES.iter().zip(units).map(|(k, v)| (k.to_string(), v)).collect();
+        let f: Figures = UNIT_FIGURES.iter().zip(units).map(|(k, v)| (Figure::Result(*k), v)).collect();
         let mut r = CellResult {
             cell: spec.resolve("calibration").unwrap(),
             reps: vec![(0, f.clone())],
             failures: vec![],
-            stats: f.iter().map(|(k, v)| (k.clone(), Stat::of(&[*v]).unwrap())).collect(),
+            stats: f.iter().map(|(k, v)| (*k, Stat::of(&[*v]).unwrap())).collect(),
             warnings: vec![],
             host_modes: vec!["qemu".into()],
         };
@@ -316,7 +317,7 @@ mod tests {
         bad.write(&path).unwrap();
         assert!(CostTable::read(&path).is_err());
         // A calibration that lacks the trapped pin (not under host-trap) gives no table.
-        r.stats.remove("unit_pin_trapped_cycles");
+        r.stats.remove(&Figure::Result(shared::results::GuestResult::UnitPinTrappedCycles));
         assert!(CostTable::from_results(&[r], &Machine::default(), "now").is_none());
     }
 
@@ -330,7 +331,7 @@ mod tests {
             timeout: 60,
             params: [("pvmmu", "on"), ("alias", "always-flush")]
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| Setting::parse(k, v).unwrap())
                 .collect(),
         };
         let f = figs(&[

@@ -6,6 +6,11 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use shared::config::{AliasStrategy, Setting};
+use shared::counters::Counter as C;
+use shared::results::GuestResult as R;
+
+use super::figures::{Derived as D, Figure};
 use super::matrix::PlotKind;
 use super::results::CellResult;
 use super::stats::Stat;
@@ -189,11 +194,12 @@ fn lines_on(root: &DrawingArea<SVGBackend, plotters::coord::Shift>, l: &Lines) -
 }
 
 /// Per repetition `a / b`, over the repetitions.
-fn per_rep(c: &CellResult, a: &str, b: &str) -> Option<Stat> {
+fn per_rep(c: &CellResult, a: impl Into<Figure>, b: impl Into<Figure>) -> Option<Stat> {
+    let (a, b) = (a.into(), b.into());
     let v: Vec<f64> = c
         .reps
         .iter()
-        .filter_map(|(_, f)| match (f.get(a), f.get(b)) {
+        .filter_map(|(_, f)| match (f.get(&a), f.get(&b)) {
             (Some(x), Some(y)) if *y != 0.0 => Some(x / y),
             _ => None,
         })
@@ -235,7 +241,8 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
     let path = dir.join(kind.file_name());
     let drawn = match kind {
         PlotKind::CostPerPin => {
-            let used: Vec<&&CellResult> = cells.iter().filter(|c| c.stats.contains_key("cycles_per_pin")).collect();
+            let used: Vec<&&CellResult> =
+                cells.iter().filter(|c| c.stats.contains_key(&Figure::from(D::CyclesPerPin))).collect();
             if used.is_empty() {
                 return Ok(None);
             }
@@ -247,24 +254,24 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
                     categories: used.iter().map(|c| c.cell.label.clone()).collect(),
                     series: vec![(
                         "cycles per pin".into(),
-                        used.iter().map(|c| c.stats.get("cycles_per_pin").copied()).collect(),
+                        used.iter().map(|c| c.stats.get(&Figure::from(D::CyclesPerPin)).copied()).collect(),
                     )],
                     // The oracle cell's median, as a mark on every bar.
                     marks: used
                         .iter()
-                        .find(|c| c.cell.config.get("alias").is_some_and(|a| a == "oracle"))
-                        .and_then(|o| o.median("cycles_per_pin"))
+                        .find(|c| c.cell.is(Setting::Alias(AliasStrategy::Oracle)))
+                        .and_then(|o| o.median(D::CyclesPerPin))
                         .map(|m| ("oracle".into(), vec![Some(m); used.len()])),
                 },
             )
         }
         PlotKind::Crossover => {
-            let by = |figure: &'static str| {
-                let mut s = series_by(cells, "alias", "churn-every", move |c| c.stats.get(figure).copied());
+            let by = |figure: D| {
+                let mut s = series_by(cells, "alias", "churn-every", move |c| c.stat(figure));
                 s.retain(|(n, _)| n != "none");
                 s
             };
-            let (model, measured) = (by("model_cycles_per_pin"), by("cycles_per_pin"));
+            let (model, measured) = (by(D::ModelCyclesPerPin), by(D::CyclesPerPin));
             if model.is_empty() && measured.is_empty() {
                 return Ok(None);
             }
@@ -284,13 +291,13 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
         PlotKind::FlushesVsFrequency => {
             // Every call a strategy makes (the empty ones are its waste) against
             // the flushes the oracle cell made.
-            let mut series = series_by(cells, "alias", "churn-every", |c| per_rep(c, "vm_unmap_aliases", "pt_pins"));
+            let mut series = series_by(cells, "alias", "churn-every", |c| per_rep(c, C::VmUnmapAliases, C::PtPins));
             series.retain(|(n, _)| n != "oracle");
             for (name, _) in &mut series {
                 *name = format!("{name}: vm_unmap_aliases calls per pin");
             }
             let mut oracle =
-                series_by(cells, "alias", "churn-every", |c| per_rep(c, "vm_unmap_aliases_flushed", "pt_pins"));
+                series_by(cells, "alias", "churn-every", |c| per_rep(c, C::VmUnmapAliasesFlushed, C::PtPins));
             oracle.retain(|(n, _)| n == "oracle");
             for (_, pts) in oracle {
                 series.push(("oracle: its flushes per pin".into(), pts));
@@ -310,21 +317,21 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
             )
         }
         PlotKind::PkmapSweep | PlotKind::PkmapWrap => {
-            let left: (&str, &str, &[(&str, &str)]) = if kind == PlotKind::PkmapSweep {
+            let left: (&str, &str, &[(Figure, &str)]) = if kind == PlotKind::PkmapSweep {
                 (
                     "Pool flushes per 1000 page faults",
                     "per 1000 page faults",
                     &[
-                        ("pkmap_flushes_per_kfault", "pool flushes"),
-                        ("flush_ipis_per_kfault", "flush IPIs"),
-                        ("kmap_sleeps_per_kfault", "sleeps on a full pool"),
+                        (Figure::Derived(D::PkmapFlushesPerKfault), "pool flushes"),
+                        (Figure::Derived(D::FlushIpisPerKfault), "flush IPIs"),
+                        (Figure::Derived(D::KmapSleepsPerKfault), "sleeps on a full pool"),
                     ],
                 )
             } else {
                 (
                     "Pool wraps per run (a scan and a global flush each)",
                     "per run",
-                    &[("pkmap_wrap_flushes", "pool wraps")],
+                    &[(Figure::Result(R::PkmapWrapFlushes), "pool wraps")],
                 )
             };
             if !pkmap_plot(&path, cells, left)? {
@@ -338,7 +345,7 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
             let threads = |c: &CellResult| c.cell.config.get("bench-cpus").cloned().unwrap_or_else(|| "0".into());
             let mut forms: Vec<String> = Vec::new();
             let mut vcpus: Vec<(u32, String)> = Vec::new();
-            for c in cells.iter().filter(|c| c.stats.contains_key("vmap_bench_ns")) {
+            for c in cells.iter().filter(|c| c.stats.contains_key(&Figure::from(R::VmapBenchNs))) {
                 let f = c.cell.config.get("vmap").cloned().unwrap_or_default();
                 if !forms.contains(&f) {
                     forms.push(f);
@@ -363,7 +370,7 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
                                 .find(|c| {
                                     c.cell.vcpus == *v && threads(c) == *t && c.cell.config.get("vmap") == Some(f)
                                 })
-                                .and_then(|c| c.stats.get("vmap_bench_ns").copied())
+                                .and_then(|c| c.stats.get(&Figure::from(R::VmapBenchNs)).copied())
                         })
                         .collect();
                     let v = *v;
@@ -391,19 +398,19 @@ pub fn draw(kind: PlotKind, cells: &[&CellResult], dir: &Path) -> Result<Option<
 /// A LAST_PKMAP sweep: `left` (title, y axis, figures and their names) beside
 /// the kmap_lock waits per 1000 faults; false (nothing drawn) when neither was
 /// measured.
-fn pkmap_plot(path: &Path, cells: &[&CellResult], left: (&str, &str, &[(&str, &str)])) -> Result<bool, Error> {
-    let sweep = |figs: &[(&str, &str)]| -> Vec<(String, Vec<(f64, Stat)>)> {
+fn pkmap_plot(path: &Path, cells: &[&CellResult], left: (&str, &str, &[(Figure, &str)])) -> Result<bool, Error> {
+    let sweep = |figs: &[(Figure, &str)]| -> Vec<(String, Vec<(f64, Stat)>)> {
         figs.iter()
             .filter_map(|(fig, name)| {
                 let pts: Vec<(f64, Stat)> =
-                    cells.iter().filter_map(|c| Some((param(c, "last-pkmap")?, *c.stats.get(*fig)?))).collect();
+                    cells.iter().filter_map(|c| Some((param(c, "last-pkmap")?, c.stat(*fig)?))).collect();
                 (!pts.is_empty()).then(|| (name.to_string(), pts))
             })
             .collect()
     };
     let (title, y_desc, figs) = left;
     let flushes = sweep(figs);
-    let lock = sweep(&[("kmap_lock_waits_per_kfault", "kmap_lock waits")]);
+    let lock = sweep(&[(Figure::Derived(D::KmapLockWaitsPerKfault), "kmap_lock waits")]);
     if flushes.is_empty() && lock.is_empty() {
         return Ok(false);
     }
@@ -430,8 +437,6 @@ fn pkmap_plot(path: &Path, cells: &[&CellResult], left: (&str, &str, &[(&str, &s
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::bench::matrix::CellSpec;
 
@@ -441,14 +446,14 @@ mod tests {
             vcpus: 1,
             mem: "256m".into(),
             timeout: 10,
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            params: params.iter().map(|(k, v)| Setting::parse(k, v).unwrap()).collect(),
         };
-        let f: BTreeMap<String, f64> = figs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let f = crate::bench::figures::named(figs);
         CellResult {
             cell: spec.resolve("e").unwrap(),
             reps: vec![(0, f.clone())],
             failures: vec![],
-            stats: f.iter().map(|(k, v)| (k.clone(), Stat::exact(*v * 0.9, *v, *v * 1.1, 3))).collect(),
+            stats: f.iter().map(|(k, v)| (*k, Stat::exact(*v * 0.9, *v, *v * 1.1, 3))).collect(),
             warnings: vec![],
             host_modes: vec![],
         }

@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::figures::GLOSSARY;
+use shared::counters::Counter as C;
+
+use super::figures::{Derived as D, Exits, Figure, GLOSSARY, OVER_ORACLE};
 use super::matrix::Experiment;
 use super::results::CellResult;
 use super::stats::Stat;
@@ -243,7 +245,7 @@ pub fn markdown(i: &Inputs) -> String {
          pin), `workload_ratio_to_oracle` (the whole workload, every vCPU), `excess_cycles_per_pin`, and the counts \
          `<count>_over_oracle` ({}). Counts decide; cycles inform. `ratio_to_always_flush` divides each \
          repetition's cycles per pin by the always-flush cell's median.\n",
-        super::results::OVER_ORACLE.join(", ")
+        OVER_ORACLE.map(|(count, _)| count.name()).join(", ")
     );
     let _ = writeln!(s, "## The cost model\n");
     match i.priced {
@@ -301,7 +303,7 @@ pub fn terminal(i: &Inputs) -> String {
     let mut s = String::new();
     for e in &i.sweep.experiments {
         let cells = cells_of(e, i.results);
-        let cols: Vec<&String> = e.columns.iter().take(6).collect();
+        let cols: Vec<&'static str> = e.columns.iter().take(6).map(|c| c.name()).collect();
         let label_w = cells.iter().map(|c| c.cell.label.chars().count()).max().unwrap_or(4).max(4);
         let _ = writeln!(s, "\n== {} ==", e.title);
         if let Some(n) = &e.note {
@@ -315,8 +317,8 @@ pub fn terminal(i: &Inputs) -> String {
         s.push('\n');
         for c in &cells {
             let _ = write!(s, "{:<label_w$}  {:<14}", c.cell.label, status_text(c, i.sweep));
-            for (col, w) in cols.iter().zip(&widths) {
-                let v = c.median(col).map(num).unwrap_or_else(|| "-".into());
+            for (col, w) in e.columns.iter().zip(&widths) {
+                let v = c.stats.get(col).map(|st| num(st.median)).unwrap_or_else(|| "-".into());
                 let _ = write!(s, " {v:>w$}");
             }
             s.push('\n');
@@ -345,8 +347,9 @@ fn csv_err(path: &Path, e: impl std::fmt::Display) -> Error {
 /// figure; `summary.csv`: one row per cell and figure with n, min, median, max.
 pub fn write_csv(dir: &Path, results: &[CellResult]) -> Result<(), Error> {
     let path = dir.join("bench.csv");
-    let mut figs: Vec<&String> = results.iter().flat_map(|r| r.reps.iter().flat_map(|(_, f)| f.keys())).collect();
-    figs.sort();
+    // Columns and rows by figure name, as readers look them up.
+    let mut figs: Vec<&Figure> = results.iter().flat_map(|r| r.reps.iter().flat_map(|(_, f)| f.keys())).collect();
+    figs.sort_by_key(|f| f.name());
     figs.dedup();
     let keys: Vec<&String> = results.first().map(|r| r.cell.config.keys().collect()).unwrap_or_default();
     let mut w = csv::Writer::from_path(&path).map_err(|e| csv_err(&path, e))?;
@@ -383,12 +386,14 @@ pub fn write_csv(dir: &Path, results: &[CellResult]) -> Result<(), Error> {
     w.write_record(["cell", "label", "experiments", "figure", "n", "min", "median", "max"])
         .map_err(|e| csv_err(&path, e))?;
     for r in results {
-        for (name, st) in &r.stats {
+        let mut stats: Vec<(&Figure, &Stat)> = r.stats.iter().collect();
+        stats.sort_by_key(|(f, _)| f.name());
+        for (name, st) in stats {
             w.write_record([
                 r.cell.key.as_str(),
                 r.cell.label.as_str(),
                 &r.cell.experiments.join(" "),
-                name,
+                name.name(),
                 &st.n.to_string(),
                 &st.min.to_string(),
                 &st.median.to_string(),
@@ -404,16 +409,18 @@ pub fn write_csv(dir: &Path, results: &[CellResult]) -> Result<(), Error> {
 /// repetitions: the median absolute deviation over the median, per cell that
 /// pinned tables. Counts that barely move decide; cycles inform.
 fn spread_table(s: &mut String, results: &[CellResult]) {
-    const FIGS: [&str; 6] = [
-        "vm_unmap_aliases",
-        "vm_unmap_aliases_flushed",
-        "tlb_flush_global",
-        "ipis_sent",
-        "exits_hypercall",
-        "cycles_per_pin",
+    const FIGS: [Figure; 6] = [
+        Figure::Count(C::VmUnmapAliases),
+        Figure::Count(C::VmUnmapAliasesFlushed),
+        Figure::Count(C::TlbFlushGlobal),
+        Figure::Count(C::IpisSent),
+        Figure::Exits(Exits::Hypercall),
+        Figure::Derived(D::CyclesPerPin),
     ];
-    let rows: Vec<&CellResult> =
-        results.iter().filter(|r| r.reps.len() > 1 && r.reps.iter().any(|(_, f)| f.contains_key("pt_pins"))).collect();
+    let rows: Vec<&CellResult> = results
+        .iter()
+        .filter(|r| r.reps.len() > 1 && r.reps.iter().any(|(_, f)| f.contains_key(&Figure::from(C::PtPins))))
+        .collect();
     if rows.is_empty() {
         return;
     }
@@ -428,20 +435,21 @@ fn spread_table(s: &mut String, results: &[CellResult]) {
          pinned pagetables. The last column plans the next run: about how many repetitions of this cell and \
          another as noisy bring the 95% interval of the ratio of their cycles per pin to ±5%.\n"
     );
-    let _ = writeln!(s, "| cell | runs | {} | repetitions for ±5% in cycles |", FIGS.join(" | "));
+    let _ = writeln!(s, "| cell | runs | {} | repetitions for ±5% in cycles |", FIGS.map(|f| f.name()).join(" | "));
     let _ = writeln!(s, "|---|---:|{}---:|", "---:|".repeat(FIGS.len()));
     for r in rows {
         let cols: Vec<String> = FIGS
             .iter()
             .map(|f| {
-                let v: Vec<f64> = r.reps.iter().filter_map(|(_, x)| x.get(*f).copied()).collect();
+                let v: Vec<f64> = r.reps.iter().filter_map(|(_, x)| x.get(f).copied()).collect();
                 match super::stats::relative_spread(&v) {
                     Some(x) => format!("{:.1}%", x * 100.0),
                     None => "-".into(),
                 }
             })
             .collect();
-        let cycles: Vec<f64> = r.reps.iter().filter_map(|(_, x)| x.get("cycles_per_pin").copied()).collect();
+        let cycles: Vec<f64> =
+            r.reps.iter().filter_map(|(_, x)| x.get(&Figure::from(D::CyclesPerPin)).copied()).collect();
         let plan = super::stats::relative_spread(&cycles)
             .and_then(|sp| super::stats::reps_to_resolve(sp, 0.05))
             .map(|n| n.to_string())

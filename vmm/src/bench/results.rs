@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use super::figures::{self, Figures};
-use super::matrix::Cell;
+use super::figures::{self, Derived, Figure, Figures, OVER_ORACLE};
+use super::matrix::{Cell, Want};
 use super::model::{self, CostTable};
 use super::oracle;
 use super::stats::Stat;
 use super::store::Line;
+use shared::config::{AliasStrategy, Setting, Switch, Workload};
+use shared::counters::Counter;
 
 /// One cell's results.
 #[derive(Clone, Debug)]
@@ -20,44 +22,35 @@ pub struct CellResult {
     pub reps: Vec<(u32, Figures)>,
     /// Repetitions that failed, with why.
     pub failures: Vec<(u32, String)>,
-    pub stats: BTreeMap<String, Stat>,
+    pub stats: BTreeMap<Figure, Stat>,
     /// Consistency checks that a run violated.
     pub warnings: Vec<String>,
     pub host_modes: Vec<String>,
 }
 
 impl CellResult {
-    pub fn median(&self, figure: &str) -> Option<f64> {
-        self.stats.get(figure).map(|s| s.median)
+    pub fn median(&self, figure: impl Into<Figure>) -> Option<f64> {
+        self.stats.get(&figure.into()).map(|s| s.median)
+    }
+
+    /// The figure's statistics over the repetitions.
+    pub fn stat(&self, figure: impl Into<Figure>) -> Option<Stat> {
+        self.stats.get(&figure.into()).copied()
     }
 
     pub fn ran(&self) -> bool {
         !self.reps.is_empty() || !self.failures.is_empty()
     }
 
-    /// Whether every parameter given matches this cell's configuration (values
-    /// compared as the configuration prints them).
-    pub fn matches(&self, want: &[(&str, &str)]) -> bool {
-        want.iter().all(|(k, v)| match *k {
-            "vcpus" => self.cell.vcpus.to_string() == *v,
-            "mem" => shared::config::parse_u64(&self.cell.mem) == shared::config::parse_u64(v),
-            k => self.cell.config.get(k).is_some_and(|c| *c == normalise(k, v)),
-        })
+    /// Whether the cell is everything `want` asks.
+    pub fn matches(&self, want: &[Want]) -> bool {
+        self.cell.matches(want)
     }
 
     fn same_but(&self, other: &CellResult, key: &str) -> bool {
         self.cell.vcpus == other.cell.vcpus
             && shared::config::parse_u64(&self.cell.mem) == shared::config::parse_u64(&other.cell.mem)
             && self.cell.config.iter().all(|(k, v)| k == key || other.cell.config.get(k) == Some(v))
-    }
-}
-
-/// A parameter's value as the configuration prints it (`64m` -> `67108864`).
-pub fn normalise(key: &str, value: &str) -> String {
-    let mut c = shared::config::Config::new();
-    match c.set(key, value) {
-        Ok(()) => c.get(key).map(|v| v.to_string()).unwrap_or_else(|| value.to_owned()),
-        Err(_) => value.to_owned(),
     }
 }
 
@@ -112,13 +105,12 @@ pub fn gather_priced(cells: &[Cell], lines: &[Line], table: Option<&CostTable>) 
     ratios_to_always_flush(&mut out);
     against_the_oracle(&mut out);
     for r in &mut out {
-        let alias = r.cell.config.get("alias").cloned().unwrap_or_default();
+        let alias = r.cell.alias();
         // The strategies' checks are about workloads; the calibration calls
         // vm_unmap_aliases on its own to time it.
-        let pv = r.cell.config.get("pvmmu").is_some_and(|p| p == "on")
-            && r.cell.config.get("workload").is_none_or(|w| w != "calibrate");
+        let pv = r.cell.is(Setting::Pvmmu(Switch::On)) && !r.cell.is(Setting::Workload(Workload::Calibrate));
         for (rep, f) in &r.reps {
-            for w in oracle::consistency(&alias, pv, f) {
+            for w in oracle::consistency(alias, pv, f) {
                 r.warnings.push(format!("{} (rep {}): {w}", r.cell.label, rep + 1));
             }
         }
@@ -126,38 +118,33 @@ pub fn gather_priced(cells: &[Cell], lines: &[Line], table: Option<&CostTable>) 
     out
 }
 
-fn stats(reps: &[(u32, Figures)]) -> BTreeMap<String, Stat> {
-    let mut names: Vec<&String> = reps.iter().flat_map(|(_, f)| f.keys()).collect();
+fn stats(reps: &[(u32, Figures)]) -> BTreeMap<Figure, Stat> {
+    let mut names: Vec<Figure> = reps.iter().flat_map(|(_, f)| f.keys().copied()).collect();
     names.sort();
     names.dedup();
     names
         .into_iter()
         .filter_map(|n| {
-            let v: Vec<f64> = reps.iter().filter_map(|(_, f)| f.get(n).copied()).collect();
-            Stat::of(&v).map(|s| (n.clone(), s))
+            let v: Vec<f64> = reps.iter().filter_map(|(_, f)| f.get(&n).copied()).collect();
+            Stat::of(&v).map(|s| (n, s))
         })
         .collect()
 }
 
 /// The cell with `--alias alias` and the same configuration otherwise (seed
 /// included), under the PV MMU.
-fn alias_sibling(all: &[CellResult], i: usize, alias: &str) -> Option<usize> {
+fn alias_sibling(all: &[CellResult], i: usize, alias: AliasStrategy) -> Option<usize> {
     let me = &all[i];
-    if me.cell.config.get("pvmmu").map(String::as_str) != Some("on") {
+    if !me.cell.is(Setting::Pvmmu(Switch::On)) {
         return None;
     }
-    all.iter().position(|o| o.cell.config.get("alias").map(String::as_str) == Some(alias) && me.same_but(o, "alias"))
+    all.iter().position(|o| o.cell.is(Setting::Alias(alias)) && me.same_but(o, "alias"))
 }
 
 /// The always-flush cell with the same configuration otherwise.
 fn always_flush_sibling(all: &[CellResult], i: usize) -> Option<usize> {
-    alias_sibling(all, i, "always-flush")
+    alias_sibling(all, i, AliasStrategy::AlwaysFlush)
 }
-
-/// The counts each strategy is compared with the oracle on, as
-/// `<count>_over_oracle`.
-pub const OVER_ORACLE: [&str; 5] =
-    ["vm_unmap_aliases", "vm_unmap_aliases_flushed", "tlb_flush_global", "ipis_sent", "exits_hypercall"];
 
 /// Every cell against its oracle cell (`--alias oracle`, the same workload,
 /// configuration and seed): one measured yardstick for every strategy, never a
@@ -166,26 +153,26 @@ pub const OVER_ORACLE: [&str; 5] =
 /// the strategy's own.
 fn against_the_oracle(all: &mut [CellResult]) {
     for i in 0..all.len() {
-        let Some(j) = alias_sibling(all, i, "oracle") else { continue };
+        let Some(j) = alias_sibling(all, i, AliasStrategy::Oracle) else { continue };
         let (me, oracle) = (&all[i], &all[j]);
-        let each = |figure: &str, f: &dyn Fn(f64, f64) -> f64| -> Option<Stat> {
+        let each = |figure: Figure, f: &dyn Fn(f64, f64) -> f64| -> Option<Stat> {
             let base = oracle.median(figure)?;
-            Stat::of(&me.reps.iter().filter_map(|(_, r)| r.get(figure).map(|x| f(*x, base))).collect::<Vec<_>>())
+            Stat::of(&me.reps.iter().filter_map(|(_, r)| r.get(&figure).map(|x| f(*x, base))).collect::<Vec<_>>())
         };
         let ratio = |x: f64, b: f64| if b > 0.0 { x / b } else { f64::NAN };
         let minus = |x: f64, b: f64| x - b;
         let mut add = vec![
-            ("ratio_to_oracle".to_owned(), each("cycles_per_pin", &ratio)),
-            ("workload_ratio_to_oracle".to_owned(), each("workload_cycles", &ratio)),
-            ("model_ratio_to_oracle".to_owned(), each("model_cycles_per_pin", &ratio)),
-            ("excess_cycles_per_pin".to_owned(), each("cycles_per_pin", &minus)),
+            (Derived::RatioToOracle, each(Derived::CyclesPerPin.into(), &ratio)),
+            (Derived::WorkloadRatioToOracle, each(Counter::WorkloadCycles.into(), &ratio)),
+            (Derived::ModelRatioToOracle, each(Derived::ModelCyclesPerPin.into(), &ratio)),
+            (Derived::ExcessCyclesPerPin, each(Derived::CyclesPerPin.into(), &minus)),
         ];
-        for c in OVER_ORACLE {
-            add.push((format!("{c}_over_oracle"), each(c, &minus)));
+        for (count, over) in OVER_ORACLE {
+            add.push((over, each(count, &minus)));
         }
         for (name, stat) in add {
             if let Some(s) = stat {
-                all[i].stats.insert(name, s);
+                all[i].stats.insert(name.into(), s);
             }
         }
     }
@@ -196,13 +183,14 @@ fn against_the_oracle(all: &mut [CellResult]) {
 fn ratios_to_always_flush(all: &mut [CellResult]) {
     for i in 0..all.len() {
         let Some(j) = always_flush_sibling(all, i) else { continue };
-        for (figure, name) in
-            [("cycles_per_pin", "ratio_to_always_flush"), ("workload_cycles", "workload_ratio_to_always_flush")]
-        {
+        for (figure, name) in [
+            (Figure::from(Derived::CyclesPerPin), Derived::RatioToAlwaysFlush),
+            (Counter::WorkloadCycles.into(), Derived::WorkloadRatioToAlwaysFlush),
+        ] {
             let Some(base) = all[j].median(figure).filter(|b| *b > 0.0) else { continue };
-            let v: Vec<f64> = all[i].reps.iter().filter_map(|(_, f)| f.get(figure).map(|x| x / base)).collect();
+            let v: Vec<f64> = all[i].reps.iter().filter_map(|(_, f)| f.get(&figure).map(|x| x / base)).collect();
             if let Some(s) = Stat::of(&v) {
-                all[i].stats.insert(name.to_owned(), s);
+                all[i].stats.insert(name.into(), s);
             }
         }
     }
@@ -215,10 +203,7 @@ mod tests {
     use crate::bench::store::{Line, SCHEMA};
 
     fn cell(alias: &str) -> Cell {
-        let mut params = BTreeMap::new();
-        params.insert("pvmmu".to_owned(), "on".to_owned());
-        params.insert("alias".to_owned(), alias.to_owned());
-        CellSpec { label: alias.into(), vcpus: 2, mem: "256m".into(), timeout: 10, params }.resolve("e").unwrap()
+        CellSpec::parsed(alias, 2, &[("pvmmu", "on"), ("alias", alias)]).unwrap().resolve("e").unwrap()
     }
 
     fn line(c: &Cell, rep: u32, counters: serde_json::Value) -> Line {
@@ -277,7 +262,7 @@ mod tests {
         assert_eq!(af_r.reps.len(), 2);
         assert_eq!(af_r.median("ratio_to_always_flush"), Some(1.0));
         // Each always-flush repetition against the oracle cell's median 4500 per pin.
-        let s = af_r.stats["ratio_to_oracle"];
+        let s = af_r.stats[&Figure::from("ratio_to_oracle")];
         assert_eq!((s.min, s.max), (6000.0 / 4500.0, 6600.0 / 4500.0));
         assert_eq!(af_r.median("workload_ratio_to_oracle"), Some(630000.0 / 450000.0));
         assert_eq!(af_r.median("excess_cycles_per_pin"), Some(6300.0 - 4500.0));
@@ -295,10 +280,11 @@ mod tests {
         for s in r.iter().flat_map(|c| c.stats.values()) {
             assert!(s.min <= s.median && s.median <= s.max);
         }
-        assert!(af_r.matches(&[("alias", "always-flush"), ("vcpus", "2"), ("mem", "256m")]));
-        assert!(!af_r.matches(&[("alias", "none")]));
+        assert!(af_r.matches(&[Want::Is(Setting::Alias(AliasStrategy::AlwaysFlush)), Want::Vcpus(2)]));
+        assert!(!af_r.matches(&[Want::Is(Setting::Alias(AliasStrategy::None))]));
+        assert!(!af_r.matches(&[Want::Vcpus(1)]));
         // A cell with no oracle sibling gets no oracle figures.
         let alone = gather(std::slice::from_ref(&af), &lines);
-        assert!(!alone[0].stats.contains_key("ratio_to_oracle"));
+        assert!(!alone[0].stats.contains_key(&Figure::from("ratio_to_oracle")));
     }
 }

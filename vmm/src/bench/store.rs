@@ -144,7 +144,9 @@ pub struct Line {
     #[serde(default)]
     pub emulator_faults: Vec<String>,
     pub finished_at: String,
-    /// The figures of a run that succeeded (none for a failed one).
+    /// The figures of a run that succeeded (none for a failed one), by name;
+    /// names this vmm does not know are left out when read.
+    #[serde(deserialize_with = "super::figures::deserialize_known")]
     pub figures: Figures,
     /// The guest console's last lines (failed runs).
     #[serde(default)]
@@ -520,7 +522,7 @@ mod tests {
             timeout: 60,
             params: [("workload", "vmap-bench"), ("iterations", iterations)]
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| shared::config::Setting::parse(k, v).unwrap())
                 .collect(),
         };
         let exp = |id: &str, cells: Vec<CellSpec>, reps: Option<u32>| Experiment {
@@ -646,7 +648,7 @@ mod tests {
 
         // The results gathered take the rerun, not the failure.
         use super::super::matrix::CellSpec;
-        let spec = CellSpec { label: "c".into(), vcpus: 1, mem: "64m".into(), timeout: 10, params: BTreeMap::new() };
+        let spec = CellSpec { label: "c".into(), vcpus: 1, mem: "64m".into(), timeout: 10, params: vec![] };
         let cell = spec.resolve("e").unwrap();
         let with = |l: Line| Line { cell: cell.key.clone(), ..l };
         let lines = vec![with(failed("x", 0)), with(line("x", 0)), with(failed("x", 1))];

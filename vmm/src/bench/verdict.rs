@@ -4,8 +4,19 @@
 
 use std::fmt;
 
+use shared::config::{AliasStrategy, PteVariant, Setting, Setting as S, Switch, VmapFlush, VmapVariant, Workload};
+use shared::counters::Counter as C;
+use shared::results::GuestResult as R;
+
+use super::figures::{Derived as D, Figure, Host};
+use super::matrix::Want::{self, Vcpus};
 use super::results::CellResult;
 use super::stats::{ratio_of_medians, Difference, RatioCi, Stat};
+
+/// A cell with this parameter at this value.
+fn is(s: Setting) -> Want {
+    Want::Is(s)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -79,7 +90,7 @@ pub const CLAIMS: [(&str, &str); 10] = [
 enum Missing {
     NotRun,
     Failed(String),
-    NoFigure(String, &'static str),
+    NoFigure(String, Figure),
 }
 
 struct Lookup<'a> {
@@ -87,7 +98,7 @@ struct Lookup<'a> {
 }
 
 impl<'a> Lookup<'a> {
-    fn cell(&self, want: &[(&str, &str)], experiment: Option<&str>) -> Result<&'a CellResult, Missing> {
+    fn cell(&self, want: &[Want], experiment: Option<&str>) -> Result<&'a CellResult, Missing> {
         let mut matching = self
             .results
             .iter()
@@ -107,20 +118,17 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    fn fig(&self, want: &[(&str, &str)], experiment: Option<&str>, figure: &'static str) -> Result<f64, Missing> {
+    fn fig(&self, want: &[Want], experiment: Option<&str>, figure: impl Into<Figure>) -> Result<f64, Missing> {
+        let figure = figure.into();
         let c = self.cell(want, experiment)?;
         c.median(figure).ok_or_else(|| Missing::NoFigure(c.cell.label.clone(), figure))
     }
 
     /// The figure's value in each repetition of the cell.
-    fn sample(
-        &self,
-        want: &[(&str, &str)],
-        experiment: Option<&str>,
-        figure: &'static str,
-    ) -> Result<Vec<f64>, Missing> {
+    fn sample(&self, want: &[Want], experiment: Option<&str>, figure: impl Into<Figure>) -> Result<Vec<f64>, Missing> {
+        let figure = figure.into();
         let c = self.cell(want, experiment)?;
-        let v: Vec<f64> = c.reps.iter().filter_map(|(_, f)| f.get(figure).copied()).collect();
+        let v: Vec<f64> = c.reps.iter().filter_map(|(_, f)| f.get(&figure).copied()).collect();
         if v.is_empty() {
             return Err(Missing::NoFigure(c.cell.label.clone(), figure));
         }
@@ -128,9 +136,10 @@ impl<'a> Lookup<'a> {
     }
 
     /// The figure over the cell's repetitions (min, median, max).
-    fn stat(&self, want: &[(&str, &str)], experiment: Option<&str>, figure: &'static str) -> Result<Stat, Missing> {
+    fn stat(&self, want: &[Want], experiment: Option<&str>, figure: impl Into<Figure>) -> Result<Stat, Missing> {
+        let figure = figure.into();
         let c = self.cell(want, experiment)?;
-        c.stats.get(figure).copied().ok_or_else(|| Missing::NoFigure(c.cell.label.clone(), figure))
+        c.stat(figure).ok_or_else(|| Missing::NoFigure(c.cell.label.clone(), figure))
     }
 }
 
@@ -195,8 +204,8 @@ fn status(parts: &[bool]) -> Status {
     }
 }
 
-fn plural(v: &str) -> &'static str {
-    if v == "1" {
+fn plural(v: u32) -> &'static str {
+    if v == 1 {
         ""
     } else {
         "s"
@@ -209,16 +218,17 @@ fn plural(v: &str) -> &'static str {
 /// and answering the eager form's flush IPIs (`--bench-cpus 1`). A measurement
 /// to set beside Linux's, so it only adds text.
 fn one_thread_on_smp(l: &Lookup) -> String {
-    let cell = |form| [("workload", "vmap-bench"), ("vmap", form), ("vcpus", "2"), ("bench-cpus", "1")];
+    let cell =
+        |form: VmapVariant| [is(S::Workload(Workload::VmapBench)), is(S::Vmap(form)), Vcpus(2), is(S::BenchCpus(1))];
     let got = (|| {
-        let eager = l.fig(&cell("eager"), None, "vmap_bench_ns")?;
-        let lazy = l.fig(&cell("lazy-ptes"), None, "vmap_bench_ns")?;
-        let per_iter = |form| -> Result<f64, Missing> {
+        let eager = l.fig(&cell(VmapVariant::Eager), None, R::VmapBenchNs)?;
+        let lazy = l.fig(&cell(VmapVariant::LazyPtes), None, R::VmapBenchNs)?;
+        let per_iter = |form: VmapVariant| -> Result<f64, Missing> {
             // The loop's own flushes (vmap_flushes also counts boot's and the
             // one-lazy-mapping rounds').
-            Ok(l.fig(&cell(form), None, "vmap_bench_flushes")? / l.fig(&cell(form), None, "vmap_bench_iters")?)
+            Ok(l.fig(&cell(form), None, R::VmapBenchFlushes)? / l.fig(&cell(form), None, R::VmapBenchIters)?)
         };
-        Ok::<_, Missing>((eager, lazy, per_iter("eager")?, per_iter("lazy-ptes")?))
+        Ok::<_, Missing>((eager, lazy, per_iter(VmapVariant::Eager)?, per_iter(VmapVariant::LazyPtes)?))
     })();
     match got {
         Ok((eager, lazy, fe, fl)) => format!(
@@ -233,13 +243,15 @@ fn one_thread_on_smp(l: &Lookup) -> String {
 
 fn claim1(l: &Lookup) -> Result<(Status, String), Missing> {
     let mut last = Missing::NotRun;
-    for v in ["1", "2"] {
-        let base = |form| [("workload", "vmap-bench"), ("vmap", form), ("vcpus", v), ("bench-cpus", "0")];
+    for v in [1, 2] {
+        let base = |form: VmapVariant| {
+            [is(S::Workload(Workload::VmapBench)), is(S::Vmap(form)), Vcpus(v), is(S::BenchCpus(0))]
+        };
         let got = (|| {
-            let eager = l.fig(&base("eager"), None, "vmap_bench_ns")?;
-            let lazy = l.fig(&base("lazy-ptes"), None, "vmap_bench_ns")?;
-            let eager_one = l.fig(&base("eager"), None, "vmap_one_alias_ns")?;
-            let one = l.fig(&base("lazy-ptes"), None, "vmap_one_alias_ns")?;
+            let eager = l.fig(&base(VmapVariant::Eager), None, R::VmapBenchNs)?;
+            let lazy = l.fig(&base(VmapVariant::LazyPtes), None, R::VmapBenchNs)?;
+            let eager_one = l.fig(&base(VmapVariant::Eager), None, R::VmapOneAliasNs)?;
+            let one = l.fig(&base(VmapVariant::LazyPtes), None, R::VmapOneAliasNs)?;
             Ok((eager, lazy, eager_one, one))
         })();
         match got {
@@ -279,12 +291,13 @@ fn keep_worst(last: &mut Missing, m: Missing) {
 }
 
 fn claim2(l: &Lookup) -> Result<(Status, String), Missing> {
-    let cell = |n| [("workload", "mm-all"), ("pte", "persistent"), ("last-pkmap", n), ("vcpus", "2")];
-    let sleeps = l.fig(&cell("256"), None, "kmap_sleeps")?;
-    let f256 = l.fig(&cell("256"), None, "pkmap_flushes_per_kfault")?;
-    let f2048 = l.fig(&cell("2048"), None, "pkmap_flushes_per_kfault")?;
-    let h256 = l.fig(&cell("256"), None, "kmap_cache_hits_per_kfault")?;
-    let h2048 = l.fig(&cell("2048"), None, "kmap_cache_hits_per_kfault")?;
+    let cell =
+        |n: u64| [is(S::Workload(Workload::MmAll)), is(S::Pte(PteVariant::Persistent)), is(S::LastPkmap(n)), Vcpus(2)];
+    let sleeps = l.fig(&cell(256), None, C::KmapSleeps)?;
+    let f256 = l.fig(&cell(256), None, D::PkmapFlushesPerKfault)?;
+    let f2048 = l.fig(&cell(2048), None, D::PkmapFlushesPerKfault)?;
+    let h256 = l.fig(&cell(256), None, D::KmapCacheHitsPerKfault)?;
+    let h2048 = l.fig(&cell(2048), None, D::KmapCacheHitsPerKfault)?;
     let small_enough = sleeps == 0.0;
     let mut text = format!(
         "at 256 entries {} (median {sleeps:.0} sleeps on a full pool); mm-all from 256 to 2048 entries, per 1000 \
@@ -292,13 +305,14 @@ fn claim2(l: &Lookup) -> Result<(Status, String), Missing> {
         if small_enough { "no task slept" } else { "tasks slept" }
     );
     // The flushing half needs a load that wraps the pool (pkmap-wrap).
-    let wrap = |n| [("workload", "task-capacity"), ("pte", "persistent"), ("last-pkmap", n)];
+    let wrap =
+        |n: u64| [is(S::Workload(Workload::TaskCapacity)), is(S::Pte(PteVariant::Persistent)), is(S::LastPkmap(n))];
     let wrapping = Some("pkmap-wrap");
     let flushes_better = match (
-        l.fig(&wrap("256"), wrapping, "pkmap_wrap_flushes"),
-        l.fig(&wrap("2048"), wrapping, "pkmap_wrap_flushes"),
-        l.stat(&wrap("256"), wrapping, "workload_cycles_max"),
-        l.stat(&wrap("2048"), wrapping, "workload_cycles_max"),
+        l.fig(&wrap(256), wrapping, R::PkmapWrapFlushes),
+        l.fig(&wrap(2048), wrapping, R::PkmapWrapFlushes),
+        l.stat(&wrap(256), wrapping, D::WorkloadCyclesMax),
+        l.stat(&wrap(2048), wrapping, D::WorkloadCyclesMax),
     ) {
         (Ok(w256), Ok(w2048), Ok(s256), Ok(s2048)) => {
             // The longer O(N) scan of 2048 entries must not cost the span more
@@ -334,14 +348,14 @@ fn claim2(l: &Lookup) -> Result<(Status, String), Missing> {
 /// both) is lowpte's slowdown: pte-bench with no kmap at all. A variant
 /// scales when it slows by no more than that (within 25%).
 fn claim3(l: &Lookup) -> Result<(Status, String), Missing> {
-    let cell = |pte, v| [("workload", "pte-bench"), ("pte", pte), ("vcpus", v)];
+    let cell = |pte: PteVariant, v: u32| [is(S::Workload(Workload::PteBench)), is(S::Pte(pte)), Vcpus(v)];
     let exp = Some("kmap-scaling");
-    let fig = |pte, v| l.fig(&cell(pte, v), exp, "pte_cycles_per_access");
-    let (l1, l2) = (fig("lowpte", "1")?, fig("lowpte", "2")?);
-    let (a1, a2) = (fig("atomic", "1")?, fig("atomic", "2")?);
-    let (p1, p2) = (fig("persistent", "1")?, fig("persistent", "2")?);
-    let wa = l.fig(&cell("atomic", "2"), exp, "kmap_lock_waits")?;
-    let wp = l.fig(&cell("persistent", "2"), exp, "kmap_lock_waits")?;
+    let fig = |pte: PteVariant, v: u32| l.fig(&cell(pte, v), exp, D::PteCyclesPerAccess);
+    let (l1, l2) = (fig(PteVariant::Lowpte, 1)?, fig(PteVariant::Lowpte, 2)?);
+    let (a1, a2) = (fig(PteVariant::Atomic, 1)?, fig(PteVariant::Atomic, 2)?);
+    let (p1, p2) = (fig(PteVariant::Persistent, 1)?, fig(PteVariant::Persistent, 2)?);
+    let wa = l.fig(&cell(PteVariant::Atomic, 2), exp, C::KmapLockWaits)?;
+    let wp = l.fig(&cell(PteVariant::Persistent, 2), exp, C::KmapLockWaits)?;
     let (sl, sa, sp) = (l2 / l1, a2 / a1, p2 / p1);
     let atomic_scales = wa == 0.0 && sa <= sl * 1.25;
     let lock_does_not = wp > 0.0 && sp > sl * 1.25;
@@ -362,12 +376,18 @@ fn claim4(l: &Lookup) -> Result<(Status, String), Missing> {
     let mut parts = Vec::new();
     let mut text = Vec::new();
     let mut last = Missing::NotRun;
-    for low in ["8m", "16m", "32m", "64m", "128m", "256m"] {
-        let cell = |pte| [("workload", "task-capacity"), ("pte", pte), ("lowmem", low)];
-        match (l.fig(&cell("lowpte"), None, "tasks_started"), l.fig(&cell("atomic"), None, "tasks_started")) {
+    for low in [8u64, 16, 32, 64, 128, 256].map(|m| m << 20) {
+        let cell = |pte: PteVariant| [is(S::Workload(Workload::TaskCapacity)), is(S::Pte(pte)), is(S::Lowmem(low))];
+        match (
+            l.fig(&cell(PteVariant::Lowpte), None, R::TasksStarted),
+            l.fig(&cell(PteVariant::Atomic), None, R::TasksStarted),
+        ) {
             (Ok(lo), Ok(hi)) => {
                 parts.push(hi > lo);
-                text.push(format!("lowmem {low}: {lo:.0} tasks with lowpte, {hi:.0} with highpte"));
+                text.push(format!(
+                    "lowmem {}: {lo:.0} tasks with lowpte, {hi:.0} with highpte",
+                    super::matrix::size_text(low)
+                ));
             }
             (Err(m), _) | (_, Err(m)) => keep_worst(&mut last, m),
         }
@@ -381,7 +401,7 @@ fn claim4(l: &Lookup) -> Result<(Status, String), Missing> {
 /// Claim 5, measured two ways: a map per pte read, and a map per pte page
 /// with every pte of it read (Linux's shape, which decides when measured).
 fn claim5(l: &Lookup) -> Result<(Status, String), Missing> {
-    match (claim5_at(l, "1"), claim5_at(l, "512")) {
+    match (claim5_at(l, 1), claim5_at(l, 512)) {
         (Ok((_, t1)), Ok((s512, t512))) => Ok((
             s512,
             format!("a whole pte page per map (Linux's zap and copy loops, which decides): {t512}; a map per pte read: {t1}"),
@@ -395,20 +415,21 @@ fn claim5(l: &Lookup) -> Result<(Status, String), Missing> {
 /// Claim 5 at `reads` pte reads per map: atomic kmaps against lowmem.
 /// "Slightly more expensive": atomic's interval lies above lowpte's and the
 /// ratio of the medians is at most 3; overlapping intervals decide nothing.
-fn claim5_at(l: &Lookup, reads: &str) -> Result<(Status, String), Missing> {
+fn claim5_at(l: &Lookup, reads: u64) -> Result<(Status, String), Missing> {
     let mut last = Missing::NotRun;
-    for v in ["1", "2"] {
-        let cell = |pte| [("workload", "pte-bench"), ("pte", pte), ("vcpus", v), ("pte-reads", reads)];
+    for v in [1, 2] {
+        let cell =
+            |pte: PteVariant| [is(S::Workload(Workload::PteBench)), is(S::Pte(pte)), Vcpus(v), is(S::PteReads(reads))];
         match (
-            l.stat(&cell("lowpte"), None, "pte_cycles_per_access"),
-            l.stat(&cell("atomic"), None, "pte_cycles_per_access"),
+            l.stat(&cell(PteVariant::Lowpte), None, D::PteCyclesPerAccess),
+            l.stat(&cell(PteVariant::Atomic), None, D::PteCyclesPerAccess),
         ) {
             (Ok(lo_s), Ok(at_s)) => {
                 let (lo, at) = (lo_s.median, at_s.median);
                 let r = at / lo;
                 let mut others = Vec::new();
-                for pte in ["persistent", "percpu-pool", "per-task"] {
-                    if let Ok(c) = l.fig(&cell(pte), None, "pte_cycles_per_access") {
+                for pte in [PteVariant::Persistent, PteVariant::PercpuPool, PteVariant::PerTask] {
+                    if let Ok(c) = l.fig(&cell(pte), None, D::PteCyclesPerAccess) {
                         others.push(format!("{pte} {c:.1} ({:.1}x)", c / lo));
                     }
                 }
@@ -439,15 +460,15 @@ fn claim5_at(l: &Lookup, reads: &str) -> Result<(Status, String), Missing> {
 /// locked page->virtual cache hit against per-task's pte write and invlpg);
 /// mm-all's span is reported beside it, where the kmap is a small part.
 fn claim6(l: &Lookup) -> Result<(Status, String), Missing> {
-    let pb = |pte, v| [("workload", "pte-bench"), ("pte", pte), ("vcpus", v)];
+    let pb = |pte: PteVariant, v: u32| [is(S::Workload(Workload::PteBench)), is(S::Pte(pte)), Vcpus(v)];
     // The experiment's cells (pte-cost and kmap-scaling share its pte-bench
     // configuration, so in the built-in matrices they are one cell).
     let exp = Some("per-task-kmaps");
-    let fig = "pte_cycles_per_access";
-    let t1 = l.stat(&pb("per-task", "1"), exp, fig)?;
-    let g1 = l.stat(&pb("persistent", "1"), exp, fig)?;
-    let t2 = l.stat(&pb("per-task", "2"), exp, fig)?;
-    let g2 = l.stat(&pb("persistent", "2"), exp, fig)?;
+    let fig = D::PteCyclesPerAccess;
+    let t1 = l.stat(&pb(PteVariant::PerTask, 1), exp, fig)?;
+    let g1 = l.stat(&pb(PteVariant::Persistent, 1), exp, fig)?;
+    let t2 = l.stat(&pb(PteVariant::PerTask, 2), exp, fig)?;
+    let g2 = l.stat(&pb(PteVariant::Persistent, 2), exp, fig)?;
     // SMP: per-task below the pool; UP: the pool below per-task.
     let (smp, up) = (clearly_below(&t2, &g2), clearly_below(&g1, &t1));
     let say = |part: Option<bool>, yes: &str, no: &str, t: &Stat, g: &Stat| match part {
@@ -467,24 +488,24 @@ fn claim6(l: &Lookup) -> Result<(Status, String), Missing> {
         t1.median / g1.median,
         say(up, "per-task slower", "per-task faster", &t1, &g1)
     );
-    let per_access = |pte, v, f| l.fig(&pb(pte, v), exp, f).ok();
+    let per_access = |pte, v, f: Figure| l.fig(&pb(pte, v), exp, f).ok();
     if let (Some(h), Some(i), Some(w)) = (
-        per_access("persistent", "1", "kmap_cache_hits_per_access"),
-        per_access("per-task", "1", "tlb_invlpg_per_access"),
-        per_access("persistent", "2", "kmap_lock_waits"),
+        per_access(PteVariant::Persistent, 1, D::KmapCacheHitsPerAccess.into()),
+        per_access(PteVariant::PerTask, 1, D::TlbInvlpgPerAccess.into()),
+        per_access(PteVariant::Persistent, 2, C::KmapLockWaits.into()),
     ) {
         text += &format!(
             "; the pool's cache served {h:.2} maps per access on UP, per-task flushed {i:.2} TLB entries per \
              access; {w:.0} kmap_lock waits on SMP"
         );
     }
-    let mm = |pte, v| [("workload", "mm-all"), ("pte", pte), ("vcpus", v), ("tasks", "8")];
-    let span = "workload_cycles_max";
+    let mm = |pte: PteVariant, v: u32| [is(S::Workload(Workload::MmAll)), is(S::Pte(pte)), Vcpus(v), is(S::Tasks(8))];
+    let span = D::WorkloadCyclesMax;
     if let (Ok(t1), Ok(g1), Ok(t2), Ok(g2)) = (
-        l.stat(&mm("per-task", "1"), None, span),
-        l.stat(&mm("persistent", "1"), None, span),
-        l.stat(&mm("per-task", "2"), None, span),
-        l.stat(&mm("persistent", "2"), None, span),
+        l.stat(&mm(PteVariant::PerTask, 1), None, span),
+        l.stat(&mm(PteVariant::Persistent, 1), None, span),
+        l.stat(&mm(PteVariant::PerTask, 2), None, span),
+        l.stat(&mm(PteVariant::Persistent, 2), None, span),
     ) {
         let noise = |t: &Stat, g: &Stat| noise_suffix(clearly_below(t, g));
         text += &format!(
@@ -527,26 +548,28 @@ fn claim7(l: &Lookup, full: bool) -> Result<(Status, String), Missing> {
     let exp = Some("alias-strategies");
     // The strategies compete; the oracle is the yardstick, and none is no
     // answer (Linux BUGs on a refused pin): both are listed, neither wins.
-    let competes = |s: &str| s != "oracle" && s != "none";
+    let competes = |s: AliasStrategy| s != AliasStrategy::Oracle && s != AliasStrategy::None;
     let mut counts = Vec::new();
     let mut cycles = Vec::new();
     let mut first_missing = None;
     for s in STRATEGIES {
-        let want = [("alias", s)];
-        let f = |name| l.fig(&want, exp, name);
-        match (f("vm_unmap_aliases"), f("vm_unmap_aliases_flushed"), f("cycles_per_pin")) {
+        let want = [is(S::Alias(s))];
+        let f = |name: Figure| l.fig(&want, exp, name);
+        match (f(C::VmUnmapAliases.into()), f(C::VmUnmapAliasesFlushed.into()), f(D::CyclesPerPin.into())) {
             (Ok(calls), Ok(flushed), Ok(c)) => {
                 let mut t = format!("{s} {calls:.0} calls, {flushed:.0} flushing");
-                if let Ok(x) = f("vm_unmap_aliases_flushed_over_oracle") {
+                if let Ok(x) = f(D::VmUnmapAliasesFlushedOverOracle.into()) {
                     t += &format!(" ({x:+.0} vs the oracle)");
                 }
-                for (name, what) in [("traps_back", "traps back"), ("pt_pin_refused", "refusals")] {
+                for (name, what) in
+                    [(Figure::from(Host::TrapsBack), "traps back"), (C::PtPinRefused.into(), "refusals")]
+                {
                     if let Some(n) = f(name).ok().map(f64::round).filter(|n| *n > 0.0) {
                         t += &format!(", {n:.0} {what}");
                     }
                 }
                 counts.push((s, flushed, t));
-                let ratio = l.fig(&want, exp, "ratio_to_oracle").ok();
+                let ratio = l.fig(&want, exp, D::RatioToOracle).ok();
                 cycles.push((s, c, ratio));
             }
             (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => {
@@ -557,8 +580,8 @@ fn claim7(l: &Lookup, full: bool) -> Result<(Status, String), Missing> {
     if counts.is_empty() {
         return Err(first_missing.unwrap_or(Missing::NotRun));
     }
-    let least = |v: &[(&'static str, f64)]| -> &'static str {
-        v.iter().filter(|x| competes(x.0)).min_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0).unwrap_or("-")
+    let least = |v: &[(AliasStrategy, f64)]| -> &'static str {
+        v.iter().filter(|x| competes(x.0)).min_by(|a, b| a.1.total_cmp(&b.1)).map(|x| x.0.as_str()).unwrap_or("-")
     };
     let fewest = least(&counts.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>());
     let cheapest = least(&cycles.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>());
@@ -576,18 +599,18 @@ fn claim7(l: &Lookup, full: bool) -> Result<(Status, String), Missing> {
         list.join(", ")
     );
     let ran = counts.iter().filter(|c| competes(c.0)).count();
-    let all = STRATEGIES.iter().filter(|s| competes(s)).count();
+    let all = STRATEGIES.iter().filter(|s| competes(**s)).count();
     if ran < all {
         text += &format!(" ({ran} of {all} strategies ran)");
     }
     // The counts priced by the calibrated unit costs: the ranking they give,
     // and how much of the measured cost they account for.
-    let modelled: Vec<(&'static str, f64, Option<f64>, Option<f64>)> = STRATEGIES
+    let modelled: Vec<(AliasStrategy, f64, Option<f64>, Option<f64>)> = STRATEGIES
         .iter()
         .filter_map(|s| {
-            let want = [("alias", *s)];
-            let m = l.fig(&want, exp, "model_cycles_per_pin").ok()?;
-            Some((*s, m, l.fig(&want, exp, "model_ratio_to_oracle").ok(), l.fig(&want, exp, "model_explains").ok()))
+            let want = [is(S::Alias(*s))];
+            let m = l.fig(&want, exp, D::ModelCyclesPerPin).ok()?;
+            Some((*s, m, l.fig(&want, exp, D::ModelRatioToOracle).ok(), l.fig(&want, exp, D::ModelExplains).ok()))
         })
         .collect();
     if modelled.is_empty() {
@@ -618,22 +641,22 @@ fn claim7(l: &Lookup, full: bool) -> Result<(Status, String), Missing> {
         model: Option<(RatioCi, Option<bool>)>,
         cycles: Option<(RatioCi, Option<bool>)>,
     }
-    let at = |every: &str| -> Result<At, Missing> {
-        let t = [("alias", "host-trap"), ("churn-every", every)];
-        let a = [("alias", "always-flush"), ("churn-every", every)];
-        let pair = |figure| -> Result<Option<(RatioCi, Option<bool>)>, Missing> {
+    let at = |every: u64| -> Result<At, Missing> {
+        let t = [is(S::Alias(AliasStrategy::HostTrap)), is(S::ChurnEvery(every))];
+        let a = [is(S::Alias(AliasStrategy::AlwaysFlush)), is(S::ChurnEvery(every))];
+        let pair = |figure: D| -> Result<Option<(RatioCi, Option<bool>)>, Missing> {
             Ok(differ(&l.sample(&t, freq, figure)?, &l.sample(&a, freq, figure)?))
         };
-        let cycles = pair("cycles_per_pin")?;
-        let model = pair("model_cycles_per_pin").ok().flatten();
-        let over = |w: &[(&str, &str)], name| l.fig(w, freq, name).map(|x| format!("{x:+.0}")).unwrap_or("-".into());
+        let cycles = pair(D::CyclesPerPin)?;
+        let model = pair(D::ModelCyclesPerPin).ok().flatten();
+        let over = |w: &[Want], name: D| l.fig(w, freq, name).map(|x| format!("{x:+.0}")).unwrap_or("-".into());
         let counts = format!(
             "calls over the oracle {} against {}, hypercall exits over the oracle {} against {}, {} traps back",
-            over(&t, "vm_unmap_aliases_over_oracle"),
-            over(&a, "vm_unmap_aliases_over_oracle"),
-            over(&t, "exits_hypercall_over_oracle"),
-            over(&a, "exits_hypercall_over_oracle"),
-            l.fig(&t, freq, "traps_back").map(|x| format!("{x:.0}")).unwrap_or("-".into()),
+            over(&t, D::VmUnmapAliasesOverOracle),
+            over(&a, D::VmUnmapAliasesOverOracle),
+            over(&t, D::ExitsHypercallOverOracle),
+            over(&a, D::ExitsHypercallOverOracle),
+            l.fig(&t, freq, Host::TrapsBack).map(|x| format!("{x:.0}")).unwrap_or("-".into()),
         );
         Ok(At { counts, model, cycles })
     };
@@ -648,7 +671,7 @@ fn claim7(l: &Lookup, full: bool) -> Result<(Status, String), Missing> {
         }
         t
     };
-    let (frequent, rare) = ("1", super::matrix::FREQUENCIES[super::matrix::FREQUENCIES.len() - 1]);
+    let (frequent, rare) = (1, super::matrix::FREQUENCIES[super::matrix::FREQUENCIES.len() - 1]);
     match (at(frequent), at(rare)) {
         (Ok(f), Ok(r)) => {
             let Some(cheaper) = judged(&r) else {
@@ -688,22 +711,26 @@ fn claim7(l: &Lookup, full: bool) -> Result<(Status, String), Missing> {
 fn which_strategy(l: &Lookup) -> Result<(Status, String), Missing> {
     use super::matrix::{FREQUENCIES, STRATEGIES};
     let exp = Some("which-strategy");
-    let candidates: Vec<&str> = STRATEGIES.iter().copied().filter(|s| *s != "none" && *s != "oracle").collect();
+    let candidates: Vec<AliasStrategy> =
+        STRATEGIES.into_iter().filter(|s| *s != AliasStrategy::None && *s != AliasStrategy::Oracle).collect();
     let mut parts = Vec::new();
     let mut agree = 0;
     let mut priced = 0;
     for every in FREQUENCIES {
-        let at = |s: &str, figure: &'static str| l.fig(&[("alias", s), ("churn-every", every)], exp, figure);
-        let best = |figure: &'static str| -> Option<(&str, f64)> {
-            candidates.iter().filter_map(|s| at(s, figure).ok().map(|v| (*s, v))).min_by(|a, b| a.1.total_cmp(&b.1))
+        let at = |s: AliasStrategy, figure: Figure| l.fig(&[is(S::Alias(s)), is(S::ChurnEvery(every))], exp, figure);
+        let best = |figure: D| -> Option<(AliasStrategy, f64)> {
+            candidates
+                .iter()
+                .filter_map(|s| at(*s, figure.into()).ok().map(|v| (*s, v)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
         };
-        let (Some(by_cycles), by_model) = (best("cycles_per_pin"), best("model_cycles_per_pin")) else {
+        let (Some(by_cycles), by_model) = (best(D::CyclesPerPin), best(D::ModelCyclesPerPin)) else {
             continue;
         };
-        let oracle = at("oracle", "model_cycles_per_pin").ok();
-        let counts = |s: &str| {
-            let n = |f: &'static str| at(s, f).map(|v| format!("{v:.0}")).unwrap_or_else(|_| "-".into());
-            format!("{} calls, {} flushing", n("vm_unmap_aliases"), n("vm_unmap_aliases_flushed"))
+        let oracle = at(AliasStrategy::Oracle, D::ModelCyclesPerPin.into()).ok();
+        let counts = |s: AliasStrategy| {
+            let n = |f: C| at(s, f.into()).map(|v| format!("{v:.0}")).unwrap_or_else(|_| "-".into());
+            format!("{} calls, {} flushing", n(C::VmUnmapAliases), n(C::VmUnmapAliasesFlushed))
         };
         let mut t = format!("every {every}: ");
         match by_model {
@@ -738,18 +765,22 @@ fn which_strategy(l: &Lookup) -> Result<(Status, String), Missing> {
 fn history(l: &Lookup) -> Result<(Status, String), Missing> {
     let exp = Some("history");
     let steps = [
-        &[("vmap", "lazy-ptes"), ("alias", "always-flush"), ("vmap-flush", "2.6.28")][..],
-        &[("vmap", "eager"), ("alias", "always-flush")][..],
-        &[("vmap", "lazy-tlb"), ("alias", "none")][..],
+        &[
+            is(S::Vmap(VmapVariant::LazyPtes)),
+            is(S::Alias(AliasStrategy::AlwaysFlush)),
+            is(S::VmapFlush(VmapFlush::Linux2628)),
+        ][..],
+        &[is(S::Vmap(VmapVariant::Eager)), is(S::Alias(AliasStrategy::AlwaysFlush))][..],
+        &[is(S::Vmap(VmapVariant::LazyTlb)), is(S::Alias(AliasStrategy::None))][..],
     ];
     let mut pin = Vec::new();
     let mut span = Vec::new();
     for s in &steps {
-        pin.push(l.fig(s, exp, "cycles_per_pin")?);
-        span.push(l.fig(s, exp, "workload_cycles_max")?);
+        pin.push(l.fig(s, exp, D::CyclesPerPin)?);
+        span.push(l.fig(s, exp, D::WorkloadCyclesMax)?);
     }
-    let vua = l.fig(steps[2], exp, "vm_unmap_aliases")?;
-    let refused = l.fig(steps[2], exp, "pt_pin_refused")?;
+    let vua = l.fig(steps[2], exp, C::VmUnmapAliases)?;
+    let refused = l.fig(steps[2], exp, C::PtPinRefused)?;
     let no_flush_needed = vua == 0.0 && refused == 0.0;
     let cheaper = pin[2] <= pin[0];
     let mut parts = vec![Some(no_flush_needed), Some(cheaper)];
@@ -762,12 +793,16 @@ fn history(l: &Lookup) -> Result<(Status, String), Missing> {
     // vm_unmap_aliases. 6.5 cannot flush an old range again by construction,
     // so what decides is that 2.6.28 did, and that 6.5 flushed no more often
     // (intervals of the flushing calls; overlapping ones decide nothing).
-    let six_five = [("vmap", "lazy-ptes"), ("alias", "always-flush"), ("vmap-flush", "6.5")];
+    let six_five = [
+        is(S::Vmap(VmapVariant::LazyPtes)),
+        is(S::Alias(AliasStrategy::AlwaysFlush)),
+        is(S::VmapFlush(VmapFlush::Linux65)),
+    ];
     if let (Ok(fl_65), Ok(fl_2628)) =
-        (l.stat(&six_five, exp, "vm_unmap_aliases_flushed"), l.stat(steps[0], exp, "vm_unmap_aliases_flushed"))
+        (l.stat(&six_five, exp, C::VmUnmapAliasesFlushed), l.stat(steps[0], exp, C::VmUnmapAliasesFlushed))
     {
         // A figure a run did not produce is absent: a counter that stayed 0.
-        let re_2628 = l.fig(steps[0], exp, "vm_unmap_aliases_reflushed").unwrap_or(0.0);
+        let re_2628 = l.fig(steps[0], exp, C::VmUnmapAliasesReflushed).unwrap_or(0.0);
         // 6.5 clearly flushing more often would refute it; overlapping
         // intervals do not.
         let more = clearly_below(&fl_2628, &fl_65);
@@ -779,7 +814,7 @@ fn history(l: &Lookup) -> Result<(Status, String), Missing> {
             fl_65.median,
             fl_2628.median,
             noise_suffix(more),
-            l.fig(&six_five, exp, "cycles_per_pin").unwrap_or(f64::NAN)
+            l.fig(&six_five, exp, D::CyclesPerPin).unwrap_or(f64::NAN)
         ));
     }
     Ok((status_noisy(&parts), text))
@@ -789,10 +824,10 @@ fn batching(l: &Lookup) -> Result<(Status, String), Missing> {
     let exp = Some("pv-batching");
     let mut parts = Vec::new();
     let mut text = Vec::new();
-    for workload in ["fork-storm", "mm-all"] {
-        let at = |batch| l.stat(&[("workload", workload), ("pv-batch", batch)], exp, "hypercall_exits_per_kfault");
-        let (on, off) = (at("on")?, at("off")?);
-        let per_call = l.fig(&[("workload", workload), ("pv-batch", "on")], exp, "pv_updates_per_call")?;
+    for workload in [Workload::ForkStorm, Workload::MmAll] {
+        let at = |batch| l.stat(&[is(S::Workload(workload)), is(S::PvBatch(batch))], exp, D::HypercallExitsPerKfault);
+        let (on, off) = (at(Switch::On)?, at(Switch::Off)?);
+        let per_call = l.fig(&[is(S::Workload(workload)), is(S::PvBatch(Switch::On))], exp, D::PvUpdatesPerCall)?;
         let fewer = clearly_below(&on, &off);
         parts.push(fewer);
         let saved = if off.median > 0.0 { 100.0 * (1.0 - on.median / off.median) } else { 0.0 };
@@ -844,6 +879,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::bench::figures::named;
     use crate::bench::matrix::{builtin, cells, Cell, CellSpec, MatrixName};
     use crate::bench::stats::Stat;
 
@@ -852,22 +888,16 @@ mod tests {
         cell.experiments = vec![experiment.to_owned()];
         CellResult {
             cell,
-            reps: vec![(0, figs.iter().map(|(k, v)| (k.to_string(), *v)).collect())],
+            reps: vec![(0, named(figs))],
             failures: vec![],
-            stats: figs.iter().map(|(k, v)| (k.to_string(), Stat::exact(*v, *v, *v, 1))).collect::<BTreeMap<_, _>>(),
+            stats: named(figs).into_iter().map(|(k, v)| (k, Stat::exact(v, v, v, 1))).collect::<BTreeMap<_, _>>(),
             warnings: vec![],
             host_modes: vec![],
         }
     }
 
     fn spec(vcpus: u32, params: &[(&str, &str)]) -> CellSpec {
-        CellSpec {
-            label: format!("{params:?}"),
-            vcpus,
-            mem: "256m".into(),
-            timeout: 10,
-            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+        CellSpec::parsed(&format!("{params:?}"), vcpus, params).unwrap()
     }
 
     fn get<'a>(v: &'a [Verdict], id: &str) -> &'a Verdict {
@@ -1040,11 +1070,7 @@ mod tests {
                 };
                 let mut cr = result(spec(2, &[]), "x", &[]);
                 cr.cell = c.clone();
-                cr.reps = v
-                    .iter()
-                    .enumerate()
-                    .map(|(i, x)| (i as u32, [("cycles_per_pin".to_owned(), *x)].into_iter().collect()))
-                    .collect();
+                cr.reps = v.iter().enumerate().map(|(i, x)| (i as u32, named(&[("cycles_per_pin", *x)]))).collect();
                 cr.stats.insert("cycles_per_pin".into(), Stat::of(v).unwrap());
                 for count in ["vm_unmap_aliases", "vm_unmap_aliases_flushed"] {
                     cr.stats.insert(count.into(), Stat::exact(10.0, 10.0, 10.0, v.len()));
@@ -1203,7 +1229,7 @@ mod tests {
         );
         // Atomic slowing by more than the emulator's share does not scale.
         let mut slow = r.clone();
-        slow.retain(|c| !(c.matches(&[("pte", "atomic"), ("vcpus", "2")]) && c.cell.experiments.len() == 2));
+        slow.retain(|c| !(c.matches(&[is(S::Pte(PteVariant::Atomic)), Vcpus(2)]) && c.cell.experiments.len() == 2));
         slow.push(pb("atomic", 2, 400.0, 0.0));
         let c3 = get(&verdicts(&slow, true), "claim 3").clone();
         assert_eq!(c3.status, Status::Partly, "{c3}");
