@@ -3,13 +3,12 @@
 # (`vmm bench`: every --alias strategy on the fork-heavy workload with vmap churn,
 # 2 vCPUs, --pvmmu on, 3 repetitions each, against the oracle). Its tables, plots
 # and verdicts go to results/<timestamp>/ and the summary to the terminal. Then the
-# host's alias check per pin (`vmm pin-cost`, no guest). With --full, also the
-# longer stress run of the 2002 mail's 20 configurations (`vmm matrix --full`).
+# host's alias check per pin (`vmm pin-cost`, no guest). --full runs every
+# experiment, the 2002 mail's 20 configurations among them (highpte-2002).
 #
 #   scripts/bench.sh [ARGS...]     ARGS go to `vmm bench`, e.g. --full, --reps 5
 #
-# Exits non-zero when a bench cell failed (the report says why) or, with --full,
-# a matrix configuration did.
+# Exits non-zero when a bench cell failed (the report says why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -18,11 +17,4 @@ vmm=target/x86_64-unknown-linux-gnu/release/vmm
 status=0
 "$vmm" bench "$@" || status=$?
 "$vmm" pin-cost    # the PV MMU's alias check per pin, each --host-check, 10 to 100k lazy aliases
-for arg in "$@"; do
-    if [ "$arg" = --full ]; then
-        matrix=0
-        "$vmm" matrix --full || matrix=$?
-        [ "$status" -ne 0 ] || status=$matrix
-    fi
-done
 exit "$status"

@@ -2,25 +2,19 @@
 //! nohighmem, 4GB, 4GB-highpte, 64GB, 64GB-highpte x UP/SMP x preempt on/off.
 //! Every configuration boots and passes a stress run of every memory-management
 //! workload (mm-all: fault, fork, mremap, walker and exec, contents checked) and
-//! the vmap churn (contents checked), each its own VM.
+//! the vmap churn (contents checked), each its own VM. The cells are the
+//! benchmark's `highpte-2002` experiment (`vmm bench --only highpte-2002`),
+//! here short and checked run by run.
 
 use serde::Serialize;
 
+use crate::bench::experiments::highpte_2002;
 use crate::cli::MatrixArgs;
 use crate::host::appliance;
 use crate::report::exit_code;
 use crate::run::{jobs_ended, run_jobs_with, write_json_line, Error, JobEvent, JobOutcome, JobsOptions};
 
-/// A memory configuration of the mail: RAM and where pagetables live.
-pub const MEMORY: [(&str, &str, &str); 5] = [
-    ("nohighmem", "768m", "lowpte"),
-    ("4GB", "4g", "lowpte"),
-    ("4GB-highpte", "4g", "atomic"),
-    ("64GB", "64g", "lowpte"),
-    ("64GB-highpte", "64g", "atomic"),
-];
-
-/// One cell of the matrix.
+/// One cell of the matrix, as its JSON line names it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Cell {
     pub memory: &'static str,
@@ -30,44 +24,22 @@ pub struct Cell {
     pub args: Vec<String>,
 }
 
-/// The cells: 5 memory configurations x UP/SMP x preempt on/off x 2 workloads.
-pub fn cells(full: bool) -> Vec<Cell> {
-    // The short stress fits CI; the full one is what scripts/bench.sh --full runs.
-    let (tasks, pages, rounds, live) = if full { ("16", "64", "8", "64") } else { ("4", "16", "2", "16") };
-    let mut out = Vec::new();
-    for (memory, mem, pte) in MEMORY {
-        for smp in [false, true] {
-            for preempt in [true, false] {
-                for workload in ["mm-all", "vmap-churn"] {
-                    let mut args: Vec<String> = [
-                        "run",
-                        "--mem",
-                        mem,
-                        "--pte",
-                        pte,
-                        "--vcpus",
-                        if smp { "2" } else { "1" },
-                        "--preempt",
-                        if preempt { "on" } else { "off" },
-                        "--workload",
-                        workload,
-                        "--timeout",
-                        "300",
-                    ]
-                    .map(String::from)
-                    .to_vec();
-                    let sizes: &[&str] = if workload == "mm-all" {
-                        &["--tasks", tasks, "--pages", pages, "--rounds", rounds]
-                    } else {
-                        &["--vmap-live", live]
-                    };
-                    args.extend(sizes.iter().map(|s| s.to_string()));
-                    out.push(Cell { memory, smp, preempt, workload, args });
-                }
-            }
-        }
-    }
-    out
+/// The cells: the benchmark's `highpte-2002` experiment (5 memory
+/// configurations x UP/SMP x preempt on/off x 2 workloads), with the short
+/// stress run unless `full` (the benchmark's).
+pub fn cells(full: bool) -> Result<Vec<Cell>, crate::bench::Error> {
+    highpte_2002::cells(full)
+        .into_iter()
+        .map(|c| {
+            Ok(Cell {
+                memory: c.memory,
+                smp: c.smp,
+                preempt: c.preempt,
+                workload: c.workload.as_str(),
+                args: c.spec.resolve(highpte_2002::ID)?.args,
+            })
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -84,7 +56,7 @@ pub fn passed(o: &JobOutcome) -> bool {
 }
 
 pub fn matrix_command(args: MatrixArgs) -> Result<i32, Error> {
-    let cells = cells(args.full);
+    let cells = cells(args.full).map_err(|e| Error::BuiltinCell(e.to_string()))?;
     let jobs: Vec<Vec<String>> = cells.iter().map(|c| c.args.clone()).collect();
     let opts = JobsOptions { host: args.host.clone(), timeout: args.timeout, retries: 2, verbose: args.verbose };
     // The JSON file opens before any VM runs; each run's row is printed and
@@ -138,7 +110,7 @@ mod tests {
 
     #[test]
     fn the_matrix_has_the_twenty_configurations_of_the_mail() {
-        let cells = cells(false);
+        let cells = cells(false).unwrap();
         assert_eq!(cells.len(), 40);
         let mut configs: Vec<(&str, bool, bool)> = cells.iter().map(|c| (c.memory, c.smp, c.preempt)).collect();
         configs.dedup();

@@ -41,6 +41,8 @@ pub enum Error {
     PinCost(#[from] crate::pvmmu::pin_cost::Error),
     #[error("stopped on request (Ctrl-C)")]
     Stopped,
+    #[error("a built-in cell: {0}")]
+    BuiltinCell(String),
 }
 
 /// `vmm pin-cost`: the alias check's host cost per pin, as a table (and JSON lines).

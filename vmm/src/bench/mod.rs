@@ -6,6 +6,8 @@
 //! notes. `--shard`, `--resume` and `vmm bench merge` split, continue and join
 //! sweeps.
 
+pub mod claim;
+pub mod experiments;
 pub mod figures;
 pub mod matrix;
 pub mod model;
@@ -16,7 +18,6 @@ pub mod results;
 pub mod shard;
 pub mod stats;
 pub mod store;
-pub mod verdict;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -95,10 +96,10 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
                 MatrixName::Full => "full",
                 MatrixName::Smoke => "smoke",
             };
-            (name.to_owned(), matrix::builtin(m))
+            (name.to_owned(), experiments::builtin(m))
         }
     };
-    let only = if args.calibrate { vec![matrix::CALIBRATION.to_owned()] } else { args.only.clone() };
+    let only = if args.calibrate { vec![experiments::CALIBRATION.to_owned()] } else { args.only.clone() };
     let mut experiments = matrix::select(experiments, &only)?;
     if args.reps.is_some() {
         // A count given on the command line is for every cell.
@@ -366,7 +367,7 @@ fn write_outputs(
         (None, None) => None,
     };
     let results = results::gather_priced(cells, lines, table.as_ref().map(|p| p.table));
-    let verdicts = verdict::verdicts(&results, sweep.full);
+    let verdicts = experiments::verdicts(&results, sweep.full);
     let mut plots = Vec::new();
     let mut notes = notes.to_vec();
     for e in &sweep.experiments {

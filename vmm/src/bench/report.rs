@@ -7,12 +7,13 @@ use std::path::Path;
 
 use shared::counters::Counter as C;
 
+use super::claim::Claim;
+use super::experiments::Verdict;
 use super::figures::{Derived as D, Exits, Figure, GLOSSARY, OVER_ORACLE};
 use super::matrix::Experiment;
 use super::results::CellResult;
 use super::stats::Stat;
 use super::store::Sweep;
-use super::verdict::{Verdict, CLAIMS};
 use super::Error;
 
 /// A number for a table: short, with the precision that matters.
@@ -180,7 +181,7 @@ pub fn markdown(i: &Inputs) -> String {
          min–max).\n"
     );
     for v in i.verdicts {
-        let _ = writeln!(s, "- **{}** ({}): {}: {}", v.id, v.claim, v.status, v.text);
+        let _ = writeln!(s, "- **{}** ({}): {}: {}", v.claim, v.claim.text(), v.status, v.text);
     }
     s.push('\n');
 
@@ -215,8 +216,8 @@ pub fn markdown(i: &Inputs) -> String {
         } else if e.plot.is_some() {
             let _ = writeln!(s, "(No plot: no cell of this experiment measured its figures.)\n");
         }
-        for id in &e.claims {
-            if let Some(v) = i.verdicts.iter().find(|v| v.id == id) {
+        for claim in &e.claims {
+            if let Some(v) = i.verdicts.iter().find(|v| v.claim == *claim) {
                 let _ = writeln!(s, "Verdict: {v}\n");
             }
         }
@@ -291,8 +292,8 @@ pub fn markdown(i: &Inputs) -> String {
         s,
         "\nThe claims (design notes section 4, the Linux history, and the PV MMU's batching), one verdict each:\n"
     );
-    for (id, claim) in CLAIMS {
-        let _ = writeln!(s, "- {id}: {claim}");
+    for claim in Claim::ALL {
+        let _ = writeln!(s, "- {claim}: {}", claim.text());
     }
     s
 }
