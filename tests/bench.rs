@@ -226,10 +226,15 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("4 cells x 3 repetitions"), "{}", stderr(&o));
     let o = bench(&["--resume", "/tmp", "--reps", "2"]);
     assert_eq!(o.status.code(), Some(2), "--resume takes the sweep as it was asked");
-    // alias-frequency asks for 9 repetitions (claim 7's intervals); --reps is for every cell.
+    // alias-frequency chooses its repetitions from the spread it measures
+    // (after the first 3); --reps is for every cell, none planned.
     let o = bench(&["--only", "alias-frequency", "--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(out.contains("35 cells x 3 repetitions (alias-frequency 9): 315 jobs to run"), "{out}");
+    assert!(out.contains("35 cells x 3 repetitions: 105 jobs to run"), "{out}");
+    assert!(out.contains("alias-frequency: more repetitions may follow, chosen from the spread measured"), "{out}");
+    let o = bench(&["--only", "highpte-2002", "--list"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("40 cells x 3 repetitions (highpte-2002 1): 40 jobs to run"), "{out}");
     let o = bench(&["--only", "alias-frequency,history", "--reps", "2", "--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(out.contains("39 cells x 2 repetitions: 78 jobs to run"), "{out}");
@@ -466,6 +471,60 @@ fn a_failed_cell_is_reported_and_the_sweep_goes_on() {
     let o = bench(&["--resume", dir.to_str().unwrap(), "--list"]);
     let listed = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(listed.contains(": 1 jobs to run (1 failed before: run again)"), "{listed}\n{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&spec);
+}
+
+/// An experiment that names the figure its verdict rests on runs more
+/// repetitions when that figure varies, and no more when it does not; the
+/// report says what each planned, and the runs are what it planned.
+#[test]
+fn repetitions_follow_the_spread_measured() {
+    common::guest();
+    let _vm = vms();
+    let dir = tmp("adapt");
+    let spec = dir.with_extension("json");
+    let cell = |label: &str, form: &str| {
+        serde_json::json!({"label": label, "vcpus": 1, "mem": "256m", "timeout": 60,
+            "params": {"workload": "vmap-bench", "iterations": "300", "vmap": form}})
+    };
+    let exp = serde_json::json!({"experiments": [
+        // The iterations done never vary: the first 2 repetitions are enough.
+        {"id": "steady", "title": "t", "question": "q", "columns": ["vmap_bench_iters"], "reps": 2,
+         "adapt": {"figure": "vmap_bench_iters", "resolve_pct": 1, "max_reps": 4},
+         "cells": [cell("steady-eager", "eager")]},
+        // Wall time varies by more than ±0.5% resolves in 2 repetitions, up to the cap.
+        {"id": "noisy", "title": "t", "question": "q", "columns": ["run_ms"], "reps": 2,
+         "adapt": {"figure": "run_ms", "resolve_pct": 1, "max_reps": 4},
+         "cells": [cell("noisy-lazy", "lazy-ptes")]}
+    ]});
+    std::fs::write(&spec, exp.to_string()).unwrap();
+    let o = bench(&["--spec", spec.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let l = lines(&dir);
+    let runs = |label: &str| l.iter().filter(|x| x["label"] == label && x["ok"] == true).count();
+    assert_eq!(runs("steady-eager"), 2, "a figure that does not vary asks for no more");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("## Repetitions chosen from the spread"), "{md}");
+    assert!(
+        md.contains("- steady: vmap_bench_iters varied by 0.0% between repetitions; ±1% needs about 1: 2 repetitions"),
+        "{md}"
+    );
+    let noisy = md.lines().find(|x| x.starts_with("- noisy: run_ms varied by")).unwrap_or_else(|| panic!("{md}"));
+    // "... needs about N: M repetitions ...": M is N within 2..=4, and what ran.
+    let num_after = |key: &str| -> usize {
+        let rest = &noisy[noisy.find(key).unwrap_or_else(|| panic!("{noisy}")) + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{noisy}"))
+    };
+    let need = num_after("needs about ");
+    let planned = num_after(&format!("needs about {need}: "));
+    assert_eq!(planned, need.clamp(2, 4), "{noisy}");
+    assert_eq!(runs("noisy-lazy"), planned, "{noisy}");
+    assert_eq!(noisy.contains("may not decide"), need > 4, "{noisy}");
+    assert!(md.contains(&format!("| noisy-lazy | ok {planned}/{planned} |")), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&spec);
 }

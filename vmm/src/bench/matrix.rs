@@ -114,6 +114,24 @@ pub struct Experiment {
     /// most any of them asks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reps: Option<u32>,
+    /// Repetitions chosen from the spread measured: after the first
+    /// repetitions, enough more to resolve the figure its verdict rests on
+    /// (see [`super::plan`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapt: Option<Adapt>,
+}
+
+/// How an experiment chooses its repetitions from the spread it measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adapt {
+    /// The figure its verdict rests on.
+    pub figure: Figure,
+    /// The difference to resolve, in percent: enough repetitions that the 95%
+    /// interval of the ratio of two cells' medians is about ± this wide.
+    pub resolve_pct: u32,
+    /// The most repetitions of a cell it may ask for.
+    pub max_reps: u32,
 }
 /// A matrix file (`--spec`): `{"experiments": [...]}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -367,6 +385,7 @@ mod tests {
             claims: vec![],
             note: None,
             reps: None,
+            adapt: None,
         };
         assert!(select(vec![one()], &["nope".into()]).unwrap_err().to_string().contains("nope"));
         let mut bad = one();

@@ -12,6 +12,7 @@ pub mod figures;
 pub mod matrix;
 pub mod model;
 pub mod oracle;
+pub mod plan;
 pub mod plot;
 pub mod report;
 pub mod results;
@@ -102,9 +103,10 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
     let only = if args.calibrate { vec![experiments::CALIBRATION.to_owned()] } else { args.only.clone() };
     let mut experiments = matrix::select(experiments, &only)?;
     if args.reps.is_some() {
-        // A count given on the command line is for every cell.
+        // A count given on the command line is for every cell, none planned.
         for e in &mut experiments {
             e.reps = None;
+            e.adapt = None;
         }
     }
     let (vmm_id, guest_kernel) = ids();
@@ -143,7 +145,10 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
         eprintln!("bench: warning: {}", r.warning());
     }
     let done = store::done(&read.lines);
-    let runs = sweep.jobs(&cells);
+    // Repetitions chosen from the spread, as far as the results so far tell (a
+    // resumed sweep plans as the first run would have).
+    let plans = plans_of(&sweep, &cells, &read.lines);
+    let runs = sweep.jobs(&cells, &plan::planned(&cells, &plans));
     let all_runs = runs.len();
     let jobs: Vec<(usize, u32)> =
         runs.into_iter().filter(|(c, rep)| !done.contains(&(cells[*c].key.clone(), *rep))).collect();
@@ -160,6 +165,12 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
             println!("cell {:<40} [{}]  vmm {}", c.label, c.experiments.join(", "), c.args.join(" "));
         }
         println!("{} cells x {}: {} jobs to run{again_text}", cells.len(), sweep.reps_text(), jobs.len());
+        for e in sweep.experiments.iter().filter(|e| e.adapt.is_some()) {
+            match plans.iter().find(|p| p.experiment == e.id && p.spread.is_some()) {
+                Some(p) => println!("planned: {}", p.describe()),
+                None => println!("{}: more repetitions may follow, chosen from the spread measured", e.id),
+            }
+        }
         return Ok(exit_code::SUCCESS);
     }
 
@@ -216,6 +227,29 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
             Err(e) => run_error = Some(e),
         }
     }
+    // Then the repetitions the spread measured asks for (once: the plan is
+    // made from the first repetitions).
+    if !interrupted && run_error.is_none() && !sweep.experiments.iter().all(|e| e.adapt.is_none()) {
+        let now = store::read_lines(&dir)?.lines;
+        let plans = plans_of(&sweep, &cells, &now);
+        let done = store::done(&now);
+        let more: Vec<(usize, u32)> = sweep
+            .jobs(&cells, &plan::planned(&cells, &plans))
+            .into_iter()
+            .filter(|j| !jobs.contains(j) && !done.contains(&(cells[j.0].key.clone(), j.1)))
+            .collect();
+        for p in plans.iter().filter(|p| p.reps > p.base || p.capped()) {
+            eprintln!("bench: from the spread: {}", p.describe());
+        }
+        if !more.is_empty() {
+            eprintln!("bench: {} more runs, as the spread asks", more.len());
+            match run(&cells, &more, &dir, &ids, &args) {
+                Ok(()) => {}
+                Err(_) if appliance::stop_requested() => interrupted = true,
+                Err(e) => run_error = Some(e),
+            }
+        }
+    }
 
     let read = {
         let before = read.rejected;
@@ -248,6 +282,17 @@ fn sweep_command(args: BenchArgs) -> Result<i32, Error> {
         return Ok(exit_code::HOST_ERROR);
     }
     Ok(outcome)
+}
+
+/// The plans of the sweep's adapting experiments from these lines, with the
+/// counts priced by the sweep's own calibration when it has run (the figure a
+/// plan reads may be a modelled one).
+fn plans_of(sweep: &Sweep, cells: &[Cell], lines: &[Line]) -> Vec<plan::Plan> {
+    if sweep.experiments.iter().all(|e| e.adapt.is_none()) {
+        return vec![];
+    }
+    let table = model::CostTable::from_results(&results::gather(cells, lines), &sweep.machine, &sweep.started_at);
+    plan::plan(sweep, &results::gather_priced(cells, lines, table.as_ref()))
 }
 
 /// The jobs grouped by the appliance they need: QEMU-hosted, the appliance gets
@@ -368,6 +413,7 @@ fn write_outputs(
     };
     let results = results::gather_priced(cells, lines, table.as_ref().map(|p| p.table));
     let verdicts = experiments::verdicts(&results, sweep.full);
+    let plans = plan::plan(sweep, &results);
     let mut plots = Vec::new();
     let mut notes = notes.to_vec();
     for e in &sweep.experiments {
@@ -386,6 +432,7 @@ fn write_outputs(
         sweep,
         results: &results,
         verdicts: &verdicts,
+        plans: &plans,
         plots: &plots,
         notes: &notes,
         finished_at: &finished_at,

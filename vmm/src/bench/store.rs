@@ -92,9 +92,12 @@ impl Sweep {
     }
 
     /// The runs of these cells, repetition-major: every cell runs once before
-    /// any runs twice, so an interrupted sweep has something of each.
-    pub fn jobs(&self, cells: &[Cell]) -> Vec<(usize, u32)> {
-        let reps: Vec<u32> = cells.iter().map(|c| self.cell_reps(c)).collect();
+    /// any runs twice, so an interrupted sweep has something of each. A cell
+    /// runs [`Self::cell_reps`] times, or as `planned` (by cell key) says if
+    /// that is more (repetitions chosen from the spread, `super::plan`).
+    pub fn jobs(&self, cells: &[Cell], planned: &BTreeMap<String, u32>) -> Vec<(usize, u32)> {
+        let reps: Vec<u32> =
+            cells.iter().map(|c| self.cell_reps(c).max(planned.get(&c.key).copied().unwrap_or(0))).collect();
         let most = reps.iter().copied().max().unwrap_or(0);
         (0..most)
             .flat_map(|rep| (0..cells.len()).filter(|&c| rep < reps[c]).map(move |c| (c, rep)).collect::<Vec<_>>())
@@ -535,6 +538,7 @@ mod tests {
             claims: vec![],
             note: None,
             reps,
+            adapt: None,
         };
         // "shared" is in both experiments; "many" asks for 5.
         let experiments = vec![
@@ -560,11 +564,15 @@ mod tests {
         let reps: Vec<(&str, u32)> = all.iter().map(|c| (c.label.as_str(), sweep.cell_reps(c))).collect();
         assert_eq!(reps, [("only-few", 2), ("shared", 5), ("only-many", 5)]);
         assert_eq!(sweep.reps_text(), "2 repetitions (many 5)");
-        let jobs = sweep.jobs(&all);
+        let jobs = sweep.jobs(&all, &BTreeMap::new());
         assert_eq!(jobs.len(), 2 + 5 + 5);
         // Repetition-major: every cell has its first run before any its second.
         assert_eq!(&jobs[..3], &[(0, 0), (1, 0), (2, 0)]);
         assert_eq!(&jobs[6..], &[(1, 2), (2, 2), (1, 3), (2, 3), (1, 4), (2, 4)]);
+        // A plan asks for more of one cell, never fewer of another.
+        let planned = BTreeMap::from([(all[0].key.clone(), 4), (all[2].key.clone(), 1)]);
+        let jobs = sweep.jobs(&all, &planned);
+        assert_eq!(jobs.len(), 4 + 5 + 5);
     }
 
     fn line(cell: &str, rep: u32) -> Line {

@@ -7,7 +7,7 @@ use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
 use crate::bench::figures::{Derived as D, Exits, Figure};
-use crate::bench::matrix::{CellSpec, Experiment};
+use crate::bench::matrix::{Adapt, CellSpec, Experiment};
 
 /// What batching the lazy-MMU sections' pagetable writes saves (issue 5's exits
 /// per 1000 page faults): fork-storm (copies and teardowns, which batch) and
@@ -46,6 +46,7 @@ pub(super) fn experiment() -> Experiment {
         ],
     );
     e.claims = vec![Claim::Batching];
+    e.adapt = Some(Adapt { figure: D::HypercallExitsPerKfault.into(), resolve_pct: 5, max_reps: 9 });
     e
 }
 
@@ -54,19 +55,21 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     let mut parts = Vec::new();
     let mut text = Vec::new();
     for workload in [Workload::ForkStorm, Workload::MmAll] {
-        let at = |batch| l.stat(&[is(S::Workload(workload)), is(S::PvBatch(batch))], exp, D::HypercallExitsPerKfault);
+        let at = |batch| l.sample(&[is(S::Workload(workload)), is(S::PvBatch(batch))], exp, D::HypercallExitsPerKfault);
         let (on, off) = (at(Switch::On)?, at(Switch::Off)?);
         let per_call = l.fig(&[is(S::Workload(workload)), is(S::PvBatch(Switch::On))], exp, D::PvUpdatesPerCall)?;
-        let fewer = clearly_below(&on, &off);
+        // Fewer exits batched: the interval of on / off wholly below 1.
+        let ci = interval(&[&on, &off], ratio);
+        let fewer = ci.as_ref().and_then(|ci| above(ci, 1.0)).map(|a| !a);
         parts.push(fewer);
-        let saved = if off.median > 0.0 { 100.0 * (1.0 - on.median / off.median) } else { 0.0 };
+        let (on, off) = (median(&on), median(&off));
+        let saved = if off > 0.0 { 100.0 * (1.0 - on / off) } else { 0.0 };
         let change = if saved >= 0.0 { format!("{saved:.0}% fewer") } else { format!("{:.0}% more", -saved) };
         text.push(format!(
-            "{workload}: {:.0} hypercall exits per 1000 page faults batched against {:.0} unbatched ({change}{}; \
-             {per_call:.2} updates per mmu_update)",
-            on.median,
-            off.median,
-            noise_suffix(fewer)
+            "{workload}: {on:.0} hypercall exits per 1000 page faults batched against {off:.0} unbatched ({change}{} \
+             {}; {per_call:.2} updates per mmu_update)",
+            noise_suffix(fewer),
+            ci.map(|ci| ci_range(&ci)).unwrap_or_default()
         ));
     }
     Ok((status_noisy(&parts), text.join("; ")))

@@ -104,6 +104,7 @@ pub(super) fn new_experiment(
         claims: vec![],
         note: None,
         reps: None,
+        adapt: None,
     }
 }
 

@@ -6,7 +6,7 @@ use shared::results::GuestResult as R;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
-use crate::bench::matrix::{Experiment, PlotKind, Want::Vcpus};
+use crate::bench::matrix::{Adapt, Experiment, PlotKind, Want::Vcpus};
 
 pub(super) fn experiment() -> Experiment {
     let mut cells = Vec::new();
@@ -31,6 +31,7 @@ pub(super) fn experiment() -> Experiment {
     );
     e.plot = Some(PlotKind::VmapForms);
     e.claims = vec![Claim::Claim1];
+    e.adapt = Some(Adapt { figure: R::VmapBenchNs.into(), resolve_pct: 10, max_reps: 9 });
     e
 }
 
@@ -63,6 +64,9 @@ fn one_thread_on_smp(l: &Lookup) -> String {
     }
 }
 
+/// Decided on intervals: the ratio of the one-mapping rounds must lie within
+/// 0.5..2 ("about one"; outside it refutes, across an end decides nothing), and
+/// eager over lazy-ptes per iteration above 1 (lazy wins).
 pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     let mut last = Missing::NotRun;
     for v in [1, 2] {
@@ -70,10 +74,10 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
             [is(S::Workload(Workload::VmapBench)), is(S::Vmap(form)), Vcpus(v), is(S::BenchCpus(0))]
         };
         let got = (|| {
-            let eager = l.fig(&base(VmapVariant::Eager), None, R::VmapBenchNs)?;
-            let lazy = l.fig(&base(VmapVariant::LazyPtes), None, R::VmapBenchNs)?;
-            let eager_one = l.fig(&base(VmapVariant::Eager), None, R::VmapOneAliasNs)?;
-            let one = l.fig(&base(VmapVariant::LazyPtes), None, R::VmapOneAliasNs)?;
+            let eager = l.sample(&base(VmapVariant::Eager), None, R::VmapBenchNs)?;
+            let lazy = l.sample(&base(VmapVariant::LazyPtes), None, R::VmapBenchNs)?;
+            let eager_one = l.sample(&base(VmapVariant::Eager), None, R::VmapOneAliasNs)?;
+            let one = l.sample(&base(VmapVariant::LazyPtes), None, R::VmapOneAliasNs)?;
             Ok((eager, lazy, eager_one, one))
         })();
         match got {
@@ -81,20 +85,39 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
                 // The same round (map 4 pages, write, unmap, vm_unmap_aliases):
                 // lazily, the purge flushes once; eagerly, the unmap flushed and
                 // vm_unmap_aliases finds nothing.
-                let r1 = one / eager_one;
-                let many = eager / lazy;
-                let about_one = (0.5..=2.0).contains(&r1);
-                let lazy_wins = many > 1.0;
+                let (Some(r1), Some(many)) = (interval(&[&one, &eager_one], ratio), interval(&[&eager, &lazy], ratio))
+                else {
+                    return Err(Missing::NoFigure("vmap-bench".into(), R::VmapBenchNs.into()));
+                };
+                let about_one = within(&r1, 0.5, 2.0);
+                let lazy_wins = above(&many, 1.0);
                 let linux = one_thread_on_smp(l);
+                let m = |x: &[f64]| median(x);
                 return Ok((
-                    status(&[about_one, lazy_wins]),
+                    status_noisy(&[about_one, lazy_wins]),
                     linux
                         + &format!(
-                            "one lazy mapping's vm_unmap_aliases costs {r1:.2}x an eager vunmap (a map, write, unmap, \
-                         vm_unmap_aliases round: {one:.0} vs {eager_one:.0} ns){}; with many lazy mappings lazy-ptes \
-                         is {many:.1}x {} than eager ({lazy:.0} vs {eager:.0} ns per vmap-bench iteration; {v} vCPU{})",
-                            if about_one { "" } else { ", not about one" },
-                            if lazy_wins { "faster" } else { "slower" },
+                            "one lazy mapping's vm_unmap_aliases costs {:.2}x an eager vunmap {} (a map, write, \
+                             unmap, vm_unmap_aliases round: {:.0} vs {:.0} ns){}; with many lazy mappings lazy-ptes \
+                             is {:.1}x {} than eager {} ({:.0} vs {:.0} ns per vmap-bench iteration; {v} vCPU{})",
+                            r1.value,
+                            ci_range(&r1),
+                            m(&one),
+                            m(&eager_one),
+                            match about_one {
+                                Some(true) => "",
+                                Some(false) => ", not about one",
+                                None => ", the interval reaching past 0.5..2",
+                            },
+                            many.value,
+                            match lazy_wins {
+                                Some(true) => "faster",
+                                Some(false) => "slower",
+                                None => "faster or slower, within the noise,",
+                            },
+                            ci_range(&many),
+                            m(&lazy),
+                            m(&eager),
                             plural(v)
                         ),
                 ));

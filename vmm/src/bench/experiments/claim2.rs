@@ -9,7 +9,7 @@ use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
 use crate::bench::figures::{Derived as D, Figure};
-use crate::bench::matrix::{CellSpec, Experiment, PlotKind, Want::Vcpus};
+use crate::bench::matrix::{Adapt, CellSpec, Experiment, PlotKind, Want::Vcpus};
 
 fn mm_all_persistent(last_pkmap: u64) -> CellSpec {
     CellSpec::new(
@@ -95,6 +95,8 @@ pub(super) fn pkmap_wrap() -> Experiment {
     );
     e.plot = Some(PlotKind::PkmapWrap);
     e.claims = vec![Claim::Claim2];
+    // The span decides the flushing half: resolve ±5%.
+    e.adapt = Some(Adapt { figure: D::WorkloadCyclesMax.into(), resolve_pct: 5, max_reps: 9 });
     e
 }
 
@@ -119,21 +121,24 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     let flushes_better = match (
         l.fig(&wrap(256), wrapping, R::PkmapWrapFlushes),
         l.fig(&wrap(2048), wrapping, R::PkmapWrapFlushes),
-        l.stat(&wrap(256), wrapping, D::WorkloadCyclesMax),
-        l.stat(&wrap(2048), wrapping, D::WorkloadCyclesMax),
+        l.sample(&wrap(256), wrapping, D::WorkloadCyclesMax),
+        l.sample(&wrap(2048), wrapping, D::WorkloadCyclesMax),
     ) {
         (Ok(w256), Ok(w2048), Ok(s256), Ok(s2048)) => {
             // The longer O(N) scan of 2048 entries must not cost the span more
-            // than the flushes it saves.
-            let not_slower = clearly_below(&s256, &s2048) != Some(true);
+            // than the flushes it save: refuted only when the interval of the
+            // ratio of the spans lies wholly above 1.
+            let span = interval(&[&s2048, &s256], ratio);
+            let slower = span.as_ref().and_then(|ci| above(ci, 1.0)) == Some(true);
             text += &format!(
                 "; a load that wraps the pool (4096 pte pages): wraps {w256:.0} -> {w2048:.0}, span {:.3e} -> \
-                 {:.3e} cycles{}",
-                s256.median,
-                s2048.median,
-                if not_slower { "" } else { " (2048 slower)" }
+                 {:.3e} cycles{}{}",
+                median(&s256),
+                median(&s2048),
+                span.map(|ci| format!(" ({:.2}x {})", ci.value, ci_range(&ci))).unwrap_or_default(),
+                if slower { " (2048 slower)" } else { "" }
             );
-            w2048 < w256 && not_slower
+            w2048 < w256 && !slower
         }
         (Err(m), ..) | (_, Err(m), ..) | (.., Err(m), _) | (.., Err(m)) => {
             let (_, why) = not_measured(m, true);

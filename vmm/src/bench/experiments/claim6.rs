@@ -7,8 +7,7 @@ use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
 use crate::bench::figures::{Derived as D, Figure};
-use crate::bench::matrix::{CellSpec, Experiment, Want::Vcpus};
-use crate::bench::stats::Stat;
+use crate::bench::matrix::{Adapt, CellSpec, Experiment, Want::Vcpus};
 
 /// Claim 6 is about the kmap itself: pte-bench maps the same few pte pages
 /// again and again, so the pool's page->virtual cache hits on every map after
@@ -61,9 +60,9 @@ pub(super) fn experiment() -> Experiment {
     );
     e.claims = vec![Claim::Claim6];
     // On UP per-task and the pool differ by a few percent at most: at 3
-    // repetitions (min..max) the intervals overlapped; at 9 (2nd..8th value)
-    // they came apart in one run and not in another (README, "The full matrix").
-    e.reps = Some(9);
+    // repetitions the intervals overlapped; at 9 they came apart in one run
+    // and not in another. Resolve ±5%, at most 9 repetitions.
+    e.adapt = Some(Adapt { figure: D::PteCyclesPerAccess.into(), resolve_pct: 5, max_reps: 9 });
     e
 }
 
@@ -76,28 +75,34 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     // configuration, so in the built-in matrices they are one cell).
     let exp = Some("per-task-kmaps");
     let fig = D::PteCyclesPerAccess;
-    let t1 = l.stat(&pb(PteVariant::PerTask, 1), exp, fig)?;
-    let g1 = l.stat(&pb(PteVariant::Persistent, 1), exp, fig)?;
-    let t2 = l.stat(&pb(PteVariant::PerTask, 2), exp, fig)?;
-    let g2 = l.stat(&pb(PteVariant::Persistent, 2), exp, fig)?;
-    // SMP: per-task below the pool; UP: the pool below per-task.
-    let (smp, up) = (clearly_below(&t2, &g2), clearly_below(&g1, &t1));
-    let say = |part: Option<bool>, yes: &str, no: &str, t: &Stat, g: &Stat| match part {
+    let t1 = l.sample(&pb(PteVariant::PerTask, 1), exp, fig)?;
+    let g1 = l.sample(&pb(PteVariant::Persistent, 1), exp, fig)?;
+    let t2 = l.sample(&pb(PteVariant::PerTask, 2), exp, fig)?;
+    let g2 = l.sample(&pb(PteVariant::Persistent, 2), exp, fig)?;
+    // Per-task over the pool: below 1 on SMP, above 1 on UP, each decided on
+    // the interval of the ratio.
+    let (Some(smp_ci), Some(up_ci)) = (interval(&[&t2, &g2], ratio), interval(&[&t1, &g1], ratio)) else {
+        return Err(Missing::NoFigure("pte-bench".into(), fig.into()));
+    };
+    let (smp, up) = (above(&smp_ci, 1.0).map(|a| !a), above(&up_ci, 1.0));
+    let say = |part: Option<bool>, yes: &str, no: &str| match part {
         Some(true) => yes.to_owned(),
         Some(false) => no.to_owned(),
-        None => format!("within the noise: per-task {}, pool {}", range(t), range(g)),
+        None => "within the noise".to_owned(),
     };
     let mut text = format!(
         "one pte map, read and unmap (pte-bench), per-task against the persistent pool: {:.0} against {:.0} cycles \
-         on SMP ({:.2}x, 2 vCPUs, {}), {:.0} against {:.0} on UP ({:.2}x, {})",
-        t2.median,
-        g2.median,
-        t2.median / g2.median,
-        say(smp, "per-task faster", "per-task slower", &t2, &g2),
-        t1.median,
-        g1.median,
-        t1.median / g1.median,
-        say(up, "per-task slower", "per-task faster", &t1, &g1)
+         on SMP ({:.2}x {}, 2 vCPUs, {}), {:.0} against {:.0} on UP ({:.2}x {}, {})",
+        median(&t2),
+        median(&g2),
+        smp_ci.value,
+        ci_range(&smp_ci),
+        say(smp, "per-task faster", "per-task slower"),
+        median(&t1),
+        median(&g1),
+        up_ci.value,
+        ci_range(&up_ci),
+        say(up, "per-task slower", "per-task faster")
     );
     let per_access = |pte, v, f: Figure| l.fig(&pb(pte, v), exp, f).ok();
     if let (Some(h), Some(i), Some(w)) = (
@@ -113,19 +118,17 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     let mm = |pte: PteVariant, v: u32| [is(S::Workload(Workload::MmAll)), is(S::Pte(pte)), Vcpus(v), is(S::Tasks(8))];
     let span = D::WorkloadCyclesMax;
     if let (Ok(t1), Ok(g1), Ok(t2), Ok(g2)) = (
-        l.stat(&mm(PteVariant::PerTask, 1), None, span),
-        l.stat(&mm(PteVariant::Persistent, 1), None, span),
-        l.stat(&mm(PteVariant::PerTask, 2), None, span),
-        l.stat(&mm(PteVariant::Persistent, 2), None, span),
+        l.sample(&mm(PteVariant::PerTask, 1), None, span),
+        l.sample(&mm(PteVariant::Persistent, 1), None, span),
+        l.sample(&mm(PteVariant::PerTask, 2), None, span),
+        l.sample(&mm(PteVariant::Persistent, 2), None, span),
     ) {
-        let noise = |t: &Stat, g: &Stat| noise_suffix(clearly_below(t, g));
-        text += &format!(
-            "; the whole mm-all span, per-task / pool: {:.2}x on SMP{}, {:.2}x on UP{}",
-            t2.median / g2.median,
-            noise(&t2, &g2),
-            t1.median / g1.median,
-            noise(&t1, &g1)
-        );
+        let part = |t: &[f64], g: &[f64]| match interval(&[t, g], ratio) {
+            Some(ci) => format!("{:.2}x{}", ci.value, noise_suffix(above(&ci, 1.0))),
+            None => "-".to_owned(),
+        };
+        text +=
+            &format!("; the whole mm-all span, per-task / pool: {} on SMP, {} on UP", part(&t2, &g2), part(&t1, &g1));
     }
     Ok((status_noisy(&[smp, up]), text))
 }

@@ -8,7 +8,7 @@ use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
 use crate::bench::figures::Derived as D;
-use crate::bench::matrix::Experiment;
+use crate::bench::matrix::{Adapt, Experiment};
 
 pub(super) fn experiment() -> Experiment {
     let mut e = new_experiment(
@@ -33,6 +33,7 @@ pub(super) fn experiment() -> Experiment {
     );
     e.columns = pin_columns();
     e.claims = vec![Claim::History];
+    e.adapt = Some(Adapt { figure: C::VmUnmapAliasesFlushed.into(), resolve_pct: 5, max_reps: 9 });
     e
 }
 
@@ -73,20 +74,20 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
         is(S::VmapFlush(VmapFlush::Linux65)),
     ];
     if let (Ok(fl_65), Ok(fl_2628)) =
-        (l.stat(&six_five, exp, C::VmUnmapAliasesFlushed), l.stat(steps[0], exp, C::VmUnmapAliasesFlushed))
+        (l.sample(&six_five, exp, C::VmUnmapAliasesFlushed), l.sample(steps[0], exp, C::VmUnmapAliasesFlushed))
     {
         // A figure a run did not produce is absent: a counter that stayed 0.
         let re_2628 = l.fig(steps[0], exp, C::VmUnmapAliasesReflushed).unwrap_or(0.0);
-        // 6.5 clearly flushing more often would refute it; overlapping
-        // intervals do not.
-        let more = clearly_below(&fl_2628, &fl_65);
+        // 6.5 clearly flushing more often (the interval of 6.5's flushing
+        // calls over 2.6.28's wholly above 1) would refute it.
+        let more = interval(&[&fl_65, &fl_2628], ratio).and_then(|ci| above(&ci, 1.0));
         parts.push(Some(re_2628 > 0.0));
         parts.push(Some(more != Some(true)));
         text.push_str(&format!(
             "; 2.6.28's pin path with 6.5's vm_unmap_aliases: {:.0} flushing calls against {:.0}{}, where 2.6.28 \
              flushed only old ranges {re_2628:.0} times ({:.0} cycles per pin)",
-            fl_65.median,
-            fl_2628.median,
+            median(&fl_65),
+            median(&fl_2628),
             noise_suffix(more),
             l.fig(&six_five, exp, D::CyclesPerPin).unwrap_or(f64::NAN)
         ));

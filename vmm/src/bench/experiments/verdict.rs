@@ -10,7 +10,7 @@ use crate::bench::claim::Claim;
 use crate::bench::figures::Figure;
 use crate::bench::matrix::Want;
 use crate::bench::results::CellResult;
-use crate::bench::stats::{ratio_of_medians, Difference, RatioCi, Stat};
+use crate::bench::stats::{of_medians, ratio_of_medians, Ci, Difference, RatioCi, Stat};
 
 /// A cell with this parameter at this value.
 pub(super) fn is(s: Setting) -> Want {
@@ -60,21 +60,6 @@ pub(super) fn not_measured(m: Missing, full: bool) -> (Status, String) {
     (Status::NotMeasured, text)
 }
 
-/// Whether `a` is clearly below `b`: `a`'s median interval ([`Stat::lo`]..
-/// [`Stat::hi`]) wholly below `b`'s gives true, the reverse false, overlapping
-/// intervals None (the difference is within the noise; QEMU-hosted,
-/// repetitions of a cell spread by 10 to 40% in cycles). With the default 3
-/// repetitions the intervals are min..max; more repetitions narrow them.
-pub(super) fn clearly_below(a: &Stat, b: &Stat) -> Option<bool> {
-    if a.hi < b.lo {
-        Some(true)
-    } else if a.lo > b.hi {
-        Some(false)
-    } else {
-        None
-    }
-}
-
 /// ", within the noise" for a comparison that decided nothing.
 pub(super) fn noise_suffix(decided: Option<bool>) -> &'static str {
     if decided.is_none() {
@@ -82,11 +67,6 @@ pub(super) fn noise_suffix(decided: Option<bool>) -> &'static str {
     } else {
         ""
     }
-}
-
-/// The median's interval, named with its real coverage for its repetitions.
-pub(super) fn range(s: &Stat) -> String {
-    format!("{:.3e}..{:.3e} ({})", s.lo, s.hi, s.interval_label())
 }
 
 /// [`status`] with parts that may be within the noise (None): those neither
@@ -217,16 +197,48 @@ impl<'a> Lookup<'a> {
         }
         Ok(v)
     }
+}
 
-    /// The figure over the cell's repetitions (min, median, max).
-    pub(super) fn stat(
-        &self,
-        want: &[Want],
-        experiment: Option<&str>,
-        figure: impl Into<Figure>,
-    ) -> Result<Stat, Missing> {
-        let figure = figure.into();
-        let c = self.cell(want, experiment)?;
-        c.stat(figure).ok_or_else(|| Missing::NoFigure(c.cell.label.clone(), figure))
+/// An interval (95%, percentile bootstrap, the verdicts' seed) of a function
+/// of several cells' medians: what a verdict on a difference rests on.
+pub(super) fn interval(samples: &[&[f64]], f: impl Fn(&[f64]) -> f64) -> Option<Ci> {
+    of_medians(samples, f, 0.95, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED)
+}
+
+/// The first median over the second.
+pub(super) fn ratio(m: &[f64]) -> f64 {
+    m[0] / m[1]
+}
+
+/// The median of a sample (of its finite values; NaN when none).
+pub(super) fn median(v: &[f64]) -> f64 {
+    Stat::of(v).map(|s| s.median).unwrap_or(f64::NAN)
+}
+
+/// "[0.91-1.10, 95% bootstrap, n 9]": an interval as a verdict prints it.
+pub(super) fn ci_range(ci: &Ci) -> String {
+    let n = ci.n.iter().min().copied().unwrap_or(0);
+    format!("[{:.2}-{:.2}, 95% bootstrap, n {n}]", ci.lo, ci.hi)
+}
+
+/// Some(true) when the whole interval lies above `t`, Some(false) when below
+/// it, None when it holds `t` (the repetitions cannot tell).
+pub(super) fn above(ci: &Ci, t: f64) -> Option<bool> {
+    match ci.against(t) {
+        Difference::Higher => Some(true),
+        Difference::Lower => Some(false),
+        Difference::WithinNoise => None,
+    }
+}
+
+/// Some(true) when the whole interval lies within lo..=hi, Some(false) when
+/// wholly outside it, None when it reaches across an end.
+pub(super) fn within(ci: &Ci, lo: f64, hi: f64) -> Option<bool> {
+    if ci.lo >= lo && ci.hi <= hi {
+        Some(true)
+    } else if ci.hi < lo || ci.lo > hi {
+        Some(false)
+    } else {
+        None
     }
 }

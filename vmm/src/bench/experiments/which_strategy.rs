@@ -8,7 +8,7 @@ use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
 use crate::bench::figures::{Derived as D, Figure, Host};
-use crate::bench::matrix::{Experiment, PlotKind};
+use crate::bench::matrix::{Adapt, Experiment, PlotKind};
 
 /// The answer users came for: which strategy costs least at which alias
 /// frequency. The same cells as [`alias_frequency`] (their runs are shared),
@@ -34,7 +34,8 @@ pub(super) fn experiment() -> Experiment {
     );
     e.plot = Some(PlotKind::Crossover);
     e.claims = vec![Claim::WhichStrategy];
-    e.reps = Some(9);
+    // Its cells are alias-frequency's, and planned the same way.
+    e.adapt = Some(Adapt { figure: D::ModelCyclesPerPin.into(), resolve_pct: 5, max_reps: 9 });
     e
 }
 
