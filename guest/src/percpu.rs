@@ -181,6 +181,16 @@ pub fn count(c: Counter, n: u64) {
     cpu::irq_restore(was_on);
 }
 
+/// One of this CPU's counters.
+pub fn read(c: Counter) -> u64 {
+    let was_on = cpu::irq_save();
+    // SAFETY: this CPU's own counters, which only this CPU writes; with
+    // interrupts off no count of an interrupt handler tears the 64-bit read.
+    let v = unsafe { (*counters(cpu_id())).get(c) };
+    cpu::irq_restore(was_on);
+    v
+}
+
 /// Points the double-fault task at the pagetables this CPU now runs on (they must
 /// map the kernel); called after every switch to the kernel's pagetables.
 pub fn set_double_fault_cr3(cr3: u32) {

@@ -176,6 +176,9 @@ counters! {
     /// (host-trap), or a clean-pool refill left with no clean page. Linux BUGs
     /// on such a pin; the benchmark then purges every block (the 6.5 walk).
     PtPinRefusedAfterPurge = "pt_pin_refused_after_purge",
+    /// Of `pt_pins`, pins of a root (an L3 with its whole tree: fork's and
+    /// exec's); the rest pin one pte page alone.
+    PtPinsRoot = "pt_pins_root",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);

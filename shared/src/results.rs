@@ -65,6 +65,8 @@ results! {
     UnitVmUnmapAliasesFlushCycles = "unit_vm_unmap_aliases_flush_cycles",
     UnitPinCycles = "unit_pin_cycles",
     UnitPinTrappedCycles = "unit_pin_trapped_cycles",
+    UnitPinTreeCycles = "unit_pin_tree_cycles",
+    UnitPinTreeBusyCycles = "unit_pin_tree_busy_cycles",
     UnitRounds = "unit_rounds",
     UnitCpus = "unit_cpus",
     // the vmap workloads

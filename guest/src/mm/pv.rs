@@ -341,6 +341,9 @@ pub fn pin_with(pa: u64, level: Level, fresh: Frames) {
     percpu::this_cpu().in_pin.store(true, Ordering::Relaxed);
     percpu::this_cpu().pin_fixup_pfn.store(u64::MAX, Ordering::Relaxed);
     percpu::count(Counter::PtPins, 1);
+    if level == Level::L3 {
+        percpu::count(Counter::PtPinsRoot, 1);
+    }
     let (mut aliased, mut highmem) = (false, false);
     fresh(&mut |f| {
         aliased |= alias::may_have_alias(f);

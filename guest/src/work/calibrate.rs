@@ -10,12 +10,14 @@
 //! Under `--pvmmu on --vmap lazy-ptes --alias host-trap` it measures every
 //! unit; under another strategy, all but the trap-back.
 
+use nosleep::MaySleep;
 use shared::config::{AliasStrategy, VmapVariant};
+use shared::counters::Counter;
 use shared::results::GuestResult;
 
 use crate::arch::cpu;
 use crate::mm::page::Zone;
-use crate::mm::{highpte, page, ptcache, pv, tlb, vmap};
+use crate::mm::{address_space, highpte, page, ptcache, pv, tlb, vmap};
 use crate::work::idle_until;
 use crate::{check, hv, percpu, smp};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -24,6 +26,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 const ROUNDS: usize = 64;
 
 static DONE: AtomicU32 = AtomicU32::new(0);
+/// Set while the other CPUs are to spin instead of halting (a workload's
+/// CPUs are busy when a pin flushes them).
+static BUSY: AtomicU32 = AtomicU32::new(0);
 
 /// The median of `v` (sorted in place).
 fn median(v: &mut [u64]) -> u64 {
@@ -83,11 +88,60 @@ fn pins(name: GuestResult, page: fn() -> u64) {
     }
 }
 
+/// Pages the tree pin's parent address space maps: fork-churn's `--pages`
+/// in the benchmark's cells.
+const TREE_PAGES: u32 = 16;
+
+/// A fork's pin of its child's whole tree: the parent maps `TREE_PAGES`
+/// pages, and each round copies it as fork does (untimed) and times the pin
+/// of the child's root alone, which the host validates recursively and
+/// follows with a flush of every vCPU for the new L3. The time is the pin's
+/// own counter (`pt_pin_cycles`), so it is what the benchmark's pins count.
+fn tree_pins(which: GuestResult) {
+    // SAFETY: the boot CPU's own context, as the mm workloads' driver. It
+    // never sleeps: no task runs in this workload, so the copy's
+    // cond_resched finds nothing to switch to, and nothing here waits.
+    let mut ctx = unsafe { MaySleep::new() };
+    let Some(parent) = address_space::new_user(&mut ctx) else {
+        check!(false, "calibrate: no memory for the tree pin's address space");
+        return;
+    };
+    // SAFETY: the new address space, this workload's alone.
+    let parent = unsafe { &*parent };
+    for i in 0..TREE_PAGES {
+        if address_space::fault(&mut ctx, parent, address_space::ANON_START + i * 4096).is_err() {
+            check!(false, "calibrate: no memory for the tree pin's pages");
+            address_space::put(&mut ctx, parent);
+            return;
+        }
+    }
+    let mut t = [0u64; ROUNDS];
+    for slot in t.iter_mut() {
+        // Nothing lazy left for the strategy to find: the pin alone.
+        vmap::vm_unmap_aliases();
+        let before = percpu::read(Counter::PtPinCycles);
+        let Ok(child) = address_space::copy(&mut ctx, parent) else {
+            check!(false, "calibrate: no memory for a copy");
+            break;
+        };
+        *slot = percpu::read(Counter::PtPinCycles) - before;
+        // SAFETY: the copy just made, ours alone.
+        address_space::put(&mut ctx, unsafe { &*child });
+    }
+    address_space::put(&mut ctx, parent);
+    hv::result(which, median(&mut t));
+}
+
 pub fn run() {
     // Every CPU takes interrupts from here on: a flush waits for each.
     cpu::sti();
     if percpu::cpu_id() != 0 {
-        idle_until(|| DONE.load(Ordering::Acquire) != 0);
+        while DONE.load(Ordering::Acquire) == 0 {
+            idle_until(|| DONE.load(Ordering::Acquire) != 0 || BUSY.load(Ordering::Acquire) != 0);
+            while BUSY.load(Ordering::Acquire) != 0 && DONE.load(Ordering::Acquire) == 0 {
+                core::hint::spin_loop();
+            }
+        }
         return;
     }
     let ready = hv::under_vmm() && pv::on() && vmap::variant() == VmapVariant::LazyPtes;
@@ -133,6 +187,14 @@ pub fn run() {
     // A pin with nothing to purge (the strategy finds no alias; host-trap's
     // host finds none), the host's validation and alias check included.
     pins(GuestResult::UnitPinCycles, pte_page);
+    tree_pins(GuestResult::UnitPinTreeCycles);
+    // The same with the other CPUs busy, as a workload's are: the host's
+    // flush of every vCPU for the new L3 then waits for running vCPUs. The
+    // flush's IPIs wake them to spin.
+    BUSY.store(1, Ordering::Release);
+    tlb::flush_all();
+    tree_pins(GuestResult::UnitPinTreeBusyCycles);
+    BUSY.store(0, Ordering::Release);
     // host-trap: the pin of an aliased frame, refused, trapped back into the
     // fixup (which purges) and retried. The trap-back's own cost is what this
     // costs beyond a pin and a flushing vm_unmap_aliases (the host subtracts).

@@ -257,6 +257,7 @@ pub const COUNTERS: &[Counter] = &[
     Counter::PtPinCycles,
     Counter::PtPinRefused,
     Counter::PtPinRefusedAfterPurge,
+    Counter::PtPinsRoot,
     Counter::VmUnmapAliases,
     Counter::VmUnmapAliasesReflushed,
     Counter::VmUnmapAliasesFlushed,
@@ -307,8 +308,9 @@ pub const RESULTS: &[GuestResult] = &[
 ];
 
 /// The unit costs the `calibrate` workload reports (guest results, medians of
-/// 64 rounds each), in [`super::model::Units`]' order and the trapped pin last.
-pub const UNIT_FIGURES: [GuestResult; 7] = [
+/// 64 rounds each), in [`super::model::Units`]' order, the trapped pin and the
+/// tree pin last.
+pub const UNIT_FIGURES: [GuestResult; 9] = [
     GuestResult::UnitExitCycles,
     GuestResult::UnitHypercallCycles,
     GuestResult::UnitFlushGlobalCycles,
@@ -316,6 +318,8 @@ pub const UNIT_FIGURES: [GuestResult; 7] = [
     GuestResult::UnitVmUnmapAliasesFlushCycles,
     GuestResult::UnitPinCycles,
     GuestResult::UnitPinTrappedCycles,
+    GuestResult::UnitPinTreeCycles,
+    GuestResult::UnitPinTreeBusyCycles,
 ];
 
 /// The derived figures, and the glossary of the less obvious ones.

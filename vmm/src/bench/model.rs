@@ -30,7 +30,7 @@ use super::Error;
 
 /// The model, as the report prints it.
 pub const FORMULA: &str = "\
-model_cycles = pt_pins x pin
+model_cycles = (pt_pins - pt_pins_root) x pin + pt_pins_root x pin_tree
              + vm_unmap_aliases_empty x vm_unmap_aliases_empty_call
              + vm_unmap_aliases_flushed x vm_unmap_aliases_flush_call
              + traps_back x trap_back
@@ -78,6 +78,11 @@ pub struct Units {
     /// What a trapped pin costs beyond a pin and a flushing vm_unmap_aliases:
     /// the refusal, the trap into the fixup and the retried hypercall.
     pub trap_back: f64,
+    /// A fork's pin of its child's whole tree (the root, which the host
+    /// validates recursively and follows with a flush of every vCPU). A table
+    /// measured before it existed prices root pins as `pin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_tree: Option<f64>,
 }
 
 impl CostTable {
@@ -85,7 +90,7 @@ impl CostTable {
     /// `--alias host-trap`), None unless every unit was measured.
     pub fn from_cell(cell: &CellResult, machine: &Machine, measured_at: &str) -> Option<CostTable> {
         let m = |f| cell.median(Figure::Result(f));
-        let [exit, hypercall, flush_global, empty, flush, pin, trapped] = UNIT_FIGURES.map(m);
+        let [exit, hypercall, flush_global, empty, flush, pin, trapped, tree, _tree_busy] = UNIT_FIGURES.map(m);
         let (pin, flush, trapped) = (pin?, flush?, trapped?);
         Some(CostTable {
             schema: SCHEMA,
@@ -102,6 +107,7 @@ impl CostTable {
                 vm_unmap_aliases_flush_call: flush,
                 pin,
                 trap_back: (trapped - pin - flush).max(0.0),
+                pin_tree: tree,
             },
         })
     }
@@ -127,7 +133,8 @@ impl CostTable {
         }
         let u = t.units;
         let all = [u.exit, u.hypercall, u.flush_global, u.vm_unmap_aliases_empty_call, u.vm_unmap_aliases_flush_call];
-        if all.iter().chain([u.pin, u.trap_back].iter()).any(|x| !x.is_finite() || *x < 0.0) {
+        if all.iter().chain([u.pin, u.trap_back, u.pin_tree.unwrap_or(0.0)].iter()).any(|x| !x.is_finite() || *x < 0.0)
+        {
             return Err(Error::BadSpec(format!("{}: a unit cost is negative or not a number", path.display())));
         }
         Ok(t)
@@ -143,7 +150,8 @@ impl CostTable {
         let u = &self.units;
         format!(
             "measured {} on {} ({} cores, {}), {} repetitions: exit {:.0}, hypercall {:.0}, global flush {:.0}, \
-             vm_unmap_aliases finding nothing {:.0}, flushing one area {:.0}, pin {:.0}, trap back {:.0} cycles",
+             vm_unmap_aliases finding nothing {:.0}, flushing one area {:.0}, pin {:.0}, tree pin {}, trap back {:.0} \
+             cycles",
             self.measured_at,
             if self.machine.cpu.is_empty() { "an unknown CPU" } else { &self.machine.cpu },
             self.machine.cores,
@@ -155,6 +163,7 @@ impl CostTable {
             u.vm_unmap_aliases_empty_call,
             u.vm_unmap_aliases_flush_call,
             u.pin,
+            u.pin_tree.map_or_else(|| "not measured (priced as a pin)".to_owned(), |t| format!("{t:.0}")),
             u.trap_back
         )
     }
@@ -177,8 +186,11 @@ pub fn model_cycles(f: &Figures, u: &Units) -> Option<f64> {
     // A report without the host's PV MMU section has no traps back.
     let traps = g(Host::TrapsBack.into()).unwrap_or(0.0);
     let refused = g(C::PtPinRefused.into()).unwrap_or(0.0);
+    // A run recorded before roots were counted prices every pin as one table.
+    let roots = g(C::PtPinsRoot.into()).unwrap_or(0.0).min(pins);
     Some(
-        pins * u.pin
+        (pins - roots) * u.pin
+            + roots * u.pin_tree.unwrap_or(u.pin)
             + (calls - flushed) * u.vm_unmap_aliases_empty_call
             + flushed * u.vm_unmap_aliases_flush_call
             + traps * u.trap_back
@@ -228,6 +240,7 @@ mod tests {
         vm_unmap_aliases_flush_call: 1000.0,
         pin: 600.0,
         trap_back: 400.0,
+        pin_tree: None,
     };
 
     #[test]
@@ -257,6 +270,16 @@ mod tests {
             ("pt_pin_refused", 40.0),
         ]);
         assert_eq!(model_cycles(&none, &U), Some(140.0 * 600.0 + 40.0 * 1000.0));
+        // Roots priced as tree pins, where the table has them; as pins where not.
+        let roots = figs(&[
+            ("pt_pins", 100.0),
+            ("pt_pins_root", 64.0),
+            ("vm_unmap_aliases", 100.0),
+            ("vm_unmap_aliases_flushed", 40.0),
+        ]);
+        let with_tree = Units { pin_tree: Some(5000.0), ..U };
+        assert_eq!(model_cycles(&roots, &with_tree), Some(36.0 * 600.0 + 64.0 * 5000.0 + 60.0 * 20.0 + 40.0 * 1000.0));
+        assert_eq!(model_cycles(&roots, &U), model_cycles(&af, &U));
         // Nothing pinned, or a count missing: no model.
         assert_eq!(model_cycles(&figs(&[("pt_pins", 0.0)]), &U), None);
         assert_eq!(model_cycles(&figs(&[("pt_pins", 1.0)]), &U), None);
@@ -293,7 +316,7 @@ mod tests {
                 .map(|(k, v)| Setting::parse(k, v).unwrap())
                 .collect(),
         };
-        let units = [80.0, 100.0, 250.0, 20.0, 1000.0, 600.0, 2000.0];
+        let units = [80.0, 100.0, 250.0, 20.0, 1000.0, 600.0, 2000.0, 9000.0, 12000.0];
         let f: Figures = UNIT_FIGURES.iter().zip(units).map(|(k, v)| (Figure::Result(*k), v)).collect();
         let mut r = CellResult {
             cell: spec.resolve("calibration").unwrap(),
@@ -306,6 +329,7 @@ mod tests {
         let t = CostTable::from_results(std::slice::from_ref(&r), &Machine::default(), "now").unwrap();
         assert_eq!(t.units.trap_back, 2000.0 - 600.0 - 1000.0);
         assert_eq!(t.units.pin, 600.0);
+        assert_eq!(t.units.pin_tree, Some(9000.0));
         assert_eq!(t.host_mode, "qemu");
         // Round trip through a file; a corrupt table is a clear error.
         let dir = crate::host::appliance::tempdir().unwrap();
