@@ -85,21 +85,25 @@ pub fn plan(sweep: &Sweep, results: &[CellResult]) -> Vec<Plan> {
 
 /// The largest spread of `figure` among the cells over their first `base`
 /// repetitions (the plan is made from those, so that the report, read after
-/// the planned ones ran, says what was decided), once each has them all.
+/// the planned ones ran, says what was decided), once each cell that has the
+/// figure has them all. Cells without the figure (an experiment's cells of
+/// another workload) are left out. A figure that does not vary has no spread,
+/// even at 0; one whose median is 0 and that varies counts as spread by 100%.
 fn spread_of(cells: &[&CellResult], figure: Figure, base: u32) -> Option<f64> {
-    if cells.is_empty() {
-        return None;
-    }
-    let mut worst: f64 = 0.0;
+    let mut worst: Option<f64> = None;
     for c in cells {
+        if !c.reps.iter().any(|(_, f)| f.contains_key(&figure)) {
+            continue;
+        }
         let v: Vec<f64> =
             c.reps.iter().filter(|(rep, _)| *rep < base).filter_map(|(_, f)| f.get(&figure).copied()).collect();
         if v.len() < base as usize {
             return None;
         }
-        worst = worst.max(relative_spread(&v)?);
+        let s = if v.iter().all(|x| *x == v[0]) { 0.0 } else { relative_spread(&v).unwrap_or(1.0) };
+        worst = Some(worst.map_or(s, |w| w.max(s)));
     }
-    Some(worst)
+    worst
 }
 
 /// The repetitions the plans ask of each cell (by key): the most that any of
@@ -199,6 +203,11 @@ mod tests {
         let p = &plan(&s, &early)[0];
         assert_eq!((p.spread, p.reps), (None, 3));
         assert!(p.describe().contains("none planned"), "{}", p.describe());
+        // A count that stays 0 does not vary; a cell without the figure (of
+        // another workload) is left out.
+        let zero = [result(&all[0], &[0.0, 0.0, 0.0]), result(&all[1], &[])];
+        let p = &plan(&s, &zero)[0];
+        assert_eq!((p.spread, p.reps), (Some(0.0), 3), "{p:?}");
         // An experiment without a plan asks nothing.
         let (s, _) = sweep(None);
         assert!(plan(&s, &noisy).is_empty());
