@@ -31,8 +31,23 @@ fn names() -> Vec<String> {
 fn every_scenario_succeeds_against_the_real_host() {
     let all = names();
     assert!(all.len() >= 20, "{all:?}");
-    let o = run(&["contract"], &[]);
+    let tmp = std::env::temp_dir().join(format!("vmm-contract-{}", std::process::id()));
+    let (tap, junit) = (tmp.with_extension("tap"), tmp.with_extension("xml"));
+    let o = run(&["contract", "--tap", tap.to_str().unwrap(), "--junit", junit.to_str().unwrap()], &[]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    // TAP and JUnit say the same as the terminal, for other CIs to read.
+    let tap_text = std::fs::read_to_string(&tap).unwrap_or_default();
+    let mut tap_lines = tap_text.lines();
+    assert_eq!(tap_lines.next(), Some("TAP version 13"), "{tap_text}");
+    assert_eq!(tap_lines.next(), Some(format!("1..{}", all.len()).as_str()), "{tap_text}");
+    let oks: Vec<String> = tap_lines.map(str::to_owned).collect();
+    let want: Vec<String> = all.iter().enumerate().map(|(i, n)| format!("ok {} - {n}", i + 1)).collect();
+    assert_eq!(oks, want, "{tap_text}");
+    let xml = std::fs::read_to_string(&junit).unwrap_or_default();
+    let head = format!("<testsuites tests=\"{}\" failures=\"0\" errors=\"0\" skipped=\"0\"", all.len());
+    assert!(xml.contains(&head), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), all.len(), "{xml}");
+    let _ = (std::fs::remove_file(&tap), std::fs::remove_file(&junit));
     let v = verdicts(&out);
     assert_eq!(v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), all, "{out}");
     let bad: Vec<_> = v.iter().filter(|(_, v)| v != "SUCCESS").collect();
@@ -96,7 +111,9 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
         ("untyped-write", &["mmu-update-untyped"][..], &[][..]),
         ("stack-walk", &[][..], &["trap-back-readonly-stack"][..]),
     ] {
-        let mut args = vec!["contract"];
+        let tap = std::env::temp_dir().join(format!("vmm-contract-{}-{weaken}.tap", std::process::id()));
+        let tap_arg = tap.to_str().unwrap().to_owned();
+        let mut args = vec!["contract", "--tap", &tap_arg];
         match weaken.strip_prefix("--host-write-watch ") {
             Some(watch) => args.extend(["--host-write-watch", watch]),
             None => args.extend(["--weaken", weaken]),
@@ -115,9 +132,20 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
             };
             assert_eq!(verdict, want, "--weaken {weaken}: {name}\n{out}");
         }
-        // A FAILURE exits 1; CRASHes alone exit 3 (a guest fault).
-        let status = if failing.is_empty() { 3 } else { 1 };
+        // As xtf-runner: the worst verdict decides, a CRASH 6, a FAILURE 5.
+        let status = if crashing.is_empty() { 5 } else { 6 };
         assert_eq!(o.status.code(), Some(status), "--weaken {weaken}: exit status\n{out}");
+        // TAP fails the same scenarios, with the verdict after the '#'.
+        let tap_text = std::fs::read_to_string(&tap).unwrap_or_default();
+        let not_ok = tap_text.lines().filter(|l| l.starts_with("not ok ")).count();
+        assert_eq!(not_ok, failing.len() + crashing.len(), "--weaken {weaken}\n{tap_text}");
+        for name in failing {
+            assert!(
+                tap_text.lines().any(|l| l.starts_with("not ok ") && l.contains(&format!(" - {name} # FAILURE: "))),
+                "{name}\n{tap_text}"
+            );
+        }
+        let _ = std::fs::remove_file(&tap);
     }
 }
 

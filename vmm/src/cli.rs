@@ -15,7 +15,10 @@ use crate::host::HostMode;
     name = "vmm",
     version,
     about = "A minimal KVM VMM that boots a 32-bit PAE guest and acts as a Xen-style PV MMU",
-    long_about = None
+    long_about = None,
+    after_help = "Exit status: 0 success; 1 a guest check or a bench cell failed; 2 bad input; 3 a guest fault; \
+                  4 the watchdog stopped the guest; 5 the host could not run the guest; 6 the guest broke the PV \
+                  MMU contract; 130 interrupted. `vmm contract` follows xtf-runner instead (see vmm contract --help)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,6 +34,10 @@ pub enum Cmd {
     /// Tell whether the local KVM can run a 32-bit PAE guest, and why not.
     Probe,
     /// Run the PV MMU contract scenarios, each in its own VM (XTF's verdicts).
+    ///
+    /// Exit status as xtf-runner's, the worst verdict deciding: 0 SUCCESS, 3 SKIP,
+    /// 4 ERROR (also: the host could not start), 5 FAILURE, 6 CRASH; 2 bad
+    /// input or no scenario matches; 130 interrupted.
     Contract(ContractArgs),
     /// The 20 configurations of the 2002 highpte mail (nohighmem, 4GB, 4GB-highpte,
     /// 64GB, 64GB-highpte x UP/SMP x preempt on/off), each with a stress run.
@@ -59,6 +66,12 @@ pub struct ContractArgs {
     /// Write one JSON line per scenario to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write the verdicts as TAP (version 13) to this file, a line as each ends.
+    #[arg(long)]
+    pub tap: Option<PathBuf>,
+    /// Write the verdicts as JUnit XML to this file when the run ends (or stops).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
     /// Watchdog of each scenario's VM, in seconds (1 to a week).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS as u64))]
     pub vm_timeout: u64,

@@ -26,16 +26,18 @@ use crate::host::paths;
 use crate::kvm::loader;
 use crate::report::exit_code;
 use crate::run::{jobs_ended, run_jobs_with, write_json_line, Error, JobEvent, JobOutcome, JobsOptions};
+use std::io::Write as _;
 
-/// XTF's verdicts.
+/// XTF's verdicts, best first: the order xtf-runner ranks them in, the worst
+/// of a run deciding its exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {
     Success,
     Skip,
+    Error,
     Failure,
     Crash,
-    Error,
 }
 
 impl Verdict {
@@ -48,7 +50,21 @@ impl Verdict {
             Verdict::Error => "ERROR",
         }
     }
+
+    /// xtf-runner's exit status for a run whose worst verdict this is.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Success => 0,
+            Verdict::Skip => 3,
+            Verdict::Error => ERROR_EXIT,
+            Verdict::Failure => 5,
+            Verdict::Crash => 6,
+        }
+    }
 }
+
+/// The exit status of an ERROR, and of a host that could not start at all.
+pub const ERROR_EXIT: i32 = 4;
 
 /// The scenarios of an image, in section order (their indexes).
 pub fn scenarios(kernel: &std::path::Path) -> Result<Vec<ScenarioInfo>, Error> {
@@ -128,14 +144,89 @@ struct Finished {
     why: String,
     exit_code: Option<i32>,
     outcome: serde_json::Value,
+    /// The run's time in the VMM, boot included (0 when it gave no report).
+    seconds: f64,
 }
 
-/// Where the verdicts go: the terminal, the `--json` file, the tally.
+/// Where the verdicts go: the terminal, the `--json` and `--tap` files (a
+/// line as each scenario ends), the `--junit` file (written at the end, with
+/// what finished), the tally.
 struct Printer {
     json: Option<(PathBuf, std::fs::File)>,
+    tap: Option<(PathBuf, std::fs::File)>,
+    /// TAP's test numbers: the scenarios written so far.
+    tap_n: usize,
+    /// Each scenario's name, verdict, reason and seconds, for JUnit.
+    done: Vec<(String, Verdict, String, f64)>,
     counts: std::collections::BTreeMap<Verdict, usize>,
     worst: Verdict,
     error: Option<Error>,
+}
+
+/// One TAP line (TAP 13, as kvm-unit-tests' `run_tests.sh -t` writes): SKIP
+/// is a passing test with a SKIP directive; every other verdict but SUCCESS
+/// fails, the verdict and reason after `#`.
+fn tap_line(n: usize, name: &str, v: Verdict, why: &str) -> String {
+    let why = why.replace(['\n', '#'], " ");
+    match v {
+        Verdict::Success => format!("ok {n} - {name}"),
+        Verdict::Skip => format!("ok {n} - {name} # SKIP {why}"),
+        _ => format!("not ok {n} - {name} # {}: {why}", v.as_str()),
+    }
+}
+
+/// Text for an XML attribute or element. Five characters to replace: no XML
+/// crate is worth a dependency for that.
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() && c != '\n' && c != '\t' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JUnit XML report of the scenarios that ran, as CI systems display it:
+/// FAILURE a `<failure>`, CRASH and ERROR an `<error>`, SKIP `<skipped>`.
+fn junit(done: &[(String, Verdict, String, f64)]) -> String {
+    let count = |v: &[Verdict]| done.iter().filter(|d| v.contains(&d.1)).count();
+    let (failures, errors, skipped) =
+        (count(&[Verdict::Failure]), count(&[Verdict::Crash, Verdict::Error]), count(&[Verdict::Skip]));
+    let time: f64 = done.iter().map(|d| d.3).sum();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x += &format!(
+        "<testsuites tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\">\n",
+        done.len()
+    );
+    x += &format!(
+        "  <testsuite name=\"vmm contract\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" \
+         skipped=\"{skipped}\" time=\"{time:.3}\">\n",
+        done.len()
+    );
+    for (name, v, why, secs) in done {
+        x += &format!("    <testcase classname=\"vmm.contract\" name=\"{}\" time=\"{secs:.3}\"", xml(name));
+        let (tag, ty) = match v {
+            Verdict::Success => {
+                x += "/>\n";
+                continue;
+            }
+            Verdict::Skip => ("skipped", ""),
+            Verdict::Failure => ("failure", "FAILURE"),
+            Verdict::Crash => ("error", "CRASH"),
+            Verdict::Error => ("error", "ERROR"),
+        };
+        let ty = if ty.is_empty() { String::new() } else { format!(" type=\"{ty}\"") };
+        x += &format!(">\n      <{tag}{ty} message=\"{}\"/>\n    </testcase>\n", xml(why));
+    }
+    x += "  </testsuite>\n</testsuites>\n";
+    x
 }
 
 impl Printer {
@@ -144,6 +235,14 @@ impl Printer {
         self.worst = self.worst.max(f.verdict);
         let reason = if f.why.is_empty() { String::new() } else { format!(" ({})", f.why) };
         println!("{:<28} {}{reason}", s.name(), f.verdict.as_str());
+        self.done.push((s.name().to_owned(), f.verdict, f.why.clone(), f.seconds));
+        if let Some((path, file)) = self.tap.as_mut() {
+            self.tap_n += 1;
+            if let Err(e) = writeln!(file, "{}", tap_line(self.tap_n, s.name(), f.verdict, &f.why)) {
+                self.error.get_or_insert(Error::Write(path.clone(), e));
+                appliance::request_stop();
+            }
+        }
         let Some((path, file)) = self.json.as_mut() else { return };
         let line = Line {
             index,
@@ -214,8 +313,23 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
         Some(p) => Some((p.clone(), std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?)),
         None => None,
     };
+    let mut tap = match &args.tap {
+        Some(p) => Some((p.clone(), std::fs::File::create(p).map_err(|e| Error::Write(p.clone(), e))?)),
+        None => None,
+    };
+    if let Some((p, f)) = tap.as_mut() {
+        writeln!(f, "TAP version 13\n1..{}", chosen.len()).map_err(|e| Error::Write(p.clone(), e))?;
+    }
     appliance::stop_on_ctrl_c("vmm: contract");
-    let mut out = Printer { json, counts: std::collections::BTreeMap::new(), worst: Verdict::Success, error: None };
+    let mut out = Printer {
+        json,
+        tap,
+        tap_n: 0,
+        done: vec![],
+        counts: std::collections::BTreeMap::new(),
+        worst: Verdict::Success,
+        error: None,
+    };
     let mut held: Vec<Option<Finished>> = (0..chosen.len()).map(|_| None).collect();
     let mut next = 0;
     let ran = run_jobs_with(&jobs, &opts, |ev| {
@@ -225,7 +339,8 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
         }
         let (verdict, why) = verdict(chosen[job].1.expect(), o);
         let outcome = o.report.as_ref().map(|r| r["outcome"].clone()).unwrap_or(serde_json::Value::Null);
-        held[job] = Some(Finished { verdict, why, exit_code: o.exit_code, outcome });
+        let seconds = o.report.as_ref().and_then(|r| r["timing"]["to_end_ms"].as_f64()).unwrap_or(0.0) / 1000.0;
+        held[job] = Some(Finished { verdict, why, exit_code: o.exit_code, outcome, seconds });
         while let Some(f) = held.get_mut(next).and_then(Option::take) {
             out.emit(chosen[next], &f);
             next += 1;
@@ -237,6 +352,12 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
             out.emit(chosen[i], f);
         }
     }
+    // JUnit: what finished, interrupted or not.
+    if let Some(p) = &args.junit {
+        if let Err(e) = std::fs::write(p, junit(&out.done)) {
+            out.error.get_or_insert(Error::Write(p.clone(), e));
+        }
+    }
     let (counts, worst) = (out.counts, out.worst);
     if jobs_ended(ran, out.error)? {
         let done: usize = counts.values().sum();
@@ -245,12 +366,9 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
     }
     let summary: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {}", v.as_str())).collect();
     println!("contract: {} scenarios: {}", chosen.len(), summary.join(", "));
-    Ok(match (counts.contains_key(&Verdict::Failure), counts.contains_key(&Verdict::Crash), worst) {
-        (true, _, _) => exit_code::GUEST_FAILED,
-        (false, true, _) => exit_code::GUEST_FAULT,
-        (false, false, Verdict::Error) => exit_code::HOST_ERROR,
-        _ => exit_code::SUCCESS,
-    })
+    // xtf-runner's status: the worst verdict's (SUCCESS 0, SKIP 3, ERROR 4,
+    // FAILURE 5, CRASH 6).
+    Ok(worst.exit_code())
 }
 
 #[cfg(test)]
@@ -283,5 +401,42 @@ mod tests {
         let err = serde_json::json!({"outcome": {"kind": "vmm_error", "message": "KVM"}});
         assert_eq!(verdict("pass", &outcome(err, &[])).0, Verdict::Error);
         assert_eq!(verdict("pass", &JobOutcome::default()).0, Verdict::Error);
+    }
+
+    #[test]
+    fn the_worst_verdict_gives_xtf_runners_exit_status() {
+        use Verdict::*;
+        let worst = |v: &[Verdict]| v.iter().copied().fold(Success, Verdict::max).exit_code();
+        assert_eq!(worst(&[Success, Success]), 0);
+        assert_eq!(worst(&[Success, Skip]), 3, "a SKIP shows");
+        assert_eq!(worst(&[Skip, Error]), 4);
+        assert_eq!(worst(&[Error, Failure, Skip]), 5);
+        assert_eq!(worst(&[Failure, Crash, Success]), 6);
+    }
+
+    #[test]
+    fn tap_and_junit_say_each_verdict_as_ci_systems_read_it() {
+        use Verdict::*;
+        assert_eq!(tap_line(1, "a", Success, ""), "ok 1 - a");
+        assert_eq!(tap_line(2, "b", Skip, "no RAM"), "ok 2 - b # SKIP no RAM");
+        assert_eq!(tap_line(3, "c", Failure, "FAIL #1\nx"), "not ok 3 - c # FAILURE: FAIL  1 x");
+        assert_eq!(tap_line(4, "d", Crash, "timeout"), "not ok 4 - d # CRASH: timeout");
+        let done = vec![
+            ("a".to_owned(), Success, String::new(), 1.0),
+            ("b".to_owned(), Skip, "no RAM".to_owned(), 0.5),
+            ("c".to_owned(), Failure, "got <1> & \"2\"".to_owned(), 2.0),
+            ("d".to_owned(), Crash, "timeout".to_owned(), 60.0),
+            ("e".to_owned(), Error, "no report".to_owned(), 0.0),
+        ];
+        let x = junit(&done);
+        assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"5\" failures=\"1\" errors=\"2\" skipped=\"1\" time=\"63.500\">"), "{x}");
+        assert!(x.contains("<testcase classname=\"vmm.contract\" name=\"a\" time=\"1.000\"/>"), "{x}");
+        assert!(x.contains("<skipped message=\"no RAM\"/>"), "{x}");
+        assert!(x.contains("<failure type=\"FAILURE\" message=\"got &lt;1&gt; &amp; &quot;2&quot;\"/>"), "{x}");
+        assert!(
+            x.contains("<error type=\"CRASH\" message=\"timeout\"/>") && x.contains("<error type=\"ERROR\""),
+            "{x}"
+        );
+        assert!(x.trim_end().ends_with("</testsuites>"));
     }
 }
