@@ -213,12 +213,13 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     assert_eq!(o.status.code(), Some(2));
     let missing = tmp("missing");
     let o = bench(&["--resume", missing.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(o.status.code(), Some(2), "the user's directory: a usage error");
     assert!(stderr(&o).contains("not a bench results directory"), "{}", stderr(&o));
     let o = bench(&["merge", "--out", "/tmp/x"]);
     assert_eq!(o.status.code(), Some(2));
     let o = bench(&["--only", "nope", "--list"]);
-    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().filter(|l| l.starts_with("vmm: error:")).count(), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("alias-strategies") && stderr(&o).contains("history"), "{}", stderr(&o));
     // --only picks from the full matrix: the four steps of the Linux history.
     let o = bench(&["--only", "history", "--list"]);
@@ -243,8 +244,11 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
         "reps": 0, "cells": [{"label": "c", "vcpus": 1, "mem": "64m", "timeout": 10, "params": {}}]}]});
     std::fs::write(&spec, exp.to_string()).unwrap();
     let o = bench(&["--spec", spec.to_str().unwrap(), "--list"]);
-    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("reps 0 is not in 1..=1000"), "{}", stderr(&o));
+    let o = bench(&["--spec", "/nonexistent/spec.json", "--list"]);
+    assert_eq!(o.status.code(), Some(2), "a missing --spec file is the user's: {}", stderr(&o));
+    assert!(stderr(&o).starts_with("vmm: error: cannot read /nonexistent/spec.json"), "{}", stderr(&o));
     // A cell field the spec misspells is an error that names it, not a default.
     let exp = serde_json::json!({"experiments": [{"id": "e", "title": "t", "question": "q", "columns": [],
         "cells": [{"label": "c", "vcpu": 2, "vcpus": 1, "mem": "64m", "timeout": 10, "params": {}}]}]});
@@ -431,7 +435,7 @@ fn shards_merge_into_the_whole_sweep() {
     assert!(md.contains("merged from") && !md.contains("not run |"), "{md}");
     // Merging into a directory that holds a sweep is refused.
     let o = bench(&["merge", s1.to_str().unwrap(), "--out", m.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("already holds a sweep"));
     for d in [s1, s2, m] {
         let _ = std::fs::remove_dir_all(d);

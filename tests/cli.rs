@@ -102,11 +102,16 @@ fn a_bad_timeout_is_refused() {
 #[test]
 fn probe_tells_whether_the_local_kvm_runs_pae() {
     let o = run(&["probe"], &[]);
-    let out = String::from_utf8_lossy(&o.stdout);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), stderr(&o));
     match o.status.code() {
-        Some(0) => assert!(out.contains("runs 32-bit PAE guests"), "{out}"),
-        Some(5) => assert!(out.contains("cannot run a 32-bit PAE guest") || out.contains("kvm"), "{out}"),
-        c => panic!("probe exited with {c:?}: {out}"),
+        Some(0) => assert!(out.contains("runs 32-bit PAE guests") && err.is_empty(), "{out}{err}"),
+        // A failure goes to stderr, as one error line.
+        Some(5) => {
+            assert!(out.is_empty(), "{out}");
+            assert!(err.starts_with("vmm: error:") && err.trim_end().lines().count() == 1, "{err}");
+            assert!(err.contains("cannot run a 32-bit PAE guest") || err.contains("kvm"), "{err}");
+        }
+        c => panic!("probe exited with {c:?}: {out}{err}"),
     }
 }
 
@@ -135,4 +140,39 @@ fn pin_cost_measures_every_host_check_and_refuses_absurd_sizes() {
     assert_eq!(cells, want);
     let o = run(&["pin-cost", "--aliases", "99999999999"], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// An installed binary (scripts/install.sh's layout: PREFIX/bin/vmm and
+/// PREFIX/share/vmm/) finds its guest beside itself, not in the checkout it
+/// was built in.
+#[test]
+fn an_installed_binary_finds_its_guest_beside_itself() {
+    let prefix = std::env::temp_dir().join(format!("vmm-install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&prefix);
+    let o = std::process::Command::new(common::root().join("scripts/install.sh"))
+        .arg(&prefix)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let installed = prefix.join("bin/vmm");
+    let list = |what: &str| {
+        let o = std::process::Command::new(&installed)
+            .args(["contract", "--list"])
+            .env_remove("VMM_ROOT")
+            .output()
+            .unwrap();
+        assert!(o.status.code().is_some(), "{what}");
+        o
+    };
+    let o = list("installed");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).lines().count() >= 20);
+    assert!(prefix.join("share/vmm/appliance/kernel/vmlinux").is_file(), "the appliance's kernel is installed too");
+    // It reads the installed image: a broken one is an error that names it.
+    std::fs::write(prefix.join("share/vmm/guest"), b"not an ELF").unwrap();
+    let o = list("broken");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains(&prefix.join("share/vmm/guest").display().to_string()), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&prefix);
 }

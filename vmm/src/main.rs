@@ -41,10 +41,17 @@ fn main() {
             Ok(code) => Ok(code),
             Err(e) => {
                 eprintln!("vmm: error: {e}");
-                Ok(exit_code::HOST_ERROR)
+                Ok(e.exit_code())
             }
         },
-        Cmd::Contract(args) => contract::contract_command(args),
+        // xtf-runner's status for a run that could not start: ERROR.
+        Cmd::Contract(args) => match contract::contract_command(args) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("vmm: error: {e}");
+                Ok(contract::ERROR_EXIT)
+            }
+        },
         Cmd::ApplianceInit { jobs } => Ok(host::appliance::init(&jobs)),
     };
     let code = code.unwrap_or_else(|e| {
@@ -61,7 +68,7 @@ fn probe() -> i32 {
             0
         }
         Err(why) => {
-            println!("{why}");
+            eprintln!("vmm: error: {why}");
             exit_code::HOST_ERROR
         }
     }

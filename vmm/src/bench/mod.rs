@@ -57,6 +57,23 @@ pub enum Error {
     Plot(String),
 }
 
+impl Error {
+    /// The exit code: what the user gave (a matrix file, a directory, an
+    /// experiment name) is 2; what the host could not do is 5.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::BadCell { .. }
+            | Error::BadSpec(_)
+            | Error::Read(..)
+            | Error::Json(..)
+            | Error::NotASweep(..)
+            | Error::Exists(_)
+            | Error::Merge(_) => exit_code::USAGE,
+            Error::Run(_) | Error::Write(..) | Error::Plot(_) => exit_code::HOST_ERROR,
+        }
+    }
+}
+
 pub fn bench_command(args: BenchArgs) -> Result<i32, Error> {
     match args.cmd {
         Some(BenchCmd::Merge(m)) => merge_command(m),

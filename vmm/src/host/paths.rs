@@ -1,21 +1,48 @@
-//! Where `vmm` finds the guest image and the appliance's inputs. Defaults are
-//! relative to the project's checkout (known at build time); environment variables
-//! override them.
+//! Where `vmm` finds the guest image and the appliance's inputs.
+//!
+//! In order: the environment (`VMM_ROOT`, or one file's own variable); an
+//! installed tree beside the binary (`<prefix>/bin/vmm` with
+//! `<prefix>/share/vmm/`, as `scripts/install.sh` lays it out); the checkout
+//! the binary was built in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The installed data directory beside the running binary, if there is one:
+/// `<prefix>/share/vmm` for `<prefix>/bin/vmm`, holding the guest.
+fn installed() -> Option<PathBuf> {
+    let exe = std::fs::canonicalize("/proc/self/exe").or_else(|_| std::env::current_exe()).ok()?;
+    let share = exe.parent()?.parent()?.join("share/vmm");
+    share.join("guest").is_file().then_some(share)
+}
 
 /// The project's checkout (`VMM_ROOT` overrides).
 pub fn root() -> PathBuf {
     match std::env::var_os("VMM_ROOT") {
         Some(r) => PathBuf::from(r),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default(),
+        None => checkout(),
     }
 }
 
-/// The freshly built guest (`VMM_GUEST` overrides).
+/// The checkout the binary was built in.
+fn checkout() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+/// The installed tree, unless `VMM_ROOT` names a checkout.
+fn installed_tree() -> Option<PathBuf> {
+    if std::env::var_os("VMM_ROOT").is_some() {
+        return None;
+    }
+    installed()
+}
+
+/// The guest image (`VMM_GUEST` overrides).
 pub fn default_guest() -> PathBuf {
-    match std::env::var_os("VMM_GUEST") {
-        Some(g) => PathBuf::from(g),
+    if let Some(g) = std::env::var_os("VMM_GUEST") {
+        return PathBuf::from(g);
+    }
+    match installed_tree() {
+        Some(share) => share.join("guest"),
         None => root().join("guest/target/i686-none/release/guest"),
     }
 }
@@ -23,13 +50,25 @@ pub fn default_guest() -> PathBuf {
 /// Debian's kernel (`vmlinux`) and modules (`modules/*.ko`), put there by
 /// scripts/setup.sh (`VMM_APPLIANCE_KERNEL` overrides).
 pub fn appliance_kernel_dir() -> PathBuf {
-    match std::env::var_os("VMM_APPLIANCE_KERNEL") {
-        Some(d) => PathBuf::from(d),
+    if let Some(d) = std::env::var_os("VMM_APPLIANCE_KERNEL") {
+        return PathBuf::from(d);
+    }
+    match installed_tree() {
+        Some(share) => share.join("appliance/kernel"),
         None => root().join(".cache/appliance/kernel"),
     }
 }
 
-/// Where built initramfs archives are cached.
+/// Where built initramfs archives are cached: the checkout's `target/`, or
+/// for an installed binary the user's cache (`$XDG_CACHE_HOME/vmm`, else
+/// `~/.cache/vmm`, else the temporary directory).
 pub fn appliance_cache_dir() -> PathBuf {
-    root().join("target/appliance")
+    if installed_tree().is_none() {
+        return root().join("target/appliance");
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("vmm/appliance")
 }

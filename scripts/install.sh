@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs vmm so that it runs outside this checkout: the binary to
+# PREFIX/bin/vmm, the guest image and the appliance's kernel to
+# PREFIX/share/vmm/ (where the binary looks first, beside itself).
+#
+#   scripts/install.sh [PREFIX]      (default: ~/.local)
+#
+# Builds first if the build is missing (scripts/setup.sh must have run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=${1:-$HOME/.local}
+bin=target/x86_64-unknown-linux-gnu/release/vmm
+guest=guest/target/i686-none/release/guest
+kernel=.cache/appliance/kernel
+[ -x "$bin" ] && [ -f "$guest" ] || scripts/build.sh
+install -D -m 0755 "$bin" "$prefix/bin/vmm"
+install -D -m 0644 "$guest" "$prefix/share/vmm/guest"
+if [ -d "$kernel" ]; then
+    mkdir -p "$prefix/share/vmm/appliance"
+    rm -rf "$prefix/share/vmm/appliance/kernel"
+    cp -r "$kernel" "$prefix/share/vmm/appliance/kernel"
+fi
+echo "vmm installed in $prefix/bin (data in $prefix/share/vmm)"
