@@ -332,6 +332,10 @@ pub const GLOSSARY: &[FigureDef] = &[
     },
     FigureDef { name: "pt_pins_aliased", what: "pins whose frame had a live lazy alias before the strategy acted" },
     FigureDef {
+        name: "pt_pins_root",
+        what: "of pt_pins, pins of a root with its whole tree (fork's, exec's); the model prices them as tree pins",
+    },
+    FigureDef {
         name: "pt_pin_refused",
         what: "pins the host refused; each is purged and retried, a benchmark device (Linux BUGs on a refused pin)",
     },
