@@ -110,6 +110,7 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
         ("cr3-slot", &["cr3-pdpt-slot"][..], &[][..]),
         ("untyped-write", &["mmu-update-untyped"][..], &[][..]),
         ("stack-walk", &[][..], &["trap-back-readonly-stack"][..]),
+        ("budget", &["exit-budget"][..], &[][..]),
     ] {
         let tap = std::env::temp_dir().join(format!("vmm-contract-{}-{weaken}.tap", std::process::id()));
         let tap_arg = tap.to_str().unwrap().to_owned();

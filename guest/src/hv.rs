@@ -81,12 +81,26 @@ pub fn nop(arg: u64) -> (i32, u64) {
 
 /// `mmu_update`: validated pagetable writes, in one exit. `(rc, requests done)`.
 pub fn mmu_update(reqs: &[MmuUpdate]) -> (i32, u64) {
-    hypercall(nr::MMU_UPDATE, [gpa_of(reqs), reqs.len() as u64, 0, 0])
+    restarting(reqs, |rest| hypercall(nr::MMU_UPDATE, [gpa_of(rest), rest.len() as u64, 0, 0]))
+}
+
+/// Issues a batch, and again from where it stopped while the host answers
+/// `-ERESTART` (its exit budget spent): `(rc, requests done in all)`.
+fn restarting<T>(reqs: &[T], mut call: impl FnMut(&[T]) -> (i32, u64)) -> (i32, u64) {
+    let mut done = 0usize;
+    loop {
+        let (rc, n) = call(&reqs[done..]);
+        done = (done + n as usize).min(reqs.len());
+        // The host stops a batch only after a request: no progress is an answer.
+        if rc != -abi::errno::ERESTART || n == 0 || done == reqs.len() {
+            return (rc, done as u64);
+        }
+    }
 }
 
 /// `mmuext_op`: pins, unpins, roots and flushes, in one exit. `(rc, ops done)`.
 pub fn mmuext_op(ops: &[MmuextOp]) -> (i32, u64) {
-    hypercall(nr::MMUEXT_OP, [gpa_of(ops), ops.len() as u64, 0, 0])
+    restarting(ops, |rest| hypercall(nr::MMUEXT_OP, [gpa_of(rest), rest.len() as u64, 0, 0]))
 }
 
 /// `update_va_mapping`: the L1 entry of `va` under the root this CPU announced.

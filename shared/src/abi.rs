@@ -143,6 +143,13 @@ pub mod pvmmu {
     /// The most requests one `mmu_update`, `mmuext_op` or `multicall` may carry.
     pub const MAX_BATCH: u64 = 4096;
 
+    /// The work budget of one `mmu_update` or `mmuext_op` exit, in pagetable
+    /// entries validated or dropped: past it, between two requests, the call
+    /// returns `-ERESTART` with `ret` the requests done, and the guest issues
+    /// the rest again. One request is never cut: a pin of an L3 validates its
+    /// whole tree in one exit.
+    pub const EXIT_BUDGET: u64 = 8192;
+
     /// One `mmu_update` request: write `val` at guest-physical `ptr` (the low two
     /// bits of `ptr` are the command).
     #[repr(C, align(8))]
@@ -225,6 +232,9 @@ pub mod errno {
     pub const EINVAL: i32 = 22;
     pub const ERANGE: i32 = 34;
     pub const ENOSYS: i32 = 38;
+    /// The call stopped at its work budget; issued again from `ret` on, it
+    /// goes on (Xen's hypercall preemption).
+    pub const ERESTART: i32 = 85;
 
     /// The symbolic name of an errno value (positive or negative).
     pub fn name(rc: i32) -> &'static str {
@@ -240,6 +250,7 @@ pub mod errno {
             EINVAL => "EINVAL",
             ERANGE => "ERANGE",
             ENOSYS => "ENOSYS",
+            ERESTART => "ERESTART",
             _ => "E?",
         }
     }

@@ -309,6 +309,8 @@ config_enum! {
         StackWalk = "stack-walk",
         /// An `mmu_update` into a frame of no type is applied as a plain write.
         UntypedWrite = "untyped-write",
+        /// Batches run to their end whatever their work (no exit budget).
+        Budget = "budget",
     }
 }
 

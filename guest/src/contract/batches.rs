@@ -1,12 +1,13 @@
 //! Batches stop at their first failure and say how far they got; a multicall's
-//! entries fail independently.
+//! entries fail independently; a batch past one exit's work budget stops with
+//! `-ERESTART` and goes on when issued again.
 
-use shared::abi::errno::{EINVAL, ENOSYS};
+use shared::abi::errno::{EINVAL, ENOSYS, ERESTART};
 use shared::abi::nr;
-use shared::abi::pvmmu::{cmd, MmuUpdate, MulticallEntry};
+use shared::abi::pvmmu::{cmd, MmuUpdate, MmuextOp, MulticallEntry, EXIT_BUDGET};
 use shared::pae::{G, P};
 
-use super::{frames, op, pfn, pin, read, unpin};
+use super::{frames, op, pfn, pin, read, unpin, write};
 use crate::check;
 use crate::hv;
 use crate::mm::layout::virt_to_phys;
@@ -61,4 +62,41 @@ fn multicall() {
     check!(results == [0, -EINVAL, -ENOSYS, 0], "multicall results {:?}", results);
     check!(calls[3].ret == 1, "an entry's done count {}", calls[3].ret);
     check!(unpin(a) == 0 && unpin(b) == 0, "both pins happened");
+}
+
+crate::scenario!(
+    BUDGET,
+    "exit-budget",
+    "pass",
+    "",
+    "a batch of pins past one exit's work budget stops with -ERESTART and goes on when issued again",
+    budget
+);
+/// 24 L1s of 512 present entries: 12288 entries to validate, past the 8192 of
+/// one exit, so the host must stop between two pins.
+fn budget() {
+    const N: usize = 24;
+    let tables: [u64; N] = frames();
+    let [data] = frames();
+    for &t in &tables {
+        for i in 0..512 {
+            write(t, i, data | P);
+        }
+    }
+    let pins: [MmuextOp; N] = core::array::from_fn(|i| op(cmd::PIN_L1_TABLE, pfn(tables[i])));
+    let gpa = |p: &[MmuextOp]| virt_to_phys(p.as_ptr() as u32);
+    let per_exit = (EXIT_BUDGET / 512) as usize;
+    // One exit: as many pins as the budget holds, then -ERESTART and how many.
+    let (rc, done) = hv::hypercall(nr::MMUEXT_OP, [gpa(&pins), N as u64, 0, 0]);
+    check!(rc == -ERESTART, "a batch past the exit budget ran to its end in one exit (rc {})", rc);
+    check!(done == per_exit as u64, "the budget's exit did {} pins, not {}", done, per_exit);
+    // Issued again from there, the rest.
+    let rest = &pins[done as usize..];
+    let (rc, more) = hv::hypercall(nr::MMUEXT_OP, [gpa(rest), rest.len() as u64, 0, 0]);
+    check!((rc, done + more) == (0, N as u64), "the rest of the batch: rc {} after {} more", rc, more);
+    check!(pin(1, tables[N - 1]) == -EINVAL, "the last pin did not hold");
+    // The wrappers issue it again by themselves: the unpins' devalidation is
+    // work as well.
+    let unpins: [MmuextOp; N] = core::array::from_fn(|i| op(cmd::UNPIN_TABLE, pfn(tables[i])));
+    check!(hv::mmuext_op(&unpins) == (0, N as u64), "the unpins, restarted");
 }

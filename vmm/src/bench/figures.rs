@@ -62,13 +62,24 @@ named! {
         AliasCheckNs = "alias_check_ns",
         PvmmuAuditErrors = "pvmmu_audit_errors",
         RunMs = "run_ms",
+        Preemptions = "preemptions",
+        MaxExitNs = "max_exit_ns",
+        MaxExitEntries = "max_exit_entries",
     }
 }
 
 impl Host {
     /// The figures taken as they are from the report's `pvmmu` section.
-    const PVMMU: [Host; 5] =
-        [Host::TrapsBack, Host::TrapBackFailures, Host::AliasRefusals, Host::AliasChecks, Host::AliasCheckNs];
+    const PVMMU: [Host; 8] = [
+        Host::TrapsBack,
+        Host::TrapBackFailures,
+        Host::AliasRefusals,
+        Host::AliasChecks,
+        Host::AliasCheckNs,
+        Host::Preemptions,
+        Host::MaxExitNs,
+        Host::MaxExitEntries,
+    ];
 }
 
 named! {
@@ -436,6 +447,12 @@ pub const GLOSSARY: &[FigureDef] = &[
         what: "times the persistent kmap pool wrapped (each a scan of LAST_PKMAP entries and a global flush)",
     },
     FigureDef { name: "run_ms", what: "the run's wall time in the VMM, boot included" },
+    FigureDef {
+        name: "max_exit_ns",
+        what: "the longest PV MMU exit of the run, host ns (report.pvmmu.max_exit_call says which call)",
+    },
+    FigureDef { name: "max_exit_entries", what: "pagetable entries that longest exit validated or dropped" },
+    FigureDef { name: "preemptions", what: "batches cut at the exit budget (-ERESTART), issued again by the guest" },
 ];
 
 fn num(v: &Value) -> Option<f64> {

@@ -253,13 +253,18 @@ impl Hypervisor {
     fn pv(
         &self,
         block: u64,
+        what: &str,
         call: impl FnOnce(&mut PvMmu, &GuestMemoryMmap) -> BatchResult,
     ) -> (i32, u64, HypercallOutcome) {
         let Ok(mut pv) = self.pvmmu.lock() else {
             let message = "the PV MMU's lock was poisoned".to_owned();
             return (-errno::EINVAL, 0, HypercallOutcome::Stop(Outcome::VmmError { message }));
         };
+        // The call's host time and work, for the longest exit of the run.
+        let t0 = Instant::now();
+        pv.begin_exit();
         let r = call(&mut pv, &self.mem);
+        pv.end_exit(what, u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
         if pv.protection_pending() {
             self.protect_pending.store(true, Ordering::Release);
         }
@@ -464,12 +469,14 @@ impl Hypervisor {
         use HypercallOutcome::Continue;
         let [a0, a1, a2, _] = b.args;
         match b.op {
-            nr::MMU_UPDATE => self.pv(gpa, |pv, mem| pv.mmu_update(mem, a0, a1)),
-            nr::MMUEXT_OP => self.pv(gpa, |pv, mem| pv.mmuext_op(mem, vcpu, gpa, b.args, true)),
-            nr::UPDATE_VA_MAPPING => self.pv(gpa, |pv, mem| pv.update_va_mapping(mem, vcpu, a0, a1, a2)),
-            nr::MULTICALL => self.pv(gpa, |pv, mem| pv.multicall(mem, vcpu, a0, a1)),
-            nr::SET_CALLBACKS => self.pv(gpa, |pv, _| pv.set_callbacks(a0)),
-            nr::VM_ASSIST => self.pv(gpa, |pv, _| pv.vm_assist(a0, a1)),
+            nr::MMU_UPDATE => self.pv(gpa, "mmu_update", |pv, mem| pv.mmu_update(mem, a0, a1)),
+            nr::MMUEXT_OP => self.pv(gpa, "mmuext_op", |pv, mem| pv.mmuext_op(mem, vcpu, gpa, b.args, true)),
+            nr::UPDATE_VA_MAPPING => {
+                self.pv(gpa, "update_va_mapping", |pv, mem| pv.update_va_mapping(mem, vcpu, a0, a1, a2))
+            }
+            nr::MULTICALL => self.pv(gpa, "multicall", |pv, mem| pv.multicall(mem, vcpu, a0, a1)),
+            nr::SET_CALLBACKS => self.pv(gpa, "set_callbacks", |pv, _| pv.set_callbacks(a0)),
+            nr::VM_ASSIST => self.pv(gpa, "vm_assist", |pv, _| pv.vm_assist(a0, a1)),
             nr::NOP => (0, a0, Continue),
             nr::CONSOLE_WRITE => {
                 if a1 > CONSOLE_MAX {

@@ -141,6 +141,17 @@ pub struct PvMmuStats {
     pub audit_l3_diverged: u64,
     /// Flushes of guest TLBs the host carried out, by reason.
     pub flushes: BTreeMap<String, u64>,
+    /// Batches cut at the exit budget (`-ERESTART`).
+    #[serde(default)]
+    pub preemptions: u64,
+    /// The longest PV MMU exit: its host time, the entries it validated or
+    /// dropped, and the call.
+    #[serde(default)]
+    pub max_exit_ns: u64,
+    #[serde(default)]
+    pub max_exit_entries: u64,
+    #[serde(default)]
+    pub max_exit_call: String,
 }
 
 /// The end-of-run audit (every figure must be 0).
@@ -225,6 +236,8 @@ pub struct PvMmu {
     /// Xen's writable-pagetables assist: direct writes to protected tables are
     /// emulated as validated updates instead of stopping the guest.
     assist: bool,
+    /// Entries validated or dropped in the current exit (the budget's measure).
+    work: u64,
     pub stats: PvMmuStats,
 }
 
@@ -319,6 +332,7 @@ impl PvMmu {
             pending: [None; MAX_VCPUS],
             tables: HashMap::new(),
             assist: false,
+            work: 0,
             stats: PvMmuStats::default(),
         }
     }
@@ -617,6 +631,27 @@ impl PvMmu {
             frames: self.frames.census(),
             stats: self.stats.clone(),
         }
+    }
+
+    /// An exit's PV MMU call begins: its work is counted from zero.
+    pub fn begin_exit(&mut self) {
+        self.work = 0;
+    }
+
+    /// An exit's call `what` ended after `ns` of host time: kept if it is the
+    /// longest so far.
+    pub fn end_exit(&mut self, what: &str, ns: u64) {
+        if ns > self.stats.max_exit_ns {
+            self.stats.max_exit_ns = ns;
+            self.stats.max_exit_entries = self.work;
+            self.stats.max_exit_call = what.to_owned();
+        }
+    }
+
+    /// Whether the exit has spent its budget (a batch then stops between two
+    /// requests with `-ERESTART`).
+    fn over_budget(&self) -> bool {
+        self.work >= shared::abi::pvmmu::EXIT_BUDGET && self.weaken != HostWeaken::Budget
     }
 
     fn applied(&mut self, what: &str) {

@@ -6,7 +6,7 @@
 //! whose TLBs must be flushed before the guest goes on ([`BatchResult::flush`]),
 //! and the vCPU loop carries the flushes out.
 
-use shared::abi::errno::{EFAULT, EINVAL, ENOSYS};
+use shared::abi::errno::{EFAULT, EINVAL, ENOSYS, ERESTART};
 use shared::abi::nr;
 use shared::abi::pvmmu::{
     cmd, uvmf, MmuUpdate, MmuextOp, MulticallEntry, MAX_BATCH, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
@@ -149,6 +149,10 @@ impl PvMmu {
                         flush = ALL_VCPUS;
                         self.flushed("l2_l3_update");
                     }
+                    if self.over_budget() && i + 1 < reqs.len() {
+                        self.stats.preemptions += 1;
+                        return BatchResult { rc: -ERESTART, done: i as u64 + 1, flush, trap: None };
+                    }
                 }
                 Err(r) => {
                     self.refused(&r);
@@ -247,6 +251,10 @@ impl PvMmu {
                         self.flushed(cmd::name(op.cmd));
                     }
                     self.applied(cmd::name(op.cmd));
+                    if self.over_budget() && i + 1 < ops.len() {
+                        self.stats.preemptions += 1;
+                        return BatchResult { rc: -ERESTART, done: i as u64 + 1, flush, trap: None };
+                    }
                 }
                 Err(r) => {
                     self.refused(&r);

@@ -80,6 +80,7 @@ impl World {
         for (i, &(ptr, val)) in reqs.iter().enumerate() {
             memory::write_obj(&self.mem, UPDATES + i as u64 * 16, &MmuUpdate { ptr, val }).unwrap();
         }
+        self.pv.begin_exit();
         self.pv.mmu_update(&self.mem, UPDATES, reqs.len() as u64)
     }
 
@@ -87,6 +88,7 @@ impl World {
         for (i, o) in ops.iter().enumerate() {
             memory::write_obj(&self.mem, SCRATCH + i as u64 * MmuextOp::SIZE, o).unwrap();
         }
+        self.pv.begin_exit();
         self.pv.mmuext_op(&self.mem, vcpu, 0x1000, [SCRATCH, ops.len() as u64, 0, 0], true)
     }
 
@@ -331,6 +333,47 @@ fn batches_stop_at_the_first_failure_and_say_how_many_were_done() {
         assert_eq!((r.rc, r.done), (-ENOSYS, 1));
         assert!(!w.pv.frames.pinned(0x103));
     });
+}
+
+/// A batch past one exit's budget stops between two requests with
+/// -ERESTART and the done count; issued again from there it goes on; a host
+/// without the budget runs it to its end.
+#[test]
+fn a_batch_past_the_exit_budget_stops_and_goes_on() {
+    use shared::abi::errno::ERESTART;
+    use shared::abi::pvmmu::EXIT_BUDGET;
+    let n = (EXIT_BUDGET / 512) as usize + 8;
+    // Frames the recount looks at (0x100..0x200).
+    let tables: Vec<u64> = (0..n as u64).map(|i| 0x140 + i).collect();
+    let data = 0x110;
+    for weaken in [HostWeaken::None, HostWeaken::Budget] {
+        let mut w = World::new(HostCheck::Typecount);
+        w.pv.weaken = weaken;
+        for &t in &tables {
+            for i in 0..512 {
+                w.set(t, i, pte(data, P));
+            }
+        }
+        let pins: Vec<MmuextOp> = tables.iter().map(|&t| op(cmd::PIN_L1_TABLE, t)).collect();
+        let r = w.ext(0, &pins);
+        if weaken == HostWeaken::Budget {
+            assert_eq!((r.rc, r.done), (0, n as u64));
+            assert_eq!(w.pv.stats.preemptions, 0);
+            continue;
+        }
+        let per_exit = EXIT_BUDGET / 512;
+        assert_eq!((r.rc, r.done), (-ERESTART, per_exit));
+        assert_eq!(w.pv.stats.preemptions, 1);
+        assert!(w.state(&tables[..per_exit as usize]).iter().all(|s| s.3), "the pins done are done");
+        assert!(w.state(&tables[per_exit as usize..]).iter().all(|s| !s.3), "the rest are not");
+        let r = w.ext(0, &pins[per_exit as usize..]);
+        assert_eq!((r.rc, r.done), (0, n as u64 - per_exit));
+        assert!(w.state(&tables).iter().all(|s| s.3));
+        recount(&w).unwrap();
+        // The devalidations count too: the unpins stop at the budget as well.
+        let unpins: Vec<MmuextOp> = tables.iter().map(|&t| op(cmd::UNPIN_TABLE, t)).collect();
+        assert_eq!(w.ext(0, &unpins).rc, -ERESTART);
+    }
 }
 
 #[test]

@@ -147,6 +147,7 @@ impl PvMmu {
         // The frame has its type while its entries are checked, so that an entry
         // mapping the table itself read-write is refused (V1).
         self.frames.inc_type(pfn, ty).map_err(|_| overflow())?;
+        self.work += entries_of(ty) as u64;
         for i in 0..entries_of(ty) {
             if let Err(r) = self.get_entry(mem, ty, pfn, i, entries[i]) {
                 for j in (0..i).rev() {
@@ -181,6 +182,7 @@ impl PvMmu {
         let entries = self.tables.remove(&pfn);
         debug_assert!(entries.is_some(), "validated table {pfn:#x} has no copy");
         if let Some(entries) = entries.filter(|_| self.weaken != super::HostWeaken::T2) {
+            self.work += entries_of(ty) as u64;
             for (i, &e) in entries.iter().enumerate().take(entries_of(ty)) {
                 self.put_entry(mem, ty, pfn, i, e);
             }

@@ -54,6 +54,8 @@ pub(super) fn pin_columns() -> Vec<Figure> {
         Figure::Count(C::PvUpdateCalls),
         Figure::Derived(D::TrapsBackPerKpin),
         Figure::Count(C::PtPinsAliased),
+        Figure::Host(Host::MaxExitNs),
+        Figure::Host(Host::MaxExitEntries),
     ]
 }
 
