@@ -42,6 +42,17 @@ pub fn hypercall(op: u32, args: [u64; 4]) -> (i32, u64) {
     (r.rc, r.ret)
 }
 
+/// Issues the hypercall whose request block the caller put at guest-physical
+/// `block_pa` itself (contract scenarios: a block where the host must not
+/// write its answer). The answer, if any, is the caller's to read there.
+pub fn hypercall_at(block_pa: u64) {
+    if under_vmm() {
+        // SAFETY: a port write; the host reads the block at `block_pa`, which
+        // the caller filled, and writes nothing anywhere it may not.
+        unsafe { cpu::outl(HYPERCALL_PORT, block_pa as u32) };
+    }
+}
+
 /// The guest-physical address of kernel data handed to the host.
 fn gpa_of<T: ?Sized>(p: *const T) -> u64 {
     let va = p as *const u8 as u32;

@@ -311,6 +311,9 @@ config_enum! {
         UntypedWrite = "untyped-write",
         /// Batches run to their end whatever their work (no exit budget).
         Budget = "budget",
+        /// The host writes its answers into validated pagetables too (no
+        /// check of the target frame's type: the original hole).
+        HostWrite = "host-write",
     }
 }
 

@@ -20,6 +20,7 @@ mod batches;
 mod direct_write;
 mod flush;
 mod fork_pin;
+mod host_write;
 mod l2_l3;
 mod lazy_alias;
 mod outside;

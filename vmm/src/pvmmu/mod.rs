@@ -594,7 +594,7 @@ impl PvMmu {
                 ));
             }
             let ty = self.frames.ty(pfn);
-            if ty.is_pagetable() && self.frames.type_count(pfn) > 0 {
+            if ty.is_pagetable() && self.frames.type_count(pfn) > 0 && self.weaken != HostWeaken::HostWrite {
                 return Err(format!("{:#x} is a validated {ty:?} table", pfn << shared::pae::PAGE_SHIFT));
             }
         }
