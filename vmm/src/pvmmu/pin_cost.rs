@@ -56,6 +56,8 @@ fn ext(pv: &mut PvMmu, mem: &GuestMemoryMmap, c: u32, pfn: u64) -> i32 {
     if memory::write_obj(mem, SCRATCH, &op).is_err() {
         return -1;
     }
+    // Each call is one exit, with its own work budget.
+    pv.begin_exit();
     pv.mmuext_op(mem, 0, 0, [SCRATCH, 1, 0, 0], false).rc
 }
 
@@ -93,6 +95,7 @@ pub fn measure(check: HostCheck, aliases: u64, pins: u64) -> Result<PinCost, Err
             memory::write_obj(&mem, SCRATCH + i * MmuUpdate::SIZE, &req).map_err(|_| Error::Memory(bytes >> 20))?;
         }
         let start = Instant::now();
+        pv.begin_exit();
         let r = pv.mmu_update(&mem, SCRATCH, n);
         update_time += start.elapsed().as_nanos() as f64;
         if r.rc != 0 {
