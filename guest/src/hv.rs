@@ -92,18 +92,21 @@ pub fn nop(arg: u64) -> (i32, u64) {
 
 /// `mmu_update`: validated pagetable writes, in one exit. `(rc, requests done)`.
 pub fn mmu_update(reqs: &[MmuUpdate]) -> (i32, u64) {
-    restarting(reqs, |rest| hypercall(nr::MMU_UPDATE, [gpa_of(rest), rest.len() as u64, 0, 0]))
+    let n = reqs.len();
+    restarting(n, |s| hypercall(nr::MMU_UPDATE, [gpa_of(&reqs[s..]), (n - s) as u64, 0, 0]))
 }
 
-/// Issues a batch, and again from where it stopped while the host answers
-/// `-ERESTART` (its exit budget spent): `(rc, requests done in all)`.
-fn restarting<T>(reqs: &[T], mut call: impl FnMut(&[T]) -> (i32, u64)) -> (i32, u64) {
+/// Issues a batch of `len` requests (`call(start)` issues those from `start`
+/// on), and again from where it stopped while the host answers `-ERESTART`
+/// (its exit budget spent): `(rc, requests done in all)`.
+fn restarting(len: usize, mut call: impl FnMut(usize) -> (i32, u64)) -> (i32, u64) {
     let mut done = 0usize;
     loop {
-        let (rc, n) = call(&reqs[done..]);
-        done = (done + n as usize).min(reqs.len());
+        let (rc, n) = call(done);
+        // No more than were asked, whatever the host says.
+        done += n.min((len - done) as u64) as usize;
         // The host stops a batch only after a request: no progress is an answer.
-        if rc != -abi::errno::ERESTART || n == 0 || done == reqs.len() {
+        if rc != -abi::errno::ERESTART || n == 0 || done == len {
             return (rc, done as u64);
         }
     }
@@ -111,7 +114,8 @@ fn restarting<T>(reqs: &[T], mut call: impl FnMut(&[T]) -> (i32, u64)) -> (i32, 
 
 /// `mmuext_op`: pins, unpins, roots and flushes, in one exit. `(rc, ops done)`.
 pub fn mmuext_op(ops: &[MmuextOp]) -> (i32, u64) {
-    restarting(ops, |rest| hypercall(nr::MMUEXT_OP, [gpa_of(rest), rest.len() as u64, 0, 0]))
+    let n = ops.len();
+    restarting(n, |s| hypercall(nr::MMUEXT_OP, [gpa_of(&ops[s..]), (n - s) as u64, 0, 0]))
 }
 
 /// `update_va_mapping`: the L1 entry of `va` under the root this CPU announced.
@@ -121,7 +125,8 @@ pub fn update_va_mapping(va: u32, val: u64, flags: u64) -> i32 {
 
 /// `multicall`: each entry runs and gets its own `result` and `ret`.
 pub fn multicall(entries: &mut [MulticallEntry]) -> (i32, u64) {
-    hypercall(nr::MULTICALL, [gpa_of(entries), entries.len() as u64, 0, 0])
+    let n = entries.len();
+    restarting(n, |s| hypercall(nr::MULTICALL, [gpa_of(&entries[s..]), (n - s) as u64, 0, 0]))
 }
 
 /// `vm_assist`: turns the writable-pagetables assist on or off.

@@ -1,7 +1,8 @@
 //! `--workload calibrate`: the unit cost of each event the benchmark counts,
 //! measured on the host it runs on, so that a run's counts can be priced
 //! (`vmm bench`'s cost model). The boot CPU measures; the others sit halted and
-//! answer the flush IPIs (a busy CPU would answer sooner or later than that).
+//! answer the flush IPIs, except for the second tree pin, timed with them
+//! spinning (a busy CPU might answer later).
 //!
 //! Each unit is timed `ROUNDS` times, one event a time, and reported as the
 //! median in TSC cycles (`unit_<event>_cycles`): a median, so that a timer

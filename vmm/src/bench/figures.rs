@@ -62,7 +62,7 @@ named! {
         AliasCheckNs = "alias_check_ns",
         PvmmuAuditErrors = "pvmmu_audit_errors",
         RunMs = "run_ms",
-        Preemptions = "preemptions",
+        ExitRestarts = "exit_restarts",
         MaxExitNs = "max_exit_ns",
         MaxExitEntries = "max_exit_entries",
     }
@@ -76,7 +76,7 @@ impl Host {
         Host::AliasRefusals,
         Host::AliasChecks,
         Host::AliasCheckNs,
-        Host::Preemptions,
+        Host::ExitRestarts,
         Host::MaxExitNs,
         Host::MaxExitEntries,
     ];
@@ -452,7 +452,7 @@ pub const GLOSSARY: &[FigureDef] = &[
         what: "the longest PV MMU exit of the run, host ns (report.pvmmu.max_exit_call says which call)",
     },
     FigureDef { name: "max_exit_entries", what: "pagetable entries that longest exit validated or dropped" },
-    FigureDef { name: "preemptions", what: "batches cut at the exit budget (-ERESTART), issued again by the guest" },
+    FigureDef { name: "exit_restarts", what: "batches cut at the exit budget (-ERESTART), issued again by the guest" },
 ];
 
 fn num(v: &Value) -> Option<f64> {

@@ -332,6 +332,19 @@ pub fn check_experiments(experiments: &[Experiment]) -> Result<(), Error> {
         if let Some(r) = e.reps.filter(|r| !(1..=MAX_REPS).contains(r)) {
             return Err(Error::BadSpec(format!("experiment {}: reps {r} is not in 1..={MAX_REPS}", e.id)));
         }
+        if let Some(a) = e.adapt {
+            let bad = |what: String| Err(Error::BadSpec(format!("experiment {}: adapt: {what}", e.id)));
+            if !(1..=100).contains(&a.resolve_pct) {
+                return bad(format!("resolve_pct {} is not in 1..=100", a.resolve_pct));
+            }
+            if !(1..=MAX_REPS).contains(&a.max_reps) {
+                return bad(format!("max_reps {} is not in 1..={MAX_REPS}", a.max_reps));
+            }
+            // One repetition has no spread to plan from.
+            if e.reps == Some(1) {
+                return bad("needs at least 2 repetitions first (reps 1)".into());
+            }
+        }
     }
     Ok(())
 }
@@ -392,6 +405,15 @@ mod tests {
         bad.reps = Some(0);
         assert!(check_experiments(&[bad]).unwrap_err().to_string().contains("reps 0"));
         assert!(check_experiments(&[one(), one()]).unwrap_err().to_string().contains("repeated"));
+        let adapt = |resolve_pct, max_reps, reps| Experiment {
+            adapt: Some(Adapt { figure: Figure::Count(shared::counters::Counter::PtPins), resolve_pct, max_reps }),
+            reps,
+            ..one()
+        };
+        assert!(check_experiments(&[adapt(5, 9, None)]).is_ok());
+        assert!(check_experiments(&[adapt(0, 9, None)]).unwrap_err().to_string().contains("resolve_pct 0"));
+        assert!(check_experiments(&[adapt(5, 1_000_000, None)]).unwrap_err().to_string().contains("max_reps"));
+        assert!(check_experiments(&[adapt(5, 9, Some(1))]).unwrap_err().to_string().contains("2 repetitions"));
     }
 
     #[test]

@@ -126,6 +126,14 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
             e.adapt = None;
         }
     }
+    if args.shard.is_some() {
+        // A slice sees only some of an experiment's cells (and maybe not the
+        // calibration that prices its figure): it would plan apart from the
+        // others, so a sliced sweep runs the fixed counts.
+        for e in &mut experiments {
+            e.adapt = None;
+        }
+    }
     let (vmm_id, guest_kernel) = ids();
     Ok(Sweep {
         schema: store::SCHEMA,

@@ -201,9 +201,9 @@ pub fn markdown(i: &Inputs) -> String {
     if !i.plans.is_empty() {
         let _ = writeln!(
             s,
-            "## Repetitions chosen from the spread\n\nEach of these experiments ran its cells {} times, then as many \
-             more as the spread of the figure its verdict rests on asks for, to resolve the difference named, up to \
-             its cap:\n",
+            "## Repetitions chosen from the spread\n\nEach of these experiments first ran its cells its own number \
+             of times (the sweep's {} unless it asks otherwise), then as many more as the spread of the figure its \
+             verdict rests on asks for, to resolve the difference named, up to its cap:\n",
             i.sweep.reps
         );
         for p in i.plans {

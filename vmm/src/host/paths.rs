@@ -48,13 +48,14 @@ pub fn default_guest() -> PathBuf {
 }
 
 /// Debian's kernel (`vmlinux`) and modules (`modules/*.ko`), put there by
-/// scripts/setup.sh (`VMM_APPLIANCE_KERNEL` overrides).
+/// scripts/setup.sh (`VMM_APPLIANCE_KERNEL` overrides): the installed copy
+/// when there is one, else the checkout's.
 pub fn appliance_kernel_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("VMM_APPLIANCE_KERNEL") {
         return PathBuf::from(d);
     }
-    match installed_tree() {
-        Some(share) => share.join("appliance/kernel"),
+    match installed_tree().map(|share| share.join("appliance/kernel")).filter(|d| d.is_dir()) {
+        Some(dir) => dir,
         None => root().join(".cache/appliance/kernel"),
     }
 }

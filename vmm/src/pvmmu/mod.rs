@@ -143,7 +143,7 @@ pub struct PvMmuStats {
     pub flushes: BTreeMap<String, u64>,
     /// Batches cut at the exit budget (`-ERESTART`).
     #[serde(default)]
-    pub preemptions: u64,
+    pub exit_restarts: u64,
     /// The longest PV MMU exit: its host time, the entries it validated or
     /// dropped, and the call.
     #[serde(default)]

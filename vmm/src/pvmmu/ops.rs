@@ -150,7 +150,7 @@ impl PvMmu {
                         self.flushed("l2_l3_update");
                     }
                     if self.over_budget() && i + 1 < reqs.len() {
-                        self.stats.preemptions += 1;
+                        self.stats.exit_restarts += 1;
                         return BatchResult { rc: -ERESTART, done: i as u64 + 1, flush, trap: None };
                     }
                 }
@@ -252,7 +252,7 @@ impl PvMmu {
                     }
                     self.applied(cmd::name(op.cmd));
                     if self.over_budget() && i + 1 < ops.len() {
-                        self.stats.preemptions += 1;
+                        self.stats.exit_restarts += 1;
                         return BatchResult { rc: -ERESTART, done: i as u64 + 1, flush, trap: None };
                     }
                 }
@@ -360,6 +360,12 @@ impl PvMmu {
             }
             let _ = memory::write_obj(mem, at + MulticallEntry::RESULT_OFFSET, &r.rc);
             let _ = memory::write_obj(mem, at + MulticallEntry::RET_OFFSET, &r.done);
+            // The exit's budget holds across the entries too: past it, the
+            // multicall stops after this entry and is issued again from `ret`.
+            if self.over_budget() && i + 1 < entries.len() {
+                self.stats.exit_restarts += 1;
+                return BatchResult { rc: -ERESTART, done: i as u64 + 1, flush, trap: None };
+            }
         }
         BatchResult { rc: 0, done: entries.len() as u64, flush, trap: None }
     }

@@ -358,12 +358,12 @@ fn a_batch_past_the_exit_budget_stops_and_goes_on() {
         let r = w.ext(0, &pins);
         if weaken == HostWeaken::Budget {
             assert_eq!((r.rc, r.done), (0, n as u64));
-            assert_eq!(w.pv.stats.preemptions, 0);
+            assert_eq!(w.pv.stats.exit_restarts, 0);
             continue;
         }
         let per_exit = EXIT_BUDGET / 512;
         assert_eq!((r.rc, r.done), (-ERESTART, per_exit));
-        assert_eq!(w.pv.stats.preemptions, 1);
+        assert_eq!(w.pv.stats.exit_restarts, 1);
         assert!(w.state(&tables[..per_exit as usize]).iter().all(|s| s.3), "the pins done are done");
         assert!(w.state(&tables[per_exit as usize..]).iter().all(|s| !s.3), "the rest are not");
         let r = w.ext(0, &pins[per_exit as usize..]);
@@ -372,7 +372,26 @@ fn a_batch_past_the_exit_budget_stops_and_goes_on() {
         recount(&w).unwrap();
         // The devalidations count too: the unpins stop at the budget as well.
         let unpins: Vec<MmuextOp> = tables.iter().map(|&t| op(cmd::UNPIN_TABLE, t)).collect();
-        assert_eq!(w.ext(0, &unpins).rc, -ERESTART);
+        let r = w.ext(0, &unpins);
+        assert_eq!((r.rc, r.done), (-ERESTART, per_exit));
+        let r = w.ext(0, &unpins[per_exit as usize..]);
+        assert_eq!(r.rc, 0);
+        // A multicall spends one budget across its entries: one pin each, it
+        // stops after the entry that spent it.
+        let ops_at = SCRATCH + 0x2000;
+        let entries_at = SCRATCH + 0x4000;
+        for (i, &t) in tables.iter().enumerate() {
+            let at = ops_at + i as u64 * MmuextOp::SIZE;
+            memory::write_obj(&w.mem, at, &op(cmd::PIN_L1_TABLE, t)).unwrap();
+            let e = MulticallEntry { op: nr::MMUEXT_OP, result: 1, args: [at, 1, 0, 0], ret: 9 };
+            memory::write_obj(&w.mem, entries_at + i as u64 * MulticallEntry::SIZE, &e).unwrap();
+        }
+        w.pv.begin_exit();
+        let r = w.pv.multicall(&w.mem, 0, entries_at, n as u64);
+        assert_eq!((r.rc, r.done), (-ERESTART, per_exit), "the multicall past the budget");
+        assert!(w.state(&tables[..per_exit as usize]).iter().all(|s| s.3));
+        assert!(w.state(&tables[per_exit as usize..]).iter().all(|s| !s.3), "no entry after the cut ran");
+        recount(&w).unwrap();
     }
 }
 

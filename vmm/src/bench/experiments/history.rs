@@ -57,12 +57,22 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     let vua = l.fig(steps[2], exp, C::VmUnmapAliases)?;
     let refused = l.fig(steps[2], exp, C::PtPinRefused)?;
     let no_flush_needed = vua == 0.0 && refused == 0.0;
-    let cheaper = pin[2] <= pin[0];
-    let mut parts = vec![Some(no_flush_needed), Some(cheaper)];
+    // 2.6.37's pin cheaper than 2.6.28's: the interval of the ratio of their
+    // cycles per pin wholly below 1 (one holding 1 decides nothing).
+    let ratio_ci =
+        interval(&[&l.sample(steps[2], exp, D::CyclesPerPin)?, &l.sample(steps[0], exp, D::CyclesPerPin)?], ratio);
+    let cheaper = ratio_ci.as_ref().and_then(|ci| above(ci, 1.0)).map(|a| !a);
+    let mut parts = vec![Some(no_flush_needed), cheaper];
     let mut text = format!(
-        "cycles per pin {:.0} (2.6.28) -> {:.0} (2.6.36) -> {:.0} (2.6.37); workload span {:.3e} -> {:.3e} -> \
+        "cycles per pin {:.0} (2.6.28) -> {:.0} (2.6.36) -> {:.0} (2.6.37){}; workload span {:.3e} -> {:.3e} -> \
          {:.3e} cycles; 2.6.37 with no alias care: {vua:.0} vm_unmap_aliases, {refused:.0} pins refused",
-        pin[0], pin[1], pin[2], span[0], span[1], span[2]
+        pin[0],
+        pin[1],
+        pin[2],
+        ratio_ci.map(|ci| format!(" (2.6.37 / 2.6.28 {:.2}x {})", ci.value, ci_range(&ci))).unwrap_or_default(),
+        span[0],
+        span[1],
+        span[2]
     );
     // The fourth step, when it ran: 2.6.28's pin path with 6.5's
     // vm_unmap_aliases. 6.5 cannot flush an old range again by construction,

@@ -22,8 +22,9 @@ pub(super) fn calibration() -> Experiment {
         "Calibration: the unit cost of each counted event on this host",
         "The guest's calibrate workload times each event alone, 64 rounds each on the boot CPU while the other \
          vCPU sits halted: a bare exit, a hypercall, a global TLB flush, a vm_unmap_aliases that finds nothing and \
-         one that flushes one lazy area, a pin with no alias work, and host-trap's trapped pin. The medians price \
-         every run's counts (\"The cost model\").",
+         one that flushes one lazy area, a pin with no alias work, host-trap's trapped pin, and a fork's pin of \
+         its child's whole tree (again with the other vCPU spinning, for comparison). The medians price every \
+         run's counts (\"The cost model\").",
         vec![cell],
         &crate::bench::figures::UNIT_FIGURES.map(Figure::Result),
     )

@@ -202,7 +202,8 @@ impl<'a> Lookup<'a> {
 /// An interval (95%, percentile bootstrap, the verdicts' seed) of a function
 /// of several cells' medians: what a verdict on a difference rests on.
 pub(super) fn interval(samples: &[&[f64]], f: impl Fn(&[f64]) -> f64) -> Option<Ci> {
-    of_medians(samples, f, 0.95, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED)
+    // A ratio of a median of 0 decides nothing (as in ratio_of_medians).
+    of_medians(samples, f, 0.95, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED).filter(|ci| ci.value.is_finite())
 }
 
 /// The first median over the second.
