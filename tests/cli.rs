@@ -176,3 +176,18 @@ fn an_installed_binary_finds_its_guest_beside_itself() {
     assert!(stderr(&o).contains(&prefix.join("share/vmm/guest").display().to_string()), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&prefix);
 }
+
+/// `vmm --version` names the commit it was built from.
+#[test]
+fn the_version_names_the_git_commit() {
+    let o = run(&["--version"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert!(head.len() == 12 && out.contains(&format!("({head}")), "{out} (HEAD {head})");
+}

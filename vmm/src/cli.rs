@@ -13,7 +13,7 @@ use crate::host::HostMode;
 #[derive(Parser, Debug)]
 #[command(
     name = "vmm",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("VMM_GIT_COMMIT"), ")"),
     about = "A minimal KVM VMM that boots a 32-bit PAE guest and acts as a Xen-style PV MMU",
     long_about = None,
     after_help = "Exit status: 0 success; 1 a guest check or a bench cell failed; 2 bad input; 3 a guest fault; \
