@@ -217,6 +217,20 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     assert!(stderr(&o).contains("not a bench results directory"), "{}", stderr(&o));
     let o = bench(&["merge", "--out", "/tmp/x"]);
     assert_eq!(o.status.code(), Some(2));
+    // --shard auto reads the batch system's slice from the environment.
+    let listed = |env: &[(&str, &str)]| {
+        let o = run(&["bench", "--matrix", "smoke", "--shard", "auto", "--list"], env);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o.status.code(), out.lines().filter(|l| l.starts_with("cell ")).count(), stderr(&o))
+    };
+    let all = cells_listed(&[]).len();
+    let (code, first, _) = listed(&[("SLURM_ARRAY_TASK_ID", "0"), ("SLURM_ARRAY_TASK_COUNT", "2")]);
+    let (_, second, _) = listed(&[("JOB_COMPLETION_INDEX", "1"), ("VMM_SHARD_COUNT", "2")]);
+    assert_eq!((code, first + second), (Some(0), all), "the two slices are the whole matrix");
+    assert_eq!(first, all.div_ceil(2));
+    let (code, _, err) = listed(&[]);
+    assert_eq!(code, Some(2), "no batch system: a usage error");
+    assert!(err.contains("no Slurm array") && err.contains("JOB_COMPLETION_INDEX"), "{err}");
     let o = bench(&["--only", "nope", "--list"]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(stderr(&o).lines().filter(|l| l.starts_with("vmm: error:")).count(), 1, "{}", stderr(&o));

@@ -134,7 +134,9 @@ pub struct BenchArgs {
     /// a cell it shares with others runs as often).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::bench::matrix::MAX_REPS as i64))]
     pub reps: Option<u32>,
-    /// Run only the i-th of n slices of the cells (1-based), e.g. 1/2.
+    /// Run only the i-th of n slices of the cells (1-based), e.g. 1/2; `auto`
+    /// takes it from a Slurm array job or a Kubernetes Indexed Job
+    /// (docs/usage.md).
     #[arg(long)]
     pub shard: Option<crate::bench::shard::Shard>,
     /// Where to write the results (default: results/<UTC timestamp>).
