@@ -60,7 +60,7 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
         let per_call = l.fig(&[is(S::Workload(workload)), is(S::PvBatch(Switch::On))], exp, D::PvUpdatesPerCall)?;
         // Fewer exits batched: the interval of on / off wholly below 1.
         let ci = interval(&[&on, &off], ratio);
-        let fewer = ci.as_ref().and_then(|ci| above(ci, 1.0)).map(|a| !a);
+        let fewer = ci.as_ref().and_then(|ci| below(ci, 1.0));
         parts.push(fewer);
         let (on, off) = (median(&on), median(&off));
         let saved = if off > 0.0 { 100.0 * (1.0 - on / off) } else { 0.0 };

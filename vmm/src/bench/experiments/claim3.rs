@@ -61,7 +61,7 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     let (Some(ba), Some(bp)) = (beyond(&a1, &a2), beyond(&p1, &p2)) else {
         return Err(Missing::NoFigure("pte-bench".into(), D::PteCyclesPerAccess.into()));
     };
-    let atomic_scales = if wa == 0.0 { above(&ba, 1.25).map(|a| !a) } else { Some(false) };
+    let atomic_scales = if wa == 0.0 { below(&ba, 1.25) } else { Some(false) };
     let lock_does_not = if wp > 0.0 { above(&bp, 1.25) } else { Some(false) };
     let m = |x: &[f64]| median(x);
     let (sl, sa, sp) = (m(&l2) / m(&l1), m(&a2) / m(&a1), m(&p2) / m(&p1));

@@ -84,7 +84,7 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     let (Some(smp_ci), Some(up_ci)) = (interval(&[&t2, &g2], ratio), interval(&[&t1, &g1], ratio)) else {
         return Err(Missing::NoFigure("pte-bench".into(), fig.into()));
     };
-    let (smp, up) = (above(&smp_ci, 1.0).map(|a| !a), above(&up_ci, 1.0));
+    let (smp, up) = (below(&smp_ci, 1.0), above(&up_ci, 1.0));
     let say = |part: Option<bool>, yes: &str, no: &str| match part {
         Some(true) => yes.to_owned(),
         Some(false) => no.to_owned(),

@@ -61,7 +61,7 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     // cycles per pin wholly below 1 (one holding 1 decides nothing).
     let ratio_ci =
         interval(&[&l.sample(steps[2], exp, D::CyclesPerPin)?, &l.sample(steps[0], exp, D::CyclesPerPin)?], ratio);
-    let cheaper = ratio_ci.as_ref().and_then(|ci| above(ci, 1.0)).map(|a| !a);
+    let cheaper = ratio_ci.as_ref().and_then(|ci| below(ci, 1.0));
     let mut parts = vec![Some(no_flush_needed), cheaper];
     let mut text = format!(
         "cycles per pin {:.0} (2.6.28) -> {:.0} (2.6.36) -> {:.0} (2.6.37){}; workload span {:.3e} -> {:.3e} -> \

@@ -232,6 +232,12 @@ pub(super) fn above(ci: &Ci, t: f64) -> Option<bool> {
     }
 }
 
+/// Some(true) when the whole interval lies below `t`, Some(false) when above
+/// it, None when it holds `t`.
+pub(super) fn below(ci: &Ci, t: f64) -> Option<bool> {
+    above(ci, t).map(|a| !a)
+}
+
 /// Some(true) when the whole interval lies within lo..=hi, Some(false) when
 /// wholly outside it, None when it reaches across an end.
 pub(super) fn within(ci: &Ci, lo: f64, hi: f64) -> Option<bool> {
