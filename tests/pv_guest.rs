@@ -182,20 +182,29 @@ fn the_oracle_flushes_no_more_than_any_strategy_and_no_less_than_its_aliased_pin
 }
 
 /// The calibration measures every unit the cost model prices, each the
-/// median of 64 rounds: a trapped pin costs more than a pin and a flushing
-/// vm_unmap_aliases together, and a flushing call more than one that finds
-/// nothing.
+/// median of 64 rounds, once with the other CPU halted and once with it busy:
+/// a trapped pin costs more than a pin and a flushing vm_unmap_aliases
+/// together, a flushing call more than one that finds nothing, and the
+/// many-page purge clears every page it counts.
 #[test]
 fn the_calibration_measures_every_unit() {
     let j = clean("calibrate");
     let r = |k: &str| j.report()["results"][k].as_u64().unwrap_or_else(|| panic!("{k}: {}", j.report()["results"]));
-    for k in
-        ["unit_exit_cycles", "unit_hypercall_cycles", "unit_flush_global_cycles", "unit_vm_unmap_aliases_empty_cycles"]
-    {
-        assert!(r(k) > 0, "{k}");
+    for pass in ["", "_busy"] {
+        for k in ["exit", "hypercall", "flush_global", "vm_unmap_aliases_empty", "flush_pages", "pin", "pin_tree"] {
+            let k = if k == "flush_pages" {
+                format!("unit_vm_unmap_aliases_flush_pages{pass}_cycles")
+            } else {
+                format!("unit_{k}{pass}_cycles")
+            };
+            assert!(r(&k) > 0, "{k}");
+        }
     }
-    assert_eq!((r("unit_rounds"), r("unit_cpus")), (64, 2));
-    assert_eq!(pv(j, "traps_back"), 64, "one trap back per trapped pin");
+    assert_eq!((r("unit_rounds"), r("unit_cpus"), r("unit_flush_pages")), (64, 2, 16));
+    assert_eq!(pv(j, "traps_back"), 2 * 64, "one trap back per trapped pin, in each pass");
+    // Each pass purges 64 one-page areas, 64 of 16 pages, and 64 trapped frames.
+    let purged = j.total("vm_unmap_aliases_purged_pages");
+    assert!(purged >= 2 * 64 * (1 + 16 + 1), "vm_unmap_aliases cleared {purged} pages");
     assert!(r("unit_vm_unmap_aliases_flush_cycles") > r("unit_vm_unmap_aliases_empty_cycles"));
     assert!(r("unit_pin_trapped_cycles") > r("unit_pin_cycles") + r("unit_vm_unmap_aliases_flush_cycles"));
 }

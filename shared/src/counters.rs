@@ -179,6 +179,10 @@ counters! {
     /// Of `pt_pins`, pins of a root (an L3 with its whole tree: fork's and
     /// exec's); the rest pin one pte page alone.
     PtPinsRoot = "pt_pins_root",
+    /// Mapped pages whose lazy PTEs vm_unmap_aliases calls cleared after their
+    /// flush (lazy areas' and vmap blocks' freed ranges; not the threshold's or
+    /// an allocation's purges): priced per page beyond a flushing call's first.
+    VmUnmapAliasesPurgedPages = "vm_unmap_aliases_purged_pages",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);

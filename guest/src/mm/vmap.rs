@@ -235,8 +235,8 @@ pub(super) fn retire(start: u32, end: u32) {
 }
 
 /// After the flush: every LAZY entry of `[start, end)` is cleared and its frame's
-/// lazy alias dropped (lazy forms) and `each` called on it.
-pub(super) fn release(start: u32, end: u32, lazy: bool, mut each: impl FnMut(u64)) {
+/// lazy alias dropped (lazy forms) and `each` called on it. The entries cleared.
+pub(super) fn release(start: u32, end: u32, lazy: bool, mut each: impl FnMut(u64)) -> u32 {
     pv::lazy_enter();
     let mut after = AfterFlush::new(|pa| {
         if lazy {
@@ -245,17 +245,20 @@ pub(super) fn release(start: u32, end: u32, lazy: bool, mut each: impl FnMut(u64
         each(pa);
     });
     let mut va = start;
+    let mut n = 0;
     while va < end {
         // SAFETY: as in retire.
         let e = unsafe { kernel_pte(va).read_volatile() };
         if e & LAZY != 0 {
             write_kernel_pte(va, 0);
             after.push(e & ADDR_MASK);
+            n += 1;
         }
         va += PAGE_SIZE;
     }
     drop(after);
     pv::lazy_leave();
+    n
 }
 
 /// One flush of every CPU's TLB: Linux's flush_tlb_kernel_range before 3.5, a
@@ -350,9 +353,9 @@ pub fn purge(try_only: bool) -> bool {
 }
 
 /// The purge, with PURGE held: `force` flushes even if no area was lazy (the
-/// blocks had something outstanding). Whether it flushed, and whether any
-/// lazy area was purged.
-pub(super) fn purge_locked(force: bool) -> (bool, bool) {
+/// blocks had something outstanding). Whether it flushed, whether it purged
+/// a lazy area, and the mapped pages it cleared (areas' and blocks').
+pub(super) fn purge_locked(force: bool) -> (bool, bool, u32) {
     // Take the lazy list; the areas stay in the tree (their addresses are not
     // reusable) until after the flush.
     let (head, nr_pages) = {
@@ -384,8 +387,9 @@ pub(super) fn purge_locked(force: bool) -> (bool, bool) {
     if flush {
         flush_every_cpu();
     }
-    each_area(&mut |s, e| release(s, e, true, |_| {}));
-    vmap_block::release_flushed();
+    let mut cleared = 0;
+    each_area(&mut |s, e| cleared += release(s, e, true, |_| {}));
+    cleared += vmap_block::release_flushed();
     if nr_pages > 0 {
         let mut a = areas().lock();
         let mut id = head;
@@ -402,7 +406,7 @@ pub(super) fn purge_locked(force: bool) -> (bool, bool) {
         percpu::count(Counter::VmapPurges, 1);
         percpu::count(Counter::VmapPurgedPages, nr_pages as u64);
     }
-    (flush, nr_pages > 0)
+    (flush, nr_pages > 0, cleared)
 }
 
 /// Flushes every lazy mapping the `--vmap-flush` form finds: the lazy areas
@@ -447,7 +451,8 @@ fn vm_unmap_aliases_timed(every_block: bool) -> bool {
     };
     percpu::count(Counter::VmUnmapAliasesLockCycles, waited);
     let dirty = vmap_block::take_dirty(every_block);
-    let (flushed, areas) = purge_locked(dirty.flush);
+    let (flushed, areas, cleared) = purge_locked(dirty.flush);
+    percpu::count(Counter::VmUnmapAliasesPurgedPages, cleared as u64);
     if flushed {
         percpu::count(Counter::VmUnmapAliasesFlushed, 1);
         if !dirty.fresh && !areas {

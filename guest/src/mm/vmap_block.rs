@@ -230,14 +230,16 @@ pub(super) fn take_dirty(every_block: bool) -> Dirty {
 
 /// After the purge's flush: the flushing pages' PTEs are cleared and their
 /// frames' lazy aliases dropped. (A block given back meanwhile is done by the
-/// purge of its area instead.)
-pub(super) fn release_flushed() {
+/// purge of its area instead.) The entries cleared.
+pub(super) fn release_flushed() -> u32 {
+    let mut cleared = 0;
     for slot in BLOCKS.iter() {
         let mut b = slot.lock();
         if !b.alive {
             continue;
         }
         let va = b.va;
-        b.map.take_flushing(|s, e| vmap::release(va + s * PAGE_SIZE, va + e * PAGE_SIZE, true, |_| {}));
+        b.map.take_flushing(|s, e| cleared += vmap::release(va + s * PAGE_SIZE, va + e * PAGE_SIZE, true, |_| {}));
     }
+    cleared
 }

@@ -1,8 +1,8 @@
 //! `--workload calibrate`: the unit cost of each event the benchmark counts,
 //! measured on the host it runs on, so that a run's counts can be priced
-//! (`vmm bench`'s cost model). The boot CPU measures; the others sit halted and
-//! answer the flush IPIs, except for the second tree pin, timed with them
-//! spinning (a busy CPU might answer later).
+//! (`vmm bench`'s cost model). The boot CPU measures every unit twice: with
+//! the others halted (woken only by the flush IPIs), then with them busy, as
+//! a workload's CPUs are.
 //!
 //! Each unit is timed `ROUNDS` times, one event a time, and reported as the
 //! median in TSC cycles (`unit_<event>_cycles`): a median, so that a timer
@@ -14,7 +14,7 @@
 use nosleep::MaySleep;
 use shared::config::{AliasStrategy, VmapVariant};
 use shared::counters::Counter;
-use shared::results::GuestResult;
+use shared::results::{GuestResult, UnitResults};
 
 use crate::arch::cpu;
 use crate::mm::page::Zone;
@@ -25,6 +25,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Timed repetitions of each unit.
 const ROUNDS: usize = 64;
+/// Pages of the many-page purge's one lazy area: fork-churn's alias source
+/// maps `--pages` (16 in the benchmark's cells) at a time.
+const FLUSH_PAGES: usize = 16;
 
 static DONE: AtomicU32 = AtomicU32::new(0);
 /// Set while the other CPUs are to spin instead of halting (a workload's
@@ -68,6 +71,24 @@ fn aliased_page() -> u64 {
     unsafe { (va as *mut u64).write_volatile(0) };
     vmap::vunmap(va);
     pa
+}
+
+/// A lazy area of `FLUSH_PAGES` pages, each written through it; the pages
+/// themselves go back to the allocator (the alias stays until a purge).
+fn aliased_area() {
+    let mut frames = [0u64; FLUSH_PAGES];
+    for f in frames.iter_mut() {
+        *f = pte_page();
+    }
+    let va = vmap::vmap(&frames).expect("calibrate: no vmap space");
+    for i in 0..FLUSH_PAGES {
+        // SAFETY: `va` maps these pages, this workload's own, until the vunmap.
+        unsafe { ((va as usize + i * 4096) as *mut u64).write_volatile(0) };
+    }
+    vmap::vunmap(va);
+    for f in frames {
+        page::free_pages(f, 0);
+    }
 }
 
 fn give_back(pa: u64) {
@@ -133,14 +154,79 @@ fn tree_pins(which: GuestResult) {
     hv::result(which, median(&mut t));
 }
 
+/// Every unit, each reported under its name in `r`.
+fn suite(r: &UnitResults) {
+    // Nothing lazy is left from before.
+    vmap::vm_unmap_aliases();
+    unit(r.exit, || 0, |_| hv::nop_exit());
+    unit(
+        r.hypercall,
+        || 0,
+        |i| {
+            let _ = hv::nop(i);
+        },
+    );
+    // One flush of every CPU's TLB: this CPU's CR3 reload and an IPI to each
+    // other CPU, waited for (Linux's flush_tlb_kernel_range before 3.5).
+    unit(r.flush_global, || 0, |_| tlb::flush_all());
+    unit(
+        r.vm_unmap_aliases_empty,
+        || 0,
+        |_| {
+            vmap::vm_unmap_aliases();
+        },
+    );
+    // One lazy area of one page: the purge clears its PTE, flushes every CPU
+    // and frees the area.
+    unit(
+        r.vm_unmap_aliases_flush,
+        || {
+            let pa = aliased_page();
+            page::free_pages(pa, 0);
+            0
+        },
+        |_| {
+            vmap::vm_unmap_aliases();
+        },
+    );
+    // One lazy area of FLUSH_PAGES pages: what each page beyond the first
+    // adds (its PTE retired and cleared, its alias dropped) is the model's
+    // price of a page purged.
+    unit(
+        r.vm_unmap_aliases_flush_pages,
+        || {
+            aliased_area();
+            0
+        },
+        |_| {
+            vmap::vm_unmap_aliases();
+        },
+    );
+    // A pin with nothing to purge (the strategy finds no alias; host-trap's
+    // host finds none), the host's validation and alias check included.
+    pins(r.pin, pte_page);
+    tree_pins(r.pin_tree);
+    // host-trap: the pin of an aliased frame, refused, trapped back into the
+    // fixup (which purges) and retried. The trap-back's own cost is what this
+    // costs beyond a pin and a flushing vm_unmap_aliases (the host subtracts).
+    if pv::strategy() == AliasStrategy::HostTrap {
+        pins(r.pin_trapped, aliased_page);
+    }
+}
+
 pub fn run() {
     // Every CPU takes interrupts from here on: a flush waits for each.
     cpu::sti();
     if percpu::cpu_id() != 0 {
         while DONE.load(Ordering::Acquire) == 0 {
             idle_until(|| DONE.load(Ordering::Acquire) != 0 || BUSY.load(Ordering::Acquire) != 0);
+            // Busy as a workload's task is: plain work, no `pause` (which a
+            // nested SVM host may take as a hint to yield the vCPU).
+            let mut x = 1u32;
             while BUSY.load(Ordering::Acquire) != 0 && DONE.load(Ordering::Acquire) == 0 {
-                core::hint::spin_loop();
+                for _ in 0..256 {
+                    x = core::hint::black_box(x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223));
+                }
             }
         }
         return;
@@ -151,57 +237,17 @@ pub fn run() {
         DONE.store(1, Ordering::Release);
         return;
     }
-    // Nothing lazy is left from boot.
-    vmap::vm_unmap_aliases();
-
-    unit(GuestResult::UnitExitCycles, || 0, |_| hv::nop_exit());
-    unit(
-        GuestResult::UnitHypercallCycles,
-        || 0,
-        |i| {
-            let _ = hv::nop(i);
-        },
-    );
-    // One flush of every CPU's TLB: this CPU's CR3 reload and an IPI to each
-    // other CPU, waited for (Linux's flush_tlb_kernel_range before 3.5).
-    unit(GuestResult::UnitFlushGlobalCycles, || 0, |_| tlb::flush_all());
-    unit(
-        GuestResult::UnitVmUnmapAliasesEmptyCycles,
-        || 0,
-        |_| {
-            vmap::vm_unmap_aliases();
-        },
-    );
-    // One lazy area of one page: the purge clears its PTE, flushes every CPU
-    // and frees the area.
-    unit(
-        GuestResult::UnitVmUnmapAliasesFlushCycles,
-        || {
-            let pa = aliased_page();
-            page::free_pages(pa, 0);
-            0
-        },
-        |_| {
-            vmap::vm_unmap_aliases();
-        },
-    );
-    // A pin with nothing to purge (the strategy finds no alias; host-trap's
-    // host finds none), the host's validation and alias check included.
-    pins(GuestResult::UnitPinCycles, pte_page);
-    tree_pins(GuestResult::UnitPinTreeCycles);
-    // The same with the other CPUs busy, as a workload's are: the host's
-    // flush of every vCPU for the new L3 then waits for running vCPUs. The
-    // flush's IPIs wake them to spin.
+    suite(&UnitResults::IDLE);
+    // Again with the other CPUs busy, as a workload's are. Under one TCG
+    // thread a busy vCPU takes its turns, so every event that spans one (or
+    // waits for that vCPU: an IPI, the host's flush for a new root) costs
+    // more; the model prices a workload's counts with these. The flush's
+    // IPIs wake the others to work.
     BUSY.store(1, Ordering::Release);
     tlb::flush_all();
-    tree_pins(GuestResult::UnitPinTreeBusyCycles);
+    suite(&UnitResults::BUSY);
     BUSY.store(0, Ordering::Release);
-    // host-trap: the pin of an aliased frame, refused, trapped back into the
-    // fixup (which purges) and retried. The trap-back's own cost is what this
-    // costs beyond a pin and a flushing vm_unmap_aliases (the host subtracts).
-    if pv::strategy() == AliasStrategy::HostTrap {
-        pins(GuestResult::UnitPinTrappedCycles, aliased_page);
-    }
+    hv::result(GuestResult::UnitFlushPages, FLUSH_PAGES as u64);
     hv::result(GuestResult::UnitRounds, ROUNDS as u64);
     hv::result(GuestResult::UnitCpus, smp::nr_cpus() as u64);
     DONE.store(1, Ordering::Release);

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use shared::counters::Counter;
-use shared::results::GuestResult;
+use shared::results::{GuestResult, UnitResults};
 
 /// Declares a flat enum of figure names.
 macro_rules! named {
@@ -269,6 +269,7 @@ pub const COUNTERS: &[Counter] = &[
     Counter::PtPinRefused,
     Counter::PtPinRefusedAfterPurge,
     Counter::PtPinsRoot,
+    Counter::VmUnmapAliasesPurgedPages,
     Counter::VmUnmapAliases,
     Counter::VmUnmapAliasesReflushed,
     Counter::VmUnmapAliasesFlushed,
@@ -319,19 +320,19 @@ pub const RESULTS: &[GuestResult] = &[
 ];
 
 /// The unit costs the `calibrate` workload reports (guest results, medians of
-/// 64 rounds each), in [`super::model::Units`]' order, the trapped pin and the
-/// tree pin last.
-pub const UNIT_FIGURES: [GuestResult; 9] = [
-    GuestResult::UnitExitCycles,
-    GuestResult::UnitHypercallCycles,
-    GuestResult::UnitFlushGlobalCycles,
-    GuestResult::UnitVmUnmapAliasesEmptyCycles,
-    GuestResult::UnitVmUnmapAliasesFlushCycles,
-    GuestResult::UnitPinCycles,
-    GuestResult::UnitPinTrappedCycles,
-    GuestResult::UnitPinTreeCycles,
-    GuestResult::UnitPinTreeBusyCycles,
-];
+/// 64 rounds each): the pass with the other CPUs halted, the pass with them
+/// busy, then the many-page purge's number of pages.
+pub const UNIT_FIGURES: [GuestResult; 19] = {
+    let (idle, busy) = (UnitResults::IDLE.all(), UnitResults::BUSY.all());
+    let mut all = [GuestResult::UnitFlushPages; 19];
+    let mut i = 0;
+    while i < idle.len() {
+        all[i] = idle[i];
+        all[idle.len() + i] = busy[i];
+        i += 1;
+    }
+    all
+};
 
 /// The derived figures, and the glossary of the less obvious ones.
 pub const GLOSSARY: &[FigureDef] = &[

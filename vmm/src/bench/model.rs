@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use shared::config::{Setting, Workload};
 use shared::counters::Counter as C;
+use shared::results::{GuestResult, UnitResults};
 
-use super::figures::{Derived as D, Figure, Figures, Host, UNIT_FIGURES};
+use super::figures::{Derived as D, Figure, Figures, Host};
 use super::results::CellResult;
 use super::stats::Stat;
 use super::store::Machine;
@@ -33,6 +34,7 @@ pub const FORMULA: &str = "\
 model_cycles = (pt_pins - pt_pins_root) x pin + pt_pins_root x pin_tree
              + vm_unmap_aliases_empty x vm_unmap_aliases_empty_call
              + vm_unmap_aliases_flushed x vm_unmap_aliases_flush_call
+             + max(0, vm_unmap_aliases_purged_pages - vm_unmap_aliases_flushed) x purge_page
              + traps_back x trap_back
              + pt_pin_refused x pin
 pin_path_cycles = pt_pin_cycles + vm_unmap_aliases_cycles - vm_unmap_aliases_in_pin_cycles
@@ -57,7 +59,26 @@ pub struct CostTable {
     pub command: Vec<String>,
     /// Repetitions of the calibration cell.
     pub reps: usize,
+    /// What the other CPUs did while `units` were timed.
+    #[serde(default)]
+    pub others: Others,
+    /// The units the model prices with.
     pub units: Units,
+    /// The same units timed with the other CPUs halted, beside busy ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_units: Option<Units>,
+}
+
+/// What the other CPUs did while the calibration timed a unit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Others {
+    /// Halted, woken only by the flush IPIs (every table before the busy pass).
+    #[default]
+    Halted,
+    /// Busy with plain work, as a workload's CPUs are: the units the model
+    /// should price a workload with.
+    Busy,
 }
 
 /// The unit costs.
@@ -71,7 +92,7 @@ pub struct Units {
     pub flush_global: f64,
     /// A vm_unmap_aliases that finds nothing to flush.
     pub vm_unmap_aliases_empty_call: f64,
-    /// A vm_unmap_aliases that purges one lazy area and flushes.
+    /// A vm_unmap_aliases that purges one lazy area of one page and flushes.
     pub vm_unmap_aliases_flush_call: f64,
     /// A pin with no alias work (the host's validation and alias check).
     pub pin: f64,
@@ -83,15 +104,70 @@ pub struct Units {
     /// measured before it existed prices root pins as `pin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_tree: Option<f64>,
+    /// What each page a vm_unmap_aliases purges adds beyond the first (its
+    /// PTE retired and cleared, its alias dropped): the slope between the
+    /// calibration's purges of a one-page and a many-page area. A table
+    /// measured before it existed prices every flushing call as one page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_page: Option<f64>,
+}
+
+impl Units {
+    /// The units one calibration pass measured (`set` names its results),
+    /// None unless every unit the model needs is there.
+    fn of_cell(cell: &CellResult, set: &UnitResults) -> Option<Units> {
+        let m = |f| cell.median(Figure::Result(f));
+        let (pin, flush, trapped) = (m(set.pin)?, m(set.vm_unmap_aliases_flush)?, m(set.pin_trapped)?);
+        let purge_page = match (m(set.vm_unmap_aliases_flush_pages), m(GuestResult::UnitFlushPages)) {
+            (Some(c), Some(n)) if n > 1.0 => Some(((c - flush) / (n - 1.0)).max(0.0)),
+            _ => None,
+        };
+        Some(Units {
+            exit: m(set.exit)?,
+            hypercall: m(set.hypercall)?,
+            flush_global: m(set.flush_global)?,
+            vm_unmap_aliases_empty_call: m(set.vm_unmap_aliases_empty)?,
+            vm_unmap_aliases_flush_call: flush,
+            pin,
+            trap_back: (trapped - pin - flush).max(0.0),
+            pin_tree: m(set.pin_tree),
+            purge_page,
+        })
+    }
+
+    fn check(&self) -> bool {
+        let u = self;
+        [u.exit, u.hypercall, u.flush_global, u.vm_unmap_aliases_empty_call, u.vm_unmap_aliases_flush_call]
+            .into_iter()
+            .chain([u.pin, u.trap_back, u.pin_tree.unwrap_or(0.0), u.purge_page.unwrap_or(0.0)])
+            .all(|x| x.is_finite() && x >= 0.0)
+    }
+
+    fn describe(&self) -> String {
+        let u = self;
+        format!(
+            "exit {:.0}, hypercall {:.0}, global flush {:.0}, vm_unmap_aliases finding nothing {:.0}, flushing one \
+             page {:.0}, each page more {}, pin {:.0}, tree pin {}, trap back {:.0} cycles",
+            u.exit,
+            u.hypercall,
+            u.flush_global,
+            u.vm_unmap_aliases_empty_call,
+            u.vm_unmap_aliases_flush_call,
+            u.purge_page.map_or_else(|| "not measured (priced as none)".to_owned(), |t| format!("{t:.0}")),
+            u.pin,
+            u.pin_tree.map_or_else(|| "not measured (priced as a pin)".to_owned(), |t| format!("{t:.0}")),
+            u.trap_back
+        )
+    }
 }
 
 impl CostTable {
     /// The table of a calibration cell (`--workload calibrate` under
-    /// `--alias host-trap`), None unless every unit was measured.
+    /// `--alias host-trap`), None unless every unit was measured: the busy
+    /// pass's units where the cell has them, the halted pass's where not.
     pub fn from_cell(cell: &CellResult, machine: &Machine, measured_at: &str) -> Option<CostTable> {
-        let m = |f| cell.median(Figure::Result(f));
-        let [exit, hypercall, flush_global, empty, flush, pin, trapped, tree, _tree_busy] = UNIT_FIGURES.map(m);
-        let (pin, flush, trapped) = (pin?, flush?, trapped?);
+        let idle = Units::of_cell(cell, &UnitResults::IDLE)?;
+        let busy = Units::of_cell(cell, &UnitResults::BUSY);
         Some(CostTable {
             schema: SCHEMA,
             machine: machine.clone(),
@@ -99,16 +175,9 @@ impl CostTable {
             measured_at: measured_at.to_owned(),
             command: cell.cell.args.clone(),
             reps: cell.reps.len(),
-            units: Units {
-                exit: exit?,
-                hypercall: hypercall?,
-                flush_global: flush_global?,
-                vm_unmap_aliases_empty_call: empty?,
-                vm_unmap_aliases_flush_call: flush,
-                pin,
-                trap_back: (trapped - pin - flush).max(0.0),
-                pin_tree: tree,
-            },
+            others: if busy.is_some() { Others::Busy } else { Others::Halted },
+            units: busy.unwrap_or(idle),
+            idle_units: busy.map(|_| idle),
         })
     }
 
@@ -131,10 +200,7 @@ impl CostTable {
                 t.schema
             )));
         }
-        let u = t.units;
-        let all = [u.exit, u.hypercall, u.flush_global, u.vm_unmap_aliases_empty_call, u.vm_unmap_aliases_flush_call];
-        if all.iter().chain([u.pin, u.trap_back, u.pin_tree.unwrap_or(0.0)].iter()).any(|x| !x.is_finite() || *x < 0.0)
-        {
+        if !t.units.check() || !t.idle_units.is_none_or(|u| u.check()) {
             return Err(Error::BadSpec(format!("{}: a unit cost is negative or not a number", path.display())));
         }
         Ok(t)
@@ -147,25 +213,23 @@ impl CostTable {
 
     /// One line for the report: where the table comes from and its units.
     pub fn describe(&self) -> String {
-        let u = &self.units;
-        format!(
-            "measured {} on {} ({} cores, {}), {} repetitions: exit {:.0}, hypercall {:.0}, global flush {:.0}, \
-             vm_unmap_aliases finding nothing {:.0}, flushing one area {:.0}, pin {:.0}, tree pin {}, trap back {:.0} \
-             cycles",
+        let others = match self.others {
+            Others::Halted => "the other CPUs halted",
+            Others::Busy => "the other CPUs busy",
+        };
+        let mut s = format!(
+            "measured {} on {} ({} cores, {}), {} repetitions, with {others}: {}",
             self.measured_at,
             if self.machine.cpu.is_empty() { "an unknown CPU" } else { &self.machine.cpu },
             self.machine.cores,
             if self.host_mode.is_empty() { "host mode unknown" } else { &self.host_mode },
             self.reps,
-            u.exit,
-            u.hypercall,
-            u.flush_global,
-            u.vm_unmap_aliases_empty_call,
-            u.vm_unmap_aliases_flush_call,
-            u.pin,
-            u.pin_tree.map_or_else(|| "not measured (priced as a pin)".to_owned(), |t| format!("{t:.0}")),
-            u.trap_back
-        )
+            self.units.describe(),
+        );
+        if let Some(idle) = &self.idle_units {
+            s += &format!(" (with them halted: {})", idle.describe());
+        }
+        s
     }
 }
 
@@ -188,11 +252,14 @@ pub fn model_cycles(f: &Figures, u: &Units) -> Option<f64> {
     let refused = g(C::PtPinRefused.into()).unwrap_or(0.0);
     // A run recorded before roots were counted prices every pin as one table.
     let roots = g(C::PtPinsRoot.into()).unwrap_or(0.0).min(pins);
+    // A run recorded before purged pages were counted: one page per flushing call.
+    let extra_pages = (g(C::VmUnmapAliasesPurgedPages.into()).unwrap_or(flushed) - flushed).max(0.0);
     Some(
         (pins - roots) * u.pin
             + roots * u.pin_tree.unwrap_or(u.pin)
             + (calls - flushed) * u.vm_unmap_aliases_empty_call
             + flushed * u.vm_unmap_aliases_flush_call
+            + extra_pages * u.purge_page.unwrap_or(0.0)
             + traps * u.trap_back
             + refused * u.pin,
     )
@@ -230,7 +297,7 @@ pub fn price(results: &mut [CellResult], table: &CostTable) {
 mod tests {
     use super::*;
 
-    use crate::bench::figures::named as figs;
+    use crate::bench::figures::{named as figs, UNIT_FIGURES};
 
     const U: Units = Units {
         exit: 80.0,
@@ -241,6 +308,7 @@ mod tests {
         pin: 600.0,
         trap_back: 400.0,
         pin_tree: None,
+        purge_page: None,
     };
 
     #[test]
@@ -280,6 +348,21 @@ mod tests {
         let with_tree = Units { pin_tree: Some(5000.0), ..U };
         assert_eq!(model_cycles(&roots, &with_tree), Some(36.0 * 600.0 + 64.0 * 5000.0 + 60.0 * 20.0 + 40.0 * 1000.0));
         assert_eq!(model_cycles(&roots, &U), model_cycles(&af, &U));
+        // Pages beyond one per flushing call, priced where the table has them;
+        // fewer pages than flushing calls (a re-flush clears none) cost nothing more.
+        let pages = |n: f64| {
+            figs(&[
+                ("pt_pins", 100.0),
+                ("vm_unmap_aliases", 100.0),
+                ("vm_unmap_aliases_flushed", 40.0),
+                ("vm_unmap_aliases_purged_pages", n),
+            ])
+        };
+        let with_pages = Units { purge_page: Some(300.0), ..U };
+        let base = 100.0 * 600.0 + 60.0 * 20.0 + 40.0 * 1000.0;
+        assert_eq!(model_cycles(&pages(160.0), &with_pages), Some(base + 120.0 * 300.0));
+        assert_eq!(model_cycles(&pages(10.0), &with_pages), Some(base));
+        assert_eq!(model_cycles(&pages(160.0), &U), Some(base));
         // Nothing pinned, or a count missing: no model.
         assert_eq!(model_cycles(&figs(&[("pt_pins", 0.0)]), &U), None);
         assert_eq!(model_cycles(&figs(&[("pt_pins", 1.0)]), &U), None);
@@ -316,7 +399,12 @@ mod tests {
                 .map(|(k, v)| Setting::parse(k, v).unwrap())
                 .collect(),
         };
-        let units = [80.0, 100.0, 250.0, 20.0, 1000.0, 600.0, 2000.0, 9000.0, 12000.0];
+        // The halted pass's units, then the busy pass's (each twice the
+        // halted one), then the many-page purge's pages.
+        let idle = [80.0, 100.0, 250.0, 20.0, 1000.0, 3100.0, 600.0, 2000.0, 9000.0];
+        let units: Vec<f64> =
+            idle.iter().chain(idle.iter().map(|u| u * 2.0).collect::<Vec<_>>().iter()).copied().collect();
+        let units = units.into_iter().chain([8.0]);
         let f: Figures = UNIT_FIGURES.iter().zip(units).map(|(k, v)| (Figure::Result(*k), v)).collect();
         let mut r = CellResult {
             cell: spec.resolve("calibration").unwrap(),
@@ -327,9 +415,15 @@ mod tests {
             host_modes: vec!["qemu".into()],
         };
         let t = CostTable::from_results(std::slice::from_ref(&r), &Machine::default(), "now").unwrap();
-        assert_eq!(t.units.trap_back, 2000.0 - 600.0 - 1000.0);
-        assert_eq!(t.units.pin, 600.0);
-        assert_eq!(t.units.pin_tree, Some(9000.0));
+        // The model prices with the busy pass; the halted one is kept beside it.
+        assert_eq!(t.others, Others::Busy);
+        assert_eq!(t.units.trap_back, 4000.0 - 1200.0 - 2000.0);
+        assert_eq!(t.units.pin, 1200.0);
+        assert_eq!(t.units.pin_tree, Some(18000.0));
+        // Eight pages for 6200 against one for 2000: 600 a page more.
+        assert_eq!(t.units.purge_page, Some(600.0));
+        let halted = t.idle_units.unwrap();
+        assert_eq!((halted.pin, halted.trap_back, halted.purge_page), (600.0, 400.0, Some(300.0)));
         assert_eq!(t.host_mode, "qemu");
         // Round trip through a file; a corrupt table is a clear error.
         let dir = crate::host::appliance::tempdir().unwrap();
@@ -340,8 +434,18 @@ mod tests {
         bad.units.pin = -1.0;
         bad.write(&path).unwrap();
         assert!(CostTable::read(&path).is_err());
+        // A table of schema 1 (before the busy pass) reads as halted units.
+        let mut old: serde_json::Value = serde_json::to_value(&t).unwrap();
+        old.as_object_mut().unwrap().remove("others");
+        old.as_object_mut().unwrap().remove("idle_units");
+        std::fs::write(&path, old.to_string()).unwrap();
+        assert_eq!(CostTable::read(&path).unwrap().others, Others::Halted);
+        // Without the busy pass, the halted one prices.
+        r.stats.remove(&Figure::Result(GuestResult::UnitPinBusyCycles));
+        let t = CostTable::from_results(std::slice::from_ref(&r), &Machine::default(), "now").unwrap();
+        assert_eq!((t.others, t.units.pin, t.idle_units), (Others::Halted, 600.0, None));
         // A calibration that lacks the trapped pin (not under host-trap) gives no table.
-        r.stats.remove(&Figure::Result(shared::results::GuestResult::UnitPinTrappedCycles));
+        r.stats.remove(&Figure::Result(GuestResult::UnitPinTrappedCycles));
         assert!(CostTable::from_results(&[r], &Machine::default(), "now").is_none());
     }
 
@@ -381,7 +485,9 @@ mod tests {
             measured_at: String::new(),
             command: vec![],
             reps: 3,
+            others: Others::Busy,
             units: U,
+            idle_units: None,
         };
         price(&mut r, &table);
         assert_eq!(r[0].median("model_cycles"), Some(101_200.0));

@@ -20,11 +20,12 @@ pub(super) fn calibration() -> Experiment {
     new_experiment(
         CALIBRATION,
         "Calibration: the unit cost of each counted event on this host",
-        "The guest's calibrate workload times each event alone, 64 rounds each on the boot CPU while the other \
-         vCPU sits halted: a bare exit, a hypercall, a global TLB flush, a vm_unmap_aliases that finds nothing and \
-         one that flushes one lazy area, a pin with no alias work, host-trap's trapped pin, and a fork's pin of \
-         its child's whole tree (again with the other vCPU spinning, for comparison). The medians price every \
-         run's counts (\"The cost model\").",
+        "The guest's calibrate workload times each event alone, 64 rounds each on the boot CPU: a bare exit, a \
+         hypercall, a global TLB flush, a vm_unmap_aliases that finds nothing, one that flushes a lazy area of one \
+         page and one of 16 pages (the price of each page more), a pin with no alias work, host-trap's trapped pin, \
+         and a fork's pin of its child's whole tree. It times them twice: with the other vCPU halted, then busy, as \
+         a workload's are. The busy medians price every run's counts (\"The cost model\"); under one TCG thread \
+         a busy vCPU takes turns, and an event that waits for it costs several times more.",
         vec![cell],
         &crate::bench::figures::UNIT_FIGURES.map(Figure::Result),
     )
