@@ -315,14 +315,15 @@ impl PvMmu {
         let root = self.root(vcpu).ok_or_else(|| request_error("no root announced"))?;
         let (i3, i2, i1) = pae::indexes(va);
         let no_l1 = request_error("no L1 table maps the address");
-        let l3e = self.read_u64(mem, (root << PAGE_SHIFT) + i3 as u64 * 8).ok_or(no_l1)?;
-        if l3e & pae::P == 0 {
-            return Err(no_l1);
-        }
-        let l2 = pae::frame(l3e);
-        let l2e = self.read_u64(mem, (l2 << PAGE_SHIFT) + i2 as u64 * 8).ok_or(no_l1)?;
-        let l1 = pae::frame(l2e);
-        if l2e & pae::P == 0 || !self.frames.is_validated(l1, FrameType::L1) {
+        // The walk reads the tables as the host validated them, not guest
+        // memory: a write that slipped past the protection cannot steer it.
+        let entry = |table: u64, ty: FrameType, i: usize| {
+            let e = self.tables.get(&table).filter(|_| self.frames.is_validated(table, ty))?[i];
+            Some(e).filter(|e| e & pae::P != 0).map(pae::frame)
+        };
+        let l2 = entry(root, FrameType::L3, i3).ok_or(no_l1)?;
+        let l1 = entry(l2, FrameType::L2, i2).ok_or(no_l1)?;
+        if !self.frames.is_validated(l1, FrameType::L1) {
             return Err(no_l1);
         }
         self.update_entry(mem, (l1 << PAGE_SHIFT) + i1 as u64 * 8, val)?;

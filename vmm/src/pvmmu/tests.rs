@@ -454,6 +454,16 @@ fn new_baseptr_validates_the_root_and_update_va_mapping_walks_it() {
         assert_eq!((r.rc, r.flush), (0, ALL_VCPUS));
         assert_eq!(w.pv.update_va_mapping(&w.mem, 1, 0x4000_0000, 0, 0).rc, -EINVAL, "no L2 there");
         assert_eq!(w.pv.update_va_mapping(&w.mem, 1, 0x4000, 0, 3).rc, -EINVAL, "bad flags");
+        // The walk follows the validated tables, not memory: a direct write
+        // to the L2 that the host never saw does not steer it to another L1.
+        assert_eq!(w.pin(1, 0x123), 0);
+        let was = w.get(0x121, 0);
+        w.set(0x121, 0, pte(0x123, P | RW | US));
+        assert_eq!(w.pv.update_va_mapping(&w.mem, 1, 0x5000, pte(0x152, P), 0).rc, 0);
+        assert_eq!((w.get(0x122, 5), w.get(0x123, 5)), (pte(0x152, P), 0));
+        w.set(0x121, 0, was);
+        assert_eq!(w.pv.update_va_mapping(&w.mem, 1, 0x5000, 0, 0).rc, 0);
+        assert_eq!(w.unpin(0x123), 0);
         // A second root: the first keeps its pin, loses the vCPU's reference.
         build_root(w, 0x130);
         assert_eq!(w.ext(1, &[op(cmd::NEW_BASEPTR, 0x130)]).rc, 0);
@@ -622,6 +632,13 @@ fn a_direct_write_before_the_protection_is_found_and_one_after_is_emulated() {
         // audit, and devalidation drops only what was validated.
         w.set(0x103, 8, pte(0x160, P | RW));
         assert_eq!(w.pv.audit(&w.mem).tables_diverged, 1);
+        // So is one to an L3's entries 4..511, which the host keeps as they
+        // were though it validates only the first four.
+        assert_eq!(w.pin(3, 0x104), 0);
+        w.set(0x104, 5, pte(0x161, P));
+        assert_eq!(w.pv.audit(&w.mem).l3_diverged, 1);
+        w.set(0x104, 5, 0);
+        assert_eq!(w.unpin(0x104), 0);
         assert_eq!(w.unpin(0x103), 0);
         assert_eq!(w.unpin(0x102), 0);
         assert_eq!((w.pv.frames.type_count(0x160), w.pv.frames.ty(0x150)), (0, FrameType::None));
