@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs vmm so that it runs outside this checkout: the binary to
 # PREFIX/bin/vmm, the guest image and the appliance's kernel to
-# PREFIX/share/vmm/ (where the binary looks first, beside itself).
+# PREFIX/share/vmm/ (where the binary looks first, beside itself), the
+# manual pages to PREFIX/share/man/man1 and the completions for bash, zsh
+# and fish where those shells look under PREFIX/share.
 #
 #   scripts/install.sh [PREFIX]      (default: ~/.local)
 #
@@ -20,4 +22,10 @@ if [ -d "$kernel" ]; then
     rm -rf "$prefix/share/vmm/appliance/kernel"
     cp -r "$kernel" "$prefix/share/vmm/appliance/kernel"
 fi
-echo "vmm installed in $prefix/bin (data in $prefix/share/vmm)"
+"$prefix/bin/vmm" man --out "$prefix/share/man/man1" 2>/dev/null
+install -d "$prefix/share/bash-completion/completions" "$prefix/share/zsh/site-functions" \
+    "$prefix/share/fish/vendor_completions.d"
+"$prefix/bin/vmm" completions bash >"$prefix/share/bash-completion/completions/vmm"
+"$prefix/bin/vmm" completions zsh >"$prefix/share/zsh/site-functions/_vmm"
+"$prefix/bin/vmm" completions fish >"$prefix/share/fish/vendor_completions.d/vmm.fish"
+echo "vmm installed in $prefix/bin (data in $prefix/share/vmm, manual: man -M $prefix/share/man vmm)"

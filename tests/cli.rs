@@ -169,12 +169,38 @@ fn an_installed_binary_finds_its_guest_beside_itself() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).lines().count() >= 20);
     assert!(prefix.join("share/vmm/appliance/kernel/vmlinux").is_file(), "the appliance's kernel is installed too");
+    // The manual, a page per command, and the completions where each shell looks.
+    let read = |p: &str| std::fs::read_to_string(prefix.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    for page in ["vmm", "vmm-run", "vmm-bench", "vmm-contract", "vmm-matrix", "vmm-batch"] {
+        let man = read(&format!("share/man/man1/{page}.1"));
+        assert!(man.contains(&format!("\n.TH {page} 1 ")), "{page}.1 is no manual page of {page}: {man}");
+    }
+    assert!(read("share/man/man1/vmm-contract.1").contains("xtf\\-runner"), "the exit codes are in the manual");
+    assert!(!prefix.join("share/man/man1/vmm-appliance-init.1").exists(), "hidden commands have no page");
+    let bash = read("share/bash-completion/completions/vmm");
+    assert!(bash.contains("contract") && bash.contains("--kernel") && bash.contains("--alias"), "{bash}");
+    assert!(read("share/zsh/site-functions/_vmm").starts_with("#compdef vmm"));
+    assert!(read("share/fish/vendor_completions.d/vmm.fish").contains("complete -c vmm"));
     // It reads the installed image: a broken one is an error that names it.
     std::fs::write(prefix.join("share/vmm/guest"), b"not an ELF").unwrap();
     let o = list("broken");
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains(&prefix.join("share/vmm/guest").display().to_string()), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&prefix);
+}
+
+/// `vmm man` into a path it cannot make a directory of is bad input: one
+/// error line, status 2. An unknown shell for `vmm completions` likewise.
+#[test]
+fn man_pages_and_completions_refuse_bad_input() {
+    let file = std::env::temp_dir().join(format!("vmm-man-{}", std::process::id()));
+    std::fs::write(&file, b"a file").unwrap();
+    let o = run(&["man", "--out", file.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().filter(|l| l.starts_with("vmm: error:")).count(), 1, "{}", stderr(&o));
+    let _ = std::fs::remove_file(&file);
+    let o = run(&["completions", "tcsh"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 /// `vmm --version` names the commit it was built from.

@@ -48,6 +48,21 @@ pub enum Cmd {
     /// The benchmark: every alias strategy (and with --full every sweep of the
     /// design notes), repeated, with tables, plots and verdicts.
     Bench(BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `vmm completions bash > ~/.local/share/bash-completion/completions/vmm`;
+    /// zsh: into a directory on `$fpath` as `_vmm`; fish: into
+    /// `~/.config/fish/completions/vmm.fish`. `scripts/install.sh` installs all three.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (vmm.1 and one per command) into a directory.
+    Man {
+        /// Where to write them (created if missing).
+        #[arg(long, default_value = "man")]
+        out: PathBuf,
+    },
     /// (Inside the QEMU-hosted appliance: run its jobs.)
     #[command(hide = true)]
     ApplianceInit { jobs: PathBuf },
@@ -370,6 +385,25 @@ pub fn config_args(config: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// Writes `vmm.1` and a `vmm-<command>.1` per visible command into `dir`;
+/// how many pages it wrote.
+pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<usize> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let root = Cli::command();
+    let mut pages = vec![("vmm".to_owned(), root.clone())];
+    for sub in root.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("vmm-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name).version(root.get_version().unwrap_or_default().to_owned())));
+    }
+    for (name, cmd) in &pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+        std::fs::write(dir.join(format!("{name}.1")), out)?;
+    }
+    Ok(pages.len())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod run;
 
 use std::time::Instant;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use cli::{Cli, Cmd};
 use report::exit_code;
@@ -50,6 +50,20 @@ fn main() {
             Err(e) => {
                 eprintln!("vmm: error: {e}");
                 Ok(contract::ERROR_EXIT)
+            }
+        },
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "vmm", &mut std::io::stdout());
+            Ok(exit_code::SUCCESS)
+        }
+        Cmd::Man { out } => match cli::write_man_pages(&out) {
+            Ok(n) => {
+                eprintln!("vmm: {n} manual pages in {}", out.display());
+                Ok(exit_code::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("vmm: error: cannot write the manual pages in {}: {e}", out.display());
+                Ok(exit_code::USAGE)
             }
         },
         Cmd::ApplianceInit { jobs } => Ok(host::appliance::init(&jobs)),
