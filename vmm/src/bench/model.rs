@@ -211,6 +211,15 @@ impl CostTable {
         std::fs::write(path, text + "\n").map_err(|e| Error::Write(path.to_owned(), e))
     }
 
+    /// The units that price a cell of `vcpus` vCPUs: with one there is no
+    /// other CPU to be busy, so the halted pass's where the table has them.
+    pub fn units_for(&self, vcpus: u32) -> &Units {
+        match &self.idle_units {
+            Some(idle) if vcpus <= 1 => idle,
+            _ => &self.units,
+        }
+    }
+
     /// One line for the report: where the table comes from and its units.
     pub fn describe(&self) -> String {
         let others = match self.others {
@@ -227,7 +236,7 @@ impl CostTable {
             self.units.describe(),
         );
         if let Some(idle) = &self.idle_units {
-            s += &format!(" (with them halted: {})", idle.describe());
+            s += &format!(" (with them halted, which price the 1-vCPU cells: {})", idle.describe());
         }
         s
     }
@@ -273,8 +282,9 @@ pub fn price(results: &mut [CellResult], table: &CostTable) {
     const NAMES: [D; 5] =
         [D::ModelCycles, D::ModelCyclesPerPin, D::PinPathCycles, D::PinPathCyclesPerPin, D::ModelExplains];
     for r in results.iter_mut() {
+        let units = table.units_for(r.cell.vcpus);
         for (_, f) in &mut r.reps {
-            let Some(m) = model_cycles(f, &table.units) else { continue };
+            let Some(m) = model_cycles(f, units) else { continue };
             let pins = f[&C::PtPins.into()];
             f.insert(NAMES[0].into(), m);
             f.insert(NAMES[1].into(), m / pins);
@@ -491,6 +501,12 @@ mod tests {
         };
         price(&mut r, &table);
         assert_eq!(r[0].median("model_cycles"), Some(101_200.0));
+        // A 1-vCPU cell has no other CPU to be busy: the halted units price it.
+        let halted = Units { pin: 1200.0, ..U };
+        let one = CostTable { idle_units: Some(halted), ..table.clone() };
+        assert_eq!(one.units_for(2), &U);
+        assert_eq!(one.units_for(1), &halted);
+        assert_eq!(table.units_for(1), &U, "a table without a halted pass prices with what it has");
         assert_eq!(r[0].median("model_cycles_per_pin"), Some(1012.0));
         assert_eq!(r[0].median("pin_path_cycles"), Some(202_400.0));
         assert_eq!(r[0].median("model_explains"), Some(0.5));

@@ -279,11 +279,13 @@ pub fn markdown(i: &Inputs) -> String {
             let _ = writeln!(
                 s,
                 "Every run's counts priced by unit costs from {} ({}):\n\n```text\n{}```\n\n\
-                 Where `model_explains` is far from 1, the counts priced do not account for the measured cycles: \
-                 the calibration times each event alone on an otherwise idle guest, while the workload's events \
-                 meet a busy second vCPU (QEMU-hosted, one TCG thread runs both), fuller tables and longer lazy \
-                 lists. The model then ranks the strategies by what their counts would cost on the calibrated \
-                 host, not by what they cost here.\n",
+                 The calibration times each event alone in the benchmark's VM shape (2 vCPUs), with the other \
+                 vCPU busy with plain work; a workload's other vCPU is busy too, but exits now and then, so it \
+                 answers an IPI sooner. Where `model_explains` is far from 1, the counts priced do not account \
+                 for the measured cycles: above 1, the units overprice (a flush that waited less than the \
+                 calibration's); below, the workload met what the calibration did not (more vCPUs sharing one \
+                 TCG thread, fuller tables, longer lazy lists). The model then ranks the strategies by what their \
+                 counts would cost on the calibrated host, not by what they cost here.\n",
                 p.source,
                 p.table.describe(),
                 super::model::FORMULA
