@@ -293,6 +293,33 @@ fn switch() {
     schedule_tail(prev_again as *mut Task);
 }
 
+/// Linux's might_sleep(): a function that may sleep says so on entry (`at`
+/// names it), and the debug checker catches a caller inside an atomic section
+/// there, whether or not this call goes on to sleep. `schedule()` alone
+/// would catch it only on the calls that do sleep.
+pub fn might_sleep(_ctx: &MaySleep, at: &str) {
+    if !debug() {
+        return;
+    }
+    let was_on = cpu::irq_save();
+    // SAFETY: this CPU's own counter, interrupts off.
+    let atomic = unsafe { *percpu::this_cpu().atomic_kmaps.get() };
+    let count = preempt_count();
+    cpu::irq_restore(was_on);
+    if atomic != 0 {
+        panic!(
+            "BUG: sleeping function called from invalid context at {at}: {atomic} atomic kmap(s) held (pid {})",
+            current().pid()
+        );
+    }
+    if count != 0 {
+        panic!(
+            "BUG: sleeping function called from invalid context at {at}: preempt_count {count} (pid {})",
+            current().pid()
+        );
+    }
+}
+
 /// Gives up the CPU voluntarily (the current task sleeps or yields). The debug
 /// checker catches sleeping inside an atomic section.
 pub fn schedule(_ctx: &mut MaySleep) {
@@ -320,6 +347,7 @@ pub fn yield_now(ctx: &mut MaySleep) {
 
 /// A scheduling point in a long kernel loop.
 pub fn cond_resched(ctx: &mut MaySleep) {
+    might_sleep(ctx, "cond_resched");
     if percpu::this_cpu().need_resched.load(Ordering::Relaxed) {
         schedule(ctx);
     }

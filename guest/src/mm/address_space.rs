@@ -331,7 +331,9 @@ fn own_l1(va: u32) -> bool {
 
 /// The L1 covering `va`, allocated (zeroed, from the pagetable cache) if missing.
 /// May sleep.
-pub fn pte_alloc(_ctx: &mut MaySleep, mm: &Mm, va: u32) -> Result<u64, i32> {
+pub fn pte_alloc(ctx: &mut MaySleep, mm: &Mm, va: u32) -> Result<u64, i32> {
+    // Linux's pte_alloc_map allocates with GFP_KERNEL, which may sleep.
+    sched::might_sleep(ctx, "pte_alloc");
     if let Some(l1) = mm.l1(va) {
         return Ok(l1);
     }
@@ -528,9 +530,11 @@ fn move_one_page_2_5_7(mm: &Mm, src_l1: u64, old: u32, new: u32) -> Result<(), i
     let mut src_ctx = unsafe { MaySleep::new() };
     let src = highpte::pte_offset_map_slot(&mut src_ctx, src_l1, 0);
     let e = src.get(pae::indexes(old).2);
-    // The allocation sleeps (memory is short) while the source stays mapped.
-    sched::yield_now(&mut forged);
+    // The allocation may sleep while the source stays mapped: might_sleep()
+    // there catches it under the debug checker. Without it, the allocation
+    // sleeps (as when memory is short).
     let dst_l1 = pte_alloc(&mut forged, mm, new)?;
+    sched::yield_now(&mut forged);
     let dst = highpte::pte_offset_map_slot(&mut forged, dst_l1, 1);
     if e & P != 0 {
         dst.set(pae::indexes(new).2, e);

@@ -93,7 +93,10 @@ pub type PteMap<'a> = nosleep::PteMap<'a, Mapped>;
 /// the atomic section begins.
 fn map(ctx: &mut MaySleep, pt: u64, nest: usize) -> (*mut u64, Slot) {
     percpu::count(Counter::PteMaps, 1);
-    if page::is_lowmem(pt) {
+    // Under --pte atomic a lowmem pte page is mapped atomically too: Linux's
+    // kmap_atomic turns preemption off before it tests for highmem, so
+    // pte_offset_map is an atomic section whatever zone the page is in.
+    if page::is_lowmem(pt) && variant() != PteVariant::Atomic {
         percpu::count(Counter::KmapDirect, 1);
         return (phys_to_virt(pt) as *mut u64, Slot::Direct);
     }

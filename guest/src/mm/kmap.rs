@@ -277,6 +277,8 @@ pub fn kmap(ctx: &mut MaySleep, pa: u64) -> *mut u8 {
 /// pagetable read-only, anything else writable ([`forget`] drops the unused
 /// mapping of a page that changes between the two).
 pub fn kmap_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> *mut u8 {
+    // Linux's kmap() may sleep (a full pool), lowmem pages or not.
+    sched::might_sleep(ctx, "kmap");
     if page::is_lowmem(pa) {
         count(Counter::KmapDirect);
         return phys_to_virt(pa) as *mut u8;
@@ -341,6 +343,7 @@ pub fn kunmap(pa: u64) {
 /// may sleep when the series is full.
 pub fn kmap_serie_prot(ctx: &mut MaySleep, pa: u64, s: Serie, writable: bool) -> *mut u8 {
     assert!(s != Serie::Default, "kmap_serie_prot is for the pagetable series");
+    sched::might_sleep(ctx, "kmap_serie");
     if page::is_lowmem(pa) {
         count(Counter::KmapDirect);
         return phys_to_virt(pa) as *mut u8;
@@ -444,6 +447,8 @@ pub fn kmap_pool(ctx: &mut MaySleep, pa: u64) -> (*mut u8, u32) {
 
 /// [`kmap_pool`], writable or read-only.
 pub fn kmap_pool_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> (*mut u8, u32) {
+    // Linux's kmap() may sleep (a full pool), lowmem pages or not.
+    sched::might_sleep(ctx, "kmap_pool");
     if page::is_lowmem(pa) {
         count(Counter::KmapDirect);
         return (phys_to_virt(pa) as *mut u8, u32::MAX);
