@@ -71,7 +71,7 @@ pub mod nr {
 }
 
 /// The paravirtual MMU's request structures and command numbers (Xen's meanings;
-/// see ../shared/reference/pv-mmu-contract.md and docs/pvmmu.md). Every structure
+/// see docs/pvmmu-rules.md and docs/pvmmu.md). Every structure
 /// has a fixed 64-bit layout so that the 32-bit guest and the 64-bit host agree.
 pub mod pvmmu {
     /// `mmu_update` command in the low two bits of [`MmuUpdate::ptr`]: a validated

@@ -115,7 +115,7 @@ pub enum Outcome {
     /// The vCPU shut down (an exception while delivering a double fault).
     TripleFault(TripleFault),
     /// The guest broke a rule of the host's contract.
-    Violation { vcpu: u32, rule: String, detail: String },
+    Violation { vcpu: u32, rule: crate::pvmmu::Rule, detail: String },
     /// The watchdog fired.
     Timeout { after_s: f64, vcpus: Vec<VcpuSnapshot> },
     /// The VMM failed.
@@ -163,9 +163,13 @@ impl Outcome {
                 }
                 m
             }
-            Outcome::Violation { vcpu, rule, detail } => {
-                format!("guest broke the contract on vCPU {vcpu}: {rule}: {detail}")
-            }
+            Outcome::Violation { vcpu, rule, detail } => match rule.clause() {
+                Some(c) if c.id == rule.name() => {
+                    format!("guest broke the contract on vCPU {vcpu}: {rule} ({}): {detail}", c.title)
+                }
+                Some(c) => format!("guest broke the contract on vCPU {vcpu}: {rule} ({}: {}): {detail}", c.id, c.title),
+                None => format!("guest broke the contract on vCPU {vcpu}: {rule}: {detail}"),
+            },
             Outcome::Timeout { after_s, vcpus } => {
                 let at: Vec<String> = vcpus.iter().map(|s| format!("vCPU {} at eip={:#010x}", s.vcpu, s.eip)).collect();
                 format!("guest timeout: stopped by the watchdog after {after_s:.1} s ({})", at.join(", "))
@@ -343,6 +347,23 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A violation travels as its rule's report name (what `violation:<rule>`
+    /// expectations match) and says which clause of the contract it broke.
+    #[test]
+    fn a_violation_names_its_rule_and_clause() {
+        use crate::pvmmu::Rule;
+        let v = Outcome::Violation { vcpu: 1, rule: Rule::HostWrite, detail: "rc".into() };
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!((json["kind"].as_str(), json["rule"].as_str()), (Some("violation"), Some("host write")));
+        assert_eq!(serde_json::from_value::<Outcome>(json).unwrap(), v);
+        let text = v.describe();
+        assert!(text.contains("host write (H1: the host writes only where the guest could): rc"), "{text}");
+        let v1 = Outcome::Violation { vcpu: 0, rule: Rule::V1, detail: "x".into() };
+        assert!(v1.describe().contains(": V1 (the alias rule): x"), "{}", v1.describe());
+        let bad = serde_json::json!({"kind": "violation", "vcpu": 0, "rule": "V9", "detail": ""});
+        assert!(serde_json::from_value::<Outcome>(bad).is_err(), "an unknown rule is no violation");
+    }
 
     #[test]
     fn counter_totals_saturate_instead_of_wrapping() {

@@ -16,7 +16,7 @@ use vm_memory::GuestMemoryMmap;
 use crate::kvm::memory;
 use crate::kvm::write_protect::{ProtectStats, WriteProtect};
 use crate::pvmmu::ops::BatchResult;
-use crate::pvmmu::{DirectWrite, OnViolation, PvMmu, PvMmuConfig, PvMmuReport, ViolationRecord};
+use crate::pvmmu::{DirectWrite, OnViolation, PvMmu, PvMmuConfig, PvMmuReport, Rule, ViolationRecord};
 use crate::report::{FaultInfo, MilestoneRecord, Outcome, TripleFault, VcpuSnapshot};
 
 /// The longest console write or result name a guest may send.
@@ -110,9 +110,8 @@ impl Hypervisor {
 
     /// Handles the hypercall whose block is at `gpa`, issued by `vcpu`.
     pub fn hypercall(&self, vcpu: u32, gpa: u64) -> HypercallOutcome {
-        let violation = |detail: String| {
-            HypercallOutcome::Stop(Outcome::Violation { vcpu, rule: "hypercall block".into(), detail })
-        };
+        let violation =
+            |detail: String| HypercallOutcome::Stop(Outcome::Violation { vcpu, rule: Rule::HypercallBlock, detail });
         if !gpa.is_multiple_of(8) {
             return violation(format!("request block at {gpa:#x} is not 8-byte aligned"));
         }
@@ -141,7 +140,7 @@ impl Hypervisor {
                 HypercallOutcome::Stop(o) if !matches!(o, Outcome::Shutdown { .. }) => HypercallOutcome::Stop(o),
                 _ => HypercallOutcome::Stop(Outcome::Violation {
                     vcpu,
-                    rule: "host write".into(),
+                    rule: Rule::HostWrite,
                     detail: format!("the answer to the request block at {gpa:#x} was not written: {why}"),
                 }),
             };
@@ -222,7 +221,7 @@ impl Hypervisor {
         if self.cr3_armed[v].load(Ordering::Relaxed) && !validated {
             let record = ViolationRecord {
                 vcpu,
-                rule: "CR3".into(),
+                rule: Rule::Cr3,
                 frame: pfn,
                 entry: 0,
                 detail: match cr3 & crate::pvmmu::CR3_SLOT_MASK {
@@ -392,7 +391,7 @@ impl Hypervisor {
             return Some(self.vmm_error("the PV MMU's lock was poisoned"));
         };
         let stop = pv.on_violation() == OnViolation::Stop;
-        let outcome = Outcome::Violation { vcpu: v.vcpu, rule: v.rule.clone(), detail: v.detail.clone() };
+        let outcome = Outcome::Violation { vcpu: v.vcpu, rule: v.rule, detail: v.detail.clone() };
         pv.record_violation(v);
         stop.then_some(HypercallOutcome::Stop(outcome))
     }
@@ -414,7 +413,7 @@ impl Hypervisor {
             return self.vmm_error("the PV MMU's lock was poisoned");
         };
         let (pfn, entry) = (gpa >> 12, (gpa & 0xfff) / 8);
-        let record = |rule: String, why: &str| ViolationRecord {
+        let record = |rule: Rule, why: &str| ViolationRecord {
             vcpu,
             rule,
             frame: pfn,
@@ -429,9 +428,9 @@ impl Hypervisor {
             return HypercallOutcome::Continue;
         }
         let r = if pv.assist() {
-            pv.emulate_direct_write(&self.mem, gpa, data).map_err(|e| record(format!("{:?}", e.rule), e.why))
+            pv.emulate_direct_write(&self.mem, gpa, data).map_err(|e| record(e.rule, e.why))
         } else {
-            Err(record("direct write".into(), "the writable-pagetables assist is off"))
+            Err(record(Rule::DirectWrite, "the writable-pagetables assist is off"))
         };
         if pv.protection_pending() {
             self.protect_pending.store(true, Ordering::Release);
@@ -760,7 +759,7 @@ mod tests {
         memory::write_obj(&hv.mem, block, &HypercallBlock { op: nr::NOP, rc: 0, args: [3, 0, 0, 0], ret: 0 }).unwrap();
         match hv.hypercall(0, block) {
             HypercallOutcome::Stop(Outcome::Violation { rule, detail, .. }) => {
-                assert_eq!(rule, "host write");
+                assert_eq!(rule, Rule::HostWrite);
                 assert!(detail.contains("validated L1"), "{detail}");
             }
             _ => panic!("the answer was written into a pinned L1"),

@@ -63,7 +63,7 @@ fn audited(outcome: Outcome, pv: Option<&crate::pvmmu::PvMmuReport>) -> Outcome 
     match outcome {
         Outcome::Shutdown { .. } if !found.is_empty() => Outcome::Violation {
             vcpu: 0,
-            rule: "audit".into(),
+            rule: crate::pvmmu::Rule::Audit,
             detail: format!("the end-of-run audit found {}", found.join(", ")),
         },
         o => o,
@@ -84,7 +84,7 @@ mod tests {
         pv.stats.audit_rw_pagetables = 1;
         match audited(ok, Some(&pv)) {
             Outcome::Violation { rule, detail, .. } => {
-                assert_eq!(rule, "audit");
+                assert_eq!(rule, crate::pvmmu::Rule::Audit);
                 assert!(detail.contains("1 RW mappings of pagetables") && detail.contains("2 tables"), "{detail}");
             }
             o => panic!("{o:?}"),

@@ -1,4 +1,4 @@
-//! The host as a Xen-style paravirtual MMU (../shared/reference/pv-mmu-contract.md):
+//! The host as a Xen-style paravirtual MMU (the rules: [`rules`], docs/pvmmu-rules.md):
 //! a frame table, validated pagetable updates (`mmu_update`), pins, roots and
 //! flushes (`mmuext_op`), `update_va_mapping`, `multicall`, and the alias check with
 //! its trap-back into the guest.
@@ -11,6 +11,7 @@ pub mod alias;
 pub mod frame_table;
 pub mod ops;
 pub mod pin_cost;
+pub mod rules;
 #[cfg(test)]
 mod tests;
 pub mod validate;
@@ -23,23 +24,8 @@ use shared::boot::MAX_VCPUS;
 
 pub use alias::HostCheck;
 pub use frame_table::{FrameCensus, FrameTable, FrameType};
+pub use rules::Rule;
 pub use shared::config::{HostWeaken, OnViolation};
-
-/// The contract's rules a request can break, as named in pv-mmu-contract.md (T2,
-/// T3 and V2 say what the host does, not what it refuses).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Rule {
-    T1,
-    T4,
-    V1,
-    V3,
-    V4,
-    V5,
-    V6,
-    V7,
-    /// A malformed batch or command (count, buffer, unknown command).
-    Request,
-}
 
 /// Why a request was refused: the rule, the negative errno the guest gets, the
 /// frame concerned, and whether the only problem was writable mappings of a frame
@@ -190,7 +176,7 @@ pub const MAX_VIOLATIONS: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ViolationRecord {
     pub vcpu: u32,
-    pub rule: String,
+    pub rule: Rule,
     pub frame: u64,
     pub entry: u64,
     pub detail: String,
@@ -290,7 +276,7 @@ impl DirectWrite {
     /// update's, else the contract's ban on direct writes) and what happened;
     /// `found_at` says how it was found (a late write's text says when it
     /// happened instead). None for a write that was applied.
-    pub fn violation(&self, found_at: &str) -> Option<(String, String)> {
+    pub fn violation(&self, found_at: &str) -> Option<(Rule, String)> {
         let written = format!(
             "frame {:#x} entry {} was written directly ({:#x} -> {:#x})",
             self.pfn, self.index, self.validated, self.found
@@ -299,17 +285,16 @@ impl DirectWrite {
         match self.fate {
             Fate::Applied => None,
             Fate::NoAssist => Some((
-                "direct write".to_owned(),
+                Rule::DirectWrite,
                 format!("{written}, {found_at}: the writable-pagetables assist is off; {undone}"),
             )),
             Fate::Refused(r) => Some((
-                format!("{:?}", r.rule),
-                format!("{written}, {found_at}: the update is refused ({:?}: {}); {undone}", r.rule, r.why),
+                r.rule,
+                format!("{written}, {found_at}: the update is refused ({}: {}); {undone}", r.rule, r.why),
             )),
-            Fate::Late => Some((
-                "direct write".to_owned(),
-                format!("{written} between its validation and its protection; {undone}"),
-            )),
+            Fate::Late => {
+                Some((Rule::DirectWrite, format!("{written} between its validation and its protection; {undone}")))
+            }
         }
     }
 }
@@ -659,7 +644,7 @@ impl PvMmu {
     }
 
     fn refused(&mut self, r: &Refusal) {
-        *self.stats.refused.entry(format!("{:?}", r.rule)).or_insert(0) += 1;
+        *self.stats.refused.entry(r.rule.name().to_owned()).or_insert(0) += 1;
     }
 
     fn flushed(&mut self, why: &str) {

@@ -697,7 +697,7 @@ fn a_direct_write_the_dirty_log_finds_is_undone_or_applied_through_the_assist() 
         assert_eq!(w.pv.reconcile(&w.mem, &[0x101]), (vec![], false));
         assert!(matches!(found[1].fate, Fate::Refused(r) if r.rule == Rule::V1), "{:?}", found[1]);
         let (rule, detail) = found[1].violation("at x").unwrap();
-        assert_eq!(rule, "V1");
+        assert_eq!(rule, Rule::V1);
         assert!(detail.contains("frame 0x100 entry 2 was written directly"), "{:?}", found[1]);
         assert_eq!(found[0].violation("at x"), None);
         assert_eq!((w.get(0x100, 1), w.get(0x100, 2)), (pte(0x150, P | RW), 0));
