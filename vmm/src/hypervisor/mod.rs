@@ -781,6 +781,45 @@ mod tests {
         assert_eq!(memory::read_obj::<u64>(&hv.mem, (0x300 << 12) + 9 * 8).unwrap(), 3);
     }
 
+    /// The trap-back's stack frame goes where the guest's own tables say a
+    /// push would land (the walk reads them as the CPU does); if that is a
+    /// validated table of any type, the frame is refused and nothing written.
+    #[test]
+    fn a_trap_back_frame_over_any_table_type_is_refused_with_nothing_written() {
+        use shared::abi::pvmmu::{cmd, MmuextOp};
+        use shared::pae::{P, RW};
+        let (hv, _) = hv();
+        // The guest's tables, as memory holds them: root 0x310 -> L2 0x311 ->
+        // L1 0x312, mapping 0x0040_0000 + i pages read-write to frame 0x320 + i.
+        let set = |pfn: u64, i: u64, v: u64| memory::write_obj(&hv.mem, (pfn << 12) + 8 * i, &v).unwrap();
+        set(0x310, 0, (0x311 << 12) | P);
+        set(0x311, 2, (0x312 << 12) | P | RW);
+        for i in 0..4 {
+            set(0x312, i, ((0x320 + i) << 12) | P | RW);
+        }
+        let cr3 = 0x310 << 12;
+        let frame = [0x11u8; 12];
+        for (i, (level, name)) in
+            [(cmd::PIN_L1_TABLE, "L1"), (cmd::PIN_L2_TABLE, "L2"), (cmd::PIN_L3_TABLE, "L3")].into_iter().enumerate()
+        {
+            let target = 0x320 + i as u64;
+            memory::write_obj(&hv.mem, 0x5000, &MmuextOp { cmd: level, _pad: 0, arg1: target, arg2: 0 }).unwrap();
+            assert_eq!(call(&hv, nr::MMUEXT_OP, [0x5000, 1, 0, 0]).0.rc, 0, "pin {name}");
+            let esp = 0x0040_0000 + (i as u32) * 4096 + 0x100;
+            let at = hv.writable_gpas(cr3, [esp, esp + 4, esp + 8]).unwrap();
+            assert_eq!(at[0] >> 12, target, "the walk lands in the {name}");
+            let pieces: Vec<(u64, &[u8])> = at.iter().map(|g| (*g, &frame[..4])).collect();
+            let err = hv.write_guest_all(&pieces).unwrap_err();
+            assert!(err.contains(&format!("validated {name} table")), "{name}: {err}");
+            let after: u64 = memory::read_obj(&hv.mem, at[0]).unwrap();
+            assert_eq!(after, 0, "nothing written into the {name}");
+        }
+        // A frame of no table type takes the frame.
+        let at = hv.writable_gpas(cr3, [0x0040_3000 + 0x100]).unwrap();
+        assert!(hv.write_guest_all(&[(at[0], &frame[..4])]).is_ok());
+        assert_eq!(memory::read_obj::<i32>(&hv.mem, at[0]).unwrap(), 0x1111_1111);
+    }
+
     #[test]
     fn maps_keyed_by_what_the_guest_chose_stay_bounded() {
         let (hv, _) = hv();
