@@ -203,6 +203,41 @@ fn man_pages_and_completions_refuse_bad_input() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
+/// `vmm doctor` says what a run needs, where it looked, and how a run would
+/// go: ready here; a copied binary whose data is nowhere names the guest it
+/// wants; with no KVM and no QEMU it says there is no way to run. Not ready
+/// is one `vmm: error:` line and status 5.
+#[test]
+fn the_doctor_says_what_is_there_and_what_is_missing() {
+    let o = run(&["doctor"], &[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let guest =
+        out.lines().find(|l| l.starts_with("ok ") && l.contains("guest image")).unwrap_or_else(|| panic!("{out}"));
+    assert!(guest.contains(&common::guest().display().to_string()) && guest.contains("contract scenarios"), "{guest}");
+    assert!(out.lines().last().is_some_and(|l| l.starts_with("ready: running ")), "{out}");
+    // A binary copied into an empty directory, its checkout out of reach.
+    let dir = std::env::temp_dir().join(format!("vmm-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let copy = dir.join("bin/vmm");
+    std::fs::copy(common::vmm(), &copy).unwrap();
+    let o = std::process::Command::new(&copy).arg("doctor").env("VMM_ROOT", &dir).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    let want = dir.join("guest/target/i686-none/release/guest").display().to_string();
+    assert!(out.lines().any(|l| l.starts_with("MISSING") && l.contains(&want)), "{out}");
+    let e = errors(&o);
+    assert!(e.len() == 1 && e[0].starts_with("vmm: error: not ready: missing guest image"), "{e:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    // No KVM and no QEMU.
+    let empty = std::env::temp_dir();
+    let o = run(&["doctor"], &[("VMM_KVM_DEV", "/nonexistent/kvm"), ("PATH", empty.to_str().unwrap())]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("MISSING") && l.contains("QEMU")), "{out}");
+    assert!(errors(&o)[0].contains("no way to run the guest"), "{:?}", errors(&o));
+}
+
 /// `vmm --version` names the commit it was built from.
 #[test]
 fn the_version_names_the_git_commit() {

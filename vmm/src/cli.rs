@@ -33,6 +33,10 @@ pub enum Cmd {
     Batch(BatchArgs),
     /// Tell whether the local KVM can run a 32-bit PAE guest, and why not.
     Probe,
+    /// Check what a run needs (the guest image, the local KVM, QEMU and the
+    /// appliance's kernel), say where each was looked for, and how a run would
+    /// go. Exit 0 when a run can go, 5 when something it needs is missing.
+    Doctor,
     /// Run the PV MMU contract scenarios, each in its own VM (XTF's verdicts).
     ///
     /// Exit status as xtf-runner's, the worst verdict deciding: 0 SUCCESS, 3 SKIP,

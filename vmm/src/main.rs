@@ -6,6 +6,7 @@
 mod bench;
 mod cli;
 mod contract;
+mod doctor;
 mod host;
 mod hypervisor;
 mod kvm;
@@ -35,6 +36,17 @@ fn main() {
         Cmd::Run(args) => run::run_command(args, start),
         Cmd::Batch(args) => run::batch_command(args),
         Cmd::Probe => Ok(probe()),
+        Cmd::Doctor => {
+            let d = doctor::diagnose();
+            print!("{}", doctor::render(&d));
+            match doctor::problem(&d) {
+                None => Ok(exit_code::SUCCESS),
+                Some(why) => {
+                    eprintln!("vmm: error: {why}");
+                    Ok(exit_code::HOST_ERROR)
+                }
+            }
+        }
         Cmd::PinCost(args) => run::pin_cost_command(args),
         Cmd::Matrix(args) => matrix::matrix_command(args),
         Cmd::Bench(args) => match bench::bench_command(args) {
