@@ -11,20 +11,20 @@
 //! - ERROR: the host could not run it (no report, a VMM error, the emulator's
 //!   known fault on every attempt).
 //!
-//! Exit status: 0 when every scenario is SUCCESS or SKIP, 1 when any is FAILURE,
-//! 3 when any CRASH (and none FAILURE), 5 when any ERROR (and none of the others),
-//! 2 for usage errors. See docs/contract.md.
+//! Exit status: xtf-runner's, the worst verdict deciding (0 SUCCESS, 3 SKIP,
+//! 4 ERROR, 5 FAILURE, 6 CRASH); 2 for usage errors. See docs/contract.md.
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shared::contract::{ScenarioInfo, RECORD_SIZE, SECTION, SKIP_CODE};
 
 use crate::cli::ContractArgs;
 use crate::host::appliance;
 use crate::host::paths;
 use crate::kvm::loader;
-use crate::report::exit_code;
+use crate::pvmmu::Rule;
+use crate::report::{exit_code, Outcome};
 use crate::run::{jobs_ended, run_jobs_with, write_json_line, Error, JobEvent, JobOutcome, JobsOptions};
 use std::io::Write as _;
 
@@ -75,7 +75,24 @@ pub fn scenarios(kernel: &std::path::Path) -> Result<Vec<ScenarioInfo>, Error> {
     Ok(bytes.chunks_exact(RECORD_SIZE).filter_map(ScenarioInfo::from_bytes).collect())
 }
 
-/// The verdict on one run, and why.
+/// What a scenario expects, as its record in the image says it
+/// (`pass` or `violation:<rule>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Pass,
+    Violation(Rule),
+}
+
+impl Expect {
+    pub fn parse(s: &str) -> Option<Expect> {
+        match s.strip_prefix("violation:") {
+            None => (s == "pass").then_some(Expect::Pass),
+            Some(rule) => Rule::from_name(rule).map(Expect::Violation),
+        }
+    }
+}
+
+/// The verdict on one run, and why: decided on the report's typed outcome.
 pub fn verdict(expect: &str, o: &JobOutcome) -> (Verdict, String) {
     let Some(report) = &o.report else {
         let why = o.stderr.last().cloned().unwrap_or_else(|| format!("no report (exit code {:?})", o.exit_code));
@@ -84,8 +101,16 @@ pub fn verdict(expect: &str, o: &JobOutcome) -> (Verdict, String) {
     if let Some(fault) = report["emulator_fault"].as_str() {
         return (Verdict::Error, fault.to_owned());
     }
-    let outcome = &report["outcome"];
-    let want_violation = expect.strip_prefix("violation:");
+    let Some(want) = Expect::parse(expect) else {
+        return (
+            Verdict::Error,
+            format!("the scenario expects {expect:?}, which is neither pass nor a known violation"),
+        );
+    };
+    let outcome = match Outcome::deserialize(&report["outcome"]) {
+        Ok(o) => o,
+        Err(e) => return (Verdict::Error, format!("the report's outcome does not read: {e}")),
+    };
     let fails = || {
         let lines: Vec<&str> = o.stdout.iter().filter(|l| l.starts_with("FAIL")).map(String::as_str).take(3).collect();
         if lines.is_empty() {
@@ -94,36 +119,24 @@ pub fn verdict(expect: &str, o: &JobOutcome) -> (Verdict, String) {
             lines.join("; ")
         }
     };
-    match outcome["kind"].as_str().unwrap_or("") {
-        "shutdown" => match outcome["code"].as_u64() {
-            Some(0) if want_violation.is_none() => (Verdict::Success, String::new()),
-            Some(0) => (Verdict::Failure, format!("the host let it through (expected a {expect})")),
-            Some(c) if c == SKIP_CODE as u64 => {
-                let why = o.stdout.iter().find_map(|l| l.strip_prefix("SKIP: ")).unwrap_or("no reason given");
-                (Verdict::Skip, why.to_owned())
-            }
-            _ => (Verdict::Failure, fails()),
-        },
-        "violation" => {
-            let rule = outcome["rule"].as_str().unwrap_or("");
-            let detail = outcome["detail"].as_str().unwrap_or("");
-            match want_violation {
-                Some(r) if r == rule => (Verdict::Success, String::new()),
-                _ => (Verdict::Failure, format!("the host stopped it: {rule}: {detail}")),
-            }
+    match outcome {
+        Outcome::Shutdown { code: 0 } if want == Expect::Pass => (Verdict::Success, String::new()),
+        Outcome::Shutdown { code: 0 } => (Verdict::Failure, format!("the host let it through (expected a {expect})")),
+        Outcome::Shutdown { code } if code == SKIP_CODE => {
+            let why = o.stdout.iter().find_map(|l| l.strip_prefix("SKIP: ")).unwrap_or("no reason given");
+            (Verdict::Skip, why.to_owned())
         }
-        "guest_fault" | "triple_fault" | "timeout" => {
-            let why = outcome["message"].as_str().or(outcome["name"].as_str()).unwrap_or("").to_owned();
-            (
-                Verdict::Crash,
-                format!(
-                    "{}{}",
-                    outcome["kind"].as_str().unwrap_or(""),
-                    if why.is_empty() { String::new() } else { format!(": {why}") }
-                ),
-            )
+        Outcome::Shutdown { .. } => (Verdict::Failure, fails()),
+        Outcome::Violation { rule, .. } if want == Expect::Violation(rule) => (Verdict::Success, String::new()),
+        Outcome::Violation { rule, detail, .. } => (Verdict::Failure, format!("the host stopped it: {rule}: {detail}")),
+        Outcome::GuestFault(f) => {
+            (Verdict::Crash, format!("guest_fault: {}", if f.message.is_empty() { f.name } else { f.message }))
         }
-        _ => (Verdict::Error, outcome["message"].as_str().unwrap_or("no outcome").to_owned()),
+        Outcome::TripleFault(_) => (Verdict::Crash, "triple_fault".to_owned()),
+        Outcome::Timeout { after_s, .. } => {
+            (Verdict::Crash, format!("timeout: the watchdog fired after {after_s:.0} s"))
+        }
+        Outcome::VmmError { message } => (Verdict::Error, message),
     }
 }
 
@@ -386,21 +399,30 @@ mod tests {
 
     #[test]
     fn verdicts_follow_xtf() {
-        let shutdown = |code| serde_json::json!({"outcome": {"kind": "shutdown", "code": code}});
-        let violation = serde_json::json!({"outcome": {"kind": "violation", "rule": "direct write", "detail": "x"}});
+        let report = |o: Outcome| serde_json::json!({ "outcome": o });
+        let shutdown = |code| report(Outcome::Shutdown { code });
+        let violation = report(Outcome::Violation { vcpu: 0, rule: Rule::DirectWrite, detail: "x".into() });
         assert_eq!(verdict("pass", &outcome(shutdown(0), &[])).0, Verdict::Success);
         assert_eq!(verdict("pass", &outcome(shutdown(1), &["FAIL (cpu 0): pin"])).0, Verdict::Failure);
         assert_eq!(verdict("violation:direct write", &outcome(shutdown(0), &[])).0, Verdict::Failure);
         assert_eq!(verdict("violation:direct write", &outcome(violation.clone(), &[])).0, Verdict::Success);
         assert_eq!(verdict("violation:V1", &outcome(violation.clone(), &[])).0, Verdict::Failure);
-        assert_eq!(verdict("pass", &outcome(violation, &[])).0, Verdict::Failure);
+        assert_eq!(verdict("pass", &outcome(violation.clone(), &[])).0, Verdict::Failure);
         let skipped = verdict("pass", &outcome(shutdown(77), &["SKIP: no RAM above 4 GiB"]));
         assert_eq!(skipped, (Verdict::Skip, "no RAM above 4 GiB".to_owned()));
-        let crash = serde_json::json!({"outcome": {"kind": "guest_fault", "name": "page fault (#PF)"}});
-        assert_eq!(verdict("pass", &outcome(crash, &[])).0, Verdict::Crash);
-        let err = serde_json::json!({"outcome": {"kind": "vmm_error", "message": "KVM"}});
-        assert_eq!(verdict("pass", &outcome(err, &[])).0, Verdict::Error);
+        let fault = crate::report::FaultInfo { name: "page fault (#PF)".into(), ..Default::default() };
+        let crash = verdict("pass", &outcome(report(Outcome::GuestFault(fault)), &[]));
+        assert_eq!(crash, (Verdict::Crash, "guest_fault: page fault (#PF)".to_owned()));
+        let err = report(Outcome::VmmError { message: "KVM".into() });
+        assert_eq!(verdict("pass", &outcome(err, &[])), (Verdict::Error, "KVM".to_owned()));
         assert_eq!(verdict("pass", &JobOutcome::default()).0, Verdict::Error);
+        // An expectation that names no rule, or an outcome that does not read,
+        // decides nothing: ERROR, not a SUCCESS by string luck.
+        assert_eq!(verdict("violation:V9", &outcome(violation.clone(), &[])).0, Verdict::Error);
+        assert_eq!(verdict("passes", &outcome(shutdown(0), &[])).0, Verdict::Error);
+        let garbled = serde_json::json!({"outcome": {"kind": "violation", "rule": "V9", "detail": ""}});
+        assert_eq!(verdict("violation:V1", &outcome(garbled, &[])).0, Verdict::Error);
+        assert_eq!(Expect::parse("violation:CR3"), Some(Expect::Violation(Rule::Cr3)));
     }
 
     #[test]
