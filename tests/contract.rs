@@ -158,3 +158,44 @@ fn an_unknown_scenario_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no contract scenario matches"), "{}", stderr(&o));
 }
+
+/// `--format` puts one machine-readable form on the standard output, for a CI
+/// that reads a pipe: TAP (the same lines `--tap` writes), JUnit XML, or one
+/// JSON line per scenario; the summary goes to the standard error. A weakened
+/// host makes one FAILURE show in each.
+#[test]
+fn format_puts_tap_junit_or_json_on_the_standard_output() {
+    common::guest();
+    let filter = "v3-";
+    let picked: Vec<String> = names().into_iter().filter(|n| n.contains(filter)).collect();
+    assert!(!picked.is_empty());
+    for format in ["tap", "junit", "json"] {
+        let o = run(&["contract", "--format", format, "--weaken", "v3", filter], &[]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert_eq!(o.status.code(), Some(5), "{format}: FAILURE's status\n{out}{}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("contract: {} scenarios:", picked.len())), "{format}: {}", stderr(&o));
+        assert!(!out.contains("contract:"), "{format}: the summary is not on stdout: {out}");
+        match format {
+            "tap" => {
+                let mut lines = out.lines();
+                assert_eq!(lines.next(), Some("TAP version 13"), "{out}");
+                assert_eq!(lines.next(), Some(format!("1..{}", picked.len()).as_str()), "{out}");
+                let rest: Vec<&str> = lines.collect();
+                assert_eq!(rest.len(), picked.len(), "{out}");
+                assert!(rest.iter().any(|l| l.starts_with("not ok ") && l.contains("# FAILURE")), "{out}");
+            }
+            "junit" => {
+                assert!(out.starts_with("<?xml"), "{out}");
+                assert_eq!(out.matches("<testcase ").count(), picked.len(), "{out}");
+                assert!(out.contains("<failure"), "{out}");
+            }
+            _ => {
+                let lines: Vec<serde_json::Value> =
+                    out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+                assert_eq!(lines.len(), picked.len(), "{out}");
+                assert!(lines.iter().all(|l| picked.iter().any(|n| l["name"] == n.as_str())), "{out}");
+                assert!(lines.iter().any(|l| l["verdict"] == "FAILURE"), "{out}");
+            }
+        }
+    }
+}

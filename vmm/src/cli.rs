@@ -72,6 +72,15 @@ pub enum Cmd {
     ApplianceInit { jobs: PathBuf },
 }
 
+/// The standard output's format of `vmm contract`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContractFormat {
+    Text,
+    Tap,
+    Junit,
+    Json,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ContractArgs {
     /// Run (or list) only the scenarios whose name contains this.
@@ -82,6 +91,11 @@ pub struct ContractArgs {
     /// The kernel image holding the scenarios (default: the guest of this checkout).
     #[arg(long)]
     pub kernel: Option<PathBuf>,
+    /// What the standard output carries: `text` (a line per scenario and a
+    /// summary), or only TAP, JUnit XML or JSON lines, for a CI that reads
+    /// them from a pipe (the summary then goes to the standard error).
+    #[arg(long, value_enum, default_value_t = ContractFormat::Text)]
+    pub format: ContractFormat,
     /// Write one JSON line per scenario to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use shared::contract::{ScenarioInfo, RECORD_SIZE, SECTION, SKIP_CODE};
 
-use crate::cli::ContractArgs;
+use crate::cli::{ContractArgs, ContractFormat};
 use crate::host::appliance;
 use crate::host::paths;
 use crate::kvm::loader;
@@ -165,6 +165,8 @@ struct Finished {
 /// line as each scenario ends), the `--junit` file (written at the end, with
 /// what finished), the tally.
 struct Printer {
+    /// What the standard output carries.
+    format: ContractFormat,
     json: Option<(PathBuf, std::fs::File)>,
     tap: Option<(PathBuf, std::fs::File)>,
     /// TAP's test numbers: the scenarios written so far.
@@ -247,16 +249,9 @@ impl Printer {
         *self.counts.entry(f.verdict).or_insert(0) += 1;
         self.worst = self.worst.max(f.verdict);
         let reason = if f.why.is_empty() { String::new() } else { format!(" ({})", f.why) };
-        println!("{:<28} {}{reason}", s.name(), f.verdict.as_str());
         self.done.push((s.name().to_owned(), f.verdict, f.why.clone(), f.seconds));
-        if let Some((path, file)) = self.tap.as_mut() {
-            self.tap_n += 1;
-            if let Err(e) = writeln!(file, "{}", tap_line(self.tap_n, s.name(), f.verdict, &f.why)) {
-                self.error.get_or_insert(Error::Write(path.clone(), e));
-                appliance::request_stop();
-            }
-        }
-        let Some((path, file)) = self.json.as_mut() else { return };
+        self.tap_n += 1;
+        let tap = tap_line(self.tap_n, s.name(), f.verdict, &f.why);
         let line = Line {
             index,
             name: s.name(),
@@ -266,6 +261,21 @@ impl Printer {
             exit_code: f.exit_code,
             outcome: &f.outcome,
         };
+        match self.format {
+            ContractFormat::Text => println!("{:<28} {}{reason}", s.name(), f.verdict.as_str()),
+            ContractFormat::Tap => println!("{tap}"),
+            ContractFormat::Json => {
+                let _ = write_json_line(&mut std::io::stdout(), &line);
+            }
+            ContractFormat::Junit => {}
+        }
+        if let Some((path, file)) = self.tap.as_mut() {
+            if let Err(e) = writeln!(file, "{tap}") {
+                self.error.get_or_insert(Error::Write(path.clone(), e));
+                appliance::request_stop();
+            }
+        }
+        let Some((path, file)) = self.json.as_mut() else { return };
         if let Err(e) = write_json_line(file, &line) {
             // Nowhere to keep results: stop the scenarios rather than go on.
             self.error.get_or_insert(Error::Write(path.clone(), e));
@@ -333,8 +343,12 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
     if let Some((p, f)) = tap.as_mut() {
         writeln!(f, "TAP version 13\n1..{}", chosen.len()).map_err(|e| Error::Write(p.clone(), e))?;
     }
+    if args.format == ContractFormat::Tap {
+        println!("TAP version 13\n1..{}", chosen.len());
+    }
     appliance::stop_on_ctrl_c("vmm: contract");
     let mut out = Printer {
+        format: args.format,
         json,
         tap,
         tap_n: 0,
@@ -371,14 +385,25 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
             out.error.get_or_insert(Error::Write(p.clone(), e));
         }
     }
+    if args.format == ContractFormat::Junit {
+        print!("{}", junit(&out.done));
+    }
+    // The summary: on the standard output in text, else beside it.
+    let say = |line: String| {
+        if args.format == ContractFormat::Text {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    };
     let (counts, worst) = (out.counts, out.worst);
     if jobs_ended(ran, out.error)? {
         let done: usize = counts.values().sum();
-        println!("contract: interrupted: {done} of {} scenarios ran", chosen.len());
+        say(format!("contract: interrupted: {done} of {} scenarios ran", chosen.len()));
         return Ok(appliance::INTERRUPTED);
     }
     let summary: Vec<String> = counts.iter().map(|(v, n)| format!("{n} {}", v.as_str())).collect();
-    println!("contract: {} scenarios: {}", chosen.len(), summary.join(", "));
+    say(format!("contract: {} scenarios: {}", chosen.len(), summary.join(", ")));
     // xtf-runner's status: the worst verdict's (SUCCESS 0, SKIP 3, ERROR 4,
     // FAILURE 5, CRASH 6).
     Ok(worst.exit_code())
