@@ -820,6 +820,90 @@ mod tests {
         assert_eq!(memory::read_obj::<i32>(&hv.mem, at[0]).unwrap(), 0x1111_1111);
     }
 
+    /// Two vCPUs' threads issue random PV MMU requests through the one entry
+    /// point the vCPU loop uses, at once: the lock keeps every request whole,
+    /// so the frame table stays true (the audit is clean: no pagetable mapped
+    /// writable, every writable count equal to the entries mapping it, memory
+    /// equal to the validated tables) whatever the interleaving.
+    mod two_threads {
+        use super::*;
+        use proptest::prelude::*;
+        use shared::abi::pvmmu::{cmd, MmuUpdate, MmuextOp};
+        use shared::pae::{P, RW};
+
+        /// The frames requests may touch (above the host's reserved frames).
+        const POOL: std::ops::Range<u64> = 0x100..0x108;
+
+        #[derive(Clone, Debug)]
+        enum Req {
+            Update(Vec<(u64, u64)>),
+            Ext(Vec<(u32, u64)>),
+        }
+
+        fn req() -> impl Strategy<Value = Req> {
+            let frame = POOL;
+            let entry = (frame.clone(), any::<bool>(), any::<bool>())
+                .prop_map(|(f, p, rw)| (f << 12) | if p { P } else { 0 } | if rw { RW } else { 0 });
+            let update = (frame.clone(), 0u64..4, entry).prop_map(|(f, i, e)| ((f << 12) + 8 * i, e));
+            let pins = [cmd::PIN_L1_TABLE, cmd::PIN_L2_TABLE, cmd::UNPIN_TABLE, cmd::TLB_FLUSH_LOCAL];
+            let ext = (prop::sample::select(pins.to_vec()), frame);
+            prop_oneof![
+                prop::collection::vec(update, 1..4).prop_map(Req::Update),
+                prop::collection::vec(ext, 1..3).prop_map(Req::Ext),
+            ]
+        }
+
+        /// Issues `r` from vCPU `vcpu`, whose block and arrays sit in frame
+        /// `0x20 + vcpu` (outside the pool, so never a table).
+        fn issue(hv: &Hypervisor, vcpu: u32, r: &Req) -> HypercallOutcome {
+            let base = (0x20 + vcpu as u64) << 12;
+            let (block, array) = (base, base + 0x100);
+            let (op, n) = match r {
+                Req::Update(u) => {
+                    for (i, &(ptr, val)) in u.iter().enumerate() {
+                        memory::write_obj(&hv.mem, array + 16 * i as u64, &MmuUpdate { ptr, val }).unwrap();
+                    }
+                    (nr::MMU_UPDATE, u.len())
+                }
+                Req::Ext(ops) => {
+                    for (i, &(c, pfn)) in ops.iter().enumerate() {
+                        let op = MmuextOp { cmd: c, _pad: 0, arg1: pfn, arg2: 0 };
+                        memory::write_obj(&hv.mem, array + MmuextOp::SIZE * i as u64, &op).unwrap();
+                    }
+                    (nr::MMUEXT_OP, ops.len())
+                }
+            };
+            let b = HypercallBlock { op, rc: 0, args: [array, n as u64, 0, 0], ret: 0 };
+            memory::write_obj(&hv.mem, block, &b).unwrap();
+            hv.hypercall(vcpu, block)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+            #[test]
+            fn requests_from_two_vcpus_at_once_keep_the_frame_table_true(
+                a in prop::collection::vec(req(), 200),
+                b in prop::collection::vec(req(), 200),
+            ) {
+                let (hv, _) = hv();
+                let stops = std::thread::scope(|s| {
+                    let run = |vcpu: u32, reqs: &[Req]| {
+                        let hv = &hv;
+                        let reqs = reqs.to_vec();
+                        s.spawn(move || {
+                            reqs.iter().filter(|r| matches!(issue(hv, vcpu, r), HypercallOutcome::Stop(_))).count()
+                        })
+                    };
+                    let (ta, tb) = (run(0, &a), run(1, &b));
+                    ta.join().unwrap() + tb.join().unwrap()
+                });
+                prop_assert_eq!(stops, 0, "no request of these stops the guest");
+                let pv = hv.pvmmu.lock().unwrap();
+                prop_assert_eq!(pv.audit(&hv.mem), Default::default());
+            }
+        }
+    }
+
     #[test]
     fn maps_keyed_by_what_the_guest_chose_stay_bounded() {
         let (hv, _) = hv();
