@@ -4,7 +4,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use shared::abi::pvmmu::{MmuUpdate, MmuextOp, MulticallEntry};
-use shared::abi::{self, bare, nr, FaultReport, HypercallBlock, HYPERCALL_PORT, NOP_EXIT_PORT};
+use shared::abi::{self, bare, FaultReport, Hypercall, HypercallBlock, HYPERCALL_PORT, NOP_EXIT_PORT};
 use shared::counters::Counter;
 use shared::results::GuestResult;
 
@@ -24,7 +24,14 @@ pub fn under_vmm() -> bool {
 }
 
 /// One hypercall: `(rc, ret)`. Without a VMM every call fails with `-ENOSYS`.
-pub fn hypercall(op: u32, args: [u64; 4]) -> (i32, u64) {
+pub fn call(c: Hypercall) -> (i32, u64) {
+    let (op, args) = c.encode();
+    raw(op, args)
+}
+
+/// A block with any number and any words in it: the contract scenarios send
+/// what no [`Hypercall`] would, to see the host refuse it.
+pub fn raw(op: u32, args: [u64; 4]) -> (i32, u64) {
     if !under_vmm() {
         return (-abi::errno::ENOSYS, 0);
     }
@@ -65,13 +72,13 @@ pub fn console_write(bytes: &[u8]) {
     if bytes.is_empty() {
         return;
     }
-    hypercall(nr::CONSOLE_WRITE, [gpa_of(bytes), bytes.len() as u64, 0, 0]);
+    call(Hypercall::ConsoleWrite { buf: gpa_of(bytes), len: bytes.len() as u64 });
 }
 
 /// Tells the host a point of the boot was reached.
 pub fn milestone(which: u32, arg: u32) {
     if under_vmm() {
-        hypercall(nr::MILESTONE, [which as u64, arg as u64, 0, 0]);
+        call(Hypercall::Milestone { which: which as u64, arg: arg as u64 });
     }
 }
 
@@ -79,7 +86,7 @@ pub fn milestone(which: u32, arg: u32) {
 pub fn result(which: GuestResult, value: u64) {
     let name = which.name();
     if under_vmm() {
-        hypercall(nr::RESULT, [gpa_of(name), name.len() as u64, value, 0]);
+        call(Hypercall::Result { name: gpa_of(name), len: name.len() as u64, value });
     } else {
         kprintln!("result {} = {}", name, value);
     }
@@ -87,13 +94,13 @@ pub fn result(which: GuestResult, value: u64) {
 
 /// The no-op hypercall; the host echoes `arg` back.
 pub fn nop(arg: u64) -> (i32, u64) {
-    hypercall(nr::NOP, [arg, 0, 0, 0])
+    call(Hypercall::Nop { arg })
 }
 
 /// `mmu_update`: validated pagetable writes, in one exit. `(rc, requests done)`.
 pub fn mmu_update(reqs: &[MmuUpdate]) -> (i32, u64) {
     let n = reqs.len();
-    restarting(n, |s| hypercall(nr::MMU_UPDATE, [gpa_of(&reqs[s..]), (n - s) as u64, 0, 0]))
+    restarting(n, |s| call(Hypercall::MmuUpdate { reqs: gpa_of(&reqs[s..]), count: (n - s) as u64 }))
 }
 
 /// Issues a batch of `len` requests (`call(start)` issues those from `start`
@@ -115,25 +122,25 @@ fn restarting(len: usize, mut call: impl FnMut(usize) -> (i32, u64)) -> (i32, u6
 /// `mmuext_op`: pins, unpins, roots and flushes, in one exit. `(rc, ops done)`.
 pub fn mmuext_op(ops: &[MmuextOp]) -> (i32, u64) {
     let n = ops.len();
-    restarting(n, |s| hypercall(nr::MMUEXT_OP, [gpa_of(&ops[s..]), (n - s) as u64, 0, 0]))
+    restarting(n, |s| call(Hypercall::MmuextOp { ops: gpa_of(&ops[s..]), count: (n - s) as u64 }))
 }
 
 /// `update_va_mapping`: the L1 entry of `va` under the root this CPU announced.
 pub fn update_va_mapping(va: u32, val: u64, flags: u64) -> i32 {
-    hypercall(nr::UPDATE_VA_MAPPING, [va as u64, val, flags, 0]).0
+    call(Hypercall::UpdateVaMapping { va: va as u64, val, flags }).0
 }
 
 /// `multicall`: each entry runs and gets its own `result` and `ret`.
 pub fn multicall(entries: &mut [MulticallEntry]) -> (i32, u64) {
     let n = entries.len();
-    restarting(n, |s| hypercall(nr::MULTICALL, [gpa_of(&entries[s..]), (n - s) as u64, 0, 0]))
+    restarting(n, |s| call(Hypercall::Multicall { entries: gpa_of(&entries[s..]), count: (n - s) as u64 }))
 }
 
 /// `vm_assist`: turns the writable-pagetables assist on or off.
 pub fn writable_pagetables(on: bool) -> i32 {
     use shared::abi::pvmmu::vmasst;
     let cmd = if on { vmasst::CMD_ENABLE } else { vmasst::CMD_DISABLE };
-    hypercall(nr::VM_ASSIST, [cmd, vmasst::TYPE_WRITABLE_PAGETABLES, 0, 0]).0
+    call(Hypercall::VmAssist { cmd, kind: vmasst::TYPE_WRITABLE_PAGETABLES }).0
 }
 
 /// One bare port-I/O exit that the VMM does nothing for.
@@ -146,7 +153,7 @@ pub fn nop_exit() {
 pub fn shutdown(code: u32) -> ! {
     crate::console::flush();
     if under_vmm() {
-        hypercall(nr::SHUTDOWN, [code as u64, 0, 0, 0]);
+        call(Hypercall::Shutdown { code: code as u64 });
     } else {
         // SAFETY: QEMU's isa-debug-exit exits with status 2*code+1.
         unsafe { cpu::outb(bare::DEBUG_EXIT_PORT, code as u8) };
@@ -158,7 +165,7 @@ pub fn shutdown(code: u32) -> ! {
 pub fn report_fault(report: &FaultReport) -> ! {
     crate::console::flush();
     if under_vmm() {
-        hypercall(nr::GUEST_FAULT, [gpa_of(report), 0, 0, 0]);
+        call(Hypercall::GuestFault { report: gpa_of(report) });
     } else {
         crate::console::print_fault_report(report);
         // SAFETY: as in shutdown; status 7 says "fault".

@@ -12,7 +12,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use shared::abi::{nr, HypercallBlock, HYPERCALL_PORT};
+use shared::abi::{Hypercall, HypercallBlock, HYPERCALL_PORT};
 use shared::counters::Counter;
 
 use crate::arch::cpu;
@@ -40,12 +40,12 @@ fn default_action(pfn: u64) {
 pub fn register(action: Option<Action>) -> i32 {
     ACTION.store(action.unwrap_or(default_action) as usize, Ordering::Release);
     let entry = core::ptr::addr_of!(alias_fixup_entry) as u32;
-    hv::hypercall(nr::SET_CALLBACKS, [entry as u64, 0, 0, 0]).0
+    hv::call(Hypercall::SetCallbacks { fixup_entry: entry as u64 }).0
 }
 
 /// Removes the fixup: pins with aliases fail again.
 pub fn unregister() -> i32 {
-    hv::hypercall(nr::SET_CALLBACKS, [0, 0, 0, 0]).0
+    hv::call(Hypercall::SetCallbacks { fixup_entry: 0 }).0
 }
 
 extern "C" {

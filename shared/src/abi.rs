@@ -70,6 +70,84 @@ pub mod nr {
     }
 }
 
+/// One hypercall and its arguments: the one description of each call that the
+/// guest encodes ([`Hypercall::encode`]) and the host decodes
+/// ([`Hypercall::decode`]), so that neither side packs or unpacks arguments by
+/// position on its own. Addresses are guest-physical. Arguments a call does
+/// not take are sent as 0 and ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hypercall {
+    /// Validated pagetable writes: `count` [`pvmmu::MmuUpdate`]s at `reqs`.
+    MmuUpdate { reqs: u64, count: u64 },
+    /// Pins, unpins, roots and flushes: `count` [`pvmmu::MmuextOp`]s at `ops`.
+    MmuextOp { ops: u64, count: u64 },
+    /// The L1 entry of `va` under this vCPU's root, then the flush `flags` ask.
+    UpdateVaMapping { va: u64, val: u64, flags: u64 },
+    /// `count` [`pvmmu::MulticallEntry`]s at `entries`, each with its own result.
+    Multicall { entries: u64, count: u64 },
+    /// Where the host traps back into the guest (0: nowhere).
+    SetCallbacks { fixup_entry: u64 },
+    /// `vm_assist(cmd, kind)`: the writable-pagetables assist on or off.
+    VmAssist { cmd: u64, kind: u64 },
+    /// `len` bytes of console text at `buf`.
+    ConsoleWrite { buf: u64, len: u64 },
+    /// The guest is done; `code` 0 is success.
+    Shutdown { code: u64 },
+    /// A point of the boot (see [`milestone`]).
+    Milestone { which: u64, arg: u64 },
+    /// A named figure: the name's `len` bytes at `name`, and its value.
+    Result { name: u64, len: u64, value: u64 },
+    /// A fatal fault, described by the [`FaultReport`] at `report`.
+    GuestFault { report: u64 },
+    /// Nothing: the host echoes `arg` (the round trip's cost).
+    Nop { arg: u64 },
+}
+
+impl Hypercall {
+    /// The call's number and its four argument words.
+    pub const fn encode(self) -> (u32, [u64; 4]) {
+        match self {
+            Hypercall::MmuUpdate { reqs, count } => (nr::MMU_UPDATE, [reqs, count, 0, 0]),
+            Hypercall::MmuextOp { ops, count } => (nr::MMUEXT_OP, [ops, count, 0, 0]),
+            Hypercall::UpdateVaMapping { va, val, flags } => (nr::UPDATE_VA_MAPPING, [va, val, flags, 0]),
+            Hypercall::Multicall { entries, count } => (nr::MULTICALL, [entries, count, 0, 0]),
+            Hypercall::SetCallbacks { fixup_entry } => (nr::SET_CALLBACKS, [fixup_entry, 0, 0, 0]),
+            Hypercall::VmAssist { cmd, kind } => (nr::VM_ASSIST, [cmd, kind, 0, 0]),
+            Hypercall::ConsoleWrite { buf, len } => (nr::CONSOLE_WRITE, [buf, len, 0, 0]),
+            Hypercall::Shutdown { code } => (nr::SHUTDOWN, [code, 0, 0, 0]),
+            Hypercall::Milestone { which, arg } => (nr::MILESTONE, [which, arg, 0, 0]),
+            Hypercall::Result { name, len, value } => (nr::RESULT, [name, len, value, 0]),
+            Hypercall::GuestFault { report } => (nr::GUEST_FAULT, [report, 0, 0, 0]),
+            Hypercall::Nop { arg } => (nr::NOP, [arg, 0, 0, 0]),
+        }
+    }
+
+    /// The call a block names, read once; None for a number that is no call.
+    pub const fn decode(op: u32, args: [u64; 4]) -> Option<Hypercall> {
+        let [a0, a1, a2, _] = args;
+        Some(match op {
+            nr::MMU_UPDATE => Hypercall::MmuUpdate { reqs: a0, count: a1 },
+            nr::MMUEXT_OP => Hypercall::MmuextOp { ops: a0, count: a1 },
+            nr::UPDATE_VA_MAPPING => Hypercall::UpdateVaMapping { va: a0, val: a1, flags: a2 },
+            nr::MULTICALL => Hypercall::Multicall { entries: a0, count: a1 },
+            nr::SET_CALLBACKS => Hypercall::SetCallbacks { fixup_entry: a0 },
+            nr::VM_ASSIST => Hypercall::VmAssist { cmd: a0, kind: a1 },
+            nr::CONSOLE_WRITE => Hypercall::ConsoleWrite { buf: a0, len: a1 },
+            nr::SHUTDOWN => Hypercall::Shutdown { code: a0 },
+            nr::MILESTONE => Hypercall::Milestone { which: a0, arg: a1 },
+            nr::RESULT => Hypercall::Result { name: a0, len: a1, value: a2 },
+            nr::GUEST_FAULT => Hypercall::GuestFault { report: a0 },
+            nr::NOP => Hypercall::Nop { arg: a0 },
+            _ => return None,
+        })
+    }
+
+    /// The call's name in reports.
+    pub fn name(self) -> &'static str {
+        nr::name(self.encode().0).unwrap_or("unknown")
+    }
+}
+
 /// The paravirtual MMU's request structures and command numbers (Xen's meanings;
 /// see docs/pvmmu-rules.md and docs/pvmmu.md). Every structure
 /// has a fixed 64-bit layout so that the 32-bit guest and the 64-bit host agree.
@@ -423,5 +501,40 @@ mod tests {
             }
         }
         assert_eq!(nr::name(26), Some("mmuext_op"));
+    }
+
+    /// Every call reads back as itself, every listed number decodes to a call
+    /// of that number, and no other number decodes: the guest's encoding and
+    /// the host's decoding cannot drift apart.
+    #[test]
+    fn every_call_decodes_as_it_was_encoded() {
+        let (a, b, c) = (0x1234_5678_9abc_def0, 7, u64::MAX);
+        let calls = [
+            Hypercall::MmuUpdate { reqs: a, count: b },
+            Hypercall::MmuextOp { ops: a, count: b },
+            Hypercall::UpdateVaMapping { va: a, val: b, flags: c },
+            Hypercall::Multicall { entries: a, count: b },
+            Hypercall::SetCallbacks { fixup_entry: a },
+            Hypercall::VmAssist { cmd: a, kind: b },
+            Hypercall::ConsoleWrite { buf: a, len: b },
+            Hypercall::Shutdown { code: c },
+            Hypercall::Milestone { which: a, arg: b },
+            Hypercall::Result { name: a, len: b, value: c },
+            Hypercall::GuestFault { report: a },
+            Hypercall::Nop { arg: a },
+        ];
+        assert_eq!(calls.len(), nr::ALL.len(), "a call per number");
+        for call in calls {
+            let (op, args) = call.encode();
+            assert_eq!(Hypercall::decode(op, args), Some(call));
+            assert_eq!(nr::name(op), Some(call.name()));
+        }
+        for &(op, name) in nr::ALL {
+            let call = Hypercall::decode(op, [1, 2, 3, 4]).unwrap();
+            assert_eq!((call.encode().0, call.name()), (op, name));
+        }
+        for op in [0, 2, 3, 5, 12, 15, 25, 27, 0xff, 0x106, u32::MAX] {
+            assert_eq!(Hypercall::decode(op, [0; 4]), None, "{op:#x}");
+        }
     }
 }

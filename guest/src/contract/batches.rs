@@ -3,8 +3,8 @@
 //! `-ERESTART` and goes on when issued again.
 
 use shared::abi::errno::{EINVAL, ENOSYS, ERESTART};
-use shared::abi::nr;
 use shared::abi::pvmmu::{cmd, MmuUpdate, MmuextOp, MulticallEntry, EXIT_BUDGET};
+use shared::abi::Hypercall;
 use shared::pae::{G, P};
 
 use super::{frames, op, pfn, pin, read, unpin, write};
@@ -50,12 +50,15 @@ fn multicall() {
     let pin_a = [op(cmd::PIN_L1_TABLE, pfn(a))];
     let pin_b = [op(cmd::PIN_L1_TABLE, pfn(b))];
     let gpa = |p: &[shared::abi::pvmmu::MmuextOp]| virt_to_phys(p.as_ptr() as u32);
-    let entry = |op: u32, args: [u64; 4]| MulticallEntry { op, result: 1, args, ret: 9 };
+    let entry = |c: Hypercall| {
+        let (op, args) = c.encode();
+        MulticallEntry { op, result: 1, args, ret: 9 }
+    };
     let mut calls = [
-        entry(nr::MMUEXT_OP, [gpa(&pin_a), 1, 0, 0]),
-        entry(nr::MMUEXT_OP, [gpa(&pin_a), 1, 0, 0]),
-        entry(nr::NOP, [0; 4]),
-        entry(nr::MMUEXT_OP, [gpa(&pin_b), 1, 0, 0]),
+        entry(Hypercall::MmuextOp { ops: gpa(&pin_a), count: 1 }),
+        entry(Hypercall::MmuextOp { ops: gpa(&pin_a), count: 1 }),
+        entry(Hypercall::Nop { arg: 0 }),
+        entry(Hypercall::MmuextOp { ops: gpa(&pin_b), count: 1 }),
     ];
     check!(hv::multicall(&mut calls) == (0, 4), "multicall");
     let results = [calls[0].result, calls[1].result, calls[2].result, calls[3].result];
@@ -87,12 +90,12 @@ fn budget() {
     let gpa = |p: &[MmuextOp]| virt_to_phys(p.as_ptr() as u32);
     let per_exit = (EXIT_BUDGET / 512) as usize;
     // One exit: as many pins as the budget holds, then -ERESTART and how many.
-    let (rc, done) = hv::hypercall(nr::MMUEXT_OP, [gpa(&pins), N as u64, 0, 0]);
+    let (rc, done) = hv::call(Hypercall::MmuextOp { ops: gpa(&pins), count: N as u64 });
     check!(rc == -ERESTART, "a batch past the exit budget ran to its end in one exit (rc {})", rc);
     check!(done == per_exit as u64, "the budget's exit did {} pins, not {}", done, per_exit);
     // Issued again from there, the rest.
     let rest = &pins[done as usize..];
-    let (rc, more) = hv::hypercall(nr::MMUEXT_OP, [gpa(rest), rest.len() as u64, 0, 0]);
+    let (rc, more) = hv::call(Hypercall::MmuextOp { ops: gpa(rest), count: rest.len() as u64 });
     check!((rc, done + more) == (0, N as u64), "the rest of the batch: rc {} after {} more", rc, more);
     // The wrappers issue it again by themselves: the unpins' devalidation is
     // work as well. Each unpin of a frame not pinned would fail: all 24 held.

@@ -4,7 +4,7 @@
 //! pinned L1 once made `ret = 3` an entry mapping frame 0 writable).
 
 use shared::abi::errno::EFAULT;
-use shared::abi::{nr, HypercallBlock};
+use shared::abi::{Hypercall, HypercallBlock};
 
 use super::{frames, pin, read, unpin, write};
 use crate::check;
@@ -15,7 +15,7 @@ use crate::mm::layout::phys_to_virt;
 /// number is even and its arguments aligned, so the block's words, read as L1
 /// entries, are not present: the frame holding it validates as an empty L1.
 fn harmless(ops_gpa: u64) -> (u32, [u64; 4]) {
-    (nr::MMUEXT_OP, [ops_gpa, 0, 0, 0])
+    Hypercall::MmuextOp { ops: ops_gpa, count: 0 }.encode()
 }
 
 crate::scenario!(
@@ -59,7 +59,7 @@ fn multicall() {
     }
     check!(pin(1, l1) == 0, "the frame holding the entries did not validate as an L1");
     let entry = read(l1, 0);
-    let (rc, ret) = hv::hypercall(nr::MULTICALL, [l1, 1, 0, 0]);
+    let (rc, ret) = hv::call(Hypercall::Multicall { entries: l1, count: 1 });
     check!((rc, ret) == (-EFAULT, 1), "the multicall's answer: ({}, {}), not (-EFAULT, 1)", rc, ret);
     check!(read(l1, 0) == entry && read(l1, 5) == 7 << 1, "the host wrote a result into a validated L1");
     check!(unpin(l1) == 0, "unpin");

@@ -95,12 +95,12 @@ fn trap_back_readonly_stack() {
     // `out` alone, and the host either refuses the frame (the run ends) or
     // returns to the next instruction.
     unsafe {
-        block.write_volatile(shared::abi::HypercallBlock {
-            op: shared::abi::nr::MMUEXT_OP,
-            rc: -shared::abi::errno::ENOSYS,
-            args: [(ops.as_ptr() as u32 - crate::mm::layout::PAGE_OFFSET) as u64, 1, 0, 0],
-            ret: 0,
-        });
+        let (op, args) = shared::abi::Hypercall::MmuextOp {
+            ops: (ops.as_ptr() as u32 - crate::mm::layout::PAGE_OFFSET) as u64,
+            count: 1,
+        }
+        .encode();
+        block.write_volatile(shared::abi::HypercallBlock { op, rc: -shared::abi::errno::ENOSYS, args, ret: 0 });
         core::arch::asm!(
             "mov {saved}, esp",
             "mov esp, {top}",

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use shared::abi::{errno, milestone, nr, FaultReport, HypercallBlock};
+use shared::abi::{errno, milestone, nr, FaultReport, Hypercall, HypercallBlock};
 use vm_memory::GuestMemoryMmap;
 
 use crate::kvm::memory;
@@ -466,18 +466,25 @@ impl Hypervisor {
     /// Runs one call: `(rc, ret, what next)`.
     fn dispatch(&self, vcpu: u32, gpa: u64, b: &HypercallBlock) -> (i32, u64, HypercallOutcome) {
         use HypercallOutcome::Continue;
-        let [a0, a1, a2, _] = b.args;
-        match b.op {
-            nr::MMU_UPDATE => self.pv(gpa, "mmu_update", |pv, mem| pv.mmu_update(mem, a0, a1)),
-            nr::MMUEXT_OP => self.pv(gpa, "mmuext_op", |pv, mem| pv.mmuext_op(mem, vcpu, gpa, b.args, true)),
-            nr::UPDATE_VA_MAPPING => {
-                self.pv(gpa, "update_va_mapping", |pv, mem| pv.update_va_mapping(mem, vcpu, a0, a1, a2))
+        let Some(call) = Hypercall::decode(b.op, b.args) else {
+            return (-errno::ENOSYS, 0, Continue);
+        };
+        let name = call.name();
+        match call {
+            Hypercall::MmuUpdate { reqs, count } => self.pv(gpa, name, |pv, mem| pv.mmu_update(mem, reqs, count)),
+            Hypercall::MmuextOp { ops, count } => {
+                self.pv(gpa, name, |pv, mem| pv.mmuext_op(mem, vcpu, gpa, ops, count, true))
             }
-            nr::MULTICALL => self.pv(gpa, "multicall", |pv, mem| pv.multicall(mem, vcpu, a0, a1)),
-            nr::SET_CALLBACKS => self.pv(gpa, "set_callbacks", |pv, _| pv.set_callbacks(a0)),
-            nr::VM_ASSIST => self.pv(gpa, "vm_assist", |pv, _| pv.vm_assist(a0, a1)),
-            nr::NOP => (0, a0, Continue),
-            nr::CONSOLE_WRITE => {
+            Hypercall::UpdateVaMapping { va, val, flags } => {
+                self.pv(gpa, name, |pv, mem| pv.update_va_mapping(mem, vcpu, va, val, flags))
+            }
+            Hypercall::Multicall { entries, count } => {
+                self.pv(gpa, name, |pv, mem| pv.multicall(mem, vcpu, entries, count))
+            }
+            Hypercall::SetCallbacks { fixup_entry } => self.pv(gpa, name, |pv, _| pv.set_callbacks(fixup_entry)),
+            Hypercall::VmAssist { cmd, kind } => self.pv(gpa, name, |pv, _| pv.vm_assist(cmd, kind)),
+            Hypercall::Nop { arg } => (0, arg, Continue),
+            Hypercall::ConsoleWrite { buf: a0, len: a1 } => {
                 if a1 > CONSOLE_MAX {
                     return (-errno::EINVAL, 0, Continue);
                 }
@@ -492,10 +499,10 @@ impl Hypervisor {
                     Err(_) => (-errno::EFAULT, 0, Continue),
                 }
             }
-            nr::MILESTONE => {
+            Hypercall::Milestone { which, arg } => {
                 let rec = MilestoneRecord {
-                    name: milestone_name(a0 as u32),
-                    arg: a1 as u32,
+                    name: milestone_name(which as u32),
+                    arg: arg as u32,
                     vcpu,
                     ms: self.start.elapsed().as_secs_f64() * 1000.0,
                 };
@@ -507,7 +514,7 @@ impl Hypervisor {
                 }
                 (0, 0, Continue)
             }
-            nr::RESULT => {
+            Hypercall::Result { name: a0, len: a1, value: a2 } => {
                 if a1 == 0 || a1 > RESULT_NAME_MAX {
                     return (-errno::EINVAL, 0, Continue);
                 }
@@ -535,11 +542,11 @@ impl Hypervisor {
             }
             // A status that does not fit the report's 32 bits is a failure, not
             // its low half (`shutdown(1 << 32)` would read as success).
-            nr::SHUTDOWN => {
-                let code = u32::try_from(a0).unwrap_or(u32::MAX);
+            Hypercall::Shutdown { code } => {
+                let code = u32::try_from(code).unwrap_or(u32::MAX);
                 (0, 0, HypercallOutcome::Stop(Outcome::Shutdown { code }))
             }
-            nr::GUEST_FAULT => match memory::read_obj::<FaultReport>(&self.mem, a0) {
+            Hypercall::GuestFault { report } => match memory::read_obj::<FaultReport>(&self.mem, report) {
                 Ok(r) => {
                     let mut info = FaultInfo::from(&r);
                     info.vcpu = vcpu;
@@ -547,7 +554,6 @@ impl Hypervisor {
                 }
                 Err(_) => (-errno::EFAULT, 0, Continue),
             },
-            _ => (-errno::ENOSYS, 0, Continue),
         }
     }
 

@@ -187,7 +187,8 @@ pub struct ViolationRecord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Continuation {
     pub block_gpa: u64,
-    pub args: [u64; 4],
+    /// The batch's array and count, as the call named them.
+    pub ops: (u64, u64),
     pub done: u64,
     pub pfn: u64,
 }

@@ -7,10 +7,10 @@
 //! and the vCPU loop carries the flushes out.
 
 use shared::abi::errno::{EFAULT, EINVAL, ENOSYS, ERESTART};
-use shared::abi::nr;
 use shared::abi::pvmmu::{
     cmd, uvmf, MmuUpdate, MmuextOp, MulticallEntry, MAX_BATCH, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
 };
+use shared::abi::Hypercall;
 use shared::boot::MAX_VCPUS;
 use shared::pae::{self, PAGE_SHIFT};
 use vm_memory::GuestMemoryMmap;
@@ -227,11 +227,12 @@ impl PvMmu {
         mem: &GuestMemoryMmap,
         vcpu: u32,
         block_gpa: u64,
-        args: [u64; 4],
+        ops_gpa: u64,
+        count: u64,
         may_trap: bool,
     ) -> BatchResult {
         let v = vcpu as usize % MAX_VCPUS;
-        let ops: Vec<MmuextOp> = match self.requests(mem, args[0], args[1], MmuextOp::SIZE) {
+        let ops: Vec<MmuextOp> = match self.requests(mem, ops_gpa, count, MmuextOp::SIZE) {
             Ok(v) => v,
             Err(refused) => return refused,
         };
@@ -239,7 +240,7 @@ impl PvMmu {
         // flushes of vm_unmap_aliases) and an interrupt's come from the same
         // block in between and must neither consume nor drop the continuation,
         // or the retry would redo the ops before the trap.
-        let retry = self.pending[v].is_some_and(|c| may_trap && c.block_gpa == block_gpa && c.args == args);
+        let retry = self.pending[v].is_some_and(|c| may_trap && c.block_gpa == block_gpa && c.ops == (ops_gpa, count));
         let resume = if retry { self.pending[v].take() } else { None };
         let start = resume.map_or(0, |c| c.done);
         let mut flush = 0;
@@ -273,7 +274,7 @@ impl PvMmu {
                             return BatchResult::fail(&r, i, flush);
                         }
                         self.stats.traps_back += 1;
-                        self.pending[v] = Some(Continuation { block_gpa, args, done: i, pfn: r.pfn });
+                        self.pending[v] = Some(Continuation { block_gpa, ops: (ops_gpa, count), done: i, pfn: r.pfn });
                         return BatchResult { rc: 0, done: i, flush, trap: Some(r.pfn) };
                     }
                     return BatchResult::fail(&r, i, flush);
@@ -343,11 +344,13 @@ impl PvMmu {
         };
         let mut flush = 0;
         for (i, e) in entries.iter().enumerate() {
-            let [a0, a1, a2, _] = e.args;
-            let r = match e.op {
-                nr::MMU_UPDATE => self.mmu_update(mem, a0, a1),
-                nr::MMUEXT_OP => self.mmuext_op(mem, vcpu, u64::MAX, e.args, false),
-                nr::UPDATE_VA_MAPPING => self.update_va_mapping(mem, vcpu, a0, a1, a2),
+            // Only the MMU's own calls run inside a multicall.
+            let r = match Hypercall::decode(e.op, e.args) {
+                Some(Hypercall::MmuUpdate { reqs, count }) => self.mmu_update(mem, reqs, count),
+                Some(Hypercall::MmuextOp { ops, count }) => self.mmuext_op(mem, vcpu, u64::MAX, ops, count, false),
+                Some(Hypercall::UpdateVaMapping { va, val, flags }) => {
+                    self.update_va_mapping(mem, vcpu, va, val, flags)
+                }
                 _ => BatchResult { rc: -ENOSYS, ..Default::default() },
             };
             flush |= r.flush;

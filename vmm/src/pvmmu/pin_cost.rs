@@ -58,7 +58,7 @@ fn ext(pv: &mut PvMmu, mem: &GuestMemoryMmap, c: u32, pfn: u64) -> i32 {
     }
     // Each call is one exit, with its own work budget.
     pv.begin_exit();
-    pv.mmuext_op(mem, 0, 0, [SCRATCH, 1, 0, 0], false).rc
+    pv.mmuext_op(mem, 0, 0, SCRATCH, 1, false).rc
 }
 
 /// Measures one host check with `aliases` lazy aliases in place.

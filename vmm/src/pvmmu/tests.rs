@@ -89,7 +89,7 @@ impl World {
             memory::write_obj(&self.mem, SCRATCH + i as u64 * MmuextOp::SIZE, o).unwrap();
         }
         self.pv.begin_exit();
-        self.pv.mmuext_op(&self.mem, vcpu, 0x1000, [SCRATCH, ops.len() as u64, 0, 0], true)
+        self.pv.mmuext_op(&self.mem, vcpu, 0x1000, SCRATCH, ops.len() as u64, true)
     }
 
     fn pin(&mut self, level: u32, pfn: u64) -> i32 {
@@ -327,7 +327,7 @@ fn batches_stop_at_the_first_failure_and_say_how_many_were_done() {
         assert_eq!((r.rc, r.done), (-EINVAL, 0));
         let r = w.pv.mmu_update(&w.mem, BEYOND << 12, 1);
         assert_eq!((r.rc, r.done), (-EINVAL, 0));
-        let r = w.pv.mmuext_op(&w.mem, 0, 0, [(16 << 20) - 16, 2, 0, 0], true);
+        let r = w.pv.mmuext_op(&w.mem, 0, 0, (16 << 20) - 16, 2, true);
         assert_eq!((r.rc, r.done), (-EINVAL, 0), "an array running off the end of RAM");
         let r = w.ext(0, &[op(cmd::PIN_L1_TABLE, 0x101), op(cmd::PIN_L4_TABLE, 0x102), op(cmd::PIN_L1_TABLE, 0x103)]);
         assert_eq!((r.rc, r.done), (-ENOSYS, 1));
@@ -500,9 +500,9 @@ fn the_trap_back_resumes_the_batch_after_the_fixup() {
         // the same block (which must not cost the batch its place) and re-issues it.
         assert_eq!(w.update(&[(ptr(0x100, 7), 0)]).rc, 0);
         memory::write_obj(&w.mem, SCRATCH + 0x800, &op(cmd::TLB_FLUSH_ALL, 0)).unwrap();
-        let r = w.pv.mmuext_op(&w.mem, 0, 0x1000, [SCRATCH + 0x800, 1, 0, 0], true);
+        let r = w.pv.mmuext_op(&w.mem, 0, 0x1000, SCRATCH + 0x800, 1, true);
         assert_eq!((r.rc, r.done, r.flush), (0, 1, ALL_VCPUS), "the fixup's flush");
-        let r = w.pv.mmuext_op(&w.mem, 0, 0x1000, [SCRATCH, 3, 0, 0], true);
+        let r = w.pv.mmuext_op(&w.mem, 0, 0x1000, SCRATCH, 3, true);
         assert_eq!((r.rc, r.done, r.trap), (0, 3, None));
         assert!([0x101, 0x150, 0x102].iter().all(|&p| w.pv.frames.pinned(p)));
         assert_eq!((w.pv.stats.traps_back, w.pv.stats.trap_back_failures), (1, 0));
@@ -532,11 +532,11 @@ fn a_trap_back_inside_a_fixup_is_refused_and_the_outer_batch_resumes_where_it_st
         // The fixup pins a table of its own (another block) that meets an
         // alias: the error, no second trap.
         memory::write_obj(&w.mem, SCRATCH + 0x800, &op(cmd::PIN_L1_TABLE, 0x160)).unwrap();
-        let r = w.pv.mmuext_op(&w.mem, 0, 0x2000, [SCRATCH + 0x800, 1, 0, 0], true);
+        let r = w.pv.mmuext_op(&w.mem, 0, 0x2000, SCRATCH + 0x800, 1, true);
         assert_eq!((r.rc, r.done, r.trap), (-EINVAL, 0, None), "a nested trap-back is refused");
         // The outer retry resumes at op 1 and reports every op applied once.
         assert_eq!(w.update(&[(ptr(0x100, 7), 0)]).rc, 0);
-        let r = w.pv.mmuext_op(&w.mem, 0, 0x1000, [SCRATCH, 3, 0, 0], true);
+        let r = w.pv.mmuext_op(&w.mem, 0, 0x1000, SCRATCH, 3, true);
         assert_eq!((r.rc, r.done, r.trap), (0, 3, None));
         assert!([0x101, 0x150, 0x102].iter().all(|&p| w.pv.frames.pinned(p)));
         assert!(!w.pv.frames.pinned(0x160));
@@ -907,7 +907,7 @@ fn apply(w: &mut World, r: &Req) -> BatchResult {
         Req::Callbacks(e) => w.pv.set_callbacks(*e),
         Req::Raw(n, a, b) => match *n {
             nr::MMU_UPDATE => w.pv.mmu_update(&w.mem, *a, *b),
-            nr::MMUEXT_OP => w.pv.mmuext_op(&w.mem, 0, 0x2000, [*a, *b, 0, 0], true),
+            nr::MMUEXT_OP => w.pv.mmuext_op(&w.mem, 0, 0x2000, *a, *b, true),
             _ => w.pv.multicall(&w.mem, 0, *a, *b),
         },
     }
