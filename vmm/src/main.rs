@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod contract;
 mod doctor;
+mod guest_memory;
 mod host;
 mod hypervisor;
 mod kvm;

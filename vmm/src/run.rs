@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::{config_args, BatchArgs, HostArgs, RunArgs};
+use crate::guest_memory as memory;
+use crate::guest_memory::RamSize;
 use crate::host::appliance::{self, ApplianceOptions, Event, Job, INTERRUPTED};
 use crate::host::{self, emulator, paths, Mode};
-use crate::kvm::memory::RamSize;
+use crate::kvm::loader;
 use crate::kvm::vm::{self, RunSpec};
-use crate::kvm::{loader, memory};
 use crate::report::{exit_code, HostInfo, RunReport};
 
 #[derive(Debug, thiserror::Error)]

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::cpio::CpioWriter;
 use super::paths;
 
-const FRAME: &str = "@@vmm:";
+use super::frame::{Frame, JobFrame};
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
 /// Modules loaded in the appliance, in dependency order.
@@ -206,13 +206,15 @@ fn init_script() -> String {
 /bin/busybox mount -t devtmpfs dev /dev
 /bin/busybox mount -t tmpfs tmp /tmp
 for m in {modules}; do
-  /bin/busybox insmod /lib/modules/$m.ko || echo "{FRAME}fatal insmod $m failed"
+  /bin/busybox insmod /lib/modules/$m.ko || echo "{insmod_failed}"
 done
 echo 1 > /proc/sys/vm/overcommit_memory
 echo 0 > /proc/sys/vm/compact_unevictable_allowed
 exec /vmm appliance-init /jobs.json
 "#,
-        modules = MODULES.join(" ")
+        modules = MODULES.join(" "),
+        // The shell fills in $m.
+        insmod_failed = Frame::Fatal("insmod $m failed".into()).render(),
     )
 }
 
@@ -443,7 +445,7 @@ fn run_once(
         if let Some(f) = console_log.as_mut() {
             let _ = writeln!(f, "{line}");
         }
-        let Some(frame) = line.find(FRAME).map(|at| &line[at + FRAME.len()..]) else {
+        let Some(frame) = Frame::parse(&line) else {
             log::debug!("appliance: {line}");
             recent.push_back(line);
             if recent.len() > 20 {
@@ -451,36 +453,32 @@ fn run_once(
             }
             continue;
         };
-        let (head, rest) = frame.split_once(' ').unwrap_or((frame, ""));
-        match head {
-            "ready" => {
+        match frame {
+            Frame::Ready { .. } => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 boot_ms = Some(ms);
                 running = jobs.first().map(|j| (0, Instant::now() + job_budget(j)));
                 on_event(Event::Ready { boot_ms: ms });
             }
-            "fatal" => fatal = Some(rest.to_owned()),
-            "done" => done = true,
-            idx => {
-                let Some(job) = idx.parse::<usize>().ok().filter(|&j| j < results.len()) else { continue };
-                let (kind, text) = rest.split_once(' ').unwrap_or((rest, ""));
-                let r = &mut results[job];
-                match kind {
-                    "out" => {
-                        on_event(Event::Out { job, line: text });
-                        r.stdout.push(text.to_owned());
+            Frame::Fatal(why) => fatal = Some(why),
+            Frame::Done => done = true,
+            Frame::Job { job, what } => {
+                let Some(r) = results.get_mut(job) else { continue };
+                match what {
+                    JobFrame::Out(text) => {
+                        on_event(Event::Out { job, line: &text });
+                        r.stdout.push(text);
                     }
-                    "err" => {
-                        on_event(Event::Err { job, line: text });
-                        r.stderr.push(text.to_owned());
+                    JobFrame::Err(text) => {
+                        on_event(Event::Err { job, line: &text });
+                        r.stderr.push(text);
                     }
-                    "json" => r.json = Some(text.to_owned()),
-                    "exit" => {
-                        r.exit_code = text.trim().parse().ok();
+                    JobFrame::Json(text) => r.json = Some(text),
+                    JobFrame::Exit(code) => {
+                        r.exit_code = code;
                         running = jobs.get(job + 1).map(|j| (job + 1, Instant::now() + job_budget(j)));
                         on_event(Event::Done { job, result: r });
                     }
-                    _ => {}
                 }
             }
         }
@@ -589,12 +587,13 @@ pub fn init(jobs_path: &Path) -> i32 {
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice::<JobsFile>(&b).map_err(|e| e.to_string()));
     match (&jobs, Path::new("/dev/kvm").exists()) {
-        (Err(e), _) => say(format!("{FRAME}fatal cannot read {}: {e}", jobs_path.display())),
+        (Err(e), _) => say(Frame::Fatal(format!("cannot read {}: {e}", jobs_path.display())).render()),
         (_, false) => {
-            say(format!("{FRAME}fatal no /dev/kvm in the appliance (kvm_amd did not load: does QEMU emulate SVM?)"))
+            say(Frame::Fatal("no /dev/kvm in the appliance (kvm_amd did not load: does QEMU emulate SVM?)".into())
+                .render())
         }
         (Ok(jobs), true) => {
-            say(format!("{FRAME}ready {uptime_ms:.0}"));
+            say(Frame::Ready { uptime_ms }.render());
             let vmm = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/vmm"));
             for (i, job) in jobs.jobs.iter().enumerate() {
                 let json_path = PathBuf::from(format!("/tmp/job-{i}.json"));
@@ -605,21 +604,23 @@ pub fn init(jobs_path: &Path) -> i32 {
                 }
                 let code = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
                     Ok(mut child) => {
-                        let pump = |stream: Box<dyn std::io::Read + Send>, kind: &'static str| {
+                        let pump = |stream: Box<dyn std::io::Read + Send>, out_stream: bool| {
                             let out = out.clone();
                             std::thread::spawn(move || {
                                 for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
                                     let line = String::from_utf8_lossy(&line);
                                     if let Ok(o) = out.lock() {
                                         let mut o = o.lock();
-                                        let _ = writeln!(o, "{FRAME}{i} {kind} {line}");
+                                        let line = line.into_owned();
+                                        let what = if out_stream { JobFrame::Out(line) } else { JobFrame::Err(line) };
+                                        let _ = writeln!(o, "{}", Frame::Job { job: i, what }.render());
                                         let _ = o.flush();
                                     }
                                 }
                             })
                         };
-                        let t1 = child.stdout.take().map(|s| pump(Box::new(s), "out"));
-                        let t2 = child.stderr.take().map(|s| pump(Box::new(s), "err"));
+                        let t1 = child.stdout.take().map(|s| pump(Box::new(s), true));
+                        let t2 = child.stderr.take().map(|s| pump(Box::new(s), false));
                         let status = child.wait();
                         for t in [t1, t2].into_iter().flatten() {
                             let _ = t.join();
@@ -627,20 +628,20 @@ pub fn init(jobs_path: &Path) -> i32 {
                         status.ok().and_then(|s| s.code()).unwrap_or(-1)
                     }
                     Err(e) => {
-                        say(format!("{FRAME}{i} err vmm: cannot start: {e}"));
+                        say(Frame::Job { job: i, what: JobFrame::Err(format!("vmm: cannot start: {e}")) }.render());
                         -1
                     }
                 };
                 if job.json {
                     if let Ok(j) = std::fs::read_to_string(&json_path) {
-                        say(format!("{FRAME}{i} json {}", j.replace('\n', " ")));
+                        say(Frame::Job { job: i, what: JobFrame::Json(j) }.render());
                     }
                 }
-                say(format!("{FRAME}{i} exit {code}"));
+                say(Frame::Job { job: i, what: JobFrame::Exit(Some(code)) }.render());
             }
         }
     }
-    say(format!("{FRAME}done"));
+    say(Frame::Done.render());
     // SAFETY: sync and reboot have no memory-safety preconditions; we are PID 1 of
     // a throwaway appliance and want it gone.
     unsafe {

@@ -4,6 +4,7 @@
 pub mod appliance;
 pub mod cpio;
 pub mod emulator;
+pub mod frame;
 pub mod paths;
 pub mod probe;
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 use shared::abi::{errno, milestone, nr, FaultReport, Hypercall, HypercallBlock};
 use vm_memory::GuestMemoryMmap;
 
-use crate::kvm::memory;
+use crate::guest_memory as memory;
 use crate::kvm::write_protect::{ProtectStats, WriteProtect};
 use crate::pvmmu::ops::BatchResult;
 use crate::pvmmu::{DirectWrite, OnViolation, PvMmu, PvMmuConfig, PvMmuReport, Rule, ViolationRecord};
@@ -611,7 +611,7 @@ fn bounded_call_key(calls: &BTreeMap<(u32, i32), u64>, op: u32, rc: i32) -> (u32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kvm::memory::{create, RamSize};
+    use crate::guest_memory::{create, RamSize};
     use std::sync::Arc;
 
     #[derive(Clone, Default)]

@@ -14,7 +14,8 @@ use shared::counters::PerCpuCounters;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::write_protect::{self, WriteProtect};
-use super::{loader, memory, vcpu};
+use super::{loader, vcpu};
+use crate::guest_memory as memory;
 use crate::hypervisor::{ConsoleSink, Hypervisor};
 use crate::report::{self, HostInfo, Outcome, RunReport, Timing, VcpuExits};
 

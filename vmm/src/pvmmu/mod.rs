@@ -395,7 +395,7 @@ impl PvMmu {
                     Fate::NoAssist
                 };
                 if fate != Fate::Applied {
-                    let _ = crate::kvm::memory::write_obj(mem, at, &validated);
+                    let _ = crate::guest_memory::write_obj(mem, at, &validated);
                 }
                 found.push(DirectWrite { pfn, index, validated, found: value, fate });
             }
@@ -417,7 +417,7 @@ impl PvMmu {
         let mut late = vec![];
         for (index, validated, found) in self.unseen_writes(mem, pfn) {
             let at = (pfn << shared::pae::PAGE_SHIFT) + index as u64 * 8;
-            let _ = crate::kvm::memory::write_obj(mem, at, &validated);
+            let _ = crate::guest_memory::write_obj(mem, at, &validated);
             late.push(DirectWrite { pfn, index, validated, found, fate: Fate::Late });
         }
         late
@@ -533,7 +533,7 @@ impl PvMmu {
         data: &[u8],
     ) -> Result<bool, Refusal> {
         let entry_at = gpa & !7;
-        let old = crate::kvm::memory::read_obj::<u64>(mem, entry_at).unwrap_or(0);
+        let old = crate::guest_memory::read_obj::<u64>(mem, entry_at).unwrap_or(0);
         let mut bytes = old.to_le_bytes();
         let off = (gpa - entry_at) as usize;
         if off + data.len() > 8 || data.is_empty() {

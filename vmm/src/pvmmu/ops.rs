@@ -15,7 +15,7 @@ use shared::boot::MAX_VCPUS;
 use shared::pae::{self, PAGE_SHIFT};
 use vm_memory::GuestMemoryMmap;
 
-use crate::kvm::memory::{self, Pod};
+use crate::guest_memory::{self as memory, Pod};
 
 use super::frame_table::FrameType;
 use super::{Continuation, PvMmu, Refusal, Rule};

@@ -18,7 +18,7 @@ use shared::pae::{self, ENTRIES};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use super::{PvMmu, PvMmuConfig};
-use crate::kvm::memory;
+use crate::guest_memory as memory;
 
 /// Request arrays live here (frames 0x80..0x90).
 const SCRATCH: u64 = 0x80000;

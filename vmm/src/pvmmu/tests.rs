@@ -15,7 +15,7 @@ use super::frame_table::FrameType;
 use super::ops::{BatchResult, ALL_VCPUS};
 use super::validate::{entries_of, read_table, L3_LIMIT_PFN};
 use super::*;
-use crate::kvm::memory;
+use crate::guest_memory as memory;
 
 const REGIONS: [MemRegion; 2] = [MemRegion { base: 0, len: 16 << 20 }, MemRegion { base: 4 << 30, len: 1 << 20 }];
 /// Where the tests put request arrays (frames 0x80..0x90, never a table).

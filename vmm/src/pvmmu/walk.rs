@@ -10,7 +10,7 @@
 use shared::pae::{self, ADDR_MASK, P, PS, RW};
 use vm_memory::GuestMemoryMmap;
 
-use crate::kvm::memory;
+use crate::guest_memory as memory;
 
 /// Why a write at a guest virtual address would fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
