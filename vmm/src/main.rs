@@ -3,6 +3,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod args;
 mod bench;
 mod cli;
 mod contract;
@@ -11,6 +12,7 @@ mod guest_memory;
 mod host;
 mod hypervisor;
 mod kvm;
+mod layers;
 mod matrix;
 mod pvmmu;
 mod report;

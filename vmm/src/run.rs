@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::{config_args, BatchArgs, HostArgs, RunArgs};
+use crate::args::{config_args, BatchArgs, HostArgs, PinCostArgs, RunArgs};
 use crate::guest_memory as memory;
 use crate::guest_memory::RamSize;
 use crate::host::appliance::{self, ApplianceOptions, Event, Job, INTERRUPTED};
@@ -47,7 +47,7 @@ pub enum Error {
 }
 
 /// `vmm pin-cost`: the alias check's host cost per pin, as a table (and JSON lines).
-pub fn pin_cost_command(args: crate::cli::PinCostArgs) -> Result<i32, Error> {
+pub fn pin_cost_command(args: PinCostArgs) -> Result<i32, Error> {
     use crate::pvmmu::pin_cost;
     use shared::config::HostCheck;
     let mut rows = Vec::new();

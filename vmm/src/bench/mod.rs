@@ -6,6 +6,7 @@
 //! notes. `--shard`, `--resume` and `vmm bench merge` split, continue and join
 //! sweeps.
 
+pub mod args;
 pub mod claim;
 pub mod experiments;
 pub mod figures;
@@ -26,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{BenchArgs, BenchCmd, MergeArgs, RepriceArgs};
 use crate::host::{appliance, paths};
 use crate::report::exit_code;
 use crate::run::{run_jobs_with, JobEvent, JobsOptions};
+use args::{BenchArgs, BenchCmd, MergeArgs, RepriceArgs};
 use matrix::{Cell, MatrixName};
 use store::{Line, Sweep};
 
