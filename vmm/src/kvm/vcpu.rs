@@ -436,6 +436,87 @@ fn snapshot(vcpu: &VcpuFd, index: u32) -> VcpuSnapshot {
     }
 }
 
+/// What the exit loop does about one exit, decided from the exit alone.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Nothing more: enter the guest again.
+    Continue,
+    /// A hypercall, its block at this guest-physical address.
+    Hypercall(u64),
+    /// A guest write into a read-only memslot (a protected table): its
+    /// address and bytes.
+    DirectWrite(u64, Vec<u8>),
+    /// The vCPU shut down: a triple fault.
+    TripleFault,
+    /// KVM_RUN returned early (a kick, a signal): clear the immediate exit and
+    /// go on.
+    Interrupted,
+    /// The run ends.
+    Stop(Outcome),
+}
+
+/// One exit of vCPU `index`, as KVM_RUN returned it: counted in `exits`,
+/// answered where it needs nothing else (an `in` or an MMIO read of nothing
+/// reads all ones), and turned into what the loop does next. No KVM, PV MMU
+/// or other vCPU is touched here, so the tests give it made-up exits.
+pub fn on_exit(run: Result<VcpuExit<'_>, kvm_ioctls::Error>, index: u32, exits: &mut ExitCounts) -> Action {
+    match run {
+        Ok(VcpuExit::IoOut(HYPERCALL_PORT, data)) if data.len() == 4 => {
+            exits.hypercall += 1;
+            Action::Hypercall(u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as u64)
+        }
+        Ok(VcpuExit::IoOut(NOP_EXIT_PORT, _)) => {
+            exits.nop_exit += 1;
+            Action::Continue
+        }
+        Ok(VcpuExit::IoOut(..)) => {
+            exits.other_io += 1;
+            Action::Continue
+        }
+        Ok(VcpuExit::IoIn(_, data)) => {
+            exits.other_io += 1;
+            data.fill(0xff);
+            Action::Continue
+        }
+        Ok(VcpuExit::MmioRead(_, data)) => {
+            exits.mmio += 1;
+            data.fill(0xff);
+            Action::Continue
+        }
+        Ok(VcpuExit::MmioWrite(gpa, data)) => {
+            exits.mmio += 1;
+            Action::DirectWrite(gpa, data.to_vec())
+        }
+        Ok(VcpuExit::Hlt) => {
+            exits.hlt += 1;
+            Action::Continue
+        }
+        Ok(VcpuExit::Intr) => {
+            exits.intr += 1;
+            Action::Continue
+        }
+        Ok(VcpuExit::Shutdown) => {
+            exits.shutdown += 1;
+            Action::TripleFault
+        }
+        Ok(VcpuExit::FailEntry(reason, _)) => Action::Stop(Outcome::VmmError {
+            message: format!("KVM could not enter vCPU {index} (hardware entry failure reason {reason:#x})"),
+        }),
+        Ok(VcpuExit::InternalError) => Action::Stop(Outcome::VmmError {
+            message: format!("KVM internal error on vCPU {index} (emulation failed)"),
+        }),
+        Ok(VcpuExit::SystemEvent(kind, _)) => Action::Stop(Outcome::VmmError {
+            message: format!("vCPU {index} raised system event {kind} (reset or crash)"),
+        }),
+        Ok(other) => Action::Stop(Outcome::VmmError { message: format!("unexpected exit on vCPU {index}: {other:?}") }),
+        Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+            exits.intr += 1;
+            Action::Interrupted
+        }
+        Err(e) => Action::Stop(Outcome::VmmError { message: format!("KVM_RUN failed on vCPU {index}: {e}") }),
+    }
+}
+
 /// The exit loop of one vCPU, until the run ends.
 pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>) -> VcpuResult {
     let run_ptr: *mut kvm_run = vcpu.get_kvm_run();
@@ -473,86 +554,42 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
             ctl.finish(Outcome::VmmError { message: format!("TLB flush of vCPU {index} failed: {e}") });
             break;
         }
-        let outcome = match vcpu.run() {
-            Ok(VcpuExit::IoOut(port, data)) => match port {
-                HYPERCALL_PORT if data.len() == 4 => {
-                    exits.hypercall += 1;
-                    let gpa = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as u64;
-                    // Direct writes to unprotected tables first: the call must
-                    // find the frame table as the guest left it.
-                    if let Some(o) = carry_out(hv.find_direct_writes(index), index, &mut vcpu, &hv, &ctl) {
-                        ctl.finish(o);
-                        break;
-                    }
-                    let mut then = hv.hypercall(index, gpa);
-                    if matches!(then, HypercallOutcome::Continue | HypercallOutcome::Flush(_)) && hv.wants_cr3(index) {
-                        match vcpu.get_sregs() {
-                            Ok(sregs) => {
-                                if let HypercallOutcome::Stop(o) = hv.check_cr3(index, sregs.cr3) {
-                                    then = HypercallOutcome::Stop(o);
-                                }
-                            }
-                            Err(e) => {
-                                then = HypercallOutcome::Stop(Outcome::VmmError {
-                                    message: format!("KVM_GET_SREGS of vCPU {index} failed: {e}"),
-                                })
+        let outcome = match on_exit(vcpu.run(), index, &mut exits) {
+            Action::Continue => None,
+            Action::Hypercall(gpa) => {
+                // Direct writes to unprotected tables first: the call must
+                // find the frame table as the guest left it.
+                if let Some(o) = carry_out(hv.find_direct_writes(index), index, &mut vcpu, &hv, &ctl) {
+                    ctl.finish(o);
+                    break;
+                }
+                let mut then = hv.hypercall(index, gpa);
+                if matches!(then, HypercallOutcome::Continue | HypercallOutcome::Flush(_)) && hv.wants_cr3(index) {
+                    match vcpu.get_sregs() {
+                        Ok(sregs) => {
+                            if let HypercallOutcome::Stop(o) = hv.check_cr3(index, sregs.cr3) {
+                                then = HypercallOutcome::Stop(o);
                             }
                         }
+                        Err(e) => {
+                            then = HypercallOutcome::Stop(Outcome::VmmError {
+                                message: format!("KVM_GET_SREGS of vCPU {index} failed: {e}"),
+                            })
+                        }
                     }
-                    carry_out(then, index, &mut vcpu, &hv, &ctl)
                 }
-                NOP_EXIT_PORT => {
-                    exits.nop_exit += 1;
-                    None
-                }
-                _ => {
-                    exits.other_io += 1;
-                    None
-                }
-            },
-            Ok(VcpuExit::IoIn(_, data)) => {
-                exits.other_io += 1;
-                data.fill(0xff);
-                None
-            }
-            Ok(VcpuExit::MmioRead(_, data)) => {
-                exits.mmio += 1;
-                data.fill(0xff);
-                None
-            }
-            Ok(VcpuExit::MmioWrite(gpa, data)) => {
-                exits.mmio += 1;
-                let then = hv.direct_write(index, gpa, data);
                 carry_out(then, index, &mut vcpu, &hv, &ctl)
             }
-            Ok(VcpuExit::Hlt) => {
-                exits.hlt += 1;
-                None
+            Action::DirectWrite(gpa, data) => {
+                let then = hv.direct_write(index, gpa, &data);
+                carry_out(then, index, &mut vcpu, &hv, &ctl)
             }
-            Ok(VcpuExit::Intr) => {
-                exits.intr += 1;
-                None
-            }
-            Ok(VcpuExit::Shutdown) => {
-                exits.shutdown += 1;
-                Some(Outcome::TripleFault(hv.triple_fault(snapshot(&vcpu, index))))
-            }
-            Ok(VcpuExit::FailEntry(reason, _)) => Some(Outcome::VmmError {
-                message: format!("KVM could not enter vCPU {index} (hardware entry failure reason {reason:#x})"),
-            }),
-            Ok(VcpuExit::InternalError) => {
-                Some(Outcome::VmmError { message: format!("KVM internal error on vCPU {index} (emulation failed)") })
-            }
-            Ok(VcpuExit::SystemEvent(kind, _)) => {
-                Some(Outcome::VmmError { message: format!("vCPU {index} raised system event {kind} (reset or crash)") })
-            }
-            Ok(other) => Some(Outcome::VmmError { message: format!("unexpected exit on vCPU {index}: {other:?}") }),
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                exits.intr += 1;
+            Action::TripleFault => Some(Outcome::TripleFault(hv.triple_fault(snapshot(&vcpu, index)))),
+            Action::Interrupted => {
                 vcpu.set_kvm_immediate_exit(0);
                 None
             }
-            Err(e) => Some(Outcome::VmmError { message: format!("KVM_RUN failed on vCPU {index}: {e}") }),
+            Action::Stop(o) => Some(o),
         };
         if let Some(o) = outcome {
             ctl.finish(o);
@@ -563,4 +600,57 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
     let last = snapshot(&vcpu, index);
     let kvm_stats = stats::read_vcpu(&vcpu).unwrap_or_default();
     VcpuResult { index, exits, kvm_stats, last }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errno(e: i32) -> Result<VcpuExit<'static>, kvm_ioctls::Error> {
+        Err(kvm_ioctls::Error::new(e))
+    }
+
+    /// Every kind of exit, made up, gives the action and the count the loop
+    /// relies on: a hypercall's block address from the 32-bit `out`, all ones
+    /// for reads of nothing, a protected table's write with its bytes, a kick
+    /// that only re-enters, and a clear outcome for what ends the run.
+    #[test]
+    fn each_exit_becomes_one_action_and_one_count() {
+        let mut n = ExitCounts::default();
+        let gpa = 0x0012_3450u32.to_le_bytes();
+        assert_eq!(on_exit(Ok(VcpuExit::IoOut(HYPERCALL_PORT, &gpa)), 0, &mut n), Action::Hypercall(0x12_3450));
+        // A hypercall port written with another width is no hypercall.
+        assert_eq!(on_exit(Ok(VcpuExit::IoOut(HYPERCALL_PORT, &gpa[..2])), 0, &mut n), Action::Continue);
+        assert_eq!(on_exit(Ok(VcpuExit::IoOut(NOP_EXIT_PORT, &[0; 4])), 0, &mut n), Action::Continue);
+        assert_eq!(on_exit(Ok(VcpuExit::IoOut(0x80, &[1])), 0, &mut n), Action::Continue);
+        let mut port = [0u8; 2];
+        assert_eq!(on_exit(Ok(VcpuExit::IoIn(0x71, &mut port)), 0, &mut n), Action::Continue);
+        assert_eq!(port, [0xff; 2], "an in of nothing reads all ones");
+        let mut mmio = [0u8; 4];
+        assert_eq!(on_exit(Ok(VcpuExit::MmioRead(0xfee0_0000, &mut mmio)), 0, &mut n), Action::Continue);
+        assert_eq!(mmio, [0xff; 4]);
+        let entry = 0x8000_0000_0012_3067u64.to_le_bytes();
+        assert_eq!(
+            on_exit(Ok(VcpuExit::MmioWrite(0x0120_0018, &entry)), 0, &mut n),
+            Action::DirectWrite(0x0120_0018, entry.to_vec())
+        );
+        assert_eq!(on_exit(Ok(VcpuExit::Hlt), 0, &mut n), Action::Continue);
+        assert_eq!(on_exit(Ok(VcpuExit::Intr), 0, &mut n), Action::Continue);
+        assert_eq!(on_exit(Ok(VcpuExit::Shutdown), 0, &mut n), Action::TripleFault);
+        assert_eq!(on_exit(errno(libc::EINTR), 0, &mut n), Action::Interrupted);
+        assert_eq!(on_exit(errno(libc::EAGAIN), 0, &mut n), Action::Interrupted);
+        let want = ExitCounts { hypercall: 1, nop_exit: 1, other_io: 3, mmio: 2, hlt: 1, intr: 3, shutdown: 1 };
+        assert_eq!(n, want);
+        // What ends the run says which vCPU and why.
+        let stop = |r| match on_exit(r, 3, &mut ExitCounts::default()) {
+            Action::Stop(Outcome::VmmError { message }) => message,
+            a => panic!("{a:?}"),
+        };
+        assert!(
+            stop(Ok(VcpuExit::FailEntry(0x80000021, 0))).contains("vCPU 3 (hardware entry failure reason 0x80000021)")
+        );
+        assert!(stop(Ok(VcpuExit::InternalError)).contains("internal error on vCPU 3"));
+        assert!(stop(Ok(VcpuExit::SystemEvent(2, &[]))).contains("vCPU 3 raised system event 2"));
+        assert!(stop(errno(libc::EFAULT)).contains("KVM_RUN failed on vCPU 3"));
+    }
 }
