@@ -610,6 +610,105 @@ mod tests {
         Err(kvm_ioctls::Error::new(e))
     }
 
+    /// A vCPU that reaches its exit loop's check while another has the world
+    /// stopped parks, and makes no progress until the stop ends; the stopper
+    /// runs its work only once every other registered vCPU is parked.
+    #[test]
+    fn the_stopped_world_parks_every_other_vcpu_until_it_ends() {
+        use std::sync::atomic::AtomicU64;
+        let ctl = Control::new();
+        let progress = Arc::new(AtomicU64::new(0));
+        let quit = Arc::new(AtomicBool::new(false));
+        let vcpu1 = {
+            let (ctl, progress, quit) = (ctl.clone(), progress.clone(), quit.clone());
+            std::thread::spawn(move || {
+                ctl.register(1);
+                while !quit.load(Ordering::Acquire) {
+                    ctl.park_if_stopped(1);
+                    progress.fetch_add(1, Ordering::AcqRel);
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                ctl.unregister();
+            })
+        };
+        install_kick_handler();
+        while progress.load(Ordering::Acquire) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (parked, before, after) = ctl.with_world_stopped(0, || {
+            let parked = ctl.world.lock().unwrap().parked;
+            let before = progress.load(Ordering::Acquire);
+            std::thread::sleep(Duration::from_millis(30));
+            (parked, before, progress.load(Ordering::Acquire))
+        });
+        assert_eq!(parked, 1 << 1, "vCPU 1 parked before the work ran");
+        assert_eq!(before, after, "vCPU 1 made no progress while the world was stopped");
+        let resumed = progress.load(Ordering::Acquire);
+        while progress.load(Ordering::Acquire) == resumed {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(ctl.world.lock().unwrap().parked, 0, "and it left the park when the stop ended");
+        quit.store(true, Ordering::Release);
+        vcpu1.join().unwrap();
+    }
+
+    /// The end of the run releases a parked vCPU (it must not wait for a stop
+    /// that will never end), and the first outcome wins.
+    #[test]
+    fn the_end_of_the_run_releases_a_parked_vcpu() {
+        let ctl = Control::new();
+        // vCPU 0 holds the world stopped as if its work never ended.
+        {
+            let mut w = ctl.world.lock().unwrap();
+            w.stopped_by = Some(0);
+        }
+        ctl.world_stopping.store(true, Ordering::Release);
+        let parked = {
+            let ctl = ctl.clone();
+            std::thread::spawn(move || ctl.park_if_stopped(1))
+        };
+        while ctl.world.lock().unwrap().parked == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        ctl.finish(Outcome::Shutdown { code: 0 });
+        ctl.finish(Outcome::Shutdown { code: 9 });
+        parked.join().unwrap();
+        assert_eq!(ctl.outcome(), Some(Outcome::Shutdown { code: 0 }));
+        assert!(ctl.stopped());
+    }
+
+    /// A kick reaches a vCPU thread blocked in a system call (as one is in
+    /// KVM_RUN) and makes the call return: here `pause()`, which only a signal
+    /// ends. A thread that left is not kicked.
+    #[test]
+    fn a_kick_interrupts_a_vcpu_thread_blocked_in_the_kernel() {
+        install_kick_handler();
+        let ctl = Control::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = {
+            let ctl = ctl.clone();
+            std::thread::spawn(move || {
+                ctl.register(2);
+                tx.send(()).unwrap();
+                // SAFETY: pause has no preconditions; it returns when a handled
+                // signal arrives.
+                let r = unsafe { libc::pause() };
+                ctl.unregister();
+                (r, std::io::Error::last_os_error().raw_os_error())
+            })
+        };
+        rx.recv().unwrap();
+        // The thread may not be inside pause() yet: kick until it returns.
+        let mut kicked = 0;
+        while !t.is_finished() {
+            kicked |= ctl.kick(1 << 2, |_| {});
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(t.join().unwrap(), (-1, Some(libc::EINTR)));
+        assert_eq!(kicked, 1 << 2);
+        assert_eq!(ctl.kick(u64::MAX, |_| {}), 0, "an unregistered thread is not kicked");
+    }
+
     /// Every kind of exit, made up, gives the action and the count the loop
     /// relies on: a hypercall's block address from the 32-bit `out`, all ones
     /// for reads of nothing, a protected table's write with its bytes, a kick
