@@ -10,7 +10,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{Arg, ArgMatches, Args, FromArgMatches};
 use shared::config::{parse_u64, Config, ParamKind};
 
-use crate::host::HostMode;
+use crate::platform::HostMode;
 
 /// The longest duration a flag takes: a week, in seconds.
 pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use shared::contract::{ScenarioInfo, RECORD_SIZE, SECTION, SKIP_CODE};
 
 use crate::cli::{ContractArgs, ContractFormat};
-use crate::host::appliance;
-use crate::host::paths;
 use crate::kvm::loader;
+use crate::platform::appliance;
+use crate::platform::paths;
 use crate::pvmmu::Rule;
 use crate::report::{exit_code, Outcome};
 use crate::run::{jobs_ended, run_jobs_with, write_json_line, Error, JobEvent, JobOutcome, JobsOptions};

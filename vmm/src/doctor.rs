@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use crate::host::{self, appliance, paths, probe, HostMode, Mode};
 use crate::kvm::loader;
+use crate::platform::{self, appliance, paths, probe, HostMode, Mode};
 
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub fn diagnose() -> Diagnosis {
             format!("{} is missing (scripts/setup.sh fetches it)", kernel.display())
         },
     });
-    let runs = host::resolve(HostMode::Auto).map_err(|e| e.to_string());
+    let runs = platform::resolve(HostMode::Auto).map_err(|e| e.to_string());
     Diagnosis { checks, runs }
 }
 
@@ -104,7 +104,7 @@ pub fn render(d: &Diagnosis) -> String {
         s += &format!("{tag:<8} {:<17} {}\n", c.what, c.detail);
     }
     if let (Ok((mode, why)), true) = (&d.runs, d.ready()) {
-        s += &format!("ready: {}\n", host::mode_line(*mode, why).trim_start_matches("vmm: "));
+        s += &format!("ready: {}\n", platform::mode_line(*mode, why).trim_start_matches("vmm: "));
     }
     s
 }

@@ -9,11 +9,11 @@ mod cli;
 mod contract;
 mod doctor;
 mod guest_memory;
-mod host;
+mod highpte_matrix;
 mod hypervisor;
 mod kvm;
 mod layers;
-mod matrix;
+mod platform;
 mod pvmmu;
 mod report;
 mod run;
@@ -51,7 +51,7 @@ fn main() {
             }
         }
         Cmd::PinCost(args) => run::pin_cost_command(args),
-        Cmd::Matrix(args) => matrix::matrix_command(args),
+        Cmd::Matrix(args) => highpte_matrix::matrix_command(args),
         Cmd::Bench(args) => match bench::bench_command(args) {
             Ok(code) => Ok(code),
             Err(e) => {
@@ -81,7 +81,7 @@ fn main() {
                 Ok(exit_code::USAGE)
             }
         },
-        Cmd::ApplianceInit { jobs } => Ok(host::appliance::init(&jobs)),
+        Cmd::ApplianceInit { jobs } => Ok(platform::appliance::init(&jobs)),
     };
     let code = code.unwrap_or_else(|e| {
         eprintln!("vmm: error: {e}");
@@ -91,9 +91,9 @@ fn main() {
 }
 
 fn probe() -> i32 {
-    match host::probe::probe() {
+    match platform::probe::probe() {
         Ok(()) => {
-            println!("local KVM ({}) runs 32-bit PAE guests", host::probe::kvm_module());
+            println!("local KVM ({}) runs 32-bit PAE guests", platform::probe::kvm_module());
             0
         }
         Err(why) => {

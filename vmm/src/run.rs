@@ -10,10 +10,10 @@ use serde::Serialize;
 use crate::args::{config_args, BatchArgs, HostArgs, PinCostArgs, RunArgs};
 use crate::guest_memory as memory;
 use crate::guest_memory::RamSize;
-use crate::host::appliance::{self, ApplianceOptions, Event, Job, INTERRUPTED};
-use crate::host::{self, emulator, paths, Mode};
 use crate::kvm::loader;
 use crate::kvm::vm::{self, RunSpec};
+use crate::platform::appliance::{self, ApplianceOptions, Event, Job, INTERRUPTED};
+use crate::platform::{self, emulator, paths, Mode};
 use crate::report::{exit_code, HostInfo, RunReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum Error {
     #[error("--timeout {0}: must be a positive number of seconds")]
     BadTimeout(f64),
     #[error("{0}")]
-    NoWay(#[from] host::NoWayToRun),
+    NoWay(#[from] platform::NoWayToRun),
     #[error("{0}")]
     Vm(#[from] vm::Error),
     #[error("{0}")]
@@ -73,7 +73,7 @@ pub fn pin_cost_command(args: PinCostArgs) -> Result<i32, Error> {
 }
 
 /// The appliance's size: by default at least one CPU per guest vCPU, which keeps
-/// the emulator's known fault rare (see `host::emulator`).
+/// the emulator's known fault rare (see `platform::emulator`).
 fn appliance_options(h: &HostArgs, max_vcpus: u32) -> ApplianceOptions {
     let mut o = ApplianceOptions::default();
     o.mem_mib = (h.appliance_mem >> 20).max(512);
@@ -121,9 +121,9 @@ pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
         config: args.guest.0,
         start,
     };
-    let (mode, reason) = host::resolve(args.host.host)?;
+    let (mode, reason) = platform::resolve(args.host.host)?;
     if !args.inner {
-        eprintln!("{}", host::mode_line(mode, &reason));
+        eprintln!("{}", platform::mode_line(mode, &reason));
     }
     let report = match mode {
         Mode::Local => {
@@ -340,8 +340,8 @@ pub fn run_jobs_with(
     opts: &JobsOptions,
     mut on_event: impl FnMut(JobEvent),
 ) -> Result<Vec<JobOutcome>, Error> {
-    let (mode, reason) = host::resolve(opts.host.host)?;
-    eprintln!("{}", host::mode_line(mode, &reason));
+    let (mode, reason) = platform::resolve(opts.host.host)?;
+    eprintln!("{}", platform::mode_line(mode, &reason));
     let default_guest = paths::default_guest();
 
     // Each job runs as `vmm <args> --host local`, with kernels outside the default

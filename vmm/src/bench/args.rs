@@ -14,7 +14,7 @@ pub struct BenchArgs {
     pub cmd: Option<BenchCmd>,
     /// The built-in matrix to run.
     #[arg(long, value_enum, default_value = "default")]
-    pub matrix: super::matrix::MatrixName,
+    pub matrix: super::design::MatrixName,
     /// The full matrix: the default one and every sweep (same as --matrix full).
     #[arg(long, conflicts_with_all = ["matrix", "spec"])]
     pub full: bool,
@@ -28,7 +28,7 @@ pub struct BenchArgs {
     /// Repetitions of every cell (min, median and max are reported). Without
     /// it: 3, or more where an experiment asks for more (`--list` shows which;
     /// a cell it shares with others runs as often).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=super::matrix::MAX_REPS as i64))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=super::design::MAX_REPS as i64))]
     pub reps: Option<u32>,
     /// Run only the i-th of n slices of the cells (1-based), e.g. 1/2; `auto`
     /// takes it from a Slurm array job or a Kubernetes Indexed Job

@@ -8,14 +8,14 @@
 
 pub mod args;
 pub mod claim;
+pub mod design;
 pub mod experiments;
 pub mod figures;
-pub mod matrix;
 pub mod model;
 pub mod oracle;
 pub mod plan;
 pub mod plot;
-pub mod report;
+pub mod render;
 pub mod results;
 pub mod shard;
 pub mod stats;
@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::host::{appliance, paths};
+use crate::platform::{appliance, paths};
 use crate::report::exit_code;
 use crate::run::{run_jobs_with, JobEvent, JobsOptions};
 use args::{BenchArgs, BenchCmd, MergeArgs, RepriceArgs};
-use matrix::{Cell, MatrixName};
+use design::{Cell, MatrixName};
 use store::{Line, Sweep};
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ fn ids() -> (String, String) {
 
 /// The cells of a sweep (its slice only).
 fn sweep_cells(sweep: &Sweep) -> Result<Vec<Cell>, Error> {
-    let all = matrix::cells(&sweep.experiments)?;
+    let all = design::cells(&sweep.experiments)?;
     Ok(match sweep.shard {
         Some(s) => s.select(&all),
         None => all,
@@ -101,7 +101,7 @@ fn sweep_cells(sweep: &Sweep) -> Result<Vec<Cell>, Error> {
 
 fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
     let (name, experiments) = match &args.spec {
-        Some(path) => (format!("spec {}", path.display()), matrix::load_spec(path)?),
+        Some(path) => (format!("spec {}", path.display()), design::load_spec(path)?),
         None => {
             // --only picks experiments of the full matrix unless a matrix is named
             // (the default matrix is one experiment of the full one).
@@ -119,7 +119,7 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
         }
     };
     let only = if args.calibrate { vec![experiments::CALIBRATION.to_owned()] } else { args.only.clone() };
-    let mut experiments = matrix::select(experiments, &only)?;
+    let mut experiments = design::select(experiments, &only)?;
     if args.reps.is_some() {
         // A count given on the command line is for every cell, none planned.
         for e in &mut experiments {
@@ -140,7 +140,7 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
         schema: store::SCHEMA,
         full: name == "full",
         matrix: name,
-        reps: args.reps.unwrap_or(matrix::DEFAULT_REPS),
+        reps: args.reps.unwrap_or(design::DEFAULT_REPS),
         shard: args.shard,
         only,
         experiments,
@@ -433,8 +433,8 @@ fn write_outputs(
         eprintln!("bench: this host's unit costs are in {} (for vmm bench reprice)", path.display());
     }
     let table = match (cost_table, &own) {
-        (Some((t, from)), _) => Some(report::Priced { table: t, source: from.display().to_string() }),
-        (None, Some(t)) => Some(report::Priced { table: t, source: "this sweep's calibration cell".into() }),
+        (Some((t, from)), _) => Some(render::Priced { table: t, source: from.display().to_string() }),
+        (None, Some(t)) => Some(render::Priced { table: t, source: "this sweep's calibration cell".into() }),
         (None, None) => None,
     };
     let results = results::gather_priced(cells, lines, table.as_ref().map(|p| p.table));
@@ -444,7 +444,7 @@ fn write_outputs(
     let mut notes = notes.to_vec();
     for e in &sweep.experiments {
         if let Some(kind) = e.plot {
-            let mine = report::cells_of(e, &results);
+            let mine = render::cells_of(e, &results);
             match plot::draw(kind, &mine, dir) {
                 Ok(Some(file)) => plots.push((e.id.clone(), file)),
                 Ok(None) => {}
@@ -452,9 +452,9 @@ fn write_outputs(
             }
         }
     }
-    report::write_csv(dir, &results)?;
+    render::write_csv(dir, &results)?;
     let finished_at = store::now_utc();
-    let inputs = report::Inputs {
+    let inputs = render::Inputs {
         sweep,
         results: &results,
         verdicts: &verdicts,
@@ -465,10 +465,10 @@ fn write_outputs(
         interrupted,
         priced: table.as_ref(),
     };
-    let md = report::markdown(&inputs);
+    let md = render::markdown(&inputs);
     let path = dir.join("report.md");
     std::fs::write(&path, md).map_err(|e| Error::Write(path.clone(), e))?;
-    print!("{}", report::terminal(&inputs));
+    print!("{}", render::terminal(&inputs));
     println!("\nbench: report in {} (also bench.jsonl, bench.csv, summary.csv, plots)", path.display());
     let failed = results.iter().any(|r| !r.failures.is_empty());
     Ok(if failed { exit_code::GUEST_FAILED } else { exit_code::SUCCESS })

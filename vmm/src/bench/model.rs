@@ -398,7 +398,7 @@ mod tests {
 
     #[test]
     fn the_calibration_cell_gives_the_table_and_the_trap_back_its_own_part() {
-        use crate::bench::matrix::CellSpec;
+        use crate::bench::design::CellSpec;
         let spec = CellSpec {
             label: "calibration".into(),
             vcpus: 2,
@@ -436,7 +436,7 @@ mod tests {
         assert_eq!((halted.pin, halted.trap_back, halted.purge_page), (600.0, 400.0, Some(300.0)));
         assert_eq!(t.host_mode, "qemu");
         // Round trip through a file; a corrupt table is a clear error.
-        let dir = crate::host::appliance::tempdir().unwrap();
+        let dir = crate::platform::appliance::tempdir().unwrap();
         let path = dir.path().join(TABLE_FILE);
         t.write(&path).unwrap();
         assert_eq!(CostTable::read(&path).unwrap(), t);
@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn pricing_adds_the_model_and_how_much_it_explains() {
-        use crate::bench::matrix::CellSpec;
+        use crate::bench::design::CellSpec;
         let spec = CellSpec {
             label: "always-flush".into(),
             vcpus: 2,

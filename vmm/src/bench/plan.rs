@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use super::design::{Adapt, Cell};
 use super::figures::Figure;
-use super::matrix::{Adapt, Cell};
 use super::results::CellResult;
 use super::stats::{relative_spread, reps_to_resolve};
 use super::store::Sweep;
@@ -121,8 +121,8 @@ pub fn planned(cells: &[Cell], plans: &[Plan]) -> BTreeMap<String, u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::design::{cells, CellSpec, Experiment};
     use crate::bench::figures::named;
-    use crate::bench::matrix::{cells, CellSpec, Experiment};
     use crate::bench::stats::Stat;
     use crate::bench::store::{Machine, SCHEMA};
 

@@ -10,8 +10,8 @@ use shared::config::{AliasStrategy, Setting};
 use shared::counters::Counter as C;
 use shared::results::GuestResult as R;
 
+use super::design::PlotKind;
 use super::figures::{Derived as D, Figure};
-use super::matrix::PlotKind;
 use super::results::CellResult;
 use super::stats::Stat;
 use super::Error;
@@ -80,7 +80,7 @@ fn draw_bars(path: &Path, b: &Bars) -> Result<(), Error> {
             }
         })
         .y_desc(b.y_desc.as_str())
-        .y_label_formatter(&|v| super::report::num(*v))
+        .y_label_formatter(&|v| super::render::num(*v))
         .draw()
         .map_err(plot_err)?;
     let k = b.series.len().max(1) as f64;
@@ -163,7 +163,7 @@ fn lines_on(root: &DrawingArea<SVGBackend, plotters::coord::Shift>, l: &Lines) -
         })
         .x_desc(l.x_desc.as_str())
         .y_desc(l.y_desc.as_str())
-        .y_label_formatter(&|v| super::report::num(*v))
+        .y_label_formatter(&|v| super::render::num(*v))
         .draw()
         .map_err(plot_err)?;
     for (si, (name, points)) in l.series.iter().enumerate() {
@@ -438,7 +438,7 @@ fn pkmap_plot(path: &Path, cells: &[&CellResult], left: (&str, &str, &[(Figure, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::matrix::CellSpec;
+    use crate::bench::design::CellSpec;
 
     fn cell(params: &[(&str, &str)], figs: &[(&str, f64)]) -> CellResult {
         let spec = CellSpec {
@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn every_plot_draws_an_svg_and_an_empty_one_is_skipped() {
-        let dir = crate::host::appliance::tempdir().unwrap();
+        let dir = crate::platform::appliance::tempdir().unwrap();
         let pins = [
             cell(&[("alias", "none"), ("pvmmu", "on")], &[("cycles_per_pin", 100.0)]),
             cell(&[("alias", "oracle"), ("pvmmu", "on")], &[("cycles_per_pin", 80.0)]),

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use super::design::{Cell, Want};
 use super::figures::{self, Derived, Figure, Figures, OVER_ORACLE};
-use super::matrix::{Cell, Want};
 use super::model::{self, CostTable};
 use super::oracle;
 use super::stats::Stat;
@@ -199,7 +199,7 @@ fn ratios_to_always_flush(all: &mut [CellResult]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::matrix::CellSpec;
+    use crate::bench::design::CellSpec;
     use crate::bench::store::{Line, SCHEMA};
 
     fn cell(alias: &str) -> Cell {

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::design::{Cell, Experiment};
 use super::figures::Figures;
-use super::matrix::{Cell, Experiment};
 use super::shard::Shard;
 use super::Error;
 use crate::run::JobOutcome;
@@ -517,7 +517,7 @@ mod tests {
 
     #[test]
     fn an_experiment_may_ask_for_more_repetitions_and_a_shared_cell_runs_the_most() {
-        use super::super::matrix::{cells, CellSpec};
+        use super::super::design::{cells, CellSpec};
         let spec = |label: &str, iterations: &str| CellSpec {
             label: label.into(),
             vcpus: 1,
@@ -655,7 +655,7 @@ mod tests {
         assert_eq!(latest(&more)[1].finished_at, "later");
 
         // The results gathered take the rerun, not the failure.
-        use super::super::matrix::CellSpec;
+        use super::super::design::CellSpec;
         let spec = CellSpec { label: "c".into(), vcpus: 1, mem: "64m".into(), timeout: 10, params: vec![] };
         let cell = spec.resolve("e").unwrap();
         let with = |l: Line| Line { cell: cell.key.clone(), ..l };
@@ -667,7 +667,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_middle_line_is_rejected_the_others_kept_and_the_file_left_as_it_is() {
-        let dir = crate::host::appliance::tempdir().unwrap();
+        let dir = crate::platform::appliance::tempdir().unwrap();
         let (a, b) = (serde_json::to_string(&line("a", 0)).unwrap(), serde_json::to_string(&line("b", 0)).unwrap());
         let bad = format!("{}garbage", &a[..a.len() / 3]);
         let text = format!("{a}\n{bad}\n\n{b}\n");
@@ -702,7 +702,7 @@ mod tests {
 
     #[test]
     fn appending_after_a_cut_last_line_starts_a_line_of_its_own() {
-        let dir = crate::host::appliance::tempdir().unwrap();
+        let dir = crate::platform::appliance::tempdir().unwrap();
         let good = serde_json::to_string(&line("a", 0)).unwrap();
         let cut = &good[..good.len() / 2];
         let path = dir.path().join(LINES_FILE);

@@ -19,7 +19,7 @@ use shared::boot::{BOOT_INFO_GPA, BOOT_MAGIC};
 use crate::hypervisor::{HypercallOutcome, Hypervisor};
 use crate::report::{ExitCounts, Outcome, VcpuSnapshot};
 
-use super::stats;
+use super::binary_stats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -598,7 +598,7 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
     ctl.unregister();
     KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
     let last = snapshot(&vcpu, index);
-    let kvm_stats = stats::read_vcpu(&vcpu).unwrap_or_default();
+    let kvm_stats = binary_stats::read_vcpu(&vcpu).unwrap_or_default();
     VcpuResult { index, exits, kvm_stats, last }
 }
 

@@ -6,8 +6,8 @@ use shared::counters::Counter as C;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{Adapt, CellSpec, Experiment};
 use crate::bench::figures::{Derived as D, Exits, Figure};
-use crate::bench::matrix::{Adapt, CellSpec, Experiment};
 
 /// What batching the lazy-MMU sections' pagetable writes saves (issue 5's exits
 /// per 1000 page faults): fork-storm (copies and teardowns, which batch) and

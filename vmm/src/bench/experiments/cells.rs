@@ -5,8 +5,8 @@ use shared::config::{AliasStrategy, PteVariant, Setting as S, Switch, VmapVarian
 use shared::counters::Counter as C;
 use shared::results::GuestResult as R;
 
+use crate::bench::design::{CellSpec, Experiment};
 use crate::bench::figures::{Derived as D, Exits, Figure, Host};
-use crate::bench::matrix::{CellSpec, Experiment};
 
 /// The alias strategies, in the design notes' order, and the oracle they are
 /// measured against (a strategy that runs: `--alias oracle`).

@@ -6,7 +6,7 @@ use shared::results::GuestResult as R;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
-use crate::bench::matrix::{Adapt, Experiment, PlotKind, Want::Vcpus};
+use crate::bench::design::{Adapt, Experiment, PlotKind, Want::Vcpus};
 
 pub(super) fn experiment() -> Experiment {
     let mut cells = Vec::new();

@@ -8,8 +8,8 @@ use shared::results::GuestResult as R;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{Adapt, CellSpec, Experiment, PlotKind, Want::Vcpus};
 use crate::bench::figures::{Derived as D, Figure};
-use crate::bench::matrix::{Adapt, CellSpec, Experiment, PlotKind, Want::Vcpus};
 
 fn mm_all_persistent(last_pkmap: u64) -> CellSpec {
     CellSpec::new(

@@ -6,8 +6,8 @@ use shared::counters::Counter as C;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{Adapt, Experiment, Want::Vcpus};
 use crate::bench::figures::Derived as D;
-use crate::bench::matrix::{Adapt, Experiment, Want::Vcpus};
 
 /// Claim 3. lowpte maps nothing and is the control: under one TCG thread a
 /// second busy vCPU halves each one's speed, so lowpte's per-access cycles

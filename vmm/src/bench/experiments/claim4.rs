@@ -7,8 +7,8 @@ use shared::results::GuestResult as R;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{size_text, CellSpec, Experiment};
 use crate::bench::figures::Figure;
-use crate::bench::matrix::{size_text, CellSpec, Experiment};
 
 pub(super) fn experiment() -> Experiment {
     let mut cells = Vec::new();

@@ -6,8 +6,8 @@ use shared::config::{PteVariant, Setting as S, Workload};
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{Adapt, Experiment, Want::Vcpus};
 use crate::bench::figures::Derived as D;
-use crate::bench::matrix::{Adapt, Experiment, Want::Vcpus};
 
 pub(super) fn experiment() -> Experiment {
     let mut cells = Vec::new();

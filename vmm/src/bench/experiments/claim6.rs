@@ -6,8 +6,8 @@ use shared::counters::Counter as C;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{Adapt, CellSpec, Experiment, Want::Vcpus};
 use crate::bench::figures::{Derived as D, Figure};
-use crate::bench::matrix::{Adapt, CellSpec, Experiment, Want::Vcpus};
 
 /// Claim 6 is about the kmap itself: pte-bench maps the same few pte pages
 /// again and again, so the pool's page->virtual cache hits on every map after

@@ -7,8 +7,8 @@ use shared::counters::Counter as C;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{Adapt, Experiment, PlotKind, Want};
 use crate::bench::figures::{Derived as D, Figure, Host};
-use crate::bench::matrix::{Adapt, Experiment, PlotKind, Want};
 use crate::bench::stats::RatioCi;
 
 /// The main question (design notes 3, claim 7).

@@ -11,8 +11,8 @@ use shared::counters::Counter as C;
 use super::cells::new_experiment;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{CellSpec, Experiment, Want::Mem, Want::Vcpus};
 use crate::bench::figures::{Figure, Host};
-use crate::bench::matrix::{CellSpec, Experiment, Want::Mem, Want::Vcpus};
 
 /// The experiment's id (`vmm bench --only highpte-2002`).
 pub const ID: &str = "highpte-2002";

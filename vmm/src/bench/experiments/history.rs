@@ -7,8 +7,8 @@ use shared::counters::Counter as C;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{Adapt, Experiment};
 use crate::bench::figures::Derived as D;
-use crate::bench::matrix::{Adapt, Experiment};
 
 pub(super) fn experiment() -> Experiment {
     let mut e = new_experiment(

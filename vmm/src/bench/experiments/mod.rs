@@ -26,7 +26,7 @@ pub use sweeps::CALIBRATION;
 pub use verdict::{Status, Verdict};
 
 use super::claim::Claim;
-use super::matrix::{Experiment, MatrixName, PlotKind};
+use super::design::{Experiment, MatrixName, PlotKind};
 use super::results::CellResult;
 use cells::{new_experiment, pte_bench, vmap_bench, PTE_COLUMNS, VMAP_COLUMNS};
 use verdict::{not_measured, Lookup, Missing};

@@ -6,8 +6,8 @@ use shared::config::{AliasStrategy, HostCheck, PteVariant, Setting as S, VmapVar
 use shared::counters::Counter as C;
 
 use super::cells::*;
+use crate::bench::design::Experiment;
 use crate::bench::figures::{Derived as D, Figure, Host};
-use crate::bench::matrix::Experiment;
 
 /// The id of the calibration experiment (`vmm bench --calibrate` runs it alone).
 pub const CALIBRATION: &str = "calibration";

@@ -8,8 +8,8 @@ use super::cells::{fork_churn, frequency_cell, STRATEGIES};
 use super::verdict::{is, status_noisy};
 use super::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{cells, Cell, CellSpec, MatrixName, Want::Vcpus};
 use crate::bench::figures::named;
-use crate::bench::matrix::{cells, Cell, CellSpec, MatrixName, Want::Vcpus};
 use crate::bench::stats::Stat;
 
 fn result(spec: CellSpec, experiment: &str, figs: &[(&str, f64)]) -> CellResult {
@@ -435,7 +435,7 @@ fn claim_6_is_decided_per_access() {
 fn every_builtin_cell_resolves_and_keys_are_unique_per_configuration() {
     for name in [MatrixName::Default, MatrixName::Full, MatrixName::Smoke] {
         let exps = builtin(name);
-        crate::bench::matrix::check_experiments(&exps).unwrap();
+        crate::bench::design::check_experiments(&exps).unwrap();
         let cells = cells(&exps).unwrap();
         let mut keys: Vec<&str> = cells.iter().map(|c| c.key.as_str()).collect();
         keys.sort();

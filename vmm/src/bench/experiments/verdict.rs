@@ -7,8 +7,8 @@ use std::fmt;
 use shared::config::Setting;
 
 use crate::bench::claim::Claim;
+use crate::bench::design::Want;
 use crate::bench::figures::Figure;
-use crate::bench::matrix::Want;
 use crate::bench::results::CellResult;
 use crate::bench::stats::{of_medians, ratio_of_medians, Ci, Difference, RatioCi, Stat};
 

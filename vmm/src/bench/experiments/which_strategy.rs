@@ -7,8 +7,8 @@ use shared::counters::Counter as C;
 use super::cells::*;
 use super::verdict::*;
 use crate::bench::claim::Claim;
+use crate::bench::design::{Adapt, Experiment, PlotKind};
 use crate::bench::figures::{Derived as D, Figure, Host};
-use crate::bench::matrix::{Adapt, Experiment, PlotKind};
 
 /// The answer users came for: which strategy costs least at which alias
 /// frequency. The same cells as [`alias_frequency`] (their runs are shared),

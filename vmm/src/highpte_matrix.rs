@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::bench::experiments::highpte_2002;
 use crate::cli::MatrixArgs;
-use crate::host::appliance;
+use crate::platform::appliance;
 use crate::report::exit_code;
 use crate::run::{jobs_ended, run_jobs_with, write_json_line, Error, JobEvent, JobOutcome, JobsOptions};
 

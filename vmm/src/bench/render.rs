@@ -8,9 +8,9 @@ use std::path::Path;
 use shared::counters::Counter as C;
 
 use super::claim::Claim;
+use super::design::Experiment;
 use super::experiments::Verdict;
 use super::figures::{Derived as D, Exits, Figure, GLOSSARY, OVER_ORACLE};
-use super::matrix::Experiment;
 use super::plan::Plan;
 use super::results::CellResult;
 use super::stats::Stat;
