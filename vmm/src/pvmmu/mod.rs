@@ -11,6 +11,7 @@ pub mod alias;
 pub mod frame_table;
 pub mod ops;
 pub mod pin_cost;
+pub mod protection;
 pub mod rules;
 #[cfg(test)]
 mod tests;
@@ -76,7 +77,7 @@ pub struct PvMmuReport {
     pub cross_check: bool,
     /// The read-only memslots over validated tables (absent without a VM).
     #[serde(default)]
-    pub write_protect: Option<crate::kvm::write_protect::ProtectStats>,
+    pub write_protect: Option<protection::ProtectStats>,
     /// Frames by type at the end of the run.
     pub frames: FrameCensus,
     #[serde(flatten)]
