@@ -436,6 +436,27 @@ fn snapshot(vcpu: &VcpuFd, index: u32) -> VcpuSnapshot {
     }
 }
 
+/// The bytes of an MMIO write, copied out of `kvm_run` without a heap
+/// allocation on the exit path.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MmioData {
+    bytes: [u8; 8],
+    len: usize,
+}
+
+impl MmioData {
+    fn new(data: &[u8]) -> Self {
+        let mut bytes = [0; 8];
+        let len = data.len().min(8);
+        bytes[..len].copy_from_slice(&data[..len]);
+        MmioData { bytes, len }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// What the exit loop does about one exit, decided from the exit alone.
 #[derive(Debug, PartialEq)]
 pub enum Action {
@@ -444,8 +465,8 @@ pub enum Action {
     /// A hypercall, its block at this guest-physical address.
     Hypercall(u64),
     /// A guest write into a read-only memslot (a protected table): its
-    /// address and bytes.
-    DirectWrite(u64, Vec<u8>),
+    /// address and bytes (KVM's MMIO data, at most 8).
+    DirectWrite(u64, MmioData),
     /// The vCPU shut down: a triple fault.
     TripleFault,
     /// KVM_RUN returned early (a kick, a signal): clear the immediate exit and
@@ -485,7 +506,7 @@ pub fn on_exit(run: Result<VcpuExit<'_>, kvm_ioctls::Error>, index: u32, exits: 
         }
         Ok(VcpuExit::MmioWrite(gpa, data)) => {
             exits.mmio += 1;
-            Action::DirectWrite(gpa, data.to_vec())
+            Action::DirectWrite(gpa, MmioData::new(data))
         }
         Ok(VcpuExit::Hlt) => {
             exits.hlt += 1;
@@ -581,7 +602,7 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
                 carry_out(then, index, &mut vcpu, &hv, &ctl)
             }
             Action::DirectWrite(gpa, data) => {
-                let then = hv.direct_write(index, gpa, &data);
+                let then = hv.direct_write(index, gpa, data.as_slice());
                 carry_out(then, index, &mut vcpu, &hv, &ctl)
             }
             Action::TripleFault => Some(Outcome::TripleFault(hv.triple_fault(snapshot(&vcpu, index)))),
@@ -731,14 +752,19 @@ mod tests {
         let entry = 0x8000_0000_0012_3067u64.to_le_bytes();
         assert_eq!(
             on_exit(Ok(VcpuExit::MmioWrite(0x0120_0018, &entry)), 0, &mut n),
-            Action::DirectWrite(0x0120_0018, entry.to_vec())
+            Action::DirectWrite(0x0120_0018, MmioData::new(&entry))
         );
+        // A 4-byte write keeps exactly its 4 bytes.
+        match on_exit(Ok(VcpuExit::MmioWrite(0x0120_001c, &entry[..4])), 0, &mut n) {
+            Action::DirectWrite(0x0120_001c, d) => assert_eq!(d.as_slice(), &entry[..4]),
+            a => panic!("{a:?}"),
+        }
         assert_eq!(on_exit(Ok(VcpuExit::Hlt), 0, &mut n), Action::Continue);
         assert_eq!(on_exit(Ok(VcpuExit::Intr), 0, &mut n), Action::Continue);
         assert_eq!(on_exit(Ok(VcpuExit::Shutdown), 0, &mut n), Action::TripleFault);
         assert_eq!(on_exit(errno(libc::EINTR), 0, &mut n), Action::Interrupted);
         assert_eq!(on_exit(errno(libc::EAGAIN), 0, &mut n), Action::Interrupted);
-        let want = ExitCounts { hypercall: 1, nop_exit: 1, other_io: 3, mmio: 2, hlt: 1, intr: 3, shutdown: 1 };
+        let want = ExitCounts { hypercall: 1, nop_exit: 1, other_io: 3, mmio: 3, hlt: 1, intr: 3, shutdown: 1 };
         assert_eq!(n, want);
         // What ends the run says which vCPU and why.
         let stop = |r| match on_exit(r, 3, &mut ExitCounts::default()) {
