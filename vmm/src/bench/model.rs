@@ -59,10 +59,9 @@ pub struct CostTable {
     pub command: Vec<String>,
     /// Repetitions of the calibration cell.
     pub reps: usize,
-    /// What the other CPUs did while `units` were timed.
-    #[serde(default)]
-    pub others: Others,
-    /// The units the model prices with.
+    /// The units the model prices with: timed with the other CPUs busy when
+    /// `idle_units` is there too, else halted (every table before the busy
+    /// pass: see [`CostTable::others`]).
     pub units: Units,
     /// The same units timed with the other CPUs halted, beside busy ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,11 +69,9 @@ pub struct CostTable {
 }
 
 /// What the other CPUs did while the calibration timed a unit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Others {
     /// Halted, woken only by the flush IPIs (every table before the busy pass).
-    #[default]
     Halted,
     /// Busy with plain work, as a workload's CPUs are: the units the model
     /// should price a workload with.
@@ -175,7 +172,6 @@ impl CostTable {
             measured_at: measured_at.to_owned(),
             command: cell.cell.args.clone(),
             reps: cell.reps.len(),
-            others: if busy.is_some() { Others::Busy } else { Others::Halted },
             units: busy.unwrap_or(idle),
             idle_units: busy.map(|_| idle),
         })
@@ -220,9 +216,19 @@ impl CostTable {
         }
     }
 
+    /// What the other CPUs did while `units` were timed: a table has the
+    /// halted pass beside only when `units` are the busy pass's.
+    pub fn others(&self) -> Others {
+        if self.idle_units.is_some() {
+            Others::Busy
+        } else {
+            Others::Halted
+        }
+    }
+
     /// One line for the report: where the table comes from and its units.
     pub fn describe(&self) -> String {
-        let others = match self.others {
+        let others = match self.others() {
             Others::Halted => "the other CPUs halted",
             Others::Busy => "the other CPUs busy",
         };
@@ -426,7 +432,7 @@ mod tests {
         };
         let t = CostTable::from_results(std::slice::from_ref(&r), &Machine::default(), "now").unwrap();
         // The model prices with the busy pass; the halted one is kept beside it.
-        assert_eq!(t.others, Others::Busy);
+        assert_eq!(t.others(), Others::Busy);
         assert_eq!(t.units.trap_back, 4000.0 - 1200.0 - 2000.0);
         assert_eq!(t.units.pin, 1200.0);
         assert_eq!(t.units.pin_tree, Some(18000.0));
@@ -446,14 +452,13 @@ mod tests {
         assert!(CostTable::read(&path).is_err());
         // A table of schema 1 (before the busy pass) reads as halted units.
         let mut old: serde_json::Value = serde_json::to_value(&t).unwrap();
-        old.as_object_mut().unwrap().remove("others");
         old.as_object_mut().unwrap().remove("idle_units");
         std::fs::write(&path, old.to_string()).unwrap();
-        assert_eq!(CostTable::read(&path).unwrap().others, Others::Halted);
+        assert_eq!(CostTable::read(&path).unwrap().others(), Others::Halted);
         // Without the busy pass, the halted one prices.
         r.stats.remove(&Figure::Result(GuestResult::UnitPinBusyCycles));
         let t = CostTable::from_results(std::slice::from_ref(&r), &Machine::default(), "now").unwrap();
-        assert_eq!((t.others, t.units.pin, t.idle_units), (Others::Halted, 600.0, None));
+        assert_eq!((t.others(), t.units.pin, t.idle_units), (Others::Halted, 600.0, None));
         // A calibration that lacks the trapped pin (not under host-trap) gives no table.
         r.stats.remove(&Figure::Result(GuestResult::UnitPinTrappedCycles));
         assert!(CostTable::from_results(&[r], &Machine::default(), "now").is_none());
@@ -495,7 +500,6 @@ mod tests {
             measured_at: String::new(),
             command: vec![],
             reps: 3,
-            others: Others::Busy,
             units: U,
             idle_units: None,
         };
