@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs vmm so that it runs outside this checkout: the binary to
-# PREFIX/bin/vmm, the guest image and the appliance's kernel to
+# PREFIX/bin/vmm and the slim one the QEMU-hosted appliance carries beside it
+# (PREFIX/bin/vmm-appliance), the guest image and the appliance's kernel to
 # PREFIX/share/vmm/ (where the binary looks first, beside itself), the
 # manual pages to PREFIX/share/man/man1 and the completions for bash, zsh
 # and fish where those shells look under PREFIX/share.
@@ -12,10 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${1:-$HOME/.local}
 bin=target/x86_64-unknown-linux-gnu/release/vmm
+slim=target/x86_64-unknown-linux-gnu/release/vmm-appliance
 guest=guest/target/i686-none/release/guest
 kernel=.cache/appliance/kernel
-[ -x "$bin" ] && [ -f "$guest" ] || scripts/build.sh
+[ -x "$bin" ] && [ -x "$slim" ] && [ -f "$guest" ] || scripts/build.sh
 install -D -m 0755 "$bin" "$prefix/bin/vmm"
+install -D -m 0755 "$slim" "$prefix/bin/vmm-appliance"
 install -D -m 0644 "$guest" "$prefix/share/vmm/guest"
 if [ -d "$kernel" ]; then
     mkdir -p "$prefix/share/vmm/appliance"

@@ -169,6 +169,13 @@ fn an_installed_binary_finds_its_guest_beside_itself() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).lines().count() >= 20);
     assert!(prefix.join("share/vmm/appliance/kernel/vmlinux").is_file(), "the appliance's kernel is installed too");
+    // The slim binary the appliance carries is installed beside it, and the
+    // installed vmm finds it there (not the checkout's).
+    let doctor = std::process::Command::new(&installed).arg("doctor").env_remove("VMM_ROOT").output().unwrap();
+    let want = format!("appliance binary  {}", prefix.join("bin/vmm-appliance").display());
+    assert!(String::from_utf8_lossy(&doctor.stdout).contains(&want), "{}", String::from_utf8_lossy(&doctor.stdout));
+    let slim = std::process::Command::new(prefix.join("bin/vmm-appliance")).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&slim.stdout).starts_with("vmm-appliance "), "{}", stderr(&slim));
     // The manual, a page per command, and the completions where each shell looks.
     let read = |p: &str| std::fs::read_to_string(prefix.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     for page in ["vmm", "vmm-run", "vmm-bench", "vmm-contract", "vmm-matrix", "vmm-batch"] {

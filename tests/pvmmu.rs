@@ -7,7 +7,7 @@
 //! each host check
 //! with all three cross-checked, on 1 and 2 vCPUs. All VMs share one `vmm batch`.
 //! (The contract rule by rule and the million-request property test are the host's
-//! unit tests, in vmm/src/pvmmu/tests.rs.)
+//! unit tests, in pvmmu/src/tests.rs.)
 
 mod common;
 

@@ -16,17 +16,74 @@
 
 use std::path::PathBuf;
 
+use clap::Args;
+
+use crate::args::{parse_seconds, parse_write_watch, HostArgs, MAX_SECONDS};
+
 use serde::{Deserialize, Serialize};
 use shared::contract::{ScenarioInfo, RECORD_SIZE, SECTION, SKIP_CODE};
 
-use crate::cli::{ContractArgs, ContractFormat};
 use crate::kvm::loader;
 use crate::platform::appliance;
 use crate::platform::paths;
-use crate::pvmmu::Rule;
 use crate::report::{exit_code, Outcome};
 use crate::run::{jobs_ended, run_jobs_with, write_json_line, Error, JobEvent, JobOutcome, JobsOptions};
+use pvmmu::Rule;
 use std::io::Write as _;
+
+/// The standard output's format of `vmm contract`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContractFormat {
+    Text,
+    Tap,
+    Junit,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ContractArgs {
+    /// Run (or list) only the scenarios whose name contains this.
+    pub filter: Option<String>,
+    /// List the scenarios of the image and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// The kernel image holding the scenarios (default: the guest of this checkout).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// What the standard output carries: `text` (a line per scenario and a
+    /// summary), or only TAP, JUnit XML or JSON lines, for a CI that reads
+    /// them from a pipe (the summary then goes to the standard error).
+    #[arg(long, value_enum, default_value_t = ContractFormat::Text)]
+    pub format: ContractFormat,
+    /// Write one JSON line per scenario to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the verdicts as TAP (version 13) to this file, a line as each ends.
+    #[arg(long)]
+    pub tap: Option<PathBuf>,
+    /// Write the verdicts as JUnit XML to this file when the run ends (or stops).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Watchdog of each scenario's VM, in seconds (1 to a week).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS as u64))]
+    pub vm_timeout: u64,
+    /// Give up on the whole run after this many seconds.
+    #[arg(long, default_value_t = 3600.0, value_parser = parse_seconds)]
+    pub timeout: f64,
+    /// (Test only) run against a deliberately weakened host check (see --host-weaken).
+    #[arg(long, hide = true)]
+    pub weaken: Option<String>,
+    /// How each VM's host finds direct writes to tables no read-only memslot
+    /// covers (`vmm run --host-write-watch`): `memslot` shows what the suite
+    /// misses without the dirty log.
+    #[arg(long, value_parser = parse_write_watch)]
+    pub host_write_watch: Option<String>,
+    /// Echo each VM's console as it runs.
+    #[arg(long)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
 
 /// XTF's verdicts, best first: the order xtf-runner ranks them in, the worst
 /// of a run deciding its exit status.

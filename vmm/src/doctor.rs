@@ -88,13 +88,26 @@ pub fn diagnose() -> Diagnosis {
             format!("{} is missing (scripts/setup.sh fetches it)", kernel.display())
         },
     });
+    // The binary the appliance carries: the slim one beside us, else ourselves.
+    if let Ok(bin) = paths::appliance_binary() {
+        let slim = bin.file_name().is_some_and(|n| n == "vmm-appliance");
+        checks.push(Check {
+            what: "appliance binary",
+            state: if qemu.is_ok() { State::Ok } else { State::Absent },
+            detail: if slim {
+                bin.display().to_string()
+            } else {
+                "this binary (no vmm-appliance beside it: the appliance carries the benchmark too)".to_owned()
+            },
+        });
+    }
     let runs = platform::resolve(HostMode::Auto).map_err(|e| e.to_string());
     Diagnosis { checks, runs }
 }
 
 /// The report, one line per check, and how a run would go when it can.
 pub fn render(d: &Diagnosis) -> String {
-    let mut s = format!("vmm {} ({})\n", env!("CARGO_PKG_VERSION"), env!("VMM_GIT_COMMIT"));
+    let mut s = format!("vmm {}\n", crate::VERSION);
     for c in &d.checks {
         let tag = match c.state {
             State::Ok => "ok",

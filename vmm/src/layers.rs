@@ -1,8 +1,12 @@
-//! The layers of the `vmm` crate, as a test: which module may import which.
-//! An import not listed here fails it, so a new upward import is a decision
+//! The layers, as tests: which crate of the workspace may depend on which
+//! (`cargo metadata`), and which module of the `vmm` crate may import which.
+//! An import not listed here fails them, so a new upward import is a decision
 //! made in this file, not an accident. The known exceptions are debts of
 //! issue 22: the kvm layer still builds the run report, calls the hypervisor
 //! and fills the PV MMU's report of the tables' protection.
+//!
+//! The `pvmmu` crate counts as two layers below every module here: its
+//! `guest_memory` (guest RAM and the ABI's structures in it) and the rest.
 
 #[cfg(test)]
 mod tests {
@@ -11,27 +15,32 @@ mod tests {
 
     /// Each top-level module and the modules it may import, lowest first.
     const ALLOWED: &[(&str, &[&str])] = &[
+        // The pvmmu crate's two layers.
         ("guest_memory", &[]),
-        ("args", &["platform"]),
         ("pvmmu", &["guest_memory"]),
+        ("args", &["platform"]),
         ("kvm", &["guest_memory"]),
         ("report", &["pvmmu"]),
         ("hypervisor", &["guest_memory", "pvmmu", "kvm", "report"]),
         ("platform", &["kvm", "report"]),
         ("run", &["guest_memory", "args", "platform", "kvm", "pvmmu", "report"]),
-        ("contract", &["cli", "platform", "kvm", "pvmmu", "report", "run"]),
-        ("highpte_matrix", &["bench", "cli", "platform", "report", "run"]),
-        ("bench", &["args", "platform", "report", "run"]),
+        ("contract", &["args", "platform", "kvm", "pvmmu", "report", "run"]),
         ("doctor", &["contract", "platform", "kvm"]),
-        ("cli", &["args", "bench", "platform", "report"]),
         ("layers", &[]),
-        ("main", &["args", "bench", "cli", "contract", "doctor", "highpte_matrix", "platform", "report", "run"]),
+        ("lib", &[]),
+        // The slim binary names the library as `vmm::`, never `crate::`.
+        ("bin", &[]),
     ];
 
     /// Imports that run up or across a layer, kept until issue 22 moves them.
     const KNOWN: &[(&str, &str)] = &[("kvm", "hypervisor"), ("kvm", "report"), ("kvm", "pvmmu")];
 
-    /// `crate::X` in every source file, by the top-level module it lies in.
+    /// The lower crate's layers as paths name them: `pvmmu::guest_memory`
+    /// first, since `pvmmu::` also matches it.
+    const CRATE_LAYERS: &[(&str, &str)] = &[("pvmmu::guest_memory", "guest_memory"), ("pvmmu::", "pvmmu")];
+
+    /// `crate::X` (and the pvmmu crate's layers) in every source file, by the
+    /// top-level module it lies in.
     fn imports() -> BTreeMap<String, BTreeSet<String>> {
         fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
             for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -64,6 +73,24 @@ mod tests {
                 }
                 if name != top {
                     set.insert(name);
+                }
+            }
+            // The pvmmu crate: `pvmmu::guest_memory::..` or `pvmmu::..`, and
+            // each name of `use pvmmu::{..}`.
+            for (i, _) in text.match_indices("pvmmu::") {
+                let at = &text[i..];
+                let from_crate = text[..i].ends_with("crate::") || text[..i].ends_with("::");
+                if from_crate {
+                    continue;
+                }
+                let layer = CRATE_LAYERS.iter().find(|(p, _)| at.starts_with(p)).map(|(_, l)| *l).unwrap();
+                if let Some(inner) = at.strip_prefix("pvmmu::{") {
+                    for item in inner[..inner.find('}').unwrap_or(0)].split(',') {
+                        let item = item.trim();
+                        set.insert(if item.starts_with("guest_memory") { "guest_memory" } else { "pvmmu" }.to_owned());
+                    }
+                } else {
+                    set.insert(layer.to_owned());
                 }
             }
             // `use crate::{a, b::c}`: each name in the braces.
@@ -131,6 +158,75 @@ mod tests {
         let g = imports();
         for (m, u) in KNOWN {
             assert!(g.get(*m).is_some_and(|s| s.contains(*u)), "{m} -> {u} is gone: drop it from KNOWN");
+        }
+    }
+
+    /// Each crate of the workspace and the workspace crates it may depend
+    /// on, lowest first; the guest's own crates aside.
+    const CRATES: &[(&str, &[&str])] = &[
+        ("shared", &[]),
+        ("pvmmu", &["shared"]),
+        ("vmm", &["shared", "pvmmu"]),
+        ("vmm-bench", &["shared", "vmm"]),
+        ("vmm-cli", &["shared", "vmm", "vmm-bench"]),
+        ("nosleep", &[]),
+        ("vmspace", &[]),
+    ];
+    /// What the PV MMU may stand on: guest memory and the ABI, no KVM.
+    const PVMMU_DEPS: &[&str] = &["log", "serde", "shared", "thiserror", "vm-memory"];
+    /// What must stay out of the appliance's binary (built from `vmm` alone).
+    const NOT_IN_VMM: &[&str] = &["csv", "indicatif", "plotters", "clap_complete", "clap_mangen"];
+
+    /// The crates' dependency graph as `cargo metadata` reads the manifests:
+    /// every crate's workspace dependencies are the ones [`CRATES`] allows,
+    /// the PV MMU stands on [`PVMMU_DEPS`] alone, and the benchmark's and the
+    /// manual's crates stay out of `vmm`.
+    #[test]
+    fn the_crates_depend_only_downwards() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let out = std::process::Command::new(cargo)
+            .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+            .current_dir(root)
+            .output()
+            .expect("cargo metadata runs");
+        assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+        let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let allowed: BTreeMap<&str, &[&str]> = CRATES.iter().copied().collect();
+        let members: BTreeSet<&str> = CRATES.iter().map(|(c, _)| *c).collect();
+        let mut bad = vec![];
+        for p in m["packages"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            let Some(may) = allowed.get(name) else {
+                bad.push(format!("{name}: a new crate, not in layers.rs's CRATES"));
+                continue;
+            };
+            // Normal and build dependencies; tests may use what they like.
+            let deps: Vec<&str> = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].as_str() != Some("dev"))
+                .map(|d| d["name"].as_str().unwrap())
+                .collect();
+            for d in &deps {
+                if members.contains(d) && !may.contains(d) {
+                    bad.push(format!("{name} depends on {d}"));
+                }
+                if name == "pvmmu" && !PVMMU_DEPS.contains(d) {
+                    bad.push(format!("pvmmu depends on {d} (it may stand on {PVMMU_DEPS:?})"));
+                }
+                if name == "vmm" && NOT_IN_VMM.contains(d) {
+                    bad.push(format!("vmm depends on {d}, which would go into the appliance's binary"));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "crates outside the layers (vmm/src/layers.rs): {bad:?}");
+        // The listed order is a layering: nothing depends on a crate listed after it.
+        for (i, (c, may)) in CRATES.iter().enumerate() {
+            for d in *may {
+                assert!(CRATES[..i].iter().any(|(x, _)| x == d), "{c} -> {d} runs up the list");
+            }
         }
     }
 }

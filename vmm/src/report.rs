@@ -115,7 +115,7 @@ pub enum Outcome {
     /// The vCPU shut down (an exception while delivering a double fault).
     TripleFault(TripleFault),
     /// The guest broke a rule of the host's contract.
-    Violation { vcpu: u32, rule: crate::pvmmu::Rule, detail: String },
+    Violation { vcpu: u32, rule: pvmmu::Rule, detail: String },
     /// The watchdog fired.
     Timeout { after_s: f64, vcpus: Vec<VcpuSnapshot> },
     /// The VMM failed.
@@ -249,7 +249,7 @@ pub struct RunReport {
     /// What the host's PV MMU did: requests applied and refused (by rule), pins,
     /// alias checks and their host time, traps back, frames by type at the end.
     #[serde(default)]
-    pub pvmmu: Option<crate::pvmmu::PvMmuReport>,
+    pub pvmmu: Option<pvmmu::PvMmuReport>,
     /// Figures the guest measured, by name.
     pub results: BTreeMap<String, u64>,
     /// The guest's per-CPU counters (non-zero ones), and their sums.
@@ -352,7 +352,7 @@ mod tests {
     /// expectations match) and says which clause of the contract it broke.
     #[test]
     fn a_violation_names_its_rule_and_clause() {
-        use crate::pvmmu::Rule;
+        use pvmmu::Rule;
         let v = Outcome::Violation { vcpu: 1, rule: Rule::HostWrite, detail: "rc".into() };
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!((json["kind"].as_str(), json["rule"].as_str()), (Some("violation"), Some("host write")));

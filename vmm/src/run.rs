@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::args::{config_args, BatchArgs, HostArgs, PinCostArgs, RunArgs};
-use crate::guest_memory as memory;
-use crate::guest_memory::RamSize;
 use crate::kvm::loader;
 use crate::kvm::vm::{self, RunSpec};
 use crate::platform::appliance::{self, ApplianceOptions, Event, Job, INTERRUPTED};
 use crate::platform::{self, emulator, paths, Mode};
 use crate::report::{exit_code, HostInfo, RunReport};
+use pvmmu::guest_memory as memory;
+use pvmmu::guest_memory::RamSize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -39,7 +39,7 @@ pub enum Error {
     #[error("cannot read the batch file {0}: {1}")]
     BatchFile(PathBuf, String),
     #[error("{0}")]
-    PinCost(#[from] crate::pvmmu::pin_cost::Error),
+    PinCost(#[from] pvmmu::pin_cost::Error),
     #[error("stopped on request (Ctrl-C)")]
     Stopped,
     #[error("a built-in cell: {0}")]
@@ -48,7 +48,7 @@ pub enum Error {
 
 /// `vmm pin-cost`: the alias check's host cost per pin, as a table (and JSON lines).
 pub fn pin_cost_command(args: PinCostArgs) -> Result<i32, Error> {
-    use crate::pvmmu::pin_cost;
+    use pvmmu::pin_cost;
     use shared::config::HostCheck;
     let mut rows = Vec::new();
     println!(

@@ -13,11 +13,11 @@ use std::time::Instant;
 use shared::abi::{errno, milestone, nr, FaultReport, Hypercall, HypercallBlock};
 use vm_memory::GuestMemoryMmap;
 
-use crate::guest_memory as memory;
 use crate::kvm::write_protect::{ProtectStats, WriteProtect};
-use crate::pvmmu::ops::BatchResult;
-use crate::pvmmu::{DirectWrite, OnViolation, PvMmu, PvMmuConfig, PvMmuReport, Rule, ViolationRecord};
 use crate::report::{FaultInfo, MilestoneRecord, Outcome, TripleFault, VcpuSnapshot};
+use pvmmu::guest_memory as memory;
+use pvmmu::ops::BatchResult;
+use pvmmu::{DirectWrite, OnViolation, PvMmu, PvMmuConfig, PvMmuReport, Rule, ViolationRecord};
 
 /// The longest console write or result name a guest may send.
 pub const CONSOLE_MAX: u64 = 4096;
@@ -153,17 +153,17 @@ impl Hypervisor {
     /// included, which KVM_TRANSLATE does not report): all of them, or why one
     /// would fault.
     pub fn writable_gpas<const N: usize>(&self, cr3: u64, vas: [u32; N]) -> Result<[u64; N], String> {
-        let write = self.pvmmu.lock().map(|pv| pv.weaken() != crate::pvmmu::HostWeaken::StackWalk).unwrap_or(true);
+        let write = self.pvmmu.lock().map(|pv| pv.weaken() != pvmmu::HostWeaken::StackWalk).unwrap_or(true);
         let mut out = [0u64; N];
         for (o, va) in out.iter_mut().zip(vas) {
-            *o = crate::pvmmu::walk::gpa(&self.mem, cr3, va, write).map_err(|e| e.to_string())?;
+            *o = pvmmu::walk::gpa(&self.mem, cr3, va, write).map_err(|e| e.to_string())?;
         }
         Ok(out)
     }
 
     /// The one way the host writes guest memory on the guest's behalf (answers,
     /// trap-back frames): only where the guest could have written itself
-    /// ([`crate::pvmmu::PvMmu::check_host_write`]), all pieces or none (each
+    /// ([`pvmmu::PvMmu::check_host_write`]), all pieces or none (each
     /// is checked before any is written), under the PV MMU's lock so that no
     /// type changes in between.
     pub fn write_guest_all(&self, pieces: &[(u64, &[u8])]) -> Result<(), String> {
@@ -224,7 +224,7 @@ impl Hypervisor {
                 rule: Rule::Cr3,
                 frame: pfn,
                 entry: 0,
-                detail: match cr3 & crate::pvmmu::CR3_SLOT_MASK {
+                detail: match cr3 & pvmmu::CR3_SLOT_MASK {
                     0 => format!("vCPU {vcpu} runs on root {cr3:#x}, which the host did not validate"),
                     off => format!(
                         "vCPU {vcpu} runs on root {cr3:#x}: CR3 selects the PDPT at offset {off:#x} of frame {:#x}, \
@@ -321,9 +321,7 @@ impl Hypervisor {
         match self.protect.lock() {
             Ok(mut p) => match p.as_mut().map(applied) {
                 Some(Err(e)) => self.vmm_error(&e.to_string()),
-                _ if !changes.late.is_empty() || changes.new_l3 => {
-                    HypercallOutcome::Flush(crate::pvmmu::ops::ALL_VCPUS)
-                }
+                _ if !changes.late.is_empty() || changes.new_l3 => HypercallOutcome::Flush(pvmmu::ops::ALL_VCPUS),
                 _ => HypercallOutcome::Continue,
             },
             Err(_) => self.vmm_error("the write protection's lock was poisoned"),
@@ -371,7 +369,7 @@ impl Hypervisor {
             }
         }
         if flush {
-            HypercallOutcome::Flush(crate::pvmmu::ops::ALL_VCPUS)
+            HypercallOutcome::Flush(pvmmu::ops::ALL_VCPUS)
         } else {
             HypercallOutcome::Continue
         }
@@ -424,7 +422,7 @@ impl Hypervisor {
                 data
             ),
         };
-        if pv.weaken() == crate::pvmmu::HostWeaken::DirectWrite {
+        if pv.weaken() == pvmmu::HostWeaken::DirectWrite {
             return HypercallOutcome::Continue;
         }
         let r = if pv.assist() {
@@ -437,7 +435,7 @@ impl Hypervisor {
         }
         drop(pv);
         match r {
-            Ok(true) => HypercallOutcome::Flush(crate::pvmmu::ops::ALL_VCPUS),
+            Ok(true) => HypercallOutcome::Flush(pvmmu::ops::ALL_VCPUS),
             Ok(false) => HypercallOutcome::Continue,
             Err(v) => self.violation(v).unwrap_or(HypercallOutcome::Continue),
         }
@@ -611,7 +609,7 @@ fn bounded_call_key(calls: &BTreeMap<(u32, i32), u64>, op: u32, rc: i32) -> (u32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest_memory::{create, RamSize};
+    use pvmmu::guest_memory::{create, RamSize};
     use std::sync::Arc;
 
     #[derive(Clone, Default)]

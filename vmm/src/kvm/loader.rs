@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use vm_memory::GuestMemoryMmap;
 
-use crate::guest_memory as memory;
+use pvmmu::guest_memory as memory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -218,7 +218,7 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guest_memory::{create, RamSize};
+    use pvmmu::guest_memory::{create, RamSize};
 
     fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
         let p = std::env::temp_dir().join(format!("vmm-loader-{}-{name}", std::process::id()));

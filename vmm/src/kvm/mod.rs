@@ -1,5 +1,5 @@
 //! The KVM side: the kernel loader, vCPUs and their exit loop, the VM (guest
-//! memory itself is `crate::guest_memory`, which the PV MMU reads too).
+//! memory itself is `pvmmu::guest_memory`, which the PV MMU reads too).
 
 pub mod binary_stats;
 pub mod dirty_log;

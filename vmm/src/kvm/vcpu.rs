@@ -380,7 +380,7 @@ fn deliver_fixup(
         message: format!("cannot deliver the alias fixup: {what}: {e}"),
     };
     // A stack the guest chose that cannot take the frame is the guest's fault.
-    let refuse = |detail: String| Outcome::Violation { vcpu: index, rule: crate::pvmmu::Rule::TrapBackFrame, detail };
+    let refuse = |detail: String| Outcome::Violation { vcpu: index, rule: pvmmu::Rule::TrapBackFrame, detail };
     vcpu.set_kvm_immediate_exit(1);
     let completed = match vcpu.run() {
         Err(e) if e.errno() == libc::EINTR => Ok(()),

@@ -15,9 +15,9 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use super::write_protect::{self, WriteProtect};
 use super::{loader, vcpu};
-use crate::guest_memory as memory;
 use crate::hypervisor::{ConsoleSink, Hypervisor};
 use crate::report::{self, HostInfo, Outcome, RunReport, Timing, VcpuExits};
+use pvmmu::guest_memory as memory;
 
 /// Where KVM on Intel wants its TSS and identity-map pages (in the MMIO hole).
 const KVM_TSS_ADDR: usize = 0xfffb_d000;
@@ -52,7 +52,7 @@ pub enum Error {
 /// table changed behind the host's back) failed, whatever the guest said: the
 /// guest ran on unvalidated entries. Only a guest's own word (a shutdown) gives
 /// way; a fault, a violation or a timeout already says more.
-fn audited(outcome: Outcome, pv: Option<&crate::pvmmu::PvMmuReport>) -> Outcome {
+fn audited(outcome: Outcome, pv: Option<&pvmmu::PvMmuReport>) -> Outcome {
     let Some(st) = pv.map(|p| &p.stats) else { return outcome };
     let errors = [
         (st.audit_rw_pagetables, "RW mappings of pagetables"),
@@ -64,7 +64,7 @@ fn audited(outcome: Outcome, pv: Option<&crate::pvmmu::PvMmuReport>) -> Outcome 
     match outcome {
         Outcome::Shutdown { .. } if !found.is_empty() => Outcome::Violation {
             vcpu: 0,
-            rule: crate::pvmmu::Rule::Audit,
+            rule: pvmmu::Rule::Audit,
             detail: format!("the end-of-run audit found {}", found.join(", ")),
         },
         o => o,
@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn a_dirty_audit_is_a_failed_run_whatever_the_guest_said() {
-        let mut pv = crate::pvmmu::PvMmuReport::default();
+        let mut pv = pvmmu::PvMmuReport::default();
         let ok = Outcome::Shutdown { code: 0 };
         assert_eq!(audited(ok.clone(), None), ok);
         assert_eq!(audited(ok.clone(), Some(&pv)), ok, "a clean audit changes nothing");
@@ -85,7 +85,7 @@ mod tests {
         pv.stats.audit_rw_pagetables = 1;
         match audited(ok, Some(&pv)) {
             Outcome::Violation { rule, detail, .. } => {
-                assert_eq!(rule, crate::pvmmu::Rule::Audit);
+                assert_eq!(rule, pvmmu::Rule::Audit);
                 assert!(detail.contains("1 RW mappings of pagetables") && detail.contains("2 tables"), "{detail}");
             }
             o => panic!("{o:?}"),
@@ -187,7 +187,7 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
     log::debug!("kernel entry {:#x}, image end {:#x}, tsc {} kHz", image.entry, image.end, tsc_khz);
 
     vcpu::install_kick_handler();
-    let pv = crate::pvmmu::PvMmuConfig::from_config(&spec.config);
+    let pv = pvmmu::PvMmuConfig::from_config(&spec.config);
     let hv = Arc::new(Hypervisor::new(mem, spec.start, console, pv));
     hv.set_write_protect(wp);
     let ctl = vcpu::Control::new();

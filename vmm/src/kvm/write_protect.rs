@@ -85,7 +85,7 @@ struct Chunk {
     slots: Vec<(u32, Run)>,
 }
 
-pub use crate::pvmmu::protection::{DirtyLogStats, ProtectStats};
+pub use pvmmu::protection::{DirtyLogStats, ProtectStats};
 
 /// Every this many harvests the hot tables (compared every time, their log bits
 /// left set) are cleared and write-protected again.

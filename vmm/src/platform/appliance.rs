@@ -331,10 +331,7 @@ fn run_once(
 ) -> Result<BatchOutcome, Error> {
     qemu_available()?;
     let inputs = inputs()?;
-    // Our own binary as it was started: /proc/self/exe still reads it when the
-    // file was replaced by a rebuild during a long batch.
-    let own = PathBuf::from("/proc/self/exe");
-    let vmm = if own.is_file() { own } else { std::env::current_exe()? };
+    let vmm = paths::appliance_binary()?;
     let base = base_initramfs(&inputs, &vmm, guest)?;
 
     let work = tempdir()?;

@@ -47,6 +47,26 @@ pub fn default_guest() -> PathBuf {
     }
 }
 
+/// The binary the QEMU-hosted appliance carries and runs its jobs with:
+/// `vmm-appliance` beside the running binary (as `cargo build` and
+/// `scripts/install.sh` lay them out; `VMM_APPLIANCE_BINARY` overrides),
+/// else the running binary itself, which runs every job too (only larger:
+/// it holds the benchmark and the manual).
+pub fn appliance_binary() -> std::io::Result<PathBuf> {
+    if let Some(b) = std::env::var_os("VMM_APPLIANCE_BINARY") {
+        return Ok(PathBuf::from(b));
+    }
+    // /proc/self/exe still reads our own binary when the file was replaced
+    // by a rebuild during a long batch.
+    let own = PathBuf::from("/proc/self/exe");
+    let exe = std::fs::canonicalize(&own).or_else(|_| std::env::current_exe())?;
+    let slim = exe.with_file_name("vmm-appliance");
+    if slim.is_file() {
+        return Ok(slim);
+    }
+    Ok(if own.is_file() { own } else { exe })
+}
+
 /// Debian's kernel (`vmlinux`) and modules (`modules/*.ko`), put there by
 /// scripts/setup.sh (`VMM_APPLIANCE_KERNEL` overrides): the installed copy
 /// when there is one, else the checkout's.
