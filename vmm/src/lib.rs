@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod hypervisor;
 pub mod kvm;
 mod layers;
+pub mod machine;
 pub mod platform;
 pub mod report;
 pub mod run;

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::args::{config_args, BatchArgs, HostArgs, PinCostArgs, RunArgs};
 use crate::kvm::loader;
-use crate::kvm::vm::{self, RunSpec};
+use crate::kvm::vm;
+use crate::machine::{self, RunSpec};
 use crate::platform::appliance::{self, ApplianceOptions, Event, Job, INTERRUPTED};
 use crate::platform::{self, emulator, paths, Mode};
 use crate::report::{exit_code, HostInfo, RunReport};
@@ -128,7 +129,7 @@ pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
     let report = match mode {
         Mode::Local => {
             let info = HostInfo { mode: "local".into(), reason, ..Default::default() };
-            vm::run(&spec, Box::new(std::io::stdout()), info)?
+            machine::run(&spec, Box::new(std::io::stdout()), info)?
         }
         Mode::Qemu => run_qemu(&spec, args.kernel.is_some(), &args.host, reason)?,
     };

@@ -13,6 +13,7 @@ use std::time::Instant;
 use shared::abi::{errno, milestone, nr, FaultReport, Hypercall, HypercallBlock};
 use vm_memory::GuestMemoryMmap;
 
+use crate::kvm::vcpu::{Exits, Then};
 use crate::kvm::write_protect::{ProtectStats, WriteProtect};
 use crate::report::{FaultInfo, MilestoneRecord, Outcome, TripleFault, VcpuSnapshot};
 use pvmmu::guest_memory as memory;
@@ -22,22 +23,6 @@ use pvmmu::{DirectWrite, OnViolation, PvMmu, PvMmuConfig, PvMmuReport, Rule, Vio
 /// The longest console write or result name a guest may send.
 pub const CONSOLE_MAX: u64 = 4096;
 pub const RESULT_NAME_MAX: u64 = 64;
-
-/// What the vCPU loop does after a hypercall.
-pub enum HypercallOutcome {
-    Continue,
-    /// Flush the TLBs of these vCPUs (a bit per vCPU) before the caller goes on.
-    Flush(u64),
-    /// After the flushes, deliver an alias fixup for frame `pfn` at the guest's
-    /// registered `entry`; the guest re-issues the call in the block at `block`.
-    TrapBack {
-        flush: u64,
-        pfn: u64,
-        entry: u64,
-        block: u64,
-    },
-    Stop(Outcome),
-}
 
 /// Where the guest's console lines go.
 pub type ConsoleSink = Box<dyn Write + Send>;
@@ -109,9 +94,8 @@ impl Hypervisor {
     }
 
     /// Handles the hypercall whose block is at `gpa`, issued by `vcpu`.
-    pub fn hypercall(&self, vcpu: u32, gpa: u64) -> HypercallOutcome {
-        let violation =
-            |detail: String| HypercallOutcome::Stop(Outcome::Violation { vcpu, rule: Rule::HypercallBlock, detail });
+    pub fn hypercall(&self, vcpu: u32, gpa: u64) -> Then {
+        let violation = |detail: String| Then::Stop(Outcome::Violation { vcpu, rule: Rule::HypercallBlock, detail });
         if !gpa.is_multiple_of(8) {
             return violation(format!("request block at {gpa:#x} is not 8-byte aligned"));
         }
@@ -137,8 +121,8 @@ impl Hypervisor {
             return match then {
                 // A fault or a violation the call itself found says more; a
                 // shutdown does not hide the refused answer.
-                HypercallOutcome::Stop(o) if !matches!(o, Outcome::Shutdown { .. }) => HypercallOutcome::Stop(o),
-                _ => HypercallOutcome::Stop(Outcome::Violation {
+                Then::Stop(o) if !matches!(o, Outcome::Shutdown { .. }) => Then::Stop(o),
+                _ => Then::Stop(Outcome::Violation {
                     vcpu,
                     rule: Rule::HostWrite,
                     detail: format!("the answer to the request block at {gpa:#x} was not written: {why}"),
@@ -204,7 +188,7 @@ impl Hypervisor {
     /// validated root it announced must run on a validated one at every later exit; a vCPU running on one tells
     /// the host the guest lives on validated tables (on a QEMU TCG host the write
     /// protection then goes off: see [`TCG_NO_PROTECTION`]).
-    pub fn check_cr3(&self, vcpu: u32, cr3: u64) -> HypercallOutcome {
+    pub fn check_cr3(&self, vcpu: u32, cr3: u64) -> Then {
         let v = vcpu as usize % shared::boot::MAX_VCPUS;
         let pfn = (cr3 & 0xffff_f000) >> 12;
         let (validated, announced) = match self.pvmmu.lock() {
@@ -245,7 +229,7 @@ impl Hypervisor {
         if announced && validated {
             self.cr3_armed[v].store(true, Ordering::Relaxed);
         }
-        HypercallOutcome::Continue
+        Then::Continue
     }
 
     /// Runs one PV MMU call under the PV MMU's lock.
@@ -254,10 +238,10 @@ impl Hypervisor {
         block: u64,
         what: &str,
         call: impl FnOnce(&mut PvMmu, &GuestMemoryMmap) -> BatchResult,
-    ) -> (i32, u64, HypercallOutcome) {
+    ) -> (i32, u64, Then) {
         let Ok(mut pv) = self.pvmmu.lock() else {
             let message = "the PV MMU's lock was poisoned".to_owned();
-            return (-errno::EINVAL, 0, HypercallOutcome::Stop(Outcome::VmmError { message }));
+            return (-errno::EINVAL, 0, Then::Stop(Outcome::VmmError { message }));
         };
         // The call's host time and work, for the longest exit of the run.
         let t0 = Instant::now();
@@ -268,9 +252,9 @@ impl Hypervisor {
             self.protect_pending.store(true, Ordering::Release);
         }
         let then = match (r.trap, pv.fixup_entry()) {
-            (Some(pfn), Some(entry)) => HypercallOutcome::TrapBack { flush: r.flush, pfn, entry, block },
-            _ if r.flush != 0 => HypercallOutcome::Flush(r.flush),
-            _ => HypercallOutcome::Continue,
+            (Some(pfn), Some(entry)) => Then::TrapBack { flush: r.flush, pfn, entry, block },
+            _ if r.flush != 0 => Then::Flush(r.flush),
+            _ => Then::Continue,
         };
         (r.rc, r.done, then)
     }
@@ -300,7 +284,7 @@ impl Hypervisor {
     /// A direct write found in a table validated since the last call is a
     /// violation (it was not seen by the host when it happened); undone, it asks
     /// for every vCPU's TLB to be flushed, as one the dirty log finds does.
-    pub fn apply_protection(&self, vcpu: u32) -> HypercallOutcome {
+    pub fn apply_protection(&self, vcpu: u32) -> Then {
         self.protect_pending.store(false, Ordering::Release);
         let changes = match self.pvmmu.lock() {
             Ok(mut pv) => pv.take_protection_changes(&self.mem),
@@ -321,8 +305,8 @@ impl Hypervisor {
         match self.protect.lock() {
             Ok(mut p) => match p.as_mut().map(applied) {
                 Some(Err(e)) => self.vmm_error(&e.to_string()),
-                _ if !changes.late.is_empty() || changes.new_l3 => HypercallOutcome::Flush(pvmmu::ops::ALL_VCPUS),
-                _ => HypercallOutcome::Continue,
+                _ if !changes.late.is_empty() || changes.new_l3 => Then::Flush(pvmmu::ops::ALL_VCPUS),
+                _ => Then::Continue,
             },
             Err(_) => self.vmm_error("the write protection's lock was poisoned"),
         }
@@ -334,18 +318,18 @@ impl Hypervisor {
     /// writable-pagetables assist, otherwise undone (every TLB flushed: the CPUs
     /// may have walked it) and reported as a violation.
     /// The log names no vCPU: the report names the one at whose exit it was found.
-    pub fn find_direct_writes(&self, vcpu: u32) -> HypercallOutcome {
+    pub fn find_direct_writes(&self, vcpu: u32) -> Then {
         if !self.watching.load(Ordering::Relaxed) {
-            return HypercallOutcome::Continue;
+            return Then::Continue;
         }
         // The write protection's lock, then the PV MMU's (as everywhere both are
         // held), for the harvest and the comparison alike.
         let Ok(mut p) = self.protect.lock() else {
             return self.vmm_error("the write protection's lock was poisoned");
         };
-        let Some(wp) = p.as_mut() else { return HypercallOutcome::Continue };
+        let Some(wp) = p.as_mut() else { return Then::Continue };
         let written = match wp.harvest() {
-            Ok(w) if w.is_empty() => return HypercallOutcome::Continue,
+            Ok(w) if w.is_empty() => return Then::Continue,
             Ok(w) => w,
             Err(e) => return self.vmm_error(&e.to_string()),
         };
@@ -369,43 +353,43 @@ impl Hypervisor {
             }
         }
         if flush {
-            HypercallOutcome::Flush(pvmmu::ops::ALL_VCPUS)
+            Then::Flush(pvmmu::ops::ALL_VCPUS)
         } else {
-            HypercallOutcome::Continue
+            Then::Continue
         }
     }
 
     /// A direct write the host undid is a violation (one it applied through the
     /// assist is not).
-    fn direct_write_found(&self, vcpu: u32, w: &DirectWrite, found_at: &str) -> Option<HypercallOutcome> {
+    fn direct_write_found(&self, vcpu: u32, w: &DirectWrite, found_at: &str) -> Option<Then> {
         let (rule, detail) = w.violation(found_at)?;
         self.violation(ViolationRecord { vcpu, rule, frame: w.pfn, entry: w.index as u64, detail })
     }
 
     /// A violation: recorded, and the guest stopped unless the host was told to
     /// go on (`--host-on-violation continue`).
-    fn violation(&self, v: ViolationRecord) -> Option<HypercallOutcome> {
+    fn violation(&self, v: ViolationRecord) -> Option<Then> {
         let Ok(mut pv) = self.pvmmu.lock() else {
             return Some(self.vmm_error("the PV MMU's lock was poisoned"));
         };
         let stop = pv.on_violation() == OnViolation::Stop;
         let outcome = Outcome::Violation { vcpu: v.vcpu, rule: v.rule, detail: v.detail.clone() };
         pv.record_violation(v);
-        stop.then_some(HypercallOutcome::Stop(outcome))
+        stop.then_some(Then::Stop(outcome))
     }
 
-    fn vmm_error(&self, message: &str) -> HypercallOutcome {
-        HypercallOutcome::Stop(Outcome::VmmError { message: message.to_owned() })
+    fn vmm_error(&self, message: &str) -> Then {
+        Then::Stop(Outcome::VmmError { message: message.to_owned() })
     }
 
     /// A guest write that KVM could not apply (an MMIO exit). Inside a protected
     /// pagetable it is either emulated as a validated update (with the
     /// writable-pagetables assist) or a violation; anywhere else it is a write to
     /// nothing, ignored.
-    pub fn direct_write(&self, vcpu: u32, gpa: u64, data: &[u8]) -> HypercallOutcome {
+    pub fn direct_write(&self, vcpu: u32, gpa: u64, data: &[u8]) -> Then {
         let protected = self.protect.lock().ok().and_then(|p| p.as_ref().map(|wp| wp.is_protected(gpa)));
         if protected != Some(true) {
-            return HypercallOutcome::Continue;
+            return Then::Continue;
         }
         let Ok(mut pv) = self.pvmmu.lock() else {
             return self.vmm_error("the PV MMU's lock was poisoned");
@@ -423,7 +407,7 @@ impl Hypervisor {
             ),
         };
         if pv.weaken() == pvmmu::HostWeaken::DirectWrite {
-            return HypercallOutcome::Continue;
+            return Then::Continue;
         }
         let r = if pv.assist() {
             pv.emulate_direct_write(&self.mem, gpa, data).map_err(|e| record(e.rule, e.why))
@@ -435,9 +419,9 @@ impl Hypervisor {
         }
         drop(pv);
         match r {
-            Ok(true) => HypercallOutcome::Flush(pvmmu::ops::ALL_VCPUS),
-            Ok(false) => HypercallOutcome::Continue,
-            Err(v) => self.violation(v).unwrap_or(HypercallOutcome::Continue),
+            Ok(true) => Then::Flush(pvmmu::ops::ALL_VCPUS),
+            Ok(false) => Then::Continue,
+            Err(v) => self.violation(v).unwrap_or(Then::Continue),
         }
     }
 
@@ -462,8 +446,8 @@ impl Hypervisor {
     }
 
     /// Runs one call: `(rc, ret, what next)`.
-    fn dispatch(&self, vcpu: u32, gpa: u64, b: &HypercallBlock) -> (i32, u64, HypercallOutcome) {
-        use HypercallOutcome::Continue;
+    fn dispatch(&self, vcpu: u32, gpa: u64, b: &HypercallBlock) -> (i32, u64, Then) {
+        use Then::Continue;
         let Some(call) = Hypercall::decode(b.op, b.args) else {
             return (-errno::ENOSYS, 0, Continue);
         };
@@ -542,13 +526,13 @@ impl Hypervisor {
             // its low half (`shutdown(1 << 32)` would read as success).
             Hypercall::Shutdown { code } => {
                 let code = u32::try_from(code).unwrap_or(u32::MAX);
-                (0, 0, HypercallOutcome::Stop(Outcome::Shutdown { code }))
+                (0, 0, Then::Stop(Outcome::Shutdown { code }))
             }
             Hypercall::GuestFault { report } => match memory::read_obj::<FaultReport>(&self.mem, report) {
                 Ok(r) => {
                     let mut info = FaultInfo::from(&r);
                     info.vcpu = vcpu;
-                    (0, 0, HypercallOutcome::Stop(Outcome::GuestFault(info)))
+                    (0, 0, Then::Stop(Outcome::GuestFault(info)))
                 }
                 Err(_) => (-errno::EFAULT, 0, Continue),
             },
@@ -591,6 +575,44 @@ const MAX_UNKNOWN_CALLS: usize = 16;
 /// The key of the unknown call numbers past [`MAX_UNKNOWN_CALLS`].
 const UNKNOWN_OTHERS: u32 = u32::MAX;
 
+/// The hypervisor is what our guest's exits mean: its hypercalls, its PV MMU's
+/// protection and CR3 checks, and the trap-back's frame.
+impl Exits for Hypervisor {
+    fn hypercall(&self, vcpu: u32, gpa: u64) -> Then {
+        Hypervisor::hypercall(self, vcpu, gpa)
+    }
+    fn direct_write(&self, vcpu: u32, gpa: u64, data: &[u8]) -> Then {
+        Hypervisor::direct_write(self, vcpu, gpa, data)
+    }
+    fn triple_fault(&self, at: VcpuSnapshot) -> TripleFault {
+        Hypervisor::triple_fault(self, at)
+    }
+    fn protection_pending(&self) -> bool {
+        Hypervisor::protection_pending(self)
+    }
+    fn protection_off(&self) -> bool {
+        Hypervisor::protection_off(self)
+    }
+    fn apply_protection(&self, vcpu: u32) -> Then {
+        Hypervisor::apply_protection(self, vcpu)
+    }
+    fn wants_cr3(&self, vcpu: u32) -> bool {
+        Hypervisor::wants_cr3(self, vcpu)
+    }
+    fn check_cr3(&self, vcpu: u32, cr3: u64) -> Then {
+        Hypervisor::check_cr3(self, vcpu, cr3)
+    }
+    fn find_direct_writes(&self, vcpu: u32) -> Then {
+        Hypervisor::find_direct_writes(self, vcpu)
+    }
+    fn writable_gpas(&self, cr3: u64, vas: [u32; 3]) -> Result<[u64; 3], String> {
+        Hypervisor::writable_gpas(self, cr3, vas)
+    }
+    fn write_guest_all(&self, pieces: &[(u64, &[u8])]) -> Result<(), String> {
+        Hypervisor::write_guest_all(self, pieces)
+    }
+}
+
 /// Where a call is counted: by its number, unless it is one more unknown
 /// number than the report keeps (the map is keyed by what the guest chose).
 fn bounded_call_key(calls: &BTreeMap<(u32, i32), u64>, op: u32, rc: i32) -> (u32, i32) {
@@ -631,7 +653,7 @@ mod tests {
         (Hypervisor::new(mem, Instant::now(), Box::new(sink.clone()), pv), sink)
     }
 
-    fn call(hv: &Hypervisor, op: u32, args: [u64; 4]) -> (HypercallBlock, HypercallOutcome) {
+    fn call(hv: &Hypervisor, op: u32, args: [u64; 4]) -> (HypercallBlock, Then) {
         // Above the host's reserved frames, where answers may be written.
         let gpa = 0x7800;
         memory::write_obj(&hv.mem, gpa, &HypercallBlock { op, rc: 99, args, ret: 99 }).unwrap();
@@ -671,7 +693,7 @@ mod tests {
         let (hv, _) = hv();
         for gpa in [0x2001, 1 << 40, (16 << 20) - 8] {
             match hv.hypercall(1, gpa) {
-                HypercallOutcome::Stop(Outcome::Violation { vcpu: 1, .. }) => {}
+                Then::Stop(Outcome::Violation { vcpu: 1, .. }) => {}
                 _ => panic!("block at {gpa:#x} was accepted"),
             }
         }
@@ -694,7 +716,7 @@ mod tests {
                             &HypercallBlock { op: nr::NOP, rc: 9, args: [arg, 0, 0, 0], ret: 0 },
                         )
                         .unwrap();
-                        assert!(matches!(hv.hypercall(cpu as u32, gpa), HypercallOutcome::Continue));
+                        assert!(matches!(hv.hypercall(cpu as u32, gpa), Then::Continue));
                         let b: HypercallBlock = memory::read_obj(&hv.mem, gpa).unwrap();
                         assert_eq!((b.rc, b.ret), (0, arg));
                     }
@@ -719,7 +741,7 @@ mod tests {
         memory::write_obj(&hv.mem, 0x5000 + MmuextOp::SIZE, &root).unwrap();
         let (b, o) = call(&hv, nr::MMUEXT_OP, [0x5000, 2, 0, 0]);
         assert_eq!((b.rc, b.ret), (0, 2));
-        assert!(matches!(o, HypercallOutcome::Flush(1)), "NEW_BASEPTR flushes the caller");
+        assert!(matches!(o, Then::Flush(1)), "NEW_BASEPTR flushes the caller");
         // An entry of 0x202, a frame of no type, is refused (T1), and nothing
         // is flushed.
         memory::write_obj(&hv.mem, 0x201 << 12, &((0x202u64 << 12) | 1)).unwrap();
@@ -728,7 +750,7 @@ mod tests {
         let (b, o) = call(&hv, nr::MMU_UPDATE, [0x6000, 1, 0, 0]);
         assert_eq!((b.rc, b.ret), (-errno::EINVAL, 0), "0x202 has no type: no plain write");
         assert_eq!(memory::read_obj::<u64>(&hv.mem, 0x202 << 12).unwrap(), 0, "nothing written");
-        assert!(matches!(o, HypercallOutcome::Continue));
+        assert!(matches!(o, Then::Continue));
         let report = hv.pvmmu_report().unwrap();
         assert_eq!((report.frames.l3, report.frames.l2, report.frames.pinned), (1, 1, 1));
         assert_eq!(report.stats.applied["new_baseptr"], 1);
@@ -744,7 +766,7 @@ mod tests {
         assert_eq!(call(&hv, nr::SET_CALLBACKS, [0xc010_0000, 0, 0, 0]).0.rc, 0);
         memory::write_obj(&hv.mem, 0x5000, &MmuextOp { arg1: 0x203, ..pin_l1 }).unwrap();
         match call(&hv, nr::MMUEXT_OP, [0x5000, 1, 0, 0]).1 {
-            HypercallOutcome::TrapBack { pfn: 0x203, entry: 0xc010_0000, block: 0x7800, flush: 0 } => {}
+            Then::TrapBack { pfn: 0x203, entry: 0xc010_0000, block: 0x7800, flush: 0 } => {}
             _ => panic!("no trap back"),
         }
     }
@@ -762,7 +784,7 @@ mod tests {
         // block's last word) = frame 0 | P | RW.
         memory::write_obj(&hv.mem, block, &HypercallBlock { op: nr::NOP, rc: 0, args: [3, 0, 0, 0], ret: 0 }).unwrap();
         match hv.hypercall(0, block) {
-            HypercallOutcome::Stop(Outcome::Violation { rule, detail, .. }) => {
+            Then::Stop(Outcome::Violation { rule, detail, .. }) => {
                 assert_eq!(rule, Rule::HostWrite);
                 assert!(detail.contains("validated L1"), "{detail}");
             }
@@ -771,7 +793,7 @@ mod tests {
         assert_eq!(memory::read_obj::<u64>(&hv.mem, (0x300 << 12) + 9 * 8).unwrap(), 0, "entry 9 untouched");
         // A shutdown from there does not hide the refused answer.
         memory::write_obj(&hv.mem, block, &HypercallBlock { op: nr::SHUTDOWN, rc: 0, args: [0; 4], ret: 0 }).unwrap();
-        assert!(matches!(hv.hypercall(0, block), HypercallOutcome::Stop(Outcome::Violation { .. })));
+        assert!(matches!(hv.hypercall(0, block), Then::Stop(Outcome::Violation { .. })));
         memory::write_obj(&hv.mem, block, &HypercallBlock { op: nr::NOP, rc: 0, args: [3, 0, 0, 0], ret: 0 }).unwrap();
         // Host-reserved frames take no answer either.
         assert!(hv.write_guest_all(&[(0x1000, &[1])]).unwrap_err().contains("host-reserved"));
@@ -781,7 +803,7 @@ mod tests {
         let unpin = MmuextOp { cmd: cmd::UNPIN_TABLE, ..pin };
         memory::write_obj(&hv.mem, 0x5000, &unpin).unwrap();
         assert_eq!(call(&hv, nr::MMUEXT_OP, [0x5000, 1, 0, 0]).0.rc, 0);
-        assert!(matches!(hv.hypercall(0, block), HypercallOutcome::Continue));
+        assert!(matches!(hv.hypercall(0, block), Then::Continue));
         assert_eq!(memory::read_obj::<u64>(&hv.mem, (0x300 << 12) + 9 * 8).unwrap(), 3);
     }
 
@@ -859,7 +881,7 @@ mod tests {
 
         /// Issues `r` from vCPU `vcpu`, whose block and arrays sit in frame
         /// `0x20 + vcpu` (outside the pool, so never a table).
-        fn issue(hv: &Hypervisor, vcpu: u32, r: &Req) -> HypercallOutcome {
+        fn issue(hv: &Hypervisor, vcpu: u32, r: &Req) -> Then {
             let base = (0x20 + vcpu as u64) << 12;
             let (block, array) = (base, base + 0x100);
             let (op, n) = match r {
@@ -895,7 +917,7 @@ mod tests {
                         let hv = &hv;
                         let reqs = reqs.to_vec();
                         s.spawn(move || {
-                            reqs.iter().filter(|r| matches!(issue(hv, vcpu, r), HypercallOutcome::Stop(_))).count()
+                            reqs.iter().filter(|r| matches!(issue(hv, vcpu, r), Then::Stop(_))).count()
                         })
                     };
                     let (ta, tb) = (run(0, &a), run(1, &b));
@@ -942,13 +964,13 @@ mod tests {
     fn shutdown_and_fault_end_the_run() {
         let (hv, _) = hv();
         match call(&hv, nr::SHUTDOWN, [3, 0, 0, 0]).1 {
-            HypercallOutcome::Stop(Outcome::Shutdown { code: 3 }) => {}
+            Then::Stop(Outcome::Shutdown { code: 3 }) => {}
             _ => panic!("shutdown did not stop"),
         }
         // Bits above 31 are not cut away: 1 << 32 is no success.
         for big in [1u64 << 32, u64::MAX] {
             match call(&hv, nr::SHUTDOWN, [big, 0, 0, 0]).1 {
-                HypercallOutcome::Stop(Outcome::Shutdown { code: u32::MAX }) => {}
+                Then::Stop(Outcome::Shutdown { code: u32::MAX }) => {}
                 _ => panic!("shutdown({big:#x}) did not stop as a failure"),
             }
         }
@@ -957,7 +979,7 @@ mod tests {
         r.cr2 = 0x10;
         memory::write_obj(&hv.mem, 0x4000, &r).unwrap();
         match call(&hv, nr::GUEST_FAULT, [0x4000, 0, 0, 0]).1 {
-            HypercallOutcome::Stop(Outcome::GuestFault(f)) => {
+            Then::Stop(Outcome::GuestFault(f)) => {
                 assert_eq!((f.vector, f.cr2), (14, 0x10));
                 assert!(f.name.contains("page fault"));
             }

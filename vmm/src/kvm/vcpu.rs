@@ -16,8 +16,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use shared::abi::{HYPERCALL_PORT, NOP_EXIT_PORT};
 use shared::boot::{BOOT_INFO_GPA, BOOT_MAGIC};
 
-use crate::hypervisor::{HypercallOutcome, Hypervisor};
-use crate::report::{ExitCounts, Outcome, VcpuSnapshot};
+use crate::report::{ExitCounts, Outcome, TripleFault, VcpuSnapshot};
 
 use super::binary_stats;
 
@@ -25,6 +24,79 @@ use super::binary_stats;
 pub enum Error {
     #[error("cannot set up vCPU {index}: {what}: {source}")]
     Setup { index: u32, what: &'static str, source: kvm_ioctls::Error },
+}
+
+/// What a vCPU does next, once the layer above has handled an exit.
+#[derive(Debug, PartialEq)]
+pub enum Then {
+    Continue,
+    /// Flush the TLBs of these vCPUs (a bit per vCPU) before the caller goes on.
+    Flush(u64),
+    /// After the flushes, deliver an alias fixup for frame `pfn` at the guest's
+    /// registered `entry`; the guest re-issues the call in the block at `block`.
+    TrapBack {
+        flush: u64,
+        pfn: u64,
+        entry: u64,
+        block: u64,
+    },
+    /// The run ends.
+    Stop(Outcome),
+}
+
+/// The layer above the KVM layer, as a vCPU's exit loop sees it: what an
+/// exit means for this guest. The KVM layer owns the trait and knows no
+/// implementation: the hypervisor (our guest's hypercalls and its PV MMU)
+/// is one, a guest with only port I/O devices another. The PV MMU's hooks
+/// have defaults that do nothing, for a guest without one.
+pub trait Exits: Send + Sync {
+    /// A hypercall, its block at this guest-physical address.
+    fn hypercall(&self, vcpu: u32, gpa: u64) -> Then;
+    /// A guest write into a read-only memslot (a protected table).
+    fn direct_write(&self, vcpu: u32, gpa: u64, data: &[u8]) -> Then;
+    /// The vCPU shut down (a triple fault): what the report says of it.
+    fn triple_fault(&self, at: VcpuSnapshot) -> TripleFault;
+    /// An `out` to a port the KVM layer does not know.
+    fn port_out(&self, _vcpu: u32, _port: u16, _data: &[u8]) -> Then {
+        Then::Continue
+    }
+    /// An `in` from a port the KVM layer does not know: fills `data` (all
+    /// ones, as a bus with nothing on it, unless a device answers).
+    fn port_in(&self, _vcpu: u32, _port: u16, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    /// Write protection of tables waits to be applied (in a stopped world).
+    fn protection_pending(&self) -> bool {
+        false
+    }
+    /// No memslot changes with the protection: no need to stop the world.
+    fn protection_off(&self) -> bool {
+        true
+    }
+    fn apply_protection(&self, _vcpu: u32) -> Then {
+        Then::Continue
+    }
+    /// Whether this vCPU's CR3 must be checked at its hypercalls.
+    fn wants_cr3(&self, _vcpu: u32) -> bool {
+        false
+    }
+    fn check_cr3(&self, _vcpu: u32, _cr3: u64) -> Then {
+        Then::Continue
+    }
+    /// Direct writes to unprotected tables (the dirty log), before a hypercall.
+    fn find_direct_writes(&self, _vcpu: u32) -> Then {
+        Then::Continue
+    }
+    /// Where the trap-back frame's three words go: guest-physical addresses
+    /// of `vas` under `cr3`, each writable by the guest, or why not.
+    fn writable_gpas(&self, _cr3: u64, _vas: [u32; 3]) -> Result<[u64; 3], String> {
+        Err("this guest has no trap-back".into())
+    }
+    /// Writes the pieces into guest memory, all or none, through the host's
+    /// one checked write path.
+    fn write_guest_all(&self, _pieces: &[(u64, &[u8])]) -> Result<(), String> {
+        Err("this guest has no trap-back".into())
+    }
 }
 
 /// Flat 4 GiB 32-bit segments (code 0x08, data 0x10), a TSS, an empty GDT and IDT:
@@ -343,20 +415,20 @@ impl Control {
 
 /// Does what a hypercall or a direct write asked of this vCPU before it goes on:
 /// flushes, the alias fixup's delivery, or the end of the run.
-fn carry_out(then: HypercallOutcome, index: u32, vcpu: &mut VcpuFd, hv: &Hypervisor, ctl: &Control) -> Option<Outcome> {
+fn carry_out(then: Then, index: u32, vcpu: &mut VcpuFd, hv: &dyn Exits, ctl: &Control) -> Option<Outcome> {
     let flush = |vcpu: &VcpuFd, targets| {
         ctl.flush(index, vcpu, targets).map_err(|e| format!("TLB flush for vCPU {index} failed: {e}"))
     };
     let done = match then {
-        HypercallOutcome::Continue => Ok(()),
-        HypercallOutcome::Flush(targets) => flush(vcpu, targets),
-        HypercallOutcome::TrapBack { flush: targets, pfn, entry, block } => {
+        Then::Continue => Ok(()),
+        Then::Flush(targets) => flush(vcpu, targets),
+        Then::TrapBack { flush: targets, pfn, entry, block } => {
             if let Err(message) = flush(vcpu, targets) {
                 return Some(Outcome::VmmError { message });
             }
             return deliver_fixup(vcpu, hv, index, pfn, entry, block).err();
         }
-        HypercallOutcome::Stop(o) => return Some(o),
+        Then::Stop(o) => return Some(o),
     };
     done.err().map(|message| Outcome::VmmError { message })
 }
@@ -370,7 +442,7 @@ fn carry_out(then: HypercallOutcome, index: u32, vcpu: &mut VcpuFd, hv: &Hypervi
 /// `immediate_exit` set finishes it and returns at once without entering the guest.
 fn deliver_fixup(
     vcpu: &mut VcpuFd,
-    hv: &Hypervisor,
+    hv: &dyn Exits,
     index: u32,
     pfn: u64,
     entry: u64,
@@ -467,6 +539,8 @@ pub enum Action {
     /// A guest write into a read-only memslot (a protected table): its
     /// address and bytes (KVM's MMIO data, at most 8).
     DirectWrite(u64, MmioData),
+    /// An `out` to a port of the layer above's devices: the port and bytes.
+    PortOut(u16, MmioData),
     /// The vCPU shut down: a triple fault.
     TripleFault,
     /// KVM_RUN returned early (a kick, a signal): clear the immediate exit and
@@ -477,10 +551,16 @@ pub enum Action {
 }
 
 /// One exit of vCPU `index`, as KVM_RUN returned it: counted in `exits`,
-/// answered where it needs nothing else (an `in` or an MMIO read of nothing
-/// reads all ones), and turned into what the loop does next. No KVM, PV MMU
-/// or other vCPU is touched here, so the tests give it made-up exits.
-pub fn on_exit(run: Result<VcpuExit<'_>, kvm_ioctls::Error>, index: u32, exits: &mut ExitCounts) -> Action {
+/// answered where it needs nothing else (an MMIO read of nothing reads all
+/// ones; an `in` is the devices' of `hv`), and turned into what the loop does
+/// next. No KVM, PV MMU or other vCPU is touched here, so the tests give it
+/// made-up exits.
+pub fn on_exit(
+    run: Result<VcpuExit<'_>, kvm_ioctls::Error>,
+    index: u32,
+    exits: &mut ExitCounts,
+    hv: &dyn Exits,
+) -> Action {
     match run {
         Ok(VcpuExit::IoOut(HYPERCALL_PORT, data)) if data.len() == 4 => {
             exits.hypercall += 1;
@@ -490,13 +570,13 @@ pub fn on_exit(run: Result<VcpuExit<'_>, kvm_ioctls::Error>, index: u32, exits: 
             exits.nop_exit += 1;
             Action::Continue
         }
-        Ok(VcpuExit::IoOut(..)) => {
+        Ok(VcpuExit::IoOut(port, data)) => {
             exits.other_io += 1;
-            Action::Continue
+            Action::PortOut(port, MmioData::new(data))
         }
-        Ok(VcpuExit::IoIn(_, data)) => {
+        Ok(VcpuExit::IoIn(port, data)) => {
             exits.other_io += 1;
-            data.fill(0xff);
+            hv.port_in(index, port, data);
             Action::Continue
         }
         Ok(VcpuExit::MmioRead(_, data)) => {
@@ -539,7 +619,7 @@ pub fn on_exit(run: Result<VcpuExit<'_>, kvm_ioctls::Error>, index: u32, exits: 
 }
 
 /// The exit loop of one vCPU, until the run ends.
-pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>) -> VcpuResult {
+pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<dyn Exits>, ctl: Arc<Control>) -> VcpuResult {
     let run_ptr: *mut kvm_run = vcpu.get_kvm_run();
     KVM_RUN.with(|r| r.set(run_ptr));
     ctl.register(index);
@@ -551,7 +631,7 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
             // decides, on a QEMU TCG host, whether they can be (check_cr3).
             if host_is_tcg() {
                 let cr3 = vcpu.get_sregs().map(|s| s.cr3).unwrap_or(0);
-                if let HypercallOutcome::Stop(o) = hv.check_cr3(index, cr3) {
+                if let Then::Stop(o) = hv.check_cr3(index, cr3) {
                     ctl.finish(o);
                     break;
                 }
@@ -562,9 +642,9 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
             // A stop, or the flush that writes undone need (the stopped
             // vCPUs flush before they enter the guest again).
             let stop = if hv.protection_off() {
-                carry_out(hv.apply_protection(index), index, &mut vcpu, &hv, &ctl)
+                carry_out(hv.apply_protection(index), index, &mut vcpu, &*hv, &ctl)
             } else {
-                ctl.with_world_stopped(index, || carry_out(hv.apply_protection(index), index, &mut vcpu, &hv, &ctl))
+                ctl.with_world_stopped(index, || carry_out(hv.apply_protection(index), index, &mut vcpu, &*hv, &ctl))
             };
             if let Some(o) = stop {
                 ctl.finish(o);
@@ -575,35 +655,39 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<Hypervisor>, ctl: Arc<Control>)
             ctl.finish(Outcome::VmmError { message: format!("TLB flush of vCPU {index} failed: {e}") });
             break;
         }
-        let outcome = match on_exit(vcpu.run(), index, &mut exits) {
+        let outcome = match on_exit(vcpu.run(), index, &mut exits, &*hv) {
             Action::Continue => None,
             Action::Hypercall(gpa) => {
                 // Direct writes to unprotected tables first: the call must
                 // find the frame table as the guest left it.
-                if let Some(o) = carry_out(hv.find_direct_writes(index), index, &mut vcpu, &hv, &ctl) {
+                if let Some(o) = carry_out(hv.find_direct_writes(index), index, &mut vcpu, &*hv, &ctl) {
                     ctl.finish(o);
                     break;
                 }
                 let mut then = hv.hypercall(index, gpa);
-                if matches!(then, HypercallOutcome::Continue | HypercallOutcome::Flush(_)) && hv.wants_cr3(index) {
+                if matches!(then, Then::Continue | Then::Flush(_)) && hv.wants_cr3(index) {
                     match vcpu.get_sregs() {
                         Ok(sregs) => {
-                            if let HypercallOutcome::Stop(o) = hv.check_cr3(index, sregs.cr3) {
-                                then = HypercallOutcome::Stop(o);
+                            if let Then::Stop(o) = hv.check_cr3(index, sregs.cr3) {
+                                then = Then::Stop(o);
                             }
                         }
                         Err(e) => {
-                            then = HypercallOutcome::Stop(Outcome::VmmError {
+                            then = Then::Stop(Outcome::VmmError {
                                 message: format!("KVM_GET_SREGS of vCPU {index} failed: {e}"),
                             })
                         }
                     }
                 }
-                carry_out(then, index, &mut vcpu, &hv, &ctl)
+                carry_out(then, index, &mut vcpu, &*hv, &ctl)
             }
             Action::DirectWrite(gpa, data) => {
                 let then = hv.direct_write(index, gpa, data.as_slice());
-                carry_out(then, index, &mut vcpu, &hv, &ctl)
+                carry_out(then, index, &mut vcpu, &*hv, &ctl)
+            }
+            Action::PortOut(port, data) => {
+                let then = hv.port_out(index, port, data.as_slice());
+                carry_out(then, index, &mut vcpu, &*hv, &ctl)
             }
             Action::TripleFault => Some(Outcome::TripleFault(hv.triple_fault(snapshot(&vcpu, index)))),
             Action::Interrupted => {
@@ -730,6 +814,23 @@ mod tests {
         assert_eq!(ctl.kick(u64::MAX, |_| {}), 0, "an unregistered thread is not kicked");
     }
 
+    /// Made-up devices: port 0x3fd answers 0x60, every other reads nothing.
+    struct Devices;
+    impl Exits for Devices {
+        fn hypercall(&self, _: u32, _: u64) -> Then {
+            Then::Continue
+        }
+        fn direct_write(&self, _: u32, _: u64, _: &[u8]) -> Then {
+            Then::Continue
+        }
+        fn triple_fault(&self, at: VcpuSnapshot) -> TripleFault {
+            TripleFault::new(at)
+        }
+        fn port_in(&self, _: u32, port: u16, data: &mut [u8]) {
+            data.fill(if port == 0x3fd { 0x60 } else { 0xff });
+        }
+    }
+
     /// Every kind of exit, made up, gives the action and the count the loop
     /// relies on: a hypercall's block address from the 32-bit `out`, all ones
     /// for reads of nothing, a protected table's write with its bytes, a kick
@@ -737,37 +838,48 @@ mod tests {
     #[test]
     fn each_exit_becomes_one_action_and_one_count() {
         let mut n = ExitCounts::default();
+        let dev = Devices;
         let gpa = 0x0012_3450u32.to_le_bytes();
-        assert_eq!(on_exit(Ok(VcpuExit::IoOut(HYPERCALL_PORT, &gpa)), 0, &mut n), Action::Hypercall(0x12_3450));
-        // A hypercall port written with another width is no hypercall.
-        assert_eq!(on_exit(Ok(VcpuExit::IoOut(HYPERCALL_PORT, &gpa[..2])), 0, &mut n), Action::Continue);
-        assert_eq!(on_exit(Ok(VcpuExit::IoOut(NOP_EXIT_PORT, &[0; 4])), 0, &mut n), Action::Continue);
-        assert_eq!(on_exit(Ok(VcpuExit::IoOut(0x80, &[1])), 0, &mut n), Action::Continue);
+        assert_eq!(on_exit(Ok(VcpuExit::IoOut(HYPERCALL_PORT, &gpa)), 0, &mut n, &dev), Action::Hypercall(0x12_3450));
+        // A hypercall port written with another width is no hypercall: the
+        // devices' (which ignore it).
+        assert_eq!(
+            on_exit(Ok(VcpuExit::IoOut(HYPERCALL_PORT, &gpa[..2])), 0, &mut n, &dev),
+            Action::PortOut(HYPERCALL_PORT, MmioData::new(&gpa[..2]))
+        );
+        assert_eq!(on_exit(Ok(VcpuExit::IoOut(NOP_EXIT_PORT, &[0; 4])), 0, &mut n, &dev), Action::Continue);
+        assert_eq!(
+            on_exit(Ok(VcpuExit::IoOut(0x80, &[1])), 0, &mut n, &dev),
+            Action::PortOut(0x80, MmioData::new(&[1]))
+        );
         let mut port = [0u8; 2];
-        assert_eq!(on_exit(Ok(VcpuExit::IoIn(0x71, &mut port)), 0, &mut n), Action::Continue);
+        assert_eq!(on_exit(Ok(VcpuExit::IoIn(0x71, &mut port)), 0, &mut n, &dev), Action::Continue);
         assert_eq!(port, [0xff; 2], "an in of nothing reads all ones");
+        let mut port = [0u8; 1];
+        assert_eq!(on_exit(Ok(VcpuExit::IoIn(0x3fd, &mut port)), 0, &mut n, &dev), Action::Continue);
+        assert_eq!(port, [0x60], "a device's in reads what the device answers");
         let mut mmio = [0u8; 4];
-        assert_eq!(on_exit(Ok(VcpuExit::MmioRead(0xfee0_0000, &mut mmio)), 0, &mut n), Action::Continue);
+        assert_eq!(on_exit(Ok(VcpuExit::MmioRead(0xfee0_0000, &mut mmio)), 0, &mut n, &dev), Action::Continue);
         assert_eq!(mmio, [0xff; 4]);
         let entry = 0x8000_0000_0012_3067u64.to_le_bytes();
         assert_eq!(
-            on_exit(Ok(VcpuExit::MmioWrite(0x0120_0018, &entry)), 0, &mut n),
+            on_exit(Ok(VcpuExit::MmioWrite(0x0120_0018, &entry)), 0, &mut n, &dev),
             Action::DirectWrite(0x0120_0018, MmioData::new(&entry))
         );
         // A 4-byte write keeps exactly its 4 bytes.
-        match on_exit(Ok(VcpuExit::MmioWrite(0x0120_001c, &entry[..4])), 0, &mut n) {
+        match on_exit(Ok(VcpuExit::MmioWrite(0x0120_001c, &entry[..4])), 0, &mut n, &dev) {
             Action::DirectWrite(0x0120_001c, d) => assert_eq!(d.as_slice(), &entry[..4]),
             a => panic!("{a:?}"),
         }
-        assert_eq!(on_exit(Ok(VcpuExit::Hlt), 0, &mut n), Action::Continue);
-        assert_eq!(on_exit(Ok(VcpuExit::Intr), 0, &mut n), Action::Continue);
-        assert_eq!(on_exit(Ok(VcpuExit::Shutdown), 0, &mut n), Action::TripleFault);
-        assert_eq!(on_exit(errno(libc::EINTR), 0, &mut n), Action::Interrupted);
-        assert_eq!(on_exit(errno(libc::EAGAIN), 0, &mut n), Action::Interrupted);
-        let want = ExitCounts { hypercall: 1, nop_exit: 1, other_io: 3, mmio: 3, hlt: 1, intr: 3, shutdown: 1 };
+        assert_eq!(on_exit(Ok(VcpuExit::Hlt), 0, &mut n, &dev), Action::Continue);
+        assert_eq!(on_exit(Ok(VcpuExit::Intr), 0, &mut n, &dev), Action::Continue);
+        assert_eq!(on_exit(Ok(VcpuExit::Shutdown), 0, &mut n, &dev), Action::TripleFault);
+        assert_eq!(on_exit(errno(libc::EINTR), 0, &mut n, &dev), Action::Interrupted);
+        assert_eq!(on_exit(errno(libc::EAGAIN), 0, &mut n, &dev), Action::Interrupted);
+        let want = ExitCounts { hypercall: 1, nop_exit: 1, other_io: 4, mmio: 3, hlt: 1, intr: 3, shutdown: 1 };
         assert_eq!(n, want);
         // What ends the run says which vCPU and why.
-        let stop = |r| match on_exit(r, 3, &mut ExitCounts::default()) {
+        let stop = |r| match on_exit(r, 3, &mut ExitCounts::default(), &dev) {
             Action::Stop(Outcome::VmmError { message }) => message,
             a => panic!("{a:?}"),
         };

@@ -1,22 +1,20 @@
-//! One guest run on the local KVM: create the VM (in-kernel irqchip), map RAM, load
-//! the kernel, write the boot information, start one thread per vCPU, and wait for
-//! the guest to finish or the watchdog to fire.
+//! A VM on the local KVM, as building blocks: create it (in-kernel irqchip),
+//! hand it guest RAM, create vCPUs, and run them, one thread each, until the
+//! run ends or the watchdog fires. What a guest is (its image, its boot
+//! information, what its exits mean) is the layer above's: `machine` for
+//! our guest.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
-use kvm_ioctls::{Cap, Kvm};
-use shared::boot::{BootInfo, BOOT_INFO_GPA, COUNTERS_GPA, LOW_RESERVED_END, MAX_VCPUS};
-use shared::config::Config;
-use shared::counters::PerCpuCounters;
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use shared::boot::MAX_VCPUS;
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use super::write_protect::{self, WriteProtect};
 use super::{loader, vcpu};
-use crate::hypervisor::{ConsoleSink, Hypervisor};
-use crate::report::{self, HostInfo, Outcome, RunReport, Timing, VcpuExits};
+use crate::report::Outcome;
 use pvmmu::guest_memory as memory;
 
 /// Where KVM on Intel wants its TSS and identity-map pages (in the MMIO hole).
@@ -47,62 +45,6 @@ pub enum Error {
     WriteProtect(#[from] write_protect::Error),
 }
 
-/// A run whose end-of-run audit found the tables in memory other than the host
-/// validated them (a pagetable mapped writable, a type count that disagrees, a
-/// table changed behind the host's back) failed, whatever the guest said: the
-/// guest ran on unvalidated entries. Only a guest's own word (a shutdown) gives
-/// way; a fault, a violation or a timeout already says more.
-fn audited(outcome: Outcome, pv: Option<&pvmmu::PvMmuReport>) -> Outcome {
-    let Some(st) = pv.map(|p| &p.stats) else { return outcome };
-    let errors = [
-        (st.audit_rw_pagetables, "RW mappings of pagetables"),
-        (st.audit_count_mismatches, "type-count mismatches"),
-        (st.audit_tables_diverged, "tables that differ from what the host validated"),
-        (st.audit_l3_diverged, "L3s that differ from what the host validated"),
-    ];
-    let found: Vec<String> = errors.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
-    match outcome {
-        Outcome::Shutdown { .. } if !found.is_empty() => Outcome::Violation {
-            vcpu: 0,
-            rule: pvmmu::Rule::Audit,
-            detail: format!("the end-of-run audit found {}", found.join(", ")),
-        },
-        o => o,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_dirty_audit_is_a_failed_run_whatever_the_guest_said() {
-        let mut pv = pvmmu::PvMmuReport::default();
-        let ok = Outcome::Shutdown { code: 0 };
-        assert_eq!(audited(ok.clone(), None), ok);
-        assert_eq!(audited(ok.clone(), Some(&pv)), ok, "a clean audit changes nothing");
-        pv.stats.audit_tables_diverged = 2;
-        pv.stats.audit_rw_pagetables = 1;
-        match audited(ok, Some(&pv)) {
-            Outcome::Violation { rule, detail, .. } => {
-                assert_eq!(rule, pvmmu::Rule::Audit);
-                assert!(detail.contains("1 RW mappings of pagetables") && detail.contains("2 tables"), "{detail}");
-            }
-            o => panic!("{o:?}"),
-        }
-        let t = Outcome::Timeout { after_s: 1.0, vcpus: vec![] };
-        assert_eq!(audited(t.clone(), Some(&pv)), t, "the timeout says more");
-    }
-
-    #[test]
-    fn open_errors_say_what_is_wrong() {
-        let e = |n| open_error("/dev/kvm".into(), kvm_ioctls::Error::new(n)).to_string();
-        assert!(e(libc::ENOENT).starts_with("no /dev/kvm"));
-        assert!(e(libc::EACCES).contains("no permission"));
-        assert!(e(libc::EIO).starts_with("cannot open /dev/kvm"));
-    }
-}
-
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { what, source }
 }
@@ -128,33 +70,22 @@ pub fn open_kvm() -> Result<Kvm, Error> {
     Kvm::new_with_path(&c).map_err(|e| open_error(path, e))
 }
 
-/// Everything one run needs.
-#[derive(Clone, Debug)]
-pub struct RunSpec {
-    pub kernel: PathBuf,
-    pub mem: memory::RamSize,
-    pub vcpus: u32,
-    pub timeout: Duration,
-    pub config: Config,
-    /// When `vmm` started (timings are measured from here).
-    pub start: Instant,
-}
-
-/// Runs the guest on the local KVM and reports how it went. A guest that faults or
-/// hangs is a report (`Ok`), not an error; errors are the host's.
-pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunReport, Error> {
-    if spec.vcpus == 0 || spec.vcpus as usize > MAX_VCPUS {
-        return Err(Error::BadVcpus(spec.vcpus));
-    }
+/// A new VM with KVM's in-kernel irqchip (local APICs, IOAPIC, PIC), and the
+/// KVM device it came from.
+pub fn create_vm() -> Result<(Kvm, Arc<VmFd>), Error> {
     let kvm = open_kvm()?;
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     vm.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
     // Only VMX needs these; elsewhere they may fail harmlessly.
     let _ = vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDR);
     let _ = vm.set_tss_address(KVM_TSS_ADDR);
+    Ok((kvm, Arc::new(vm)))
+}
 
-    let mem = memory::create(spec.mem)?;
-    let vm = Arc::new(vm);
+/// Guest RAM handed to KVM: the memslots, in chunks that the write protection
+/// of pagetables can split into read-only and writable slots (a guest with no
+/// PV MMU never protects one).
+pub fn map_memory(kvm: &Kvm, vm: &Arc<VmFd>, mem: &GuestMemoryMmap, dirty_log: bool) -> Result<WriteProtect, Error> {
     let mut regions = Vec::new();
     for region in mem.iter() {
         let host_addr = region
@@ -162,54 +93,55 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
             .map_err(|e| Error::Memory(memory::Error::Map { size: region.len() >> 20, reason: e.to_string() }))?;
         regions.push((region.start_addr().0, region.len(), host_addr as u64));
     }
-    // Guest RAM goes to KVM in chunks that the write protection of pagetables can
-    // split into read-only and writable slots.
-    let dirty_log = spec.config.host_write_watch() == shared::config::WriteWatch::DirtyLog;
-    let wp = WriteProtect::new(
+    Ok(WriteProtect::new(
         vm.clone(),
         &regions,
         kvm.get_nr_memslots(),
         kvm.check_extension(Cap::ReadonlyMem),
         dirty_log,
-    )?;
-    let image = loader::load(&mem, &spec.mem.regions(), &spec.kernel, LOW_RESERVED_END)?;
+    )?)
+}
 
-    let base_cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-    let mut vcpus = Vec::new();
-    for i in 0..spec.vcpus {
-        let v = vm.create_vcpu(i as u64).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-        vcpu::configure(&v, i, &base_cpuid, image.entry)?;
-        vcpus.push(v);
+/// The CPUID KVM supports here, which each vCPU's is made from.
+pub fn supported_cpuid(kvm: &Kvm) -> Result<CpuId, Error> {
+    kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))
+}
+
+/// Creates vCPU `index`.
+pub fn create_vcpu(vm: &VmFd, index: u32) -> Result<VcpuFd, Error> {
+    if index as usize >= MAX_VCPUS {
+        return Err(Error::BadVcpus(index + 1));
     }
-    let tsc_khz = vcpus[0].get_tsc_khz().unwrap_or(0);
-    let info = BootInfo::new(spec.vcpus, tsc_khz, &spec.mem.regions(), spec.config);
-    memory::write_obj(&mem, BOOT_INFO_GPA, &info)?;
-    log::debug!("kernel entry {:#x}, image end {:#x}, tsc {} kHz", image.entry, image.end, tsc_khz);
+    vm.create_vcpu(index as u64).map_err(kvm_err("KVM_CREATE_VCPU"))
+}
 
+/// Runs every vCPU on its own thread, each exit handed to `exits`, until the
+/// run ends or the watchdog fires after `timeout`: how it ended, and what each
+/// vCPU thread handed back (by index).
+pub fn run_vcpus(
+    vcpus: Vec<VcpuFd>,
+    exits: Arc<dyn vcpu::Exits>,
+    timeout: Duration,
+) -> Result<(Outcome, Vec<vcpu::VcpuResult>), Error> {
     vcpu::install_kick_handler();
-    let pv = pvmmu::PvMmuConfig::from_config(&spec.config);
-    let hv = Arc::new(Hypervisor::new(mem, spec.start, console, pv));
-    hv.set_write_protect(wp);
     let ctl = vcpu::Control::new();
     let mut threads = Vec::new();
     for (i, v) in vcpus.into_iter().enumerate() {
-        let (hv, ctl) = (hv.clone(), ctl.clone());
+        let (exits, ctl) = (exits.clone(), ctl.clone());
         let t = std::thread::Builder::new()
             .name(format!("vcpu{i}"))
-            .spawn(move || vcpu::run(v, i as u32, hv, ctl))
+            .spawn(move || vcpu::run(v, i as u32, exits, ctl))
             .map_err(Error::Thread)?;
         threads.push(t);
     }
-
     let watchdog_start = Instant::now();
-    let outcome = match ctl.wait(spec.timeout) {
+    let outcome = match ctl.wait(timeout) {
         Some(o) => o,
         None => {
             ctl.finish(Outcome::Timeout { after_s: watchdog_start.elapsed().as_secs_f64(), vcpus: Vec::new() });
             ctl.outcome().unwrap_or(Outcome::VmmError { message: "no outcome".into() })
         }
     };
-    let to_end_ms = spec.start.elapsed().as_secs_f64() * 1000.0;
     let mut results: Vec<vcpu::VcpuResult> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
     results.sort_by_key(|r| r.index);
     let outcome = match outcome {
@@ -218,37 +150,18 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
         }
         o => o,
     };
+    Ok((outcome, results))
+}
 
-    let counters: Vec<PerCpuCounters> = (0..spec.vcpus as u64)
-        .map(|i| {
-            memory::read_obj(&hv.mem, COUNTERS_GPA + i * std::mem::size_of::<PerCpuCounters>() as u64)
-                .unwrap_or_default()
-        })
-        .collect();
-    let (counters, counter_totals) = report::counter_maps(&counters);
-    let pvmmu = hv.pvmmu_report();
-    let outcome = audited(outcome, pvmmu.as_ref());
-    let milestones = hv.milestones();
-    let to_main_ms = milestones.iter().find(|m| m.name == "main").map(|m| m.ms);
-    Ok(RunReport {
-        vmm_version: env!("CARGO_PKG_VERSION").to_owned(),
-        kernel: spec.kernel.display().to_string(),
-        host,
-        vcpus: spec.vcpus,
-        mem_bytes: spec.mem.bytes(),
-        config: report::config_map(&spec.config),
-        exit_code: outcome.exit_code(),
-        outcome,
-        timing: Timing { to_main_ms, to_end_ms, milestones },
-        exits: results
-            .iter()
-            .map(|r| VcpuExits { vcpu: r.index, user: r.exits, kvm: r.kvm_stats.iter().cloned().collect() })
-            .collect(),
-        hypercalls: hv.call_counts(),
-        pvmmu,
-        results: hv.results(),
-        counters,
-        counter_totals,
-        emulator_fault: None,
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_errors_say_what_is_wrong() {
+        let e = |n| open_error("/dev/kvm".into(), kvm_ioctls::Error::new(n)).to_string();
+        assert!(e(libc::ENOENT).starts_with("no /dev/kvm"));
+        assert!(e(libc::EACCES).contains("no permission"));
+        assert!(e(libc::EIO).starts_with("cannot open /dev/kvm"));
+    }
 }
