@@ -126,22 +126,28 @@ pub fn flat_protected_mode(sregs: &mut kvm_sregs) {
     sregs.idt.limit = 0;
 }
 
-/// Sets a vCPU's CPUID (its APIC ID, x2APIC offered), registers and segments for
-/// the kernel's entry. Application processors are made runnable at once.
-pub fn configure(vcpu: &VcpuFd, index: u32, base_cpuid: &CpuId, entry: u32) -> Result<(), Error> {
-    let err = |what| move |source| Error::Setup { index, what, source };
+/// Sets vCPU `index`'s CPUID from KVM's supported one: its APIC ID, and
+/// x2APIC offered (KVM's in-kernel local APIC emulates it).
+pub fn set_cpuid(vcpu: &VcpuFd, index: u32, base_cpuid: &CpuId) -> Result<(), Error> {
     let mut cpuid = base_cpuid.clone();
     for e in cpuid.as_mut_slice() {
         match e.function {
             1 => {
                 e.ebx = (e.ebx & 0x00ff_ffff) | (index << 24);
-                e.ecx |= 1 << 21; // x2APIC: KVM's in-kernel LAPIC emulates it
+                e.ecx |= 1 << 21;
             }
             0xb | 0x1f => e.edx = index,
             _ => {}
         }
     }
-    vcpu.set_cpuid2(&cpuid).map_err(err("KVM_SET_CPUID2"))?;
+    vcpu.set_cpuid2(&cpuid).map_err(|source| Error::Setup { index, what: "KVM_SET_CPUID2", source })
+}
+
+/// Sets a vCPU's CPUID (its APIC ID, x2APIC offered), registers and segments for
+/// the kernel's entry. Application processors are made runnable at once.
+pub fn configure(vcpu: &VcpuFd, index: u32, base_cpuid: &CpuId, entry: u32) -> Result<(), Error> {
+    let err = |what| move |source| Error::Setup { index, what, source };
+    set_cpuid(vcpu, index, base_cpuid)?;
 
     let mut sregs = vcpu.get_sregs().map_err(err("KVM_GET_SREGS"))?;
     flat_protected_mode(&mut sregs);
@@ -529,6 +535,28 @@ impl MmioData {
     }
 }
 
+/// What KVM says of an internal error, from this thread's `kvm_run`: the
+/// suberror and its data words (for an emulation failure, the instruction's
+/// bytes and, on newer kernels, the guest-physical address).
+fn internal_error_detail() -> String {
+    let run = KVM_RUN.with(|r| r.get());
+    if run.is_null() {
+        return "emulation failed".into();
+    }
+    // SAFETY: this thread's live kvm_run mapping, after KVM_RUN returned an
+    // internal error, so the union's `internal` member is the one KVM filled.
+    let internal = unsafe { (*run).__bindgen_anon_1.internal };
+    let what = match internal.suberror {
+        1 => "emulation failed",
+        2 => "simultaneous exceptions",
+        3 => "an exception while delivering an event",
+        4 => "an exit KVM did not expect",
+        _ => "suberror unknown",
+    };
+    let n = (internal.ndata as usize).min(internal.data.len());
+    format!("{what}, suberror {}, data {:x?}", internal.suberror, &internal.data[..n])
+}
+
 /// What the exit loop does about one exit, decided from the exit alone.
 #[derive(Debug, PartialEq)]
 pub enum Action {
@@ -604,7 +632,7 @@ pub fn on_exit(
             message: format!("KVM could not enter vCPU {index} (hardware entry failure reason {reason:#x})"),
         }),
         Ok(VcpuExit::InternalError) => Action::Stop(Outcome::VmmError {
-            message: format!("KVM internal error on vCPU {index} (emulation failed)"),
+            message: format!("KVM internal error on vCPU {index} ({})", internal_error_detail()),
         }),
         Ok(VcpuExit::SystemEvent(kind, _)) => Action::Stop(Outcome::VmmError {
             message: format!("vCPU {index} raised system event {kind} (reset or crash)"),
