@@ -5,7 +5,10 @@
 # - QEMU (qemu-system-x86_64 for the appliance, qemu-system-i386 for bare runs),
 #   busybox-static, cpio, kmod, xz-utils;
 # - Debian's kernel (vmlinux and the kvm/kvm_amd modules) for the QEMU-hosted
-#   appliance, under .cache/appliance/kernel.
+#   appliance, under .cache/appliance/kernel;
+# - Debian's 32-bit PAE Linux (linux-image-686-pae, i386) and a static i386
+#   busybox for `vmm run --linux`, under .cache/linux (scripts/linux-initrd.sh
+#   makes an initramfs of the busybox and a script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -62,5 +65,28 @@ if [ ! -s "$kdir/vmlinux" ] || [ ! -s "$kdir/modules/kvm-amd.ko" ]; then
     done
     echo "$pkg" > "$kdir/PACKAGE"
     log "appliance kernel: $(cat "$kdir/PACKAGE")"
+fi
+ldir="$root/.cache/linux"
+if [ ! -s "$ldir/vmlinuz" ] || [ ! -s "$ldir/busybox" ]; then
+    if ! dpkg --print-foreign-architectures | grep -qx i386; then
+        log "adding the i386 architecture (for Debian's 686-pae kernel and busybox)"
+        as_root dpkg --add-architecture i386
+        as_root apt-get update -qq || true
+    fi
+    lpkg=$(apt-cache depends linux-image-686-pae:i386 | awk '/Depends: linux-image-/ {print $2; exit}')
+    [ -n "$lpkg" ] || { log "cannot find Debian's linux-image-686-pae"; exit 1; }
+    lpkg=${lpkg%:i386}
+    log "fetching $lpkg and busybox-static:i386 for vmm run --linux"
+    lwork=$(mktemp -d)
+    (cd "$lwork" && apt-get download "$lpkg:i386" busybox-static:i386 >/dev/null 2>&1)
+    mkdir -p "$lwork/k" "$lwork/b" "$ldir"
+    dpkg-deb -x "$lwork"/linux-image-*.deb "$lwork/k"
+    dpkg-deb -x "$lwork"/busybox-static_*.deb "$lwork/b"
+    cp "$(ls "$lwork"/k/boot/vmlinuz-* | head -1)" "$ldir/vmlinuz.tmp" && mv "$ldir/vmlinuz.tmp" "$ldir/vmlinuz"
+    cp "$(ls "$lwork"/k/boot/config-* | head -1)" "$ldir/config"
+    install -m 0755 "$lwork/b/bin/busybox" "$ldir/busybox"
+    echo "$lpkg" > "$ldir/PACKAGE"
+    rm -rf "$lwork"
+    log "Linux for vmm run --linux: $(cat "$ldir/PACKAGE")"
 fi
 log "ready"

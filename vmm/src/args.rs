@@ -78,6 +78,19 @@ pub struct RunArgs {
     /// The kernel image (ELF32 i386); default: the guest built in this checkout.
     #[arg(long)]
     pub kernel: Option<PathBuf>,
+    /// Boot this Linux bzImage instead of our guest (the 32-bit boot protocol,
+    /// a 16550 console on COM1, MP tables; scripts/setup.sh fetches Debian's
+    /// 686-pae kernel). The guest's parameters (--workload, ...) do not apply.
+    #[arg(long, value_name = "BZIMAGE", conflicts_with = "kernel")]
+    pub linux: Option<PathBuf>,
+    /// With --linux: the initial ramdisk (a cpio archive, compressed or not).
+    #[arg(long, requires = "linux")]
+    pub initrd: Option<PathBuf>,
+    /// With --linux: what to add to the kernel command line, which always
+    /// starts with `console=ttyS0 reboot=k` (e.g. `rdinit=/init`). The run
+    /// ends when Linux reboots (`reboot -f`).
+    #[arg(long, requires = "linux", allow_hyphen_values = true)]
+    pub cmdline: Option<String>,
     /// Guest RAM, 16m to 64g (PAE's 36-bit limit).
     #[arg(long, default_value = "256m", value_parser = parse_size)]
     pub mem: u64,

@@ -28,9 +28,11 @@ mod tests {
         ("kvm", &["guest_memory", "report"]),
         ("hypervisor", &["guest_memory", "pvmmu", "kvm", "report"]),
         ("machine", &["guest_memory", "pvmmu", "kvm", "hypervisor", "report"]),
+        // A stock Linux on the same KVM layer: its devices, no PV MMU.
+        ("linux", &["guest_memory", "kvm", "report"]),
         ("platform", &["kvm", "report"]),
         ("args", &["platform"]),
-        ("run", &["guest_memory", "args", "platform", "kvm", "machine", "pvmmu", "report"]),
+        ("run", &["guest_memory", "args", "platform", "kvm", "machine", "linux", "pvmmu", "report"]),
         ("contract", &["args", "platform", "kvm", "pvmmu", "report", "run"]),
         ("doctor", &["contract", "platform", "kvm"]),
         ("layers", &[]),

@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod hypervisor;
 pub mod kvm;
 mod layers;
+pub mod linux;
 pub mod machine;
 pub mod platform;
 pub mod report;

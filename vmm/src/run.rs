@@ -10,8 +10,9 @@ use serde::Serialize;
 use crate::args::{config_args, BatchArgs, HostArgs, PinCostArgs, RunArgs};
 use crate::kvm::loader;
 use crate::kvm::vm;
+use crate::linux::{self, LinuxSpec};
 use crate::machine::{self, RunSpec};
-use crate::platform::appliance::{self, ApplianceOptions, Event, Job, INTERRUPTED};
+use crate::platform::appliance::{self, ApplianceOptions, Event, Job, NestedPaging, INTERRUPTED};
 use crate::platform::{self, emulator, paths, Mode};
 use crate::report::{exit_code, HostInfo, RunReport};
 use pvmmu::guest_memory as memory;
@@ -45,6 +46,10 @@ pub enum Error {
     Stopped,
     #[error("a built-in cell: {0}")]
     BuiltinCell(String),
+    #[error("{0}")]
+    Linux(#[from] crate::linux::Error),
+    #[error("cannot read {0}")]
+    Input(String),
 }
 
 /// `vmm pin-cost`: the alias check's host cost per pin, as a table (and JSON lines).
@@ -111,6 +116,9 @@ pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
     if !(args.timeout > 0.0 && args.timeout.is_finite()) {
         return Err(Error::BadTimeout(args.timeout));
     }
+    if args.linux.is_some() {
+        return run_linux(&args, mem, start);
+    }
     let kernel = args.kernel.clone().unwrap_or_else(paths::default_guest);
     // Placement errors are the input's: said here, before a VM (or QEMU) starts.
     loader::parse(&kernel)?.check_placement(&mem.regions(), shared::boot::LOW_RESERVED_END)?;
@@ -148,6 +156,71 @@ pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
     Ok(report.exit_code)
 }
 
+/// `vmm run --linux`: Linux locally, or inside the appliance with its
+/// kernel and initrd carried in.
+fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error> {
+    let kernel = args.linux.clone().unwrap_or_default();
+    // Input errors before a VM (or QEMU) starts.
+    linux::boot::check(&kernel).map_err(linux::Error::from)?;
+    if let Some(f) = &args.initrd {
+        std::fs::metadata(f).map_err(|e| Error::Input(format!("{}: {e}", f.display())))?;
+    }
+    let spec = LinuxSpec {
+        kernel: kernel.clone(),
+        initrd: args.initrd.clone(),
+        cmdline: args.cmdline.clone().unwrap_or_default(),
+        mem,
+        vcpus: args.vcpus,
+        timeout: Duration::from_secs_f64(args.timeout),
+        start,
+    };
+    let (mode, reason) = platform::resolve(args.host.host)?;
+    if !args.inner {
+        eprintln!("{}", platform::mode_line(mode, &reason));
+    }
+    let report = match mode {
+        Mode::Local => {
+            let info = HostInfo { mode: "local".into(), reason, ..Default::default() };
+            linux::run(&spec, Box::new(std::io::stdout()), info)?
+        }
+        Mode::Qemu => {
+            let mut extra = vec![("kernels/0".to_owned(), spec.kernel.clone())];
+            let mut a: Vec<String> =
+                ["run", "--inner", "--host", "local", "--linux", "/kernels/0"].map(String::from).to_vec();
+            if let Some(i) = &spec.initrd {
+                extra.push(("kernels/1".to_owned(), i.clone()));
+                a.extend(["--initrd".into(), "/kernels/1".into()]);
+            }
+            a.extend([
+                format!("--cmdline={}", spec.cmdline),
+                "--mem".into(),
+                spec.mem.bytes().to_string(),
+                "--vcpus".into(),
+                spec.vcpus.to_string(),
+                "--timeout".into(),
+                spec.timeout.as_secs_f64().to_string(),
+            ]);
+            let mut opts = appliance_options(&args.host, spec.vcpus);
+            opts.paging = NestedPaging::Shadow;
+            let mut report = run_in_appliance(Job { args: a, json: true }, &extra, opts, spec.timeout)?;
+            report.host.reason = reason;
+            report.host.total_ms = Some(spec.start.elapsed().as_secs_f64() * 1000.0);
+            report.kernel = spec.kernel.display().to_string();
+            report
+        }
+    };
+    if !args.inner {
+        eprintln!("vmm: {}", report.outcome.describe());
+    }
+    if args.stats {
+        eprint!("{}", report.summary());
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    Ok(report.exit_code)
+}
+
 /// The `vmm run` arguments that reproduce `spec` inside the appliance.
 fn inner_args(spec: &RunSpec, kernel: &str) -> Vec<String> {
     let mut a: Vec<String> = ["run", "--inner", "--host", "local", "--kernel", kernel].map(String::from).to_vec();
@@ -175,14 +248,26 @@ fn run_qemu(spec: &RunSpec, custom_kernel: bool, h: &HostArgs, reason: String) -
         ("/guest".to_owned(), vec![])
     };
     let job = Job { args: inner_args(spec, &kernel_arg), json: true };
+    let mut report = run_in_appliance(job, &extra, appliance_options(h, spec.vcpus), spec.timeout)?;
+    report.host.reason = reason;
+    report.host.total_ms = Some(spec.start.elapsed().as_secs_f64() * 1000.0);
+    report.kernel = spec.kernel.display().to_string();
+    report.emulator_fault = emulator::diagnose(&report, &loader::parse(&spec.kernel)?);
+    Ok(report)
+}
+
+/// One `run` job in the appliance, its console passed through: the report
+/// it wrote (host: `qemu`, with the appliance's boot time).
+fn run_in_appliance(
+    job: Job,
+    extra: &[(String, PathBuf)],
+    opts: ApplianceOptions,
+    timeout: Duration,
+) -> Result<RunReport, Error> {
+    let default_guest = paths::default_guest();
     let guest = default_guest.is_file().then_some(default_guest.as_path());
-    let outcome = appliance::run(
-        std::slice::from_ref(&job),
-        &extra,
-        guest,
-        appliance_options(h, spec.vcpus),
-        spec.timeout + APPLIANCE_ALLOWANCE,
-        |ev| match ev {
+    let outcome =
+        appliance::run(std::slice::from_ref(&job), extra, guest, opts, timeout + APPLIANCE_ALLOWANCE, |ev| match ev {
             Event::Out { line, .. } => {
                 let mut o = std::io::stdout().lock();
                 let _ = writeln!(o, "{line}");
@@ -191,19 +276,11 @@ fn run_qemu(spec: &RunSpec, custom_kernel: bool, h: &HostArgs, reason: String) -
             Event::Err { line, .. } => eprintln!("{line}"),
             Event::Ready { boot_ms } => log::info!("appliance ready after {boot_ms:.0} ms"),
             Event::Done { .. } => {}
-        },
-    )?;
+        })?;
     let r = outcome.results.into_iter().next().unwrap_or_default();
     let json = r.json.ok_or(Error::NoReport(r.exit_code))?;
     let mut report: RunReport = serde_json::from_str(&json).map_err(Error::BadReport)?;
-    report.host = HostInfo {
-        mode: "qemu".into(),
-        reason,
-        appliance_boot_ms: outcome.boot_ms,
-        total_ms: Some(spec.start.elapsed().as_secs_f64() * 1000.0),
-    };
-    report.kernel = spec.kernel.display().to_string();
-    report.emulator_fault = emulator::diagnose(&report, &loader::parse(&spec.kernel)?);
+    report.host = HostInfo { mode: "qemu".into(), appliance_boot_ms: outcome.boot_ms, ..Default::default() };
     Ok(report)
 }
 

@@ -173,17 +173,34 @@ fn job_budget(job: &Job) -> Duration {
     Duration::from_secs_f64(timeout) + STALL_GRACE
 }
 
-/// QEMU's sizing.
+/// QEMU's sizing, and how the nested KVM pages.
 #[derive(Clone, Copy, Debug)]
 pub struct ApplianceOptions {
     pub mem_mib: u64,
     pub cpus: u32,
+    pub paging: NestedPaging,
+}
+
+/// How the appliance's kvm_amd translates its guests' memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NestedPaging {
+    /// Nested paging (NPT), kvm_amd's default: our guest's runs, whose
+    /// figures every stored measurement was made with.
+    Npt,
+    /// Shadow paging (`kvm_amd npt=0`), for a stock Linux. QEMU's emulated
+    /// SVM sets the accessed bit in PAE PDPTEs as it walks them, and KVM's
+    /// PDPTE check calls that bit reserved: under NPT the nested KVM then
+    /// refuses Linux's `mov cr4` that turns PSE, PGE or SMEP on (#GP), and
+    /// cannot step a user-mode CPUID (QEMU gives no next RIP, so KVM decodes
+    /// it, through PDPTEs it cannot load). Under shadow paging QEMU walks
+    /// KVM's tables, not the guest's, and neither happens.
+    Shadow,
 }
 
 impl Default for ApplianceOptions {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2).clamp(1, 8);
-        ApplianceOptions { mem_mib: 2048, cpus }
+        ApplianceOptions { mem_mib: 2048, cpus, paging: NestedPaging::Npt }
     }
 }
 
@@ -206,7 +223,8 @@ fn init_script() -> String {
 /bin/busybox mount -t devtmpfs dev /dev
 /bin/busybox mount -t tmpfs tmp /tmp
 for m in {modules}; do
-  /bin/busybox insmod /lib/modules/$m.ko || echo "{insmod_failed}"
+  p=""; [ "$m" = kvm-amd ] && p="$vmm_kvm_amd"
+  /bin/busybox insmod /lib/modules/$m.ko $p || echo "{insmod_failed}"
 done
 echo 1 > /proc/sys/vm/overcommit_memory
 echo 0 > /proc/sys/vm/compact_unevictable_allowed
@@ -366,7 +384,7 @@ fn run_once(
         .arg(&inputs.vmlinux)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", &kernel_cmdline()])
+        .args(["-append", &kernel_cmdline(opts.paging)])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -525,11 +543,16 @@ fn run_once(
 /// host's TSC rate, and the kernel's fast PIT calibration of it fails now and then
 /// on a busy host (then the boot hangs with no clocksource), so the host's
 /// frequency is handed over with `tsc_early_khz`.
-fn kernel_cmdline() -> String {
+fn kernel_cmdline(paging: NestedPaging) -> String {
     let mut c =
         String::from("console=ttyS0 quiet loglevel=1 panic=-1 tsc=reliable mitigations=off transparent_hugepage=never");
     if let Some(khz) = host_tsc_khz() {
         c += &format!(" tsc_early_khz={khz}");
+    }
+    // The kernel hands `name=value` words it does not know to init as
+    // environment variables: the init script gives this one to kvm_amd.
+    if paging == NestedPaging::Shadow {
+        c += " vmm_kvm_amd=npt=0";
     }
     c
 }
