@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-guest.sh
 cargo build --release --quiet
+# The fresh guest into the user's data directory too (scripts/data.sh).
+scripts/data.sh 2>/dev/null

@@ -89,4 +89,6 @@ if [ ! -s "$ldir/vmlinuz" ] || [ ! -s "$ldir/busybox" ]; then
     rm -rf "$lwork"
     log "Linux for vmm run --linux: $(cat "$ldir/PACKAGE")"
 fi
+# A copied or `cargo install`ed vmm finds these in the user's data directory.
+scripts/data.sh 2>/dev/null
 log "ready"

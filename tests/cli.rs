@@ -196,6 +196,49 @@ fn an_installed_binary_finds_its_guest_beside_itself() {
     let _ = std::fs::remove_dir_all(&prefix);
 }
 
+/// A binary copied out of its checkout finds the guest and the appliance's
+/// kernel in the user's data directory (`$XDG_DATA_HOME/vmm`), as
+/// scripts/data.sh (called by setup.sh and build.sh) fills it; `VMM_ROOT`,
+/// the environment, still wins over it.
+#[test]
+fn a_copied_binary_finds_its_inputs_in_the_data_directory() {
+    let dir = std::env::temp_dir().join(format!("vmm-xdg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let xdg = dir.join("data");
+    let o =
+        std::process::Command::new(common::root().join("scripts/data.sh")).env("XDG_DATA_HOME", &xdg).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let copy = dir.join("bin/vmm");
+    std::fs::copy(common::vmm(), &copy).unwrap();
+    let doctor = |env: &[(&str, &std::path::Path)]| {
+        let mut c = std::process::Command::new(&copy);
+        c.arg("doctor").env_remove("VMM_ROOT").env("HOME", &dir);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = doctor(&[("XDG_DATA_HOME", &xdg)]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let line = |what: &str| out.lines().find(|l| l.contains(what)).unwrap_or_default().to_owned();
+    assert!(line("guest image").contains(&xdg.join("vmm/guest").display().to_string()), "{out}");
+    let kernel = xdg.join("vmm/appliance/kernel/vmlinux").display().to_string();
+    assert!(line("appliance kernel").starts_with("ok") && line("appliance kernel").contains(&kernel), "{out}");
+    // With no XDG_DATA_HOME, the default under $HOME (empty here) is looked
+    // at, then the checkout the binary was built in.
+    let o = doctor(&[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!out.contains(&xdg.display().to_string()), "{out}");
+    // The environment names a checkout: the data directory is not used.
+    let o = doctor(&[("XDG_DATA_HOME", &xdg), ("VMM_ROOT", &dir)]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(!out.contains(&xdg.display().to_string()), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `vmm man` into a path it cannot make a directory of is bad input: one
 /// error line, status 2. An unknown shell for `vmm completions` likewise.
 #[test]

@@ -1,9 +1,15 @@
 //! Where `vmm` finds the guest image and the appliance's inputs.
 //!
-//! In order: the environment (`VMM_ROOT`, or one file's own variable); an
-//! installed tree beside the binary (`<prefix>/bin/vmm` with
-//! `<prefix>/share/vmm/`, as `scripts/install.sh` lays it out); the checkout
-//! the binary was built in.
+//! In order (docs/usage.md, "Where vmm looks"), after the flags (`--kernel`):
+//! 1. the environment: one file's own variable (`VMM_GUEST`,
+//!    `VMM_APPLIANCE_KERNEL`), or `VMM_ROOT`, a checkout;
+//! 2. an installed tree beside the binary (`<prefix>/bin/vmm` with
+//!    `<prefix>/share/vmm/`, as `scripts/install.sh` lays it out);
+//! 3. the checkout the binary was built in, when it runs from there;
+//! 4. the user's data directory, `$XDG_DATA_HOME/vmm` (else
+//!    `~/.local/share/vmm`), which `scripts/data.sh` fills from a checkout
+//!    (setup.sh and build.sh call it);
+//! 5. the checkout the binary was built in.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +19,32 @@ fn installed() -> Option<PathBuf> {
     let exe = std::fs::canonicalize("/proc/self/exe").or_else(|_| std::env::current_exe()).ok()?;
     let share = exe.parent()?.parent()?.join("share/vmm");
     share.join("guest").is_file().then_some(share)
+}
+
+/// The user's data directory: `$XDG_DATA_HOME/vmm`, else
+/// `~/.local/share/vmm` (the XDG default), if there is a home.
+pub fn data_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(base.join("vmm"))
+}
+
+/// Whether the binary runs from the checkout it was built in (its `target/`).
+fn running_from_checkout() -> bool {
+    let exe = std::fs::canonicalize("/proc/self/exe").or_else(|_| std::env::current_exe());
+    let target = std::fs::canonicalize(checkout().join("target"));
+    matches!((exe, target), (Ok(e), Ok(t)) if e.starts_with(&t))
+}
+
+/// `rel` in the user's data directory, when the environment names no
+/// checkout, the binary does not run from its own, and the file is there.
+fn in_data_dir(rel: &str) -> Option<PathBuf> {
+    if std::env::var_os("VMM_ROOT").is_some() || running_from_checkout() {
+        return None;
+    }
+    data_dir().map(|d| d.join(rel)).filter(|p| p.exists())
 }
 
 /// The project's checkout (`VMM_ROOT` overrides).
@@ -43,7 +75,7 @@ pub fn default_guest() -> PathBuf {
     }
     match installed_tree() {
         Some(share) => share.join("guest"),
-        None => root().join("guest/target/i686-none/release/guest"),
+        None => in_data_dir("guest").unwrap_or_else(|| root().join("guest/target/i686-none/release/guest")),
     }
 }
 
@@ -76,7 +108,7 @@ pub fn appliance_kernel_dir() -> PathBuf {
     }
     match installed_tree().map(|share| share.join("appliance/kernel")).filter(|d| d.is_dir()) {
         Some(dir) => dir,
-        None => root().join(".cache/appliance/kernel"),
+        None => in_data_dir("appliance/kernel").unwrap_or_else(|| root().join(".cache/appliance/kernel")),
     }
 }
 
