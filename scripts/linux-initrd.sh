@@ -4,14 +4,17 @@
 # /sys and /dev mounted and a PATH of busybox's applets. Boot it with
 # `--cmdline rdinit=/init`; the script ends the run with `reboot -f`.
 #
-#   scripts/linux-initrd.sh SCRIPT OUT.cpio
+#   scripts/linux-initrd.sh SCRIPT OUT.cpio [PROGRAM...]
+#
+# Each PROGRAM (e.g. guest/linux-probe's highpte-probe) goes into /bin.
 #
 # Without SCRIPT's `reboot -f` Linux panics when init exits (a guest fault,
 # status 3). (No interactive shell yet: vmm does not feed the console input.)
 set -euo pipefail
-[ $# -eq 2 ] || { echo "usage: $0 SCRIPT OUT.cpio" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: $0 SCRIPT OUT.cpio [PROGRAM...]" >&2; exit 2; }
 script=$1
 out=$(realpath -m "$2")
+shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)
 busybox="$root/.cache/linux/busybox"
 [ -x "$busybox" ] || { echo "linux-initrd: no $busybox (run scripts/setup.sh)" >&2; exit 2; }
@@ -23,6 +26,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin" "$work/proc" "$work/sys" "$work/dev" "$work/tmp"
 cp "$busybox" "$work/bin/busybox"
+for p in "$@"; do
+    [ -f "$p" ] || { echo "linux-initrd: no such program: $p" >&2; exit 2; }
+    install -m 0755 "$p" "$work/bin/$(basename "$p")"
+done
 {
     echo '#!/bin/busybox sh'
     echo '/bin/busybox --install -s /bin'

@@ -9,7 +9,9 @@ scripts/build.sh
 echo "== format and lints" >&2
 cargo fmt --all -- --check
 (cd guest && cargo fmt -- --check)
+(cd guest/linux-probe && cargo fmt -- --check)
 cargo clippy --release --quiet --all-targets -- -D warnings
 scripts/build-guest.sh clippy -- -D warnings
+scripts/build-linux-probe.sh clippy -- -D warnings
 echo "== tests" >&2
 cargo test --release --quiet --workspace

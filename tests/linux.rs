@@ -19,11 +19,21 @@ fn kernel() -> PathBuf {
 
 /// An initramfs whose /init runs `script`.
 fn initrd(name: &str, script: &str) -> PathBuf {
+    initrd_with(name, script, &[])
+}
+
+/// An initramfs whose /init runs `script`, with these programs in /bin.
+fn initrd_with(name: &str, script: &str, programs: &[&Path]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vmm-linux-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (s, out) = (dir.join(format!("{name}.sh")), dir.join(format!("{name}.cpio")));
     std::fs::write(&s, script).unwrap();
-    let o = std::process::Command::new(root().join("scripts/linux-initrd.sh")).arg(&s).arg(&out).output().unwrap();
+    let o = std::process::Command::new(root().join("scripts/linux-initrd.sh"))
+        .arg(&s)
+        .arg(&out)
+        .args(programs)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     out
 }
@@ -115,4 +125,26 @@ fn bad_linux_input_is_one_clear_error() {
     {
         assert_eq!(run(args, &[]).status.code(), Some(2), "{args:?}");
     }
+}
+
+/// The linux-highpte probe in a short form: a static i386 program in the
+/// initramfs times pte-page work on Linux and its `vmm-result:` lines are
+/// the run's results (scripts/linux-highpte.sh runs the full form).
+#[test]
+fn the_highpte_probe_reports_its_figures() {
+    let probe = root().join("guest/linux-probe/target/i686-none/release/highpte-probe");
+    assert!(probe.is_file(), "no {} (run scripts/build.sh)", probe.display());
+    let i = initrd_with("probe", "highpte-probe 4 2 1\nreboot -f\n", &[&probe]);
+    let json = std::env::temp_dir().join(format!("vmm-linux-probe-{}.json", std::process::id()));
+    let o = boot(&i, &["--mem", "512m", "--json", json.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = &report["results"];
+    for fig in ["sparse_fault_cycles_per_pte", "sparse_zap_cycles_per_pte", "dense_fork_exit_cycles_per_pte"] {
+        assert!(r[fig].as_u64().is_some_and(|c| c > 0), "{fig} missing: {r}");
+    }
+    // Two full pte pages mapped: PageTables holds at least their 8 KiB.
+    assert!(r["pagetables_kb"].as_u64().is_some_and(|kb| kb >= 8), "{r}");
+    assert_eq!(r["probe_rounds"], 1);
+    let _ = std::fs::remove_file(&json);
 }

@@ -40,6 +40,11 @@ const I8042_RESET: u8 = 0xfe;
 pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=k";
 /// What the console shows when Linux panics.
 const PANIC_MARK: &str = "Kernel panic - not syncing";
+/// A console line `vmm-result: NAME VALUE` from a program in the guest (such
+/// as guest/linux-probe) is a result of the run, as our guest's `hv::result`.
+const RESULT_MARK: &str = "vmm-result: ";
+/// At most this many results are kept (a guest chooses their names).
+const MAX_RESULTS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -95,6 +100,7 @@ struct Console {
     sink: Box<dyn Write + Send>,
     line: Vec<u8>,
     panic: Arc<Mutex<Option<String>>>,
+    results: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 /// A console line is cut here (a guest that never sends a newline).
@@ -130,9 +136,26 @@ impl Console {
                 p.get_or_insert_with(|| text[at..].trim().to_owned());
             }
         }
+        if let Some((name, value)) = parse_result(&text) {
+            if let Ok(mut r) = self.results.lock() {
+                if r.len() < MAX_RESULTS || r.contains_key(name) {
+                    r.insert(name.to_owned(), value);
+                }
+            }
+        }
         writeln!(self.sink, "{text}")?;
         self.sink.flush()
     }
+}
+
+/// A `vmm-result: NAME VALUE` line's name and value: a name of at most 64
+/// letters, digits or `_`, a decimal value.
+fn parse_result(line: &str) -> Option<(&str, u64)> {
+    let rest = line.strip_prefix(RESULT_MARK)?;
+    let (name, value) = rest.trim().split_once(' ')?;
+    let ok = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    ok.then_some(())?;
+    Some((name, value.trim().parse().ok()?))
 }
 
 /// What Linux's exits mean: its devices.
@@ -281,7 +304,8 @@ pub fn run(spec: &LinuxSpec, console: Box<dyn Write + Send>, host: HostInfo) -> 
     let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::Device(format!("eventfd: {e}")))?;
     vmfd.register_irqfd(&irq, COM1_IRQ).map_err(|e| Error::Device(format!("KVM_IRQFD: {e}")))?;
     let panic = Arc::new(Mutex::new(None));
-    let out = Console { sink: console, line: Vec::new(), panic: panic.clone() };
+    let figures = Arc::new(Mutex::new(BTreeMap::new()));
+    let out = Console { sink: console, line: Vec::new(), panic: panic.clone(), results: figures.clone() };
     let devices = Arc::new(Devices { serial: Mutex::new(Serial::new(IrqLine(irq), out)), panic });
 
     let cpuid = vm::supported_cpuid(&kvm)?;
@@ -318,7 +342,7 @@ pub fn run(spec: &LinuxSpec, console: Box<dyn Write + Send>, host: HostInfo) -> 
             .collect(),
         hypercalls: BTreeMap::new(),
         pvmmu: None,
-        results: BTreeMap::new(),
+        results: figures.lock().map(|r| r.clone()).unwrap_or_default(),
         counters: Vec::new(),
         counter_totals: BTreeMap::new(),
         emulator_fault: None,
@@ -353,7 +377,8 @@ mod tests {
     fn devices() -> (Devices, Arc<Mutex<Vec<u8>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let panic = Arc::new(Mutex::new(None));
-        let out = Console { sink: Box::new(Shared(seen.clone())), line: Vec::new(), panic: panic.clone() };
+        let results = Arc::new(Mutex::new(BTreeMap::new()));
+        let out = Console { sink: Box::new(Shared(seen.clone())), line: Vec::new(), panic: panic.clone(), results };
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         (Devices { serial: Mutex::new(Serial::new(IrqLine(irq), out)), panic }, seen)
     }
@@ -399,6 +424,23 @@ mod tests {
         let (d, _) = devices();
         assert_eq!(d.port_out(0, I8042_COMMAND, &[0xd1]), Then::Continue, "another command is no reset");
         assert_eq!(d.port_out(0, I8042_COMMAND, &[I8042_RESET]), Then::Stop(Outcome::Shutdown { code: 0 }));
+    }
+
+    /// A program's `vmm-result:` lines become results; anything else, or a
+    /// malformed one, does not.
+    #[test]
+    fn result_lines_are_results_and_nothing_else_is() {
+        assert_eq!(
+            parse_result("vmm-result: sparse_zap_cycles_per_pte 1234"),
+            Some(("sparse_zap_cycles_per_pte", 1234))
+        );
+        for bad in ["vmm-result: x", "vmm-result: a-b 1", "vmm-result: x -1", "[ 1.0] vmm-result: x 1", "x 1"] {
+            assert_eq!(parse_result(bad), None, "{bad}");
+        }
+        let (d, _) = devices();
+        say(&d, "vmm-result: pagetables_kb 260\r\n");
+        let s = d.serial.lock().unwrap();
+        assert_eq!(s.writer().results.lock().unwrap().get("pagetables_kb"), Some(&260));
     }
 
     #[test]
