@@ -10,7 +10,7 @@ mod cli;
 
 use std::time::Instant;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use cli::{Cli, Cmd};
 use vmm::report::exit_code;
@@ -19,14 +19,7 @@ use vmm_bench::highpte_matrix;
 
 fn main() {
     let start = Instant::now();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            std::process::exit(if e.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS });
-        }
-    };
+    let cli: Cli = vmm::args::start();
     let code = match cli.cmd {
         Cmd::Run(args) => run::run_command(args, start),
         Cmd::Batch(args) => run::batch_command(args),

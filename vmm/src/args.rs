@@ -11,6 +11,7 @@ use clap::{Arg, ArgMatches, Args, FromArgMatches};
 use shared::config::{parse_u64, Config, ParamKind};
 
 use crate::platform::HostMode;
+use crate::report::exit_code;
 
 /// The longest duration a flag takes: a week, in seconds.
 pub const MAX_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
@@ -200,4 +201,18 @@ pub fn config_args(config: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// What every binary does first: logging from `RUST_LOG` (warnings by
+/// default), then its command line; a bad one is printed and ends the
+/// process with status 2 (`--help` and `--version` with 0).
+pub fn start<T: clap::Parser>() -> T {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match T::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS });
+        }
+    }
 }

@@ -31,7 +31,7 @@ mod tests {
         // A stock Linux on the same KVM layer: its devices, no PV MMU.
         ("linux", &["guest_memory", "kvm", "report"]),
         ("platform", &["kvm", "report"]),
-        ("args", &["platform"]),
+        ("args", &["platform", "report"]),
         ("run", &["guest_memory", "args", "platform", "kvm", "machine", "linux", "pvmmu", "report"]),
         ("contract", &["args", "platform", "kvm", "pvmmu", "report", "run"]),
         ("doctor", &["contract", "platform", "kvm"]),

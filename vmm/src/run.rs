@@ -130,10 +130,7 @@ pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
         config: args.guest.0,
         start,
     };
-    let (mode, reason) = platform::resolve(args.host.host)?;
-    if !args.inner {
-        eprintln!("{}", platform::mode_line(mode, &reason));
-    }
+    let (mode, reason) = where_to_run(&args)?;
     let report = match mode {
         Mode::Local => {
             let info = HostInfo { mode: "local".into(), reason, ..Default::default() };
@@ -141,19 +138,7 @@ pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
         }
         Mode::Qemu => run_qemu(&spec, args.kernel.is_some(), &args.host, reason)?,
     };
-    if !args.inner {
-        eprintln!("vmm: {}", report.outcome.describe());
-        if let Some(note) = &report.emulator_fault {
-            eprintln!("vmm: note: {note} (docs/qemu-hosted.md)");
-        }
-    }
-    if args.stats {
-        eprint!("{}", report.summary());
-    }
-    if let Some(path) = &args.json {
-        write_json(path, &report)?;
-    }
-    Ok(report.exit_code)
+    finish(&args, &report)
 }
 
 /// `vmm run --linux`: Linux locally, or inside the appliance with its
@@ -174,10 +159,7 @@ fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error>
         timeout: Duration::from_secs_f64(args.timeout),
         start,
     };
-    let (mode, reason) = platform::resolve(args.host.host)?;
-    if !args.inner {
-        eprintln!("{}", platform::mode_line(mode, &reason));
-    }
+    let (mode, reason) = where_to_run(args)?;
     let report = match mode {
         Mode::Local => {
             let info = HostInfo { mode: "local".into(), reason, ..Default::default() };
@@ -209,14 +191,34 @@ fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error>
             report
         }
     };
+    finish(args, &report)
+}
+
+/// Where this run goes and why, said on the standard error (unless inside
+/// the appliance).
+fn where_to_run(args: &RunArgs) -> Result<(Mode, String), Error> {
+    let (mode, reason) = platform::resolve(args.host.host)?;
+    if !args.inner {
+        eprintln!("{}", platform::mode_line(mode, &reason));
+    }
+    Ok((mode, reason))
+}
+
+/// How a `vmm run` ended, as its user sees it: the outcome's line (with the
+/// emulator's note when it applies), the summary, the JSON report; the
+/// process's exit status.
+fn finish(args: &RunArgs, report: &RunReport) -> Result<i32, Error> {
     if !args.inner {
         eprintln!("vmm: {}", report.outcome.describe());
+        if let Some(note) = &report.emulator_fault {
+            eprintln!("vmm: note: {note} (docs/qemu-hosted.md)");
+        }
     }
     if args.stats {
         eprint!("{}", report.summary());
     }
     if let Some(path) = &args.json {
-        write_json(path, &report)?;
+        write_json(path, report)?;
     }
     Ok(report.exit_code)
 }

@@ -31,14 +31,7 @@ enum Cmd {
 
 fn main() {
     let start = Instant::now();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            std::process::exit(if e.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS });
-        }
-    };
+    let cli: Cli = vmm::args::start();
     let code = match cli.cmd {
         Cmd::Run(args) => vmm::run::run_command(*args, start),
         Cmd::ApplianceInit { jobs } => Ok(vmm::platform::appliance::init(&jobs)),

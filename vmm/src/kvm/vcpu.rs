@@ -99,19 +99,15 @@ pub trait Exits: Send + Sync {
     }
 }
 
+/// A flat 4 GiB 32-bit segment (base 0, page granular, present, ring 0) of
+/// this selector and type (0xb: code, execute/read; 0x3: data, read/write).
+pub fn flat(selector: u16, type_: u8) -> kvm_segment {
+    kvm_segment { limit: 0xffff_ffff, selector, type_, present: 1, db: 1, s: 1, g: 1, ..Default::default() }
+}
+
 /// Flat 4 GiB 32-bit segments (code 0x08, data 0x10), a TSS, an empty GDT and IDT:
 /// the segment state every vCPU (and the PAE probe) starts from.
 pub fn flat_protected_mode(sregs: &mut kvm_sregs) {
-    let flat = |selector: u16, type_: u8| kvm_segment {
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        db: 1,
-        s: 1,
-        g: 1,
-        ..Default::default()
-    };
     sregs.cs = flat(0x08, 0xb);
     sregs.ds = flat(0x10, 0x3);
     sregs.es = sregs.ds;

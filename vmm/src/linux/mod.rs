@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{kvm_pit_config, kvm_regs, kvm_segment, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{kvm_pit_config, kvm_regs, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::VcpuFd;
 use shared::abi::FaultReport;
 use vm_memory::{Bytes, GuestAddress};
@@ -256,19 +256,8 @@ fn configure(v: &VcpuFd, index: u32, cpuid: &kvm_bindings::CpuId, entry: u32) ->
         return Ok(());
     }
     let mut sregs = v.get_sregs().map_err(|e| err("KVM_GET_SREGS", e))?;
-    let seg = |selector: u16, type_: u8| kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        db: 1,
-        s: 1,
-        g: 1,
-        ..Default::default()
-    };
-    sregs.cs = seg(boot::BOOT_CS, 0xb);
-    sregs.ds = seg(boot::BOOT_DS, 0x3);
+    sregs.cs = vcpu::flat(boot::BOOT_CS, 0xb);
+    sregs.ds = vcpu::flat(boot::BOOT_DS, 0x3);
     sregs.es = sregs.ds;
     sregs.ss = sregs.ds;
     sregs.fs = sregs.ds;
