@@ -13,7 +13,7 @@ use shared::counters::PerCpuCounters;
 use crate::hypervisor::{ConsoleSink, Hypervisor};
 use crate::kvm::vm::{self, Error};
 use crate::kvm::{loader, vcpu};
-use crate::report::{self, HostInfo, Outcome, RunReport, Timing, VcpuExits};
+use crate::report::{self, HostInfo, Outcome, RunReport, Timing};
 use pvmmu::guest_memory as memory;
 
 /// Everything one run needs.
@@ -78,10 +78,7 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
         exit_code: outcome.exit_code(),
         outcome,
         timing: Timing { to_main_ms, to_end_ms, milestones },
-        exits: results
-            .iter()
-            .map(|r| VcpuExits { vcpu: r.index, user: r.exits, kvm: r.kvm_stats.iter().cloned().collect() })
-            .collect(),
+        exits: results.iter().map(vcpu::VcpuResult::report).collect(),
         hypercalls: hv.call_counts(),
         pvmmu,
         results: hv.results(),

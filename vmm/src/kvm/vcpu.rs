@@ -16,7 +16,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use shared::abi::{HYPERCALL_PORT, NOP_EXIT_PORT};
 use shared::boot::{BOOT_INFO_GPA, BOOT_MAGIC};
 
-use crate::report::{ExitCounts, Outcome, TripleFault, VcpuSnapshot};
+use crate::report::{ExitCounts, Outcome, TripleFault, VcpuExits, VcpuSnapshot};
 
 use super::binary_stats;
 
@@ -494,6 +494,13 @@ pub struct VcpuResult {
     pub exits: ExitCounts,
     pub kvm_stats: Vec<(String, u64)>,
     pub last: VcpuSnapshot,
+}
+
+impl VcpuResult {
+    /// The vCPU's exits as the run's report gives them.
+    pub fn report(&self) -> VcpuExits {
+        VcpuExits { vcpu: self.index, user: self.exits, kvm: self.kvm_stats.iter().cloned().collect() }
+    }
 }
 
 fn snapshot(vcpu: &VcpuFd, index: u32) -> VcpuSnapshot {

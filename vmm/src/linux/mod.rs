@@ -24,7 +24,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::kvm::vcpu::{self, Exits, Then};
 use crate::kvm::vm::{self, Error as VmError};
-use crate::report::{FaultInfo, HostInfo, Outcome, RunReport, Timing, TripleFault, VcpuExits, VcpuSnapshot};
+use crate::report::{FaultInfo, HostInfo, Outcome, RunReport, Timing, TripleFault, VcpuSnapshot};
 use pvmmu::guest_memory as memory;
 
 /// COM1's ports and IRQ.
@@ -325,10 +325,7 @@ pub fn run(spec: &LinuxSpec, console: Box<dyn Write + Send>, host: HostInfo) -> 
         exit_code: outcome.exit_code(),
         outcome,
         timing: Timing { to_main_ms: None, to_end_ms, milestones: Vec::new() },
-        exits: results
-            .iter()
-            .map(|r| VcpuExits { vcpu: r.index, user: r.exits, kvm: r.kvm_stats.iter().cloned().collect() })
-            .collect(),
+        exits: results.iter().map(vcpu::VcpuResult::report).collect(),
         hypercalls: BTreeMap::new(),
         pvmmu: None,
         results: figures.lock().map(|r| r.clone()).unwrap_or_default(),
