@@ -611,6 +611,9 @@ impl Exits for Hypervisor {
     fn write_guest_all(&self, pieces: &[(u64, &[u8])]) -> Result<(), String> {
         Hypervisor::write_guest_all(self, pieces)
     }
+    fn trap_back_refused(&self, vcpu: u32, detail: String) -> Outcome {
+        Outcome::Violation { vcpu, rule: Rule::TrapBackFrame, detail }
+    }
 }
 
 /// Where a call is counted: by its number, unless it is one more unknown

@@ -97,6 +97,11 @@ pub trait Exits: Send + Sync {
     fn write_guest_all(&self, _pieces: &[(u64, &[u8])]) -> Result<(), String> {
         Err("this guest has no trap-back".into())
     }
+    /// How the run ends when the guest's stack cannot take the trap-back's
+    /// frame (the guest's fault: the layer above names the rule).
+    fn trap_back_refused(&self, vcpu: u32, detail: String) -> Outcome {
+        Outcome::VmmError { message: format!("vCPU {vcpu}: the trap-back frame: {detail}") }
+    }
 }
 
 /// A flat 4 GiB 32-bit segment (base 0, page granular, present, ring 0) of
@@ -454,7 +459,7 @@ fn deliver_fixup(
         message: format!("cannot deliver the alias fixup: {what}: {e}"),
     };
     // A stack the guest chose that cannot take the frame is the guest's fault.
-    let refuse = |detail: String| Outcome::Violation { vcpu: index, rule: pvmmu::Rule::TrapBackFrame, detail };
+    let refuse = |detail: String| hv.trap_back_refused(index, detail);
     vcpu.set_kvm_immediate_exit(1);
     let completed = match vcpu.run() {
         Err(e) if e.errno() == libc::EINTR => Ok(()),
