@@ -112,6 +112,7 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
         ("stack-walk", &[][..], &["trap-back-readonly-stack"][..]),
         ("budget", &["exit-budget"][..], &[][..]),
         ("host-write", &["block-in-pagetable", "multicall-results-in-pagetable"][..], &[][..]),
+        ("l3-audit", &["direct-write-l3-tail"][..], &[][..]),
     ] {
         let tap = std::env::temp_dir().join(format!("vmm-contract-{}-{weaken}.tap", std::process::id()));
         let tap_arg = tap.to_str().unwrap().to_owned();

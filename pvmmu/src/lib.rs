@@ -493,8 +493,14 @@ impl PvMmu {
             let ty = self.frames.ty(pfn);
             // Every entry, an L3's 4..511 too: the host validates only an L3's
             // first four, but keeps the rest as they were (docs/pvmmu.md).
-            let differs = validate::read_table(mem, pfn)
-                .is_none_or(|now| copy.iter().zip(now.iter()).any(|(a, b)| (a ^ b) & !validate::HARDWARE_BITS != 0));
+            let entries = if ty == FrameType::L3 && self.weaken == HostWeaken::L3Audit {
+                shared::pae::L3_ENTRIES
+            } else {
+                copy.len()
+            };
+            let differs = validate::read_table(mem, pfn).is_none_or(|now| {
+                copy.iter().zip(now.iter()).take(entries).any(|(a, b)| (a ^ b) & !validate::HARDWARE_BITS != 0)
+            });
             if differs {
                 log::warn!("audit: {} differs in memory from what the host validated", self.describe_frame(pfn));
                 *(if ty == FrameType::L3 { &mut l3_diverged } else { &mut diverged }) += 1;

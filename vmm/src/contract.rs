@@ -378,7 +378,8 @@ pub fn contract_command(args: ContractArgs) -> Result<i32, Error> {
             if let Some(w) = &args.weaken {
                 a.extend(["--host-weaken".to_owned(), w.clone()]);
             }
-            if let Some(w) = &args.host_write_watch {
+            // A scenario that names its own watch keeps it.
+            if let Some(w) = args.host_write_watch.as_ref().filter(|_| !s.vm().contains("--host-write-watch")) {
                 a.extend(["--host-write-watch".to_owned(), w.clone()]);
             }
             a

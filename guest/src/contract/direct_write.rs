@@ -70,6 +70,26 @@ fn l3() {
 }
 
 crate::scenario!(
+    L3_TAIL,
+    "direct-write-l3-tail",
+    "violation:audit",
+    "--host-write-watch memslot",
+    "a direct write to a pinned L3's entries 4..511, which no memslot or dirty log watches, is found by the end-of-run audit",
+    l3_tail
+);
+fn l3_tail() {
+    let [l3, l2] = frames();
+    check!(pin(3, l3) == 0, "pin");
+    hv::nop(0);
+    // Not a PDPTE (the CPU reads four), but the host keeps the rest of the
+    // frame as it validated it, and only the audit compares it here.
+    kprintln!("contract: writing pinned L3 {:#x} entry 5 directly", l3);
+    write(l3, 5, l2 | P);
+    hv::nop(0);
+    // The guest says nothing: only the host's audit can fail this run.
+}
+
+crate::scenario!(
     L3_ASSIST,
     "direct-write-l3-assist",
     "pass",
