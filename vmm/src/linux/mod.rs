@@ -228,9 +228,9 @@ const CPUID1_ECX_HYPERVISOR: u32 = 1 << 31;
 /// the nested KVM never sees the guest's XSETBV (QEMU's emulated SVM does
 /// not pass it up), so its CPUID.0xD size for the enabled features stays
 /// that of x87 and SSE (576 bytes) while the processor saves 832: Linux
-/// warns ("XSAVE consistency problem") and, measured, then hung now and
-/// then in a spinlock, as a state buffer too small for what XSAVE writes
-/// would make it. Without XSAVE Linux saves the FPU with FXSAVE.
+/// warns at every boot ("XSAVE consistency problem", with a stack trace)
+/// and would size state buffers from the smaller figure. Without XSAVE
+/// Linux saves the FPU with FXSAVE, and boots without the warning.
 const CPUID1_ECX_XSAVE: u32 = 1 << 26;
 const CPUID1_ECX_OSXSAVE: u32 = 1 << 27;
 const CPUID1_ECX_AVX: u32 = 1 << 28;
