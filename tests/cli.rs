@@ -196,6 +196,22 @@ fn an_installed_binary_finds_its_guest_beside_itself() {
     let _ = std::fs::remove_dir_all(&prefix);
 }
 
+/// Runs a freshly copied binary. Another test's thread may be copying a
+/// file while this one forks: the child holds that write descriptor until
+/// it execs, and an exec of a file open for writing fails with "text file
+/// busy" (ETXTBSY) meanwhile. That passes in milliseconds: try again.
+fn output_of_copy(c: &mut std::process::Command) -> std::process::Output {
+    for _ in 0..50 {
+        match c.output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    c.output().unwrap()
+}
+
 /// A binary copied out of its checkout finds the guest and the appliance's
 /// kernel in the user's data directory (`$XDG_DATA_HOME/vmm`), as
 /// scripts/data.sh (called by setup.sh and build.sh) fills it; `VMM_ROOT`,
@@ -217,7 +233,7 @@ fn a_copied_binary_finds_its_inputs_in_the_data_directory() {
         for (k, v) in env {
             c.env(k, v);
         }
-        c.output().unwrap()
+        output_of_copy(&mut c)
     };
     let o = doctor(&[("XDG_DATA_HOME", &xdg)]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -271,7 +287,7 @@ fn the_doctor_says_what_is_there_and_what_is_missing() {
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     let copy = dir.join("bin/vmm");
     std::fs::copy(common::vmm(), &copy).unwrap();
-    let o = std::process::Command::new(&copy).arg("doctor").env("VMM_ROOT", &dir).output().unwrap();
+    let o = output_of_copy(std::process::Command::new(&copy).arg("doctor").env("VMM_ROOT", &dir));
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(5), "{out}");
     let want = dir.join("guest/target/i686-none/release/guest").display().to_string();
