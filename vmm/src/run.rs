@@ -184,11 +184,8 @@ fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error>
             ]);
             let mut opts = appliance_options(&args.host, spec.vcpus);
             opts.paging = NestedPaging::Shadow;
-            let mut report = run_in_appliance(Job { args: a, json: true }, &extra, opts, spec.timeout)?;
-            report.host.reason = reason;
-            report.host.total_ms = Some(spec.start.elapsed().as_secs_f64() * 1000.0);
-            report.kernel = spec.kernel.display().to_string();
-            report
+            let job = Job { args: a, json: true };
+            run_in_appliance(job, &extra, opts, spec.timeout, (&spec.kernel, reason, spec.start))?
         }
     };
     finish(args, &report)
@@ -250,21 +247,22 @@ fn run_qemu(spec: &RunSpec, custom_kernel: bool, h: &HostArgs, reason: String) -
         ("/guest".to_owned(), vec![])
     };
     let job = Job { args: inner_args(spec, &kernel_arg), json: true };
-    let mut report = run_in_appliance(job, &extra, appliance_options(h, spec.vcpus), spec.timeout)?;
-    report.host.reason = reason;
-    report.host.total_ms = Some(spec.start.elapsed().as_secs_f64() * 1000.0);
-    report.kernel = spec.kernel.display().to_string();
+    let opts = appliance_options(h, spec.vcpus);
+    let mut report = run_in_appliance(job, &extra, opts, spec.timeout, (&spec.kernel, reason, spec.start))?;
     report.emulator_fault = emulator::diagnose(&report, &loader::parse(&spec.kernel)?);
     Ok(report)
 }
 
 /// One `run` job in the appliance, its console passed through: the report
-/// it wrote (host: `qemu`, with the appliance's boot time).
+/// it wrote, told as the outer run's (`kernel` as the user named it, host
+/// `qemu` with why, the appliance's boot time and the whole run's time
+/// since `start`).
 fn run_in_appliance(
     job: Job,
     extra: &[(String, PathBuf)],
     opts: ApplianceOptions,
     timeout: Duration,
+    (kernel, reason, start): (&Path, String, Instant),
 ) -> Result<RunReport, Error> {
     let default_guest = paths::default_guest();
     let guest = default_guest.is_file().then_some(default_guest.as_path());
@@ -282,7 +280,13 @@ fn run_in_appliance(
     let r = outcome.results.into_iter().next().unwrap_or_default();
     let json = r.json.ok_or(Error::NoReport(r.exit_code))?;
     let mut report: RunReport = serde_json::from_str(&json).map_err(Error::BadReport)?;
-    report.host = HostInfo { mode: "qemu".into(), appliance_boot_ms: outcome.boot_ms, ..Default::default() };
+    report.host = HostInfo {
+        mode: "qemu".into(),
+        reason,
+        appliance_boot_ms: outcome.boot_ms,
+        total_ms: Some(start.elapsed().as_secs_f64() * 1000.0),
+    };
+    report.kernel = kernel.display().to_string();
     Ok(report)
 }
 
