@@ -322,9 +322,9 @@ pub const RESULTS: &[GuestResult] = &[
 /// The unit costs the `calibrate` workload reports (guest results, medians of
 /// 64 rounds each): the pass with the other CPUs halted, the pass with them
 /// busy, then the many-page purge's number of pages.
-pub const UNIT_FIGURES: [GuestResult; 19] = {
+pub const UNIT_FIGURES: [GuestResult; 25] = {
     let (idle, busy) = (UnitResults::IDLE.all(), UnitResults::BUSY.all());
-    let mut all = [GuestResult::UnitFlushPages; 19];
+    let mut all = [GuestResult::UnitFlushPages; 25];
     let mut i = 0;
     while i < idle.len() {
         all[i] = idle[i];

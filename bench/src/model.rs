@@ -94,7 +94,9 @@ pub struct Units {
     /// A pin with no alias work (the host's validation and alias check).
     pub pin: f64,
     /// What a trapped pin costs beyond a pin and a flushing vm_unmap_aliases:
-    /// the refusal, the trap into the fixup and the retried hypercall.
+    /// the refusal and the trap into the fixup (timed as each trapped pin less
+    /// its fixup's action and its retry; in tables before that, the trapped
+    /// pin's median less a pin's and a flushing call's).
     pub trap_back: f64,
     /// A fork's pin of its child's whole tree (the root, which the host
     /// validates recursively and follows with a flush of every vCPU). A table
@@ -103,8 +105,9 @@ pub struct Units {
     pub pin_tree: Option<f64>,
     /// What each page a vm_unmap_aliases purges adds beyond the first (its
     /// PTE retired and cleared, its alias dropped): the slope between the
-    /// calibration's purges of a one-page and a many-page area. A table
-    /// measured before it existed prices every flushing call as one page.
+    /// calibration's purges of a one-page and a many-page area, each less its
+    /// flush (in tables before that, with it). A table measured before it
+    /// existed prices every flushing call as one page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_page: Option<f64>,
 }
@@ -115,10 +118,17 @@ impl Units {
     fn of_cell(cell: &CellResult, set: &UnitResults) -> Option<Units> {
         let m = |f| cell.median(Figure::Result(f));
         let (pin, flush, trapped) = (m(set.pin)?, m(set.vm_unmap_aliases_flush)?, m(set.pin_trapped)?);
-        let purge_page = match (m(set.vm_unmap_aliases_flush_pages), m(GuestResult::UnitFlushPages)) {
-            (Some(c), Some(n)) if n > 1.0 => Some(((c - flush) / (n - 1.0)).max(0.0)),
+        // Timed directly where the calibration has the parts (each round less
+        // its flush, or less its fixup's action and retry); else, as tables
+        // before them, the difference of the wholes' medians, whose flushes
+        // make most of their spread.
+        let pages = m(GuestResult::UnitFlushPages).filter(|n| *n > 1.0);
+        let purge_page = match (m(set.purge_one), m(set.purge_pages), m(set.vm_unmap_aliases_flush_pages), pages) {
+            (Some(one), Some(many), _, Some(n)) => Some(((many - one) / (n - 1.0)).max(0.0)),
+            (_, _, Some(c), Some(n)) => Some(((c - flush) / (n - 1.0)).max(0.0)),
             _ => None,
         };
+        let trap_back = m(set.trap_back).unwrap_or((trapped - pin - flush).max(0.0));
         Some(Units {
             exit: m(set.exit)?,
             hypercall: m(set.hypercall)?,
@@ -126,7 +136,7 @@ impl Units {
             vm_unmap_aliases_empty_call: m(set.vm_unmap_aliases_empty)?,
             vm_unmap_aliases_flush_call: flush,
             pin,
-            trap_back: (trapped - pin - flush).max(0.0),
+            trap_back,
             pin_tree: m(set.pin_tree),
             purge_page,
         })
@@ -416,8 +426,11 @@ mod tests {
                 .collect(),
         };
         // The halted pass's units, then the busy pass's (each twice the
-        // halted one), then the many-page purge's pages.
-        let idle = [80.0, 100.0, 250.0, 20.0, 1000.0, 3100.0, 600.0, 2000.0, 9000.0];
+        // halted one), then the many-page purge's pages. The last three of a
+        // pass are the parts timed directly: the trap back (a trapped pin
+        // less its fixup's action and retry), and the one-page and many-page
+        // purges less their flushes.
+        let idle = [80.0, 100.0, 250.0, 20.0, 1000.0, 3100.0, 600.0, 2000.0, 9000.0, 350.0, 150.0, 850.0];
         let units: Vec<f64> =
             idle.iter().chain(idle.iter().map(|u| u * 2.0).collect::<Vec<_>>().iter()).copied().collect();
         let units = units.into_iter().chain([8.0]);
@@ -433,14 +446,26 @@ mod tests {
         let t = CostTable::from_results(std::slice::from_ref(&r), &Machine::default(), "now").unwrap();
         // The model prices with the busy pass; the halted one is kept beside it.
         assert_eq!(t.others(), Others::Busy);
-        assert_eq!(t.units.trap_back, 4000.0 - 1200.0 - 2000.0);
+        assert_eq!(t.units.trap_back, 700.0);
         assert_eq!(t.units.pin, 1200.0);
         assert_eq!(t.units.pin_tree, Some(18000.0));
-        // Eight pages for 6200 against one for 2000: 600 a page more.
-        assert_eq!(t.units.purge_page, Some(600.0));
+        // Less their flushes, eight pages for 1700 against one for 300: 200 a page more.
+        assert_eq!(t.units.purge_page, Some(200.0));
         let halted = t.idle_units.unwrap();
-        assert_eq!((halted.pin, halted.trap_back, halted.purge_page), (600.0, 400.0, Some(300.0)));
+        assert_eq!((halted.pin, halted.trap_back, halted.purge_page), (600.0, 350.0, Some(100.0)));
         assert_eq!(t.host_mode, "qemu");
+        // A calibration without the parts (before they were timed): the
+        // differences of the wholes' medians, flushes and all.
+        let mut old = r.clone();
+        for set in [UnitResults::IDLE, UnitResults::BUSY] {
+            for part in [set.trap_back, set.purge_one, set.purge_pages] {
+                old.stats.remove(&Figure::Result(part));
+            }
+        }
+        let t_old = CostTable::from_results(&[old], &Machine::default(), "now").unwrap();
+        assert_eq!(t_old.units.trap_back, 4000.0 - 1200.0 - 2000.0);
+        // Eight pages for 6200 against one for 2000: 600 a page more.
+        assert_eq!(t_old.units.purge_page, Some(600.0));
         // Round trip through a file; a corrupt table is a clear error.
         let dir = vmm::platform::appliance::tempdir().unwrap();
         let path = dir.path().join(TABLE_FILE);

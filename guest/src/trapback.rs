@@ -98,7 +98,9 @@ extern "C" fn alias_fixup(pfn: u32, block_pa: u32) {
         // mmu_update answered -ENOSYS, 2026-11-23).
         percpu::preempt_disable();
         cpu::sti();
+        let t0 = cpu::rdtsc();
         action(pfn as u64);
+        percpu::count(Counter::AliasFixupActionCycles, cpu::rdtsc() - t0);
         cpu::cli();
         percpu::preempt_enable();
     }

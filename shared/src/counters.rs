@@ -183,6 +183,13 @@ counters! {
     /// flush (lazy areas' and vmap blocks' freed ranges; not the threshold's or
     /// an allocation's purges): priced per page beyond a flushing call's first.
     VmUnmapAliasesPurgedPages = "vm_unmap_aliases_purged_pages",
+    /// Cycles of the trap-back fixups' actions (the `vm_unmap_aliases()` each
+    /// runs before its retry): with `alias_fixup_retry_cycles`, what a trapped
+    /// pin spends outside the refusal and the trap itself.
+    AliasFixupActionCycles = "alias_fixup_action_cycles",
+    /// Cycles of the vmap layer's flushes of every CPU's TLB (the part of a
+    /// purge that waits for the other CPUs).
+    VmapFlushCycles = "vmap_flush_cycles",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);

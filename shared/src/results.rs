@@ -81,6 +81,16 @@ results! {
     /// with the other CPUs spinning on `pause`, which a nested SVM host takes
     /// as a hint to yield: it came out as cheap as the halted one.)
     UnitPinTreeBusyCycles = "unit_pin_tree_busy_cycles",
+    /// A trapped pin less, in the same round, its fixup's action and its
+    /// retry: the refusal and the trap into the fixup, timed directly.
+    UnitTrapBackCycles = "unit_trap_back_cycles",
+    UnitTrapBackBusyCycles = "unit_trap_back_busy_cycles",
+    /// A purging vm_unmap_aliases less, in the same round, its flush of every
+    /// CPU: of one page, and of `unit_flush_pages` pages.
+    UnitPurgeOneCycles = "unit_purge_one_cycles",
+    UnitPurgeOneBusyCycles = "unit_purge_one_busy_cycles",
+    UnitPurgePagesCycles = "unit_purge_pages_cycles",
+    UnitPurgePagesBusyCycles = "unit_purge_pages_busy_cycles",
     UnitFlushPages = "unit_flush_pages",
     UnitRounds = "unit_rounds",
     UnitCpus = "unit_cpus",
@@ -136,6 +146,9 @@ pub struct UnitResults {
     pub pin: GuestResult,
     pub pin_trapped: GuestResult,
     pub pin_tree: GuestResult,
+    pub trap_back: GuestResult,
+    pub purge_one: GuestResult,
+    pub purge_pages: GuestResult,
 }
 
 impl UnitResults {
@@ -149,6 +162,9 @@ impl UnitResults {
         pin: GuestResult::UnitPinCycles,
         pin_trapped: GuestResult::UnitPinTrappedCycles,
         pin_tree: GuestResult::UnitPinTreeCycles,
+        trap_back: GuestResult::UnitTrapBackCycles,
+        purge_one: GuestResult::UnitPurgeOneCycles,
+        purge_pages: GuestResult::UnitPurgePagesCycles,
     };
     pub const BUSY: UnitResults = UnitResults {
         exit: GuestResult::UnitExitBusyCycles,
@@ -160,10 +176,13 @@ impl UnitResults {
         pin: GuestResult::UnitPinBusyCycles,
         pin_trapped: GuestResult::UnitPinTrappedBusyCycles,
         pin_tree: GuestResult::UnitPinTreeBusyCycles,
+        trap_back: GuestResult::UnitTrapBackBusyCycles,
+        purge_one: GuestResult::UnitPurgeOneBusyCycles,
+        purge_pages: GuestResult::UnitPurgePagesBusyCycles,
     };
 
     /// The results in declaration order.
-    pub const fn all(&self) -> [GuestResult; 9] {
+    pub const fn all(&self) -> [GuestResult; 12] {
         [
             self.exit,
             self.hypercall,
@@ -174,6 +193,9 @@ impl UnitResults {
             self.pin,
             self.pin_trapped,
             self.pin_tree,
+            self.trap_back,
+            self.purge_one,
+            self.purge_pages,
         ]
     }
 }

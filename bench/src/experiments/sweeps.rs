@@ -22,8 +22,9 @@ pub(super) fn calibration() -> Experiment {
         "Calibration: the unit cost of each counted event on this host",
         "The guest's calibrate workload times each event alone, 64 rounds each on the boot CPU: a bare exit, a \
          hypercall, a global TLB flush, a vm_unmap_aliases that finds nothing, one that flushes a lazy area of one \
-         page and one of 16 pages (the price of each page more), a pin with no alias work, host-trap's trapped pin, \
-         and a fork's pin of its child's whole tree. It times them twice: with the other vCPU halted, then busy, as \
+         page and one of 16 pages (the price of each page more, from the two less their flushes), a pin with no \
+         alias work, host-trap's trapped pin (and its trap back: the pin less its fixup and retry), and a fork's \
+         pin of its child's whole tree. It times them twice: with the other vCPU halted, then busy, as \
          a workload's are. The busy medians price every run's counts (\"The cost model\"); under one TCG thread \
          a busy vCPU takes turns, and an event that waits for it costs several times more.",
         vec![cell],

@@ -270,7 +270,9 @@ fn flush_every_cpu() {
         return;
     }
     percpu::count(Counter::VmapFlushIpis, (smp::nr_cpus() - 1) as u64);
+    let t0 = crate::arch::cpu::rdtsc();
     tlb::flush_all();
+    percpu::count(Counter::VmapFlushCycles, crate::arch::cpu::rdtsc() - t0);
 }
 
 /// Gives an area up: eagerly (clear, flush, free at once) or lazily.

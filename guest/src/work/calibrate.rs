@@ -42,15 +42,41 @@ fn median(v: &mut [u64]) -> u64 {
 
 /// Times `op` `ROUNDS` times (after `setup` each time, untimed) and reports the
 /// median as `name`.
-fn unit(name: GuestResult, mut setup: impl FnMut() -> u64, mut op: impl FnMut(u64)) {
+fn unit(name: GuestResult, setup: impl FnMut() -> u64, op: impl FnMut(u64)) {
+    unit_less(name, None, setup, op);
+}
+
+/// This CPU's sum of `counters` (cycle counters of parts of an event).
+fn sum(counters: &[Counter]) -> u64 {
+    counters.iter().map(|&c| percpu::read(c)).sum()
+}
+
+/// As [`unit`]; with `less = Some((part, counters))` also reports as `part`
+/// the median of each round less the cycles `counters` grew by in that same
+/// round. A part timed so steadies a unit that would otherwise be the
+/// difference of two medians of a larger, noisier whole (a flush of every
+/// CPU: several times the part, and most of its spread).
+fn unit_less(
+    name: GuestResult,
+    less: Option<(GuestResult, &[Counter])>,
+    mut setup: impl FnMut() -> u64,
+    mut op: impl FnMut(u64),
+) {
     let mut t = [0u64; ROUNDS];
-    for slot in t.iter_mut() {
+    let mut part = [0u64; ROUNDS];
+    let counters = less.map_or(&[][..], |(_, c)| c);
+    for (slot, rest) in t.iter_mut().zip(part.iter_mut()) {
         let arg = setup();
+        let before = sum(counters);
         let t0 = cpu::rdtsc();
         op(arg);
         *slot = cpu::rdtsc() - t0;
+        *rest = slot.saturating_sub(sum(counters) - before);
     }
     hv::result(name, median(&mut t));
+    if let Some((part_name, _)) = less {
+        hv::result(part_name, median(&mut part));
+    }
 }
 
 /// A zeroed page of the zone pte pages come from.
@@ -96,11 +122,12 @@ fn give_back(pa: u64) {
     ptcache::free_pt(pa);
 }
 
-/// Times `ROUNDS` pins of L1 tables made by `page`, then unpins and frees them.
-fn pins(name: GuestResult, page: fn() -> u64) {
+/// Times `ROUNDS` pins of L1 tables made by `page`, then unpins and frees them
+/// (`less`: as in [`unit_less`]).
+fn pins(name: GuestResult, less: Option<(GuestResult, &[Counter])>, page: fn() -> u64) {
     let mut pinned = [0u64; ROUNDS];
     let mut n = 0;
-    unit(name, page, |pa| {
+    unit_less(name, less, page, |pa| {
         pv::pin(pa, pv::Level::L1, &[pa]);
         pinned[n] = pa;
         n += 1;
@@ -177,9 +204,11 @@ fn suite(r: &UnitResults) {
         },
     );
     // One lazy area of one page: the purge clears its PTE, flushes every CPU
-    // and frees the area.
-    unit(
+    // and frees the area. Less its flush, the purge's own work.
+    let flush: &[Counter] = &[Counter::VmapFlushCycles];
+    unit_less(
         r.vm_unmap_aliases_flush,
+        Some((r.purge_one, flush)),
         || {
             let pa = aliased_page();
             page::free_pages(pa, 0);
@@ -191,9 +220,10 @@ fn suite(r: &UnitResults) {
     );
     // One lazy area of FLUSH_PAGES pages: what each page beyond the first
     // adds (its PTE retired and cleared, its alias dropped) is the model's
-    // price of a page purged.
-    unit(
+    // price of a page purged, from the two purges less their flushes.
+    unit_less(
         r.vm_unmap_aliases_flush_pages,
+        Some((r.purge_pages, flush)),
         || {
             aliased_area();
             0
@@ -204,13 +234,15 @@ fn suite(r: &UnitResults) {
     );
     // A pin with nothing to purge (the strategy finds no alias; host-trap's
     // host finds none), the host's validation and alias check included.
-    pins(r.pin, pte_page);
+    pins(r.pin, None, pte_page);
     tree_pins(r.pin_tree);
     // host-trap: the pin of an aliased frame, refused, trapped back into the
-    // fixup (which purges) and retried. The trap-back's own cost is what this
-    // costs beyond a pin and a flushing vm_unmap_aliases (the host subtracts).
+    // fixup (which purges) and retried. The trap-back's own cost, the refusal
+    // and the trap into the fixup, is each round less its fixup's action and
+    // its retry.
     if pv::strategy() == AliasStrategy::HostTrap {
-        pins(r.pin_trapped, aliased_page);
+        let fixup: &[Counter] = &[Counter::AliasFixupActionCycles, Counter::AliasFixupRetryCycles];
+        pins(r.pin_trapped, Some((r.trap_back, fixup)), aliased_page);
     }
 }
 
