@@ -278,16 +278,21 @@ fn bad_arguments_are_clear_errors_and_list_runs_nothing() {
     let o = bench(&["--list"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let cells: Vec<&str> = out.lines().filter(|l| l.starts_with("cell ")).collect();
-    assert_eq!(cells.len(), 8, "{out}");
+    assert_eq!(cells.len(), 9, "{out}");
     for s in ["none", "always-flush", "alias-bit", "runtime-switch", "clean-pool", "host-trap", "oracle"] {
         assert!(cells.iter().any(|c| c.contains(&format!("cell {s} "))), "{s}: {out}");
     }
-    // ... and the calibration beside them, on the same VM shape.
-    assert!(cells.iter().all(|c| c.contains("--pvmmu on") && c.contains("--vcpus 2")));
-    let fork_churn = cells.iter().filter(|c| c.contains("--workload fork-churn")).count();
-    let calibration = cells.iter().filter(|c| c.contains("--workload calibrate")).count();
+    // ... and the calibration beside them, on the same VM shape, and the
+    // native one (the kmap units) in pte-bench's.
+    let pv: Vec<&&str> = cells.iter().filter(|c| c.contains("--pvmmu on")).collect();
+    assert!(pv.iter().all(|c| c.contains("--vcpus 2")));
+    let fork_churn = pv.iter().filter(|c| c.contains("--workload fork-churn")).count();
+    let calibration = pv.iter().filter(|c| c.contains("--workload calibrate")).count();
     assert_eq!((fork_churn, calibration), (7, 1), "{out}");
-    assert!(out.contains("8 cells x 3 repetitions: 24 jobs to run"), "{out}");
+    let native: Vec<&&str> = cells.iter().filter(|c| !c.contains("--pvmmu on")).collect();
+    assert_eq!(native.len(), 1, "{out}");
+    assert!(native[0].contains("--workload calibrate") && native[0].contains("--lowmem 67108864"), "{out}");
+    assert!(out.contains("9 cells x 3 repetitions: 27 jobs to run"), "{out}");
     // Shards partition the cells.
     let all = cells_listed(&[]);
     let (a, b) = (cells_listed(&["--shard", "1/2"]), cells_listed(&["--shard", "2/2"]));
@@ -641,7 +646,7 @@ fn reprice_prices_the_counts_with_another_hosts_table_and_leaves_the_sweep_alone
     // --calibrate runs the calibration cell alone.
     let o = bench(&["--calibrate", "--list"]);
     let listed = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(listed.contains("1 cells x 3 repetitions: 3 jobs to run"), "{listed}");
+    assert!(listed.contains("2 cells x 3 repetitions: 6 jobs to run"), "{listed}");
     assert!(listed.contains("--workload calibrate") && listed.contains("--alias host-trap"), "{listed}");
     for d in [dir, out, bad_out] {
         let _ = std::fs::remove_dir_all(d);

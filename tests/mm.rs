@@ -140,6 +140,11 @@ fn jobs() -> &'static HashMap<String, JobLine> {
         let mut deadlock = own(&hold);
         deadlock.extend(own(&["--pte", "persistent", "--last-pkmap", "128", "--tasks", "16", "--pages", "9"]));
         jobs.push(("kmap-hold-could-deadlock".into(), deadlock));
+        // The native calibration, in pte-bench's shape: the kmap units.
+        let native = ["run", "--mem", "256m", "--lowmem", "64m", "--workload", "calibrate", "--vcpus", "2"];
+        let mut a = own(&native);
+        a.extend(own(&["--debug", "off"]));
+        jobs.push(("calibrate-native".into(), a));
         let mut big = own(&["run", "--mem", "8g", "--workload", "mm-all", "--pte", "atomic", "--vcpus", "2"]);
         big.extend(own(&["--tasks", "4", "--pages", "32", "--rounds", "2"]));
         jobs.push(("mem-8g".into(), big));
@@ -409,4 +414,28 @@ fn tasks_that_move_between_cpus_get_user_range_shootdowns() {
         assert_eq!(off.result("task_migrations"), 0, "{w}");
         assert_eq!(total(off, "tlb_shootdown_user"), 0, "{w}");
     }
+}
+
+/// The native calibration times a kmap of a highmem pte page through every
+/// `--pte` variant, whatever `--pte` says, in both passes: each variant's
+/// kmaps counted once a round, and each dearer than the bare exit is cheap
+/// (the kmap writes a pte and flushes a TLB entry, all in the guest).
+#[test]
+fn the_native_calibration_times_every_kmap_variant() {
+    let j = assert_passes("calibrate-native");
+    let r = |k: &str| j.result(k);
+    for pass in ["", "_busy"] {
+        for v in ["atomic", "persistent", "percpu_pool", "per_task"] {
+            let k = format!("unit_kmap_{v}{pass}_cycles");
+            assert!(r(&k) > 0 && r(&k) < r(&format!("unit_exit{pass}_cycles")), "{k}: {}", r(&k));
+        }
+        assert!(r(&format!("unit_flush_global{pass}_cycles")) > 0);
+    }
+    // 64 rounds a unit, two passes (and the page zeroed through KM_PTE0 in each).
+    for c in ["kmap_percpu_pool", "kmap_per_task", "kmap_persistent"] {
+        assert_eq!(total(j, c), 2 * 64, "{c}");
+    }
+    assert_eq!(total(j, "kmap_atomic"), 2 * (64 + 1));
+    // Nothing of the PV suite runs natively.
+    assert!(j.report()["results"].get("unit_pin_cycles").is_none(), "{}", j.report()["results"]);
 }

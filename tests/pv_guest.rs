@@ -207,4 +207,12 @@ fn the_calibration_measures_every_unit() {
     assert!(purged >= 2 * 64 * (1 + 16 + 1), "vm_unmap_aliases cleared {purged} pages");
     assert!(r("unit_vm_unmap_aliases_flush_cycles") > r("unit_vm_unmap_aliases_empty_cycles"));
     assert!(r("unit_pin_trapped_cycles") > r("unit_pin_cycles") + r("unit_vm_unmap_aliases_flush_cycles"));
+    // The parts timed within a round: each a part of its whole, and what a
+    // purge does beyond its flush grows with the pages it clears.
+    for pass in ["", "_busy"] {
+        let u = |k: &str| r(&format!("unit_{k}{pass}_cycles"));
+        assert!(u("trap_back") > 0 && u("trap_back") < u("pin_trapped"), "{pass}");
+        assert!(u("purge_one") > 0 && u("purge_one") < u("vm_unmap_aliases_flush"), "{pass}");
+        assert!(u("purge_pages") > u("purge_one") && u("purge_pages") < u("vm_unmap_aliases_flush_pages"), "{pass}");
+    }
 }

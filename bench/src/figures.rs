@@ -111,6 +111,7 @@ named! {
         PinPathCycles = "pin_path_cycles",
         PinPathCyclesPerPin = "pin_path_cycles_per_pin",
         ModelExplains = "model_explains",
+        KmapModelCyclesPerAccess = "kmap_model_cycles_per_access",
         // Against the oracle cell (`super::results`).
         RatioToOracle = "ratio_to_oracle",
         WorkloadRatioToOracle = "workload_ratio_to_oracle",
@@ -287,6 +288,10 @@ pub const COUNTERS: &[Counter] = &[
     Counter::VmapPurgedPages,
     Counter::VmapBlockPurges,
     Counter::KmapAtomic,
+    Counter::KmapPersistent,
+    Counter::KmapPercpuPool,
+    Counter::KmapPerTask,
+    Counter::PteBenchAccesses,
     Counter::PteMaps,
     Counter::KmapLockTaken,
     Counter::KmapLockWaits,
@@ -322,9 +327,9 @@ pub const RESULTS: &[GuestResult] = &[
 /// The unit costs the `calibrate` workload reports (guest results, medians of
 /// 64 rounds each): the pass with the other CPUs halted, the pass with them
 /// busy, then the many-page purge's number of pages.
-pub const UNIT_FIGURES: [GuestResult; 25] = {
+pub const UNIT_FIGURES: [GuestResult; 33] = {
     let (idle, busy) = (UnitResults::IDLE.all(), UnitResults::BUSY.all());
-    let mut all = [GuestResult::UnitFlushPages; 25];
+    let mut all = [GuestResult::UnitFlushPages; 33];
     let mut i = 0;
     while i < idle.len() {
         all[i] = idle[i];
@@ -404,6 +409,12 @@ pub const GLOSSARY: &[FigureDef] = &[
         what: "pt_pin_cycles + the vm_unmap_aliases cycles spent outside pins: what the model prices, as measured",
     },
     FigureDef { name: "model_explains", what: "model_cycles / pin_path_cycles (1: the model accounts for it all)" },
+    FigureDef {
+        name: "kmap_model_cycles_per_access",
+        what: "a native pte-bench run's kmaps priced by the calibration's native kmap units (each variant's kmaps x \
+               its unit, each series wrap x a global flush), per pte access: the model of what a pte access costs \
+               beyond lowpte's",
+    },
     FigureDef { name: "unit_<event>_cycles", what: "the calibrate workload's median cycles of one event (64 rounds)" },
     FigureDef {
         name: "<count>_over_oracle",

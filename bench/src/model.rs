@@ -19,7 +19,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use shared::config::{Setting, Workload};
+use shared::config::{PteVariant, Setting, Switch, Workload};
 use shared::counters::Counter as C;
 use shared::results::{GuestResult, UnitResults};
 
@@ -66,6 +66,12 @@ pub struct CostTable {
     /// The same units timed with the other CPUs halted, beside busy ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_units: Option<Units>,
+    /// The native kmap units (a calibration cell under `--pvmmu off`), busy
+    /// and halted as `units` and `idle_units`; a table before them has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kmap: Option<KmapUnits>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_kmap: Option<KmapUnits>,
 }
 
 /// What the other CPUs did while the calibration timed a unit.
@@ -110,6 +116,60 @@ pub struct Units {
     /// existed prices every flushing call as one page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_page: Option<f64>,
+}
+
+/// The unit costs of a native kmap (`--pvmmu off`): a map, a read and an
+/// unmap of one highmem pte page through each `--pte` variant's functions,
+/// and the global flush a series' wrap costs. They price the pte-bench cells'
+/// kmap counts; lowpte maps nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KmapUnits {
+    pub atomic: f64,
+    /// From the pagetable series: a fresh entry each time.
+    pub persistent: f64,
+    pub percpu_pool: f64,
+    pub per_task: f64,
+    /// A flush of every CPU's TLB without the PV MMU.
+    pub flush_global: f64,
+}
+
+impl KmapUnits {
+    /// The kmap units of a native calibration pass, None unless all were measured.
+    fn of_cell(cell: &CellResult, set: &UnitResults) -> Option<KmapUnits> {
+        let m = |f| cell.median(Figure::Result(f));
+        Some(KmapUnits {
+            atomic: m(set.kmap_atomic)?,
+            persistent: m(set.kmap_persistent)?,
+            percpu_pool: m(set.kmap_percpu_pool)?,
+            per_task: m(set.kmap_per_task)?,
+            flush_global: m(set.flush_global)?,
+        })
+    }
+
+    fn check(&self) -> bool {
+        [self.atomic, self.persistent, self.percpu_pool, self.per_task, self.flush_global]
+            .into_iter()
+            .all(|x| x.is_finite() && x >= 0.0)
+    }
+
+    /// The unit of one `--pte` variant's kmap (lowpte: none).
+    pub fn of(&self, pte: PteVariant) -> f64 {
+        match pte {
+            PteVariant::Lowpte => 0.0,
+            PteVariant::Atomic => self.atomic,
+            PteVariant::Persistent => self.persistent,
+            PteVariant::PercpuPool => self.percpu_pool,
+            PteVariant::PerTask => self.per_task,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "a native kmap and unmap: atomic {:.0}, persistent {:.0}, per-CPU pool {:.0}, per-task {:.0}; a native \
+             global flush {:.0} cycles",
+            self.atomic, self.persistent, self.percpu_pool, self.per_task, self.flush_global
+        )
+    }
 }
 
 impl Units {
@@ -184,16 +244,27 @@ impl CostTable {
             reps: cell.reps.len(),
             units: busy.unwrap_or(idle),
             idle_units: busy.map(|_| idle),
+            kmap: None,
+            idle_kmap: None,
         })
     }
 
     /// The calibration cell among `results`: the first that ran `calibrate`
-    /// and measured every unit.
+    /// and measured every unit; with the native kmap units of the first
+    /// calibration cell under `--pvmmu off` that measured them.
     pub fn from_results(results: &[CellResult], machine: &Machine, measured_at: &str) -> Option<CostTable> {
-        results
-            .iter()
-            .filter(|r| r.cell.is(Setting::Workload(Workload::Calibrate)))
-            .find_map(|r| CostTable::from_cell(r, machine, measured_at))
+        let calibrations = || results.iter().filter(|r| r.cell.is(Setting::Workload(Workload::Calibrate)));
+        let mut t = calibrations().find_map(|r| CostTable::from_cell(r, machine, measured_at))?;
+        let native = calibrations().filter(|r| !r.cell.is(Setting::Pvmmu(Switch::On)));
+        if let Some((idle, busy)) = native
+            .filter_map(|r| Some((KmapUnits::of_cell(r, &UnitResults::IDLE)?, r)))
+            .next()
+            .map(|(idle, r)| (idle, KmapUnits::of_cell(r, &UnitResults::BUSY)))
+        {
+            t.kmap = Some(busy.unwrap_or(idle));
+            t.idle_kmap = busy.map(|_| idle);
+        }
+        Some(t)
     }
 
     pub fn read(path: &Path) -> Result<CostTable, Error> {
@@ -206,7 +277,8 @@ impl CostTable {
                 t.schema
             )));
         }
-        if !t.units.check() || !t.idle_units.is_none_or(|u| u.check()) {
+        let kmap_ok = [t.kmap, t.idle_kmap].iter().all(|k| k.is_none_or(|k| k.check()));
+        if !t.units.check() || !t.idle_units.is_none_or(|u| u.check()) || !kmap_ok {
             return Err(Error::BadSpec(format!("{}: a unit cost is negative or not a number", path.display())));
         }
         Ok(t)
@@ -223,6 +295,14 @@ impl CostTable {
         match &self.idle_units {
             Some(idle) if vcpus <= 1 => idle,
             _ => &self.units,
+        }
+    }
+
+    /// The native kmap units that price a cell of `vcpus` vCPUs (as [`CostTable::units_for`]).
+    pub fn kmap_for(&self, vcpus: u32) -> Option<&KmapUnits> {
+        match &self.idle_kmap {
+            Some(idle) if vcpus <= 1 => Some(idle),
+            _ => self.kmap.as_ref(),
         }
     }
 
@@ -253,6 +333,12 @@ impl CostTable {
         );
         if let Some(idle) = &self.idle_units {
             s += &format!(" (with them halted, which price the 1-vCPU cells: {})", idle.describe());
+        }
+        if let Some(k) = &self.kmap {
+            s += &format!("; {}", k.describe());
+            if let Some(idle) = &self.idle_kmap {
+                s += &format!(" (halted: {})", idle.describe());
+            }
         }
         s
     }
@@ -290,6 +376,21 @@ pub fn model_cycles(f: &Figures, u: &Units) -> Option<f64> {
     )
 }
 
+/// The modelled cost of one native run's kmaps: each variant's kmaps priced
+/// by its unit, each wrap of a persistent series by a global flush. None
+/// without pte-bench's accesses or a count.
+pub fn kmap_model_cycles(f: &Figures, k: &KmapUnits) -> Option<f64> {
+    let g = |c: C| f.get(&c.into()).copied();
+    g(C::PteBenchAccesses).filter(|a| *a > 0.0)?;
+    Some(
+        g(C::KmapAtomic)? * k.atomic
+            + g(C::KmapPersistent)? * k.persistent
+            + g(C::KmapPercpuPool)? * k.percpu_pool
+            + g(C::KmapPerTask)? * k.per_task
+            + g(C::PkmapFlushes)? * k.flush_global,
+    )
+}
+
 /// Adds, to every repetition of every cell that pinned tables, its modelled
 /// cost under `table` (`model_cycles`, `model_cycles_per_pin`), the measured
 /// cost it models (`pin_path_cycles`, `_per_pin`) and `model_explains`, and
@@ -310,7 +411,13 @@ pub fn price(results: &mut [CellResult], table: &CostTable) {
                 f.insert(NAMES[4].into(), m / p);
             }
         }
-        for name in NAMES {
+        // Native kmaps, priced with native units only.
+        let kmap = table.kmap_for(r.cell.vcpus).filter(|_| !r.cell.is(Setting::Pvmmu(Switch::On)));
+        for (_, f) in r.reps.iter_mut().filter(|_| kmap.is_some()) {
+            let Some(m) = kmap.and_then(|k| kmap_model_cycles(f, k)) else { continue };
+            f.insert(D::KmapModelCyclesPerAccess.into(), m / f[&C::PteBenchAccesses.into()]);
+        }
+        for name in NAMES.into_iter().chain([D::KmapModelCyclesPerAccess]) {
             let v: Vec<f64> = r.reps.iter().filter_map(|(_, f)| f.get(&name.into()).copied()).collect();
             if let Some(s) = Stat::of(&v) {
                 r.stats.insert(name.into(), s);
@@ -430,7 +537,10 @@ mod tests {
         // pass are the parts timed directly: the trap back (a trapped pin
         // less its fixup's action and retry), and the one-page and many-page
         // purges less their flushes.
-        let idle = [80.0, 100.0, 250.0, 20.0, 1000.0, 3100.0, 600.0, 2000.0, 9000.0, 350.0, 150.0, 850.0];
+        let idle = [
+            80.0, 100.0, 250.0, 20.0, 1000.0, 3100.0, 600.0, 2000.0, 9000.0, 350.0, 150.0, 850.0, 10.0, 30.0, 20.0,
+            15.0,
+        ];
         let units: Vec<f64> =
             idle.iter().chain(idle.iter().map(|u| u * 2.0).collect::<Vec<_>>().iter()).copied().collect();
         let units = units.into_iter().chain([8.0]);
@@ -446,6 +556,7 @@ mod tests {
         let t = CostTable::from_results(std::slice::from_ref(&r), &Machine::default(), "now").unwrap();
         // The model prices with the busy pass; the halted one is kept beside it.
         assert_eq!(t.others(), Others::Busy);
+        assert_eq!(t.kmap, None, "a PV cell's kmaps price no native cell");
         assert_eq!(t.units.trap_back, 700.0);
         assert_eq!(t.units.pin, 1200.0);
         assert_eq!(t.units.pin_tree, Some(18000.0));
@@ -527,6 +638,8 @@ mod tests {
             reps: 3,
             units: U,
             idle_units: None,
+            kmap: None,
+            idle_kmap: None,
         };
         price(&mut r, &table);
         assert_eq!(r[0].median("model_cycles"), Some(101_200.0));
@@ -539,5 +652,79 @@ mod tests {
         assert_eq!(r[0].median("model_cycles_per_pin"), Some(1012.0));
         assert_eq!(r[0].median("pin_path_cycles"), Some(202_400.0));
         assert_eq!(r[0].median("model_explains"), Some(0.5));
+    }
+
+    fn cell(label: &str, vcpus: u32, params: &[(&str, &str)], f: Figures) -> CellResult {
+        use crate::design::CellSpec;
+        let spec = CellSpec {
+            label: label.into(),
+            vcpus,
+            mem: "256m".into(),
+            timeout: 60,
+            params: params.iter().map(|(k, v)| Setting::parse(k, v).unwrap()).collect(),
+        };
+        CellResult {
+            cell: spec.resolve("e").unwrap(),
+            reps: vec![(0, f.clone())],
+            failures: vec![],
+            stats: f.iter().map(|(k, v)| (*k, Stat::of(&[*v]).unwrap())).collect(),
+            warnings: vec![],
+            host_modes: vec![],
+        }
+    }
+
+    #[test]
+    fn native_kmaps_are_priced_by_the_native_calibration_only() {
+        // The PV calibration: every unit at 1000 (busy 2000), no highmem so no kmap.
+        let pv_units: Figures = UNIT_FIGURES
+            .iter()
+            .filter(|r| !r.name().contains("kmap"))
+            .map(|r| (Figure::Result(*r), if r.name().contains("busy") { 2000.0 } else { 1000.0 }))
+            .collect();
+        let pv =
+            cell("calibration", 2, &[("workload", "calibrate"), ("pvmmu", "on"), ("alias", "host-trap")], pv_units);
+        // The native one: kmaps atomic 100, persistent 300, pool 200, per-task
+        // 150, a global flush 5000 (busy: all twice).
+        let mut native_units = Figures::new();
+        for (set, k) in [(UnitResults::IDLE, 1.0), (UnitResults::BUSY, 2.0)] {
+            for (r, v) in [
+                (set.kmap_atomic, 100.0),
+                (set.kmap_persistent, 300.0),
+                (set.kmap_percpu_pool, 200.0),
+                (set.kmap_per_task, 150.0),
+                (set.flush_global, 5000.0),
+                (set.exit, 80.0),
+            ] {
+                native_units.insert(Figure::Result(r), v * k);
+            }
+        }
+        let native = cell("kmap calibration", 2, &[("workload", "calibrate"), ("lowmem", "64m")], native_units);
+        let t = CostTable::from_results(&[pv.clone(), native], &Machine::default(), "now").unwrap();
+        assert_eq!(t.units.pin, 2000.0, "the PV cell's units");
+        assert_eq!(t.kmap.map(|k| (k.atomic, k.flush_global)), Some((200.0, 10000.0)));
+        assert_eq!(t.kmap_for(1).map(|k| k.persistent), Some(300.0), "1 vCPU: the halted pass");
+        // Without a native calibration, no kmap units.
+        assert_eq!(CostTable::from_results(&[pv], &Machine::default(), "now").unwrap().kmap, None);
+        // A native persistent pte-bench run: 1000 kmaps, 2 wraps, 4000 accesses.
+        let counts = |extra: &[(&str, f64)]| {
+            let mut f = figs(&[
+                ("kmap_atomic", 0.0),
+                ("kmap_persistent", 1000.0),
+                ("kmap_percpu_pool", 0.0),
+                ("kmap_per_task", 0.0),
+                ("pkmap_flushes", 2.0),
+                ("pte_bench_accesses", 4000.0),
+            ]);
+            f.extend(figs(extra));
+            f
+        };
+        assert_eq!(kmap_model_cycles(&counts(&[]), t.kmap_for(1).unwrap()), Some(1000.0 * 300.0 + 2.0 * 5000.0));
+        let mut cells = vec![
+            cell("persistent", 1, &[("workload", "pte-bench"), ("pte", "persistent")], counts(&[])),
+            cell("persistent pv", 1, &[("workload", "pte-bench"), ("pte", "persistent"), ("pvmmu", "on")], counts(&[])),
+        ];
+        price(&mut cells, &t);
+        assert_eq!(cells[0].median("kmap_model_cycles_per_access"), Some(310_000.0 / 4000.0));
+        assert_eq!(cells[1].median("kmap_model_cycles_per_access"), None, "a PV cell is not priced by native units");
     }
 }

@@ -91,6 +91,16 @@ results! {
     UnitPurgeOneBusyCycles = "unit_purge_one_busy_cycles",
     UnitPurgePagesCycles = "unit_purge_pages_cycles",
     UnitPurgePagesBusyCycles = "unit_purge_pages_busy_cycles",
+    /// A map and unmap of one highmem pte page through each `--pte` variant's
+    /// own functions (the pagetable series for persistent: a fresh entry).
+    UnitKmapAtomicCycles = "unit_kmap_atomic_cycles",
+    UnitKmapAtomicBusyCycles = "unit_kmap_atomic_busy_cycles",
+    UnitKmapPersistentCycles = "unit_kmap_persistent_cycles",
+    UnitKmapPersistentBusyCycles = "unit_kmap_persistent_busy_cycles",
+    UnitKmapPercpuPoolCycles = "unit_kmap_percpu_pool_cycles",
+    UnitKmapPercpuPoolBusyCycles = "unit_kmap_percpu_pool_busy_cycles",
+    UnitKmapPerTaskCycles = "unit_kmap_per_task_cycles",
+    UnitKmapPerTaskBusyCycles = "unit_kmap_per_task_busy_cycles",
     UnitFlushPages = "unit_flush_pages",
     UnitRounds = "unit_rounds",
     UnitCpus = "unit_cpus",
@@ -149,6 +159,10 @@ pub struct UnitResults {
     pub trap_back: GuestResult,
     pub purge_one: GuestResult,
     pub purge_pages: GuestResult,
+    pub kmap_atomic: GuestResult,
+    pub kmap_persistent: GuestResult,
+    pub kmap_percpu_pool: GuestResult,
+    pub kmap_per_task: GuestResult,
 }
 
 impl UnitResults {
@@ -165,6 +179,10 @@ impl UnitResults {
         trap_back: GuestResult::UnitTrapBackCycles,
         purge_one: GuestResult::UnitPurgeOneCycles,
         purge_pages: GuestResult::UnitPurgePagesCycles,
+        kmap_atomic: GuestResult::UnitKmapAtomicCycles,
+        kmap_persistent: GuestResult::UnitKmapPersistentCycles,
+        kmap_percpu_pool: GuestResult::UnitKmapPercpuPoolCycles,
+        kmap_per_task: GuestResult::UnitKmapPerTaskCycles,
     };
     pub const BUSY: UnitResults = UnitResults {
         exit: GuestResult::UnitExitBusyCycles,
@@ -179,10 +197,14 @@ impl UnitResults {
         trap_back: GuestResult::UnitTrapBackBusyCycles,
         purge_one: GuestResult::UnitPurgeOneBusyCycles,
         purge_pages: GuestResult::UnitPurgePagesBusyCycles,
+        kmap_atomic: GuestResult::UnitKmapAtomicBusyCycles,
+        kmap_persistent: GuestResult::UnitKmapPersistentBusyCycles,
+        kmap_percpu_pool: GuestResult::UnitKmapPercpuPoolBusyCycles,
+        kmap_per_task: GuestResult::UnitKmapPerTaskBusyCycles,
     };
 
     /// The results in declaration order.
-    pub const fn all(&self) -> [GuestResult; 12] {
+    pub const fn all(&self) -> [GuestResult; 16] {
         [
             self.exit,
             self.hypercall,
@@ -196,6 +218,10 @@ impl UnitResults {
             self.trap_back,
             self.purge_one,
             self.purge_pages,
+            self.kmap_atomic,
+            self.kmap_persistent,
+            self.kmap_percpu_pool,
+            self.kmap_per_task,
         ]
     }
 }

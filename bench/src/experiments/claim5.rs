@@ -91,7 +91,12 @@ fn claim5_at(l: &Lookup, reads: u64) -> Result<(Status, String), Missing> {
                     (Some(false), _) => (Status::Refuted, ", not more expensive"),
                     (None, _) => (Status::Inconclusive, ", within the noise"),
                 };
-                let how = format!("{how} {}", ci_range(&ci));
+                let mut how = format!("{how} {}", ci_range(&ci));
+                // The model: lowpte's measured access plus atomic's kmaps
+                // priced by the native kmap unit.
+                if let Ok(k) = l.fig(&cell(PteVariant::Atomic), None, D::KmapModelCyclesPerAccess) {
+                    how += &format!("; by the model, lowpte's {lo:.1} and a kmap priced {k:.1}: {:.2}x", (lo + k) / lo);
+                }
                 return Ok((
                     status,
                     format!(

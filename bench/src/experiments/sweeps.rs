@@ -2,11 +2,11 @@
 //! own: the calibration (the cost model's unit costs), and the alias
 //! strategies across vCPUs, lazy areas, host checks, vmap forms and guest RAM.
 
-use shared::config::{AliasStrategy, HostCheck, PteVariant, Setting as S, VmapVariant, Workload};
+use shared::config::{AliasStrategy, HostCheck, PteVariant, Setting as S, Switch, VmapVariant, Workload};
 use shared::counters::Counter as C;
 
 use super::cells::*;
-use crate::design::Experiment;
+use crate::design::{CellSpec, Experiment};
 use crate::figures::{Derived as D, Figure, Host};
 
 /// The id of the calibration experiment (`vmm bench --calibrate` runs it alone).
@@ -17,6 +17,15 @@ pub const CALIBRATION: &str = "calibration";
 /// their counts can be priced: the cost model.
 pub(super) fn calibration() -> Experiment {
     let cell = fork_churn(AliasStrategy::HostTrap).with(S::Workload(Workload::Calibrate)).label("calibration");
+    // The native kmaps, in pte-bench's VM shape (which is native): 64 MiB of
+    // lowmem leaves highmem to map, and no debug checker (whose unmaps clear).
+    let native = CellSpec::new(
+        "kmap calibration (native)",
+        2,
+        "256m",
+        60,
+        &[S::Workload(Workload::Calibrate), S::Lowmem(64 << 20), S::Debug(Switch::Off)],
+    );
     new_experiment(
         CALIBRATION,
         "Calibration: the unit cost of each counted event on this host",
@@ -24,10 +33,11 @@ pub(super) fn calibration() -> Experiment {
          hypercall, a global TLB flush, a vm_unmap_aliases that finds nothing, one that flushes a lazy area of one \
          page and one of 16 pages (the price of each page more, from the two less their flushes), a pin with no \
          alias work, host-trap's trapped pin (and its trap back: the pin less its fixup and retry), and a fork's \
-         pin of its child's whole tree. It times them twice: with the other vCPU halted, then busy, as \
+         pin of its child's whole tree; and, in a second, native cell (pte-bench's shape), a map and unmap of a \
+         highmem pte page through each --pte variant and a native global flush. It times them twice: with the other vCPU halted, then busy, as \
          a workload's are. The busy medians price every run's counts (\"The cost model\"); under one TCG thread \
          a busy vCPU takes turns, and an event that waits for it costs several times more.",
-        vec![cell],
+        vec![cell, native],
         &crate::figures::UNIT_FIGURES.map(Figure::Result),
     )
 }

@@ -451,10 +451,17 @@ fn every_builtin_cell_resolves_and_keys_are_unique_per_configuration() {
 #[test]
 fn the_default_matrix_asks_the_main_question() {
     let cells = cells(&builtin(MatrixName::Default)).unwrap();
-    assert_eq!(cells.len(), 8, "six strategies, the oracle and the calibration");
+    assert_eq!(cells.len(), 9, "six strategies, the oracle and the two calibrations");
+    let (native, cells) = cells.split_last().unwrap();
     let (calibration, cells) = cells.split_last().unwrap();
     assert_eq!(calibration.config["workload"], "calibrate");
     assert_eq!(calibration.config["alias"], "host-trap", "the trapped pin is a unit");
+    assert_eq!(native.config["workload"], "calibrate");
+    assert_eq!(native.config["pvmmu"], "off", "the kmap units price native pte-bench cells");
+    let pte_bench = super::cells::pte_bench(PteVariant::Atomic, 2, 2048, 1).resolve("x").unwrap();
+    for k in ["lowmem", "debug", "pvmmu"] {
+        assert_eq!(native.config[k], pte_bench.config[k], "{k}: the native calibration has pte-bench's shape");
+    }
     let strategies: Vec<AliasStrategy> = cells.iter().map(|c| c.alias()).collect();
     assert_eq!(strategies, STRATEGIES);
     for c in cells {

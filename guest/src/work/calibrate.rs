@@ -9,7 +9,10 @@
 //! interrupt or a QEMU hiccup in one round does not move it.
 //!
 //! Under `--pvmmu on --vmap lazy-ptes --alias host-trap` it measures every
-//! unit; under another strategy, all but the trap-back.
+//! unit; under another strategy, all but the trap-back. Under `--pvmmu off`
+//! it measures what runs natively: an exit, a global flush and the kmaps of
+//! every `--pte` variant (which need highmem), the units that price native
+//! cells such as pte-bench.
 
 use nosleep::MaySleep;
 use shared::config::{AliasStrategy, VmapVariant};
@@ -17,6 +20,7 @@ use shared::counters::Counter;
 use shared::results::{GuestResult, UnitResults};
 
 use crate::arch::cpu;
+use crate::mm::kmap::{self, KmType};
 use crate::mm::page::Zone;
 use crate::mm::{address_space, highpte, page, ptcache, pv, tlb, vmap};
 use crate::work::idle_until;
@@ -28,6 +32,12 @@ const ROUNDS: usize = 64;
 /// Pages of the many-page purge's one lazy area: fork-churn's alias source
 /// maps `--pages` (16 in the benchmark's cells) at a time.
 const FLUSH_PAGES: usize = 16;
+
+/// How often a busy CPU makes a hypercall, in its TSC cycles: as often as
+/// fork-churn's CPUs exit (1879 hypercall exits in 1.63e9 cycles of two
+/// vCPUs, docs/bench/2026-12-05-busy-default-1: one per 8.6e5 cycles). A
+/// busy CPU that never exits answers an IPI later than a workload's does.
+const BUSY_EXIT_EVERY: u64 = 860_000;
 
 static DONE: AtomicU32 = AtomicU32::new(0);
 /// Set while the other CPUs are to spin instead of halting (a workload's
@@ -181,8 +191,85 @@ fn tree_pins(which: GuestResult) {
     hv::result(which, median(&mut t));
 }
 
+/// A map and an unmap of one highmem pte page through each `--pte` variant's
+/// own functions, whatever `--pte` says: the units that price a pte-bench
+/// run's kmap counts. Persistent maps from the pagetable series (pte-highmem's
+/// `pte_offset`: a fresh entry each time, no page->virtual cache); per-task
+/// from the slot pair of an address space this CPU borrows for the purpose
+/// (Linux's `kthread_use_mm`). Without highmem there is nothing to map.
+fn kmaps(r: &UnitResults) {
+    let Some(pa) = page::alloc_pages(Zone::HighMem, 0) else {
+        return;
+    };
+    ptcache::zero_page(pa);
+    // SAFETY: the boot CPU's own context, as tree_pins': no task runs in this
+    // workload, so nothing it calls sleeps (the pools never run full here).
+    let mut ctx = unsafe { MaySleep::new() };
+    let read = |va: *mut u8| {
+        // SAFETY: `va` maps `pa`, this workload's own page, until its unmap.
+        core::hint::black_box(unsafe { (va as *const u64).read_volatile() });
+    };
+    unit(
+        r.kmap_atomic,
+        || 0,
+        |_| {
+            let va = kmap::kmap_atomic_prot(pa, KmType::Pte0, true);
+            read(va);
+            kmap::kunmap_atomic(va);
+        },
+    );
+    unit(
+        r.kmap_persistent,
+        || 0,
+        |_| {
+            let va = kmap::kmap_serie_prot(&mut ctx, pa, kmap::Serie::Pagetable, true);
+            read(va);
+            kmap::kunmap_serie(va);
+        },
+    );
+    unit(
+        r.kmap_percpu_pool,
+        || 0,
+        |_| {
+            let (va, slot) = kmap::kmap_pool_prot(&mut ctx, pa, true);
+            read(va);
+            kmap::kunmap_pool(slot);
+        },
+    );
+    if let Some(mm) = address_space::new_user(&mut ctx) {
+        let me = crate::sched::current();
+        let before = me.replace_mm(mm);
+        // SAFETY: the new address space, this workload's alone.
+        let borrowed = unsafe { &*mm };
+        borrowed.activate(false);
+        unit(
+            r.kmap_per_task,
+            || 0,
+            |_| {
+                let va = kmap::kmap_task_prot(pa, 0, true);
+                read(va);
+                kmap::kunmap_task(pa, 0);
+            },
+        );
+        crate::mm::pgtable::switch_to_kernel();
+        me.replace_mm(before);
+        address_space::put(&mut ctx, borrowed);
+    } else {
+        check!(false, "calibrate: no memory for the per-task kmap's address space");
+    }
+    page::free_pages(pa, 0);
+}
+
 /// Every unit, each reported under its name in `r`.
 fn suite(r: &UnitResults) {
+    if !pv::on() {
+        // Native (`--pvmmu off`): what runs without the host's PV MMU, to
+        // price native cells (pte-bench's kmaps).
+        unit(r.exit, || 0, |_| hv::nop_exit());
+        unit(r.flush_global, || 0, |_| tlb::flush_all());
+        kmaps(r);
+        return;
+    }
     // Nothing lazy is left from before.
     vmap::vm_unmap_aliases();
     unit(r.exit, || 0, |_| hv::nop_exit());
@@ -244,6 +331,9 @@ fn suite(r: &UnitResults) {
         let fixup: &[Counter] = &[Counter::AliasFixupActionCycles, Counter::AliasFixupRetryCycles];
         pins(r.pin_trapped, Some((r.trap_back, fixup)), aliased_page);
     }
+    // Under the PV MMU a kmap's pte writes are the host's: priced so, they
+    // are for PV cells (the benchmark's pte-bench cells are native).
+    kmaps(r);
 }
 
 pub fn run() {
@@ -253,18 +343,24 @@ pub fn run() {
         while DONE.load(Ordering::Acquire) == 0 {
             idle_until(|| DONE.load(Ordering::Acquire) != 0 || BUSY.load(Ordering::Acquire) != 0);
             // Busy as a workload's task is: plain work, no `pause` (which a
-            // nested SVM host may take as a hint to yield the vCPU).
+            // nested SVM host may take as a hint to yield the vCPU), and a
+            // hypercall as often as a workload's CPU makes one.
             let mut x = 1u32;
+            let mut last = cpu::rdtsc();
             while BUSY.load(Ordering::Acquire) != 0 && DONE.load(Ordering::Acquire) == 0 {
                 for _ in 0..256 {
                     x = core::hint::black_box(x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223));
+                }
+                if cpu::rdtsc() - last >= BUSY_EXIT_EVERY {
+                    let _ = hv::nop(0);
+                    last = cpu::rdtsc();
                 }
             }
         }
         return;
     }
-    let ready = hv::under_vmm() && pv::on() && vmap::variant() == VmapVariant::LazyPtes;
-    check!(ready, "calibrate needs the VMM, --pvmmu on and --vmap lazy-ptes");
+    let ready = hv::under_vmm() && (!pv::on() || vmap::variant() == VmapVariant::LazyPtes);
+    check!(ready, "calibrate needs the VMM, and --vmap lazy-ptes under --pvmmu on");
     if !ready {
         DONE.store(1, Ordering::Release);
         return;
