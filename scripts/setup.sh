@@ -3,7 +3,7 @@
 # - the guest's toolchain: Debian's rustc-web/cargo-web with the standard library's
 #   source (rust-web-src) and clippy;
 # - QEMU (qemu-system-x86_64 for the appliance, qemu-system-i386 for bare runs),
-#   busybox-static, cpio, kmod, xz-utils;
+#   busybox-static, cpio, kmod, xz-utils, and gdb (for `vmm run --gdb` and its test);
 # - Debian's kernel (vmlinux and the kvm/kvm_amd modules) for the QEMU-hosted
 #   appliance, under .cache/appliance/kernel;
 # - Debian's 32-bit PAE Linux (linux-image-686-pae, i386) and a static i386
@@ -19,7 +19,7 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-packages=(rustc-web cargo-web rust-web-src rust-web-clippy qemu-system-x86 busybox-static cpio kmod xz-utils ca-certificates python3 binutils)
+packages=(rustc-web cargo-web rust-web-src rust-web-clippy qemu-system-x86 busybox-static cpio kmod xz-utils ca-certificates python3 binutils gdb)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

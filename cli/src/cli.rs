@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Boot the guest once and report how it went.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run many `vmm run` commands (one QEMU-hosted boot for all of them).
     Batch(BatchArgs),
     /// Tell whether the local KVM can run a 32-bit PAE guest, and why not.

@@ -21,7 +21,7 @@ fn main() {
     let start = Instant::now();
     let cli: Cli = vmm::args::start();
     let code = match cli.cmd {
-        Cmd::Run(args) => run::run_command(args, start),
+        Cmd::Run(args) => run::run_command(*args, start),
         Cmd::Batch(args) => run::batch_command(args),
         Cmd::Probe => Ok(probe()),
         Cmd::Doctor => {

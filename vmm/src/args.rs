@@ -109,6 +109,20 @@ pub struct RunArgs {
     /// Write the run report as JSON to this file (`-` for standard output).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Serve gdb on this TCP port of 127.0.0.1 (`target remote :PORT`): one
+    /// thread per vCPU, up to four breakpoints (`break` and `hbreak` alike:
+    /// the debug registers), no watchdog while attached. QEMU-hosted, QEMU
+    /// forwards the port into the appliance.
+    #[arg(long, value_name = "PORT")]
+    pub gdb: Option<u16>,
+    /// With --gdb: stop every vCPU before its first instruction until gdb
+    /// attaches and continues.
+    #[arg(long, requires = "gdb")]
+    pub gdb_wait: bool,
+    /// (Set by the outer vmm inside the appliance: the serial device QEMU
+    /// forwards the --gdb port to.)
+    #[arg(long, hide = true, requires = "gdb")]
+    pub gdb_serial: Option<PathBuf>,
     /// (Set by the outer vmm inside the appliance: it reports the outcome itself.)
     #[arg(long, hide = true)]
     pub inner: bool,

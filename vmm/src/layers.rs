@@ -31,12 +31,14 @@ mod tests {
         ("report", &["pvmmu"]),
         ("kvm", &["guest_memory", "protection", "report"]),
         ("hypervisor", &["guest_memory", "protection", "pvmmu", "kvm", "report"]),
-        ("machine", &["guest_memory", "pvmmu", "kvm", "hypervisor", "report"]),
+        // The gdb stub: gdb's protocol over the kvm layer's debugger.
+        ("gdb", &["kvm"]),
+        ("machine", &["guest_memory", "pvmmu", "kvm", "hypervisor", "report", "gdb"]),
         // A stock Linux on the same KVM layer: its devices, no PV MMU.
-        ("linux", &["guest_memory", "kvm", "report"]),
+        ("linux", &["guest_memory", "kvm", "report", "gdb"]),
         ("platform", &["kvm", "report"]),
         ("args", &["platform", "report"]),
-        ("run", &["guest_memory", "args", "platform", "kvm", "machine", "linux", "pvmmu", "report"]),
+        ("run", &["guest_memory", "args", "platform", "kvm", "machine", "linux", "pvmmu", "report", "gdb"]),
         ("contract", &["args", "platform", "kvm", "pvmmu", "report", "run"]),
         ("doctor", &["contract", "platform", "kvm"]),
         ("layers", &[]),

@@ -14,6 +14,7 @@
 pub mod args;
 pub mod contract;
 pub mod doctor;
+pub mod gdb;
 pub mod hypervisor;
 pub mod kvm;
 mod layers;

@@ -10,11 +10,39 @@ use shared::boot::{BootInfo, BOOT_INFO_GPA, COUNTERS_GPA, LOW_RESERVED_END, MAX_
 use shared::config::Config;
 use shared::counters::PerCpuCounters;
 
+use crate::gdb::{self, GdbSpec, GuestWriter};
 use crate::hypervisor::{ConsoleSink, Hypervisor};
-use crate::kvm::vm::{self, Error};
+use crate::kvm::vm;
 use crate::kvm::{loader, vcpu};
 use crate::report::{self, HostInfo, Outcome, RunReport, Timing};
 use pvmmu::guest_memory as memory;
+
+/// Why a run of our guest could not start: the VM's errors, or the gdb stub's.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Vm(#[from] vm::Error),
+    #[error("{0}")]
+    Gdb(#[from] gdb::Error),
+}
+
+impl From<pvmmu::guest_memory::Error> for Error {
+    fn from(e: pvmmu::guest_memory::Error) -> Self {
+        Error::Vm(e.into())
+    }
+}
+
+impl From<loader::Error> for Error {
+    fn from(e: loader::Error) -> Self {
+        Error::Vm(e.into())
+    }
+}
+
+impl From<vcpu::Error> for Error {
+    fn from(e: vcpu::Error) -> Self {
+        Error::Vm(e.into())
+    }
+}
 
 /// Everything one run needs.
 #[derive(Clone, Debug)]
@@ -26,13 +54,15 @@ pub struct RunSpec {
     pub config: Config,
     /// When `vmm` started (timings are measured from here).
     pub start: Instant,
+    /// A gdb stub (`--gdb`).
+    pub gdb: Option<GdbSpec>,
 }
 
 /// Runs the guest on the local KVM and reports how it went. A guest that faults or
 /// hangs is a report (`Ok`), not an error; errors are the host's.
 pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunReport, Error> {
     if spec.vcpus == 0 || spec.vcpus as usize > MAX_VCPUS {
-        return Err(Error::BadVcpus(spec.vcpus));
+        return Err(vm::Error::BadVcpus(spec.vcpus).into());
     }
     let (kvm, vm) = vm::create_vm()?;
     let mem = memory::create(spec.mem)?;
@@ -55,7 +85,17 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
     let pv = pvmmu::PvMmuConfig::from_config(&spec.config);
     let hv = Arc::new(Hypervisor::new(mem, spec.start, console, pv));
     hv.set_write_protect(wp);
-    let (outcome, results) = vm::run_vcpus(vcpus, hv.clone(), spec.timeout)?;
+    let debugger = match &spec.gdb {
+        Some(g) => {
+            // The debugger writes guest memory as the host does: through the
+            // one path that checks the target frame's type.
+            let w = hv.clone();
+            let write: GuestWriter = Arc::new(move |gpa, data| w.write_guest_all(&[(gpa, data)]));
+            Some(gdb::start(g, spec.vcpus, hv.mem.clone(), write)?)
+        }
+        None => None,
+    };
+    let (outcome, results) = vm::run_vcpus(vcpus, hv.clone(), spec.timeout, debugger)?;
     let to_end_ms = spec.start.elapsed().as_secs_f64() * 1000.0;
     let counters: Vec<PerCpuCounters> = (0..spec.vcpus as u64)
         .map(|i| {

@@ -189,6 +189,13 @@ pub struct ExitCounts {
     pub hlt: u64,
     pub intr: u64,
     pub shutdown: u64,
+    /// Debug exits (a step, a hardware breakpoint: only under `--gdb`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub debug: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A point of the boot, as the host saw it.

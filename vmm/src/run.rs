@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::args::{config_args, BatchArgs, HostArgs, PinCostArgs, RunArgs};
+use crate::gdb::{GdbSpec, Listen};
 use crate::kvm::loader;
 use crate::kvm::vm;
 use crate::linux::{self, LinuxSpec};
@@ -30,6 +31,10 @@ pub enum Error {
     NoWay(#[from] platform::NoWayToRun),
     #[error("{0}")]
     Vm(#[from] vm::Error),
+    #[error("{0}")]
+    Machine(#[from] machine::Error),
+    #[error("{0}")]
+    Gdb(#[from] crate::gdb::Error),
     #[error("{0}")]
     Appliance(#[from] appliance::Error),
     #[error("the QEMU-hosted vmm gave no report (exit code {0:?})")]
@@ -129,6 +134,7 @@ pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
         timeout: Duration::from_secs_f64(args.timeout),
         config: args.guest.0,
         start,
+        gdb: gdb_spec(&args),
     };
     let (mode, reason) = where_to_run(&args)?;
     let report = match mode {
@@ -139,6 +145,34 @@ pub fn run_command(args: RunArgs, start: Instant) -> Result<i32, Error> {
         Mode::Qemu => run_qemu(&spec, args.kernel.is_some(), &args.host, reason)?,
     };
     finish(&args, &report)
+}
+
+/// `--gdb` as the stub takes it: the TCP port, or inside the appliance the
+/// serial device QEMU forwards it to.
+fn gdb_spec(args: &RunArgs) -> Option<GdbSpec> {
+    let port = args.gdb?;
+    let listen = match &args.gdb_serial {
+        Some(dev) => Listen::Serial(dev.clone()),
+        None => Listen::Tcp(port),
+    };
+    Some(GdbSpec { port, listen, wait: args.gdb_wait })
+}
+
+/// The serial device of the appliance QEMU forwards `--gdb`'s port to (its
+/// second 16550, COM2).
+const APPLIANCE_GDB_SERIAL: &str = "/dev/ttyS1";
+
+/// The arguments that carry `--gdb` into the appliance, and its options.
+/// A port already taken is said here, before QEMU starts.
+fn gdb_into_appliance(gdb: Option<&GdbSpec>, a: &mut Vec<String>, opts: &mut ApplianceOptions) -> Result<(), Error> {
+    let Some(GdbSpec { listen: Listen::Tcp(port), wait, .. }) = gdb else { return Ok(()) };
+    drop(std::net::TcpListener::bind(("127.0.0.1", *port)).map_err(|e| crate::gdb::Error::Listen(*port, e))?);
+    a.extend(["--gdb".into(), port.to_string(), "--gdb-serial".into(), APPLIANCE_GDB_SERIAL.into()]);
+    if *wait {
+        a.push("--gdb-wait".into());
+    }
+    opts.gdb_port = Some(*port);
+    Ok(())
 }
 
 /// `vmm run --linux`: Linux locally, or inside the appliance with its
@@ -158,6 +192,7 @@ fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error>
         vcpus: args.vcpus,
         timeout: Duration::from_secs_f64(args.timeout),
         start,
+        gdb: gdb_spec(args),
     };
     let (mode, reason) = where_to_run(args)?;
     let report = match mode {
@@ -184,6 +219,7 @@ fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error>
             ]);
             let mut opts = appliance_options(&args.host, spec.vcpus);
             opts.paging = NestedPaging::Shadow;
+            gdb_into_appliance(spec.gdb.as_ref(), &mut a, &mut opts)?;
             let job = Job { args: a, json: true };
             run_in_appliance(job, &extra, opts, spec.timeout, (&spec.kernel, reason, spec.start))?
         }
@@ -239,6 +275,9 @@ fn inner_args(spec: &RunSpec, kernel: &str) -> Vec<String> {
 /// building the initramfs).
 const APPLIANCE_ALLOWANCE: Duration = Duration::from_secs(120);
 
+/// A QEMU-hosted run under gdb: a year.
+const GDB_TIMEOUT: Duration = Duration::from_secs(365 * 86_400);
+
 fn run_qemu(spec: &RunSpec, custom_kernel: bool, h: &HostArgs, reason: String) -> Result<RunReport, Error> {
     let default_guest = paths::default_guest();
     let (kernel_arg, extra) = if custom_kernel && spec.kernel != default_guest {
@@ -246,8 +285,10 @@ fn run_qemu(spec: &RunSpec, custom_kernel: bool, h: &HostArgs, reason: String) -
     } else {
         ("/guest".to_owned(), vec![])
     };
-    let job = Job { args: inner_args(spec, &kernel_arg), json: true };
-    let opts = appliance_options(h, spec.vcpus);
+    let mut a = inner_args(spec, &kernel_arg);
+    let mut opts = appliance_options(h, spec.vcpus);
+    gdb_into_appliance(spec.gdb.as_ref(), &mut a, &mut opts)?;
+    let job = Job { args: a, json: true };
     let mut report = run_in_appliance(job, &extra, opts, spec.timeout, (&spec.kernel, reason, spec.start))?;
     report.emulator_fault = emulator::diagnose(&report, &loader::parse(&spec.kernel)?);
     Ok(report)
@@ -266,17 +307,18 @@ fn run_in_appliance(
 ) -> Result<RunReport, Error> {
     let default_guest = paths::default_guest();
     let guest = default_guest.is_file().then_some(default_guest.as_path());
-    let outcome =
-        appliance::run(std::slice::from_ref(&job), extra, guest, opts, timeout + APPLIANCE_ALLOWANCE, |ev| match ev {
-            Event::Out { line, .. } => {
-                let mut o = std::io::stdout().lock();
-                let _ = writeln!(o, "{line}");
-                let _ = o.flush();
-            }
-            Event::Err { line, .. } => eprintln!("{line}"),
-            Event::Ready { boot_ms } => log::info!("appliance ready after {boot_ms:.0} ms"),
-            Event::Done { .. } => {}
-        })?;
+    // Under gdb the guest stops as long as its user likes: no watchdog.
+    let timeout = if opts.gdb_port.is_some() { GDB_TIMEOUT } else { timeout + APPLIANCE_ALLOWANCE };
+    let outcome = appliance::run(std::slice::from_ref(&job), extra, guest, opts, timeout, |ev| match ev {
+        Event::Out { line, .. } => {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{line}");
+            let _ = o.flush();
+        }
+        Event::Err { line, .. } => eprintln!("{line}"),
+        Event::Ready { boot_ms } => log::info!("appliance ready after {boot_ms:.0} ms"),
+        Event::Done { .. } => {}
+    })?;
     let r = outcome.results.into_iter().next().unwrap_or_default();
     let json = r.json.ok_or(Error::NoReport(r.exit_code))?;
     let mut report: RunReport = serde_json::from_str(&json).map_err(Error::BadReport)?;

@@ -2,6 +2,7 @@
 //! memory itself is `pvmmu::guest_memory`, which the PV MMU reads too).
 
 pub mod binary_stats;
+pub mod debug;
 pub mod dirty_log;
 pub mod loader;
 pub mod vcpu;

@@ -19,6 +19,7 @@ use shared::boot::{BOOT_INFO_GPA, BOOT_MAGIC};
 use crate::report::{ExitCounts, Outcome, TripleFault, VcpuExits, VcpuSnapshot};
 
 use super::binary_stats;
+use super::debug::{Debugger, Stop};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -374,8 +375,13 @@ impl Control {
         self.kick_all();
     }
 
-    fn kick_all(&self) {
+    pub(super) fn kick_all(&self) {
         self.kick(u64::MAX, |_| {});
+    }
+
+    /// Kicks every running vCPU but `index` out of the guest.
+    pub(super) fn kick_others(&self, index: u32) {
+        self.kick(!(1u64 << index), |_| {});
     }
 
     /// Kicks the running vCPUs of `mask` out of the guest, calling `before` for each
@@ -582,6 +588,8 @@ pub enum Action {
     /// KVM_RUN returned early (a kick, a signal): clear the immediate exit and
     /// go on.
     Interrupted,
+    /// A debug exit (a step done, a hardware breakpoint met): its DR6.
+    Debug(u64),
     /// The run ends.
     Stop(Outcome),
 }
@@ -636,6 +644,10 @@ pub fn on_exit(
             exits.shutdown += 1;
             Action::TripleFault
         }
+        Ok(VcpuExit::Debug(arch)) => {
+            exits.debug += 1;
+            Action::Debug(arch.dr6)
+        }
         Ok(VcpuExit::FailEntry(reason, _)) => Action::Stop(Outcome::VmmError {
             message: format!("KVM could not enter vCPU {index} (hardware entry failure reason {reason:#x})"),
         }),
@@ -655,13 +667,29 @@ pub fn on_exit(
 }
 
 /// The exit loop of one vCPU, until the run ends.
-pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<dyn Exits>, ctl: Arc<Control>) -> VcpuResult {
+pub fn run(
+    mut vcpu: VcpuFd,
+    index: u32,
+    hv: Arc<dyn Exits>,
+    ctl: Arc<Control>,
+    debugger: Option<Arc<Debugger>>,
+) -> VcpuResult {
     let run_ptr: *mut kvm_run = vcpu.get_kvm_run();
     KVM_RUN.with(|r| r.set(run_ptr));
     ctl.register(index);
+    if let Some(d) = &debugger {
+        d.started(index);
+    }
     let mut exits = ExitCounts::default();
     while !ctl.stopped() {
         ctl.park_if_stopped(index);
+        if let Some(d) = debugger.as_ref().filter(|d| d.wants_stop()) {
+            if let Err(e) = d.park(index, &mut vcpu, None) {
+                ctl.finish(Outcome::VmmError { message: format!("KVM_SET_GUEST_DEBUG of vCPU {index} failed: {e}") });
+                break;
+            }
+            continue;
+        }
         if hv.protection_pending() {
             // Whether the guest already runs on the tables about to be protected
             // decides, on a QEMU TCG host, whether they can be (check_cr3).
@@ -730,6 +758,15 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<dyn Exits>, ctl: Arc<Control>) 
                 vcpu.set_kvm_immediate_exit(0);
                 None
             }
+            Action::Debug(dr6) => match &debugger {
+                Some(d) => {
+                    let stop = Stop::of_exit(dr6, &d.armed(index));
+                    d.park(index, &mut vcpu, Some(stop)).err().map(|e| Outcome::VmmError {
+                        message: format!("KVM_SET_GUEST_DEBUG of vCPU {index} failed: {e}"),
+                    })
+                }
+                None => Some(Outcome::VmmError { message: format!("a debug exit on vCPU {index} with no debugger") }),
+            },
             Action::Stop(o) => Some(o),
         };
         if let Some(o) = outcome {
@@ -737,6 +774,9 @@ pub fn run(mut vcpu: VcpuFd, index: u32, hv: Arc<dyn Exits>, ctl: Arc<Control>) 
         }
     }
     ctl.unregister();
+    if let Some(d) = &debugger {
+        d.finished(index);
+    }
     KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
     let last = snapshot(&vcpu, index);
     let kvm_stats = binary_stats::read_vcpu(&vcpu).unwrap_or_default();
@@ -912,7 +952,8 @@ mod tests {
         assert_eq!(on_exit(Ok(VcpuExit::Shutdown), 0, &mut n, &dev), Action::TripleFault);
         assert_eq!(on_exit(errno(libc::EINTR), 0, &mut n, &dev), Action::Interrupted);
         assert_eq!(on_exit(errno(libc::EAGAIN), 0, &mut n, &dev), Action::Interrupted);
-        let want = ExitCounts { hypercall: 1, nop_exit: 1, other_io: 4, mmio: 3, hlt: 1, intr: 3, shutdown: 1 };
+        let want =
+            ExitCounts { hypercall: 1, nop_exit: 1, other_io: 4, mmio: 3, hlt: 1, intr: 3, shutdown: 1, debug: 0 };
         assert_eq!(n, want);
         // What ends the run says which vCPU and why.
         let stop = |r| match on_exit(r, 3, &mut ExitCounts::default(), &dev) {

@@ -12,6 +12,7 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use shared::boot::MAX_VCPUS;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
+use super::debug::Debugger;
 use super::write_protect::{self, WriteProtect};
 use super::{loader, vcpu};
 use crate::report::Outcome;
@@ -122,19 +123,25 @@ pub fn run_vcpus(
     vcpus: Vec<VcpuFd>,
     exits: Arc<dyn vcpu::Exits>,
     timeout: Duration,
+    debugger: Option<Arc<Debugger>>,
 ) -> Result<(Outcome, Vec<vcpu::VcpuResult>), Error> {
     vcpu::install_kick_handler();
     let ctl = vcpu::Control::new();
+    if let Some(d) = &debugger {
+        d.attach(ctl.clone());
+    }
     let mut threads = Vec::new();
     for (i, v) in vcpus.into_iter().enumerate() {
-        let (exits, ctl) = (exits.clone(), ctl.clone());
+        let (exits, ctl, debugger) = (exits.clone(), ctl.clone(), debugger.clone());
         let t = std::thread::Builder::new()
             .name(format!("vcpu{i}"))
-            .spawn(move || vcpu::run(v, i as u32, exits, ctl))
+            .spawn(move || vcpu::run(v, i as u32, exits, ctl, debugger))
             .map_err(Error::Thread)?;
         threads.push(t);
     }
     let watchdog_start = Instant::now();
+    // Under a debugger the guest stops as long as the user likes: no watchdog.
+    let timeout = if debugger.is_some() { Duration::from_secs(365 * 86_400) } else { timeout };
     let outcome = match ctl.wait(timeout) {
         Some(o) => o,
         None => {

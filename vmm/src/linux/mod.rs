@@ -58,6 +58,8 @@ pub enum Error {
     Device(String),
     #[error("cannot set up vCPU {0}: {1}")]
     Vcpu(u32, String),
+    #[error("{0}")]
+    Gdb(#[from] crate::gdb::Error),
 }
 
 /// Everything a Linux run needs.
@@ -71,6 +73,8 @@ pub struct LinuxSpec {
     pub vcpus: u32,
     pub timeout: Duration,
     pub start: Instant,
+    /// A gdb stub (`--gdb`).
+    pub gdb: Option<crate::gdb::GdbSpec>,
 }
 
 impl LinuxSpec {
@@ -305,7 +309,17 @@ pub fn run(spec: &LinuxSpec, console: Box<dyn Write + Send>, host: HostInfo) -> 
         vcpus.push(v);
     }
     log::debug!("Linux entry {:#x}, kernel end {:#x}, initrd {:?}", loaded.entry, loaded.kernel_end, loaded.initrd);
-    let (outcome, results) = vm::run_vcpus(vcpus, devices.clone(), spec.timeout)?;
+    let debugger = match &spec.gdb {
+        // No PV MMU here: the debugger writes guest memory directly.
+        Some(g) => {
+            let m = mem.clone();
+            let write: crate::gdb::GuestWriter =
+                Arc::new(move |gpa, data: &[u8]| m.write_slice(data, GuestAddress(gpa)).map_err(|e| e.to_string()));
+            Some(crate::gdb::start(g, spec.vcpus, mem.clone(), write)?)
+        }
+        None => None,
+    };
+    let (outcome, results) = vm::run_vcpus(vcpus, devices.clone(), spec.timeout, debugger)?;
     if let Ok(mut s) = devices.serial.lock() {
         let _ = s.writer_mut().end_line_if_any();
     }
@@ -439,6 +453,7 @@ mod tests {
             vcpus: 1,
             timeout: Duration::from_secs(1),
             start: Instant::now(),
+            gdb: None,
         };
         assert_eq!(spec("").cmdline(), "console=ttyS0 reboot=k");
         assert_eq!(spec(" rdinit=/init ").cmdline(), "console=ttyS0 reboot=k rdinit=/init");

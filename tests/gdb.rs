@@ -1,0 +1,125 @@
+//! `vmm run --gdb`: a real gdb attaches to a guest held at its first
+//! instruction, sees a thread per vCPU, steps, reads memory, writes a
+//! register, and detaches; the guest then runs to its end. Breakpoints: on a
+//! host whose debug registers reach the guest, one at the guest's
+//! `bsp_main` stops it there; QEMU-hosted, where they do not, it is refused.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A TCP port of 127.0.0.1 free right now.
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// gdb in batch mode, these commands, against the guest's ELF.
+fn gdb(port: u16, commands: &[&str]) -> String {
+    let g = common::guest();
+    let mut c = Command::new("gdb");
+    c.args(["-nx", "-batch", "-ex", "set pagination off", "-ex", &format!("file {}", g.display())]);
+    c.args(["-ex", &format!("target remote 127.0.0.1:{port}")]);
+    for cmd in commands {
+        c.args(["-ex", cmd]);
+    }
+    let o = c.output().expect("gdb is not installed (scripts/setup.sh installs it)");
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+#[test]
+fn gdb_attaches_steps_reads_writes_and_detaches() {
+    common::guest();
+    let port = free_port();
+    let json = std::env::temp_dir().join(format!("vmm-gdb-{port}.json"));
+    let mut vmm = Command::new(common::vmm())
+        .args(["run", "--vcpus", "2", "--timeout", "60", "--gdb", &port.to_string(), "--gdb-wait", "--json"])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // gdb connects once the stub says it waits (QEMU-hosted, after the
+    // appliance's boot).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = vmm.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("vmm: gdb: waiting for gdb") {
+                let _ = tx.send(());
+            }
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    if rx.recv_timeout(Duration::from_secs(180)).is_err() {
+        let _ = vmm.kill();
+        panic!("the stub never said it waits: {}", lines.join().unwrap());
+    }
+    let out = gdb(
+        port,
+        &[
+            "info threads",
+            "info registers eip",
+            "stepi",
+            "stepi",
+            "info registers eip",
+            "x/2xb 0x100010",
+            "set $old = $ebx",
+            "set $ebx = 0x1234abcd",
+            "info registers ebx",
+            "set $ebx = $old",
+            "hbreak guest::work::bsp_main",
+            "continue",
+            "info registers eip",
+            "delete",
+            "detach",
+        ],
+    );
+    let status = vmm.wait().unwrap();
+    let err = lines.join().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    // Two threads, both stopped before their first instruction: the boot
+    // CPU at the kernel's entry.
+    assert!(out.contains("Thread 1.1") && out.contains("Thread 1.2"), "{out}");
+    assert!(out.contains("0x100010 <_start>"), "{out}");
+    // Two steps: two instructions on (cli, cld), and two debug exits.
+    assert!(out.contains("0x100012 <_start+2>"), "{out}");
+    // Memory through the vCPU's view: those two instructions' bytes.
+    assert!(out.contains("0xfa\t0xfc"), "{out}");
+    assert!(out.contains("ebx            0x1234abcd"), "{out}");
+    let qemu = report["host"]["mode"] == "qemu";
+    if qemu {
+        // The debug registers do not fire QEMU-hosted: refused, and the
+        // guest ran on to its end when gdb left.
+        assert!(out.contains("Cannot insert hardware breakpoint"), "{out}");
+    } else {
+        assert!(out.contains("Hardware assisted breakpoint 1") && out.contains("bsp_main"), "{out}");
+    }
+    assert!(out.contains("detached"), "{out}");
+    assert_eq!(status.code(), Some(0), "{err}\n{report:#}");
+    assert_eq!(report["outcome"]["kind"], "shutdown", "{report:#}");
+    let debug = report["exits"][0]["user"]["debug"].as_u64().unwrap_or(0);
+    assert_eq!(debug, if qemu { 2 } else { 3 }, "vCPU 0's debug exits: {report:#}");
+}
+
+#[test]
+fn gdb_input_errors_are_clear() {
+    // --gdb-wait needs --gdb.
+    let o = common::run(&["run", "--gdb-wait"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    // A port already taken: one error line, before any VM or QEMU starts.
+    let taken = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let o = common::run(&["run", "--gdb", &port, "--timeout", "10"], &[]);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("vmm: error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+}
