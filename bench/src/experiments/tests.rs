@@ -360,7 +360,25 @@ fn claims_2_to_6() {
     slow.push(pb("atomic", 2, 400.0, 0.0));
     let c3 = get(&verdicts(&slow, true), "claim 3").clone();
     assert_eq!(c3.status, Status::Partly, "{c3}");
-    assert!(c3.text.contains("beyond that, atomic 1.67x"), "{c3}");
+    assert!(c3.text.contains("beyond that, atomic 1.67x") && c3.text.contains("atomic's cycles disagree"), "{c3}");
+    // The counts decide: atomic waiting on kmap_lock does not scale, whatever
+    // its cycles say.
+    let atomic2 = |c: &CellResult| c.matches(&[is(S::Pte(PteVariant::Atomic)), Vcpus(2)]);
+    let mut waits = r.clone();
+    waits.retain(|c| !(atomic2(c) && c.cell.experiments.len() == 2));
+    waits.push(pb("atomic", 2, 250.0, 5.0));
+    let c3 = get(&verdicts(&waits, true), "claim 3").clone();
+    assert_eq!(c3.status, Status::Partly, "{c3}");
+    assert!(c3.text.contains("atomic 5 kmap_lock waits"), "{c3}");
+    // Cycles whose interval holds the threshold decide nothing: no waits,
+    // confirmed by the counts.
+    let mut noisy = r.clone();
+    for c in noisy.iter_mut().filter(|c| atomic2(c)) {
+        spread(c, "pte_cycles_per_access", &[200.0, 250.0, 330.0]);
+    }
+    let c3 = get(&verdicts(&noisy, true), "claim 3").clone();
+    assert_eq!(c3.status, Status::Confirmed, "{c3}");
+    assert!(c3.text.contains("atomic's cycles within the noise"), "{c3}");
 }
 
 /// Claim 6 is decided on the kmap (pte-bench); mm-all's span only rides along.
