@@ -18,7 +18,9 @@ probe=$root/guest/linux-probe/target/i686-none/release/highpte-probe
 mkdir -p "$out"
 cat > "$out/probe.sh" <<'SH'
 echo "vmm-linux: $(nproc) CPUs, $(cat /proc/cmdline)"
+echo "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 highpte-probe 64 16 5
+grep AnonHugePages /proc/meminfo
 reboot -f
 SH
 "$root/scripts/linux-initrd.sh" "$out/probe.sh" "$out/probe.cpio" "$probe"

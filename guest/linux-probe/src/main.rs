@@ -14,6 +14,15 @@
 //! - `pagetables_kb`: /proc/meminfo's PageTables with the dense region mapped.
 //!
 //! Usage: `highpte-probe SPARSE_PTE_PAGES DENSE_PTE_PAGES ROUNDS`.
+//!
+//! `highpte-probe lowmem TASKS PTE_PAGES`: what each task's pagetables take
+//! of lowmem (claim 4's mechanism). It starts TASKS children that each fill
+//! PTE_PAGES pte pages (one pte each, a region touched once per 2 MiB) and
+//! wait, reads /proc/meminfo before and with them all alive, and releases
+//! them:
+//! - `lowmem_tasks`: the children that got there;
+//! - `lowfree_drop_kb`, `pagetables_kb_grown`: how much LowFree fell and
+//!   PageTables grew meanwhile (pte pages in highmem leave LowFree alone).
 
 #![no_std]
 #![no_main]
@@ -29,6 +38,11 @@ const SYS_FORK: u32 = 2;
 const SYS_WAIT4: u32 = 114;
 const SYS_MMAP2: u32 = 192;
 const SYS_MUNMAP: u32 = 91;
+const SYS_PIPE: u32 = 42;
+const SYS_MADVISE: u32 = 219;
+/// No transparent huge page: a region touched once per 2 MiB must fault in
+/// pte pages, not 2 MiB pages (Debian's 686-pae kernel has THP "always").
+const MADV_NOHUGEPAGE: u32 = 15;
 
 const PROT_READ_WRITE: u32 = 3;
 const MAP_PRIVATE_ANONYMOUS: u32 = 0x22;
@@ -134,12 +148,16 @@ fn parse(arg: *const u8) -> usize {
 }
 
 /// An anonymous private region of `len` bytes starting on a pte page's
-/// boundary (2 MiB), and what to munmap for it.
+/// boundary (2 MiB), without transparent huge pages, and what to munmap for
+/// it.
 fn map_aligned(len: usize) -> (usize, usize, usize) {
     let total = len + PTE_SPAN;
     let a = syscall(SYS_MMAP2, [0, total as u32, PROT_READ_WRITE, MAP_PRIVATE_ANONYMOUS, u32::MAX, 0]);
     if (a as u32) > 0xffff_f000 {
         fail("mmap2 failed");
+    }
+    if syscall(SYS_MADVISE, [a as u32, total as u32, MADV_NOHUGEPAGE, 0, 0, 0]) != 0 {
+        fail("madvise(MADV_NOHUGEPAGE) failed");
     }
     let base = (a as u32 as usize + PTE_SPAN - 1) & !(PTE_SPAN - 1);
     (base, a as u32 as usize, total)
@@ -161,8 +179,8 @@ fn median(v: &mut [u64]) -> u64 {
     v[v.len() / 2]
 }
 
-/// /proc/meminfo's PageTables, in kB.
-fn pagetables_kb() -> u64 {
+/// A /proc/meminfo field (`key` with its colon), in kB; 0 if absent.
+fn meminfo_kb(key: &[u8]) -> u64 {
     let fd = syscall(SYS_OPEN, [c"/proc/meminfo".as_ptr() as u32, 0, 0, 0, 0, 0]);
     if fd < 0 {
         return 0;
@@ -171,13 +189,86 @@ fn pagetables_kb() -> u64 {
     let n = syscall(SYS_READ, [fd as u32, buf.as_mut_ptr() as u32, buf.len() as u32, 0, 0, 0]).max(0) as usize;
     syscall(SYS_CLOSE, [fd as u32, 0, 0, 0, 0, 0]);
     let text = &buf[..n];
-    let key = b"PageTables:";
     let Some(at) = text.windows(key.len()).position(|w| w == key) else { return 0 };
     text[at + key.len()..]
         .iter()
         .skip_while(|c| **c == b' ')
         .take_while(|c| c.is_ascii_digit())
         .fold(0, |v, c| v * 10 + (c - b'0') as u64)
+}
+
+/// /proc/meminfo's PageTables, in kB.
+fn pagetables_kb() -> u64 {
+    meminfo_kb(b"PageTables:")
+}
+
+fn pipe() -> [u32; 2] {
+    let mut fds = [0u32; 2];
+    if syscall(SYS_PIPE, [fds.as_mut_ptr() as u32, 0, 0, 0, 0, 0]) != 0 {
+        fail("pipe failed");
+    }
+    fds
+}
+
+fn close(fd: u32) {
+    syscall(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+}
+
+/// `highpte-probe lowmem TASKS PTE_PAGES` (see the crate's documentation).
+fn lowmem(tasks: usize, pte_pages: usize) {
+    // The OOM killer, should lowmem run out, takes a child, not the count.
+    let fd = syscall(SYS_OPEN, [c"/proc/self/oom_score_adj".as_ptr() as u32, 1, 0, 0, 0, 0]);
+    if fd >= 0 {
+        syscall(SYS_WRITE, [fd as u32, b"-1000".as_ptr() as u32, 5, 0, 0, 0]);
+        close(fd as u32);
+    }
+    let release = pipe();
+    let (low0, pt0) = (meminfo_kb(b"LowFree:"), pagetables_kb());
+    let mut started = 0;
+    let mut pids = [0u32; 1024];
+    for slot in pids.iter_mut().take(tasks.min(1024)) {
+        // A pipe of this child's alone: EOF, not a byte, if it dies first.
+        let ready = pipe();
+        let pid = syscall(SYS_FORK, [0; 6]);
+        if pid == 0 {
+            // The child: its pte pages, then "ready", then wait for the
+            // release (EOF once the parent closes its end; ours is closed).
+            close(ready[0]);
+            close(release[1]);
+            let (base, _, _) = map_aligned(pte_pages * PTE_SPAN);
+            for i in 0..pte_pages {
+                touch(base + i * PTE_SPAN);
+            }
+            syscall(SYS_WRITE, [ready[1], b"r".as_ptr() as u32, 1, 0, 0, 0]);
+            let mut b = 0u8;
+            syscall(SYS_READ, [release[0], &mut b as *mut u8 as u32, 1, 0, 0, 0]);
+            exit(0);
+        }
+        close(ready[1]);
+        if pid < 0 {
+            close(ready[0]);
+            break;
+        }
+        *slot = pid as u32;
+        let mut b = 0u8;
+        let got = syscall(SYS_READ, [ready[0], &mut b as *mut u8 as u32, 1, 0, 0, 0]);
+        close(ready[0]);
+        if got != 1 {
+            break;
+        }
+        started += 1;
+    }
+    let (low1, pt1) = (meminfo_kb(b"LowFree:"), pagetables_kb());
+    close(release[1]);
+    for &pid in pids.iter().take(started + 1).filter(|p| **p != 0) {
+        let mut status = 0u32;
+        syscall(SYS_WAIT4, [pid, &mut status as *mut u32 as u32, 0, 0, 0, 0]);
+    }
+    result("lowmem_tasks", started as u64);
+    result("lowmem_pte_pages_per_task", pte_pages as u64);
+    result("lowfree_before_kb", low0);
+    result("lowfree_drop_kb", low0.saturating_sub(low1));
+    result("pagetables_kb_grown", pt1.saturating_sub(pt0));
 }
 
 fn probe(sparse: usize, dense: usize, rounds: usize) {
@@ -230,11 +321,17 @@ extern "C" fn probe_main(sp: *const u32) -> ! {
     // SAFETY: the kernel's initial stack: argc, then argc pointers.
     let (argc, argv) = unsafe { (*sp as usize, sp.add(1)) };
     if argc != 4 {
-        fail("arguments: SPARSE_PTE_PAGES DENSE_PTE_PAGES ROUNDS");
+        fail("arguments: SPARSE_PTE_PAGES DENSE_PTE_PAGES ROUNDS, or lowmem TASKS PTE_PAGES");
     }
     // SAFETY: argv has argc entries.
     let arg = |i: usize| unsafe { *argv.add(i) as *const u8 };
-    probe(parse(arg(1)), parse(arg(2)), parse(arg(3)));
+    // SAFETY: argv strings are NUL-terminated, from the kernel.
+    let first = unsafe { core::ffi::CStr::from_ptr(arg(1) as *const core::ffi::c_char) };
+    if first.to_bytes() == b"lowmem" {
+        lowmem(parse(arg(2)), parse(arg(3)));
+    } else {
+        probe(parse(arg(1)), parse(arg(2)), parse(arg(3)));
+    }
     exit(0)
 }
 

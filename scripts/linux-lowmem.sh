@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Claim 4's mechanism on a stock Linux: what each task's pagetables take of
+# lowmem, with highpte (Debian's 686-pae default) and with `userpte=nohigh`.
+# Under `vmm run --linux`, guest/linux-probe's `highpte-probe lowmem TASKS
+# PTE_PAGES` starts TASKS tasks that each fill PTE_PAGES pte pages (one pte
+# each) and reads /proc/meminfo's LowFree and PageTables before and with them
+# all alive. Each configuration boots REPS times on 1 vCPU; every console and
+# report is kept.
+#
+#   scripts/linux-lowmem.sh OUTDIR [REPS] [TASKS] [PTE_PAGES]   (default 2, 16, 16)
+#
+# OUTDIR/summary.md: per configuration, the medians of LowFree's drop and
+# PageTables' growth, per task.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$(realpath -m "${1:?usage: $0 OUTDIR [REPS] [TASKS] [PTE_PAGES]}")
+reps=${2:-2}
+tasks=${3:-16}
+pte_pages=${4:-16}
+vmm=${VMM:-$root/target/x86_64-unknown-linux-gnu/release/vmm}
+probe=$root/guest/linux-probe/target/i686-none/release/highpte-probe
+[ -x "$probe" ] || "$root/scripts/build-linux-probe.sh"
+mkdir -p "$out"
+cat > "$out/probe.sh" <<SH
+echo "vmm-linux: \$(nproc) CPUs, \$(cat /proc/cmdline)"
+grep -E 'LowTotal|HighTotal' /proc/meminfo
+echo "transparent huge pages: \$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
+highpte-probe lowmem $tasks $pte_pages
+grep AnonHugePages /proc/meminfo
+reboot -f
+SH
+"$root/scripts/linux-initrd.sh" "$out/probe.sh" "$out/probe.cpio" "$probe"
+for pte in highpte nohigh; do
+    extra=""
+    [ "$pte" = nohigh ] && extra="userpte=nohigh"
+    for r in $(seq "$reps"); do
+        name="$pte-$r"
+        cmd=("$vmm" run --linux "$root/.cache/linux/vmlinuz" --initrd "$out/probe.cpio"
+            --cmdline "rdinit=/init $extra" --vcpus 1 --mem 1g --timeout 120 --json "$out/$name.json")
+        echo "${cmd[*]}" > "$out/$name.cmd"
+        status=0
+        "${cmd[@]}" > "$out/$name.console" 2> "$out/$name.stderr" || status=$?
+        echo "$name status $status" | tee -a "$out/runs.txt"
+    done
+done
+rm -f "$out/probe.cpio"
+python3 - "$out" <<'PY'
+import json, sys, glob, os, statistics
+out = sys.argv[1]
+cells = {}
+for f in sorted(glob.glob(os.path.join(out, "*.json"))):
+    pte = os.path.basename(f).split("-")[0]
+    r = json.load(open(f))
+    if r["outcome"]["kind"] == "shutdown" and "lowmem_tasks" in r["results"]:
+        cells.setdefault(pte, []).append(r["results"])
+lines = ["| configuration | runs | tasks | pte pages each | LowFree drop, kB per task | PageTables growth, kB per task |",
+         "|---|---:|---:|---:|---:|---:|"]
+for pte in ["highpte", "nohigh"]:
+    rs = cells.get(pte, [])
+    if not rs:
+        lines.append(f"| {pte} | 0 | - | - | - | - |")
+        continue
+    per = lambda k: statistics.median(r[k] / max(r["lowmem_tasks"], 1) for r in rs)
+    rng = lambda k: (min(r[k] / max(r["lowmem_tasks"], 1) for r in rs), max(r[k] / max(r["lowmem_tasks"], 1) for r in rs))
+    d, g = per("lowfree_drop_kb"), per("pagetables_kb_grown")
+    (dl, dh), (gl, gh) = rng("lowfree_drop_kb"), rng("pagetables_kb_grown")
+    t = statistics.median(r["lowmem_tasks"] for r in rs)
+    p = rs[0]["lowmem_pte_pages_per_task"]
+    lines.append(f"| {pte} | {len(rs)} | {t:.0f} | {p} | {d:.0f} ({dl:.0f}..{dh:.0f}) | {g:.0f} ({gl:.0f}..{gh:.0f}) |")
+open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
