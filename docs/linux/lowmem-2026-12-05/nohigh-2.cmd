@@ -1,0 +1,1 @@
+/work/main/target/x86_64-unknown-linux-gnu/release/vmm run --linux /work/main/.cache/linux/vmlinuz --initrd /tmp/lowmem/probe.cpio --cmdline rdinit=/init userpte=nohigh --vcpus 1 --mem 1g --timeout 120 --json /tmp/lowmem/nohigh-2.json
