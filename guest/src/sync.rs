@@ -196,6 +196,11 @@ impl<T> Once<T> {
         self.get()
     }
 
+    /// Whether the value was set.
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
     /// The value. Panics if it was never set.
     pub fn get(&self) -> &T {
         assert!(self.set.load(Ordering::Acquire), "Once::get before set");

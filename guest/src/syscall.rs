@@ -73,7 +73,9 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::GETCPU => percpu::cpu_id(),
         nr::GETPID => me.pid(),
         nr::FORK => {
-            crate::work::mm::churn_before_fork();
+            if let Some(step) = hooks().before_fork {
+                step();
+            }
             task::fork(&mut ctx, frame).unwrap_or_else(err)
         }
         nr::WAIT => task::wait(&mut ctx, a).map(|c| c as u32).unwrap_or_else(err),
@@ -107,11 +109,47 @@ pub fn dispatch(frame: &mut TrapFrame) {
             }
             None => err(errno::ESRCH),
         },
-        nr::PTE_BENCH => crate::work::mm::pte_bench(&mut ctx, mm, a),
-        nr::KMAP_HOLD => crate::work::kmap::sys_kmap_hold(&mut ctx, a, b, c),
+        nr::PTE_BENCH => match hooks().pte_bench {
+            Some(call) => call(&mut ctx, mm, a),
+            None => err(errno::ENOSYS),
+        },
+        nr::KMAP_HOLD => match hooks().kmap_hold {
+            Some(call) => call(&mut ctx, a, b, c),
+            None => err(errno::ENOSYS),
+        },
         _ => err(errno::ENOSYS),
     };
     cpu::cli();
+}
+
+/// What a workload adds to the kernel's system calls: a step before every
+/// fork, and the calls only benchmarks make. The kernel owns the table and
+/// calls no workload by name; the workloads fill it ([`set_hooks`]) before
+/// their tasks start. An empty entry: the fork goes on as it is, the call
+/// is ENOSYS.
+#[derive(Clone, Copy, Default)]
+pub struct Hooks {
+    /// Before each fork (fork-churn's vmap churn, the alias source).
+    pub before_fork: Option<fn()>,
+    /// `PTE_BENCH`: rounds of pte maps over the caller's pte pages.
+    pub pte_bench: Option<fn(&mut MaySleep, &address_space::Mm, u32) -> u32>,
+    /// `KMAP_HOLD`: kmaps held across yields.
+    pub kmap_hold: Option<fn(&mut MaySleep, u32, u32, u32) -> u32>,
+}
+
+static HOOKS: crate::sync::Once<Hooks> = crate::sync::Once::new();
+
+/// Fills the hook table, once, on the boot CPU before any task starts.
+pub fn set_hooks(h: Hooks) {
+    HOOKS.set(h);
+}
+
+fn hooks() -> Hooks {
+    if HOOKS.is_set() {
+        *HOOKS.get()
+    } else {
+        Hooks::default()
+    }
 }
 
 /// Tasks paused in `PAUSE`.

@@ -7,8 +7,8 @@ mod boot;
 mod calibrate;
 mod chaos;
 mod faults;
-pub mod kmap;
-pub mod mm;
+mod kmap;
+mod mm;
 mod pvmmu;
 mod vmap;
 
@@ -90,6 +90,12 @@ pub fn bsp_main() -> ! {
     let cfg = config();
     kprintln!("workload {} on {} CPUs", cfg.workload(), smp::nr_cpus());
 
+    // What the workloads add to the kernel's system calls, before any task.
+    crate::syscall::set_hooks(crate::syscall::Hooks {
+        before_fork: (cfg.workload() == Workload::ForkChurn).then_some(mm::churn_before_fork as fn()),
+        pte_bench: Some(mm::pte_bench),
+        kmap_hold: Some(kmap::sys_kmap_hold),
+    });
     hv::milestone(milestone::WORKLOAD_START, 0);
     GO.store(1, Ordering::Release);
     run_on_this_cpu();

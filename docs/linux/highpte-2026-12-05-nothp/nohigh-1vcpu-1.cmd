@@ -1,0 +1,1 @@
+/work/main/target/x86_64-unknown-linux-gnu/release/vmm run --linux /work/main/.cache/linux/vmlinuz --initrd /tmp/hp/probe.cpio --cmdline rdinit=/init userpte=nohigh --vcpus 1 --mem 1g --timeout 120 --json /tmp/hp/nohigh-1vcpu-1.json
