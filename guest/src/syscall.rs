@@ -132,10 +132,15 @@ pub struct Hooks {
     /// Before each fork (fork-churn's vmap churn, the alias source).
     pub before_fork: Option<fn()>,
     /// `PTE_BENCH`: rounds of pte maps over the caller's pte pages.
-    pub pte_bench: Option<fn(&mut MaySleep, &address_space::Mm, u32) -> u32>,
+    pub pte_bench: Option<PteBench>,
     /// `KMAP_HOLD`: kmaps held across yields.
-    pub kmap_hold: Option<fn(&mut MaySleep, u32, u32, u32) -> u32>,
+    pub kmap_hold: Option<KmapHold>,
 }
+
+/// `PTE_BENCH(rounds)` on the caller's address space.
+pub type PteBench = fn(&mut MaySleep, &address_space::Mm, u32) -> u32;
+/// `KMAP_HOLD(pages, rounds, tag)`.
+pub type KmapHold = fn(&mut MaySleep, u32, u32, u32) -> u32;
 
 static HOOKS: crate::sync::Once<Hooks> = crate::sync::Once::new();
 
