@@ -24,18 +24,13 @@ grep AnonHugePages /proc/meminfo
 reboot -f
 SH
 "$root/scripts/linux-initrd.sh" "$out/probe.sh" "$out/probe.cpio" "$probe"
+. "$root/scripts/linux-boot.sh"
 for vcpus in 1 2; do
     for pte in highpte nohigh; do
         extra=""
         [ "$pte" = nohigh ] && extra="userpte=nohigh"
         for r in $(seq "$reps"); do
-            name="$pte-${vcpus}vcpu-$r"
-            cmd=("$vmm" run --linux "$root/.cache/linux/vmlinuz" --initrd "$out/probe.cpio"
-                --cmdline "rdinit=/init $extra" --vcpus "$vcpus" --mem 1g --timeout 120 --json "$out/$name.json")
-            echo "${cmd[*]}" > "$out/$name.cmd"
-            status=0
-            "${cmd[@]}" > "$out/$name.console" 2> "$out/$name.stderr" || status=$?
-            echo "$name status $status" | tee -a "$out/runs.txt"
+            linux_boot "$pte-${vcpus}vcpu-$r" "$out/probe.cpio" "$vcpus" "$extra"
         done
     done
 done
