@@ -208,15 +208,8 @@ fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error>
                 extra.push(("kernels/1".to_owned(), i.clone()));
                 a.extend(["--initrd".into(), "/kernels/1".into()]);
             }
-            a.extend([
-                format!("--cmdline={}", spec.cmdline),
-                "--mem".into(),
-                spec.mem.bytes().to_string(),
-                "--vcpus".into(),
-                spec.vcpus.to_string(),
-                "--timeout".into(),
-                spec.timeout.as_secs_f64().to_string(),
-            ]);
+            a.push(format!("--cmdline={}", spec.cmdline));
+            a.extend(shape_args(spec.mem, spec.vcpus, spec.timeout));
             let mut opts = appliance_options(&args.host, spec.vcpus);
             opts.paging = NestedPaging::Shadow;
             gdb_into_appliance(spec.gdb.as_ref(), &mut a, &mut opts)?;
@@ -259,16 +252,21 @@ fn finish(args: &RunArgs, report: &RunReport) -> Result<i32, Error> {
 /// The `vmm run` arguments that reproduce `spec` inside the appliance.
 fn inner_args(spec: &RunSpec, kernel: &str) -> Vec<String> {
     let mut a: Vec<String> = ["run", "--inner", "--host", "local", "--kernel", kernel].map(String::from).to_vec();
-    a.extend([
-        "--mem".into(),
-        spec.mem.bytes().to_string(),
-        "--vcpus".into(),
-        spec.vcpus.to_string(),
-        "--timeout".into(),
-        spec.timeout.as_secs_f64().to_string(),
-    ]);
+    a.extend(shape_args(spec.mem, spec.vcpus, spec.timeout));
     a.extend(config_args(&spec.config));
     a
+}
+
+/// `--mem`, `--vcpus` and `--timeout` as a run inside the appliance takes them.
+fn shape_args(mem: RamSize, vcpus: u32, timeout: Duration) -> [String; 6] {
+    [
+        "--mem".into(),
+        mem.bytes().to_string(),
+        "--vcpus".into(),
+        vcpus.to_string(),
+        "--timeout".into(),
+        timeout.as_secs_f64().to_string(),
+    ]
 }
 
 /// Extra time a QEMU-hosted run gets beyond the guest's own watchdog (boot and
