@@ -207,12 +207,17 @@ fn the_calibration_measures_every_unit() {
     assert!(purged >= 2 * 64 * (1 + 16 + 1), "vm_unmap_aliases cleared {purged} pages");
     assert!(r("unit_vm_unmap_aliases_flush_cycles") > r("unit_vm_unmap_aliases_empty_cycles"));
     assert!(r("unit_pin_trapped_cycles") > r("unit_pin_cycles") + r("unit_vm_unmap_aliases_flush_cycles"));
-    // The parts timed within a round: each a part of its whole, and what a
-    // purge does beyond its flush grows with the pages it clears.
+    // The parts timed within a round: each round's flush (or fixup and
+    // retry) subtracted, so each part is smaller than its whole, and not
+    // nothing. (Whether a 16-page purge's part exceeds a one-page purge's is
+    // not asserted: the pages add about 1e5 cycles to about 1e6 that vary by
+    // a third between runs; the count of pages purged is asserted above.)
     for pass in ["", "_busy"] {
         let u = |k: &str| r(&format!("unit_{k}{pass}_cycles"));
-        assert!(u("trap_back") > 0 && u("trap_back") < u("pin_trapped"), "{pass}");
-        assert!(u("purge_one") > 0 && u("purge_one") < u("vm_unmap_aliases_flush"), "{pass}");
-        assert!(u("purge_pages") > u("purge_one") && u("purge_pages") < u("vm_unmap_aliases_flush_pages"), "{pass}");
+        let all = &j.report()["results"];
+        assert!(u("trap_back") > 0 && u("trap_back") < u("pin_trapped"), "{pass}: {all}");
+        assert!(u("purge_one") > 0 && u("purge_one") < u("vm_unmap_aliases_flush"), "{pass}: {all}");
+        let pages = u("purge_pages");
+        assert!(pages > 0 && pages < u("vm_unmap_aliases_flush_pages"), "{pass}: {all}");
     }
 }
