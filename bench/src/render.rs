@@ -143,7 +143,11 @@ fn host_modes(results: &[CellResult]) -> String {
 pub fn markdown(i: &Inputs) -> String {
     let sw = i.sweep;
     let mut s = String::new();
-    let _ = writeln!(s, "# vmm bench: the {} matrix\n", sw.matrix);
+    if sw.only.is_empty() {
+        let _ = writeln!(s, "# vmm bench: the {} matrix\n", sw.matrix);
+    } else {
+        let _ = writeln!(s, "# vmm bench: {} of the {} matrix\n", sw.only.join(", "), sw.matrix);
+    }
     if i.interrupted {
         let _ = writeln!(s, "**Interrupted: this report holds the jobs finished before the stop; `vmm bench --resume` runs the rest.**\n");
     }
@@ -500,5 +504,40 @@ mod tests {
         assert_eq!(num(12345678.0), "1.235e7");
         assert_eq!(stat_text(&Stat::exact(1.0, 2.0, 3.0, 3)), "2.00 [1.00–3.00]");
         assert_eq!(stat_text(&Stat::exact(5.0, 5.0, 5.0, 1)), "5.00");
+    }
+
+    #[test]
+    fn a_sweep_of_some_experiments_says_which() {
+        let mut sw = Sweep {
+            schema: 1,
+            matrix: "full".into(),
+            full: true,
+            reps: 3,
+            shard: None,
+            only: vec![],
+            experiments: vec![],
+            started_at: String::new(),
+            command: vec![],
+            machine: Default::default(),
+            vmm_version: String::new(),
+            vmm_id: String::new(),
+            guest_kernel: String::new(),
+        };
+        let md = |sw: &Sweep| {
+            markdown(&Inputs {
+                sweep: sw,
+                results: &[],
+                verdicts: &[],
+                plans: &[],
+                plots: &[],
+                notes: &[],
+                finished_at: "",
+                interrupted: false,
+                priced: None,
+            })
+        };
+        assert!(md(&sw).starts_with("# vmm bench: the full matrix\n"));
+        sw.only = vec!["calibration".into()];
+        assert!(md(&sw).starts_with("# vmm bench: calibration of the full matrix\n"), "{}", md(&sw));
     }
 }
