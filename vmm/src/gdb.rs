@@ -521,7 +521,6 @@ impl BlockingEventLoop for EventLoop {
                 return Ok(Event::TargetStopped(match stop {
                     Stop::Breakpoint => MultiThreadStopReason::HwBreak(tid),
                     Stop::Step => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGTRAP },
-                    Stop::Asked => MultiThreadStopReason::SignalWithThread { tid, signal: Signal::SIGINT },
                 }));
             }
             if target.debugger.run_ended() {

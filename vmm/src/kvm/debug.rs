@@ -75,8 +75,6 @@ pub enum Stop {
     Step,
     /// It met a hardware breakpoint.
     Breakpoint,
-    /// The debugger asked every vCPU to stop.
-    Asked,
 }
 
 impl Stop {
