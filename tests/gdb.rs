@@ -65,6 +65,7 @@ fn gdb_attaches_steps_reads_writes_and_detaches() {
         &[
             "info threads",
             "info registers eip",
+            "info registers fctrl",
             "stepi",
             "stepi",
             "info registers eip",
@@ -88,6 +89,8 @@ fn gdb_attaches_steps_reads_writes_and_detaches() {
     // CPU at the kernel's entry.
     assert!(out.contains("Thread 1.1") && out.contains("Thread 1.2"), "{out}");
     assert!(out.contains("0x100010 <_start>"), "{out}");
+    // The x87 state as KVM_GET_FPU has it: the control word after reset.
+    assert!(out.contains("fctrl          0x37f"), "{out}");
     // Two steps: two instructions on (cli, cld), and two debug exits.
     assert!(out.contains("0x100012 <_start+2>"), "{out}");
     // Memory through the vCPU's view: those two instructions' bytes.

@@ -12,8 +12,8 @@
 //! registers and memory, but a breakpoint is refused. Memory is
 //! read through the stopped vCPU's own paging (`KVM_TRANSLATE`), and written
 //! through the host's one checked write path. The registers are the general
-//! ones, eip, eflags and the segment selectors; the x87 and SSE state reads
-//! as zero, and a write changes the general registers, eip and eflags only.
+//! ones, eip, eflags, the segment selectors and the x87 and SSE state; a
+//! write changes the general registers, eip and eflags only.
 //! While gdb holds the guest stopped there is no watchdog.
 
 use std::fs::File;
@@ -41,7 +41,7 @@ use gdbstub_arch::x86::reg::X86CoreRegs;
 use gdbstub_arch::x86::X86_SSE;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::kvm::debug::{Arm, Debugger, Regs, Reply, Request, Stop, BREAKPOINTS};
+use crate::kvm::debug::{Arm, Debugger, Regs, Reply, Request, Stop, Writable, BREAKPOINTS};
 
 /// Where the stub talks to gdb.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -477,8 +477,29 @@ impl HwBreakpoint for GdbTarget {
 fn core_regs(r: &Regs) -> X86CoreRegs {
     let [eax, ecx, edx, ebx, esp, ebp, esi, edi] = r.gpr;
     let [cs, ss, ds, es, fs, gs] = r.segments;
-    let mut c =
-        X86CoreRegs { eax, ecx, edx, ebx, esp, ebp, esi, edi, eip: r.eip, eflags: r.eflags, ..Default::default() };
+    let f = &r.fpu;
+    let mut c = X86CoreRegs {
+        eax,
+        ecx,
+        edx,
+        ebx,
+        esp,
+        ebp,
+        esi,
+        edi,
+        eip: r.eip,
+        eflags: r.eflags,
+        st: f.st,
+        xmm: f.xmm,
+        mxcsr: f.mxcsr,
+        ..Default::default()
+    };
+    c.fpu.fctrl = f.fctrl;
+    c.fpu.fstat = f.fstat;
+    c.fpu.ftag = f.ftag;
+    c.fpu.fioff = f.fioff;
+    c.fpu.fooff = f.fooff;
+    c.fpu.fop = f.fop;
     c.segments.cs = cs;
     c.segments.ss = ss;
     c.segments.ds = ds;
@@ -488,14 +509,9 @@ fn core_regs(r: &Regs) -> X86CoreRegs {
     c
 }
 
-fn our_regs(c: &X86CoreRegs) -> Regs {
-    let s = &c.segments;
-    Regs {
-        gpr: [c.eax, c.ecx, c.edx, c.ebx, c.esp, c.ebp, c.esi, c.edi],
-        eip: c.eip,
-        eflags: c.eflags,
-        segments: [s.cs, s.ss, s.ds, s.es, s.fs, s.gs],
-    }
+/// What a write of gdb's registers changes (see `kvm::debug::Request::WriteRegs`).
+fn our_regs(c: &X86CoreRegs) -> Writable {
+    Writable { gpr: [c.eax, c.ecx, c.edx, c.ebx, c.esp, c.ebp, c.esi, c.edi], eip: c.eip, eflags: c.eflags }
 }
 
 /// How often the event loop looks at the connection while the guest runs.
@@ -553,11 +569,14 @@ mod tests {
 
     #[test]
     fn registers_go_to_gdb_and_back() {
-        let r =
-            Regs { gpr: [1, 2, 3, 4, 5, 6, 7, 8], eip: 0xc010_0000, eflags: 0x202, segments: [8, 16, 16, 16, 0, 0] };
+        let fpu = crate::kvm::debug::Fpu { fctrl: 0x37f, mxcsr: 0x1f80, xmm: [7; 8], ..Default::default() };
+        let segments = [8, 16, 16, 16, 0, 0];
+        let r = Regs { gpr: [1, 2, 3, 4, 5, 6, 7, 8], eip: 0xc010_0000, eflags: 0x202, segments, fpu };
         let c = core_regs(&r);
         assert_eq!((c.eax, c.edi, c.eip, c.eflags, c.segments.cs, c.segments.ss), (1, 8, 0xc010_0000, 0x202, 8, 16));
-        assert_eq!(our_regs(&c), r);
+        assert_eq!((c.fpu.fctrl, c.mxcsr, c.xmm[3]), (0x37f, 0x1f80, 7));
+        // Back: what a write changes (the segments and the x87 and SSE state are not written).
+        assert_eq!(our_regs(&c), Writable { gpr: r.gpr, eip: r.eip, eflags: r.eflags });
     }
 
     #[test]

@@ -98,15 +98,69 @@ pub struct Regs {
     pub eflags: u32,
     /// The selectors of cs, ss, ds, es, fs, gs (read only: never written).
     pub segments: [u32; 6],
+    /// The x87 and SSE state (read only: never written).
+    pub fpu: Fpu,
+}
+
+/// What a register write changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Writable {
+    /// eax, ecx, edx, ebx, esp, ebp, esi, edi.
+    pub gpr: [u32; 8],
+    pub eip: u32,
+    pub eflags: u32,
+}
+
+/// The x87 and SSE registers as gdb's i386 target shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fpu {
+    /// st0..st7, 80 bits each.
+    pub st: [[u8; 10]; 8],
+    pub fctrl: u32,
+    pub fstat: u32,
+    /// The full tag word (two bits a register), from KVM's abridged one: a
+    /// register in use is "valid", the others "empty".
+    pub ftag: u32,
+    /// The last instruction's and operand's offsets, and its opcode.
+    pub fioff: u32,
+    pub fooff: u32,
+    pub fop: u32,
+    pub xmm: [u128; 8],
+    pub mxcsr: u32,
+}
+
+impl Fpu {
+    fn of(f: &kvm_bindings::kvm_fpu) -> Fpu {
+        let mut st = [[0u8; 10]; 8];
+        for (d, s) in st.iter_mut().zip(&f.fpr) {
+            d.copy_from_slice(&s[..10]);
+        }
+        let mut xmm = [0u128; 8];
+        for (d, s) in xmm.iter_mut().zip(&f.xmm) {
+            *d = u128::from_le_bytes(*s);
+        }
+        let ftag = (0..8).filter(|i| f.ftwx & (1 << i) == 0).fold(0u32, |t, i| t | (3 << (2 * i)));
+        Fpu {
+            st,
+            fctrl: f.fcw.into(),
+            fstat: f.fsw.into(),
+            ftag,
+            fioff: f.last_ip as u32,
+            fooff: f.last_dp as u32,
+            fop: f.last_opcode.into(),
+            xmm,
+            mxcsr: f.mxcsr,
+        }
+    }
 }
 
 /// A request of the debugger to one stopped vCPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
     ReadRegs,
-    /// The general registers, eip and eflags (segments and control
-    /// registers are not written: KVM_SET_SREGS made QEMU's SVM abort).
-    WriteRegs(Regs),
+    /// The general registers, eip and eflags (segments are not written:
+    /// KVM_SET_SREGS made QEMU's SVM abort; nor is the x87 and SSE state).
+    WriteRegs(Writable),
     /// The guest-physical address of a linear address, under this vCPU's
     /// paging (`KVM_TRANSLATE`).
     Translate(u32),
@@ -115,7 +169,7 @@ pub enum Request {
 /// A vCPU's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
-    Regs(Regs),
+    Regs(Box<Regs>),
     Written,
     Translated(Option<u64>),
     Failed(String),
@@ -330,17 +384,19 @@ fn serve(vcpu: &mut VcpuFd, req: Request) -> Reply {
     let failed = |what: &str, e: kvm_ioctls::Error| Reply::Failed(format!("{what}: {e}"));
     match req {
         Request::ReadRegs => {
-            let (r, s) = match (vcpu.get_regs(), vcpu.get_sregs()) {
-                (Ok(r), Ok(s)) => (r, s),
-                (Err(e), _) => return failed("KVM_GET_REGS", e),
-                (_, Err(e)) => return failed("KVM_GET_SREGS", e),
+            let (r, s, f) = match (vcpu.get_regs(), vcpu.get_sregs(), vcpu.get_fpu()) {
+                (Ok(r), Ok(s), Ok(f)) => (r, s, f),
+                (Err(e), _, _) => return failed("KVM_GET_REGS", e),
+                (_, Err(e), _) => return failed("KVM_GET_SREGS", e),
+                (_, _, Err(e)) => return failed("KVM_GET_FPU", e),
             };
-            Reply::Regs(Regs {
+            Reply::Regs(Box::new(Regs {
                 gpr: [r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi].map(|x| x as u32),
                 eip: r.rip as u32,
                 eflags: r.rflags as u32,
                 segments: [s.cs, s.ss, s.ds, s.es, s.fs, s.gs].map(|x| x.selector as u32),
-            })
+                fpu: Fpu::of(&f),
+            }))
         }
         Request::WriteRegs(g) => {
             let mut r = match vcpu.get_regs() {
@@ -394,6 +450,20 @@ mod tests {
         assert_eq!(Stop::of_exit(0xffff_4ff1, &Arm { step: true, ..bp }), Stop::Breakpoint);
     }
 
+    #[test]
+    fn the_fpu_state_is_shown_as_gdb_reads_it() {
+        let mut f =
+            kvm_bindings::kvm_fpu { fcw: 0x37f, fsw: 0x3800, ftwx: 0b1000_0001, mxcsr: 0x1f80, ..Default::default() };
+        f.fpr[0] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee];
+        f.xmm[1] = 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10u128.to_le_bytes();
+        let g = Fpu::of(&f);
+        assert_eq!(g.st[0], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "80 bits, the padding dropped");
+        assert_eq!(g.xmm[1], 0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
+        assert_eq!((g.fctrl, g.fstat, g.mxcsr), (0x37f, 0x3800, 0x1f80));
+        // st0 and st7 in use (valid, 00); st1..st6 empty (11).
+        assert_eq!(g.ftag, 0b0011_1111_1111_1100);
+    }
+
     /// The rendezvous without KVM: a thread stands in for a vCPU; it parks
     /// when asked and answers requests with made-up registers. The debugger
     /// waits for it to park, its request is served, and a resume lets it go
@@ -409,7 +479,7 @@ mod tests {
             while !q2.load(Ordering::Acquire) {
                 if d2.wants_stop() {
                     let regs = Regs { eip: 0xc010_0042, ..Regs::default() };
-                    arms.push(d2.park_serving(0, None, &mut |_| Reply::Regs(regs)));
+                    arms.push(d2.park_serving(0, None, &mut |_| Reply::Regs(Box::new(regs))));
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
