@@ -435,6 +435,7 @@ impl PvMmu {
     fn unseen_writes(&mut self, mem: &vm_memory::GuestMemoryMmap, pfn: u64) -> Vec<(usize, u64, u64)> {
         let mut bytes = [0u8; 4096];
         let at = vm_memory::GuestAddress(pfn << shared::pae::PAGE_SHIFT);
+        let hardware = validate::hardware_bits(self.frames.ty(pfn));
         let Some(copy) = self.tables.get_mut(&pfn) else { return vec![] };
         if vm_memory::Bytes::read_slice(mem, &mut bytes, at).is_err() || validate::as_bytes(copy) == &bytes {
             return vec![];
@@ -442,7 +443,7 @@ impl PvMmu {
         let mut differ = vec![];
         for (i, (v, b)) in copy.iter_mut().zip(bytes.chunks_exact(8)).enumerate() {
             let found = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-            if (*v ^ found) & !validate::HARDWARE_BITS != 0 {
+            if (*v ^ found) & !hardware != 0 {
                 differ.push((i, *v, found));
             } else {
                 *v = found;
@@ -498,9 +499,9 @@ impl PvMmu {
             } else {
                 copy.len()
             };
-            let differs = validate::read_table(mem, pfn).is_none_or(|now| {
-                copy.iter().zip(now.iter()).take(entries).any(|(a, b)| (a ^ b) & !validate::HARDWARE_BITS != 0)
-            });
+            let hardware = validate::hardware_bits(ty);
+            let differs = validate::read_table(mem, pfn)
+                .is_none_or(|now| copy.iter().zip(now.iter()).take(entries).any(|(a, b)| (a ^ b) & !hardware != 0));
             if differs {
                 log::warn!("audit: {} differs in memory from what the host validated", self.describe_frame(pfn));
                 *(if ty == FrameType::L3 { &mut l3_diverged } else { &mut diverged }) += 1;

@@ -25,6 +25,19 @@ pub type Table = [u64; ENTRIES];
 /// memory may have them where the host's copy does not.
 pub const HARDWARE_BITS: u64 = pae::A | pae::D;
 
+/// The bits the CPU may set by itself in an entry of a table of type `ty`:
+/// accessed and dirty in L1s and L2s; in an L3 (PAE's PDPTEs, which no CPU
+/// writes) only accessed, which QEMU's emulated SVM sets as it walks them
+/// (docs/qemu-hosted.md). Bit 6, dirty elsewhere, is reserved in a PDPTE: a
+/// change there is the guest's, and must be seen.
+pub fn hardware_bits(ty: FrameType) -> u64 {
+    if ty == FrameType::L3 {
+        pae::A
+    } else {
+        HARDWARE_BITS
+    }
+}
+
 /// A table's entries as read from guest memory.
 pub(super) fn read_table(mem: &GuestMemoryMmap, pfn: u64) -> Option<Table> {
     let mut bytes = [0u8; 4096];
