@@ -235,7 +235,8 @@ impl Debugger {
         let _ = self.control.set(ctl);
     }
 
-    fn ended(&self) -> bool {
+    /// Whether the run has ended.
+    pub fn run_ended(&self) -> bool {
         self.control.get().is_some_and(|c| c.stopped())
     }
 
@@ -285,7 +286,7 @@ impl Debugger {
         }
         s.parked |= bit;
         self.changed.notify_all();
-        while s.stop && !self.ended() {
+        while s.stop && !self.run_ended() {
             if let Some((to, req)) = s.request.filter(|(to, _)| *to == index) {
                 debug_assert_eq!(to, index);
                 s.request = None;
@@ -317,7 +318,7 @@ impl Debugger {
             c.kick_all();
         }
         while s.parked & s.running != s.running {
-            if self.ended() {
+            if self.run_ended() {
                 return false;
             }
             s = self.changed.wait_timeout(s, TICK).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
@@ -353,7 +354,7 @@ impl Debugger {
             if let Some(r) = s.reply.take() {
                 return r;
             }
-            if self.ended() || s.parked & (1 << index) == 0 {
+            if self.run_ended() || s.parked & (1 << index) == 0 {
                 s.request = None;
                 return Reply::Failed(format!("vCPU {index} left the debugger"));
             }
@@ -371,11 +372,6 @@ impl Debugger {
         self.stop.store(false, Ordering::Release);
         drop(s);
         self.changed.notify_all();
-    }
-
-    /// Whether the run has ended.
-    pub fn run_ended(&self) -> bool {
-        self.ended()
     }
 }
 
