@@ -120,7 +120,7 @@ ap_boot:                          # %ebx = APIC ID
 
 enable_paging:                    # %ebx = APIC ID; continues at %ebp (virtual)
     movl %cr4, %eax
-    orl $0x20, %eax               # CR4.PAE
+    orl $0xa0, %eax               # CR4.PAE | CR4.PGE (global entries: native runs only)
     movl %eax, %cr4
     movl %ebx, %eax
     shll $5, %eax

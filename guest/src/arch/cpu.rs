@@ -84,6 +84,68 @@ pub unsafe fn write_cr3(pdpt: u32) {
     unsafe { asm!("mov cr3, {}", in(reg) pdpt, options(nostack, preserves_flags)) };
 }
 
+/// CR4's page-global-enable bit: translations of global entries survive CR3 loads.
+pub const CR4_PGE: u32 = 1 << 7;
+
+#[inline]
+pub fn read_cr4() -> u32 {
+    let v: u32;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Drops every translation, global ones too, by turning CR4.PGE off and on
+/// again (`cr4` is the current CR4, with PGE on), on the PDPT at `private`
+/// (physical `private_pa`, 32-byte aligned): a copy of the current one that no
+/// other CPU loads. CR3 is `cr3` again at the end.
+///
+/// Each CR4 write makes the CPU reload the PDPTEs, and KVM checks their
+/// reserved bits. QEMU's emulated SVM sets the accessed bit (and may set bit 6)
+/// of a PDPTE as it walks, although both are reserved in PAE mode, so the
+/// nested KVM would #GP. So before each write this clears bits 5 and 6 of the
+/// four PDPTEs, which the kernel never sets: on real hardware they are already
+/// clear. The PDPT is this CPU's own, so no other CPU's walk sets them again;
+/// interrupts are off and the code is one cache line, so no walk of this CPU
+/// comes between the clear and the write (the fetch hits the emulator's TLB).
+///
+/// # Safety
+/// `private` must hold a copy of the PDPT in `cr3` (CR3 as it is), which no
+/// other CPU loads; `cr4` must be CR4 as it is.
+#[inline]
+pub unsafe fn toggle_pge(private: *mut u64, private_pa: u32, cr3: u32, cr4: u32) {
+    let was_on = irq_save();
+    // SAFETY: the caller's contract: the private copy maps what CR3 maps, and
+    // the entries' other bits are kept.
+    unsafe {
+        asm!(
+            ".p2align 6",
+            "mov cr3, {pa}",
+            "and dword ptr [{p}], 0xffffff9f",
+            "and dword ptr [{p} + 8], 0xffffff9f",
+            "and dword ptr [{p} + 16], 0xffffff9f",
+            "and dword ptr [{p} + 24], 0xffffff9f",
+            "and {c}, {no_pge}",
+            "mov cr4, {c}",
+            "and dword ptr [{p}], 0xffffff9f",
+            "and dword ptr [{p} + 8], 0xffffff9f",
+            "and dword ptr [{p} + 16], 0xffffff9f",
+            "and dword ptr [{p} + 24], 0xffffff9f",
+            "or {c}, {pge}",
+            "mov cr4, {c}",
+            "mov cr3, {orig}",
+            p = in(reg) private,
+            pa = in(reg) private_pa,
+            orig = in(reg) cr3,
+            c = inout(reg) cr4 => _,
+            pge = const CR4_PGE,
+            no_pge = const !CR4_PGE,
+            options(nostack),
+        )
+    };
+    irq_restore(was_on);
+}
+
 /// CR0's write-protect bit: supervisor writes honour read-only pages.
 pub const CR0_WP: u32 = 1 << 16;
 

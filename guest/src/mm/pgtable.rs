@@ -6,7 +6,9 @@
 //! areas. So kernel mappings never need an L2 change, and every address space sees
 //! them at once.
 
-use shared::pae::{self, A, D, P, PCD, PWT, RW, US};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use shared::pae::{self, A, D, G, P, PCD, PWT, RW, US};
 
 use crate::arch::cpu;
 use crate::mm::layout::{phys_to_virt, virt_to_phys, FIXMAP_END, PAGE_OFFSET, PAGE_SIZE, VMALLOC_START};
@@ -31,6 +33,23 @@ struct KernelTables {
 
 static KERNEL: Once<KernelTables> = Once::new();
 
+/// `_PAGE_GLOBAL` on every kernel mapping (the direct map, vmap, pkmap and
+/// fixmap entries) in native runs, where CR4.PGE is on (`arch::boot`), as
+/// Linux's `PAGE_KERNEL` had it. None under `--pvmmu on`: 32-bit Xen refused
+/// global entries in a PV guest's L1s. Set once, before the kernel's tables.
+static GLOBAL: AtomicU64 = AtomicU64::new(0);
+
+/// The global bit kernel mappings carry (0 under `--pvmmu on`).
+pub fn kernel_global() -> u64 {
+    GLOBAL.load(Ordering::Relaxed)
+}
+
+/// Whether kernel mappings are global, so that only a CR4.PGE toggle flushes
+/// them all (`tlb::flush_all`).
+pub fn kernel_mappings_global() -> bool {
+    kernel_global() != 0
+}
+
 fn table(pa: u64) -> *mut u64 {
     phys_to_virt(pa) as *mut u64
 }
@@ -42,6 +61,8 @@ fn alloc_table() -> u64 {
 /// Builds the kernel pagetables (direct map of `[0, lowmem_end)` and the L1s of the
 /// areas above vmalloc) and switches this CPU to them.
 pub fn init_kernel(lowmem_end: u64) {
+    GLOBAL.store(if pv::will_be_on() { 0 } else { G }, Ordering::Relaxed);
+    let g = kernel_global();
     let pdpt = alloc_table();
     let pd = alloc_table();
     let l2 = table(pd);
@@ -53,7 +74,7 @@ pub fn init_kernel(lowmem_end: u64) {
             let frame = pa + (i as u64) * PAGE_SIZE as u64;
             if frame < lowmem_end {
                 // SAFETY: l1 is a fresh lowmem table, mapped by the boot pagetables.
-                unsafe { l1.add(i).write(frame | KERNEL_RW) };
+                unsafe { l1.add(i).write(frame | KERNEL_RW | g) };
             }
         }
         let va = phys_to_virt(pa);
@@ -106,8 +127,10 @@ pub fn kernel_pte(va: u32) -> *mut u64 {
 }
 
 /// Writes the kernel PTE of `va` (through the host under `--pvmmu on`; queued
-/// in a lazy-MMU section), without any flush.
+/// in a lazy-MMU section), without any flush. A present entry is made global in
+/// native runs ([`kernel_global`]).
 pub fn write_kernel_pte(va: u32, entry: u64) {
+    let entry = if entry & P != 0 { entry | kernel_global() } else { entry };
     let p = kernel_pte(va);
     pv::write_kernel(va, virt_to_phys(p as u32), p, entry);
 }

@@ -44,6 +44,12 @@ pub fn on() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
+/// Whether [`init`] will put the kernel's pagetables under the host's PV MMU:
+/// `--pvmmu on`, under the VMM. Known before the kernel's tables are built.
+pub fn will_be_on() -> bool {
+    bootinfo::get().config.pvmmu() && hv::under_vmm()
+}
+
 fn batching() -> bool {
     bootinfo::get().config.pv_batch()
 }
@@ -444,7 +450,7 @@ pub fn init(info: &BootInfo, lowmem_end: u64) {
     if !bootinfo::get().config.pvmmu() {
         return;
     }
-    if !hv::under_vmm() {
+    if !will_be_on() {
         kprintln!("pvmmu: --pvmmu on needs the VMM (no hypercalls on bare metal); staying native");
         return;
     }

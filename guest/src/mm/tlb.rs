@@ -7,19 +7,23 @@
 //! the address space's CPU mask, those it has been live on: with tasks moving
 //! between CPUs that is more than the one it runs on.
 
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use shared::boot::MAX_VCPUS;
 use shared::counters::Counter;
 
 use crate::arch::cpu;
 use crate::arch::trap::FLUSH_VECTOR;
+use crate::mm::layout::{phys_to_virt, virt_to_phys};
+use crate::mm::pgtable;
 use crate::sync::SpinLock;
 use crate::{percpu, smp};
 
 #[derive(Clone, Copy)]
 enum Request {
     None,
-    /// Everything (a CR3 reload: the kernel maps nothing global).
+    /// Everything, global kernel entries included.
     All,
     /// `[start, end)` of the address space whose PDPT is `pdpt`.
     Range {
@@ -46,7 +50,8 @@ pub fn flush_one(va: u32) {
     cpu::invlpg(va);
 }
 
-/// Flushes this CPU's whole TLB.
+/// Flushes this CPU's non-global translations (a CR3 reload, Linux's
+/// `local_flush_tlb`): user mappings, and kernel ones under `--pvmmu on`.
 pub fn flush_local() {
     percpu::count(Counter::TlbFlushLocal, 1);
     reload_cr3();
@@ -62,10 +67,40 @@ fn others() -> u32 {
     all & !(1 << percpu::cpu_id())
 }
 
-/// Flushes every CPU's whole TLB: here, and on the others by IPI.
+/// Each CPU's own PDPT for a PGE toggle (see [`cpu::toggle_pge`]).
+#[repr(align(32))]
+struct PgePdpt(UnsafeCell<[u64; 4]>);
+
+// SAFETY: each CPU touches only its own entry, with interrupts off.
+unsafe impl Sync for PgePdpt {}
+
+static PGE_PDPT: [PgePdpt; MAX_VCPUS] = [const { PgePdpt(UnsafeCell::new([0; 4])) }; MAX_VCPUS];
+
+/// Drops every translation on this CPU, global ones too: with global kernel
+/// mappings a CR4.PGE toggle (Linux's `__flush_tlb_all`), else a CR3 reload.
+fn flush_everything_here() {
+    if pgtable::kernel_mappings_global() {
+        let cr3 = cpu::read_cr3();
+        let cur = phys_to_virt(u64::from(cr3 & !0x1f)) as *const u64;
+        let private = PGE_PDPT[percpu::cpu_id() as usize].0.get() as *mut u64;
+        for i in 0..4 {
+            // SAFETY: CR3's PDPT (every root is a lowmem page, directly mapped)
+            // and this CPU's own copy, used with interrupts off (below).
+            unsafe { private.add(i).write_volatile(cur.add(i).read_volatile() & !0x60) };
+        }
+        // SAFETY: the copy maps what CR3 maps and only this CPU loads it; CR3
+        // and CR4 as they are, PGE on since boot.
+        unsafe { cpu::toggle_pge(private, virt_to_phys(private as u32) as u32, cr3, cpu::read_cr4()) };
+    } else {
+        reload_cr3();
+    }
+}
+
+/// Flushes every CPU's whole TLB, global entries included: here, and on the
+/// others by IPI (Linux's `flush_tlb_all`).
 pub fn flush_all() {
     percpu::count(Counter::TlbFlushGlobal, 1);
-    reload_cr3();
+    flush_everything_here();
     send(others(), Request::All, Counter::TlbShootdownKernel);
 }
 
@@ -132,7 +167,7 @@ pub fn ipi() {
         Request::None => {}
         Request::All => {
             percpu::count(Counter::TlbFlushLocal, 1);
-            reload_cr3();
+            flush_everything_here();
         }
         Request::Range { pdpt, start, end } => flush_range_here(pdpt, start, end),
         Request::Leave { pdpt } => {

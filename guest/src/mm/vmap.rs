@@ -551,6 +551,13 @@ pub fn mapped_frame(va: u32) -> Option<u64> {
     (e & P != 0).then_some(e & ADDR_MASK)
 }
 
+/// Whether `va`'s PTE is present and global (tests).
+pub fn mapped_global(va: u32) -> bool {
+    // SAFETY: as above.
+    let e = unsafe { kernel_pte(va).read_volatile() };
+    e & P != 0 && e & shared::pae::G != 0
+}
+
 /// Whether `va`'s PTE is present and writable (tests).
 pub fn mapped_writable(va: u32) -> bool {
     // SAFETY: as above.

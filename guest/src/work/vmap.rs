@@ -477,6 +477,15 @@ fn stale_tlb(block: bool) {
     }
     all_cpus_reach();
     let va = STALE_VA.load(core::sync::atomic::Ordering::Acquire);
+    // The mapping is global in native runs (CR4.PGE, so only flush_all's PGE
+    // toggle drops it: a CR3 reload would leave it to fail the check at the
+    // end on a VMX/SVM host), and never under the PV MMU; the direct map too.
+    let native = !crate::mm::pv::on();
+    check!(
+        vmap::mapped_global(va) == native && vmap::mapped_global(crate::mm::layout::PAGE_OFFSET) == native,
+        "{what}: kernel mappings global: {}, want {native}",
+        vmap::mapped_global(va)
+    );
     // Every CPU caches the translation.
     let want = pattern(frame_of(va), seq, 0);
     check!(probe::read(va) == Some(want), "{what}: cpu {} cannot read the mapped page", percpu::cpu_id());
