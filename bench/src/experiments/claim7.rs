@@ -151,11 +151,13 @@ pub(super) fn verdict(l: &Lookup, full: bool) -> Result<(Status, String), Missin
     let at = |every: u64| -> Result<At, Missing> {
         let t = [is(S::Alias(AliasStrategy::HostTrap)), is(S::ChurnEvery(every))];
         let a = [is(S::Alias(AliasStrategy::AlwaysFlush)), is(S::ChurnEvery(every))];
-        let pair = |figure: D| -> Result<Option<(RatioCi, Option<bool>)>, Missing> {
+        type Differ = fn(&[f64], &[f64]) -> Option<(RatioCi, Option<bool>)>;
+        let pair = |figure: D, differ: Differ| -> Result<Option<(RatioCi, Option<bool>)>, Missing> {
             Ok(differ(&l.sample(&t, freq, figure)?, &l.sample(&a, freq, figure)?))
         };
-        let cycles = pair(D::CyclesPerPin)?;
-        let model = pair(D::ModelCyclesPerPin).ok().flatten();
+        let cycles = pair(D::CyclesPerPin, differ)?;
+        // Priced, a difference must also be beyond the model's precision.
+        let model = pair(D::ModelCyclesPerPin, differ_priced).ok().flatten();
         let over = |w: &[Want], name: D| l.fig(w, freq, name).map(|x| format!("{x:+.0}")).unwrap_or("-".into());
         let counts = format!(
             "calls over the oracle {} against {}, hypercall exits over the oracle {} against {}, {} traps back",
@@ -194,6 +196,12 @@ pub(super) fn verdict(l: &Lookup, full: bool) -> Result<(Status, String), Missin
             text += &match cheaper {
                 Some(true) => format!("; rare: host-trap cheaper {by}"),
                 Some(false) => format!("; rare: host-trap dearer {by}"),
+                None if r.model.is_some() => {
+                    format!(
+                        "; rare: within the noise {by} (the interval reaches within {:.0}% of 1)",
+                        MODEL_PRECISION * 100.0
+                    )
+                }
                 None => format!("; rare: within the noise {by} (the interval holds 1)"),
             };
             text += match judged(&f).flatten() {
@@ -201,6 +209,9 @@ pub(super) fn verdict(l: &Lookup, full: bool) -> Result<(Status, String), Missin
                 Some(false) => "; every fork: host-trap dearer",
                 None => "; every fork: within the noise",
             };
+            if f.model.is_some() && judged(&f).flatten().is_none() {
+                text += &format!(" (priced, the interval reaches within {:.0}% of 1)", MODEL_PRECISION * 100.0);
+            }
             Ok((status_noisy(&[cheaper]), text))
         }
         (Err(m), _) | (_, Err(m)) => {

@@ -230,6 +230,46 @@ fn a_difference_within_the_repetitions_spread_decides_nothing() {
     assert!(c7.text.contains("every fork: within the noise"), "{c7}");
 }
 
+/// Priced by the model, claim 7's comparisons must clear the model's own
+/// precision: a ratio 1% from 1 with a tight interval (the counts barely
+/// vary) decides nothing, one far from 1 does.
+#[test]
+fn a_priced_difference_within_the_models_precision_decides_nothing() {
+    let exps = builtin(MatrixName::Full);
+    let all = cells(&exps).unwrap();
+    let of = |c: &&Cell, e: &str| c.experiments.iter().any(|x| x == e);
+    let mut r = Vec::new();
+    for c in all.iter().filter(|c| of(c, "alias-frequency") || of(c, "alias-strategies")) {
+        let (alias, every) = (c.config["alias"].as_str(), c.config["churn-every"].as_str());
+        // Priced: host-trap 1.01x always-flush at every fork, 0.40x at every 256th.
+        let model = match (alias, every) {
+            ("host-trap", "1") => 1.01e7,
+            ("host-trap", _) => 4.0e6,
+            _ => 1.0e7,
+        };
+        let v = [model * 0.999, model, model * 1.001];
+        let mut cr = result(spec(2, &[]), "x", &[]);
+        cr.cell = c.clone();
+        cr.reps = v
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (i as u32, named(&[("cycles_per_pin", *x), ("model_cycles_per_pin", *x)])))
+            .collect();
+        for figure in ["cycles_per_pin", "model_cycles_per_pin"] {
+            cr.stats.insert(figure.into(), Stat::of(&v).unwrap());
+        }
+        for count in ["vm_unmap_aliases", "vm_unmap_aliases_flushed"] {
+            cr.stats.insert(count.into(), Stat::exact(10.0, 10.0, 10.0, v.len()));
+        }
+        r.push(cr);
+    }
+    let c7 = get(&verdicts(&r, true), "claim 7").clone();
+    assert!(c7.text.contains("priced 1.01x [1.01-1.01"), "{c7}");
+    assert!(c7.text.contains("every fork: within the noise (priced, the interval reaches within 5% of 1)"), "{c7}");
+    assert!(c7.text.contains("rare: host-trap cheaper priced"), "{c7}");
+    assert_eq!(c7.status, Status::Confirmed, "{c7}");
+}
+
 #[test]
 fn which_strategy_names_the_cheapest_at_each_frequency_by_the_model_and_the_cycles() {
     let exps = builtin(MatrixName::Full);

@@ -127,6 +127,29 @@ pub(super) fn differ(a: &[f64], b: &[f64]) -> Option<(RatioCi, Option<bool>)> {
     Some((ci, below))
 }
 
+/// How far apart two priced costs must be for the model to tell them apart:
+/// its units move between calibrations of one host (the trap back came out
+/// 5.2e5 to 6.95e5 cycles over five calibrations on 2026-12-05 and -06, the
+/// busy global flush 5.9e6 to 6.6e6), which moves a strategy's priced cost
+/// by up to about 2%, and the bootstrap over the cells' counts does not see
+/// that. A priced ratio whose interval reaches within 5% of 1 decides nothing.
+pub(super) const MODEL_PRECISION: f64 = 0.05;
+
+/// [`differ`] for costs priced by the model: a ratio whose interval reaches
+/// into `[1 / (1 + MODEL_PRECISION), 1 + MODEL_PRECISION]` is within the
+/// model's precision (None), however tight the interval.
+pub(super) fn differ_priced(a: &[f64], b: &[f64]) -> Option<(RatioCi, Option<bool>)> {
+    let (ci, _) = differ(a, b)?;
+    let below = if ci.hi < 1.0 / (1.0 + MODEL_PRECISION) {
+        Some(true)
+    } else if ci.lo > 1.0 + MODEL_PRECISION {
+        Some(false)
+    } else {
+        None
+    };
+    Some((ci, below))
+}
+
 pub(super) fn ratio_text(ci: &RatioCi) -> String {
     format!("{:.2}x [{:.2}-{:.2}, 95% bootstrap, n {}/{}]", ci.ratio, ci.lo, ci.hi, ci.n_a, ci.n_b)
 }
