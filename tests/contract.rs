@@ -82,7 +82,13 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
         ),
         (
             "t3",
-            &["direct-write-assist", "direct-write-no-assist", "direct-write-l3", "direct-write-l3-assist"][..],
+            &[
+                "direct-write-assist",
+                "direct-write-no-assist",
+                "direct-write-l3",
+                "direct-write-l3-bit6",
+                "direct-write-l3-assist",
+            ][..],
             &[][..],
         ),
         (
@@ -103,16 +109,27 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
         ),
         (
             "direct-write",
-            &["direct-write-assist", "direct-write-no-assist", "direct-write-l3", "direct-write-l3-assist"][..],
+            &[
+                "direct-write-assist",
+                "direct-write-no-assist",
+                "direct-write-l3",
+                "direct-write-l3-bit6",
+                "direct-write-l3-assist",
+            ][..],
             &[][..],
         ),
-        ("--host-write-watch memslot", &["direct-write-l3", "direct-write-l3-assist"][..], &[][..]),
+        (
+            "--host-write-watch memslot",
+            &["direct-write-l3", "direct-write-l3-bit6", "direct-write-l3-assist"][..],
+            &[][..],
+        ),
         ("cr3-slot", &["cr3-pdpt-slot"][..], &[][..]),
         ("untyped-write", &["mmu-update-untyped"][..], &[][..]),
         ("stack-walk", &[][..], &["trap-back-readonly-stack"][..]),
         ("budget", &["exit-budget"][..], &[][..]),
         ("host-write", &["block-in-pagetable", "multicall-results-in-pagetable"][..], &[][..]),
         ("l3-audit", &["direct-write-l3-tail"][..], &[][..]),
+        ("l3-hardware-bits", &["direct-write-l3-bit6"][..], &[][..]),
     ] {
         let tap = std::env::temp_dir().join(format!("vmm-contract-{}-{weaken}.tap", std::process::id()));
         let tap_arg = tap.to_str().unwrap().to_owned();

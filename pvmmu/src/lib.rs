@@ -427,6 +427,17 @@ impl PvMmu {
         late
     }
 
+    /// The bits the CPU may set in an entry of a table of type `ty`
+    /// ([`validate::hardware_bits`]; test only: both A and D in an L3 under
+    /// `--host-weaken l3-hardware-bits`).
+    fn hardware_bits(&self, ty: FrameType) -> u64 {
+        if self.weaken == HostWeaken::L3HardwareBits {
+            validate::HARDWARE_BITS
+        } else {
+            validate::hardware_bits(ty)
+        }
+    }
+
     /// Entries of validated table `pfn` whose memory differs from the host's copy
     /// other than in the bits the CPU sets: `(index, validated, in memory)`. One
     /// memcmp settles the usual case, a table only walked; the copy takes up the
@@ -435,7 +446,7 @@ impl PvMmu {
     fn unseen_writes(&mut self, mem: &vm_memory::GuestMemoryMmap, pfn: u64) -> Vec<(usize, u64, u64)> {
         let mut bytes = [0u8; 4096];
         let at = vm_memory::GuestAddress(pfn << shared::pae::PAGE_SHIFT);
-        let hardware = validate::hardware_bits(self.frames.ty(pfn));
+        let hardware = self.hardware_bits(self.frames.ty(pfn));
         let Some(copy) = self.tables.get_mut(&pfn) else { return vec![] };
         if vm_memory::Bytes::read_slice(mem, &mut bytes, at).is_err() || validate::as_bytes(copy) == &bytes {
             return vec![];
@@ -499,7 +510,7 @@ impl PvMmu {
             } else {
                 copy.len()
             };
-            let hardware = validate::hardware_bits(ty);
+            let hardware = self.hardware_bits(ty);
             let differs = validate::read_table(mem, pfn)
                 .is_none_or(|now| copy.iter().zip(now.iter()).take(entries).any(|(a, b)| (a ^ b) & !hardware != 0));
             if differs {

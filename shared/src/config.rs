@@ -318,6 +318,10 @@ config_enum! {
         /// before it compared all 512 entries: a direct write to entries
         /// 4..511 that nothing else sees goes unreported.
         L3Audit = "l3-audit",
+        /// The dirty log's reconcile and the audit take bits 5 and 6 of an L3
+        /// entry as the CPU's, as they did before bit 6 (reserved in a PDPTE)
+        /// was found to be the guest's: a direct write of bit 6 goes unseen.
+        L3HardwareBits = "l3-hardware-bits",
     }
 }
 

@@ -2,7 +2,7 @@
 //! writable-pagetables assist, a violation without it.
 
 use shared::abi::errno::EINVAL;
-use shared::pae::{P, RW};
+use shared::pae::{D, P, RW};
 
 use super::{frames, pin, read, unpin, update, write};
 use crate::{check, hv, kprintln};
@@ -67,6 +67,27 @@ fn l3() {
     write(l3, 1, l2 | P);
     hv::nop(0);
     check!(false, "the direct write to a pinned L3 went unseen");
+}
+
+crate::scenario!(
+    L3_BIT6,
+    "direct-write-l3-bit6",
+    "violation:direct write",
+    "",
+    "a direct write of bit 6 (reserved in a PDPTE) to a pinned L3 is the guest's, not the CPU's: a violation",
+    l3_bit6
+);
+fn l3_bit6() {
+    let [l3, l2] = frames();
+    write(l3, 1, l2 | P);
+    check!(pin(3, l3) == 0, "pin");
+    hv::nop(0);
+    // The CPU may set the accessed bit of a PDPTE (QEMU's SVM does), never
+    // bit 6: a host that let it pass would keep an entry it never validated.
+    kprintln!("contract: setting bit 6 of pinned L3 {:#x} entry 1 directly", l3);
+    write(l3, 1, l2 | P | D);
+    hv::nop(0);
+    check!(false, "the direct write of bit 6 to a pinned L3 went unseen");
 }
 
 crate::scenario!(
