@@ -100,7 +100,7 @@ pub fn matrix_command(args: MatrixArgs) -> Result<i32, Error> {
         let ok = passed(o);
         failed += usize::from(!ok);
         finished += 1;
-        let ms = o.report.as_ref().and_then(|r| r["timing"]["to_end_ms"].as_f64()).unwrap_or(0.0);
+        let ms = o.report.as_ref().map_or(0.0, |r| r.timing.to_end_ms);
         println!(
             "{:<13} {:<4} {:<8} {:<11} {:<6} {:>8.0}",
             c.memory,

@@ -168,8 +168,7 @@ pub struct Ids<'a> {
 
 /// Why a run failed: how it ended and the guest's last line.
 pub fn failure(o: &JobOutcome) -> Option<String> {
-    let outcome =
-        o.report.as_ref().and_then(|r| serde_json::from_value::<vmm::report::Outcome>(r["outcome"].clone()).ok());
+    let outcome = o.report.as_ref().map(|r| &r.outcome);
     let ok = o.exit_code == Some(0) && matches!(outcome, Some(vmm::report::Outcome::Shutdown { code: 0 }));
     if ok {
         return None;
@@ -195,12 +194,11 @@ impl Line {
     pub fn new(cell: &Cell, rep: u32, o: &JobOutcome, ids: &Ids, finished_at: String) -> Line {
         let failure = failure(o);
         let ok = failure.is_none();
-        let report = o.report.clone();
-        let host_mode = report
-            .as_ref()
-            .and_then(|r| r["host"]["mode"].as_str())
-            .map(str::to_owned)
-            .unwrap_or_else(|| "unknown".into());
+        let host_mode = o.report.as_ref().map_or_else(|| "unknown".into(), |r| r.host.mode.clone());
+        // The line keeps the report as the file holds it, and its figures are
+        // read from that form: the same path for a run that just ended and
+        // for a stored one being repriced.
+        let report = o.report.as_deref().and_then(|r| serde_json::to_value(r).ok());
         let figures = match (&report, ok) {
             (Some(r), true) => super::figures::extract(r),
             _ => Figures::new(),

@@ -295,6 +295,28 @@ pub fn counter_maps(per_cpu: &[PerCpuCounters]) -> (Vec<BTreeMap<String, u64>>, 
 }
 
 impl RunReport {
+    /// A report that says only how the run ended (no counters, no timing).
+    pub fn of_outcome(outcome: Outcome) -> RunReport {
+        RunReport {
+            vmm_version: String::new(),
+            kernel: String::new(),
+            host: HostInfo::default(),
+            vcpus: 0,
+            mem_bytes: 0,
+            config: BTreeMap::new(),
+            exit_code: outcome.exit_code(),
+            outcome,
+            timing: Timing::default(),
+            exits: vec![],
+            hypercalls: BTreeMap::new(),
+            pvmmu: None,
+            results: BTreeMap::new(),
+            counters: vec![],
+            counter_totals: BTreeMap::new(),
+            emulator_fault: None,
+        }
+    }
+
     /// A human-readable summary (`--stats`).
     pub fn summary(&self) -> String {
         use std::fmt::Write;

@@ -370,7 +370,8 @@ pub struct JobOutcome {
     pub emulator_faults: Vec<String>,
     pub stdout: Vec<String>,
     pub stderr: Vec<String>,
-    pub report: Option<serde_json::Value>,
+    /// The run's report, typed: JSON only where it is written to a file.
+    pub report: Option<Box<RunReport>>,
 }
 
 /// `vmm batch`: runs many `vmm run` jobs, in one appliance boot when QEMU-hosted.
@@ -615,7 +616,13 @@ impl Settle<'_> {
     fn record(&self, i: usize, o: &mut JobOutcome, r: appliance::JobResult) -> bool {
         o.attempts += 1;
         let mut again = false;
-        let mut report: Option<RunReport> = r.json.as_deref().and_then(|j| serde_json::from_str(j).ok());
+        // A report that does not read is said so among the job's errors, and
+        // the job has no report.
+        let (mut report, unreadable): (Option<RunReport>, _) = match r.json.as_deref().map(serde_json::from_str) {
+            Some(Ok(rep)) => (Some(rep), None),
+            Some(Err(e)) => (None, Some(format!("vmm: job {i}: its report does not read: {e}"))),
+            None => (None, None),
+        };
         if let (Mode::Qemu, Some(rep)) = (self.mode, report.as_mut()) {
             rep.host.mode = "qemu".into();
             rep.host.reason = self.reason.to_owned();
@@ -626,10 +633,9 @@ impl Settle<'_> {
                 again = o.attempts <= self.retries;
             }
         }
-        o.report = report
-            .and_then(|r| serde_json::to_value(r).ok())
-            .or_else(|| r.json.as_deref().and_then(|j| serde_json::from_str(j).ok()));
+        o.report = report.map(Box::new);
         (o.exit_code, o.stdout, o.stderr) = (r.exit_code, r.stdout, r.stderr);
+        o.stderr.extend(unreadable);
         again
     }
 }
@@ -658,5 +664,37 @@ fn run_local_job(job: &Job, verbose: bool) -> appliance::JobResult {
             }
         }
         Err(e) => appliance::JobResult { stderr: vec![format!("cannot run vmm: {e}")], ..Default::default() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Outcome;
+
+    fn settle() -> Settle<'static> {
+        Settle { mode: Mode::Local, reason: "", kernels: &[], retries: 0 }
+    }
+
+    fn result(json: Option<String>) -> appliance::JobResult {
+        appliance::JobResult { exit_code: Some(0), stdout: vec!["guest".into()], stderr: vec![], json }
+    }
+
+    /// A job's report travels typed; one that does not read leaves the job
+    /// without a report, and says why among its errors.
+    #[test]
+    fn a_jobs_report_is_typed_or_its_failure_to_read_is_said() {
+        let report = RunReport::of_outcome(Outcome::Shutdown { code: 0 });
+        let mut o = JobOutcome::default();
+        assert!(!settle().record(0, &mut o, result(Some(serde_json::to_string(&report).unwrap()))));
+        assert_eq!(o.report.as_deref(), Some(&report));
+        assert!(o.stderr.is_empty(), "{:?}", o.stderr);
+
+        let garbled = r#"{"outcome": {"kind": "violation", "rule": "V9", "detail": ""}}"#;
+        let mut o = JobOutcome::default();
+        settle().record(3, &mut o, result(Some(garbled.into())));
+        assert!(o.report.is_none());
+        assert_eq!(o.stdout, ["guest"]);
+        assert!(o.stderr.iter().any(|l| l.starts_with("vmm: job 3: its report does not read")), "{:?}", o.stderr);
     }
 }

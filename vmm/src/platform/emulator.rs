@@ -54,27 +54,13 @@ pub fn diagnose(report: &RunReport, kernel: &Image) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{FaultInfo, HostInfo, Timing, TripleFault, VcpuSnapshot};
+    use crate::report::{FaultInfo, TripleFault, VcpuSnapshot};
 
     fn report(workload: &str, outcome: Outcome) -> RunReport {
-        RunReport {
-            vmm_version: String::new(),
-            kernel: String::new(),
-            host: HostInfo::default(),
-            vcpus: 2,
-            mem_bytes: 0,
-            config: [("workload".to_owned(), workload.to_owned())].into_iter().collect(),
-            exit_code: outcome.exit_code(),
-            outcome,
-            timing: Timing::default(),
-            exits: vec![],
-            hypercalls: Default::default(),
-            pvmmu: None,
-            results: Default::default(),
-            counters: vec![],
-            counter_totals: Default::default(),
-            emulator_fault: None,
-        }
+        let mut r = RunReport::of_outcome(outcome);
+        r.vcpus = 2;
+        r.config = [("workload".to_owned(), workload.to_owned())].into_iter().collect();
+        r
     }
 
     fn timeout_at(eip: u32) -> Outcome {
