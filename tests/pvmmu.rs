@@ -62,6 +62,12 @@ fn jobs() -> &'static HashMap<String, JobLine> {
             .expect("the image has the direct-write-no-assist scenario");
         let args = ["run", "--workload", "contract", "--scenario", &index, "--vcpus", "2"];
         jobs.push(("direct-write".into(), args.iter().map(|s| s.to_string()).collect()));
+        // A host call that never ends (test only: the first mmuext_op, the
+        // kernel's own pin at boot, holding the PV MMU's lock).
+        let stuck = ["run", "--workload", "mm-all", "--pvmmu", "on", "--vcpus", "2"];
+        let mut args: Vec<String> = stuck.iter().map(|s| s.to_string()).collect();
+        args.extend(["--host-weaken", "stuck-call", "--timeout", "3"].map(String::from));
+        jobs.push(("stuck".into(), args));
         let refs: Vec<(&str, Vec<&str>)> =
             jobs.iter().map(|(n, a)| (n.as_str(), a.iter().map(String::as_str).collect())).collect();
         common::batch(&refs)
@@ -107,6 +113,19 @@ fn the_guest_sees_the_contract_under_every_host_check() {
             }
         }
     }
+}
+
+/// `--timeout` ends a run whose vCPU is inside a host call that will not
+/// end: the vCPU is left behind, the report says so, and the report is written
+/// without the PV MMU's figures, whose lock that vCPU holds.
+#[test]
+fn the_watchdog_ends_a_run_stuck_in_a_host_call() {
+    let j = &jobs()["stuck"];
+    assert_eq!(j.exit_code(), 4, "{}", j.stdout());
+    let o = &j.report()["outcome"];
+    assert_eq!(o["kind"], "timeout", "{o}");
+    assert_eq!(o["stuck_in_host"], serde_json::json!([0]), "{o}");
+    assert!(j.report()["pvmmu"].is_null(), "{}", j.report()["pvmmu"]);
 }
 
 #[test]

@@ -322,6 +322,10 @@ config_enum! {
         /// entry as the CPU's, as they did before bit 6 (reserved in a PDPTE)
         /// was found to be the guest's: a direct write of bit 6 goes unseen.
         L3HardwareBits = "l3-hardware-bits",
+        /// Not a check: the first `mmuext_op` never returns, and holds the PV
+        /// MMU's lock, so that `--timeout` is shown to end a run stuck in the
+        /// host.
+        StuckCall = "stuck-call",
     }
 }
 

@@ -95,7 +95,10 @@ pub fn run(spec: &RunSpec, console: ConsoleSink, host: HostInfo) -> Result<RunRe
         }
         None => None,
     };
-    let (outcome, results) = vm::run_vcpus(vcpus, hv.clone(), spec.timeout, debugger)?;
+    let vm::RunEnd { outcome, results, stuck_in_host } = vm::run_vcpus(vcpus, hv.clone(), spec.timeout, debugger)?;
+    if !stuck_in_host.is_empty() {
+        hv.vcpus_left_behind();
+    }
     let to_end_ms = spec.start.elapsed().as_secs_f64() * 1000.0;
     let counters: Vec<PerCpuCounters> = (0..spec.vcpus as u64)
         .map(|i| {
@@ -171,7 +174,7 @@ mod tests {
             }
             o => panic!("{o:?}"),
         }
-        let t = Outcome::Timeout { after_s: 1.0, vcpus: vec![] };
+        let t = Outcome::Timeout { after_s: 1.0, vcpus: vec![], stuck_in_host: vec![] };
         assert_eq!(audited(t.clone(), Some(&pv)), t, "the timeout says more");
     }
 }

@@ -117,7 +117,14 @@ pub enum Outcome {
     /// The guest broke a rule of the host's contract.
     Violation { vcpu: u32, rule: pvmmu::Rule, detail: String },
     /// The watchdog fired.
-    Timeout { after_s: f64, vcpus: Vec<VcpuSnapshot> },
+    Timeout {
+        after_s: f64,
+        vcpus: Vec<VcpuSnapshot>,
+        /// vCPUs that had not come back from a host call a grace period after
+        /// the watchdog fired: left behind, their state unknown.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        stuck_in_host: Vec<u32>,
+    },
     /// The VMM failed.
     VmmError { message: String },
 }
@@ -170,8 +177,10 @@ impl Outcome {
                 Some(c) => format!("guest broke the contract on vCPU {vcpu}: {rule} ({}: {}): {detail}", c.id, c.title),
                 None => format!("guest broke the contract on vCPU {vcpu}: {rule}: {detail}"),
             },
-            Outcome::Timeout { after_s, vcpus } => {
-                let at: Vec<String> = vcpus.iter().map(|s| format!("vCPU {} at eip={:#010x}", s.vcpu, s.eip)).collect();
+            Outcome::Timeout { after_s, vcpus, stuck_in_host } => {
+                let mut at: Vec<String> =
+                    vcpus.iter().map(|s| format!("vCPU {} at eip={:#010x}", s.vcpu, s.eip)).collect();
+                at.extend(stuck_in_host.iter().map(|v| format!("vCPU {v} stuck in a host call, left behind")));
                 format!("guest timeout: stopped by the watchdog after {after_s:.1} s ({})", at.join(", "))
             }
             Outcome::VmmError { message } => format!("vmm failed: {message}"),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use shared::abi::{errno, milestone, nr, FaultReport, Hypercall, HypercallBlock};
@@ -54,6 +54,9 @@ pub struct Hypervisor {
     /// Each vCPU's last hypercall: its number (high half) and result (low half),
     /// for the report of a vCPU that dies without a word (a triple fault).
     last_call: [AtomicU64; shared::boot::MAX_VCPUS],
+    /// Set when a vCPU was left inside a host call at the run's end: the
+    /// report's readers then take no lock it may hold for ever.
+    left_behind: AtomicBool,
 }
 
 /// Why the write protection is switched off on a QEMU TCG host once the guest
@@ -84,6 +87,7 @@ impl Hypervisor {
             on_validated_roots: AtomicBool::new(false),
             cr3_armed: [const { AtomicBool::new(false) }; shared::boot::MAX_VCPUS],
             last_call: [const { AtomicU64::new(u64::MAX) }; shared::boot::MAX_VCPUS],
+            left_behind: AtomicBool::new(false),
             mem,
             start,
             console: Mutex::new(console),
@@ -243,6 +247,12 @@ impl Hypervisor {
             let message = "the PV MMU's lock was poisoned".to_owned();
             return (-errno::EINVAL, 0, Then::Stop(Outcome::VmmError { message }));
         };
+        if pv.weaken() == pvmmu::HostWeaken::StuckCall && what == "mmuext_op" {
+            // Test only: a host call that never ends, holding the PV MMU.
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
         // The call's host time and work, for the longest exit of the run.
         let t0 = Instant::now();
         pv.begin_exit();
@@ -425,14 +435,27 @@ impl Hypervisor {
         }
     }
 
-    /// The write protection's figures for the run report.
-    pub fn protect_stats(&self) -> Option<ProtectStats> {
-        self.protect.lock().ok().and_then(|p| p.as_ref().map(|wp| wp.stats.clone()))
+    /// A vCPU was left inside a host call when the run ended
+    /// (`kvm::vm::RunEnd`): from now on the report's readers skip what is
+    /// locked rather than wait.
+    pub fn vcpus_left_behind(&self) {
+        self.left_behind.store(true, Ordering::Release);
     }
 
-    /// The PV MMU's figures for the run report.
+    /// `m` locked for the run report, or None if a vCPU left behind holds it.
+    fn for_report<'a, T>(&self, m: &'a Mutex<T>) -> Option<MutexGuard<'a, T>> {
+        crate::kvm::vm::lock_or_skip(m, !self.left_behind.load(Ordering::Acquire))
+    }
+
+    /// The write protection's figures for the run report.
+    pub fn protect_stats(&self) -> Option<ProtectStats> {
+        self.for_report(&self.protect).and_then(|p| p.as_ref().map(|wp| wp.stats.clone()))
+    }
+
+    /// The PV MMU's figures for the run report (None if a vCPU left behind
+    /// holds the PV MMU).
     pub fn pvmmu_report(&self) -> Option<PvMmuReport> {
-        let mut r = self.pvmmu.lock().ok().map(|pv| {
+        let mut r = self.for_report(&self.pvmmu).map(|pv| {
             let mut r = pv.report();
             let audit = pv.audit(&self.mem);
             r.stats.audit_rw_pagetables = audit.rw_pagetables;
@@ -540,17 +563,17 @@ impl Hypervisor {
     }
 
     pub fn milestones(&self) -> Vec<MilestoneRecord> {
-        self.milestones.lock().map(|m| m.clone()).unwrap_or_default()
+        self.for_report(&self.milestones).map(|m| m.clone()).unwrap_or_default()
     }
 
     pub fn results(&self) -> BTreeMap<String, u64> {
-        self.results.lock().map(|r| r.clone()).unwrap_or_default()
+        self.for_report(&self.results).map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Hypercall name -> result code name -> count.
     pub fn call_counts(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        if let Ok(calls) = self.calls.lock() {
+        if let Some(calls) = self.for_report(&self.calls) {
             for (&(op, rc), &n) in calls.iter() {
                 let name = match (op, nr::name(op)) {
                     (_, Some(name)) => name.to_owned(),

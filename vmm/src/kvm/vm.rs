@@ -4,7 +4,7 @@
 //! information, what its exits mean) is the layer above's: `machine` for
 //! our guest.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
@@ -116,15 +116,47 @@ pub fn create_vcpu(vm: &VmFd, index: u32) -> Result<VcpuFd, Error> {
     vm.create_vcpu(index as u64).map_err(kvm_err("KVM_CREATE_VCPU"))
 }
 
+/// How long the vCPU threads have, once the run has ended, to come back from
+/// what they are doing. A vCPU in the guest is kicked out at once; one inside a
+/// host call that does not end is left behind after this.
+const HOST_CALL_GRACE: Duration = Duration::from_secs(3);
+
+/// How a run ended: its outcome, what each vCPU thread that came back handed
+/// back (by index), and the vCPUs left behind inside a host call.
+pub struct RunEnd {
+    pub outcome: Outcome,
+    pub results: Vec<vcpu::VcpuResult>,
+    /// While these run, the locks they may hold must not be waited for.
+    pub stuck_in_host: Vec<u32>,
+}
+
+impl RunEnd {
+    /// `m` locked for the report; with a vCPU left behind, only if it is free
+    /// now (that vCPU may hold it for ever).
+    pub fn lock<'a, T>(&self, m: &'a Mutex<T>) -> Option<MutexGuard<'a, T>> {
+        lock_or_skip(m, self.stuck_in_host.is_empty())
+    }
+}
+
+/// `m` locked, waiting for it if `wait`, else only if it is free now.
+pub fn lock_or_skip<T>(m: &Mutex<T>, wait: bool) -> Option<MutexGuard<'_, T>> {
+    if wait {
+        m.lock().ok()
+    } else {
+        m.try_lock().ok()
+    }
+}
+
 /// Runs every vCPU on its own thread, each exit handed to `exits`, until the
-/// run ends or the watchdog fires after `timeout`: how it ended, and what each
-/// vCPU thread handed back (by index).
+/// run ends or the watchdog fires after `timeout`. The threads then have
+/// [`HOST_CALL_GRACE`] to come back; one that does not (a host call that will
+/// not end) is left running, so `--timeout` always ends the run.
 pub fn run_vcpus(
     vcpus: Vec<VcpuFd>,
     exits: Arc<dyn vcpu::Exits>,
     timeout: Duration,
     debugger: Option<Arc<Debugger>>,
-) -> Result<(Outcome, Vec<vcpu::VcpuResult>), Error> {
+) -> Result<RunEnd, Error> {
     vcpu::install_kick_handler();
     let ctl = vcpu::Control::new();
     if let Some(d) = &debugger {
@@ -137,7 +169,7 @@ pub fn run_vcpus(
             .name(format!("vcpu{i}"))
             .spawn(move || vcpu::run(v, i as u32, exits, ctl, debugger))
             .map_err(Error::Thread)?;
-        threads.push(t);
+        threads.push((i as u32, t));
     }
     let watchdog_start = Instant::now();
     // Under a debugger the guest stops as long as the user likes: no watchdog.
@@ -145,24 +177,67 @@ pub fn run_vcpus(
     let outcome = match ctl.wait(timeout) {
         Some(o) => o,
         None => {
-            ctl.finish(Outcome::Timeout { after_s: watchdog_start.elapsed().as_secs_f64(), vcpus: Vec::new() });
+            let timed_out = Outcome::Timeout {
+                after_s: watchdog_start.elapsed().as_secs_f64(),
+                vcpus: Vec::new(),
+                stuck_in_host: Vec::new(),
+            };
+            ctl.finish(timed_out);
             ctl.outcome().unwrap_or(Outcome::VmmError { message: "no outcome".into() })
         }
     };
-    let mut results: Vec<vcpu::VcpuResult> = threads.into_iter().filter_map(|t| t.join().ok()).collect();
+    let (finished, stuck) = come_back(threads, HOST_CALL_GRACE);
+    let mut results: Vec<vcpu::VcpuResult> = finished.into_iter().filter_map(|t| t.join().ok()).collect();
     results.sort_by_key(|r| r.index);
     let outcome = match outcome {
         Outcome::Timeout { after_s, .. } => {
-            Outcome::Timeout { after_s, vcpus: results.iter().map(|r| r.last).collect() }
+            Outcome::Timeout { after_s, vcpus: results.iter().map(|r| r.last).collect(), stuck_in_host: stuck.clone() }
         }
+        // The guest ended the run, but a vCPU never left the host: the host
+        // failed, whatever the guest said.
+        _ if !stuck.is_empty() => Outcome::VmmError {
+            message: format!(
+                "vCPU {stuck:?} did not come back from a host call within {} s of the run's end",
+                HOST_CALL_GRACE.as_secs()
+            ),
+        },
         o => o,
     };
-    Ok((outcome, results))
+    Ok(RunEnd { outcome, results, stuck_in_host: stuck })
+}
+
+/// Splits the vCPU threads into those that ended within `grace` and the
+/// indexes of those that did not.
+fn come_back<T>(
+    threads: Vec<(u32, std::thread::JoinHandle<T>)>,
+    grace: Duration,
+) -> (Vec<std::thread::JoinHandle<T>>, Vec<u32>) {
+    let start = Instant::now();
+    while start.elapsed() < grace && !threads.iter().all(|(_, t)| t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (done, left): (Vec<_>, Vec<_>) = threads.into_iter().partition(|(_, t)| t.is_finished());
+    (done.into_iter().map(|(_, t)| t).collect(), left.into_iter().map(|(i, _)| i).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A thread that ends is joined; one that never does is left behind by
+    /// index after the grace, and the caller does not wait for it.
+    #[test]
+    fn threads_that_do_not_come_back_are_left_behind() {
+        let quick = std::thread::spawn(|| 1);
+        let stuck = std::thread::spawn(|| loop {
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        let t0 = Instant::now();
+        let (done, left) = come_back(vec![(0, quick), (1, stuck)], Duration::from_millis(200));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert_eq!(done.into_iter().map(|t| t.join().unwrap()).collect::<Vec<i32>>(), [1]);
+        assert_eq!(left, [1]);
+    }
 
     #[test]
     fn open_errors_say_what_is_wrong() {

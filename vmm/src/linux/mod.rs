@@ -319,8 +319,8 @@ pub fn run(spec: &LinuxSpec, console: Box<dyn Write + Send>, host: HostInfo) -> 
         }
         None => None,
     };
-    let (outcome, results) = vm::run_vcpus(vcpus, devices.clone(), spec.timeout, debugger)?;
-    if let Ok(mut s) = devices.serial.lock() {
+    let end = vm::run_vcpus(vcpus, devices.clone(), spec.timeout, debugger)?;
+    if let Some(mut s) = end.lock(&devices.serial) {
         let _ = s.writer_mut().end_line_if_any();
     }
     let to_end_ms = spec.start.elapsed().as_secs_f64() * 1000.0;
@@ -336,13 +336,13 @@ pub fn run(spec: &LinuxSpec, console: Box<dyn Write + Send>, host: HostInfo) -> 
         vcpus: spec.vcpus,
         mem_bytes: spec.mem.bytes(),
         config,
-        exit_code: outcome.exit_code(),
-        outcome,
+        exit_code: end.outcome.exit_code(),
+        results: end.lock(&figures).map(|r| r.clone()).unwrap_or_default(),
+        exits: end.results.iter().map(vcpu::VcpuResult::report).collect(),
+        outcome: end.outcome,
         timing: Timing { to_main_ms: None, to_end_ms, milestones: Vec::new() },
-        exits: results.iter().map(vcpu::VcpuResult::report).collect(),
         hypercalls: BTreeMap::new(),
         pvmmu: None,
-        results: figures.lock().map(|r| r.clone()).unwrap_or_default(),
         counters: Vec::new(),
         counter_totals: BTreeMap::new(),
         emulator_fault: None,

@@ -64,7 +64,11 @@ mod tests {
     }
 
     fn timeout_at(eip: u32) -> Outcome {
-        Outcome::Timeout { after_s: 60.0, vcpus: vec![VcpuSnapshot { vcpu: 1, eip, ..Default::default() }] }
+        Outcome::Timeout {
+            after_s: 60.0,
+            vcpus: vec![VcpuSnapshot { vcpu: 1, eip, ..Default::default() }],
+            stuck_in_host: vec![],
+        }
     }
 
     #[test]
