@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use shared::abi::{errno, milestone, nr, FaultReport, Hypercall, HypercallBlock};
+use shared::abi::{errno, nr, HypercallBlock};
 use vm_memory::GuestMemoryMmap;
 
 use crate::kvm::vcpu::{Exits, Then};
@@ -19,6 +19,14 @@ use crate::report::{FaultInfo, MilestoneRecord, Outcome, TripleFault, VcpuSnapsh
 use pvmmu::guest_memory as memory;
 use pvmmu::ops::BatchResult;
 use pvmmu::{DirectWrite, OnViolation, PvMmu, PvMmuConfig, PvMmuReport, Rule, ViolationRecord};
+
+mod dispatch;
+mod protection;
+mod record;
+mod roots;
+
+/// What a run whose PV MMU lock was poisoned (a panic under it) ends with.
+const PV_POISONED: &str = "the PV MMU's lock was poisoned";
 
 /// The longest console write or result name a guest may send.
 pub const CONSOLE_MAX: u64 = 4096;
@@ -59,21 +67,6 @@ pub struct Hypervisor {
     left_behind: AtomicBool,
 }
 
-/// Why the write protection is switched off on a QEMU TCG host once the guest
-/// runs on validated tables.
-const TCG_NO_PROTECTION: &str = "QEMU 7.2's emulated SVM translates every guest page-table access as a write, so a \
-vCPU walking a read-only table hangs in KVM; the guest runs on validated tables, so nothing is memslot-protected";
-
-fn milestone_name(id: u32) -> String {
-    match id {
-        milestone::MAIN => "main".into(),
-        milestone::CPU_ONLINE => "cpu_online".into(),
-        milestone::WORKLOAD_START => "workload_start".into(),
-        milestone::WORKLOAD_END => "workload_end".into(),
-        other => format!("milestone_{other}"),
-    }
-}
-
 impl Hypervisor {
     pub fn new(mem: GuestMemoryMmap, start: Instant, console: ConsoleSink, pv: PvMmuConfig) -> Self {
         use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
@@ -109,7 +102,7 @@ impl Hypervisor {
         };
         let (rc, ret, then) = self.dispatch(vcpu, gpa, &block);
         if let Ok(mut calls) = self.calls.lock() {
-            let key = bounded_call_key(&calls, block.op, rc);
+            let key = record::bounded_call_key(&calls, block.op, rc);
             let n = calls.entry(key).or_insert(0);
             *n = n.saturating_add(1);
         }
@@ -155,7 +148,7 @@ impl Hypervisor {
     /// is checked before any is written), under the PV MMU's lock so that no
     /// type changes in between.
     pub fn write_guest_all(&self, pieces: &[(u64, &[u8])]) -> Result<(), String> {
-        let pv = self.pvmmu.lock().map_err(|_| "the PV MMU's lock was poisoned".to_owned())?;
+        let pv = self.pvmmu.lock().map_err(|_| PV_POISONED.to_owned())?;
         for (gpa, bytes) in pieces {
             pv.check_host_write(*gpa, bytes.len() as u64)?;
         }
@@ -181,422 +174,21 @@ impl Hypervisor {
         t
     }
 
-    /// Whether the CR3 check wants this vCPU's CR3 at its hypercall exits: once
-    /// any root was announced (there is nothing to check before).
-    pub fn wants_cr3(&self, vcpu: u32) -> bool {
-        self.cr3_armed.get(vcpu as usize).is_some_and(|a| a.load(Ordering::Relaxed))
-            || self.pvmmu.lock().map(|pv| pv.root(vcpu).is_some()).unwrap_or(false)
-    }
-
-    /// The CR3 check at a hypercall exit of `vcpu`: a vCPU that has run on a
-    /// validated root it announced must run on a validated one at every later exit; a vCPU running on one tells
-    /// the host the guest lives on validated tables (on a QEMU TCG host the write
-    /// protection then goes off: see [`TCG_NO_PROTECTION`]).
-    pub fn check_cr3(&self, vcpu: u32, cr3: u64) -> Then {
-        let v = vcpu as usize % shared::boot::MAX_VCPUS;
-        let pfn = (cr3 & 0xffff_f000) >> 12;
-        let (validated, announced) = match self.pvmmu.lock() {
-            Ok(pv) => (pv.is_validated_cr3(cr3), pv.root(vcpu).is_some()),
-            Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
-        };
-        if validated && !self.on_validated_roots.swap(true, Ordering::AcqRel) && crate::kvm::vcpu::host_is_tcg() {
-            if let Ok(mut p) = self.protect.lock() {
-                if let Some(Err(e)) = p.as_mut().map(|wp| wp.switch_off(TCG_NO_PROTECTION)) {
-                    return self.vmm_error(&e.to_string());
-                }
-            }
-        }
-        if self.cr3_armed[v].load(Ordering::Relaxed) && !validated {
-            let record = ViolationRecord {
-                vcpu,
-                rule: Rule::Cr3,
-                frame: pfn,
-                entry: 0,
-                detail: match cr3 & pvmmu::CR3_SLOT_MASK {
-                    0 => format!("vCPU {vcpu} runs on root {cr3:#x}, which the host did not validate"),
-                    off => format!(
-                        "vCPU {vcpu} runs on root {cr3:#x}: CR3 selects the PDPT at offset {off:#x} of frame {:#x}, \
-                         whose entries {}..{} the host never validated (only offset 0's four are)",
-                        pfn << 12,
-                        off / 8,
-                        off / 8 + 3
-                    ),
-                },
-            };
-            if let Some(stop) = self.violation(record) {
-                return stop;
-            }
-        }
-        // Armed once this vCPU has been seen on a validated root and has announced
-        // one: a guest that only announces roots (the contract scenarios) and
-        // keeps running on its own tables is not checked.
-        if announced && validated {
-            self.cr3_armed[v].store(true, Ordering::Relaxed);
-        }
-        Then::Continue
-    }
-
-    /// Runs one PV MMU call under the PV MMU's lock.
-    fn pv(
-        &self,
-        block: u64,
-        what: &str,
-        call: impl FnOnce(&mut PvMmu, &GuestMemoryMmap) -> BatchResult,
-    ) -> (i32, u64, Then) {
-        let Ok(mut pv) = self.pvmmu.lock() else {
-            let message = "the PV MMU's lock was poisoned".to_owned();
-            return (-errno::EINVAL, 0, Then::Stop(Outcome::VmmError { message }));
-        };
-        if pv.weaken() == pvmmu::HostWeaken::StuckCall && what == "mmuext_op" {
-            // Test only: a host call that never ends, holding the PV MMU.
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
-        }
-        // The call's host time and work, for the longest exit of the run.
-        let t0 = Instant::now();
-        pv.begin_exit();
-        let r = call(&mut pv, &self.mem);
-        pv.end_exit(what, u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        if pv.protection_pending() {
-            self.protect_pending.store(true, Ordering::Release);
-        }
-        let then = match (r.trap, pv.fixup_entry()) {
-            (Some(pfn), Some(entry)) => Then::TrapBack { flush: r.flush, pfn, entry, block },
-            _ if r.flush != 0 => Then::Flush(r.flush),
-            _ => Then::Continue,
-        };
-        (r.rc, r.done, then)
-    }
-
-    /// Hands the hypervisor the VM's write protection.
-    pub fn set_write_protect(&self, wp: WriteProtect) {
-        self.watching.store(wp.stats.dirty_log.on, Ordering::Relaxed);
-        if let Ok(mut p) = self.protect.lock() {
-            *p = Some(wp);
-        }
-    }
-
-    /// Whether the write protection lags behind the frame table.
-    pub fn protection_pending(&self) -> bool {
-        self.protect_pending.load(Ordering::Acquire)
-    }
-
-    /// Whether nothing is write-protected any more (a QEMU TCG host once the
-    /// guest runs on validated tables, see [`TCG_NO_PROTECTION`]): then
-    /// [`Hypervisor::apply_protection`] changes no memslot and needs no stopped world.
-    pub fn protection_off(&self) -> bool {
-        crate::kvm::vcpu::host_is_tcg() && self.on_validated_roots.load(Ordering::Acquire)
-    }
-
-    /// Brings the write protection up to date. Call with every other vCPU stopped,
-    /// unless [`Hypervisor::protection_off`].
-    /// A direct write found in a table validated since the last call is a
-    /// violation (it was not seen by the host when it happened); undone, it asks
-    /// for every vCPU's TLB to be flushed, as one the dirty log finds does.
-    pub fn apply_protection(&self, vcpu: u32) -> Then {
-        self.protect_pending.store(false, Ordering::Release);
-        let changes = match self.pvmmu.lock() {
-            Ok(mut pv) => pv.take_protection_changes(&self.mem),
-            Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
-        };
-        for w in &changes.late {
-            if let Some(stop) = self.direct_write_found(vcpu, w, "") {
-                return stop;
-            }
-        }
-        // With the protection off (check_cr3) `apply` changes no memslot; the
-        // dirty log still takes up the new tables.
-        let applied = |wp: &mut WriteProtect| {
-            wp.apply(&changes.protect)?;
-            wp.watch(&changes.tables);
-            Ok::<_, crate::kvm::write_protect::Error>(())
-        };
-        match self.protect.lock() {
-            Ok(mut p) => match p.as_mut().map(applied) {
-                Some(Err(e)) => self.vmm_error(&e.to_string()),
-                _ if !changes.late.is_empty() || changes.new_l3 => Then::Flush(pvmmu::ops::ALL_VCPUS),
-                _ => Then::Continue,
-            },
-            Err(_) => self.vmm_error("the write protection's lock was poisoned"),
-        }
-    }
-
-    /// Direct writes to the tables the dirty log watches (those no read-only
-    /// memslot covers), looked for at every hypercall exit before the call runs:
-    /// each is applied as a validated update when the guest turned on the
-    /// writable-pagetables assist, otherwise undone (every TLB flushed: the CPUs
-    /// may have walked it) and reported as a violation.
-    /// The log names no vCPU: the report names the one at whose exit it was found.
-    pub fn find_direct_writes(&self, vcpu: u32) -> Then {
-        if !self.watching.load(Ordering::Relaxed) {
-            return Then::Continue;
-        }
-        // The write protection's lock, then the PV MMU's (as everywhere both are
-        // held), for the harvest and the comparison alike.
-        let Ok(mut p) = self.protect.lock() else {
-            return self.vmm_error("the write protection's lock was poisoned");
-        };
-        let Some(wp) = p.as_mut() else { return Then::Continue };
-        let written = match wp.harvest() {
-            Ok(w) if w.is_empty() => return Then::Continue,
-            Ok(w) => w,
-            Err(e) => return self.vmm_error(&e.to_string()),
-        };
-        let compared = Instant::now();
-        let (found, flush) = match self.pvmmu.lock() {
-            Ok(mut pv) => {
-                let r = pv.reconcile(&self.mem, &written);
-                if pv.protection_pending() {
-                    self.protect_pending.store(true, Ordering::Release);
-                }
-                r
-            }
-            Err(_) => return self.vmm_error("the PV MMU's lock was poisoned"),
-        };
-        wp.add_compare_ns(compared.elapsed().as_nanos() as u64);
-        drop(p);
-        let found_at = format!("found by the dirty log at vCPU {vcpu}'s hypercall exit");
-        for w in &found {
-            if let Some(stop) = self.direct_write_found(vcpu, w, &found_at) {
-                return stop;
-            }
-        }
-        if flush {
-            Then::Flush(pvmmu::ops::ALL_VCPUS)
-        } else {
-            Then::Continue
-        }
-    }
-
-    /// A direct write the host undid is a violation (one it applied through the
-    /// assist is not).
-    fn direct_write_found(&self, vcpu: u32, w: &DirectWrite, found_at: &str) -> Option<Then> {
-        let (rule, detail) = w.violation(found_at)?;
-        self.violation(ViolationRecord { vcpu, rule, frame: w.pfn, entry: w.index as u64, detail })
-    }
-
-    /// A violation: recorded, and the guest stopped unless the host was told to
-    /// go on (`--host-on-violation continue`).
-    fn violation(&self, v: ViolationRecord) -> Option<Then> {
-        let Ok(mut pv) = self.pvmmu.lock() else {
-            return Some(self.vmm_error("the PV MMU's lock was poisoned"));
-        };
-        let stop = pv.on_violation() == OnViolation::Stop;
-        let outcome = Outcome::Violation { vcpu: v.vcpu, rule: v.rule, detail: v.detail.clone() };
-        pv.record_violation(v);
-        stop.then_some(Then::Stop(outcome))
-    }
-
     fn vmm_error(&self, message: &str) -> Then {
         Then::Stop(Outcome::VmmError { message: message.to_owned() })
     }
 
-    /// A guest write that KVM could not apply (an MMIO exit). Inside a protected
-    /// pagetable it is either emulated as a validated update (with the
-    /// writable-pagetables assist) or a violation; anywhere else it is a write to
-    /// nothing, ignored.
-    pub fn direct_write(&self, vcpu: u32, gpa: u64, data: &[u8]) -> Then {
-        let protected = self.protect.lock().ok().and_then(|p| p.as_ref().map(|wp| wp.is_protected(gpa)));
-        if protected != Some(true) {
-            return Then::Continue;
-        }
-        let Ok(mut pv) = self.pvmmu.lock() else {
-            return self.vmm_error("the PV MMU's lock was poisoned");
-        };
-        let (pfn, entry) = (gpa >> 12, (gpa & 0xfff) / 8);
-        let record = |rule: Rule, why: &str| ViolationRecord {
-            vcpu,
-            rule,
-            frame: pfn,
-            entry,
-            detail: format!(
-                "direct write of {} bytes {:02x?} to pagetable frame {pfn:#x} entry {entry}: {why}",
-                data.len(),
-                data
-            ),
-        };
-        if pv.weaken() == pvmmu::HostWeaken::DirectWrite {
-            return Then::Continue;
-        }
-        let r = if pv.assist() {
-            pv.emulate_direct_write(&self.mem, gpa, data).map_err(|e| record(e.rule, e.why))
-        } else {
-            Err(record(Rule::DirectWrite, "the writable-pagetables assist is off"))
-        };
-        if pv.protection_pending() {
-            self.protect_pending.store(true, Ordering::Release);
-        }
-        drop(pv);
-        match r {
-            Ok(true) => Then::Flush(pvmmu::ops::ALL_VCPUS),
-            Ok(false) => Then::Continue,
-            Err(v) => self.violation(v).unwrap_or(Then::Continue),
-        }
+    /// The PV MMU, locked. A poisoned lock (a panic while it was held) stops
+    /// the run as the host's error.
+    fn pv_locked(&self) -> Result<MutexGuard<'_, PvMmu>, Then> {
+        self.pvmmu.lock().map_err(|_| self.vmm_error(PV_POISONED))
     }
 
-    /// A vCPU was left inside a host call when the run ended
-    /// (`kvm::vm::RunEnd`): from now on the report's readers skip what is
-    /// locked rather than wait.
-    pub fn vcpus_left_behind(&self) {
-        self.left_behind.store(true, Ordering::Release);
-    }
-
-    /// `m` locked for the run report, or None if a vCPU left behind holds it.
-    fn for_report<'a, T>(&self, m: &'a Mutex<T>) -> Option<MutexGuard<'a, T>> {
-        crate::kvm::vm::lock_or_skip(m, !self.left_behind.load(Ordering::Acquire))
-    }
-
-    /// The write protection's figures for the run report.
-    pub fn protect_stats(&self) -> Option<ProtectStats> {
-        self.for_report(&self.protect).and_then(|p| p.as_ref().map(|wp| wp.stats.clone()))
-    }
-
-    /// The PV MMU's figures for the run report (None if a vCPU left behind
-    /// holds the PV MMU).
-    pub fn pvmmu_report(&self) -> Option<PvMmuReport> {
-        let mut r = self.for_report(&self.pvmmu).map(|pv| {
-            let mut r = pv.report();
-            let audit = pv.audit(&self.mem);
-            r.stats.audit_rw_pagetables = audit.rw_pagetables;
-            r.stats.audit_count_mismatches = audit.count_mismatches;
-            r.stats.audit_tables_diverged = audit.tables_diverged;
-            r.stats.audit_l3_diverged = audit.l3_diverged;
-            r
-        })?;
-        r.write_protect = self.protect_stats();
-        Some(r)
-    }
-
-    /// Runs one call: `(rc, ret, what next)`.
-    fn dispatch(&self, vcpu: u32, gpa: u64, b: &HypercallBlock) -> (i32, u64, Then) {
-        use Then::Continue;
-        let Some(call) = Hypercall::decode(b.op, b.args) else {
-            return (-errno::ENOSYS, 0, Continue);
-        };
-        let name = call.name();
-        match call {
-            Hypercall::MmuUpdate { reqs, count } => self.pv(gpa, name, |pv, mem| pv.mmu_update(mem, reqs, count)),
-            Hypercall::MmuextOp { ops, count } => {
-                self.pv(gpa, name, |pv, mem| pv.mmuext_op(mem, vcpu, gpa, ops, count, true))
-            }
-            Hypercall::UpdateVaMapping { va, val, flags } => {
-                self.pv(gpa, name, |pv, mem| pv.update_va_mapping(mem, vcpu, va, val, flags))
-            }
-            Hypercall::Multicall { entries, count } => {
-                self.pv(gpa, name, |pv, mem| pv.multicall(mem, vcpu, entries, count))
-            }
-            Hypercall::SetCallbacks { fixup_entry } => self.pv(gpa, name, |pv, _| pv.set_callbacks(fixup_entry)),
-            Hypercall::VmAssist { cmd, kind } => self.pv(gpa, name, |pv, _| pv.vm_assist(cmd, kind)),
-            Hypercall::Nop { arg } => (0, arg, Continue),
-            Hypercall::ConsoleWrite { buf: a0, len: a1 } => {
-                if a1 > CONSOLE_MAX {
-                    return (-errno::EINVAL, 0, Continue);
-                }
-                match memory::read_bytes(&self.mem, a0, a1 as usize) {
-                    Ok(bytes) => {
-                        if let Ok(mut c) = self.console.lock() {
-                            let _ = c.write_all(&bytes);
-                            let _ = c.flush();
-                        }
-                        (0, a1, Continue)
-                    }
-                    Err(_) => (-errno::EFAULT, 0, Continue),
-                }
-            }
-            Hypercall::Milestone { which, arg } => {
-                let rec = MilestoneRecord {
-                    name: milestone_name(which as u32),
-                    arg: arg as u32,
-                    vcpu,
-                    ms: self.start.elapsed().as_secs_f64() * 1000.0,
-                };
-                if let Ok(mut m) = self.milestones.lock() {
-                    // A guest-driven list: the first MAX_MILESTONES are kept.
-                    if m.len() < MAX_MILESTONES {
-                        m.push(rec);
-                    }
-                }
-                (0, 0, Continue)
-            }
-            Hypercall::Result { name: a0, len: a1, value: a2 } => {
-                if a1 == 0 || a1 > RESULT_NAME_MAX {
-                    return (-errno::EINVAL, 0, Continue);
-                }
-                match memory::read_bytes(&self.mem, a0, a1 as usize) {
-                    Ok(name) => {
-                        let name = String::from_utf8_lossy(&name).into_owned();
-                        if name.starts_with("vmm.") {
-                            // The host's own results: no guest may set them.
-                            return (-errno::EINVAL, 0, Continue);
-                        }
-                        if let Ok(mut r) = self.results.lock() {
-                            // Names are the guest's: past MAX_RESULTS distinct
-                            // ones, new names are counted, not kept.
-                            if r.contains_key(&name) || r.len() < MAX_RESULTS {
-                                r.insert(name, a2);
-                            } else {
-                                let n = r.entry(RESULTS_DROPPED.to_owned()).or_insert(0);
-                                *n = n.saturating_add(1);
-                            }
-                        }
-                        (0, 0, Continue)
-                    }
-                    Err(_) => (-errno::EFAULT, 0, Continue),
-                }
-            }
-            // A status that does not fit the report's 32 bits is a failure, not
-            // its low half (`shutdown(1 << 32)` would read as success).
-            Hypercall::Shutdown { code } => {
-                let code = u32::try_from(code).unwrap_or(u32::MAX);
-                (0, 0, Then::Stop(Outcome::Shutdown { code }))
-            }
-            Hypercall::GuestFault { report } => match memory::read_obj::<FaultReport>(&self.mem, report) {
-                Ok(r) => {
-                    let mut info = FaultInfo::from(&r);
-                    info.vcpu = vcpu;
-                    (0, 0, Then::Stop(Outcome::GuestFault(info)))
-                }
-                Err(_) => (-errno::EFAULT, 0, Continue),
-            },
-        }
-    }
-
-    pub fn milestones(&self) -> Vec<MilestoneRecord> {
-        self.for_report(&self.milestones).map(|m| m.clone()).unwrap_or_default()
-    }
-
-    pub fn results(&self) -> BTreeMap<String, u64> {
-        self.for_report(&self.results).map(|r| r.clone()).unwrap_or_default()
-    }
-
-    /// Hypercall name -> result code name -> count.
-    pub fn call_counts(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
-        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        if let Some(calls) = self.for_report(&self.calls) {
-            for (&(op, rc), &n) in calls.iter() {
-                let name = match (op, nr::name(op)) {
-                    (_, Some(name)) => name.to_owned(),
-                    (UNKNOWN_OTHERS, None) => "unknown_others".to_owned(),
-                    (op, None) => format!("unknown_{op:#x}"),
-                };
-                *out.entry(name).or_default().entry(errno::name(rc).to_owned()).or_insert(0) += n;
-            }
-        }
-        out
+    /// The write protection, locked; as [`Hypervisor::pv_locked`].
+    fn protect_locked(&self) -> Result<MutexGuard<'_, Option<WriteProtect>>, Then> {
+        self.protect.lock().map_err(|_| self.vmm_error("the write protection's lock was poisoned"))
     }
 }
-
-/// The most milestones a run report keeps (the guest decides how many it sends).
-const MAX_MILESTONES: usize = 1024;
-/// The most distinct result names a run report keeps.
-const MAX_RESULTS: usize = 256;
-/// The result that counts the names past [`MAX_RESULTS`].
-const RESULTS_DROPPED: &str = "vmm.results_dropped";
-/// Distinct unknown call numbers counted by number; the rest share one key.
-const MAX_UNKNOWN_CALLS: usize = 16;
-/// The key of the unknown call numbers past [`MAX_UNKNOWN_CALLS`].
-const UNKNOWN_OTHERS: u32 = u32::MAX;
 
 /// The hypervisor is what our guest's exits mean: its hypercalls, its PV MMU's
 /// protection and CR3 checks, and the trap-back's frame.
@@ -639,25 +231,12 @@ impl Exits for Hypervisor {
     }
 }
 
-/// Where a call is counted: by its number, unless it is one more unknown
-/// number than the report keeps (the map is keyed by what the guest chose).
-fn bounded_call_key(calls: &BTreeMap<(u32, i32), u64>, op: u32, rc: i32) -> (u32, i32) {
-    if nr::name(op).is_some() || calls.contains_key(&(op, rc)) {
-        return (op, rc);
-    }
-    let mut unknown: Vec<u32> = calls.keys().map(|k| k.0).filter(|o| nr::name(*o).is_none()).collect();
-    unknown.dedup();
-    if unknown.contains(&op) || unknown.len() < MAX_UNKNOWN_CALLS {
-        (op, rc)
-    } else {
-        (UNKNOWN_OTHERS, rc)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::record::{MAX_MILESTONES, MAX_RESULTS, MAX_UNKNOWN_CALLS, RESULTS_DROPPED};
     use super::*;
     use pvmmu::guest_memory::{create, RamSize};
+    use shared::abi::FaultReport;
     use std::sync::Arc;
 
     #[derive(Clone, Default)]
