@@ -98,15 +98,13 @@ pub fn fatal_at(frame: &TrapFrame, sp: u32, msg: fmt::Arguments) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     cpu::cli();
-    let pc = percpu::this_cpu();
-    // SAFETY: this CPU's state, interrupts off.
-    let depth = unsafe { &mut *pc.fault_depth.get() };
-    *depth += 1;
-    if *depth > 1 {
+    if !percpu::enter_fatal() {
         // A panic while reporting a panic: stop without another report.
         cpu::halt_forever();
     }
-    // SAFETY: as above.
+    let pc = percpu::this_cpu();
+    // SAFETY: this CPU's fault report, interrupts off, and this the first
+    // level of fatal handling here (no other reference to it is live).
     let r = unsafe { &mut *pc.fault.get() };
     *r = FaultReport::zeroed();
     r.vector = FaultReport::PANIC;

@@ -8,7 +8,7 @@
 
 use core::arch::asm;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use shared::abi::{FaultReport, HypercallBlock};
 use shared::boot::{COUNTERS_GPA, MAX_VCPUS};
@@ -56,10 +56,12 @@ pub struct PerCpu {
     pub pings: AtomicU32,
     /// Timer interrupts taken.
     pub ticks: AtomicU32,
-    /// Nesting depth of fatal-fault handling (a fault while reporting one).
-    pub fault_depth: UnsafeCell<u32>,
-    /// The task running here (null until the scheduler starts).
-    pub current: UnsafeCell<*mut crate::task::Task>,
+    /// Nesting depth of fatal-fault handling (a fault while reporting one):
+    /// [`enter_fatal`].
+    fault_depth: UnsafeCell<u32>,
+    /// The task running here (null until the scheduler starts). Written by
+    /// this CPU under its run-queue lock; other CPUs read it under that lock.
+    current: AtomicPtr<crate::task::Task>,
     /// Preemption is off while this is non-zero (spinlocks, atomic kmaps).
     pub preempt_count: UnsafeCell<u32>,
     /// The timer asks for a reschedule at the next preemption point.
@@ -71,8 +73,9 @@ pub struct PerCpu {
     /// The frame of the last alias fixup inside the running pin (u64::MAX:
     /// none yet): a second fixup for it means the purge missed the alias.
     pub pin_fixup_pfn: AtomicU64,
-    /// Atomic kmaps live on this CPU (the debug checker's "sleeping while atomic").
-    pub atomic_kmaps: UnsafeCell<u32>,
+    /// Atomic kmaps live on this CPU (the debug checker's "sleeping while
+    /// atomic"): [`atomic_kmaps`], [`atomic_kmap_taken`], [`atomic_kmap_dropped`].
+    atomic_kmaps: UnsafeCell<u32>,
     /// TLB flush requests acknowledged (see `tlb`).
     pub flush_acks: AtomicU32,
 }
@@ -98,7 +101,7 @@ impl PerCpu {
             pings: AtomicU32::new(0),
             ticks: AtomicU32::new(0),
             fault_depth: UnsafeCell::new(0),
-            current: UnsafeCell::new(core::ptr::null_mut()),
+            current: AtomicPtr::new(core::ptr::null_mut()),
             preempt_count: UnsafeCell::new(0),
             need_resched: AtomicBool::new(false),
             in_pin: AtomicBool::new(false),
@@ -209,32 +212,94 @@ pub fn set_online() {
 // then touch the CPU it left. One gs-relative instruction is never split.
 const PREEMPT_COUNT_OFFSET: usize = core::mem::offset_of!(PerCpu, preempt_count);
 const CURRENT_OFFSET: usize = core::mem::offset_of!(PerCpu, current);
+const ATOMIC_KMAPS_OFFSET: usize = core::mem::offset_of!(PerCpu, atomic_kmaps);
+const FAULT_DEPTH_OFFSET: usize = core::mem::offset_of!(PerCpu, fault_depth);
+
+/// One gs-relative instruction on a `u32` field of this CPU's block: `inc`,
+/// `dec`, or a read (the field's offset a constant).
+macro_rules! this_cpu_u32 {
+    (inc $off:expr) => {
+        // SAFETY: one increment of this CPU's own field (see above); an
+        // interrupt handler that changes it restores it before returning.
+        unsafe { asm!("inc dword ptr gs:[{off}]", off = const $off, options(nostack)) }
+    };
+    (dec $off:expr) => {
+        // SAFETY: as for inc.
+        unsafe { asm!("dec dword ptr gs:[{off}]", off = const $off, options(nostack)) }
+    };
+    (read $off:expr) => {{
+        let v: u32;
+        // SAFETY: one read of this CPU's own field.
+        unsafe { asm!("mov {}, gs:[{off}]", out(reg) v, off = const $off, options(nostack, readonly, preserves_flags)) };
+        v
+    }};
+}
 
 /// Disables preemption on this CPU (nests).
 #[inline]
 pub fn preempt_disable() {
-    // SAFETY: one increment of this CPU's count (see above); an interrupt handler
-    // that changes it restores it before returning.
-    unsafe { asm!("inc dword ptr gs:[{off}]", off = const PREEMPT_COUNT_OFFSET, options(nostack)) };
+    this_cpu_u32!(inc PREEMPT_COUNT_OFFSET);
 }
 
 /// Re-enables preemption (the tick reschedules at its next preemption point).
 #[inline]
 pub fn preempt_enable() {
     debug_assert!(preempt_count() > 0);
-    // SAFETY: as in preempt_disable (preemption is off until this instruction).
-    unsafe { asm!("dec dword ptr gs:[{off}]", off = const PREEMPT_COUNT_OFFSET, options(nostack)) };
+    // Preemption is off until this instruction.
+    this_cpu_u32!(dec PREEMPT_COUNT_OFFSET);
 }
 
 /// This CPU's preemption count.
 #[inline]
 pub fn preempt_count() -> u32 {
-    let c: u32;
-    // SAFETY: one read of this CPU's count.
-    unsafe {
-        asm!("mov {}, gs:[{off}]", out(reg) c, off = const PREEMPT_COUNT_OFFSET, options(nostack, readonly, preserves_flags))
-    };
-    c
+    this_cpu_u32!(read PREEMPT_COUNT_OFFSET)
+}
+
+/// The atomic kmaps live on this CPU.
+#[inline]
+pub fn atomic_kmaps() -> u32 {
+    this_cpu_u32!(read ATOMIC_KMAPS_OFFSET)
+}
+
+/// One more atomic kmap on this CPU (preemption is off while it lives).
+#[inline]
+pub fn atomic_kmap_taken() {
+    this_cpu_u32!(inc ATOMIC_KMAPS_OFFSET);
+}
+
+/// One atomic kmap fewer on this CPU.
+#[inline]
+pub fn atomic_kmap_dropped() {
+    this_cpu_u32!(dec ATOMIC_KMAPS_OFFSET);
+}
+
+/// Enters fatal-fault handling on this CPU; returns whether it is the first
+/// level (a fault while reporting a fault gets no second report).
+#[inline]
+pub fn enter_fatal() -> bool {
+    this_cpu_u32!(inc FAULT_DEPTH_OFFSET);
+    this_cpu_u32!(read FAULT_DEPTH_OFFSET) == 1
+}
+
+/// Makes `t` this CPU's running task (under this CPU's run-queue lock, or
+/// before the scheduler starts).
+#[inline]
+pub fn set_current(t: *mut crate::task::Task) {
+    this_cpu().current.store(t, Ordering::Relaxed);
+}
+
+/// The task another CPU runs (read under that CPU's run-queue lock, which its
+/// changes are made under).
+pub fn current_of(cpu: u32) -> *mut crate::task::Task {
+    get(cpu).current.load(Ordering::Relaxed)
+}
+
+/// Points this CPU's TSS at the kernel stack ring 3 traps onto.
+#[inline]
+pub fn set_kernel_stack(esp0: u32) {
+    // SAFETY: one write of this CPU's TSS.esp0, which the CPU reads only at a
+    // trap from ring 3 (none can come while the kernel runs here).
+    unsafe { asm!("mov gs:[{off}], {}", in(reg) esp0, off = const TSS_ESP0_OFFSET, options(nostack, preserves_flags)) };
 }
 
 /// The task running on this CPU (null before the scheduler starts). Read in one

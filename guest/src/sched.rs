@@ -117,10 +117,8 @@ pub fn init_this_cpu() {
     let cpu = percpu::cpu_id();
     let idle = &IDLE[cpu as usize] as *const Task as *mut Task;
     // SAFETY: this CPU's idle task, set up once before it schedules.
-    unsafe {
-        *(*idle).cpu.get() = cpu;
-        *percpu::this_cpu().current.get() = idle;
-    }
+    unsafe { *(*idle).cpu.get() = cpu };
+    percpu::set_current(idle);
     let cfg = &bootinfo::get().config;
     PREEMPT.store(cfg.preempt(), Ordering::Relaxed);
     DEBUG.store(cfg.debug(), Ordering::Relaxed);
@@ -145,8 +143,7 @@ pub fn check_return_to_user() {
     let t = current();
     // SAFETY: the task's own counter.
     let live = unsafe { *t.maps_live.get() };
-    // SAFETY: this CPU's own counter.
-    let atomic = unsafe { *percpu::this_cpu().atomic_kmaps.get() };
+    let atomic = percpu::atomic_kmaps();
     if live != 0 || atomic != 0 {
         panic!("BUG: pid {} returns to user space holding {live} map(s), {atomic} atomic kmap(s)", t.pid());
     }
@@ -200,8 +197,8 @@ pub fn wake_up(t: &Task) {
     let (cpu, mut rq) = lock_task_rq(t);
     if t.state() == State::Sleeping {
         t.set_state(State::Running);
-        // SAFETY: reading another CPU's current pointer; it only changes under this lock.
-        let running = core::ptr::eq(unsafe { *percpu::get(cpu).current.get() }, t);
+        // Another CPU's current task: it only changes under this lock.
+        let running = core::ptr::eq(percpu::current_of(cpu), t);
         if !running {
             rq.push(t as *const Task as *mut Task);
             drop(rq);
@@ -282,8 +279,8 @@ fn switch() {
     // SAFETY: next is a runnable task of this CPU.
     let next_ref = unsafe { &*next };
     next_ref.on_cpu.store(true, Ordering::Relaxed);
-    // SAFETY: this CPU's current pointer, changed under its run-queue lock.
-    unsafe { *pc.current.get() = next };
+    // Under this CPU's run-queue lock.
+    percpu::set_current(next);
     drop(rq);
     next_ref.activate();
     percpu::count(Counter::ContextSwitches, 1);
@@ -302,8 +299,7 @@ pub fn might_sleep(_ctx: &MaySleep, at: &str) {
         return;
     }
     let was_on = cpu::irq_save();
-    // SAFETY: this CPU's own counter, interrupts off.
-    let atomic = unsafe { *percpu::this_cpu().atomic_kmaps.get() };
+    let atomic = percpu::atomic_kmaps();
     let count = preempt_count();
     cpu::irq_restore(was_on);
     if atomic != 0 {
@@ -327,8 +323,7 @@ pub fn schedule(_ctx: &mut MaySleep) {
     // otherwise move between finding them and reading them).
     let was_on = cpu::irq_save();
     if debug() {
-        // SAFETY: this CPU's own counter, interrupts off.
-        let atomic = unsafe { *percpu::this_cpu().atomic_kmaps.get() };
+        let atomic = percpu::atomic_kmaps();
         if atomic != 0 {
             panic!("BUG: sleeping function called with {atomic} atomic kmap(s) held (pid {})", current().pid());
         }
@@ -371,8 +366,7 @@ pub fn preempt_point(from_user: bool, irqs_were_on: bool) {
     }
     if from_user || (PREEMPT.load(Ordering::Relaxed) && irqs_were_on) {
         if debug() {
-            // SAFETY: this CPU's own counter.
-            assert!(unsafe { *pc.atomic_kmaps.get() } == 0, "BUG: preempted with an atomic kmap held");
+            assert!(percpu::atomic_kmaps() == 0, "BUG: preempted with an atomic kmap held");
         }
         percpu::count(Counter::Preemptions, 1);
         switch();
@@ -390,8 +384,8 @@ fn steal() -> bool {
     for other in (0..smp::nr_cpus()).filter(|&c| c != me) {
         let taken = {
             let mut rq = RQ[other as usize].lock_irqsave();
-            // SAFETY: the other CPU's current pointer, changed only under this lock.
-            let running = unsafe { *percpu::get(other).current.get() };
+            // The other CPU's current task, changed only under this lock.
+            let running = percpu::current_of(other);
             // An idle CPU runs its own queue at once: leave it.
             // SAFETY: a CPU's current task is live.
             if running.is_null() || unsafe { (*running).is_idle() } {

@@ -156,8 +156,8 @@ impl Task {
             return;
         }
         debug_assert_eq!(self.magic, MAGIC, "task structure overwritten (stack overflow?)");
-        // SAFETY: this CPU's TSS; the new stack top is the task's.
-        unsafe { (*percpu::this_cpu().tss.get()).esp0 = *self.stack_top.get() };
+        // SAFETY: the task's own stack top, set when it was made.
+        percpu::set_kernel_stack(unsafe { *self.stack_top.get() });
         if let Some(mm) = self.mm() {
             // After a migration this CPU may still have the address space loaded
             // from before, with entries its owner has since changed elsewhere

@@ -93,8 +93,7 @@ pub fn kmap_atomic(pa: u64, ty: KmType) -> *mut u8 {
 /// Maps `pa` in this CPU's slot `ty`, writable or read-only.
 pub fn kmap_atomic_prot(pa: u64, ty: KmType, writable: bool) -> *mut u8 {
     percpu::preempt_disable();
-    // SAFETY: this CPU's own counter, preemption off.
-    unsafe { *percpu::this_cpu().atomic_kmaps.get() += 1 };
+    percpu::atomic_kmap_taken();
     if page::is_lowmem(pa) {
         count(Counter::KmapDirect);
         return phys_to_virt(pa) as *mut u8;
@@ -123,8 +122,7 @@ pub fn kunmap_atomic(va: *mut u8) {
         write_kernel_pte(va, 0);
         tlb::flush_one(va);
     }
-    // SAFETY: this CPU's own counter.
-    unsafe { *percpu::this_cpu().atomic_kmaps.get() -= 1 };
+    percpu::atomic_kmap_dropped();
     percpu::preempt_enable();
 }
 
