@@ -111,6 +111,63 @@ fn gdb_attaches_steps_reads_writes_and_detaches() {
     assert_eq!(debug, if qemu { 2 } else { 3 }, "vCPU 0's debug exits: {report:#}");
 }
 
+/// The watchdog counts only the time gdb does not hold the guest: a session
+/// longer than `--timeout` does not end the run, and after the detach a
+/// hanging guest still times out, `--timeout` later.
+#[test]
+fn the_watchdog_counts_the_guests_time_without_gdb() {
+    common::guest();
+    let port = free_port();
+    let json = std::env::temp_dir().join(format!("vmm-gdb-watchdog-{port}.json"));
+    let mut vmm = Command::new(common::vmm())
+        .args(["run", "--workload", "hang", "--timeout", "4", "--gdb", &port.to_string(), "--gdb-wait", "--json"])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = vmm.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("vmm: gdb: waiting for gdb") {
+                let _ = tx.send(());
+            }
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    if rx.recv_timeout(Duration::from_secs(180)).is_err() {
+        let _ = vmm.kill();
+        panic!("the stub never said it waits: {}", lines.join().unwrap());
+    }
+    // Held for 6 s, more than the timeout, then let go.
+    let attached = std::time::Instant::now();
+    let out = gdb(port, &["shell sleep 6", "detach"]);
+    assert!(out.contains("detached"), "{out}");
+    let status = loop {
+        if let Some(s) = vmm.try_wait().unwrap() {
+            break s;
+        }
+        if attached.elapsed() > Duration::from_secs(120) {
+            let _ = vmm.kill();
+            panic!("the run went on after the detach: no watchdog");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = lines.join().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(status.code(), Some(4), "{err}");
+    assert_eq!(report["outcome"]["kind"], "timeout", "{report:#}");
+    // The guest's own time: the 6 s under gdb are not in it.
+    let after = report["outcome"]["after_s"].as_f64().unwrap();
+    assert!((4.0..5.0).contains(&after), "counted {after} s");
+    assert!(attached.elapsed() > Duration::from_secs(10), "ended {:?} after the attach", attached.elapsed());
+}
+
 #[test]
 fn gdb_input_errors_are_clear() {
     // --gdb-wait needs --gdb.

@@ -128,6 +128,7 @@ fn serve(source: Source, target: &mut GdbTarget) {
             Ok(b) => conn.pending = Some(b),
             Err(_) => continue,
         }
+        target.debugger.set_session(true);
         if !target.debugger.stop_all() {
             return;
         }
@@ -147,6 +148,7 @@ fn serve(source: Source, target: &mut GdbTarget) {
         }
         target.breakpoints = [None; BREAKPOINTS];
         target.debugger.resume(&vec![Arm::default(); target.vcpus as usize]);
+        target.debugger.set_session(false);
         if target.debugger.run_ended() {
             return;
         }

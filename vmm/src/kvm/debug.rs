@@ -188,6 +188,8 @@ struct State {
     reply: Option<Reply>,
     /// What each vCPU arms when it leaves the debugger.
     arm: Vec<Arm>,
+    /// A gdb session is attached.
+    session: bool,
 }
 
 /// The rendezvous of the vCPU threads and the debugger.
@@ -360,6 +362,20 @@ impl Debugger {
             }
             s = self.changed.wait_timeout(s, TICK).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
         }
+    }
+
+    /// A gdb session begins (its first byte came) or ends (gdb detached or
+    /// went away).
+    pub fn set_session(&self, attached: bool) {
+        self.lock().session = attached;
+    }
+
+    /// Whether gdb holds the guest: a session is attached, or the vCPUs are
+    /// held for gdb (`--gdb-wait` before the first session). The watchdog
+    /// counts none of that time ([`super::vm::run_vcpus`]).
+    pub fn holds_guest(&self) -> bool {
+        let s = self.lock();
+        s.session || s.stop
     }
 
     /// Resumes every vCPU, each arming `arm` of its own.

@@ -172,16 +172,17 @@ pub fn run_vcpus(
         threads.push((i as u32, t));
     }
     let watchdog_start = Instant::now();
-    // Under a debugger the guest stops as long as the user likes: no watchdog.
-    let timeout = if debugger.is_some() { Duration::from_secs(365 * 86_400) } else { timeout };
-    let outcome = match ctl.wait(timeout) {
+    // Under a debugger the watchdog counts only the time gdb does not hold
+    // the guest: a user may keep it stopped as long as they like.
+    let (ended, ran) = match &debugger {
+        Some(d) => wait_running(&ctl, timeout, &|| d.holds_guest()),
+        None => (ctl.wait(timeout), watchdog_start.elapsed()),
+    };
+    let outcome = match ended {
         Some(o) => o,
         None => {
-            let timed_out = Outcome::Timeout {
-                after_s: watchdog_start.elapsed().as_secs_f64(),
-                vcpus: Vec::new(),
-                stuck_in_host: Vec::new(),
-            };
+            let timed_out =
+                Outcome::Timeout { after_s: ran.as_secs_f64(), vcpus: Vec::new(), stuck_in_host: Vec::new() };
             ctl.finish(timed_out);
             ctl.outcome().unwrap_or(Outcome::VmmError { message: "no outcome".into() })
         }
@@ -206,6 +207,26 @@ pub fn run_vcpus(
     Ok(RunEnd { outcome, results, stuck_in_host: stuck })
 }
 
+/// How often a debugged run's watchdog looks whether gdb holds the guest.
+const WATCHDOG_TICK: Duration = Duration::from_millis(50);
+
+/// Waits for the run's end while the time the guest runs, that is while
+/// `held` says no, stays within `timeout`: the outcome if the run ended, and
+/// the running time counted.
+fn wait_running(ctl: &vcpu::Control, timeout: Duration, held: &dyn Fn() -> bool) -> (Option<Outcome>, Duration) {
+    let mut ran = Duration::ZERO;
+    while ran < timeout {
+        let t0 = Instant::now();
+        if let Some(o) = ctl.wait((timeout - ran).min(WATCHDOG_TICK)) {
+            return (Some(o), ran);
+        }
+        if !held() {
+            ran += t0.elapsed();
+        }
+    }
+    (None, ran)
+}
+
 /// Splits the vCPU threads into those that ended within `grace` and the
 /// indexes of those that did not.
 fn come_back<T>(
@@ -223,6 +244,26 @@ fn come_back<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The watchdog of a debugged run counts only the time nothing holds the
+    /// guest: held, it never fires; let go, it fires after `timeout` more.
+    #[test]
+    fn a_debugged_runs_watchdog_counts_only_the_time_the_guest_runs() {
+        let ctl = vcpu::Control::new();
+        let held = std::sync::atomic::AtomicBool::new(true);
+        let t0 = Instant::now();
+        let releaser = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(400));
+                held.store(false, std::sync::atomic::Ordering::Relaxed);
+            });
+            wait_running(&ctl, Duration::from_millis(300), &|| held.load(std::sync::atomic::Ordering::Relaxed))
+        });
+        let (ended, ran) = releaser;
+        assert!(ended.is_none());
+        assert!(ran >= Duration::from_millis(300) && ran < Duration::from_millis(400), "{ran:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(650), "{:?}: the held time was counted", t0.elapsed());
+    }
 
     /// A thread that ends is joined; one that never does is left behind by
     /// index after the grace, and the caller does not wait for it.
