@@ -58,12 +58,12 @@ pub fn debug() -> bool {
 impl RunQueue {
     fn push(&mut self, t: *mut Task) {
         // SAFETY: `t` is a live task whose links this lock protects.
-        unsafe { *(*t).rq_next.get() = core::ptr::null_mut() };
+        unsafe { (*t).rq_next.set(core::ptr::null_mut()) };
         if self.tail.is_null() {
             self.head = t;
         } else {
             // SAFETY: as above, for the tail.
-            unsafe { *(*self.tail).rq_next.get() = t };
+            unsafe { (*self.tail).rq_next.set(t) };
         }
         self.tail = t;
         self.len += 1;
@@ -76,14 +76,13 @@ impl RunQueue {
         while !t.is_null() {
             // SAFETY: queued tasks are live; their links are under this lock.
             let task = unsafe { &*t };
-            // SAFETY: as above.
-            let next = unsafe { *task.rq_next.get() };
+            let next = task.rq_next.get();
             if ok(task) {
                 if prev.is_null() {
                     self.head = next;
                 } else {
                     // SAFETY: as above, for the previous task.
-                    unsafe { *(*prev).rq_next.get() = next };
+                    unsafe { (*prev).rq_next.set(next) };
                 }
                 if self.tail == t {
                     self.tail = prev;
@@ -103,7 +102,7 @@ impl RunQueue {
             return None;
         }
         // SAFETY: as in push.
-        self.head = unsafe { *(*t).rq_next.get() };
+        self.head = unsafe { (*t).rq_next.get() };
         if self.head.is_null() {
             self.tail = core::ptr::null_mut();
         }
@@ -116,8 +115,8 @@ impl RunQueue {
 pub fn init_this_cpu() {
     let cpu = percpu::cpu_id();
     let idle = &IDLE[cpu as usize] as *const Task as *mut Task;
-    // SAFETY: this CPU's idle task, set up once before it schedules.
-    unsafe { *(*idle).cpu.get() = cpu };
+    // This CPU's idle task, set up once before it schedules.
+    IDLE[cpu as usize].cpu.set(cpu);
     percpu::set_current(idle);
     let cfg = &bootinfo::get().config;
     PREEMPT.store(cfg.preempt(), Ordering::Relaxed);
@@ -141,8 +140,7 @@ pub fn check_return_to_user() {
         return;
     }
     let t = current();
-    // SAFETY: the task's own counter.
-    let live = unsafe { *t.maps_live.get() };
+    let live = t.maps_live.get();
     let atomic = percpu::atomic_kmaps();
     if live != 0 || atomic != 0 {
         panic!("BUG: pid {} returns to user space holding {live} map(s), {atomic} atomic kmap(s)", t.pid());
@@ -395,7 +393,7 @@ fn steal() -> bool {
             if let Some(t) = t {
                 // SAFETY: a task taken off its queue: its CPU changes under that
                 // queue's lock (see lock_task_rq).
-                unsafe { *(*t).cpu.get() = me };
+                unsafe { (*t).cpu.set(me) };
             }
             t
         };
@@ -458,7 +456,7 @@ impl WaitQueue {
                 }
                 let me = current() as *const Task as *mut Task;
                 // SAFETY: the current task, linked under this queue's lock.
-                unsafe { *(*me).wq_next.get() = *head };
+                unsafe { (*me).wq_next.set(*head) };
                 *head = me;
                 current().set_state(State::Sleeping);
             }
@@ -477,8 +475,8 @@ impl WaitQueue {
         while !t.is_null() {
             // SAFETY: tasks on a wait queue are live (they sleep until woken).
             let task = unsafe { &*t };
-            // SAFETY: the link was written under the queue's lock, which we took.
-            t = unsafe { *task.wq_next.get() };
+            // The link was written under the queue's lock, which we took.
+            t = task.wq_next.get();
             wake_up(task);
         }
     }

@@ -10,7 +10,7 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use shared::counters::Counter;
 
@@ -206,5 +206,48 @@ impl<T> Once<T> {
         assert!(self.set.load(Ordering::Acquire), "Once::get before set");
         // SAFETY: published with Release after the write.
         unsafe { (*self.value.get()).assume_init_ref() }
+    }
+}
+
+/// A word that the kernel's locks or ownership rules protect (a page's
+/// buddy links under the zone lock, a task's fields set before it is
+/// published): each access is one plain load or store (Relaxed; the lock
+/// around it orders it), and no use needs `unsafe`.
+#[repr(transparent)]
+pub struct Word(AtomicU32);
+
+impl Word {
+    pub const fn new(v: u32) -> Self {
+        Word(AtomicU32::new(v))
+    }
+
+    #[inline]
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub fn set(&self, v: u32) {
+        self.0.store(v, Ordering::Relaxed)
+    }
+}
+
+/// A list link under a lock (a run queue's, a wait queue's), as [`Word`].
+#[repr(transparent)]
+pub struct Link<T>(AtomicPtr<T>);
+
+impl<T> Link<T> {
+    pub const fn new() -> Self {
+        Link(AtomicPtr::new(core::ptr::null_mut()))
+    }
+
+    #[inline]
+    pub fn get(&self) -> *mut T {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub fn set(&self, t: *mut T) {
+        self.0.store(t, Ordering::Relaxed)
     }
 }

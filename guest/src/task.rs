@@ -18,7 +18,7 @@ use crate::mm::address_space::{self, Mm};
 use crate::mm::layout::{phys_to_virt, virt_to_phys, PAGE_SIZE};
 use crate::mm::page::{self, Zone};
 use crate::sched::{self, WaitQueue};
-use crate::sync::SpinLock;
+use crate::sync::{Link, SpinLock, Word};
 use crate::{percpu, smp};
 
 /// Most tasks alive at once.
@@ -38,23 +38,23 @@ pub enum State {
 #[repr(C)]
 pub struct Task {
     magic: u32,
-    pid: UnsafeCell<u32>,
-    pub(crate) cpu: UnsafeCell<u32>,
+    pid: Word,
+    pub(crate) cpu: Word,
     state: AtomicU32,
     /// Saved stack pointer while switched out.
     pub(crate) sp: UnsafeCell<u32>,
-    stack_top: UnsafeCell<u32>,
+    stack_top: Word,
     /// The address space (null for idle tasks).
     mm: UnsafeCell<*mut Mm>,
-    ppid: UnsafeCell<u32>,
+    ppid: Word,
     exit_code: AtomicI32,
     /// The parent sleeps here waiting for a child.
     pub children: WaitQueue,
     pub(crate) on_cpu: AtomicBool,
-    pub(crate) rq_next: UnsafeCell<*mut Task>,
-    pub(crate) wq_next: UnsafeCell<*mut Task>,
+    pub(crate) rq_next: Link<Task>,
+    pub(crate) wq_next: Link<Task>,
     /// Pte maps and kmaps this task holds (the checker's balance).
-    pub maps_live: UnsafeCell<u32>,
+    pub maps_live: Word,
     /// Per-task kmap: what each of the two slots maps (0: free).
     pub kmap_slots: UnsafeCell<[u64; 2]>,
     /// Sleeping in the PAUSE system call, and released from it.
@@ -75,19 +75,19 @@ impl Task {
     pub const fn idle() -> Self {
         Task {
             magic: MAGIC,
-            pid: UnsafeCell::new(0),
-            cpu: UnsafeCell::new(0),
+            pid: Word::new(0),
+            cpu: Word::new(0),
             state: AtomicU32::new(State::Running as u32),
             sp: UnsafeCell::new(0),
-            stack_top: UnsafeCell::new(0),
+            stack_top: Word::new(0),
             mm: UnsafeCell::new(core::ptr::null_mut()),
-            ppid: UnsafeCell::new(0),
+            ppid: Word::new(0),
             exit_code: AtomicI32::new(0),
             children: WaitQueue::new(),
             on_cpu: AtomicBool::new(true),
-            rq_next: UnsafeCell::new(core::ptr::null_mut()),
-            wq_next: UnsafeCell::new(core::ptr::null_mut()),
-            maps_live: UnsafeCell::new(0),
+            rq_next: Link::new(),
+            wq_next: Link::new(),
+            maps_live: Word::new(0),
             kmap_slots: UnsafeCell::new([0; 2]),
             paused: AtomicBool::new(false),
             released: AtomicBool::new(false),
@@ -97,13 +97,13 @@ impl Task {
     }
 
     pub fn pid(&self) -> u32 {
-        // SAFETY: set before the task is published.
-        unsafe { *self.pid.get() }
+        // Set before the task is published.
+        self.pid.get()
     }
 
     pub fn cpu(&self) -> u32 {
-        // SAFETY: as above.
-        unsafe { *self.cpu.get() }
+        // Changed under its run queue's lock (see sched::lock_task_rq).
+        self.cpu.get()
     }
 
     pub fn is_idle(&self) -> bool {
@@ -156,8 +156,7 @@ impl Task {
             return;
         }
         debug_assert_eq!(self.magic, MAGIC, "task structure overwritten (stack overflow?)");
-        // SAFETY: the task's own stack top, set when it was made.
-        percpu::set_kernel_stack(unsafe { *self.stack_top.get() });
+        percpu::set_kernel_stack(self.stack_top.get());
         if let Some(mm) = self.mm() {
             // After a migration this CPU may still have the address space loaded
             // from before, with entries its owner has since changed elsewhere
@@ -168,14 +167,14 @@ impl Task {
 
     fn frame(&self) -> *mut TrapFrame {
         // SAFETY: the initial frame sits at the top of the task's stack.
-        unsafe { (*self.stack_top.get() as *mut TrapFrame).sub(1) }
+        unsafe { (self.stack_top.get() as *mut TrapFrame).sub(1) }
     }
 }
 
 /// The pid of a table entry (None for an empty one). Call with the table locked.
 fn pid_of(t: *mut Task) -> Option<u32> {
     // SAFETY: entries of the table are live tasks while the table lock is held.
-    (!t.is_null()).then(|| unsafe { *(*t).pid.get() })
+    (!t.is_null()).then(|| unsafe { (*t).pid.get() })
 }
 
 /// The state of a table entry (None for an empty one). Call with the table locked.
@@ -214,11 +213,11 @@ fn new_task(mm: *mut Mm, ppid: u32, frame: &TrapFrame, cpu: u32) -> Result<&'sta
     // SAFETY: a fresh lowmem block this function owns.
     unsafe {
         t.write(Task::idle());
-        *(*t).pid.get() = pid;
-        *(*t).cpu.get() = cpu;
-        *(*t).stack_top.get() = top;
+        (*t).pid.set(pid);
+        (*t).cpu.set(cpu);
+        (*t).stack_top.set(top);
         *(*t).mm.get() = mm;
-        *(*t).ppid.get() = ppid;
+        (*t).ppid.set(ppid);
         (*t).on_cpu.store(false, Ordering::Relaxed);
         let f = (*t).frame();
         f.write(*frame);
@@ -311,8 +310,7 @@ pub fn fork(ctx: &mut MaySleep, frame: &TrapFrame) -> Result<u32, i32> {
 pub fn exit(ctx: &mut MaySleep, code: i32) -> ! {
     let me = sched::current();
     if sched::debug() {
-        // SAFETY: the task's own counter.
-        let live = unsafe { *me.maps_live.get() };
+        let live = me.maps_live.get();
         assert!(live == 0, "BUG: pid {} exits with {live} pte map(s) or kmap(s) still held", me.pid());
     }
     percpu::count(Counter::Exits, 1);
@@ -325,8 +323,7 @@ pub fn exit(ctx: &mut MaySleep, code: i32) -> ! {
     crate::mm::pgtable::switch_to_kernel();
     me.replace_mm(core::ptr::null_mut());
     me.exit_code.store(code, Ordering::Relaxed);
-    // SAFETY: the task's own field.
-    let ppid = unsafe { *me.ppid.get() };
+    let ppid = me.ppid.get();
     {
         let table = TABLE.lock();
         me.set_state(State::Zombie);
@@ -353,8 +350,8 @@ pub fn wait(ctx: &mut MaySleep, pid: u32) -> Result<i32, i32> {
     let t = find().ok_or(errno::ECHILD)?;
     // SAFETY: as above; only the parent reaps it.
     let child = unsafe { &*t };
-    // SAFETY: the child's field, set at creation.
-    if unsafe { *child.ppid.get() } != me.pid() {
+    // The child's field, set at creation.
+    if child.ppid.get() != me.pid() {
         return Err(errno::ECHILD);
     }
     me.children.wait_until(ctx, || child.state() == State::Zombie);

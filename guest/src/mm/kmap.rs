@@ -59,14 +59,13 @@ fn count(c: Counter) {
 
 fn note_map() {
     let t = sched::current();
-    // SAFETY: the current task's own counter.
-    unsafe { *t.maps_live.get() += 1 };
+    // The current task's own counter.
+    t.maps_live.set(t.maps_live.get() + 1);
 }
 
 fn note_unmap() {
     let t = sched::current();
-    // SAFETY: as above.
-    unsafe { *t.maps_live.get() -= 1 };
+    t.maps_live.set(t.maps_live.get() - 1);
 }
 
 // ---------------------------------------------------------------- atomic
@@ -216,8 +215,8 @@ fn free_all_zero_pkmaps(p: &mut Pkmap, s: Serie) -> u64 {
             // The pool's own kernel pte, under kmap_lock.
             write_kernel_pte(pkmap_va(s, i), 0);
             if s == Serie::Default {
-                // SAFETY: page->virtual is under kmap_lock.
-                unsafe { *pfn_to_page(p.pa[i as usize] >> 12).virtual_.get() = 0 };
+                // page->virtual is under kmap_lock.
+                pfn_to_page(p.pa[i as usize] >> 12).virtual_.set(0);
             }
             p.pa[i as usize] = 0;
         }
@@ -284,8 +283,8 @@ pub fn kmap_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> *mut u8 {
     count(Counter::KmapPersistent);
     let page = pfn_to_page(pa >> 12);
     let mut p = lock_kmap();
-    // SAFETY: page->virtual under kmap_lock.
-    let mut va = unsafe { *page.virtual_.get() };
+    // page->virtual, under kmap_lock.
+    let mut va = page.virtual_.get();
     if va != 0 {
         count(Counter::KmapCacheHits);
     }
@@ -293,8 +292,7 @@ pub fn kmap_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> *mut u8 {
         match take_entry(&mut p[Serie::Default as usize], Serie::Default, pa, writable) {
             Some(i) => {
                 va = pkmap_va(Serie::Default, i);
-                // SAFETY: under kmap_lock.
-                unsafe { *page.virtual_.get() = va };
+                page.virtual_.set(va);
             }
             None => {
                 // Every entry is in use: sleep until a kunmap frees one.
@@ -303,8 +301,7 @@ pub fn kmap_prot(ctx: &mut MaySleep, pa: u64, writable: bool) -> *mut u8 {
                 wait_for_entry(ctx, Serie::Default);
                 p = lock_kmap();
                 // Someone else may have mapped the page meanwhile.
-                // SAFETY: under kmap_lock.
-                va = unsafe { *page.virtual_.get() };
+                va = page.virtual_.get();
             }
         }
     }
@@ -322,8 +319,7 @@ pub fn kunmap(pa: u64) {
     }
     let page = pfn_to_page(pa >> 12);
     let mut p = lock_kmap();
-    // SAFETY: under kmap_lock.
-    let va = unsafe { *page.virtual_.get() };
+    let va = page.virtual_.get();
     assert!(va != 0, "kunmap of a page that is not kmapped");
     let (_, i) = pkmap_slot(va);
     p[0].count[i] -= 1;

@@ -7,15 +7,13 @@
 //! holes included, so with 64 GiB it takes 512 MiB of lowmem: the pressure that
 //! made highmem pagetables necessary.
 
-use core::cell::UnsafeCell;
-
 use shared::boot::BootInfo;
 use shared::counters::Counter;
 
 use crate::mm::layout::{phys_to_virt, PAGE_SIZE};
 use crate::mm::memblock;
 use crate::percpu;
-use crate::sync::{Once, SpinLock};
+use crate::sync::{Once, SpinLock, Word};
 
 /// Largest block: 2^MAX_ORDER pages (4 MiB).
 pub const MAX_ORDER: u32 = 10;
@@ -28,14 +26,14 @@ const PG_ALLOCATED: u32 = 1 << 1;
 /// What the kernel knows of one frame. 32 bytes, as Linux's `struct page` was.
 #[repr(C)]
 pub struct Page {
-    flags: UnsafeCell<u32>,
-    order: UnsafeCell<u32>,
+    flags: Word,
+    order: Word,
     /// Free-list links (frame numbers; `NIL` ends a list).
-    next: UnsafeCell<u32>,
-    prev: UnsafeCell<u32>,
+    next: Word,
+    prev: Word,
     /// The persistent kmap address of a highmem page (0: not mapped), under
     /// kmap_lock: Linux's `page_address()` for highmem.
-    pub virtual_: UnsafeCell<u32>,
+    pub virtual_: Word,
     /// Lazy vmap PTEs that still name this frame (see `mm::alias`).
     pub lazy_aliases: core::sync::atomic::AtomicU32,
     /// Under `--pvmmu on`: [`PINNED`] while the frame is a pagetable the host
@@ -69,10 +67,9 @@ pub fn set_pin_state(pa: u64, state: u32) {
 const _: () = assert!(core::mem::size_of::<Page>() == 32);
 const NIL: u32 = u32::MAX;
 
-// SAFETY: a Page's fields are only touched under the lock of its zone (flags,
-// order, links) or of the kmap pool (virtual_), or atomically (lazy_aliases,
-// pin_state).
-unsafe impl Sync for Page {}
+// A Page's fields are touched under the lock of its zone (flags, order,
+// links) or of the kmap pool (virtual_), or atomically (lazy_aliases,
+// pin_state): every field is a Word or an atomic, so Page is Sync as it is.
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Zone {
@@ -192,8 +189,7 @@ fn free_range(z: Zone, mut s: u64, e: u64) {
         }
         let mut area = mm().zones[z as usize].area.lock();
         // The block was never allocated: mark it so that free_block's check holds.
-        // SAFETY: the zone lock is held.
-        unsafe { *pfn_to_page(s).flags.get() = PG_ALLOCATED };
+        pfn_to_page(s).flags.set(PG_ALLOCATED);
         free_block(&mut area, z, s, order);
         s += 1 << order;
     }
@@ -202,40 +198,35 @@ fn free_range(z: Zone, mut s: u64, e: u64) {
 fn list_add(area: &mut FreeArea, pfn: u64, order: u32) {
     let p = pfn_to_page(pfn);
     let head = area.heads[order as usize];
-    // SAFETY: the zone lock is held by the caller (it owns `area`).
-    unsafe {
-        *p.flags.get() = PG_BUDDY;
-        *p.order.get() = order;
-        *p.next.get() = head;
-        *p.prev.get() = NIL;
-        if head != NIL {
-            *pfn_to_page(head as u64).prev.get() = pfn as u32;
-        }
+    // The zone lock is held by the caller (it owns `area`).
+    p.flags.set(PG_BUDDY);
+    p.order.set(order);
+    p.next.set(head);
+    p.prev.set(NIL);
+    if head != NIL {
+        pfn_to_page(head as u64).prev.set(pfn as u32);
     }
     area.heads[order as usize] = pfn as u32;
 }
 
 fn list_del(area: &mut FreeArea, pfn: u64, order: u32) {
     let p = pfn_to_page(pfn);
-    // SAFETY: the zone lock is held by the caller.
-    unsafe {
-        let (next, prev) = (*p.next.get(), *p.prev.get());
-        if prev != NIL {
-            *pfn_to_page(prev as u64).next.get() = next;
-        } else {
-            area.heads[order as usize] = next;
-        }
-        if next != NIL {
-            *pfn_to_page(next as u64).prev.get() = prev;
-        }
-        *p.flags.get() = 0;
+    // The zone lock is held by the caller.
+    let (next, prev) = (p.next.get(), p.prev.get());
+    if prev != NIL {
+        pfn_to_page(prev as u64).next.set(next);
+    } else {
+        area.heads[order as usize] = next;
     }
+    if next != NIL {
+        pfn_to_page(next as u64).prev.set(prev);
+    }
+    p.flags.set(0);
 }
 
 fn free_block(area: &mut FreeArea, z: Zone, mut pfn: u64, mut order: u32) {
     let zi = &mm().zones[z as usize];
-    // SAFETY: the zone lock is held.
-    let flags = unsafe { *pfn_to_page(pfn).flags.get() };
+    let flags = pfn_to_page(pfn).flags.get();
     assert!(flags & PG_ALLOCATED != 0, "double free of pfn {pfn:#x}");
     area.free_pages += 1 << order;
     while order < MAX_ORDER {
@@ -244,8 +235,7 @@ fn free_block(area: &mut FreeArea, z: Zone, mut pfn: u64, mut order: u32) {
             break;
         }
         let b = pfn_to_page(buddy);
-        // SAFETY: the zone lock is held.
-        let (bf, bo) = unsafe { (*b.flags.get(), *b.order.get()) };
+        let (bf, bo) = (b.flags.get(), b.order.get());
         if bf & PG_BUDDY == 0 || bo != order {
             break;
         }
@@ -273,11 +263,8 @@ fn alloc_from(z: Zone, order: u32) -> Option<u64> {
         list_add(&mut area, pfn + (1 << o), o);
     }
     area.free_pages -= 1 << order;
-    // SAFETY: the zone lock is held.
-    unsafe {
-        *pfn_to_page(pfn).flags.get() = PG_ALLOCATED;
-        *pfn_to_page(pfn).order.get() = order;
-    }
+    pfn_to_page(pfn).flags.set(PG_ALLOCATED);
+    pfn_to_page(pfn).order.set(order);
     Some(pfn << 12)
 }
 
@@ -310,9 +297,9 @@ impl PageChain {
     /// Adds allocated page `pa`, which the caller owns, to the chain.
     pub fn push(&mut self, pa: u64) {
         let p = pfn_to_page(pa >> 12);
-        // SAFETY: `pa` is allocated and the caller's, so no free list links it and
+        // `pa` is allocated and the caller's, so no free list links it and
         // nobody else touches its link.
-        unsafe { *p.next.get() = self.head };
+        p.next.set(self.head);
         self.head = (pa >> 12) as u32;
     }
 
@@ -322,8 +309,8 @@ impl PageChain {
             return None;
         }
         let pfn = self.head as u64;
-        // SAFETY: as in push: the page is still ours, and so is its link.
-        self.head = unsafe { *pfn_to_page(pfn).next.get() };
+        // As in push: the page is still ours, and so is its link.
+        self.head = pfn_to_page(pfn).next.get();
         Some(pfn << 12)
     }
 
@@ -334,8 +321,8 @@ impl PageChain {
             if f((pfn as u64) << 12) {
                 return true;
             }
-            // SAFETY: a page of the chain, the owner's, and so is its link.
-            pfn = unsafe { *pfn_to_page(pfn as u64).next.get() };
+            // A page of the chain, the owner's, and so is its link.
+            pfn = pfn_to_page(pfn as u64).next.get();
         }
         false
     }
@@ -359,8 +346,7 @@ pub fn free_pages(pa: u64, order: u32) {
     let pfn = pa >> 12;
     let z = zone_of(pfn);
     let mut area = mm().zones[z as usize].area.lock();
-    // SAFETY: the zone lock is held.
-    let o = unsafe { *pfn_to_page(pfn).order.get() };
+    let o = pfn_to_page(pfn).order.get();
     assert!(o == order, "free of pfn {pfn:#x} with order {order}, allocated with {o}");
     free_block(&mut area, z, pfn, order);
 }
