@@ -242,150 +242,231 @@ mod programs {
         count_bad(base, pages, PAGE, |_, _| 0)
     }
 
+    /// Faults pages in, checks them, unmaps them, and checks they read zero again.
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn fault_storm(pages: u32, rounds: u32, tag: u32, _aux: u32) -> u32 {
+        let len = pages * PAGE;
+        let mut bad = 0u32;
+        let mut r = 0;
+        while r < rounds {
+            let t = tag ^ r;
+            fill(ANON_START, pages, PAGE, t);
+            bad += check(ANON_START, ANON_START, pages, PAGE, t);
+            if syscall(nr::MUNMAP, ANON_START, len, 0) != 0 {
+                bad += 1;
+            }
+            bad += check_zero(ANON_START, pages);
+            r += 1;
+        }
+        bad
+    }
+
+    /// Forks children that check the parent's pages and write their own copies.
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn fork_storm(pages: u32, rounds: u32, tag: u32, _aux: u32) -> u32 {
+        let mut bad = 0u32;
+        fill(ANON_START, pages, PAGE, tag);
+        let mut r = 0;
+        while r < rounds {
+            let pid = syscall(nr::FORK, 0, 0, 0);
+            if pid == 0 {
+                let mut cbad = check(ANON_START, ANON_START, pages, PAGE, tag);
+                let t = tag ^ 0x5a5a_0000 ^ r;
+                fill(ANON_START, pages, PAGE, t);
+                cbad += check(ANON_START, ANON_START, pages, PAGE, t);
+                exit(cbad);
+            } else if pid < 0 || syscall(nr::WAIT, pid as u32, 0, 0) != 0 {
+                bad += 1;
+            }
+            bad += check(ANON_START, ANON_START, pages, PAGE, tag);
+            r += 1;
+        }
+        bad
+    }
+
+    /// Moves its pages to fresh regions with mremap and back.
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn mremap_storm(pages: u32, rounds: u32, tag: u32, _aux: u32) -> u32 {
+        let len = pages * PAGE;
+        let mut bad = 0u32;
+        fill(ANON_START, pages, PAGE, tag);
+        let mut r = 0;
+        while r < rounds {
+            // A fresh 2 MiB region each round: the move needs new pagetables.
+            let dst = REGION_B + r * (4 << 20);
+            let ret = syscall(nr::MREMAP, ANON_START, len, dst);
+            if ret == -(shared::abi::errno::ENOMEM) {
+                // Could not allocate a pagetable: nothing moved, all intact.
+                bad += check(ANON_START, ANON_START, pages, PAGE, tag);
+                break;
+            }
+            if ret != dst as i32 {
+                bad += 1;
+                break;
+            }
+            bad += check(dst, ANON_START, pages, PAGE, tag);
+            if syscall(nr::MREMAP, dst, len, ANON_START) != ANON_START as i32 {
+                bad += 1;
+                break;
+            }
+            bad += check_zero(dst, pages);
+            syscall(nr::MUNMAP, dst, len, 0);
+            bad += check(ANON_START, ANON_START, pages, PAGE, tag);
+            r += 1;
+        }
+        bad
+    }
+
+    /// Forks children that fill pages and pause; the kernel walks their tables (WALK).
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn walker(pages: u32, _rounds: u32, _tag: u32, aux: u32) -> u32 {
+        let mut bad = 0u32;
+        let mut kids = [0i32; 16];
+        let n = if aux > 16 { 16 } else { aux };
+        let mut i = 0;
+        while i < n {
+            let pid = syscall(nr::FORK, 0, 0, 0);
+            if pid == 0 {
+                let me = syscall(nr::GETPID, 0, 0, 0) as u32;
+                let t = me.wrapping_mul(0x0001_0001);
+                fill(ANON_START, pages, PAGE, t);
+                syscall(nr::PAUSE, 0, 0, 0);
+                exit(check(ANON_START, ANON_START, pages, PAGE, t));
+            }
+            kids[(i & 15) as usize] = pid;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < n {
+            let pid = kids[(i & 15) as usize];
+            if pid <= 0 {
+                bad += 1;
+                i += 1;
+                continue;
+            }
+            let t = (pid as u32).wrapping_mul(0x0001_0001);
+            let mut r;
+            loop {
+                r = syscall(nr::WALK, pid as u32, t, 0);
+                if r != -(shared::abi::errno::EAGAIN) {
+                    break;
+                }
+                syscall(nr::YIELD, 0, 0, 0);
+            }
+            let (present, good) = ((r as u32) >> 16, (r as u32) & 0xffff);
+            if r < 0 || present != pages || good != pages {
+                bad += 1;
+            }
+            syscall(nr::RELEASE, pid as u32, 0, 0);
+            if syscall(nr::WAIT, pid as u32, 0, 0) != 0 {
+                bad += 1;
+            }
+            i += 1;
+        }
+        bad
+    }
+
+    /// Fills pages, then execs ExecCheck, which must see none of them.
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn exec(pages: u32, _rounds: u32, tag: u32, _aux: u32) -> u32 {
+        let mut bad = 0u32;
+        fill(ANON_START, pages, PAGE, tag);
+        syscall(nr::EXEC, Mode::ExecCheck as u32, pages, tag);
+        bad += 1; // exec returned: it failed
+        bad
+    }
+
+    /// After exec: the address space starts empty.
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn exec_check(pages: u32, _rounds: u32, tag: u32, _aux: u32) -> u32 {
+        let mut bad = 0u32;
+        bad += check_zero(ANON_START, pages);
+        fill(ANON_START, pages, PAGE, tag);
+        bad += check(ANON_START, ANON_START, pages, PAGE, tag);
+        bad
+    }
+
+    /// Holds one pte page per 2 MiB of pages until released (task-capacity).
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn capacity(pages: u32, _rounds: u32, tag: u32, _aux: u32) -> u32 {
+        let mut bad = 0u32;
+        let stride = 2 << 20;
+        fill(ANON_START, pages, stride, tag);
+        syscall(nr::PAUSE, 0, 0, 0);
+        bad += check(ANON_START, ANON_START, pages, stride, tag);
+        bad
+    }
+
+    /// Fills pages, then has the kernel time pte accesses over them (PTE_BENCH).
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn pte_bench(pages: u32, rounds: u32, tag: u32, _aux: u32) -> u32 {
+        let mut bad = 0u32;
+        fill(ANON_START, pages, PAGE, tag);
+        if syscall(nr::PTE_BENCH, rounds, 0, 0) < 0 {
+            bad += 1;
+        }
+        bad
+    }
+
+    /// Children touch the per-task kmap pair and the stack guard: each must be killed by a page fault.
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn probe_kernel_pages(_pages: u32, _rounds: u32, tag: u32, _aux: u32) -> u32 {
+        let mut bad = 0u32;
+        let mut i = 0;
+        while i < 3 {
+            let target = if i < 2 { PER_TASK_VA + i * PAGE } else { STACK_GUARD };
+            let pid = syscall(nr::FORK, 0, 0, 0);
+            if pid == 0 {
+                // A fault of its own first: under per-task its pte page is
+                // mapped through the pair (and stays mapped with --debug off).
+                fill(ANON_START, 1, PAGE, tag);
+                read_word(target);
+                exit(1);
+            }
+            if pid < 0 || syscall(nr::WAIT, pid as u32, 0, 0) != KILLED_BY_PAGE_FAULT {
+                bad += 1;
+            }
+            i += 1;
+        }
+        bad
+    }
+
+    /// Has the kernel hold kmaps across yields (KMAP_HOLD).
+    #[link_section = ".user.text"]
+    #[inline(never)]
+    extern "C" fn kmap_hold(pages: u32, rounds: u32, tag: u32, _aux: u32) -> u32 {
+        let mut bad = 0u32;
+        let r = syscall(nr::KMAP_HOLD, pages, rounds, tag);
+        bad += if r < 0 { 1 } else { r as u32 };
+        bad
+    }
+
+    /// Runs program `mode` and exits with the count of what it found wrong.
     #[link_section = ".user.text"]
     #[inline(never)]
     pub extern "C" fn user_main(mode: u32, pages: u32, rounds: u32, tag: u32, aux: u32) -> ! {
-        let len = pages * PAGE;
-        let mut bad = 0u32;
-        if mode == Mode::FaultStorm as u32 {
-            let mut r = 0;
-            while r < rounds {
-                let t = tag ^ r;
-                fill(ANON_START, pages, PAGE, t);
-                bad += check(ANON_START, ANON_START, pages, PAGE, t);
-                if syscall(nr::MUNMAP, ANON_START, len, 0) != 0 {
-                    bad += 1;
-                }
-                bad += check_zero(ANON_START, pages);
-                r += 1;
-            }
-        } else if mode == Mode::ForkStorm as u32 {
-            fill(ANON_START, pages, PAGE, tag);
-            let mut r = 0;
-            while r < rounds {
-                let pid = syscall(nr::FORK, 0, 0, 0);
-                if pid == 0 {
-                    let mut cbad = check(ANON_START, ANON_START, pages, PAGE, tag);
-                    let t = tag ^ 0x5a5a_0000 ^ r;
-                    fill(ANON_START, pages, PAGE, t);
-                    cbad += check(ANON_START, ANON_START, pages, PAGE, t);
-                    exit(cbad);
-                } else if pid < 0 || syscall(nr::WAIT, pid as u32, 0, 0) != 0 {
-                    bad += 1;
-                }
-                bad += check(ANON_START, ANON_START, pages, PAGE, tag);
-                r += 1;
-            }
-        } else if mode == Mode::MremapStorm as u32 {
-            fill(ANON_START, pages, PAGE, tag);
-            let mut r = 0;
-            while r < rounds {
-                // A fresh 2 MiB region each round: the move needs new pagetables.
-                let dst = REGION_B + r * (4 << 20);
-                let ret = syscall(nr::MREMAP, ANON_START, len, dst);
-                if ret == -(shared::abi::errno::ENOMEM) {
-                    // Could not allocate a pagetable: nothing moved, all intact.
-                    bad += check(ANON_START, ANON_START, pages, PAGE, tag);
-                    break;
-                }
-                if ret != dst as i32 {
-                    bad += 1;
-                    break;
-                }
-                bad += check(dst, ANON_START, pages, PAGE, tag);
-                if syscall(nr::MREMAP, dst, len, ANON_START) != ANON_START as i32 {
-                    bad += 1;
-                    break;
-                }
-                bad += check_zero(dst, pages);
-                syscall(nr::MUNMAP, dst, len, 0);
-                bad += check(ANON_START, ANON_START, pages, PAGE, tag);
-                r += 1;
-            }
-        } else if mode == Mode::Walker as u32 {
-            let mut kids = [0i32; 16];
-            let n = if aux > 16 { 16 } else { aux };
-            let mut i = 0;
-            while i < n {
-                let pid = syscall(nr::FORK, 0, 0, 0);
-                if pid == 0 {
-                    let me = syscall(nr::GETPID, 0, 0, 0) as u32;
-                    let t = me.wrapping_mul(0x0001_0001);
-                    fill(ANON_START, pages, PAGE, t);
-                    syscall(nr::PAUSE, 0, 0, 0);
-                    exit(check(ANON_START, ANON_START, pages, PAGE, t));
-                }
-                kids[(i & 15) as usize] = pid;
-                i += 1;
-            }
-            let mut i = 0;
-            while i < n {
-                let pid = kids[(i & 15) as usize];
-                if pid <= 0 {
-                    bad += 1;
-                    i += 1;
-                    continue;
-                }
-                let t = (pid as u32).wrapping_mul(0x0001_0001);
-                let mut r;
-                loop {
-                    r = syscall(nr::WALK, pid as u32, t, 0);
-                    if r != -(shared::abi::errno::EAGAIN) {
-                        break;
-                    }
-                    syscall(nr::YIELD, 0, 0, 0);
-                }
-                let (present, good) = ((r as u32) >> 16, (r as u32) & 0xffff);
-                if r < 0 || present != pages || good != pages {
-                    bad += 1;
-                }
-                syscall(nr::RELEASE, pid as u32, 0, 0);
-                if syscall(nr::WAIT, pid as u32, 0, 0) != 0 {
-                    bad += 1;
-                }
-                i += 1;
-            }
-        } else if mode == Mode::Exec as u32 {
-            fill(ANON_START, pages, PAGE, tag);
-            syscall(nr::EXEC, Mode::ExecCheck as u32, pages, tag);
-            bad += 1; // exec returned: it failed
-        } else if mode == Mode::ExecCheck as u32 {
-            bad += check_zero(ANON_START, pages);
-            fill(ANON_START, pages, PAGE, tag);
-            bad += check(ANON_START, ANON_START, pages, PAGE, tag);
-        } else if mode == Mode::Capacity as u32 {
-            let stride = 2 << 20;
-            fill(ANON_START, pages, stride, tag);
-            syscall(nr::PAUSE, 0, 0, 0);
-            bad += check(ANON_START, ANON_START, pages, stride, tag);
-        } else if mode == Mode::PteBench as u32 {
-            fill(ANON_START, pages, PAGE, tag);
-            if syscall(nr::PTE_BENCH, rounds, 0, 0) < 0 {
-                bad += 1;
-            }
-        } else if mode == Mode::ProbeKernelPages as u32 {
-            let mut i = 0;
-            while i < 3 {
-                let target = if i < 2 { PER_TASK_VA + i * PAGE } else { STACK_GUARD };
-                let pid = syscall(nr::FORK, 0, 0, 0);
-                if pid == 0 {
-                    // A fault of its own first: under per-task its pte page is
-                    // mapped through the pair (and stays mapped with --debug off).
-                    fill(ANON_START, 1, PAGE, tag);
-                    read_word(target);
-                    exit(1);
-                }
-                if pid < 0 || syscall(nr::WAIT, pid as u32, 0, 0) != KILLED_BY_PAGE_FAULT {
-                    bad += 1;
-                }
-                i += 1;
-            }
-        } else if mode == Mode::KmapHold as u32 {
-            let r = syscall(nr::KMAP_HOLD, pages, rounds, tag);
-            bad += if r < 0 { 1 } else { r as u32 };
-        } else {
-            bad = 1000;
-        }
+        let bad = match mode {
+            m if m == Mode::FaultStorm as u32 => fault_storm(pages, rounds, tag, aux),
+            m if m == Mode::ForkStorm as u32 => fork_storm(pages, rounds, tag, aux),
+            m if m == Mode::MremapStorm as u32 => mremap_storm(pages, rounds, tag, aux),
+            m if m == Mode::Walker as u32 => walker(pages, rounds, tag, aux),
+            m if m == Mode::Exec as u32 => exec(pages, rounds, tag, aux),
+            m if m == Mode::ExecCheck as u32 => exec_check(pages, rounds, tag, aux),
+            m if m == Mode::Capacity as u32 => capacity(pages, rounds, tag, aux),
+            m if m == Mode::PteBench as u32 => pte_bench(pages, rounds, tag, aux),
+            m if m == Mode::ProbeKernelPages as u32 => probe_kernel_pages(pages, rounds, tag, aux),
+            m if m == Mode::KmapHold as u32 => kmap_hold(pages, rounds, tag, aux),
+            _ => 1000,
+        };
         exit(bad)
     }
 }
