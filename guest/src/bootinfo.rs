@@ -98,7 +98,7 @@ unsafe fn cstr(p: *const u8) -> &'static str {
     while unsafe { *p.add(len) } != 0 && len < 4096 {
         len += 1;
     }
-    // SAFETY: as above.
+    // SAFETY: the caller's string: `len` bytes before its NUL, all mapped.
     let bytes = unsafe { core::slice::from_raw_parts(p, len) };
     core::str::from_utf8(bytes).unwrap_or("")
 }

@@ -62,7 +62,8 @@ impl RunQueue {
         if self.tail.is_null() {
             self.head = t;
         } else {
-            // SAFETY: as above, for the tail.
+            // SAFETY: the tail is a queued task, live while queued; its link
+            // is under this lock.
             unsafe { (*self.tail).rq_next.set(t) };
         }
         self.tail = t;
@@ -81,7 +82,8 @@ impl RunQueue {
                 if prev.is_null() {
                     self.head = next;
                 } else {
-                    // SAFETY: as above, for the previous task.
+                    // SAFETY: prev is a queued task met earlier in this walk,
+                    // live while queued; its link is under this lock.
                     unsafe { (*prev).rq_next.set(next) };
                 }
                 if self.tail == t {

@@ -348,7 +348,8 @@ pub fn wait(ctx: &mut MaySleep, pid: u32) -> Result<i32, i32> {
         table.tasks.iter().copied().find(|&t| pid_of(t) == Some(pid))
     };
     let t = find().ok_or(errno::ECHILD)?;
-    // SAFETY: as above; only the parent reaps it.
+    // SAFETY: a task found in the table is live, and stays so: only its
+    // parent, this task, reaps it.
     let child = unsafe { &*t };
     // The child's field, set at creation.
     if child.ppid.get() != me.pid() {

@@ -109,7 +109,8 @@ extern "C" fn alias_fixup(pfn: u32, block_pa: u32) {
         "BUG: the alias fixup of frame {pfn:#x} retries through another CPU's hypercall block"
     );
     let t0 = cpu::rdtsc();
-    // SAFETY: as above; the same call again, answered in the same block.
+    // SAFETY: this CPU's own hypercall block (checked just above), which nothing
+    // else uses with interrupts off; the same call again, answered in it.
     unsafe {
         block.write_volatile(HypercallBlock { rc: -shared::abi::errno::ENOSYS, ret: 0, ..call });
         cpu::outl(HYPERCALL_PORT, block_pa);

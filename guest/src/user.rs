@@ -188,7 +188,8 @@ mod programs {
 
     #[inline(always)]
     fn read_word(va: u32) -> u32 {
-        // SAFETY: as above.
+        // SAFETY: an address of the program's own memory, as in write_word; a
+        // read of an unmapped one faults to the kernel, which kills the task.
         unsafe { (va as *const u32).read_volatile() }
     }
 

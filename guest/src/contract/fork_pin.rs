@@ -83,7 +83,7 @@ fn fork_pins_once() {
     let before = counts();
     let Ok(child) = address_space::copy(&mut ctx, parent) else { skip("out of memory for the child") };
     let after = counts();
-    // SAFETY: as above.
+    // SAFETY: the child's new address space, the scenario's alone.
     let child = unsafe { &*child };
     let d = |f: fn(&Counts) -> u64, a: &Counts, b: &Counts| f(a) - f(b);
     let (pins, calls) = (d(|c| c.pins, &after, &before), d(|c| c.calls, &after, &before));

@@ -138,7 +138,8 @@ pub fn read(table: u64, idx: u64) -> u64 {
 
 /// Writes an entry directly: only for frames that are not (yet) pagetables.
 pub fn write(table: u64, idx: u64, val: u64) {
-    // SAFETY: as above; the frame is the scenario's own.
+    // SAFETY: a lowmem frame of the scenario, written through the direct map;
+    // not a pagetable, so the host has not made it read-only.
     unsafe { entry_ptr(table, idx).write_volatile(val) }
 }
 

@@ -33,7 +33,7 @@ fn stale_alias() {
     cpu::invlpg(va);
     check!(probe::write(va, 0), "the alias cannot write its own page");
     // The lazy unmap: the entry goes, the flush waits for a purge.
-    // SAFETY: as above.
+    // SAFETY: the test VA's live entry again, which nothing else uses.
     unsafe { kernel_pte(va).write_volatile(0) };
     check!(pin(1, frame) == 0, "pin of the unmapped alias's frame");
     // The stale entry, where the CPU kept it, now points at a pinned L1.

@@ -232,7 +232,8 @@ fn build_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
                 // (A leak if it fails, as before pv: lowmem is out anyway.)
                 let l1 = ptcache::alloc_table_low()?;
                 percpu::count(Counter::PtPagesLowmem, 1);
-                // SAFETY: as above.
+                // SAFETY: an entry of the new address space's L2, which no
+                // one else uses before the task runs.
                 unsafe { m.pde(va).write(l1 | USER_PDE) };
                 l1
             }
@@ -526,7 +527,8 @@ fn move_one_page_2_5_7(mm: &Mm, src_l1: u64, old: u32, new: u32) -> Result<(), i
     // SAFETY: deliberately wrong (the injected bug): this context already holds
     // the real right to sleep, which the source map below borrows.
     let mut forged = unsafe { MaySleep::new() };
-    // SAFETY: as above; a second forged token for the source map.
+    // SAFETY: deliberately wrong too: a second forged right to sleep, which
+    // the source map borrows while `forged` allocates (the injected bug).
     let mut src_ctx = unsafe { MaySleep::new() };
     let src = highpte::pte_offset_map_slot(&mut src_ctx, src_l1, 0);
     let e = src.get(pae::indexes(old).2);

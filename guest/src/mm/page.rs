@@ -97,7 +97,8 @@ struct MemMap {
 
 // SAFETY: mem_map is shared; see Page.
 unsafe impl Sync for MemMap {}
-// SAFETY: as above.
+// SAFETY: the pointer names mem_map, which lives for ever and is shared under
+// the same rules wherever it is sent.
 unsafe impl Send for MemMap {}
 
 static MEM_MAP: Once<MemMap> = Once::new();

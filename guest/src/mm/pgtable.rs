@@ -78,21 +78,22 @@ pub fn init_kernel(lowmem_end: u64) {
             }
         }
         let va = phys_to_virt(pa);
-        // SAFETY: as above.
+        // SAFETY: l2 is the kernel's fresh L2 (lowmem, mapped by the boot
+        // pagetables); the index of a 3..4 GiB address is below 512.
         unsafe { l2.add(pae::indexes(va).1).write(l1pa | KERNEL_PDE) };
         pa += 2 << 20;
     }
     let mut va = VMALLOC_START & !((2 << 20) - 1);
     loop {
         let l1pa = alloc_table();
-        // SAFETY: as above.
+        // SAFETY: the kernel's fresh L2, as for the direct map's L1s.
         unsafe { l2.add(pae::indexes(va).1).write(l1pa | KERNEL_PDE) };
         match va.checked_add(2 << 20) {
             Some(next) if next <= FIXMAP_END => va = next,
             _ => break,
         }
     }
-    // SAFETY: as above.
+    // SAFETY: the kernel's fresh PDPT, lowmem; slot 3 of its four.
     unsafe { table(pdpt).add(3).write(pd | P) };
     KERNEL.set(KernelTables { pdpt, pd });
     switch_to_kernel();
@@ -122,7 +123,8 @@ pub fn kernel_pte(va: u32) -> *mut u64 {
     // SAFETY: the kernel L2 and its L1s live in lowmem.
     let pde = unsafe { table(KERNEL.get().pd).add(i2).read() };
     assert!(pde & P != 0, "no kernel L1 for {va:#x}");
-    // SAFETY: as above.
+    // SAFETY: a present kernel PDE names one of the kernel's L1s, all lowmem
+    // (allocated at boot); i1 is below 512.
     unsafe { table(pde & pae::ADDR_MASK).add(i1) }
 }
 
@@ -163,7 +165,7 @@ impl AddressSpace {
             // SAFETY: fresh lowmem tables.
             unsafe { table(pdpt).add(slot).write(pd | P) };
         }
-        // SAFETY: as above.
+        // SAFETY: the fresh lowmem PDPT allocated above, slot 3 of its four.
         unsafe { table(pdpt).add(3).write(KERNEL.get().pd | P) };
         Some(AddressSpace { pdpt })
     }
@@ -203,7 +205,8 @@ impl AddressSpace {
                 let pd = unsafe { table(self.pdpt).add(slot).read() } & pae::ADDR_MASK;
                 add(pd);
                 for i in 0..pae::ENTRIES {
-                    // SAFETY: as above.
+                    // SAFETY: pd is one of this address space's L2s, a lowmem
+                    // frame it owns; i is below 512.
                     let e = unsafe { table(pd).add(i).read() };
                     if e & P != 0 {
                         add(e & pae::ADDR_MASK);

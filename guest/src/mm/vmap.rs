@@ -553,14 +553,15 @@ pub fn mapped_frame(va: u32) -> Option<u64> {
 
 /// Whether `va`'s PTE is present and global (tests).
 pub fn mapped_global(va: u32) -> bool {
-    // SAFETY: as above.
+    // SAFETY: reading a kernel PTE of the vmalloc space (kernel_pte checks
+    // that it has an L1).
     let e = unsafe { kernel_pte(va).read_volatile() };
     e & P != 0 && e & shared::pae::G != 0
 }
 
 /// Whether `va`'s PTE is present and writable (tests).
 pub fn mapped_writable(va: u32) -> bool {
-    // SAFETY: as above.
+    // SAFETY: reading a kernel PTE of the vmalloc space, as in mapped_frame.
     let e = unsafe { kernel_pte(va).read_volatile() };
     e & P != 0 && e & shared::pae::RW != 0
 }

@@ -66,7 +66,7 @@ fn fill_and_check(va: u32, pages: u32) {
         unsafe { ((va + p * 4096) as *mut u32).write_volatile(va ^ p) };
     }
     for p in 0..pages {
-        // SAFETY: as above.
+        // SAFETY: the same words of the caller's area, still mapped.
         let w = unsafe { ((va + p * 4096) as *const u32).read_volatile() };
         check!(w == va ^ p, "fork-churn: vmap page {p} reads {w:#x}");
     }

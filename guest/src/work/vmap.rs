@@ -56,7 +56,8 @@ impl<T: Copy> core::ops::Deref for VBuf<T> {
 
 impl<T: Copy> core::ops::DerefMut for VBuf<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as above, and borrowed mutably through self.
+        // SAFETY: initialised in new, mapped until drop, and borrowed mutably
+        // through self.
         unsafe { core::slice::from_raw_parts_mut(self.va as *mut T, self.len) }
     }
 }
