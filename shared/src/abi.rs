@@ -11,6 +11,23 @@
 //! milestones, results and fault reports are this project's own (0x100 and up).
 //! Error codes are negative errno values, as Xen returns them.
 
+/// Numbered constants and their names from one table: each row
+/// `NAME = value, "text";` becomes `pub const NAME`, a row of `ALL`, and what
+/// `name_of` finds, so that a number and its name cannot drift apart.
+macro_rules! named_numbers {
+    ($t:ty; $($(#[$m:meta])* $id:ident = $v:expr, $text:literal;)+) => {
+        $($(#[$m])* pub const $id: $t = $v;)+
+
+        /// Every value with its name, for reports.
+        pub const ALL: &[($t, &str)] = &[$(($id, $text)),+];
+
+        /// The name of `v`, if it is one of these.
+        pub fn name_of(v: $t) -> Option<&'static str> {
+            ALL.iter().find(|(n, _)| *n == v).map(|(_, s)| *s)
+        }
+    };
+}
+
 /// `out dx, eax` here carries the guest-physical address of a [`HypercallBlock`].
 pub const HYPERCALL_PORT: u16 = 0x500;
 /// `out` here costs one exit and nothing else: the VMM does no work. The baseline
@@ -27,46 +44,31 @@ pub mod bare {
 
 /// Hypercall numbers.
 pub mod nr {
-    pub const MMU_UPDATE: u32 = 1;
-    pub const SET_CALLBACKS: u32 = 4;
-    pub const MULTICALL: u32 = 13;
-    pub const VM_ASSIST: u32 = 21;
-    pub const UPDATE_VA_MAPPING: u32 = 14;
-    pub const MMUEXT_OP: u32 = 26;
-
-    /// `(buf_gpa, len)`: write `len` bytes of text to the console.
-    pub const CONSOLE_WRITE: u32 = 0x100;
-    /// `(code)`: the guest is done; `code` 0 is success. The VMM stops every vCPU.
-    pub const SHUTDOWN: u32 = 0x101;
-    /// `(milestone, arg)`: the host timestamps a point of the boot (see [`super::milestone`]).
-    pub const MILESTONE: u32 = 0x102;
-    /// `(name_gpa, name_len, value)`: a named figure the guest measured.
-    pub const RESULT: u32 = 0x103;
-    /// `(report_gpa)`: an unexpected exception or a guest panic, described by a
-    /// [`super::FaultReport`]; the VMM reports it and stops the guest.
-    pub const GUEST_FAULT: u32 = 0x104;
-    /// Does nothing but return 0: measures the hypercall round trip.
-    pub const NOP: u32 = 0x105;
-
-    /// Every hypercall number with its name, for reports.
-    pub const ALL: &[(u32, &str)] = &[
-        (MMU_UPDATE, "mmu_update"),
-        (SET_CALLBACKS, "set_callbacks"),
-        (MULTICALL, "multicall"),
-        (VM_ASSIST, "vm_assist"),
-        (UPDATE_VA_MAPPING, "update_va_mapping"),
-        (MMUEXT_OP, "mmuext_op"),
-        (CONSOLE_WRITE, "console_write"),
-        (SHUTDOWN, "shutdown"),
-        (MILESTONE, "milestone"),
-        (RESULT, "result"),
-        (GUEST_FAULT, "guest_fault"),
-        (NOP, "nop"),
-    ];
+    named_numbers! { u32;
+        MMU_UPDATE = 1, "mmu_update";
+        SET_CALLBACKS = 4, "set_callbacks";
+        MULTICALL = 13, "multicall";
+        VM_ASSIST = 21, "vm_assist";
+        UPDATE_VA_MAPPING = 14, "update_va_mapping";
+        MMUEXT_OP = 26, "mmuext_op";
+        /// `(buf_gpa, len)`: write `len` bytes of text to the console.
+        CONSOLE_WRITE = 0x100, "console_write";
+        /// `(code)`: the guest is done; `code` 0 is success. The VMM stops every vCPU.
+        SHUTDOWN = 0x101, "shutdown";
+        /// `(milestone, arg)`: the host timestamps a point of the boot (see [`super::milestone`]).
+        MILESTONE = 0x102, "milestone";
+        /// `(name_gpa, name_len, value)`: a named figure the guest measured.
+        RESULT = 0x103, "result";
+        /// `(report_gpa)`: an unexpected exception or a guest panic, described by a
+        /// [`super::FaultReport`]; the VMM reports it and stops the guest.
+        GUEST_FAULT = 0x104, "guest_fault";
+        /// Does nothing but return 0: measures the hypercall round trip.
+        NOP = 0x105, "nop";
+    }
 
     /// The name of a hypercall number, if it is one.
     pub fn name(nr: u32) -> Option<&'static str> {
-        ALL.iter().find(|(n, _)| *n == nr).map(|(_, s)| *s)
+        name_of(nr)
     }
 }
 
@@ -163,37 +165,25 @@ pub mod pvmmu {
 
     /// `mmuext_op` commands (Xen's numbers).
     pub mod cmd {
-        pub const PIN_L1_TABLE: u32 = 0;
-        pub const PIN_L2_TABLE: u32 = 1;
-        pub const PIN_L3_TABLE: u32 = 2;
-        /// Not in a 32-bit PAE guest: `-ENOSYS`.
-        pub const PIN_L4_TABLE: u32 = 3;
-        pub const UNPIN_TABLE: u32 = 4;
-        pub const NEW_BASEPTR: u32 = 5;
-        pub const TLB_FLUSH_LOCAL: u32 = 6;
-        pub const INVLPG_LOCAL: u32 = 7;
-        pub const TLB_FLUSH_MULTI: u32 = 8;
-        pub const INVLPG_MULTI: u32 = 9;
-        pub const TLB_FLUSH_ALL: u32 = 10;
-        pub const INVLPG_ALL: u32 = 11;
+        named_numbers! { u32;
+            PIN_L1_TABLE = 0, "pin_l1_table";
+            PIN_L2_TABLE = 1, "pin_l2_table";
+            PIN_L3_TABLE = 2, "pin_l3_table";
+            /// Not in a 32-bit PAE guest: `-ENOSYS`.
+            PIN_L4_TABLE = 3, "pin_l4_table";
+            UNPIN_TABLE = 4, "unpin_table";
+            NEW_BASEPTR = 5, "new_baseptr";
+            TLB_FLUSH_LOCAL = 6, "tlb_flush_local";
+            INVLPG_LOCAL = 7, "invlpg_local";
+            TLB_FLUSH_MULTI = 8, "tlb_flush_multi";
+            INVLPG_MULTI = 9, "invlpg_multi";
+            TLB_FLUSH_ALL = 10, "tlb_flush_all";
+            INVLPG_ALL = 11, "invlpg_all";
+        }
 
         /// The name of a command, for reports.
         pub fn name(cmd: u32) -> &'static str {
-            match cmd {
-                PIN_L1_TABLE => "pin_l1_table",
-                PIN_L2_TABLE => "pin_l2_table",
-                PIN_L3_TABLE => "pin_l3_table",
-                PIN_L4_TABLE => "pin_l4_table",
-                UNPIN_TABLE => "unpin_table",
-                NEW_BASEPTR => "new_baseptr",
-                TLB_FLUSH_LOCAL => "tlb_flush_local",
-                INVLPG_LOCAL => "invlpg_local",
-                TLB_FLUSH_MULTI => "tlb_flush_multi",
-                INVLPG_MULTI => "invlpg_multi",
-                TLB_FLUSH_ALL => "tlb_flush_all",
-                INVLPG_ALL => "invlpg_all",
-                _ => "unknown",
-            }
+            name_of(cmd).unwrap_or("unknown")
         }
     }
 
@@ -288,48 +278,41 @@ pub mod pvmmu {
 
 /// Points of the boot the host timestamps (argument of [`nr::MILESTONE`]).
 pub mod milestone {
-    /// The boot CPU reached the kernel's main function (paging on, console up).
-    pub const MAIN: u32 = 1;
-    /// A CPU came online; the argument is its index.
-    pub const CPU_ONLINE: u32 = 2;
-    /// Every CPU is online and the workload starts.
-    pub const WORKLOAD_START: u32 = 3;
-    /// The workload finished.
-    pub const WORKLOAD_END: u32 = 4;
+    named_numbers! { u32;
+        /// The boot CPU reached the kernel's main function (paging on, console up).
+        MAIN = 1, "main";
+        /// A CPU came online; the argument is its index.
+        CPU_ONLINE = 2, "cpu_online";
+        /// Every CPU is online and the workload starts.
+        WORKLOAD_START = 3, "workload_start";
+        /// The workload finished.
+        WORKLOAD_END = 4, "workload_end";
+    }
 }
 
 /// Negative errno values returned in [`HypercallBlock::rc`] (Xen's choices).
 pub mod errno {
-    pub const EPERM: i32 = 1;
-    pub const ESRCH: i32 = 3;
-    pub const ECHILD: i32 = 10;
-    pub const EAGAIN: i32 = 11;
-    pub const ENOMEM: i32 = 12;
-    pub const EFAULT: i32 = 14;
-    pub const EBUSY: i32 = 16;
-    pub const EINVAL: i32 = 22;
-    pub const ERANGE: i32 = 34;
-    pub const ENOSYS: i32 = 38;
-    /// The call stopped at its work budget; issued again from `ret` on, it
-    /// goes on (Xen's hypercall preemption).
-    pub const ERESTART: i32 = 85;
+    named_numbers! { i32;
+        EPERM = 1, "EPERM";
+        ESRCH = 3, "ESRCH";
+        ECHILD = 10, "ECHILD";
+        EAGAIN = 11, "EAGAIN";
+        ENOMEM = 12, "ENOMEM";
+        EFAULT = 14, "EFAULT";
+        EBUSY = 16, "EBUSY";
+        EINVAL = 22, "EINVAL";
+        ERANGE = 34, "ERANGE";
+        ENOSYS = 38, "ENOSYS";
+        /// The call stopped at its work budget; issued again from `ret` on, it
+        /// goes on (Xen's hypercall preemption).
+        ERESTART = 85, "ERESTART";
+    }
 
     /// The symbolic name of an errno value (positive or negative).
     pub fn name(rc: i32) -> &'static str {
         match rc.unsigned_abs() as i32 {
             0 => "OK",
-            EPERM => "EPERM",
-            ESRCH => "ESRCH",
-            ECHILD => "ECHILD",
-            EAGAIN => "EAGAIN",
-            ENOMEM => "ENOMEM",
-            EFAULT => "EFAULT",
-            EBUSY => "EBUSY",
-            EINVAL => "EINVAL",
-            ERANGE => "ERANGE",
-            ENOSYS => "ENOSYS",
-            ERESTART => "ERESTART",
-            _ => "E?",
+            e => name_of(e).unwrap_or("E?"),
         }
     }
 }
@@ -485,22 +468,32 @@ pub fn exception_name(vector: u32) -> &'static str {
 mod tests {
     use super::*;
 
+    /// Each table of numbers has distinct numbers and distinct names, and
+    /// every name is found again from its number.
+    #[test]
+    fn numbers_and_names_come_from_one_table() {
+        fn distinct<T: Copy + PartialEq + core::fmt::Debug>(all: &[(T, &str)], name_of: fn(T) -> Option<&'static str>) {
+            for (i, (v, n)) in all.iter().enumerate() {
+                assert!(all[..i].iter().all(|(w, m)| w != v && m != n), "{v:?} {n}: twice");
+                assert_eq!(name_of(*v), Some(*n));
+            }
+        }
+        distinct(nr::ALL, nr::name_of);
+        distinct(pvmmu::cmd::ALL, pvmmu::cmd::name_of);
+        distinct(errno::ALL, errno::name_of);
+        distinct(milestone::ALL, milestone::name_of);
+        assert_eq!((nr::name(nr::NOP), nr::name(0x7777)), (Some("nop"), None));
+        assert_eq!(pvmmu::cmd::name(pvmmu::cmd::PIN_L3_TABLE), "pin_l3_table");
+        assert_eq!(pvmmu::cmd::name(99), "unknown");
+        assert_eq!((errno::name(-errno::ERESTART), errno::name(0), errno::name(-99)), ("ERESTART", "OK", "E?"));
+    }
+
     #[test]
     fn hypercall_block_layout_is_what_the_guest_writes() {
         assert_eq!(HypercallBlock::SIZE, 48);
         assert_eq!(core::mem::offset_of!(HypercallBlock, rc), HypercallBlock::RC_OFFSET);
         assert_eq!(core::mem::offset_of!(HypercallBlock, ret), HypercallBlock::RET_OFFSET);
         assert_eq!(core::mem::size_of::<FaultReport>(), 72 + FAULT_MSG_LEN);
-    }
-
-    #[test]
-    fn hypercall_numbers_are_unique() {
-        for (i, (a, _)) in nr::ALL.iter().enumerate() {
-            for (b, _) in &nr::ALL[i + 1..] {
-                assert_ne!(a, b);
-            }
-        }
-        assert_eq!(nr::name(26), Some("mmuext_op"));
     }
 
     /// Every call reads back as itself, every listed number decodes to a call

@@ -10,13 +10,7 @@ use super::record::{MAX_MILESTONES, MAX_RESULTS, RESULTS_DROPPED};
 use super::*;
 
 fn milestone_name(id: u32) -> String {
-    match id {
-        milestone::MAIN => "main".into(),
-        milestone::CPU_ONLINE => "cpu_online".into(),
-        milestone::WORKLOAD_START => "workload_start".into(),
-        milestone::WORKLOAD_END => "workload_end".into(),
-        other => format!("milestone_{other}"),
-    }
+    milestone::name_of(id).map_or_else(|| format!("milestone_{id}"), str::to_owned)
 }
 
 impl Hypervisor {
