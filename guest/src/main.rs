@@ -13,6 +13,7 @@ mod hv;
 mod mm;
 mod percpu;
 mod rand;
+mod ring3;
 mod sched;
 mod smp;
 mod sync;
@@ -20,7 +21,6 @@ mod syscall;
 mod task;
 mod time;
 mod trapback;
-mod user;
 mod work;
 
 use shared::abi::milestone;

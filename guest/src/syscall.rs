@@ -13,7 +13,7 @@ use crate::arch::trap::TrapFrame;
 use crate::mm::address_space;
 use crate::mm::layout::PAGE_OFFSET;
 use crate::task::{self, State};
-use crate::{percpu, sched, user};
+use crate::{percpu, ring3, sched};
 
 /// System call numbers.
 pub mod nr {
@@ -185,7 +185,7 @@ fn sys_exec(ctx: &mut MaySleep, frame: &mut TrapFrame, mode: u32, pages: u32, ta
     // SAFETY: the task's old reference, no longer loaded here.
     address_space::put(ctx, unsafe { &*old });
     percpu::count(Counter::Execs, 1);
-    *frame = task::user_frame(user::main_entry(), [mode, pages, 1, tag, 0, 0]);
+    *frame = task::user_frame(ring3::main_entry(), [mode, pages, 1, tag, 0, 0]);
     frame.eax
 }
 

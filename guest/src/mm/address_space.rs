@@ -36,7 +36,7 @@ use crate::mm::page;
 use crate::mm::pgtable::alloc_low_page;
 use crate::mm::pv::{self, AfterFlush};
 use crate::mm::{ptcache, tlb};
-use crate::{bootinfo, percpu, sched, user};
+use crate::{bootinfo, percpu, ring3, sched};
 
 pub const ANON_START: u32 = 0x1000_0000;
 pub const ANON_END: u32 = 0xb000_0000;
@@ -221,10 +221,10 @@ fn build_user(_ctx: &mut MaySleep) -> Option<*mut Mm> {
     // SAFETY: an entry of the new address space's L2.
     unsafe { m.pde(TOP_L1_VA).write(top_l1 | USER_PDE) };
     // The user programs: kernel image frames, read-only, shared.
-    let (code_pa, len) = user::code_frames();
+    let (code_pa, len) = ring3::code_frames();
     let mut off = 0;
     while off < len {
-        let va = user::USER_CODE_VA + off;
+        let va = ring3::USER_CODE_VA + off;
         let l1 = match m.l1(va) {
             Some(l1) => l1,
             None => {

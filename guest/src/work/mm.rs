@@ -17,11 +17,11 @@ use crate::arch::cpu;
 use crate::mm::address_space::{Mm, ANON_START};
 use crate::mm::highpte::{self, pte_offset_map};
 use crate::mm::page::{self, Zone};
+use crate::ring3::{self, Mode};
 use crate::sched;
 use crate::syscall::MREMAP_ENOMEM;
 use crate::task::{self, State};
-use crate::user::{self, Mode};
-use crate::work::kmap as kmap_hold;
+use crate::work::kmap_hold;
 use crate::{check, hv, kprintln, percpu, smp};
 
 static OVER: AtomicBool = AtomicBool::new(false);
@@ -163,7 +163,7 @@ fn phase(ctx: &mut MaySleep, which: GuestResult, mode: Mode, n: u32, pages: u32,
     let mut started = 0;
     for i in 0..n {
         let tag = 0x1000_0000 ^ (i << 12);
-        match task::spawn(ctx, user::main_entry(), [mode as u32, pages, rounds, tag, aux, 0]) {
+        match task::spawn(ctx, ring3::main_entry(), [mode as u32, pages, rounds, tag, aux, 0]) {
             Ok(_) => started += 1,
             Err(e) => {
                 check!(false, "{name}: task {i} could not start: {}", shared::abi::errno::name(-e));
@@ -192,7 +192,7 @@ fn capacity(ctx: &mut MaySleep, n: u32, pages: u32) {
     let mut why = None;
     for i in 0..n {
         let tag = 0x2000_0000 ^ (i << 12);
-        let t = match task::spawn(ctx, user::main_entry(), [Mode::Capacity as u32, pages, 1, tag, 0, 0]) {
+        let t = match task::spawn(ctx, ring3::main_entry(), [Mode::Capacity as u32, pages, 1, tag, 0, 0]) {
             Ok(t) => t,
             Err(e) => {
                 why = Some(shared::abi::errno::name(-e));

@@ -3,14 +3,14 @@
 //! when every check passed.
 
 mod bench;
-mod boot;
+mod boot_check;
 mod calibrate;
 mod chaos;
 mod faults;
-mod kmap;
+mod kmap_hold;
 mod mm;
 mod pvmmu;
-mod vmap;
+mod vmap_workloads;
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -59,7 +59,7 @@ fn run_on_this_cpu() {
     let cfg = config();
     let t0 = cpu::rdtsc();
     match cfg.workload() {
-        Workload::Boot => boot::run(cfg),
+        Workload::Boot => boot_check::run(cfg),
         Workload::HypercallBench => bench::hypercalls(cfg),
         Workload::HypercallSmp => bench::hypercalls_smp(cfg),
         Workload::IpiPingpong => bench::ipi_pingpong(cfg),
@@ -75,7 +75,7 @@ fn run_on_this_cpu() {
         | Workload::TaskCapacity
         | Workload::PteBench
         | Workload::KmapHold => mm::run(cfg),
-        Workload::VmapTest | Workload::VmapChurn | Workload::VmapBench => vmap::run(cfg),
+        Workload::VmapTest | Workload::VmapChurn | Workload::VmapBench => vmap_workloads::run(cfg),
         Workload::PvmmuSelftest => pvmmu::run(cfg),
         Workload::Contract => crate::contract::run(cfg.scenario),
         Workload::Chaos => chaos::run(cfg),
@@ -94,7 +94,7 @@ pub fn bsp_main() -> ! {
     crate::syscall::set_hooks(crate::syscall::Hooks {
         before_fork: (cfg.workload() == Workload::ForkChurn).then_some(mm::churn_before_fork as fn()),
         pte_bench: Some(mm::pte_bench),
-        kmap_hold: Some(kmap::sys_kmap_hold),
+        kmap_hold: Some(kmap_hold::sys_kmap_hold),
     });
     hv::milestone(milestone::WORKLOAD_START, 0);
     GO.store(1, Ordering::Release);

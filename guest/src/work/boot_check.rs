@@ -6,10 +6,10 @@ use shared::config::Config;
 use shared::pae::RW;
 use shared::results::GuestResult;
 
-use crate::arch::{cpu, user as ring3};
+use crate::arch::{cpu, user};
 use crate::mm::pgtable::AddressSpace;
+use crate::ring3::{self, USER_STACK_TOP};
 use crate::sync::SpinLock;
-use crate::user::{self, USER_STACK_TOP};
 use crate::work::{all_cpus_reach, idle_until};
 use crate::{check, hv, percpu, smp, time};
 
@@ -53,11 +53,11 @@ pub fn run(cfg: &Config) {
     match user_space() {
         Some(space) => {
             space.activate();
-            let (hello, bad) = (core::ptr::addr_of!(user::user_hello), core::ptr::addr_of!(user::user_read_kernel));
-            let code = ring3::run(user::entry(hello), USER_STACK_TOP);
+            let (hello, bad) = (core::ptr::addr_of!(ring3::user_hello), core::ptr::addr_of!(ring3::user_read_kernel));
+            let code = user::run(ring3::entry(hello), USER_STACK_TOP);
             check!(code == 42 + cpu_id as i32, "ring 3: exit code {} (want {})", code, 42 + cpu_id);
-            let code = ring3::run(user::entry(bad), USER_STACK_TOP);
-            check!(code == ring3::killed_by(14), "ring 3 read of kernel memory: exit code {}, want a page fault", code);
+            let code = user::run(ring3::entry(bad), USER_STACK_TOP);
+            check!(code == user::killed_by(14), "ring 3 read of kernel memory: exit code {}, want a page fault", code);
             crate::mm::pgtable::switch_to_kernel();
         }
         None => check!(false, "ring 3: out of memory for an address space"),
@@ -73,7 +73,7 @@ pub fn run(cfg: &Config) {
 
 fn user_space() -> Option<AddressSpace> {
     let space = AddressSpace::new()?;
-    user::map_code(&space)?;
+    ring3::map_code(&space)?;
     let stack = crate::mm::pgtable::alloc_low_page()?;
     space.map(USER_STACK_TOP - 4096, stack, RW)?;
     Some(space)

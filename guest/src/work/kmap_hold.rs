@@ -28,7 +28,7 @@ use crate::mm::kmap::{self, KmType};
 use crate::mm::layout::phys_to_virt;
 use crate::mm::page::{self, Zone};
 use crate::mm::pgtable::alloc_low_page;
-use crate::user::{pattern, WORDS_CHECKED};
+use crate::ring3::{pattern, WORDS_CHECKED};
 use crate::{bootinfo, check, kprintln, sched, smp};
 
 /// Most maps one task holds at once (its bookkeeping fills one page).
