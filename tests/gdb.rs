@@ -29,20 +29,30 @@ fn gdb(port: u16, commands: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
 
-#[test]
-fn gdb_attaches_steps_reads_writes_and_detaches() {
+/// A free port and a report path for one test.
+fn port_and_report(what: &str) -> (u16, std::path::PathBuf) {
     common::guest();
     let port = free_port();
-    let json = std::env::temp_dir().join(format!("vmm-gdb-{port}.json"));
+    (port, std::env::temp_dir().join(format!("vmm-{what}-{port}.json")))
+}
+
+/// `vmm run ARGS --gdb PORT --gdb-wait --json JSON`, returned once the stub
+/// says it waits for gdb (QEMU-hosted, after the appliance's boot), with the
+/// thread that collects its standard error.
+fn held_for_gdb(
+    args: &[&str],
+    port: u16,
+    json: &std::path::Path,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
     let mut vmm = Command::new(common::vmm())
-        .args(["run", "--vcpus", "2", "--timeout", "60", "--gdb", &port.to_string(), "--gdb-wait", "--json"])
-        .arg(&json)
+        .arg("run")
+        .args(args)
+        .args(["--gdb", &port.to_string(), "--gdb-wait", "--json"])
+        .arg(json)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // gdb connects once the stub says it waits (QEMU-hosted, after the
-    // appliance's boot).
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = vmm.stderr.take().unwrap();
     let lines = std::thread::spawn(move || {
@@ -60,6 +70,13 @@ fn gdb_attaches_steps_reads_writes_and_detaches() {
         let _ = vmm.kill();
         panic!("the stub never said it waits: {}", lines.join().unwrap());
     }
+    (vmm, lines)
+}
+
+#[test]
+fn gdb_attaches_steps_reads_writes_and_detaches() {
+    let (port, json) = port_and_report("gdb");
+    let (mut vmm, lines) = held_for_gdb(&["--vcpus", "2", "--timeout", "60"], port, &json);
     let out = gdb(
         port,
         &[
@@ -116,33 +133,8 @@ fn gdb_attaches_steps_reads_writes_and_detaches() {
 /// hanging guest still times out, `--timeout` later.
 #[test]
 fn the_watchdog_counts_the_guests_time_without_gdb() {
-    common::guest();
-    let port = free_port();
-    let json = std::env::temp_dir().join(format!("vmm-gdb-watchdog-{port}.json"));
-    let mut vmm = Command::new(common::vmm())
-        .args(["run", "--workload", "hang", "--timeout", "4", "--gdb", &port.to_string(), "--gdb-wait", "--json"])
-        .arg(&json)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = vmm.stderr.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("vmm: gdb: waiting for gdb") {
-                let _ = tx.send(());
-            }
-            all += &line;
-            all.push('\n');
-        }
-        all
-    });
-    if rx.recv_timeout(Duration::from_secs(180)).is_err() {
-        let _ = vmm.kill();
-        panic!("the stub never said it waits: {}", lines.join().unwrap());
-    }
+    let (port, json) = port_and_report("gdb-watchdog");
+    let (mut vmm, lines) = held_for_gdb(&["--workload", "hang", "--timeout", "4"], port, &json);
     // Held for 6 s, more than the timeout, then let go.
     let attached = std::time::Instant::now();
     let out = gdb(port, &["shell sleep 6", "detach"]);
