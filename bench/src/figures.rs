@@ -95,6 +95,7 @@ named! {
         PteCyclesPerAccess = "pte_cycles_per_access",
         KmapCacheHitsPerAccess = "kmap_cache_hits_per_access",
         TlbInvlpgPerAccess = "tlb_invlpg_per_access",
+        KmapLockWaitCyclesPerAccess = "kmap_lock_wait_cycles_per_access",
         KmapLockTakenPerKfault = "kmap_lock_taken_per_kfault",
         KmapLockWaitsPerKfault = "kmap_lock_waits_per_kfault",
         PkmapFlushesPerKfault = "pkmap_flushes_per_kfault",
@@ -112,6 +113,8 @@ named! {
         PinPathCyclesPerPin = "pin_path_cycles_per_pin",
         ModelExplains = "model_explains",
         KmapModelCyclesPerAccess = "kmap_model_cycles_per_access",
+        KmapWrapModelCyclesPerAccess = "kmap_wrap_model_cycles_per_access",
+        KmapWrapHaltedModelCyclesPerAccess = "kmap_wrap_halted_model_cycles_per_access",
         // Against the oracle cell (`super::results`).
         RatioToOracle = "ratio_to_oracle",
         WorkloadRatioToOracle = "workload_ratio_to_oracle",
@@ -415,6 +418,14 @@ pub const GLOSSARY: &[FigureDef] = &[
                its unit, each series wrap x a global flush), per pte access: the model of what a pte access costs \
                beyond lowpte's",
     },
+    FigureDef {
+        name: "kmap_wrap_model_cycles_per_access",
+        what: "the part of kmap_model_cycles_per_access that prices the series' wraps (each a global flush)",
+    },
+    FigureDef {
+        name: "kmap_wrap_halted_model_cycles_per_access",
+        what: "the same wraps priced as global flushes with the other CPUs halted (on 1 vCPU, the same figure)",
+    },
     FigureDef { name: "unit_<event>_cycles", what: "the calibrate workload's median cycles of one event (64 rounds)" },
     FigureDef {
         name: "<count>_over_oracle",
@@ -451,6 +462,11 @@ pub const GLOSSARY: &[FigureDef] = &[
     FigureDef {
         name: "tlb_invlpg_per_access",
         what: "tlb_invlpg / pte_bench_accesses (single-page TLB flushes, the filling faults' included)",
+    },
+    FigureDef {
+        name: "kmap_lock_wait_cycles_per_access",
+        what: "kmap_lock_wait_cycles / pte_bench_accesses: the cycles contended kmap_lock acquisitions waited \
+               (spins and halts), per pte access; contention, measured, not priced by a unit",
     },
     FigureDef { name: "<counter>_per_kfault", what: "a counter per 1000 page faults" },
     FigureDef { name: "flush_ipis_per_kfault", what: "tlb_shootdown_kernel per 1000 page faults" },
@@ -559,6 +575,12 @@ fn derive(f: &mut Figures, totals: &Value) {
             let v = f.get(&counter.into()).filter(|_| n > 0.0).map(|c| c / n);
             put(f, d, v);
         }
+        // Read from the report itself, which leaves out counters at zero: no
+        // waits, no wait time; waits without their time are a report from
+        // before the guest timed them, which has no figure, not a zero.
+        let waits = raw(C::KmapLockWaits).unwrap_or(0.0);
+        let wait = raw(C::KmapLockWaitCycles).or((waits == 0.0).then_some(0.0));
+        put(f, D::KmapLockWaitCyclesPerAccess, wait.filter(|_| n > 0.0).map(|c| c / n));
     }
     if let Some(faults) = f.get(&C::PageFaults.into()).copied().filter(|&p| p > 0.0) {
         for (d, counter) in [
@@ -599,7 +621,7 @@ mod tests {
             "counter_totals": {"pt_pins": 100, "pt_pin_cycles": 500000, "pt_pins_aliased": 10, "pt_pins_alias_pte": 10,
                 "vm_unmap_aliases": 100, "vm_unmap_aliases_flushed": 20, "vm_unmap_aliases_cycles": 200000,
                 "vm_unmap_aliases_flush_cycles": 150000, "workload_cycles": 9000000, "page_faults": 2000, "kmap_lock_waits": 5,
-                "pte_bench_cycles": 3000, "pte_bench_accesses": 10, "kmap_cache_hits": 12},
+                "pte_bench_cycles": 3000, "pte_bench_accesses": 10, "kmap_cache_hits": 12, "kmap_lock_wait_cycles": 450},
             "counters": [{"workload_cycles": 5000000}, {"workload_cycles": 4000000}],
             "results": {"vmap_bench_ns": 1234},
             "exits": [{"user": {"hypercall": 3, "nop_exit": 0, "other_io": 1, "mmio": 0, "hlt": 0, "intr": 0, "shutdown": 1}},
@@ -607,6 +629,18 @@ mod tests {
             "pvmmu": {"traps_back": 7, "alias_checks": 50, "alias_check_ns": 1000, "audit_rw_pagetables": 0, "audit_count_mismatches": 0},
             "timing": {"to_end_ms": 1500.0}
         })
+    }
+
+    #[test]
+    fn a_report_that_did_not_time_the_lock_wait_has_no_wait_figure() {
+        let mut r = report();
+        r["counter_totals"].as_object_mut().unwrap().remove("kmap_lock_wait_cycles");
+        let f = extract(&r);
+        assert!(by_name(&f, "kmap_lock_wait_cycles_per_access").is_none(), "absent, not zero");
+        assert_eq!(by_name(&f, "pte_cycles_per_access").unwrap(), 300.0);
+        // A report leaves out counters at zero: no waits, no wait time.
+        r["counter_totals"].as_object_mut().unwrap().remove("kmap_lock_waits");
+        assert_eq!(by_name(&extract(&r), "kmap_lock_wait_cycles_per_access"), Some(0.0));
     }
 
     #[test]
@@ -627,6 +661,7 @@ mod tests {
         // A listed counter that is not in the report is zero, and so its rate.
         assert_eq!(by_name(&f, "tlb_invlpg_per_access").unwrap(), 0.0);
         assert_eq!(by_name(&f, "kmap_lock_waits_per_kfault").unwrap(), 2.5);
+        assert_eq!(by_name(&f, "kmap_lock_wait_cycles_per_access").unwrap(), 45.0);
         assert_eq!(by_name(&f, "vmap_bench_ns").unwrap(), 1234.0);
         assert_eq!(by_name(&f, "pvmmu_audit_errors").unwrap(), 0.0);
         // Counters the guest did not list are zero; results it did not give are absent.

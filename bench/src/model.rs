@@ -414,10 +414,20 @@ pub fn price(results: &mut [CellResult], table: &CostTable) {
         // Native kmaps, priced with native units only.
         let kmap = table.kmap_for(r.cell.vcpus).filter(|_| !r.cell.is(Setting::Pvmmu(Switch::On)));
         for (_, f) in r.reps.iter_mut().filter(|_| kmap.is_some()) {
-            let Some(m) = kmap.and_then(|k| kmap_model_cycles(f, k)) else { continue };
-            f.insert(D::KmapModelCyclesPerAccess.into(), m / f[&C::PteBenchAccesses.into()]);
+            let Some((m, k)) = kmap.and_then(|k| Some((kmap_model_cycles(f, k)?, k))) else { continue };
+            let accesses = f[&C::PteBenchAccesses.into()];
+            let wraps = f[&C::PkmapFlushes.into()];
+            f.insert(D::KmapModelCyclesPerAccess.into(), m / accesses);
+            f.insert(D::KmapWrapModelCyclesPerAccess.into(), wraps * k.flush_global / accesses);
+            // The same wraps priced as flushes with the other CPUs halted: on
+            // more than one vCPU, the bound for a flush whose other CPUs wait
+            // (for the kmap_lock the wrapping CPU holds).
+            let halted = table.idle_kmap.as_ref().filter(|_| r.cell.vcpus > 1).unwrap_or(k);
+            f.insert(D::KmapWrapHaltedModelCyclesPerAccess.into(), wraps * halted.flush_global / accesses);
         }
-        for name in NAMES.into_iter().chain([D::KmapModelCyclesPerAccess]) {
+        const KMAP: [D; 3] =
+            [D::KmapModelCyclesPerAccess, D::KmapWrapModelCyclesPerAccess, D::KmapWrapHaltedModelCyclesPerAccess];
+        for name in NAMES.into_iter().chain(KMAP) {
             let v: Vec<f64> = r.reps.iter().filter_map(|(_, f)| f.get(&name.into()).copied()).collect();
             if let Some(s) = Stat::of(&v) {
                 r.stats.insert(name.into(), s);
@@ -722,9 +732,16 @@ mod tests {
         let mut cells = vec![
             cell("persistent", 1, &[("workload", "pte-bench"), ("pte", "persistent")], counts(&[])),
             cell("persistent pv", 1, &[("workload", "pte-bench"), ("pte", "persistent"), ("pvmmu", "on")], counts(&[])),
+            cell("persistent smp", 2, &[("workload", "pte-bench"), ("pte", "persistent")], counts(&[])),
         ];
         price(&mut cells, &t);
         assert_eq!(cells[0].median("kmap_model_cycles_per_access"), Some(310_000.0 / 4000.0));
+        assert_eq!(cells[0].median("kmap_wrap_model_cycles_per_access"), Some(10_000.0 / 4000.0), "the wraps' part");
+        assert_eq!(cells[0].median("kmap_wrap_halted_model_cycles_per_access"), Some(10_000.0 / 4000.0), "1 vCPU");
         assert_eq!(cells[1].median("kmap_model_cycles_per_access"), None, "a PV cell is not priced by native units");
+        // 2 vCPUs: the busy pass's flush (10000) prices the wraps; the halted
+        // pass's (5000) gives the other bound.
+        assert_eq!(cells[2].median("kmap_wrap_model_cycles_per_access"), Some(20_000.0 / 4000.0));
+        assert_eq!(cells[2].median("kmap_wrap_halted_model_cycles_per_access"), Some(10_000.0 / 4000.0));
     }
 }

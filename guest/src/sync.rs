@@ -57,12 +57,16 @@ impl<T> SpinLock<T> {
     }
 
     /// Takes the lock, spinning (and halting, see the module comment); returns how
-    /// many spins it waited.
-    fn acquire(&self) -> u32 {
+    /// long it waited. The TSC is read only when the lock was not free at once.
+    fn acquire(&self) -> Waited {
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
         let can_halt = cpu::eflags() & cpu::EFLAGS_IF != 0;
         let mut spins = 0u32;
+        let mut since = 0;
         while self.serving.load(Ordering::Acquire) != ticket {
+            if spins == 0 {
+                since = cpu::rdtsc();
+            }
             spins = spins.wrapping_add(1);
             if can_halt && spins.is_multiple_of(SPINS_BEFORE_HALT) {
                 let bit = 1 << percpu::cpu_id();
@@ -82,7 +86,7 @@ impl<T> SpinLock<T> {
                 cpu::pause();
             }
         }
-        spins
+        Waited { spins, cycles: if spins == 0 { 0 } else { cpu::rdtsc().wrapping_sub(since) } }
     }
 
     fn release(&self) {
@@ -105,16 +109,16 @@ impl<T> SpinLock<T> {
         self.lock_counted().0
     }
 
-    /// Takes the lock; also returns how many spins it waited (0: uncontended).
+    /// Takes the lock; also returns how long it waited (zero: uncontended).
     #[track_caller]
-    pub fn lock_counted(&self) -> (SpinGuard<'_, T>, u32) {
+    pub fn lock_counted(&self) -> (SpinGuard<'_, T>, Waited) {
         if self.irq_safe && cpu::eflags() & cpu::EFLAGS_IF != 0 && crate::sched::debug() {
             panic!("BUG: a lock that interrupt handlers take, taken with interrupts on");
         }
         percpu::preempt_disable();
-        let spins = self.acquire();
-        Self::account(spins);
-        (SpinGuard { lock: self, irq_was_on: None }, spins)
+        let waited = self.acquire();
+        Self::account(waited.spins);
+        (SpinGuard { lock: self, irq_was_on: None }, waited)
     }
 
     /// Takes the lock if nobody holds or waits for it; never waits.
@@ -133,10 +137,19 @@ impl<T> SpinLock<T> {
     pub fn lock_irqsave(&self) -> SpinGuard<'_, T> {
         let was_on = cpu::irq_save();
         percpu::preempt_disable();
-        let spins = self.acquire();
-        Self::account(spins);
+        let waited = self.acquire();
+        Self::account(waited.spins);
         SpinGuard { lock: self, irq_was_on: Some(was_on) }
     }
+}
+
+/// How long one acquisition waited for its turn.
+#[derive(Clone, Copy)]
+pub struct Waited {
+    /// Spin iterations (0: the lock was free at once).
+    pub spins: u32,
+    /// TSC cycles from the first failed look to the lock taken, halts included.
+    pub cycles: u64,
 }
 
 pub struct SpinGuard<'a, T> {

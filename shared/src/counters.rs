@@ -190,6 +190,9 @@ counters! {
     /// Cycles of the vmap layer's flushes of every CPU's TLB (the part of a
     /// purge that waits for the other CPUs).
     VmapFlushCycles = "vmap_flush_cycles",
+    /// TSC cycles the kmap_lock's contended acquisitions waited (spins and
+    /// halts): contention, measured where it happens, not priced by a unit.
+    KmapLockWaitCycles = "kmap_lock_wait_cycles",
 }
 
 const _: () = assert!(Counter::ALL.len() <= MAX_COUNTERS);

@@ -4,6 +4,7 @@ use shared::config::{PteVariant, Setting as S, Switch, Workload};
 use shared::counters::Counter as C;
 
 use super::cells::*;
+use super::pte_access;
 use super::verdict::*;
 use crate::claim::Claim;
 use crate::design::{Adapt, CellSpec, Experiment, Want::Vcpus};
@@ -18,8 +19,9 @@ use crate::figures::{Derived as D, Figure};
 /// whole workload around it, where the kmap is a small part.
 pub(super) fn experiment() -> Experiment {
     let mut cells = Vec::new();
+    // lowpte maps nothing: the model's base access (`pte_access`).
     for v in [1, 2] {
-        for pte in [PteVariant::PerTask, PteVariant::Persistent] {
+        for pte in [PteVariant::Lowpte, PteVariant::PerTask, PteVariant::Persistent] {
             cells.push(pte_bench(pte, v, 2048, PTE_BENCH_ROUNDS));
         }
     }
@@ -117,26 +119,36 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
              access; {w:.0} kmap_lock waits on SMP"
         );
     }
-    // The model: each run's kmaps priced by the calibration's native kmap
-    // units, each series wrap by a global flush. It prices no lock wait.
-    let model = |pte, v| l.fig(&pb(pte, v), exp, D::KmapModelCyclesPerAccess).ok();
-    if let (Some(t1), Some(g1), Some(t2), Some(g2)) = (
+    // The model: lowpte's access as measured, each run's kmaps priced by the
+    // calibration's native kmap units, each series wrap by a global flush, and
+    // the kmap_lock wait as measured (`pte_access`).
+    let model = |pte, v| pte_access::modelled(l, exp, pte, v);
+    if let (Some(mt1), Some(mg1), Some(mt2), Some(mg2)) = (
         model(PteVariant::PerTask, 1),
         model(PteVariant::Persistent, 1),
         model(PteVariant::PerTask, 2),
         model(PteVariant::Persistent, 2),
     ) {
         let side = |m: f64, c: f64| if (m < 1.0) == (c < 1.0) { "as the cycles" } else { "unlike the cycles" };
-        let wraps = l.fig(&pb(PteVariant::Persistent, 2), exp, C::PkmapFlushes).unwrap_or(0.0);
+        let (r1, r2) = (mt1.total() / mg1.total(), mt2.total() / mg2.total());
         text += &format!(
-            "; by the model (the kmaps priced by this host's native kmap units), per-task {t1:.0} against the \
-             pool's {g1:.0} cycles beyond lowpte's a pte access on UP ({:.2}x, {}), {t2:.0} against {g2:.0} on SMP \
-             ({:.2}x, {}; no lock wait priced, the pool's {wraps:.0} series wraps each priced as a global flush with \
-             the other vCPU busy)",
-            t1 / g1,
-            side(t1 / g1, up_ci.value),
-            t2 / g2,
-            side(t2 / g2, smp_ci.value)
+            "; by the model (lowpte's access as measured, the kmaps priced by this host's native kmap units, the \
+             series' wraps as global flushes, the kmap_lock wait as measured), per-task {:.0} against the pool's \
+             {:.0} cycles a pte access on UP ({r1:.2}x, {}), {:.0} against {:.0} on SMP ({r2:.2}x, {}; the pool's \
+             {:.0} of kmaps, {:.0} of wraps and {:.0} of lock wait; the model gives {:.2}x the pool's measured \
+             access with each wrap's flush priced with the other vCPU busy, {:.2}x with it halted, as it is while \
+             it waits for the kmap_lock the wrapping CPU holds)",
+            mt1.total(),
+            mg1.total(),
+            side(r1, up_ci.value),
+            mt2.total(),
+            mg2.total(),
+            side(r2, smp_ci.value),
+            mg2.kmaps,
+            mg2.wraps,
+            mg2.wait,
+            mg2.total() / median(&g2),
+            mg2.total_halted() / median(&g2),
         );
     }
     let mm = |pte: PteVariant, v: u32| [is(S::Workload(Workload::MmAll)), is(S::Pte(pte)), Vcpus(v), is(S::Tasks(8))];

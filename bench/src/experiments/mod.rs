@@ -13,6 +13,7 @@ mod claim6;
 mod claim7;
 pub mod highpte_2002;
 mod history;
+mod pte_access;
 mod sweeps;
 mod verdict;
 mod which_strategy;

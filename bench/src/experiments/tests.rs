@@ -421,6 +421,60 @@ fn claims_2_to_6() {
     assert!(c3.text.contains("atomic's cycles within the noise"), "{c3}");
 }
 
+/// Claims 3 and 6 model a pte access as lowpte's measured access, the kmaps
+/// priced (scaled by lowpte's slowdown on 2 vCPUs), the wraps priced and the
+/// kmap_lock wait measured; without the wait (an older report) no model line.
+#[test]
+fn a_modelled_pte_access_adds_the_measured_lock_wait() {
+    // (pte, vCPUs, measured access, kmaps and wraps priced, wraps' part, the
+    // wraps priced with the other vCPU halted, wait)
+    let rows = [
+        ("lowpte", 1, 100.0, 0.0, 0.0, 0.0, 0.0),
+        ("lowpte", 2, 200.0, 0.0, 0.0, 0.0, 0.0),
+        ("per-task", 1, 150.0, 40.0, 0.0, 0.0, 0.0),
+        ("per-task", 2, 290.0, 40.0, 0.0, 0.0, 0.0),
+        ("persistent", 1, 160.0, 50.0, 10.0, 10.0, 0.0),
+        ("persistent", 2, 500.0, 60.0, 20.0, 5.0, 300.0),
+        ("atomic", 1, 130.0, 30.0, 0.0, 0.0, 0.0),
+        ("atomic", 2, 260.0, 30.0, 0.0, 0.0, 0.0),
+    ];
+    let cells = |with_wait: bool| -> Vec<CellResult> {
+        rows.iter()
+            .map(|&(pte, v, access, model, wraps, halted, wait)| {
+                let mut figs = vec![
+                    ("pte_cycles_per_access", access),
+                    ("kmap_model_cycles_per_access", model),
+                    ("kmap_wrap_model_cycles_per_access", wraps),
+                    ("kmap_wrap_halted_model_cycles_per_access", halted),
+                    ("kmap_lock_waits", if wait > 0.0 { 9.0 } else { 0.0 }),
+                ];
+                if with_wait {
+                    figs.push(("kmap_lock_wait_cycles_per_access", wait));
+                }
+                let mut c = result(spec(v, &[("workload", "pte-bench"), ("pte", pte)]), "per-task-kmaps", &figs);
+                c.cell.experiments.push("kmap-scaling".into());
+                c
+            })
+            .collect()
+    };
+    let v = verdicts(&cells(true), true);
+    let c6 = get(&v, "claim 6");
+    // UP: 100 + 40 against 100 + 40 + 10; SMP: 200 + 2 x 40 against
+    // 200 + 2 x (60 - 20) + 20 + 300.
+    assert!(c6.text.contains("per-task 140 against the pool's 150 cycles a pte access on UP (0.93x"), "{c6}");
+    assert!(c6.text.contains("280 against 600 on SMP (0.47x, as the cycles"), "{c6}");
+    assert!(c6.text.contains("80 of kmaps, 20 of wraps and 300 of lock wait; the model gives 1.20x"), "{c6}");
+    // With the wraps priced with the other vCPU halted: 600 - 20 + 5.
+    assert!(c6.text.contains("access with each wrap's flush priced with the other vCPU busy, 1.17x with it halted"));
+    // Claim 3, beyond lowpte's 2x: atomic (200 + 60) / 130 / 2, the pool 600 / 150 / 2.
+    let c3 = get(&v, "claim 3");
+    assert!(c3.text.contains("beyond lowpte's: atomic 1.00x, persistent 2.00x, or 1.95x with each wrap"), "{c3}");
+    assert!(c3.text.contains("300 of kmap_lock wait, atomic's 0 of wait"), "{c3}");
+    let v = verdicts(&cells(false), true);
+    assert!(!get(&v, "claim 6").text.contains("by the model"), "no wait timed, no model");
+    assert!(!get(&v, "claim 3").text.contains("by the model"), "no wait timed, no model");
+}
+
 /// Claim 6 is decided on the kmap (pte-bench); mm-all's span only rides along.
 #[test]
 fn claim_6_is_decided_per_access() {

@@ -181,11 +181,12 @@ fn pkmap_slot(va: u32) -> (Serie, usize) {
 }
 
 fn lock_kmap() -> crate::sync::SpinGuard<'static, [Pkmap; 3]> {
-    let (g, spins) = KMAP_LOCK.lock_counted();
+    let (g, waited) = KMAP_LOCK.lock_counted();
     count(Counter::KmapLockTaken);
-    if spins != 0 {
+    if waited.spins != 0 {
         count(Counter::KmapLockWaits);
-        percpu::count(Counter::KmapLockSpins, spins as u64);
+        percpu::count(Counter::KmapLockSpins, waited.spins as u64);
+        percpu::count(Counter::KmapLockWaitCycles, waited.cycles);
     }
     g
 }
