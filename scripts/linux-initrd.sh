@@ -9,7 +9,8 @@
 # Each PROGRAM (e.g. guest/linux-probe's highpte-probe) goes into /bin.
 #
 # Without SCRIPT's `reboot -f` Linux panics when init exits (a guest fault,
-# status 3). (No interactive shell yet: vmm does not feed the console input.)
+# status 3). For an interactive shell, end SCRIPT with `exec sh`: what is
+# typed on vmm's standard input reaches the console (docs/linux.md).
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 SCRIPT OUT.cpio [PROGRAM...]" >&2; exit 2; }
 script=$1

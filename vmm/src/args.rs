@@ -81,7 +81,8 @@ pub struct RunArgs {
     pub kernel: Option<PathBuf>,
     /// Boot this Linux bzImage instead of our guest (the 32-bit boot protocol,
     /// a 16550 console on COM1, MP tables; scripts/setup.sh fetches Debian's
-    /// 686-pae kernel). The guest's parameters (--workload, ...) do not apply.
+    /// 686-pae kernel). Standard input is the console's keyboard. The guest's
+    /// parameters (--workload, ...) do not apply.
     #[arg(long, value_name = "BZIMAGE", conflicts_with = "kernel")]
     pub linux: Option<PathBuf>,
     /// With --linux: the initial ramdisk (a cpio archive, compressed or not).

@@ -198,7 +198,10 @@ fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error>
     let report = match mode {
         Mode::Local => {
             let info = HostInfo { mode: "local".into(), reason, ..Default::default() };
-            linux::run(&spec, Box::new(std::io::stdout()), info)?
+            // Keys go to Linux's console as they are typed, also inside
+            // the appliance, whose console is this standard input.
+            let _keys = linux::input::KeysThrough::new();
+            linux::run(&spec, Box::new(std::io::stdout()), Some(Box::new(std::io::stdin())), info)?
         }
         Mode::Qemu => {
             let mut extra = vec![("kernels/0".to_owned(), spec.kernel.clone())];
@@ -212,6 +215,7 @@ fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error>
             a.extend(shape_args(spec.mem, spec.vcpus, spec.timeout));
             let mut opts = appliance_options(&args.host, spec.vcpus);
             opts.paging = NestedPaging::Shadow;
+            opts.console_input = true;
             gdb_into_appliance(spec.gdb.as_ref(), &mut a, &mut opts)?;
             let job = Job { args: a, json: true };
             run_in_appliance(job, &extra, opts, spec.timeout, (&spec.kernel, reason, spec.start))?

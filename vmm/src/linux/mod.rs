@@ -7,10 +7,11 @@
 //! on the console is a guest fault. No PV MMU: its exits are only devices.
 
 pub mod boot;
+pub mod input;
 pub mod mptable;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,6 +112,8 @@ struct Console {
 const LINE_MAX: usize = 4096;
 
 impl Write for Console {
+    /// The bytes go to the sink as they come, so a prompt shows before its
+    /// line ends; whole lines are read for panics and results.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         for &b in buf {
             match b {
@@ -124,6 +127,9 @@ impl Write for Console {
                 }
             }
         }
+        let shown: Vec<u8> = buf.iter().copied().filter(|&b| b != b'\r').collect();
+        self.sink.write_all(&shown)?;
+        self.sink.flush()?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -147,8 +153,7 @@ impl Console {
                 }
             }
         }
-        writeln!(self.sink, "{text}")?;
-        self.sink.flush()
+        Ok(())
     }
 }
 
@@ -221,6 +226,15 @@ impl Exits for Devices {
     }
 }
 
+impl input::Receiver for Devices {
+    fn room(&self) -> usize {
+        self.serial.lock().map(|s| s.fifo_capacity()).unwrap_or(0)
+    }
+    fn put(&self, bytes: &[u8]) -> bool {
+        self.serial.lock().is_ok_and(|mut s| s.enqueue_raw_bytes(bytes).is_ok())
+    }
+}
+
 /// CPUID.1:ECX's "running under a hypervisor" bit: Linux looks for KVM's
 /// leaves (kvm-clock, paravirtual features) only when it is set. Not set
 /// QEMU-hosted: there the nested kvm-clock stalls Linux's timers (measured:
@@ -277,10 +291,16 @@ fn configure(v: &VcpuFd, index: u32, cpuid: &kvm_bindings::CpuId, entry: u32) ->
     v.set_regs(&regs).map_err(|e| err("KVM_SET_REGS", e))
 }
 
-/// Boots Linux on the local KVM and reports how the run went. A panic, a
-/// hang or a triple fault is a report (`Ok`); errors are the host's or the
-/// input's.
-pub fn run(spec: &LinuxSpec, console: Box<dyn Write + Send>, host: HostInfo) -> Result<RunReport, Error> {
+/// Boots Linux on the local KVM and reports how the run went. The console's
+/// output goes to `console`, and `input`'s bytes, if given, to the UART as
+/// typed keys ([`input::feed`]). A panic, a hang or a triple fault is a
+/// report (`Ok`); errors are the host's or the input's.
+pub fn run(
+    spec: &LinuxSpec,
+    console: Box<dyn Write + Send>,
+    input: Option<Box<dyn Read + Send>>,
+    host: HostInfo,
+) -> Result<RunReport, Error> {
     if spec.vcpus == 0 || spec.vcpus as usize > shared::boot::MAX_VCPUS {
         return Err(VmError::BadVcpus(spec.vcpus).into());
     }
@@ -319,6 +339,11 @@ pub fn run(spec: &LinuxSpec, console: Box<dyn Write + Send>, host: HostInfo) -> 
         }
         None => None,
     };
+    if let Some(from) = input {
+        // Left behind at the end of the run, blocked in a read of the input.
+        let to = devices.clone();
+        std::thread::spawn(move || input::feed(from, &*to));
+    }
     let end = vm::run_vcpus(vcpus, devices.clone(), spec.timeout, debugger)?;
     if let Some(mut s) = end.lock(&devices.serial) {
         let _ = s.writer_mut().end_line_if_any();
@@ -355,7 +380,9 @@ impl Console {
         if self.line.is_empty() {
             return Ok(());
         }
-        self.end_line()
+        self.end_line()?;
+        writeln!(self.sink)?;
+        self.sink.flush()
     }
 }
 
@@ -404,6 +431,40 @@ mod tests {
         let mut other = [0u8; 1];
         d.port_in(0, 0x2f8, &mut other);
         assert_eq!(other, [0xff], "no UART on COM2");
+    }
+
+    /// A prompt shows before its line ends (an interactive shell's).
+    #[test]
+    fn output_shows_as_it_comes_not_a_line_late() {
+        let (d, seen) = devices();
+        say(&d, "/ # ");
+        assert_eq!(String::from_utf8_lossy(&seen.lock().unwrap()), "/ # ");
+    }
+
+    /// Typed keys reach the guest: the UART says data is ready, and its
+    /// receive register gives the bytes in order; the FIFO's room is what
+    /// the feeder waits on.
+    #[test]
+    fn typed_keys_reach_the_guest_through_the_uart() {
+        use input::Receiver;
+        let (d, _) = devices();
+        let room = d.room();
+        assert!(room >= 16, "a 16550's FIFO: {room}");
+        input::feed(&b"ls\n"[..], &d);
+        assert_eq!(d.room(), room - 3);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let mut lsr = [0u8];
+            d.port_in(0, COM1 + 5, &mut lsr);
+            assert_eq!(lsr[0] & 1, 1, "data ready");
+            let mut rbr = [0u8];
+            d.port_in(0, COM1, &mut rbr);
+            got.push(rbr[0]);
+        }
+        assert_eq!(got, b"ls\n");
+        let mut lsr = [0u8];
+        d.port_in(0, COM1 + 5, &mut lsr);
+        assert_eq!(lsr[0] & 1, 0, "nothing more");
     }
 
     /// A panic on the console ends the run as a guest fault with its

@@ -186,6 +186,10 @@ pub struct ApplianceOptions {
     /// A TCP port of 127.0.0.1 that QEMU forwards to the appliance's second
     /// serial port (COM2, /dev/ttyS1): `vmm run --gdb` inside it.
     pub gdb_port: Option<u16>,
+    /// QEMU reads `vmm`'s standard input into the appliance's console (a
+    /// single `vmm run --linux`: the keys the user types); otherwise it reads
+    /// nothing.
+    pub console_input: bool,
 }
 
 /// How the appliance's kvm_amd translates its guests' memory.
@@ -207,7 +211,7 @@ pub enum NestedPaging {
 impl Default for ApplianceOptions {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2).clamp(1, 8);
-        ApplianceOptions { mem_mib: 2048, cpus, paging: NestedPaging::Npt, gdb_port: None }
+        ApplianceOptions { mem_mib: 2048, cpus, paging: NestedPaging::Npt, gdb_port: None, console_input: false }
     }
 }
 
@@ -405,7 +409,7 @@ fn run_once(
         .arg("-initrd")
         .arg(&initrd)
         .args(["-append", &kernel_cmdline(opts.paging)])
-        .stdin(Stdio::null())
+        .stdin(if opts.console_input { Stdio::inherit() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
