@@ -113,6 +113,13 @@ pub fn check(kernel: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Where an initrd of `size` bytes goes: the first page at or above
+/// `needs` (the end of what the kernel takes), if it ends by `top`.
+fn initrd_address(needs: u64, size: u64, top: u64) -> Option<u64> {
+    let at = needs.checked_next_multiple_of(4096)?;
+    at.checked_add(size).is_some_and(|end| end <= top).then_some(at)
+}
+
 /// Loads `kernel` (a bzImage), `initrd` and `cmdline` into `mem` and writes
 /// the zero page and the GDT.
 pub fn load(
@@ -149,16 +156,20 @@ pub fn load(
     bytes.push(0);
     mem.write_slice(&bytes, GuestAddress(CMDLINE_GPA)).map_err(mem_err)?;
 
-    // The initrd: as high as the kernel allows (initrd_addr_max) in the low
-    // RAM region, page-aligned, above the kernel.
+    // The initrd: just above all the kernel needs (where it decompresses
+    // to, pref_address, and the init_size it takes from there; and the
+    // image as loaded), page-aligned, and below initrd_addr_max. Low, not as
+    // high as allowed: a 32-bit kernel told to keep less lowmem
+    // (`vmalloc=`, `highmem=`) cannot reach an initrd above its lowmem
+    // (measured: a triple fault before the first console line).
     let mut initrd_at = None;
     if let Some(path) = initrd {
         let data = std::fs::read(path).map_err(|e| Error::Read(path.to_owned(), e))?;
         let low_end = map[2].addr + map[2].size;
         let top = low_end.min(hdr.initrd_addr_max as u64 + 1);
         let size = data.len() as u64;
-        let at = top.checked_sub(size).map(|a| a & !0xfff).filter(|&a| a >= loaded.kernel_end.next_multiple_of(4096));
-        let at = at.ok_or(Error::InitrdTooBig(size >> 20, top))?;
+        let needs = (hdr.pref_address + u64::from(hdr.init_size)).max(loaded.kernel_end);
+        let at = initrd_address(needs, size, top).ok_or(Error::InitrdTooBig(size >> 20, top))?;
         mem.write_slice(&data, GuestAddress(at)).map_err(mem_err)?;
         hdr.ramdisk_image = at as u32;
         hdr.ramdisk_size = size as u32;
@@ -203,6 +214,17 @@ mod tests {
             ]
         );
         assert!(matches!(e820(&[MemRegion { base: 0, len: 0x80000 }]), Err(Error::NoLowMemory)));
+    }
+
+    /// The initrd goes just above what the kernel takes, page-aligned, low
+    /// enough for any lowmem the kernel is told to keep; too big is None.
+    #[test]
+    fn the_initrd_goes_just_above_the_kernel() {
+        let (needs, mib) = (0x100_0000 + 0x1e5_4321, 1 << 20);
+        assert_eq!(initrd_address(needs, 2 * mib, 0x3800_0000), Some(0x2e5_5000));
+        assert_eq!(initrd_address(0x300_0000, 2 * mib, 0x300_0000 + 2 * mib), Some(0x300_0000), "it just fits");
+        assert_eq!(initrd_address(0x300_0000, 2 * mib + 1, 0x300_0000 + 2 * mib), None);
+        assert_eq!(initrd_address(u64::MAX - 10, 100, u64::MAX), None, "no overflow");
     }
 
     #[test]
