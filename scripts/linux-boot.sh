@@ -4,10 +4,14 @@
 # appended to OUT/runs.txt. Needs $vmm, $root and $out set.
 #
 #   linux_boot NAME CPIO VCPUS [CMDLINE-EXTRA]
+#
+# $LINUX_MEM (default 1g) and $LINUX_TIMEOUT (seconds, default 120) shape
+# the run.
 linux_boot() {
     local name=$1 cpio=$2 vcpus=$3 extra=${4:-}
     local cmd=("$vmm" run --linux "$root/.cache/linux/vmlinuz" --initrd "$cpio"
-        --cmdline "rdinit=/init $extra" --vcpus "$vcpus" --mem 1g --timeout 120 --json "$out/$name.json")
+        --cmdline "rdinit=/init $extra" --vcpus "$vcpus" --mem "${LINUX_MEM:-1g}"
+        --timeout "${LINUX_TIMEOUT:-120}" --json "$out/$name.json")
     echo "${cmd[*]}" > "$out/$name.cmd"
     local status=0
     "${cmd[@]}" > "$out/$name.console" 2> "$out/$name.stderr" || status=$?

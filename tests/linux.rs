@@ -41,9 +41,13 @@ fn initrd_with(name: &str, script: &str, programs: &[&Path]) -> PathBuf {
     out
 }
 
+/// One boot; its command line is `quiet rdinit=/init` unless `extra` gives one.
 fn boot_once(initrd: &Path, extra: &[&str]) -> Output {
     let (k, i) = (kernel(), initrd.to_str().unwrap().to_owned());
-    let mut args = vec!["run", "--linux", k.to_str().unwrap(), "--initrd", &i, "--cmdline", "quiet rdinit=/init"];
+    let mut args = vec!["run", "--linux", k.to_str().unwrap(), "--initrd", &i];
+    if !extra.contains(&"--cmdline") {
+        args.extend(["--cmdline", "quiet rdinit=/init"]);
+    }
     args.extend(extra);
     run(&args, &[])
 }
@@ -166,6 +170,42 @@ fn a_shell_on_the_console_runs_what_is_typed() {
     assert!(seen, "the shell never started: {console}");
     assert!(console.lines().any(|l| l.trim() == "typed-42"), "the typed command did not run: {console}");
     assert_eq!(status, Some(0), "the typed reboot did not end the run: {console}");
+}
+
+/// Claim 4's cap on Linux: a kernel told to keep a small lowmem (`vmalloc=`)
+/// boots and finds its initrd (vmm puts it just above the kernel, not at the
+/// top of RAM, where such a kernel cannot reach it), and highpte-probe's
+/// lowmem mode starts tasks of 64 pte pages, with the pte pages in lowmem,
+/// until one does not fit, and says why.
+#[test]
+fn linux_with_a_small_lowmem_runs_out_of_it_and_the_probe_says_when() {
+    let probe = root().join("guest/linux-probe/target/i686-none/release/highpte-probe");
+    assert!(probe.is_file(), "no {} (run scripts/build.sh)", probe.display());
+    let script = "echo vmm-linux: $(grep LowTotal /proc/meminfo)\n\
+                  echo 0 > /proc/sys/vm/oom_dump_tasks\nhighpte-probe lowmem 8192 64\nreboot -f\n";
+    let i = initrd_with("lowmem-cap", script, &[&probe]);
+    let json = std::env::temp_dir().join(format!("vmm-linux-cap-{}.json", std::process::id()));
+    let cmdline = "quiet rdinit=/init userpte=nohigh nokaslr vmalloc=950M";
+    let o = boot(
+        &i,
+        &["--mem", "512m", "--timeout", "200", "--cmdline", cmdline, "--json", json.to_str().unwrap()],
+        "vmm-linux:",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    let line = out.lines().find(|l| l.starts_with("vmm-linux: LowTotal:")).expect("LowTotal");
+    let kb: u64 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(kb < 64 << 10, "lowmem not small: {line}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = &report["results"];
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} missing: {r}"));
+    // It stopped for lowmem: a task did not fit, long before 8192.
+    assert!((1..8192).contains(&n("lowmem_tasks")), "{r}");
+    assert!(n("lowmem_stop_killed") == 1 || n("lowmem_stop_errno") != 0, "no reason to stop: {r}");
+    // Lowmem is what ran out: most of it went, 64 pte pages (256 kB) a task.
+    assert!(n("lowfree_after_kb") < n("lowfree_before_kb") / 4, "{r}");
+    assert!(n("lowfree_drop_kb") >= n("lowmem_tasks") * 256, "{r}");
+    let _ = std::fs::remove_file(&json);
 }
 
 /// A script that ends without a reboot makes init exit: Linux panics, and

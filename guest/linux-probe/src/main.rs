@@ -23,6 +23,13 @@
 //! - `lowmem_tasks`: the children that got there;
 //! - `lowfree_drop_kb`, `pagetables_kb_grown`: how much LowFree fell and
 //!   PageTables grew meanwhile (pte pages in highmem leave LowFree alone).
+//!
+//! With TASKS above what fits (at most 8192), it finds claim 4's cap: it
+//! stops at the first task that does not get there, and says why:
+//! - `lowmem_stop_errno`: the failing fork's errno (0: the fork worked);
+//! - `lowmem_stop_killed`: 1 when a child died instead (the OOM killer:
+//!   the parent asks it to spare itself);
+//! - `lowfree_after_kb`: LowFree with every task that fit alive.
 
 #![no_std]
 #![no_main]
@@ -40,6 +47,10 @@ const SYS_MMAP2: u32 = 192;
 const SYS_MUNMAP: u32 = 91;
 const SYS_PIPE: u32 = 42;
 const SYS_MADVISE: u32 = 219;
+/// wait4's "do not wait": a child that died already, or none.
+const WNOHANG: u32 = 1;
+/// The most tasks `lowmem` starts.
+const MAX_TASKS: usize = 8192;
 /// No transparent huge page: a region touched once per 2 MiB must fault in
 /// pte pages, not 2 MiB pages (Debian's 686-pae kernel has THP "always").
 const MADV_NOHUGEPAGE: u32 = 15;
@@ -214,19 +225,27 @@ fn close(fd: u32) {
     syscall(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
 }
 
-/// `highpte-probe lowmem TASKS PTE_PAGES` (see the crate's documentation).
-fn lowmem(tasks: usize, pte_pages: usize) {
-    // The OOM killer, should lowmem run out, takes a child, not the count.
+/// Sets this task's /proc/self/oom_score_adj.
+fn oom_score_adj(value: &[u8]) {
     let fd = syscall(SYS_OPEN, [c"/proc/self/oom_score_adj".as_ptr() as u32, 1, 0, 0, 0, 0]);
     if fd >= 0 {
-        syscall(SYS_WRITE, [fd as u32, b"-1000".as_ptr() as u32, 5, 0, 0, 0]);
+        syscall(SYS_WRITE, [fd as u32, value.as_ptr() as u32, value.len() as u32, 0, 0, 0]);
         close(fd as u32);
     }
+}
+
+/// `highpte-probe lowmem TASKS PTE_PAGES` (see the crate's documentation).
+fn lowmem(tasks: usize, pte_pages: usize) {
+    // The OOM killer, should lowmem run out, takes a child, not the count
+    // (each child puts its own back to 0: with every task at -1000 Linux
+    // panics, "System is deadlocked on memory").
+    oom_score_adj(b"-1000");
     let release = pipe();
     let (low0, pt0) = (meminfo_kb(b"LowFree:"), pagetables_kb());
     let mut started = 0;
-    let mut pids = [0u32; 1024];
-    for slot in pids.iter_mut().take(tasks.min(1024)) {
+    let (mut stop_errno, mut killed) = (0u64, false);
+    let mut pids = [0u32; MAX_TASKS];
+    for slot in pids.iter_mut().take(tasks.min(MAX_TASKS)) {
         // A pipe of this child's alone: EOF, not a byte, if it dies first.
         let ready = pipe();
         let pid = syscall(SYS_FORK, [0; 6]);
@@ -235,6 +254,7 @@ fn lowmem(tasks: usize, pte_pages: usize) {
             // release (EOF once the parent closes its end; ours is closed).
             close(ready[0]);
             close(release[1]);
+            oom_score_adj(b"0");
             let (base, _, _) = map_aligned(pte_pages * PTE_SPAN);
             for i in 0..pte_pages {
                 touch(base + i * PTE_SPAN);
@@ -247,16 +267,31 @@ fn lowmem(tasks: usize, pte_pages: usize) {
         close(ready[1]);
         if pid < 0 {
             close(ready[0]);
+            stop_errno = (-pid) as u64;
             break;
         }
         *slot = pid as u32;
         let mut b = 0u8;
         let got = syscall(SYS_READ, [ready[0], &mut b as *mut u8 as u32, 1, 0, 0, 0]);
         close(ready[0]);
-        if got != 1 {
+        // A child that died (this one before its "ready", or an earlier one
+        // the OOM killer took) ends the count.
+        let mut status = 0u32;
+        let dead = syscall(SYS_WAIT4, [u32::MAX, &mut status as *mut u32 as u32, WNOHANG, 0, 0, 0]);
+        if got != 1 || dead > 0 {
+            killed = true;
             break;
         }
         started += 1;
+        if started % 256 == 0 {
+            // Progress, for a run that ends in the watchdog's hands.
+            let mut b = [0u8; 20];
+            write(b"highpte-probe: lowmem ");
+            write(fmt_u64(started as u64, &mut b));
+            write(b" tasks, LowFree ");
+            write(fmt_u64(meminfo_kb(b"LowFree:"), &mut b));
+            write(b" kB\n");
+        }
     }
     let (low1, pt1) = (meminfo_kb(b"LowFree:"), pagetables_kb());
     close(release[1]);
@@ -269,6 +304,9 @@ fn lowmem(tasks: usize, pte_pages: usize) {
     result("lowfree_before_kb", low0);
     result("lowfree_drop_kb", low0.saturating_sub(low1));
     result("pagetables_kb_grown", pt1.saturating_sub(pt0));
+    result("lowfree_after_kb", low1);
+    result("lowmem_stop_errno", stop_errno);
+    result("lowmem_stop_killed", killed as u64);
 }
 
 fn probe(sparse: usize, dense: usize, rounds: usize) {

@@ -1,0 +1,1 @@
+/work/main/target/x86_64-unknown-linux-gnu/release/vmm run --linux /work/main/.cache/linux/vmlinuz --initrd /work/main/docs/linux/lowmem-cap-2026-12-06/probe.cpio --cmdline rdinit=/init userpte=nohigh nokaslr vmalloc=900M --vcpus 1 --mem 512m --timeout 600 --json /work/main/docs/linux/lowmem-cap-2026-12-06/nohigh-1.json
