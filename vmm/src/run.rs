@@ -471,20 +471,75 @@ pub fn run_jobs_with(
 ) -> Result<Vec<JobOutcome>, Error> {
     let (mode, reason) = platform::resolve(opts.host.host)?;
     eprintln!("{}", platform::mode_line(mode, &reason));
-    let default_guest = paths::default_guest();
+    let deadline = Instant::now() + Duration::from_secs_f64(opts.timeout);
+    // QEMU-hosted, Linux needs an appliance with shadow paging and our guest
+    // one with nested paging (NestedPaging): a batch of both runs in two
+    // appliances, our guest's jobs first.
+    let (linux, ours): (Vec<usize>, Vec<usize>) = (0..job_args.len()).partition(|&i| is_linux_job(&job_args[i]));
+    if mode == Mode::Local || linux.is_empty() || ours.is_empty() {
+        return run_job_group(job_args, opts, (mode, &reason), deadline, on_event);
+    }
+    let mut outcomes = vec![JobOutcome::default(); job_args.len()];
+    for group in [ours, linux] {
+        let args: Vec<Vec<String>> = group.iter().map(|&i| job_args[i].clone()).collect();
+        let done = run_job_group(&args, opts, (mode, &reason), deadline, |ev| match ev {
+            JobEvent::Started { job } => on_event(JobEvent::Started { job: group[job] }),
+            JobEvent::Finished { job, outcome } => on_event(JobEvent::Finished { job: group[job], outcome }),
+        })?;
+        for (&i, o) in group.iter().zip(done) {
+            outcomes[i] = o;
+        }
+    }
+    Ok(outcomes)
+}
 
-    // Each job runs as `vmm <args> --host local`, with kernels outside the default
-    // guest shipped into the appliance.
+/// The flags that name a file the job boots.
+const FILE_FLAGS: [&str; 3] = ["--kernel", "--linux", "--initrd"];
+
+/// `argv` with `--kernel=FILE` (and the other file flags) as two arguments,
+/// so that the file can be found and shipped.
+fn split_file_flags(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len());
+    for a in argv {
+        match FILE_FLAGS.iter().find_map(|f| Some((*f, a.strip_prefix(f)?.strip_prefix('=')?))) {
+            Some((flag, value)) => out.extend([flag.to_owned(), value.to_owned()]),
+            None => out.push(a.clone()),
+        }
+    }
+    out
+}
+
+/// Whether a job boots Linux (`run --linux ...`).
+fn is_linux_job(argv: &[String]) -> bool {
+    argv.iter().any(|a| a == "--linux" || a.starts_with("--linux="))
+}
+
+/// Runs jobs that all boot our guest, or all Linux: QEMU-hosted, in one
+/// appliance (and, for jobs that must run again, more).
+fn run_job_group(
+    job_args: &[Vec<String>],
+    opts: &JobsOptions,
+    (mode, reason): (Mode, &str),
+    deadline: Instant,
+    mut on_event: impl FnMut(JobEvent),
+) -> Result<Vec<JobOutcome>, Error> {
+    let default_guest = paths::default_guest();
+    let linux = job_args.first().is_some_and(|a| is_linux_job(a));
+
+    // Each job runs as `vmm <args> --host local`, with the files it boots
+    // (kernels outside the default guest, Linux's bzImage and initrd)
+    // shipped into the appliance.
     let mut extra = Vec::new();
     let mut kernels = Vec::new();
     let jobs: Vec<Job> = job_args
         .iter()
         .map(|argv| {
-            let mut a = argv.clone();
-            kernels.push(arg_value(argv, "--kernel").map(PathBuf::from).unwrap_or_else(|| default_guest.clone()));
+            let mut a = split_file_flags(argv);
+            let booted = arg_value(&a, "--linux").or_else(|| arg_value(&a, "--kernel"));
+            kernels.push(booted.map(PathBuf::from).unwrap_or_else(|| default_guest.clone()));
             if mode == Mode::Qemu {
                 for i in 0..a.len() {
-                    if a[i] == "--kernel" && i + 1 < a.len() {
+                    if FILE_FLAGS.contains(&a[i].as_str()) && i + 1 < a.len() {
                         let p = PathBuf::from(&a[i + 1]);
                         a[i + 1] = if p == default_guest {
                             "/guest".to_owned()
@@ -495,7 +550,7 @@ pub fn run_jobs_with(
                         };
                     }
                 }
-                if !a.iter().any(|x| x == "--kernel") {
+                if !linux && !a.iter().any(|x| x == "--kernel") {
                     a.extend(["--kernel".to_owned(), "/guest".to_owned()]);
                 }
             }
@@ -504,12 +559,15 @@ pub fn run_jobs_with(
         })
         .collect();
     let max_vcpus = job_args.iter().filter_map(|a| arg_value(a, "--vcpus")?.parse().ok()).max().unwrap_or(1);
+    let mut appliance_opts = appliance_options(&opts.host, max_vcpus);
+    if linux {
+        appliance_opts.paging = NestedPaging::Shadow;
+    }
 
     let n = jobs.len();
     let mut outcomes: Vec<JobOutcome> = vec![JobOutcome::default(); n];
     let mut pending: Vec<usize> = (0..n).collect();
-    let deadline = Instant::now() + Duration::from_secs_f64(opts.timeout);
-    let settle_ctx = Settle { mode, reason: &reason, kernels: &kernels, retries: opts.retries };
+    let settle_ctx = Settle { mode, reason, kernels: &kernels, retries: opts.retries };
     while !pending.is_empty() {
         if appliance::stop_requested() {
             return Err(Error::Stopped);
@@ -526,7 +584,7 @@ pub fn run_jobs_with(
                     &round,
                     &extra,
                     guest,
-                    appliance_options(&opts.host, max_vcpus),
+                    appliance_opts,
                     deadline.saturating_duration_since(Instant::now()),
                     |ev| match ev {
                         Event::Ready { .. } => on_event(JobEvent::Started { job: pending[0] }),
@@ -682,6 +740,20 @@ mod tests {
 
     fn result(json: Option<String>) -> appliance::JobResult {
         appliance::JobResult { exit_code: Some(0), stdout: vec!["guest".into()], stderr: vec![], json }
+    }
+
+    /// The files a job boots are found in either spelling, and a Linux job
+    /// is told from one of our guest's.
+    #[test]
+    fn file_flags_are_split_and_linux_jobs_found() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            split_file_flags(&v(&["run", "--linux=/bz", "--initrd", "/i", "--cmdline=rdinit=/init", "--kernel=/k"])),
+            v(&["run", "--linux", "/bz", "--initrd", "/i", "--cmdline=rdinit=/init", "--kernel", "/k"])
+        );
+        assert!(is_linux_job(&v(&["run", "--linux", "/bz"])));
+        assert!(is_linux_job(&v(&["run", "--linux=/bz"])));
+        assert!(!is_linux_job(&v(&["run", "--kernel", "/k", "--cmdline-x"])));
     }
 
     /// A job's report travels typed; one that does not read leaves the job
