@@ -58,10 +58,20 @@ pub struct KeysThrough {
 }
 
 impl KeysThrough {
-    /// None when standard input is not a terminal (a pipe, a file, /dev/null).
+    /// None when standard input is not a terminal (a pipe, a file,
+    /// /dev/null), or when `vmm` runs in the background on it (`vmm ... &`),
+    /// where changing the terminal's modes would stop `vmm` (SIGTTOU).
     pub fn new() -> Option<KeysThrough> {
         // SAFETY: isatty only asks about descriptor 0.
         if unsafe { libc::isatty(0) } != 1 {
+            return None;
+        }
+        // SAFETY: tcgetpgrp and getpgrp only ask about descriptor 0's
+        // foreground group and this process's group.
+        let (front, ours) = unsafe { (libc::tcgetpgrp(0), libc::getpgrp()) };
+        // -1: not our controlling terminal (the appliance's console for the
+        // `vmm` inside it), which sends no SIGTTOU.
+        if front != -1 && front != ours {
             return None;
         }
         let mut t = std::mem::MaybeUninit::<libc::termios>::uninit();
