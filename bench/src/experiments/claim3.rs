@@ -98,13 +98,8 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     );
     // The model's figure for the same ratio: lowpte's access as measured, the
     // kmaps priced, the wraps priced as global flushes, the lock wait measured.
-    let model = |pte, v| pte_access::modelled(l, exp, pte, v);
-    if let (Some(ma1), Some(ma2), Some(mp1), Some(mp2)) = (
-        model(PteVariant::Atomic, 1),
-        model(PteVariant::Atomic, 2),
-        model(PteVariant::Persistent, 1),
-        model(PteVariant::Persistent, 2),
-    ) {
+    if let Some([ma1, ma2, mp1, mp2]) = pte_access::modelled_up_smp(l, exp, PteVariant::Atomic, PteVariant::Persistent)
+    {
         let beyond = |x1: f64, x2: f64| (x2 / x1) / sl;
         text += &format!(
             "; by the model (lowpte's access as measured, the kmaps priced by this host's native kmap units, the \

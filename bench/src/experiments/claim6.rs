@@ -122,13 +122,8 @@ pub(super) fn verdict(l: &Lookup) -> Result<(Status, String), Missing> {
     // The model: lowpte's access as measured, each run's kmaps priced by the
     // calibration's native kmap units, each series wrap by a global flush, and
     // the kmap_lock wait as measured (`pte_access`).
-    let model = |pte, v| pte_access::modelled(l, exp, pte, v);
-    if let (Some(mt1), Some(mg1), Some(mt2), Some(mg2)) = (
-        model(PteVariant::PerTask, 1),
-        model(PteVariant::Persistent, 1),
-        model(PteVariant::PerTask, 2),
-        model(PteVariant::Persistent, 2),
-    ) {
+    if let Some([mt1, mt2, mg1, mg2]) = pte_access::modelled_up_smp(l, exp, PteVariant::PerTask, PteVariant::Persistent)
+    {
         let side = |m: f64, c: f64| if (m < 1.0) == (c < 1.0) { "as the cycles" } else { "unlike the cycles" };
         let (r1, r2) = (mt1.total() / mg1.total(), mt2.total() / mg2.total());
         text += &format!(

@@ -61,3 +61,9 @@ pub(super) fn modelled(l: &Lookup, exp: Option<&str>, pte: PteVariant, vcpus: u3
         wait: fig(D::KmapLockWaitCyclesPerAccess)?,
     })
 }
+
+/// Two variants' modelled accesses on 1 and on 2 vCPUs, as
+/// `[a on 1, a on 2, b on 1, b on 2]`; None unless all four are modelled.
+pub(super) fn modelled_up_smp(l: &Lookup, exp: Option<&str>, a: PteVariant, b: PteVariant) -> Option<[Access; 4]> {
+    Some([modelled(l, exp, a, 1)?, modelled(l, exp, a, 2)?, modelled(l, exp, b, 1)?, modelled(l, exp, b, 2)?])
+}
