@@ -206,7 +206,9 @@ fn the_calibration_measures_every_unit() {
     let purged = j.total("vm_unmap_aliases_purged_pages");
     assert!(purged >= 2 * 64 * (1 + 16 + 1), "vm_unmap_aliases cleared {purged} pages");
     assert!(r("unit_vm_unmap_aliases_flush_cycles") > r("unit_vm_unmap_aliases_empty_cycles"));
-    assert!(r("unit_pin_trapped_cycles") > r("unit_pin_cycles") + r("unit_vm_unmap_aliases_flush_cycles"));
+    let (trapped, pin, flush) =
+        (r("unit_pin_trapped_cycles"), r("unit_pin_cycles"), r("unit_vm_unmap_aliases_flush_cycles"));
+    assert!(trapped > pin + flush, "a trapped pin {trapped} cycles, a pin {pin}, a flushing call {flush}");
     // The parts timed within a round: each round's flush (or fixup and
     // retry) subtracted, so each part is smaller than its whole, and not
     // nothing. (Whether a 16-page purge's part exceeds a one-page purge's is
