@@ -183,9 +183,21 @@ pub fn verdict(expect: &str, o: &JobOutcome) -> (Verdict, String) {
         Outcome::Shutdown { .. } => (Verdict::Failure, fails()),
         Outcome::Violation { rule, .. } if want == Expect::Violation(rule) => (Verdict::Success, String::new()),
         Outcome::Violation { rule, detail, .. } => (Verdict::Failure, format!("the host stopped it: {rule}: {detail}")),
-        Outcome::GuestFault(f) => {
+        Outcome::GuestFault(f) if f.vector == shared::abi::FaultReport::PANIC => {
             (Verdict::Crash, format!("guest_fault: {}", if f.message.is_empty() { f.name } else { f.message }))
         }
+        // Where it faulted, so a crash seen once in a CI log can be found.
+        Outcome::GuestFault(f) => (
+            Verdict::Crash,
+            format!(
+                "guest_fault: {} on vCPU {} at eip={:#010x} cr2={:#010x} error={:#x}",
+                if f.message.is_empty() { f.name } else { f.message },
+                f.vcpu,
+                f.eip,
+                f.cr2,
+                f.error_code
+            ),
+        ),
         Outcome::TripleFault(_) => (Verdict::Crash, "triple_fault".to_owned()),
         Outcome::Timeout { after_s, .. } => {
             (Verdict::Crash, format!("timeout: the watchdog fired after {after_s:.0} s"))
@@ -494,7 +506,13 @@ mod tests {
         assert_eq!(skipped, (Verdict::Skip, "no RAM above 4 GiB".to_owned()));
         let fault = crate::report::FaultInfo { name: "page fault (#PF)".into(), ..Default::default() };
         let crash = verdict("pass", &outcome(report(Outcome::GuestFault(fault)), &[]));
-        assert_eq!(crash, (Verdict::Crash, "guest_fault: page fault (#PF)".to_owned()));
+        assert_eq!(
+            crash,
+            (
+                Verdict::Crash,
+                "guest_fault: page fault (#PF) on vCPU 0 at eip=0x00000000 cr2=0x00000000 error=0x0".to_owned()
+            )
+        );
         let err = report(Outcome::VmmError { message: "KVM".into() });
         assert_eq!(verdict("pass", &outcome(err, &[])), (Verdict::Error, "KVM".to_owned()));
         assert_eq!(verdict("pass", &JobOutcome::default()).0, Verdict::Error);
