@@ -7,7 +7,9 @@
 //!   time and carried in the boot information;
 //! - [`counters`]: per-CPU counters the guest keeps in memory the host reads;
 //! - [`pae`]: PAE pagetable entry bits;
-//! - [`results`]: the named results the guest reports.
+//! - [`results`]: the named results the guest reports;
+//! - [`linux_probe`]: those of highpte-probe, the program a stock Linux runs for
+//!   the benchmark's real-Linux control.
 //!
 //! The crate is `no_std` and has no dependencies so that the 32-bit guest can build it.
 #![no_std]
@@ -21,5 +23,6 @@ pub mod boot;
 pub mod config;
 pub mod contract;
 pub mod counters;
+pub mod linux_probe;
 pub mod pae;
 pub mod results;

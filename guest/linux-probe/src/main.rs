@@ -36,6 +36,8 @@
 
 use core::arch::{asm, global_asm};
 
+use shared::linux_probe::ProbeResult;
+
 const SYS_EXIT_GROUP: u32 = 252;
 const SYS_WRITE: u32 = 4;
 const SYS_OPEN: u32 = 5;
@@ -126,10 +128,10 @@ fn fmt_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
-fn result(name: &str, value: u64) {
+fn result(r: ProbeResult, value: u64) {
     let mut b = [0u8; 20];
     write(b"vmm-result: ");
-    write(name.as_bytes());
+    write(r.name().as_bytes());
     write(b" ");
     write(fmt_u64(value, &mut b));
     write(b"\n");
@@ -299,14 +301,14 @@ fn lowmem(tasks: usize, pte_pages: usize) {
         let mut status = 0u32;
         syscall(SYS_WAIT4, [pid, &mut status as *mut u32 as u32, 0, 0, 0, 0]);
     }
-    result("lowmem_tasks", started as u64);
-    result("lowmem_pte_pages_per_task", pte_pages as u64);
-    result("lowfree_before_kb", low0);
-    result("lowfree_drop_kb", low0.saturating_sub(low1));
-    result("pagetables_kb_grown", pt1.saturating_sub(pt0));
-    result("lowfree_after_kb", low1);
-    result("lowmem_stop_errno", stop_errno);
-    result("lowmem_stop_killed", killed as u64);
+    result(ProbeResult::LowmemTasks, started as u64);
+    result(ProbeResult::LowmemPtePagesPerTask, pte_pages as u64);
+    result(ProbeResult::LowfreeBeforeKb, low0);
+    result(ProbeResult::LowfreeDropKb, low0.saturating_sub(low1));
+    result(ProbeResult::PagetablesKbGrown, pt1.saturating_sub(pt0));
+    result(ProbeResult::LowfreeAfterKb, low1);
+    result(ProbeResult::LowmemStopErrno, stop_errno);
+    result(ProbeResult::LowmemStopKilled, killed as u64);
 }
 
 fn probe(sparse: usize, dense: usize, rounds: usize) {
@@ -332,7 +334,7 @@ fn probe(sparse: usize, dense: usize, rounds: usize) {
     for p in 0..dense * PTE_SPAN / PAGE {
         touch(base + p * PAGE);
     }
-    result("pagetables_kb", pagetables_kb());
+    result(ProbeResult::PagetablesKb, pagetables_kb());
     for slot in fork_exit.iter_mut().take(rounds) {
         let t0 = rdtsc();
         let pid = syscall(SYS_FORK, [0; 6]);
@@ -347,10 +349,10 @@ fn probe(sparse: usize, dense: usize, rounds: usize) {
         *slot = (rdtsc() - t0) / (dense * PTE_SPAN / PAGE) as u64;
     }
     unmap(start, total);
-    result("sparse_fault_cycles_per_pte", median(&mut fault[..rounds]));
-    result("sparse_zap_cycles_per_pte", median(&mut zap[..rounds]));
-    result("dense_fork_exit_cycles_per_pte", median(&mut fork_exit[..rounds]));
-    result("probe_rounds", rounds as u64);
+    result(ProbeResult::SparseFaultCyclesPerPte, median(&mut fault[..rounds]));
+    result(ProbeResult::SparseZapCyclesPerPte, median(&mut zap[..rounds]));
+    result(ProbeResult::DenseForkExitCyclesPerPte, median(&mut fork_exit[..rounds]));
+    result(ProbeResult::ProbeRounds, rounds as u64);
 }
 
 /// The entry from `_start`: `sp` points at argc, then argv.
