@@ -3,7 +3,8 @@
 # from this checkout, so that a `vmm` copied anywhere (or built with
 # `cargo install --path cli`) finds what it needs: the guest image (when
 # built), the QEMU-hosted appliance's kernel and modules, and the Linux of
-# `vmm run --linux`. scripts/setup.sh and scripts/build.sh call it; the
+# `vmm run --linux` with highpte-probe (the benchmark's Linux cells).
+# scripts/setup.sh and scripts/build.sh call it; the
 # order in which vmm looks is in docs/usage.md ("Where vmm looks").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +21,11 @@ if [ -s .cache/appliance/kernel/vmlinux ]; then
     rm -rf "$data/appliance/kernel"
     mv "$data/appliance/kernel.tmp" "$data/appliance/kernel"
 fi
+probe=guest/linux-probe/target/i686-none/release/highpte-probe
 if [ -s .cache/linux/vmlinuz ]; then
     rm -rf "$data/linux"
     cp -r .cache/linux "$data/linux"
+    # The benchmark's Linux cells run it (vmm bench --only linux-highpte).
+    if [ -f "$probe" ]; then install -m 0755 "$probe" "$data/linux/highpte-probe"; fi
 fi
 echo "data: $data" >&2

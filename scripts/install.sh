@@ -25,6 +25,13 @@ if [ -d "$kernel" ]; then
     rm -rf "$prefix/share/vmm/appliance/kernel"
     cp -r "$kernel" "$prefix/share/vmm/appliance/kernel"
 fi
+# The stock Linux, busybox and highpte-probe of the benchmark's Linux cells.
+probe=guest/linux-probe/target/i686-none/release/highpte-probe
+if [ -s .cache/linux/vmlinuz ]; then
+    rm -rf "$prefix/share/vmm/linux"
+    cp -r .cache/linux "$prefix/share/vmm/linux"
+    if [ -f "$probe" ]; then install -m 0755 "$probe" "$prefix/share/vmm/linux/highpte-probe"; fi
+fi
 "$prefix/bin/vmm" man --out "$prefix/share/man/man1" 2>/dev/null
 install -d "$prefix/share/bash-completion/completions" "$prefix/share/zsh/site-functions" \
     "$prefix/share/fish/vendor_completions.d"

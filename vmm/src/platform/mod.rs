@@ -5,6 +5,7 @@ pub mod appliance;
 pub mod cpio;
 pub mod emulator;
 pub mod frame;
+pub mod initramfs;
 pub mod paths;
 pub mod probe;
 

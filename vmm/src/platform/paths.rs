@@ -2,7 +2,7 @@
 //!
 //! In order (docs/usage.md, "Where vmm looks"), after the flags (`--kernel`):
 //! 1. the environment: one file's own variable (`VMM_GUEST`,
-//!    `VMM_APPLIANCE_KERNEL`), or `VMM_ROOT`, a checkout;
+//!    `VMM_APPLIANCE_KERNEL`, `VMM_LINUX_DIR`), or `VMM_ROOT`, a checkout;
 //! 2. an installed tree beside the binary (`<prefix>/bin/vmm` with
 //!    `<prefix>/share/vmm/`, as `scripts/install.sh` lays it out);
 //! 3. the checkout the binary was built in, when it runs from there;
@@ -77,6 +77,29 @@ pub fn default_guest() -> PathBuf {
         Some(share) => share.join("guest"),
         None => in_data_dir("guest").unwrap_or_else(|| root().join("guest/target/i686-none/release/guest")),
     }
+}
+
+/// A file of the stock Linux the benchmark's Linux cells boot (`vmlinuz`,
+/// `busybox`, `PACKAGE`, `highpte-probe`), put in `.cache/linux` by
+/// scripts/setup.sh (highpte-probe: scripts/build.sh) and copied by
+/// scripts/install.sh and scripts/data.sh (`VMM_LINUX_DIR` overrides): the
+/// installed copy when there is one, else the data directory's, else the
+/// checkout's.
+pub fn linux_file(name: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os("VMM_LINUX_DIR") {
+        return PathBuf::from(d).join(name);
+    }
+    if let Some(p) = installed_tree().map(|share| share.join("linux").join(name)).filter(|p| p.is_file()) {
+        return p;
+    }
+    if let Some(p) = in_data_dir(&format!("linux/{name}")) {
+        return p;
+    }
+    let cache = root().join(".cache/linux").join(name);
+    if name == "highpte-probe" && !cache.is_file() {
+        return root().join("guest/linux-probe/target/i686-none/release/highpte-probe");
+    }
+    cache
 }
 
 /// The binary the QEMU-hosted appliance carries and runs its jobs with:
