@@ -5,6 +5,7 @@
 
 use super::claim::Claim;
 use super::figures::Figure;
+use super::linux_cell::{LinuxCell, UserPte};
 use super::Error;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shared::config::{parse_u64, AliasStrategy, Config, ParamError, Setting};
@@ -21,6 +22,9 @@ pub enum MatrixName {
     /// A few seconds of configurations that work without the PV guest (vmap-bench,
     /// pte-bench): for CI and for checking the machinery.
     Smoke,
+    /// The real-Linux control's short form (linux-highpte on 1 vCPU, a smaller
+    /// probe): a stock Linux boots in each run; for CI.
+    LinuxShort,
 }
 /// A plot an experiment produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +75,10 @@ pub struct CellSpec {
     /// an error when it is read.
     #[serde(serialize_with = "settings_out", deserialize_with = "settings_in")]
     pub params: Vec<Setting>,
+    /// Boot a stock Linux with highpte-probe instead of our guest (then
+    /// `params` must be empty: they are our guest's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linux: Option<LinuxCell>,
 }
 fn settings_out<S: Serializer>(params: &[Setting], s: S) -> Result<S::Ok, S::Error> {
     let named: BTreeMap<&str, String> = params.iter().map(|p| (p.key(), p.value().to_string())).collect();
@@ -154,6 +162,9 @@ pub struct Cell {
     pub config: BTreeMap<String, String>,
     /// The arguments of `vmm run`.
     pub args: Vec<String>,
+    /// What a Linux cell boots and runs (none: our guest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linux: Option<LinuxCell>,
 }
 /// What a verdict or a figure asks of a cell: its vCPUs, or one parameter's
 /// value.
@@ -163,6 +174,8 @@ pub enum Want {
     /// Guest RAM, bytes.
     Mem(u64),
     Is(Setting),
+    /// A Linux cell with its pte pages there.
+    UserPte(UserPte),
 }
 impl From<Setting> for Want {
     fn from(s: Setting) -> Self {
@@ -186,6 +199,7 @@ impl Cell {
             Want::Vcpus(v) => self.vcpus == v,
             Want::Mem(m) => parse_u64(&self.mem) == Some(m),
             Want::Is(s) => self.is(s),
+            Want::UserPte(u) => self.linux.is_some_and(|l| l.userpte == u),
         })
     }
 
@@ -202,15 +216,20 @@ impl CellSpec {
     #[cfg(test)]
     pub fn parsed(label: &str, vcpus: u32, params: &[(&str, &str)]) -> Result<CellSpec, ParamError> {
         let params = params.iter().map(|(k, v)| Setting::parse(k, v)).collect::<Result<_, _>>()?;
-        Ok(CellSpec { label: label.into(), vcpus, mem: "256m".into(), timeout: 10, params })
+        Ok(CellSpec { label: label.into(), vcpus, mem: "256m".into(), timeout: 10, params, linux: None })
     }
 
     pub fn new(label: impl Into<String>, vcpus: u32, mem: &str, timeout: u32, params: &[Setting]) -> Self {
-        let mut c = CellSpec { label: label.into(), vcpus, mem: mem.to_owned(), timeout, params: vec![] };
+        let mut c = CellSpec { label: label.into(), vcpus, mem: mem.to_owned(), timeout, params: vec![], linux: None };
         for p in params {
             c = c.with(*p);
         }
         c
+    }
+
+    /// A cell that boots a stock Linux and runs highpte-probe.
+    pub fn linux(label: impl Into<String>, vcpus: u32, mem: &str, timeout: u32, linux: LinuxCell) -> Self {
+        CellSpec { label: label.into(), vcpus, mem: mem.to_owned(), timeout, params: vec![], linux: Some(linux) }
     }
 
     /// The cell with `setting` (in place of the same parameter's value).
@@ -248,6 +267,9 @@ impl CellSpec {
         if self.timeout == 0 {
             return Err(bad("timeout must be positive".into()));
         }
+        if let Some(linux) = &self.linux {
+            return self.resolve_linux(experiment, linux, mem_bytes);
+        }
         let mut config = Config::new();
         for p in &self.params {
             p.apply(&mut config).map_err(|e| bad(format!("--{} {}: {e}", p.key(), p.value())))?;
@@ -274,6 +296,51 @@ impl CellSpec {
             timeout: self.timeout,
             config: full,
             args,
+            linux: None,
+        })
+    }
+
+    /// [`CellSpec::resolve`] for a Linux cell: `vmm run --linux` with the
+    /// kernel and initramfs the benchmark uses (made when the sweep starts).
+    fn resolve_linux(&self, experiment: &str, linux: &LinuxCell, mem_bytes: u64) -> Result<Cell, Error> {
+        let bad = |what: String| Error::BadCell { experiment: experiment.to_owned(), cell: self.label.clone(), what };
+        if !self.params.is_empty() {
+            return Err(bad("a Linux cell takes no params (they are our guest's)".into()));
+        }
+        linux.check().map_err(bad)?;
+        let mut key = format!("linux vcpus={} mem={}", self.vcpus, size_text(mem_bytes));
+        let mut config = BTreeMap::new();
+        for (k, v) in linux.config() {
+            key += &format!(" {k}={v}");
+            config.insert(k.to_owned(), v);
+        }
+        let args = [
+            "run",
+            "--linux",
+            &crate::linux_cell::kernel().display().to_string(),
+            "--initrd",
+            &linux.initrd().display().to_string(),
+            "--cmdline",
+            &linux.cmdline(),
+            "--vcpus",
+            &self.vcpus.to_string(),
+            "--mem",
+            &self.mem,
+            "--timeout",
+            &self.timeout.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        Ok(Cell {
+            key,
+            label: self.label.clone(),
+            experiments: vec![experiment.to_owned()],
+            vcpus: self.vcpus,
+            mem: self.mem.clone(),
+            timeout: self.timeout,
+            config,
+            args,
+            linux: Some(*linux),
         })
     }
 }

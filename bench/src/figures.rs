@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use shared::counters::Counter;
+use shared::linux_probe::ProbeResult;
 use shared::results::{GuestResult, UnitResults};
 
 /// Declares a flat enum of figure names.
@@ -127,6 +128,9 @@ named! {
         ExitsHypercallOverOracle = "exits_hypercall_over_oracle",
         // Against the always-flush cell.
         RatioToAlwaysFlush = "ratio_to_always_flush",
+        // A Linux cell's lowmem probe, per task that got there.
+        LowfreeDropKbPerTask = "lowfree_drop_kb_per_task",
+        PagetablesKbPerTask = "pagetables_kb_per_task",
         WorkloadRatioToAlwaysFlush = "workload_ratio_to_always_flush",
     }
 }
@@ -140,6 +144,8 @@ pub enum Figure {
     Count(Counter),
     /// A guest result.
     Result(GuestResult),
+    /// What highpte-probe reported, on a stock Linux (a Linux cell).
+    Linux(ProbeResult),
     Exits(Exits),
     Host(Host),
     Derived(Derived),
@@ -150,6 +156,7 @@ impl Figure {
         match self {
             Figure::Count(c) => c.name(),
             Figure::Result(r) => r.name(),
+            Figure::Linux(r) => r.name(),
             Figure::Exits(e) => e.name(),
             Figure::Host(h) => h.name(),
             Figure::Derived(d) => d.name(),
@@ -161,9 +168,10 @@ impl Figure {
     pub fn all() -> impl Iterator<Item = Figure> {
         let c = COUNTERS.iter().map(|&c| Figure::Count(c));
         let r = RESULTS.iter().chain(&UNIT_FIGURES).map(|&r| Figure::Result(r));
+        let l = ProbeResult::ALL.iter().map(|&r| Figure::Linux(r));
         let e = Exits::ALL.iter().map(|&e| Figure::Exits(e));
         let h = Host::ALL.iter().map(|&h| Figure::Host(h));
-        c.chain(r).chain(e).chain(h).chain(Derived::ALL.iter().map(|&d| Figure::Derived(d)))
+        c.chain(r).chain(l).chain(e).chain(h).chain(Derived::ALL.iter().map(|&d| Figure::Derived(d)))
     }
 
     /// The figure of this name (one a run can have).
@@ -191,6 +199,12 @@ impl From<Counter> for Figure {
 impl From<GuestResult> for Figure {
     fn from(r: GuestResult) -> Self {
         Figure::Result(r)
+    }
+}
+
+impl From<ProbeResult> for Figure {
+    fn from(r: ProbeResult) -> Self {
+        Figure::Linux(r)
     }
 }
 
@@ -510,6 +524,14 @@ pub fn extract(report: &Value) -> Figures {
             f.insert(r.into(), v);
         }
     }
+    // A Linux cell's report: highpte-probe's results.
+    if report["config"].get("linux").is_some() {
+        for &r in ProbeResult::ALL {
+            if let Some(v) = num(&report["results"][r.name()]) {
+                f.insert(r.into(), v);
+            }
+        }
+    }
     if let Some(cpus) = report["counters"].as_array() {
         let max = cpus
             .iter()
@@ -564,6 +586,8 @@ fn derive(f: &mut Figures, totals: &Value) {
     put(f, D::AliasCheckNsPerCheck, ratio(f, Host::AliasCheckNs, Host::AliasChecks));
     put(f, D::TrapsBackPerKpin, ratio(f, Host::TrapsBack, C::PtPins).map(|r| r * 1000.0));
     put(f, D::PvUpdatesPerCall, ratio(f, C::PvUpdates, C::PvUpdateCalls));
+    put(f, D::LowfreeDropKbPerTask, ratio(f, ProbeResult::LowfreeDropKb, ProbeResult::LowmemTasks));
+    put(f, D::PagetablesKbPerTask, ratio(f, ProbeResult::PagetablesKbGrown, ProbeResult::LowmemTasks));
     // Counters the table does not copy, read from the report itself.
     let raw = |c: Counter| num(&totals[c.name()]);
     if let (Some(c), Some(n)) = (raw(C::VmapBenchCycles), raw(C::VmapBenchIters)) {

@@ -12,6 +12,7 @@ pub mod design;
 pub mod experiments;
 pub mod figures;
 pub mod highpte_matrix;
+pub mod linux_cell;
 pub mod model;
 pub mod oracle;
 pub mod plan;
@@ -57,6 +58,8 @@ pub enum Error {
     Merge(String),
     #[error("cannot draw a plot: {0}")]
     Plot(String),
+    #[error("a Linux cell cannot start: {0}")]
+    Linux(#[from] vmm::platform::initramfs::Error),
 }
 
 impl Error {
@@ -71,7 +74,7 @@ impl Error {
             | Error::NotASweep(..)
             | Error::Exists(_)
             | Error::Merge(_) => exit_code::USAGE,
-            Error::Run(_) | Error::Write(..) | Error::Plot(_) => exit_code::HOST_ERROR,
+            Error::Run(_) | Error::Write(..) | Error::Plot(_) | Error::Linux(_) => exit_code::HOST_ERROR,
         }
     }
 }
@@ -115,6 +118,7 @@ fn new_sweep(args: &BenchArgs) -> Result<Sweep, Error> {
                 MatrixName::Default => "default",
                 MatrixName::Full => "full",
                 MatrixName::Smoke => "smoke",
+                MatrixName::LinuxShort => "linux-short",
             };
             (name.to_owned(), experiments::builtin(m))
         }
@@ -336,6 +340,15 @@ pub fn appliance_groups(vcpus: &[u32], cores: u32) -> Vec<Vec<usize>> {
 /// Runs the jobs, appending each finished one to the JSONL; each line records
 /// `ids`, the vmm and guest that run now.
 fn run(cells: &[Cell], jobs: &[(usize, u32)], dir: &Path, ids: &store::Ids, args: &BenchArgs) -> Result<(), Error> {
+    // Linux cells boot an initramfs made here, from the installed busybox
+    // and highpte-probe (once per script).
+    let mut made = Vec::new();
+    for linux in jobs.iter().filter_map(|(c, _)| cells[*c].linux) {
+        if !made.contains(&linux.initrd()) {
+            linux.prepare()?;
+            made.push(linux.initrd());
+        }
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let vcpus: Vec<u32> = jobs.iter().map(|(c, _)| cells[*c].vcpus).collect();
     let sweep_deadline = args.timeout.map(|t| Instant::now() + Duration::from_secs_f64(t));

@@ -533,6 +533,7 @@ mod tests {
     fn the_calibration_cell_gives_the_table_and_the_trap_back_its_own_part() {
         use crate::design::CellSpec;
         let spec = CellSpec {
+            linux: None,
             label: "calibration".into(),
             vcpus: 2,
             mem: "256m".into(),
@@ -614,6 +615,7 @@ mod tests {
     fn pricing_adds_the_model_and_how_much_it_explains() {
         use crate::design::CellSpec;
         let spec = CellSpec {
+            linux: None,
             label: "always-flush".into(),
             vcpus: 2,
             mem: "256m".into(),
@@ -667,6 +669,7 @@ mod tests {
     fn cell(label: &str, vcpus: u32, params: &[(&str, &str)], f: Figures) -> CellResult {
         use crate::design::CellSpec;
         let spec = CellSpec {
+            linux: None,
             label: label.into(),
             vcpus,
             mem: "256m".into(),

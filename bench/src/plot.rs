@@ -442,6 +442,7 @@ mod tests {
 
     fn cell(params: &[(&str, &str)], figs: &[(&str, f64)]) -> CellResult {
         let spec = CellSpec {
+            linux: None,
             label: params.iter().map(|p| p.1).collect::<Vec<_>>().join(" "),
             vcpus: 1,
             mem: "256m".into(),

@@ -517,6 +517,7 @@ mod tests {
     fn an_experiment_may_ask_for_more_repetitions_and_a_shared_cell_runs_the_most() {
         use super::super::design::{cells, CellSpec};
         let spec = |label: &str, iterations: &str| CellSpec {
+            linux: None,
             label: label.into(),
             vcpus: 1,
             mem: "256m".into(),
@@ -654,7 +655,8 @@ mod tests {
 
         // The results gathered take the rerun, not the failure.
         use super::super::design::CellSpec;
-        let spec = CellSpec { label: "c".into(), vcpus: 1, mem: "64m".into(), timeout: 10, params: vec![] };
+        let spec =
+            CellSpec { label: "c".into(), vcpus: 1, mem: "64m".into(), timeout: 10, params: vec![], linux: None };
         let cell = spec.resolve("e").unwrap();
         let with = |l: Line| Line { cell: cell.key.clone(), ..l };
         let lines = vec![with(failed("x", 0)), with(line("x", 0)), with(failed("x", 1))];

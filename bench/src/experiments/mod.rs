@@ -13,6 +13,7 @@ mod claim6;
 mod claim7;
 pub mod highpte_2002;
 mod history;
+mod linux_highpte;
 mod pte_access;
 mod sweeps;
 mod verdict;
@@ -78,8 +79,11 @@ pub fn builtin(name: MatrixName) -> Vec<Experiment> {
             claim5::experiment(),
             claim6::experiment(),
             highpte_2002::experiment(),
+            linux_highpte::pte_experiment(),
+            linux_highpte::cap_experiment(),
         ],
         MatrixName::Smoke => smoke(),
+        MatrixName::LinuxShort => vec![linux_highpte::short_experiment()],
     }
 }
 
@@ -102,6 +106,7 @@ pub fn verdicts(results: &[CellResult], full: bool) -> Vec<Verdict> {
                 Claim::WhichStrategy => which_strategy::verdict(&l),
                 Claim::Batching => batching::verdict(&l),
                 Claim::Highpte2002 => highpte_2002::verdict(&l),
+                Claim::LinuxHighpte => linux_highpte::verdict(&l),
             };
             let (status, text) = r.unwrap_or_else(|m| match m {
                 // The main question is the default matrix's, not only --full's.

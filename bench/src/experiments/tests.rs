@@ -545,7 +545,7 @@ fn claim_6_is_decided_per_access() {
 
 #[test]
 fn every_builtin_cell_resolves_and_keys_are_unique_per_configuration() {
-    for name in [MatrixName::Default, MatrixName::Full, MatrixName::Smoke] {
+    for name in [MatrixName::Default, MatrixName::Full, MatrixName::Smoke, MatrixName::LinuxShort] {
         let exps = builtin(name);
         crate::design::check_experiments(&exps).unwrap();
         let cells = cells(&exps).unwrap();
@@ -554,7 +554,10 @@ fn every_builtin_cell_resolves_and_keys_are_unique_per_configuration() {
         keys.dedup();
         assert_eq!(keys.len(), cells.len());
         for c in &cells {
-            assert_eq!(c.config.len(), Config::PARAMS.len());
+            // A Linux cell's configuration is its own (what it boots and runs).
+            if c.linux.is_none() {
+                assert_eq!(c.config.len(), Config::PARAMS.len());
+            }
             assert!(c.args.windows(2).any(|w| w[0] == "--vcpus"));
         }
     }
@@ -643,4 +646,97 @@ fn highpte_2002_passes_when_every_configuration_passes_with_its_tables_where_it_
     .clone();
     assert_eq!(v.status, Status::Measured, "{v}");
     assert_eq!(get(&verdicts(&[], true), "highpte 2002").status, Status::NotMeasured);
+}
+
+#[test]
+fn linux_highpte_from_the_probes_figures() {
+    use crate::linux_cell::{LinuxCell, LowmemProbe, PteCostProbe, UserPte};
+    let cell = |userpte, v, cap: bool| {
+        let linux = LinuxCell {
+            userpte,
+            vmalloc_mib: cap.then_some(900),
+            pte_cost: (!cap).then_some(PteCostProbe { sparse_pte_pages: 64, dense_pte_pages: 16, rounds: 5 }),
+            lowmem: Some(LowmemProbe { tasks: if cap { 8192 } else { 16 }, pte_pages: 16 }),
+        };
+        CellSpec::linux(format!("{userpte:?} {v} {cap}"), v, if cap { "512m" } else { "1g" }, 300, linux)
+    };
+    let pte = |userpte, v, cycles: &[f64], drop_kb: &[f64]| {
+        let mut r = result(
+            cell(userpte, v, false),
+            linux_highpte::PTE_EXPERIMENT,
+            &[("lowmem_tasks", 16.0), ("lowmem_pte_pages_per_task", 16.0)],
+        );
+        spread(&mut r, "dense_fork_exit_cycles_per_pte", cycles);
+        spread(&mut r, "lowfree_drop_kb_per_task", drop_kb);
+        r
+    };
+    let mut r = vec![
+        pte(UserPte::Highpte, 1, &[6980.0, 6500.0, 7400.0], &[16.0, 16.5, 15.5]),
+        pte(UserPte::Nohigh, 1, &[2802.0, 2700.0, 2900.0], &[79.0, 79.5, 78.5]),
+    ];
+    let v = get(&verdicts(&r, false), "linux highpte").clone();
+    assert_eq!(v.status, Status::Confirmed, "{v}");
+    assert!(v.text.contains("6980 cycles per pte with highpte, 2802 with nohigh, 2.49x"), "{v}");
+    assert!(v.text.contains("(slightly dearer), 1 vCPU"), "{v}");
+    assert!(v.text.contains("highpte keeps 63.0 kB a task out of lowmem (its 16 pte pages are 64 kB)"), "{v}");
+    assert!(v.text.contains("the cap (linux-lowmem-cap) is not in this run"), "{v}");
+    // A LowFree drop of about 0 a task with highpte still decides (a difference, not a ratio).
+    r[0] = pte(UserPte::Highpte, 1, &[6980.0, 6500.0, 7400.0], &[0.0, 0.0, 0.0]);
+    assert_eq!(get(&verdicts(&r, false), "linux highpte").status, Status::Confirmed);
+    // Much dearer on 2 vCPUs: partly.
+    r.push(pte(UserPte::Highpte, 2, &[40000.0, 41000.0, 42000.0], &[16.0]));
+    r.push(pte(UserPte::Nohigh, 2, &[4000.0, 4100.0, 4200.0], &[79.0]));
+    let v = get(&verdicts(&r, false), "linux highpte").clone();
+    assert_eq!(v.status, Status::Partly, "{v}");
+    assert!(v.text.contains("(much dearer), 2 vCPUs"), "{v}");
+    r.truncate(2);
+    // The cap: more tasks in every run with highpte, and why each stopped.
+    let cap = |userpte, tasks: &[f64]| {
+        let mut r = result(
+            cell(userpte, 1, true),
+            linux_highpte::CAP_EXPERIMENT,
+            &[("lowmem_stop_killed", 1.0), ("lowmem_stop_errno", 0.0)],
+        );
+        spread(&mut r, "lowmem_tasks", tasks);
+        r
+    };
+    r.push(cap(UserPte::Highpte, &[2164.0, 2409.0]));
+    r.push(cap(UserPte::Nohigh, &[647.0, 660.0]));
+    let v = get(&verdicts(&r, true), "linux highpte").clone();
+    assert_eq!(v.status, Status::Confirmed, "{v}");
+    assert!(
+        v.text.contains("the cap in 80 MiB of lowmem: 2286 tasks with highpte (the OOM killer took a task)"),
+        "{v}"
+    );
+    r[3] = cap(UserPte::Nohigh, &[647.0, 2200.0]);
+    let v = get(&verdicts(&r, true), "linux highpte").clone();
+    assert_eq!(v.status, Status::Partly, "{v}");
+    assert!(v.text.contains("(the runs overlap)"), "{v}");
+    // Nothing of Linux ran: not measured.
+    assert_eq!(get(&verdicts(&[], true), "linux highpte").status, Status::NotMeasured);
+}
+
+#[test]
+fn a_linux_cell_resolves_to_a_linux_boot_and_a_spec_file_may_name_one() {
+    let text = r#"{"experiments": [{"id": "e", "title": "t", "question": "q", "columns": ["lowmem_tasks"],
+        "cells": [{"label": "x", "vcpus": 1, "mem": "1g", "timeout": 60, "params": {},
+                   "linux": {"userpte": "nohigh", "lowmem": {"tasks": 4, "pte_pages": 2}}}]}]}"#;
+    let spec: crate::design::SpecFile = serde_json::from_str(text).unwrap();
+    let c = &cells(&spec.experiments).unwrap()[0];
+    assert_eq!(c.key, "linux vcpus=1 mem=1g userpte=nohigh lowmem=4x2");
+    assert!(
+        c.args.windows(2).any(|w| w[0] == "--cmdline" && w[1] == "quiet rdinit=/init userpte=nohigh"),
+        "{:?}",
+        c.args
+    );
+    assert!(c.args.iter().any(|a| a == "--linux") && c.args.iter().any(|a| a == "--initrd"));
+    assert!(c.matches(&[crate::design::Want::UserPte(crate::linux_cell::UserPte::Nohigh)]));
+    assert!(!c.matches(&[is(S::Pte(PteVariant::Atomic))]));
+    // Our guest's params do not go with Linux.
+    let bad = text.replace(r#""params": {}"#, r#""params": {"alias": "oracle"}"#);
+    let spec: crate::design::SpecFile = serde_json::from_str(&bad).unwrap();
+    assert!(cells(&spec.experiments).unwrap_err().to_string().contains("takes no params"));
+    // Both matrices that hold the experiment resolve.
+    assert!(cells(&builtin(MatrixName::LinuxShort)).is_ok());
+    assert!(cells(&builtin(MatrixName::Full)).unwrap().iter().filter(|c| c.linux.is_some()).count() == 6);
 }
