@@ -176,6 +176,8 @@ pub enum Want {
     Is(Setting),
     /// A Linux cell with its pte pages there.
     UserPte(UserPte),
+    /// A Linux cell whose lowmem probe gives each task this many pte pages.
+    LowmemPtePages(u32),
 }
 impl From<Setting> for Want {
     fn from(s: Setting) -> Self {
@@ -200,6 +202,7 @@ impl Cell {
             Want::Mem(m) => parse_u64(&self.mem) == Some(m),
             Want::Is(s) => self.is(s),
             Want::UserPte(u) => self.linux.is_some_and(|l| l.userpte == u),
+            Want::LowmemPtePages(p) => self.linux.and_then(|l| l.lowmem).is_some_and(|l| l.pte_pages == p),
         })
     }
 

@@ -656,7 +656,7 @@ fn linux_highpte_from_the_probes_figures() {
             userpte,
             vmalloc_mib: cap.then_some(900),
             pte_cost: (!cap).then_some(PteCostProbe { sparse_pte_pages: 64, dense_pte_pages: 16, rounds: 5 }),
-            lowmem: Some(LowmemProbe { tasks: if cap { 8192 } else { 16 }, pte_pages: 16 }),
+            lowmem: Some(LowmemProbe { tasks: if cap { 8192 } else { 16 }, pte_pages: if cap { 64 } else { 16 } }),
         };
         CellSpec::linux(format!("{userpte:?} {v} {cap}"), v, if cap { "512m" } else { "1g" }, 300, linux)
     };
@@ -679,7 +679,7 @@ fn linux_highpte_from_the_probes_figures() {
     assert!(v.text.contains("6980 cycles per pte with highpte, 2802 with nohigh, 2.49x"), "{v}");
     assert!(v.text.contains("(slightly dearer), 1 vCPU"), "{v}");
     assert!(v.text.contains("highpte keeps 63.0 kB a task out of lowmem (its 16 pte pages are 64 kB)"), "{v}");
-    assert!(v.text.contains("the cap (linux-lowmem-cap) is not in this run"), "{v}");
+    assert!(v.text.contains("the cap at 16 pte pages a task is not in this run (linux-lowmem-cap)"), "{v}");
     // A LowFree drop of about 0 a task with highpte still decides (a difference, not a ratio).
     r[0] = pte(UserPte::Highpte, 1, &[6980.0, 6500.0, 7400.0], &[0.0, 0.0, 0.0]);
     assert_eq!(get(&verdicts(&r, false), "linux highpte").status, Status::Confirmed);
@@ -705,9 +705,12 @@ fn linux_highpte_from_the_probes_figures() {
     let v = get(&verdicts(&r, true), "linux highpte").clone();
     assert_eq!(v.status, Status::Confirmed, "{v}");
     assert!(
-        v.text.contains("the cap in 80 MiB of lowmem: 2286 tasks with highpte (the OOM killer took a task)"),
+        v.text.contains(
+            "the cap in 80 MiB of lowmem, 64 pte pages a task: 2286 tasks with highpte (the OOM killer took a task)"
+        ),
         "{v}"
     );
+    assert!(v.text.contains("the cap at 16 pte pages a task is not in this run"), "{v}");
     r[3] = cap(UserPte::Nohigh, &[647.0, 2200.0]);
     let v = get(&verdicts(&r, true), "linux highpte").clone();
     assert_eq!(v.status, Status::Partly, "{v}");
@@ -738,5 +741,5 @@ fn a_linux_cell_resolves_to_a_linux_boot_and_a_spec_file_may_name_one() {
     assert!(cells(&spec.experiments).unwrap_err().to_string().contains("takes no params"));
     // Both matrices that hold the experiment resolve.
     assert!(cells(&builtin(MatrixName::LinuxShort)).is_ok());
-    assert!(cells(&builtin(MatrixName::Full)).unwrap().iter().filter(|c| c.linux.is_some()).count() == 6);
+    assert!(cells(&builtin(MatrixName::Full)).unwrap().iter().filter(|c| c.linux.is_some()).count() == 8);
 }
