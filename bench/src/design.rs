@@ -290,17 +290,29 @@ impl CellSpec {
                 args.extend([format!("--{}", p.key), v.to_string()]);
             }
         }
-        Ok(Cell {
+        Ok(self.cell(experiment, key, full, args, None))
+    }
+
+    /// The resolved cell with this identity and these arguments.
+    fn cell(
+        &self,
+        experiment: &str,
+        key: String,
+        config: BTreeMap<String, String>,
+        args: Vec<String>,
+        linux: Option<LinuxCell>,
+    ) -> Cell {
+        Cell {
             key,
             label: self.label.clone(),
             experiments: vec![experiment.to_owned()],
             vcpus: self.vcpus,
             mem: self.mem.clone(),
             timeout: self.timeout,
-            config: full,
+            config,
             args,
-            linux: None,
-        })
+            linux,
+        }
     }
 
     /// [`CellSpec::resolve`] for a Linux cell: `vmm run --linux` with the
@@ -334,17 +346,7 @@ impl CellSpec {
         ]
         .map(String::from)
         .to_vec();
-        Ok(Cell {
-            key,
-            label: self.label.clone(),
-            experiments: vec![experiment.to_owned()],
-            vcpus: self.vcpus,
-            mem: self.mem.clone(),
-            timeout: self.timeout,
-            config,
-            args,
-            linux: Some(*linux),
-        })
+        Ok(self.cell(experiment, key, config, args, Some(*linux)))
     }
 }
 /// A size as its shortest k/m/g text.

@@ -8,6 +8,7 @@ use shared::config::{PteVariant, Setting as S, Workload};
 use shared::linux_probe::ProbeResult as P;
 use shared::results::GuestResult as R;
 
+use super::cells::new_experiment;
 use super::verdict::*;
 use crate::claim::Claim;
 use crate::design::{CellSpec, Experiment, Want, Want::Vcpus};
@@ -40,22 +41,14 @@ const CAP_COLUMNS: &[Figure] = &[
 ];
 
 fn experiment(id: &str, title: &str, question: &str, cells: Vec<CellSpec>, columns: &[Figure]) -> Experiment {
-    Experiment {
-        id: id.into(),
-        title: title.into(),
-        question: question.into(),
-        cells,
-        columns: columns.to_vec(),
-        plot: None,
-        claims: vec![Claim::LinuxHighpte],
-        note: Some(
-            "Debian's 686-pae Linux boots in each run (scripts/setup.sh fetches it); QEMU-hosted it runs \
-             under shadow paging, where our guest runs under nested paging (docs/linux.md)."
-                .into(),
-        ),
-        reps: None,
-        adapt: None,
-    }
+    let mut e = new_experiment(id, title, question, cells, columns);
+    e.claims = vec![Claim::LinuxHighpte];
+    e.note = Some(
+        "Debian's 686-pae Linux boots in each run (scripts/setup.sh fetches it); QEMU-hosted it runs under shadow \
+         paging, where our guest runs under nested paging (docs/linux.md)."
+            .into(),
+    );
+    e
 }
 
 /// The cells of the pte-cost and lowmem-per-task shapes.
