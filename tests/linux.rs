@@ -9,10 +9,20 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{root, run, stderr};
+
+/// The tests boot Linux one at a time: QEMU-hosted, two boots side by side
+/// hang far more often (three of five in one session, against about one in
+/// eight alone), and a hang costs a whole watchdog period before the boot
+/// is tried again.
+static VMS: Mutex<()> = Mutex::new(());
+
+fn vms() -> MutexGuard<'static, ()> {
+    VMS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn kernel() -> PathBuf {
     let k = root().join(".cache/linux/vmlinuz");
@@ -78,6 +88,7 @@ fn stdout(o: &Output) -> String {
 /// its `reboot -f` ends the run with status 0.
 #[test]
 fn linux_runs_a_script_on_two_vcpus_and_reboots_cleanly() {
+    let _vms = vms();
     let i = initrd(
         "hello",
         "echo \"vmm-linux: $(nproc) CPUs\"\ngrep -E '^(MemTotal|HighTotal)' /proc/meminfo\nreboot -f\n",
@@ -156,6 +167,7 @@ fn boot_typing(initrd: &Path, marker: &str, input: &str, limit: Duration) -> (Op
 /// QEMU-hosted they travel through QEMU's serial line into the appliance.
 #[test]
 fn a_shell_on_the_console_runs_what_is_typed() {
+    let _vms = vms();
     let i = initrd("shell", "echo vmm-linux: console-ready\nexec sh\n");
     let typed = "echo typed-$((6*7))\nreboot -f\n";
     let mut r = boot_typing(&i, "vmm-linux: console-ready", typed, Duration::from_secs(150));
@@ -179,6 +191,7 @@ fn a_shell_on_the_console_runs_what_is_typed() {
 /// until one does not fit, and says why.
 #[test]
 fn linux_with_a_small_lowmem_runs_out_of_it_and_the_probe_says_when() {
+    let _vms = vms();
     let probe = root().join("guest/linux-probe/target/i686-none/release/highpte-probe");
     assert!(probe.is_file(), "no {} (run scripts/build.sh)", probe.display());
     let script = "echo vmm-linux: $(grep LowTotal /proc/meminfo)\n\
@@ -213,6 +226,7 @@ fn linux_with_a_small_lowmem_runs_out_of_it_and_the_probe_says_when() {
 /// shadow paging Linux needs, and our guest's jobs run in theirs.
 #[test]
 fn a_batch_runs_linux_beside_our_guest() {
+    let _vms = vms();
     let i = initrd("batch", "echo vmm-linux: in a batch\nreboot -f\n");
     let (k, i) = (kernel(), i.to_str().unwrap().to_owned());
     let linux = vec!["run", "--linux", k.to_str().unwrap(), "--initrd", &i, "--cmdline=quiet rdinit=/init"];
@@ -239,6 +253,7 @@ fn a_batch_runs_linux_beside_our_guest() {
 /// the run is a guest fault (3) that says so.
 #[test]
 fn a_kernel_panic_is_a_guest_fault() {
+    let _vms = vms();
     let i = initrd("exits", "echo vmm-linux: leaving\nexit 0\n");
     let o = boot(&i, &["--timeout", "90"], "vmm-linux: leaving");
     assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
@@ -250,6 +265,7 @@ fn a_kernel_panic_is_a_guest_fault() {
 /// A script that never ends is stopped by the watchdog (4), after it ran.
 #[test]
 fn a_hung_linux_is_stopped_by_the_watchdog() {
+    let _vms = vms();
     let i = initrd("hangs", "echo vmm-linux: sleeping\nsleep 100000\n");
     let o = boot(&i, &["--timeout", "40"], "vmm-linux: sleeping");
     assert_eq!(o.status.code(), Some(4), "{}\n{}", stdout(&o), stderr(&o));
@@ -286,6 +302,7 @@ fn bad_linux_input_is_one_clear_error() {
 /// probe reports is run again by the benchmark (the emulator's known fault).
 #[test]
 fn the_linux_highpte_experiment_runs_in_its_short_form() {
+    let _vms = vms();
     let dir = std::env::temp_dir().join(format!("vmm-linux-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let o = run(&["bench", "--matrix", "linux-short", "--out", dir.to_str().unwrap()], &[]);
