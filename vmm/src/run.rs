@@ -83,11 +83,23 @@ pub fn pin_cost_command(args: PinCostArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
+/// Room the appliance keeps beside a Linux guest's RAM: its own kernel and
+/// initramfs, the inner vmm, and the nested KVM's shadow tables.
+const APPLIANCE_ROOM_MIB: u64 = 1024;
+
 /// The appliance's size: by default at least one CPU per guest vCPU, which keeps
-/// the emulator's known fault rare (see `platform::emulator`).
-fn appliance_options(h: &HostArgs, max_vcpus: u32) -> ApplianceOptions {
+/// the emulator's known fault rare (see `platform::emulator`), and
+/// `--appliance-mem` of RAM, or more for a Linux guest (`linux_mem`: its
+/// RAM), which touches what it is given: its struct pages, and the
+/// benchmark's lowmem cap fills highmem. Our guest's RAM stays lazily
+/// allocated in the appliance (the 64 GiB cells of the 2002 matrix run in
+/// 2 GiB), so it does not size it.
+fn appliance_options(h: &HostArgs, max_vcpus: u32, linux_mem: u64) -> ApplianceOptions {
     let mut o = ApplianceOptions::default();
     o.mem_mib = (h.appliance_mem >> 20).max(512);
+    if linux_mem > 0 {
+        o.mem_mib = o.mem_mib.max((linux_mem >> 20) + APPLIANCE_ROOM_MIB);
+    }
     o.cpus = match h.appliance_cpus {
         Some(c) => c.clamp(1, 8),
         None => o.cpus.max(max_vcpus).min(8),
@@ -213,7 +225,7 @@ fn run_linux(args: &RunArgs, mem: RamSize, start: Instant) -> Result<i32, Error>
             }
             a.push(format!("--cmdline={}", spec.cmdline));
             a.extend(shape_args(spec.mem, spec.vcpus, spec.timeout));
-            let mut opts = appliance_options(&args.host, spec.vcpus);
+            let mut opts = appliance_options(&args.host, spec.vcpus, spec.mem.bytes());
             opts.paging = NestedPaging::Shadow;
             opts.console_input = true;
             gdb_into_appliance(spec.gdb.as_ref(), &mut a, &mut opts)?;
@@ -288,7 +300,7 @@ fn run_qemu(spec: &RunSpec, custom_kernel: bool, h: &HostArgs, reason: String) -
         ("/guest".to_owned(), vec![])
     };
     let mut a = inner_args(spec, &kernel_arg);
-    let mut opts = appliance_options(h, spec.vcpus);
+    let mut opts = appliance_options(h, spec.vcpus, 0);
     gdb_into_appliance(spec.gdb.as_ref(), &mut a, &mut opts)?;
     let job = Job { args: a, json: true };
     let mut report = run_in_appliance(job, &extra, opts, spec.timeout, (&spec.kernel, reason, spec.start))?;
@@ -559,7 +571,11 @@ fn run_job_group(
         })
         .collect();
     let max_vcpus = job_args.iter().filter_map(|a| arg_value(a, "--vcpus")?.parse().ok()).max().unwrap_or(1);
-    let mut appliance_opts = appliance_options(&opts.host, max_vcpus);
+    let linux_mem = match linux {
+        true => job_args.iter().filter_map(|a| shared::config::parse_u64(arg_value(a, "--mem")?)).max().unwrap_or(0),
+        false => 0,
+    };
+    let mut appliance_opts = appliance_options(&opts.host, max_vcpus, linux_mem);
     if linux {
         appliance_opts.paging = NestedPaging::Shadow;
     }
@@ -736,6 +752,16 @@ fn run_local_job(job: &Job, verbose: bool) -> appliance::JobResult {
 mod tests {
     use super::*;
     use crate::report::Outcome;
+
+    #[test]
+    fn a_linux_guest_gets_an_appliance_with_room_for_its_ram() {
+        let h = HostArgs { host: crate::platform::HostMode::Qemu, appliance_mem: 2 << 30, appliance_cpus: None };
+        assert_eq!(appliance_options(&h, 1, 0).mem_mib, 2048, "our guest: --appliance-mem");
+        assert_eq!(appliance_options(&h, 1, 512 << 20).mem_mib, 2048, "a small Linux fits");
+        assert_eq!(appliance_options(&h, 1, 2 << 30).mem_mib, 3072, "a 2 GiB Linux and room beside it");
+        let big = HostArgs { appliance_mem: 8 << 30, ..h };
+        assert_eq!(appliance_options(&big, 1, 2 << 30).mem_mib, 8192, "--appliance-mem when larger");
+    }
 
     fn settle() -> Settle<'static> {
         Settle { mode: Mode::Local, reason: "", kernels: &[], retries: 0 }
