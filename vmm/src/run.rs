@@ -95,16 +95,13 @@ const APPLIANCE_ROOM_MIB: u64 = 1024;
 /// allocated in the appliance (the 64 GiB cells of the 2002 matrix run in
 /// 2 GiB), so it does not size it.
 fn appliance_options(h: &HostArgs, max_vcpus: u32, linux_mem: u64) -> ApplianceOptions {
-    let mut o = ApplianceOptions::default();
-    o.mem_mib = (h.appliance_mem >> 20).max(512);
-    if linux_mem > 0 {
-        o.mem_mib = o.mem_mib.max((linux_mem >> 20) + APPLIANCE_ROOM_MIB);
-    }
-    o.cpus = match h.appliance_cpus {
+    let d = ApplianceOptions::default();
+    let linux = if linux_mem > 0 { (linux_mem >> 20) + APPLIANCE_ROOM_MIB } else { 0 };
+    let cpus = match h.appliance_cpus {
         Some(c) => c.clamp(1, 8),
-        None => o.cpus.max(max_vcpus).min(8),
+        None => d.cpus.max(max_vcpus).min(8),
     };
-    o
+    ApplianceOptions { mem_mib: (h.appliance_mem >> 20).max(512).max(linux), cpus, ..d }
 }
 
 fn write_json(path: &Path, report: &RunReport) -> Result<(), Error> {
