@@ -2,9 +2,11 @@
 //!
 //! As in Linux 2.6.28, the areas sit in a balanced search tree keyed by `start` (there an rbtree,
 //! here an AVL tree) and, beside it, on a doubly linked list in address order (`vmap_area_list`).
-//! The nodes live in an arena slice that the caller provides; a node's index in it is the area's
-//! [`AreaId`], which stays valid until that area is removed, whatever happens to the others.
-//! Free nodes are chained into a free list through their `next` links.
+//! The nodes live in an arena of slices that the caller provides: one when the tree is made, more
+//! as it fills ([`AreaTree::grow`]), as Linux's vmap areas came from a slab that grows. A node's
+//! place in the arena (its chunk and its index there) is the area's [`AreaId`], which stays valid
+//! until that area is removed, whatever happens to the others. Free nodes are chained into a free
+//! list through their `next` links.
 //!
 //! Nothing here recurses: tree walks follow parent links.
 
@@ -110,6 +112,15 @@ pub enum AllocError {
     NoNodes,
 }
 
+/// Why [`AreaTree::grow`] could not add a slice to the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrowError {
+    /// The slice has more than [`MAX_CHUNK_NODES`] nodes.
+    TooLarge,
+    /// The arena has [`MAX_CHUNKS`] slices already.
+    Full,
+}
+
 /// The result of a successful [`AreaTree::alloc`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fit {
@@ -122,9 +133,19 @@ pub struct Fit {
     pub visited: u32,
 }
 
+/// The most slices an arena holds: the one it was made with and those [`AreaTree::grow`] added.
+pub const MAX_CHUNKS: usize = 64;
+/// The most nodes one slice of the arena may have.
+pub const MAX_CHUNK_NODES: usize = 1 << CHUNK_SHIFT;
+/// An [`AreaId`] is its chunk's number shifted by this, ORed with the node's index in the chunk.
+const CHUNK_SHIFT: u32 = 20;
+const INDEX_MASK: u32 = (1 << CHUNK_SHIFT) - 1;
+
 /// The set of areas, in a caller-provided arena of [`Node`]s.
 pub struct AreaTree<'a> {
-    nodes: &'a mut [Node],
+    chunks: [&'a mut [Node]; MAX_CHUNKS],
+    nr_chunks: usize,
+    capacity: u32,
     root: u32,
     /// The lowest area (head of the address-ordered list).
     head: u32,
@@ -145,16 +166,50 @@ fn ends_by(a: u32, size: u32, limit: u32) -> bool {
 
 impl<'a> AreaTree<'a> {
     /// An empty tree using `storage` as its arena (whatever it held is overwritten); its capacity
-    /// is `storage.len()`, which must be at most `u32::MAX - 1` (panics otherwise).
+    /// is `storage.len()`, which must be at most [`MAX_CHUNK_NODES`] (panics otherwise).
     pub fn new(storage: &'a mut [Node]) -> Self {
-        assert!(storage.len() <= (u32::MAX - 1) as usize, "vmspace: arena larger than u32::MAX - 1 nodes");
-        let cap = storage.len() as u32;
+        let mut t = AreaTree {
+            chunks: core::array::from_fn(|_| -> &'a mut [Node] { &mut [] }),
+            nr_chunks: 0,
+            capacity: 0,
+            root: NIL,
+            head: NIL,
+            free: NIL,
+            len: 0,
+        };
+        if let Err(GrowError::TooLarge) = t.grow(storage) {
+            panic!("vmspace: an arena slice holds at most {MAX_CHUNK_NODES} nodes");
+        }
+        t
+    }
+
+    /// Adds `storage` to the arena (whatever it held is overwritten): its nodes go on the free
+    /// list, so that the next [`AreaTree::alloc`] or [`AreaTree::insert`] can use them. No
+    /// existing area moves or changes its id.
+    ///
+    /// Errors: [`GrowError::TooLarge`] for a slice of more than [`MAX_CHUNK_NODES`] nodes,
+    /// [`GrowError::Full`] when the arena already has [`MAX_CHUNKS`] slices; the tree is unchanged.
+    pub fn grow(&mut self, storage: &'a mut [Node]) -> Result<(), GrowError> {
+        if storage.len() > MAX_CHUNK_NODES {
+            return Err(GrowError::TooLarge);
+        }
+        if self.nr_chunks == MAX_CHUNKS {
+            return Err(GrowError::Full);
+        }
+        let base = (self.nr_chunks as u32) << CHUNK_SHIFT;
+        let len = storage.len() as u32;
         for (i, n) in storage.iter_mut().enumerate() {
             *n = Node::EMPTY;
             let i = i as u32;
-            n.next = if i + 1 < cap { i + 1 } else { NIL };
+            n.next = if i + 1 < len { base | (i + 1) } else { self.free };
         }
-        AreaTree { nodes: storage, root: NIL, head: NIL, free: if cap > 0 { 0 } else { NIL }, len: 0 }
+        if len > 0 {
+            self.free = base;
+        }
+        self.chunks[self.nr_chunks] = storage;
+        self.nr_chunks += 1;
+        self.capacity += len;
+        Ok(())
     }
 
     /// How many areas there are.
@@ -169,28 +224,42 @@ impl<'a> AreaTree<'a> {
 
     /// How many areas the arena can hold.
     pub fn capacity(&self) -> u32 {
-        self.nodes.len() as u32
+        self.capacity
+    }
+
+    /// How many slices the arena has.
+    pub fn chunks(&self) -> usize {
+        self.nr_chunks
     }
 
     fn n(&self, i: u32) -> &Node {
-        &self.nodes[i as usize]
+        &self.chunks[(i >> CHUNK_SHIFT) as usize][(i & INDEX_MASK) as usize]
     }
 
     fn m(&mut self, i: u32) -> &mut Node {
-        &mut self.nodes[i as usize]
+        &mut self.chunks[(i >> CHUNK_SHIFT) as usize][(i & INDEX_MASK) as usize]
+    }
+
+    /// The node `i` names, if it names one.
+    fn get(&self, i: u32) -> Option<&Node> {
+        let c = (i >> CHUNK_SHIFT) as usize;
+        if c >= self.nr_chunks {
+            return None;
+        }
+        self.chunks[c].get((i & INDEX_MASK) as usize)
     }
 
     /// The node of a live area; panics on a free or out-of-range id.
     fn live(&self, id: AreaId) -> &Node {
-        match self.nodes.get(id as usize) {
+        match self.get(id) {
             Some(n) if n.live => n,
             _ => panic!("vmspace: area id {id:#x} is not a live area"),
         }
     }
 
     fn live_mut(&mut self, id: AreaId) -> &mut Node {
-        match self.nodes.get_mut(id as usize) {
-            Some(n) if n.live => n,
+        match self.get(id) {
+            Some(n) if n.live => self.m(id),
             _ => panic!("vmspace: area id {id:#x} is not a live area"),
         }
     }
@@ -548,9 +617,9 @@ impl<'a> AreaTree<'a> {
     /// On failure, a message naming the broken invariant. Never panics, even on a corrupt arena.
     pub fn check(&self) -> Result<(), &'static str> {
         let cap = self.capacity();
-        let ok = |i: u32| i == NIL || i < cap;
+        let ok = |i: u32| i == NIL || self.get(i).is_some();
 
-        let live = self.nodes.iter().filter(|n| n.live).count() as u32;
+        let live = self.chunks[..self.nr_chunks].iter().flat_map(|c| c.iter()).filter(|n| n.live).count() as u32;
         if live != self.len {
             return Err("len does not match the number of live nodes");
         }
@@ -558,7 +627,7 @@ impl<'a> AreaTree<'a> {
         let mut f = self.free;
         let mut free_count = 0u32;
         while f != NIL {
-            if f >= cap {
+            if !ok(f) {
                 return Err("free list index out of range");
             }
             if self.n(f).live {

@@ -62,6 +62,7 @@ enum Op {
     Remove { pick: usize },
     Find { addr: u32 },
     Set { pick: usize, state: u8, data: u32, link: u32 },
+    Grow { nodes: usize },
 }
 
 /// Mostly a small address space, sometimes the very top (to reach the overflow paths).
@@ -87,6 +88,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => addr().prop_map(|addr| Op::Find { addr }),
         1 => (any::<usize>(), 0u8..3, any::<u32>(), any::<u32>())
             .prop_map(|(pick, state, data, link)| Op::Set { pick, state, data, link }),
+        1 => (0usize..=6).prop_map(|nodes| Op::Grow { nodes }),
     ]
 }
 
@@ -100,6 +102,7 @@ proptest! {
     #[test]
     fn tree_matches_model(cap in 0usize..=48, ops in proptest::collection::vec(op(), 1..300)) {
         let mut storage = vec![Node::EMPTY; cap];
+        let mut cap = cap;
         let mut t = AreaTree::new(&mut storage);
         prop_assert_eq!(t.capacity() as usize, cap);
         let mut m: BTreeMap<u32, M> = BTreeMap::new();
@@ -167,6 +170,18 @@ proptest! {
                         t.set_data(a.id, data);
                         t.set_link(a.id, link);
                     }
+                }
+                Op::Grow { nodes } => {
+                    let ids: Vec<AreaId> = m.values().map(|a| a.id).collect();
+                    let more = vec![Node::EMPTY; nodes].leak();
+                    let want = if t.chunks() == MAX_CHUNKS { Err(GrowError::Full) } else { Ok(()) };
+                    prop_assert_eq!(t.grow(more), want);
+                    if want.is_ok() {
+                        cap += nodes;
+                    }
+                    prop_assert_eq!(t.capacity() as usize, cap);
+                    // No area moved.
+                    prop_assert_eq!(m.values().map(|a| a.id).collect::<Vec<_>>(), ids);
                 }
             }
             agree(&t, &m)?;
@@ -344,6 +359,39 @@ fn empty_arena() {
 }
 
 #[test]
+fn a_full_arena_grows_and_keeps_its_areas() {
+    let mut first = [Node::EMPTY; 2];
+    let mut t = AreaTree::new(&mut first);
+    let a = t.alloc(10, 1, 0, 1000).unwrap();
+    let b = t.alloc(10, 1, 0, 1000).unwrap();
+    assert_eq!(t.alloc(10, 1, 0, 1000), Err(AllocError::NoNodes));
+    let mut more = [Node::EMPTY; 3];
+    t.grow(&mut more).unwrap();
+    assert_eq!((t.capacity(), t.chunks()), (5, 2));
+    let c = t.alloc(10, 1, 0, 1000).unwrap();
+    assert_eq!(c.start, 20);
+    assert_eq!((t.area(a.id).start, t.area(b.id).start), (0, 10));
+    t.remove(a.id);
+    assert_eq!(t.insert(0, 5).map(|id| t.area(id).end), Ok(5));
+    assert_eq!(t.check(), Ok(()));
+    // A node of the new slice is found by address like any other.
+    assert_eq!(t.find(25), Some(c.id));
+}
+
+#[test]
+fn grow_refuses_beyond_its_limits() {
+    let mut t = AreaTree::new(&mut []);
+    for _ in 1..MAX_CHUNKS {
+        t.grow(&mut []).unwrap();
+    }
+    assert_eq!(t.grow(&mut []), Err(GrowError::Full));
+    let mut t = AreaTree::new(&mut []);
+    let big = vec![Node::EMPTY; MAX_CHUNK_NODES + 1].leak();
+    assert_eq!(t.grow(big), Err(GrowError::TooLarge));
+    assert_eq!(t.capacity(), 0);
+}
+
+#[test]
 fn check_catches_corruption() {
     let mut storage = [Node::EMPTY; 8];
     let mut t = AreaTree::new(&mut storage);
@@ -353,8 +401,10 @@ fn check_catches_corruption() {
     assert_eq!(t.check(), Ok(()));
     let root = t.root;
     let bad = |f: &dyn Fn(&mut AreaTree)| {
-        let mut storage2: Vec<Node> = t.nodes.to_vec();
-        let mut t2 = AreaTree { nodes: &mut storage2, root: t.root, head: t.head, free: t.free, len: t.len };
+        let mut storage2: Vec<Node> = t.chunks[0].to_vec();
+        let mut t2 = AreaTree::new(&mut []);
+        t2.chunks[0] = &mut storage2;
+        (t2.nr_chunks, t2.capacity, t2.root, t2.head, t2.free, t2.len) = (1, t.capacity, t.root, t.head, t.free, t.len);
         f(&mut t2);
         assert!(t2.check().is_err());
     };
