@@ -45,6 +45,15 @@ fn jobs() -> &'static HashMap<String, JobLine> {
                 &["--workload", "vmap-test", "--vmap", form, "--vcpus", "2", "--inject", "vmap-local-flush"],
             );
         }
+        // The vmalloc space on 4 vCPUs (lazy_max_pages 24576) with the kmap
+        // series at their largest: below 896 MiB of lowmem it is too small
+        // for the threshold, above 64 MiB it is not.
+        for (lowmem, mem) in [("896m", "1g"), ("64m", "256m")] {
+            let args = ["--mem", mem, "--lowmem", lowmem, "--vcpus", "4", "--last-pkmap", "2048"];
+            let more = ["--workload", "vmap-test", "--vmap", "lazy-tlb"];
+            let args: Vec<String> = ["run"].iter().chain(&args).chain(&more).map(|s| s.to_string()).collect();
+            jobs.push((format!("space-{lowmem}"), args));
+        }
         let refs: Vec<(&str, Vec<&str>)> =
             jobs.iter().map(|(n, a)| (n.as_str(), a.iter().map(String::as_str).collect())).collect();
         common::batch(&refs)
@@ -114,6 +123,25 @@ fn the_lazy_purge_starts_past_linuxs_lazy_max_pages() {
         // vunmap that takes the count past the limit.
         assert_eq!(j.result("vmap_purge_at_pages"), max + 2, "{name}");
     }
+}
+
+/// The vmalloc space starts 8 to 16 MiB above lowmem, as 2.6.28's
+/// `VMALLOC_START`: with less lowmem it is larger, and the lazy purge on 4 vCPUs
+/// then comes from Linux's threshold, not from a full space.
+#[test]
+fn the_vmalloc_space_grows_as_lowmem_shrinks() {
+    let (big, small) = (assert_passes("space-64m"), assert_passes("space-896m"));
+    // 4 GiB less the fixmap (4 MiB), three kmap series of 2048 pages (24 MiB),
+    // two guard pages, and lowmem with its gap: 64 + 8 or 896 + 8 MiB.
+    assert_eq!(big.result("vmalloc_mib"), 1024 - 4 - 24 - 1 - 72, "{}", big.stdout());
+    assert_eq!(small.result("vmalloc_mib"), 1024 - 4 - 24 - 1 - 904, "{}", small.stdout());
+    let max = lazy_max_pages(4);
+    assert_eq!(big.result("vmap_purge_at_pages"), max + 2, "lowmem 64m: {}", big.stdout());
+    assert!(
+        small.report()["results"].get("vmap_purge_at_pages").is_none(),
+        "lowmem 896m: a purge by the threshold in a space of 91 MiB: {}",
+        small.stdout()
+    );
 }
 
 #[test]

@@ -287,6 +287,7 @@ pub const COUNTERS: &[Counter] = &[
     Counter::PtPinRefused,
     Counter::PtPinRefusedAfterPurge,
     Counter::PtPinsRoot,
+    Counter::PtPinsKernel,
     Counter::VmUnmapAliasesPurgedPages,
     Counter::VmUnmapAliases,
     Counter::VmUnmapAliasesReflushed,

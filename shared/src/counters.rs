@@ -179,6 +179,10 @@ counters! {
     /// Of `pt_pins`, pins of a root (an L3 with its whole tree: fork's and
     /// exec's); the rest pin one pte page alone.
     PtPinsRoot = "pt_pins_root",
+    /// Of `pt_pins`, pins of a kernel pte page: an L1 of the vmalloc space,
+    /// added when a part of it is first mapped (2.6.28's `xen_alloc_ptpage`
+    /// for init_mm). The rest of the non-root pins are user pte pages.
+    PtPinsKernel = "pt_pins_kernel",
     /// Mapped pages whose lazy PTEs vm_unmap_aliases calls cleared after their
     /// flush (lazy areas' and vmap blocks' freed ranges; not the threshold's or
     /// an allocation's purges): priced per page beyond a flushing call's first.

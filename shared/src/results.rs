@@ -31,6 +31,9 @@ results! {
     SpinlockTotal = "spinlock_total",
     RamMib = "ram_mib",
     LowmemMib = "lowmem_mib",
+    /// The vmalloc space, in MiB: from 8 to 16 MiB above lowmem to two guard
+    /// pages below the kmap window (vmap-test).
+    VmallocMib = "vmalloc_mib",
     // hypercall-bench, hypercall-smp, ipi-pingpong
     PioExitNs = "pio_exit_ns",
     HypercallNs = "hypercall_ns",

@@ -3,7 +3,8 @@
 //! ```text
 //! 0x00000000 .. 0xC0000000   user space
 //! 0xC0000000 .. +lowmem      lowmem, directly mapped (at most 896 MiB)
-//! VMALLOC_START .. END       vmalloc / vmap (after an 8 MiB gap above 896 MiB)
+//! vmalloc_start() .. END     vmalloc / vmap (after a gap of 8 to 16 MiB above
+//!                            lowmem: the less lowmem, the more vmalloc space)
 //! pkmap_base() .. FIXMAP     the persistent kmap window: its three series
 //!                            (pte-highmem's), `--last-pkmap` entries each
 //! FIXMAP_START .. 4 GiB      fixmap: the xAPIC page, per-CPU atomic kmap slots
@@ -13,13 +14,44 @@
 //! is as large as its series need and ends below the fixmap; the vmalloc space
 //! ends two guard pages below it, so it grows as the pool shrinks.
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use shared::boot::MAX_VCPUS;
 
 pub const PAGE_SIZE: u32 = 4096;
 pub const PAGE_OFFSET: u32 = 0xc000_0000;
 /// The most RAM that can be directly mapped.
 pub const MAX_LOWMEM: u64 = 896 << 20;
-pub const VMALLOC_START: u32 = PAGE_OFFSET + MAX_LOWMEM as u32 + (8 << 20);
+/// Linux's VMALLOC_OFFSET: the least gap between lowmem and the vmalloc space,
+/// and the space's alignment.
+pub const VMALLOC_OFFSET: u32 = 8 << 20;
+
+/// Where the vmalloc space starts above a lowmem of `lowmem_end` bytes: as
+/// 2.6.28's i386 `VMALLOC_START`, at least VMALLOC_OFFSET above `high_memory`,
+/// aligned to it. So a smaller lowmem (`vmalloc=` in Linux, `--lowmem` here,
+/// or less RAM) buys a larger vmalloc space.
+pub const fn vmalloc_start_for(lowmem_end: u64) -> u32 {
+    let high_memory = PAGE_OFFSET as u64 + lowmem_end;
+    ((high_memory + 2 * VMALLOC_OFFSET as u64 - 1) & !(VMALLOC_OFFSET as u64 - 1)) as u32
+}
+
+/// The lowest the vmalloc space starts (no lowmem at all).
+pub const VMALLOC_START_MIN: u32 = vmalloc_start_for(0);
+/// The highest it starts (896 MiB of lowmem).
+pub const VMALLOC_START_MAX: u32 = vmalloc_start_for(MAX_LOWMEM);
+
+static VMALLOC_START: AtomicU32 = AtomicU32::new(VMALLOC_START_MAX);
+
+/// Places the vmalloc space above a lowmem of `lowmem_end` bytes (at boot,
+/// before anything is mapped there).
+pub fn set_lowmem_end(lowmem_end: u64) {
+    VMALLOC_START.store(vmalloc_start_for(lowmem_end.min(MAX_LOWMEM)), Ordering::Relaxed);
+}
+
+/// The start of the vmalloc space.
+pub fn vmalloc_start() -> u32 {
+    VMALLOC_START.load(Ordering::Relaxed)
+}
 /// The most entries a persistent kmap series has (`--last-pkmap`).
 pub const PKMAP_MAX: u32 = 2048;
 /// The fewest (`--last-pkmap`'s lower bound).
@@ -71,7 +103,8 @@ pub const fn fix_to_virt(slot: FixSlot) -> u32 {
 
 const _: () =
     assert!(fix_to_virt(FixSlot::Kmap { cpu: MAX_VCPUS as u32 - 1, idx: KMAP_SLOTS_PER_CPU - 1 }) < FIXMAP_END);
-const _: () = assert!(VMALLOC_START < PKMAP_BASE_MIN);
+const _: () = assert!(VMALLOC_START_MAX == PAGE_OFFSET + MAX_LOWMEM as u32 + VMALLOC_OFFSET);
+const _: () = assert!(VMALLOC_START_MAX < PKMAP_BASE_MIN);
 
 /// The kernel virtual address of a lowmem physical address.
 #[inline]

@@ -37,9 +37,10 @@ pub fn init(info: &BootInfo) {
     let kernel_end = virt_to_phys(core::ptr::addr_of!(__kernel_end) as u32);
     let lowmem = lowmem_end(info);
     memblock::init(info, kernel_end, lowmem);
+    layout::set_lowmem_end(lowmem);
     pgtable::init_kernel(lowmem);
     let tables = memblock::watermark() - layout::page_align_up(kernel_end);
-    vmap::init(info);
+    vmap::init(info, pgtable::TableSource { alloc: ptcache::alloc_table_low, free: ptcache::free_table_low });
     if let Err(e) = page::init(info, lowmem) {
         panic!(
             "{e}: {} MiB of RAM needs {} MiB of mem_map, lowmem is {} MiB",

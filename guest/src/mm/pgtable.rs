@@ -1,19 +1,21 @@
 //! PAE pagetables: the kernel's own (built at boot, its L2 shared by every address
 //! space), and user address spaces.
 //!
-//! The kernel's L2 (the page directory for 3..4 GiB) has every L1 it will ever need
-//! allocated at boot: the direct map of lowmem, and the vmalloc, kmap and fixmap
-//! areas. So kernel mappings never need an L2 change, and every address space sees
-//! them at once.
+//! The kernel's L2 (the page directory for 3..4 GiB) is shared by every address
+//! space, so a kernel mapping is seen by all at once. The L1s of the direct map
+//! and of the kmap and fixmap areas are allocated at boot; those of the vmalloc
+//! space as it is first mapped ([`populate_kernel`]), as 2.6.28's
+//! `vmap_page_range` did with `pte_alloc_kernel`: with less lowmem the space is
+//! larger, up to almost 1 GiB, whose L1s would cost 2 MiB of lowmem up front.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use shared::pae::{self, A, D, G, P, PCD, PWT, RW, US};
 
 use crate::arch::cpu;
-use crate::mm::layout::{phys_to_virt, virt_to_phys, FIXMAP_END, PAGE_OFFSET, PAGE_SIZE, VMALLOC_START};
+use crate::mm::layout::{phys_to_virt, virt_to_phys, vmalloc_end, FIXMAP_END, PAGE_OFFSET, PAGE_SIZE};
 use crate::mm::{memblock, pv};
-use crate::sync::Once;
+use crate::sync::{Once, SpinLock};
 
 /// Flags of a kernel data mapping (A and D preset: the CPU never has to set them).
 pub const KERNEL_RW: u64 = P | RW | A | D;
@@ -83,7 +85,8 @@ pub fn init_kernel(lowmem_end: u64) {
         unsafe { l2.add(pae::indexes(va).1).write(l1pa | KERNEL_PDE) };
         pa += 2 << 20;
     }
-    let mut va = VMALLOC_START & !((2 << 20) - 1);
+    // The kmap and fixmap areas' L1s, and the one the vmalloc space ends in.
+    let mut va = vmalloc_end() & !(L1_SPAN - 1);
     loop {
         let l1pa = alloc_table();
         // SAFETY: the kernel's fresh L2, as for the direct map's L1s.
@@ -116,16 +119,96 @@ pub fn kernel_pd() -> u64 {
     KERNEL.get().pd
 }
 
+/// The bytes one L1 maps.
+const L1_SPAN: u32 = 2 << 20;
+
+/// The kernel's L1 for `va` (at or above PAGE_OFFSET), if it has one.
+fn kernel_l1(va: u32) -> Option<u64> {
+    assert!(va >= PAGE_OFFSET);
+    let (_, i2, _) = pae::indexes(va);
+    // SAFETY: the kernel L2 lives in lowmem; i2 is below 512.
+    let pde = unsafe { table(KERNEL.get().pd).add(i2).read_volatile() };
+    (pde & P != 0).then_some(pde & pae::ADDR_MASK)
+}
+
 /// The kernel PTE for `va` (which must be at or above PAGE_OFFSET and have an L1).
 pub fn kernel_pte(va: u32) -> *mut u64 {
-    assert!(va >= PAGE_OFFSET);
-    let (_, i2, i1) = pae::indexes(va);
-    // SAFETY: the kernel L2 and its L1s live in lowmem.
-    let pde = unsafe { table(KERNEL.get().pd).add(i2).read() };
-    assert!(pde & P != 0, "no kernel L1 for {va:#x}");
-    // SAFETY: a present kernel PDE names one of the kernel's L1s, all lowmem
-    // (allocated at boot); i1 is below 512.
-    unsafe { table(pde & pae::ADDR_MASK).add(i1) }
+    let l1 = kernel_l1(va).unwrap_or_else(|| panic!("no kernel L1 for {va:#x}"));
+    // SAFETY: a present kernel PDE names one of the kernel's L1s, all lowmem;
+    // the index is below 512.
+    unsafe { table(l1).add(pae::indexes(va).2) }
+}
+
+/// The kernel PTE of `va` now: 0 where no L1 covers it yet (a part of the
+/// vmalloc space never mapped).
+pub fn read_kernel_pte(va: u32) -> u64 {
+    match kernel_l1(va) {
+        // SAFETY: one of the kernel's L1s, lowmem; the index is below 512.
+        Some(l1) => unsafe { table(l1).add(pae::indexes(va).2).read_volatile() },
+        None => 0,
+    }
+}
+
+/// Lowmem pages taken since boot by the vmalloc space's L1s.
+static VMALLOC_L1S: AtomicU32 = AtomicU32::new(0);
+/// One CPU at a time adds an L1 to the kernel's L2 (init_mm's page_table_lock).
+static KERNEL_L2_LOCK: SpinLock<()> = SpinLock::new(());
+
+/// How many L1s the vmalloc space has allocated since boot (each a lowmem page,
+/// kept).
+pub fn vmalloc_l1s() -> u32 {
+    VMALLOC_L1S.load(Ordering::Relaxed)
+}
+
+/// Where a kernel L1 comes from and goes back to: a zeroed lowmem page (the
+/// pagetable allocator's, which under clean-pool hands out unaliased pages).
+#[derive(Clone, Copy)]
+pub struct TableSource {
+    pub alloc: fn() -> Option<u64>,
+    pub free: fn(u64),
+}
+
+/// Gives every kernel PTE of `[start, end)` an L1, allocating those missing
+/// from `src`: the vmalloc space's, on its first mapping (2.6.28's
+/// `pte_alloc_kernel`). None when lowmem has no page left for one.
+pub fn populate_kernel(start: u32, end: u32, src: TableSource) -> Option<()> {
+    let mut va = start & !(L1_SPAN - 1);
+    while va < end {
+        if kernel_l1(va).is_none() {
+            add_kernel_l1(va, src)?;
+        }
+        va = va.checked_add(L1_SPAN)?;
+    }
+    Some(())
+}
+
+/// Allocates the L1 covering `va` and enters it in the kernel's L2. Under
+/// `--pvmmu on` init_mm is pinned, so the new pte page is pinned on its own
+/// first, after its own alias check (2.6.28's `xen_alloc_ptpage`), and the L2
+/// entry goes through the host.
+fn add_kernel_l1(va: u32, src: TableSource) -> Option<()> {
+    let l1 = (src.alloc)()?;
+    if pv::on() {
+        crate::percpu::count(shared::counters::Counter::PtPinsKernel, 1);
+    }
+    pv::pin(l1, pv::Level::L1, &[l1]);
+    let (_, i2, _) = pae::indexes(va);
+    let pd = KERNEL.get().pd;
+    let guard = KERNEL_L2_LOCK.lock();
+    if kernel_l1(va).is_some() {
+        // Another CPU added it meanwhile.
+        drop(guard);
+        pv::unpin(&[l1], &[l1]);
+        (src.free)(l1);
+        return Some(());
+    }
+    // SAFETY: the kernel's L2, lowmem; i2 is below 512.
+    let entry = unsafe { table(pd).add(i2) };
+    pv::write(pd + 8 * i2 as u64, entry, l1 | KERNEL_PDE);
+    pv::flush();
+    VMALLOC_L1S.fetch_add(1, Ordering::Relaxed);
+    drop(guard);
+    Some(())
 }
 
 /// Writes the kernel PTE of `va` (through the host under `--pvmmu on`; queued

@@ -31,9 +31,9 @@ use shared::counters::Counter;
 use shared::pae::{ADDR_MASK, P};
 use vmspace::{AllocError, AreaState, AreaTree, Node, NIL};
 
-use crate::mm::layout::{vmalloc_end, PAGE_SIZE, VMALLOC_START};
+use crate::mm::layout::{phys_to_virt, vmalloc_end, vmalloc_start, PAGE_SIZE};
 use crate::mm::page;
-use crate::mm::pgtable::{kernel_pte, write_kernel_pte, KERNEL_RW};
+use crate::mm::pgtable::{self, read_kernel_pte, write_kernel_pte, KERNEL_RW};
 use crate::mm::pv::{self, AfterFlush};
 use crate::mm::{alias, memblock, tlb, vmap_block};
 use crate::sync::{Once, SpinLock};
@@ -80,24 +80,67 @@ pub fn is_lazy() -> bool {
     variant() != VmapVariant::Eager
 }
 
-/// Sets the vmap layer up: the node arena (from the boot allocator, so call
-/// before it closes) and the `--vmap` form.
-pub fn init(info: &shared::boot::BootInfo) {
+/// The nodes the arena starts with.
+const FIRST_NODES: usize = 1024;
+/// The arena grows by this many pages at a time (16 pages, 1638 nodes), as
+/// Linux's vmap areas came from a slab that grows.
+const GROW_ORDER: u32 = 4;
+/// Lowmem pages the arena's growth took (kept).
+static ARENA_PAGES: AtomicU32 = AtomicU32::new(0);
+
+/// Where the vmalloc space's L1s come from (the pagetable allocator's lowmem).
+static KERNEL_TABLES: Once<pgtable::TableSource> = Once::new();
+
+/// Sets the vmap layer up: the node arena's first slice (from the boot
+/// allocator, so call before it closes), the `--vmap` form, and where the
+/// space's L1s come from.
+pub fn init(info: &shared::boot::BootInfo, tables: pgtable::TableSource) {
+    KERNEL_TABLES.set(tables);
     VARIANT.store(info.config.vmap() as u32, Ordering::Relaxed);
     MAX_LAZY.store(lazy_max_pages(info.nr_vcpus), Ordering::Relaxed);
-    // Room for the most areas the space can hold: one page and its guard each.
-    let nodes = ((vmalloc_end() - VMALLOC_START) / (2 * PAGE_SIZE)) as usize + 8;
-    let bytes = (nodes * core::mem::size_of::<Node>()) as u64;
+    let bytes = (FIRST_NODES * core::mem::size_of::<Node>()) as u64;
     let pa = memblock::alloc_contiguous_fresh(bytes).expect("no lowmem for the vmap area nodes");
-    let base = crate::mm::layout::phys_to_virt(pa) as *mut Node;
-    for i in 0..nodes {
-        // SAFETY: the memblock allocation holds `nodes` Nodes, lowmem, directly mapped.
-        unsafe { base.add(i).write(Node::EMPTY) };
-    }
-    // SAFETY: initialised above, owned by the vmap layer for ever.
-    let storage = unsafe { core::slice::from_raw_parts_mut(base, nodes) };
+    // SAFETY: the boot allocator's fresh lowmem, room for FIRST_NODES nodes,
+    // owned by the vmap layer for ever; AreaTree initialises every node.
+    let storage = unsafe { nodes_at(pa, FIRST_NODES) };
     AREAS.set(SpinLock::new(Areas { tree: AreaTree::new(storage), lazy_head: NIL, lazy_areas: 0, lazy_pages: 0 }));
     vmap_block::init(info.nr_vcpus);
+}
+
+/// # Safety
+/// `[pa, pa + n nodes)` is lowmem nobody else uses, for ever.
+unsafe fn nodes_at(pa: u64, n: usize) -> &'static mut [Node] {
+    let base = phys_to_virt(pa) as *mut Node;
+    for i in 0..n {
+        // SAFETY: per the contract, so that the slice below holds valid nodes.
+        unsafe { base.add(i).write(Node::EMPTY) };
+    }
+    // SAFETY: initialised above; the caller's for ever, per the contract.
+    unsafe { core::slice::from_raw_parts_mut(base, n) }
+}
+
+/// Adds a slice of lowmem to the arena; false when lowmem has no room or the
+/// arena has its most slices.
+fn grow_arena() -> bool {
+    let Some(pa) = page::alloc_pages(page::Zone::Normal, GROW_ORDER) else {
+        return false;
+    };
+    let n = ((PAGE_SIZE << GROW_ORDER) as usize) / core::mem::size_of::<Node>();
+    // SAFETY: fresh lowmem pages from the page allocator, given to the arena
+    // for ever below (or given back if it has no room).
+    let storage = unsafe { nodes_at(pa, n) };
+    if areas().lock().tree.grow(storage).is_err() {
+        page::free_pages(pa, GROW_ORDER);
+        return false;
+    }
+    ARENA_PAGES.fetch_add(1 << GROW_ORDER, Ordering::Relaxed);
+    true
+}
+
+/// Lowmem pages the vmap layer took for itself since boot and keeps: the
+/// vmalloc space's L1s, the area arena's growth and the blocks' bookkeeping.
+pub fn pages_kept() -> u32 {
+    pgtable::vmalloc_l1s() + ARENA_PAGES.load(Ordering::Relaxed) + vmap_block::pages_kept()
 }
 
 /// A snapshot of the vmap layer.
@@ -117,7 +160,7 @@ pub fn room_for(pages: u32) -> u32 {
     let a = areas().lock();
     let size = pages * PAGE_SIZE;
     let mut room = 0;
-    let mut prev_end = VMALLOC_START;
+    let mut prev_end = vmalloc_start();
     let mut id = a.tree.first();
     while let Some(i) = id {
         let area = a.tree.area(i);
@@ -145,7 +188,7 @@ pub(super) fn alloc_area(size: u32, align: u32, kind: u32) -> Option<u32> {
     loop {
         let fit = {
             let mut a = areas().lock();
-            let r = a.tree.alloc(size, align, VMALLOC_START, vmalloc_end());
+            let r = a.tree.alloc(size, align, vmalloc_start(), vmalloc_end());
             if let Ok(f) = r {
                 a.tree.set_data(f.id, kind);
             }
@@ -157,6 +200,9 @@ pub(super) fn alloc_area(size: u32, align: u32, kind: u32) -> Option<u32> {
                 percpu::count(Counter::VmapSearchVisits, f.visited as u64);
                 return Some(f.start);
             }
+            // Linux allocates the area's node before it searches: no node is
+            // a failed kmalloc, not a full space.
+            Err(AllocError::NoNodes) if grow_arena() => {}
             Err(AllocError::NoSpace | AllocError::NoNodes) if !purged => {
                 percpu::count(Counter::VmapAllocRetries, 1);
                 purged = true;
@@ -180,14 +226,21 @@ fn busy_area(va: u32) -> (u32, u32, u32) {
     (id, area.end, area.data)
 }
 
+/// Gives `[va, va + pages)` its L1s (2.6.28's `vmap_page_range` allocated them
+/// as it went, through `pte_alloc_kernel`); false when lowmem has no page for
+/// one, and then nothing is mapped.
+fn populate(va: u32, pages: u32) -> bool {
+    pgtable::populate_kernel(va, va + pages * PAGE_SIZE, *KERNEL_TABLES.get()).is_some()
+}
+
 /// Maps `frames` at `va` (whose PTEs must be clear: the debug checker's "slot
-/// reused while live"). 2.6.28's vmap_page_range ran in no lazy-MMU section:
-/// under a hypervisor each PTE is its own `update_va_mapping`.
+/// reused while live", and whose L1s must exist: [`populate`]). 2.6.28's
+/// vmap_page_range ran in no lazy-MMU section: under a hypervisor each PTE is
+/// its own `update_va_mapping`.
 pub(super) fn map_pages(va: u32, frames: &[u64]) {
     for (i, &pa) in frames.iter().enumerate() {
         let v = va + i as u32 * PAGE_SIZE;
-        // SAFETY: a kernel PTE of the vmalloc space; this range is ours.
-        let old = unsafe { kernel_pte(v).read_volatile() };
+        let old = read_kernel_pte(v);
         assert!(old == 0, "BUG: vmap over a live PTE at {v:#x} ({old:#x})");
         write_kernel_pte(v, (pa & ADDR_MASK) | KERNEL_RW);
     }
@@ -206,8 +259,7 @@ pub(super) fn leave_lazy(start: u32, end: u32, mut each: impl FnMut(u64)) {
     });
     let mut va = start;
     while va < end {
-        // SAFETY: a kernel PTE of the vmalloc space in a range we own.
-        let e = unsafe { kernel_pte(va).read_volatile() };
+        let e = read_kernel_pte(va);
         if e & P != 0 {
             if clear {
                 write_kernel_pte(va, (e & ADDR_MASK) | LAZY);
@@ -224,8 +276,7 @@ pub(super) fn retire(start: u32, end: u32) {
     pv::lazy_enter();
     let mut va = start;
     while va < end {
-        // SAFETY: a kernel PTE of a range the purge (or an eager unmap) owns.
-        let e = unsafe { kernel_pte(va).read_volatile() };
+        let e = read_kernel_pte(va);
         if e & P != 0 {
             write_kernel_pte(va, (e & ADDR_MASK) | LAZY);
         }
@@ -247,8 +298,7 @@ pub(super) fn release(start: u32, end: u32, lazy: bool, mut each: impl FnMut(u64
     let mut va = start;
     let mut n = 0;
     while va < end {
-        // SAFETY: as in retire.
-        let e = unsafe { kernel_pte(va).read_volatile() };
+        let e = read_kernel_pte(va);
         if e & LAZY != 0 {
             write_kernel_pte(va, 0);
             after.push(e & ADDR_MASK);
@@ -472,6 +522,10 @@ pub fn vmap(frames: &[u64]) -> Option<u32> {
     let n = frames.len() as u32;
     assert!(n > 0, "vmap of no pages");
     let va = alloc_area((n + 1) * PAGE_SIZE, PAGE_SIZE, VM_GUARD | n)?;
+    if !populate(va, n) {
+        vunmap(va);
+        return None;
+    }
     map_pages(va, frames);
     Some(va)
 }
@@ -489,6 +543,10 @@ pub fn vmalloc_aligned(size: u32, align: u32) -> Option<u32> {
     let n = size.div_ceil(PAGE_SIZE);
     assert!(n > 0, "vmalloc of nothing");
     let va = alloc_area((n + 1) * PAGE_SIZE, align.max(PAGE_SIZE), VM_ALLOC | VM_GUARD | n)?;
+    if !populate(va, n) {
+        vfree(va);
+        return None;
+    }
     for i in 0..n {
         match page::alloc_user_page() {
             Some(pa) => map_pages(va + i * PAGE_SIZE, &[pa]),
@@ -523,6 +581,10 @@ pub fn vm_map_ram(frames: &[u64]) -> Option<u32> {
     } else {
         alloc_area(n * PAGE_SIZE, PAGE_SIZE, n)?
     };
+    if !populate(va, n) {
+        vm_unmap_ram(va, n);
+        return None;
+    }
     map_pages(va, frames);
     Some(va)
 }
@@ -546,22 +608,18 @@ pub fn vm_unmap_ram(va: u32, count: u32) {
 
 /// The frame mapped at `va` now, if any (tests).
 pub fn mapped_frame(va: u32) -> Option<u64> {
-    // SAFETY: reading a kernel PTE of the vmalloc space.
-    let e = unsafe { kernel_pte(va).read_volatile() };
+    let e = read_kernel_pte(va);
     (e & P != 0).then_some(e & ADDR_MASK)
 }
 
 /// Whether `va`'s PTE is present and global (tests).
 pub fn mapped_global(va: u32) -> bool {
-    // SAFETY: reading a kernel PTE of the vmalloc space (kernel_pte checks
-    // that it has an L1).
-    let e = unsafe { kernel_pte(va).read_volatile() };
+    let e = read_kernel_pte(va);
     e & P != 0 && e & shared::pae::G != 0
 }
 
 /// Whether `va`'s PTE is present and writable (tests).
 pub fn mapped_writable(va: u32) -> bool {
-    // SAFETY: reading a kernel PTE of the vmalloc space, as in mapped_frame.
-    let e = unsafe { kernel_pte(va).read_volatile() };
+    let e = read_kernel_pte(va);
     e & P != 0 && e & shared::pae::RW != 0
 }

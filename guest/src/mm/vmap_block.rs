@@ -14,8 +14,11 @@ use shared::config::VmapVariant;
 use shared::counters::Counter;
 use vmspace::BlockMap;
 
-use crate::mm::layout::{vmalloc_end, PAGE_SIZE, VMALLOC_END_MAX, VMALLOC_START};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+use crate::mm::layout::{phys_to_virt, vmalloc_end, vmalloc_start, PAGE_SIZE, VMALLOC_END_MAX, VMALLOC_START_MIN};
 use crate::mm::vmap::{self, VM_BLOCK};
+use crate::mm::{memblock, page};
 use crate::percpu;
 use crate::sync::SpinLock;
 
@@ -32,11 +35,9 @@ pub fn bbmap_bits(cpus: u32) -> u32 {
     (LINUX_VMALLOC_SPACE / PAGE_SIZE / cpus.next_power_of_two() / 16).clamp(VMAP_BBMAP_BITS_MIN, VMAP_BBMAP_BITS_MAX)
 }
 
-/// Blocks are aligned to their size; positions count from here.
-const BASE: u32 = VMALLOC_START & !((4 << 20) - 1);
-/// Block positions in the vmalloc space at the smallest block size in use
-/// (256 pages, 8 CPUs).
-const MAX_BLOCKS: usize = ((VMALLOC_END_MAX - BASE) / (256 * PAGE_SIZE)) as usize + 1;
+/// Block positions in the largest vmalloc space (the smallest lowmem, every
+/// kmap series at its smallest) at the smallest block size (256 pages, 8 CPUs).
+const MAX_BLOCKS: usize = ((VMALLOC_END_MAX - (VMALLOC_START_MIN & !((4 << 20) - 1))) / (256 * PAGE_SIZE)) as usize + 1;
 
 struct Block {
     map: BlockMap,
@@ -44,37 +45,117 @@ struct Block {
     alive: bool,
 }
 
-/// Blocks by position: `(va - BASE) / block size`.
-static BLOCKS: [SpinLock<Block>; MAX_BLOCKS] =
-    [const { SpinLock::new(Block { map: BlockMap::new(VMAP_BBMAP_BITS_MAX), va: 0, alive: false }) }; MAX_BLOCKS];
+/// Blocks sit in pages of this many, by position, as Linux kmalloc'd each
+/// vmap_block and found it in a radix tree by its index.
+const PER_PAGE: usize = PAGE_SIZE as usize / core::mem::size_of::<SpinLock<Block>>();
+const _: () = assert!(PER_PAGE >= 1);
 
-/// A CPU's blocks that still have never-used pages (Linux's vmap_block_queue).
+/// The pages of blocks: page `i` holds positions `i * PER_PAGE ..`. A page is
+/// made when a block is first carved at one of its positions, and kept.
+static PAGES: [AtomicPtr<SpinLock<Block>>; MAX_BLOCKS.div_ceil(PER_PAGE)] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_BLOCKS.div_ceil(PER_PAGE)];
+/// Lowmem pages the blocks' pages took.
+static PAGES_KEPT: AtomicU32 = AtomicU32::new(0);
+
+/// The block at `pos`, whose page must exist (a block was carved there).
+fn block(pos: usize) -> &'static SpinLock<Block> {
+    let page = PAGES[pos / PER_PAGE].load(Ordering::Acquire);
+    assert!(!page.is_null(), "vmap block position {pos} was never carved");
+    // SAFETY: a published page of PER_PAGE initialised blocks, never freed;
+    // the index is below PER_PAGE.
+    unsafe { &*page.add(pos % PER_PAGE) }
+}
+
+/// The block at `pos`, its page made if it has none yet; None when lowmem has
+/// no page for it.
+fn block_or_make(pos: usize) -> Option<&'static SpinLock<Block>> {
+    let slot = &PAGES[pos / PER_PAGE];
+    if slot.load(Ordering::Acquire).is_null() {
+        let pa = page::alloc_pages(page::Zone::Normal, 0)?;
+        let fresh = phys_to_virt(pa) as *mut SpinLock<Block>;
+        for i in 0..PER_PAGE {
+            // SAFETY: a fresh lowmem page, directly mapped, large enough for
+            // PER_PAGE blocks; nobody else sees it before it is published.
+            unsafe {
+                fresh.add(i).write(SpinLock::new(Block {
+                    map: BlockMap::new(VMAP_BBMAP_BITS_MAX),
+                    va: 0,
+                    alive: false,
+                }))
+            };
+        }
+        match slot.compare_exchange(core::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                PAGES_KEPT.fetch_add(1, Ordering::Relaxed);
+            }
+            // Another CPU made it first.
+            Err(_) => page::free_pages(pa, 0),
+        }
+    }
+    Some(block(pos))
+}
+
+/// Every block that has a page, dead ones included.
+fn each_block(mut f: impl FnMut(&SpinLock<Block>)) {
+    for (i, slot) in PAGES.iter().enumerate() {
+        let page = slot.load(Ordering::Acquire);
+        if page.is_null() {
+            continue;
+        }
+        for k in 0..PER_PAGE.min(MAX_BLOCKS - i * PER_PAGE) {
+            // SAFETY: as in `block`.
+            f(unsafe { &*page.add(k) });
+        }
+    }
+}
+
+/// Lowmem pages the blocks' bookkeeping holds (they are kept once made).
+pub fn pages_kept() -> u32 {
+    PAGES_KEPT.load(Ordering::Relaxed)
+}
+
+/// A CPU's blocks that still have never-used pages (Linux's vmap_block_queue),
+/// by position.
 struct Queue {
-    pos: [u8; MAX_BLOCKS],
+    pos: &'static mut [u16],
     len: usize,
 }
 
-static QUEUES: [SpinLock<Queue>; MAX_VCPUS] =
-    [const { SpinLock::new(Queue { pos: [0; MAX_BLOCKS], len: 0 }) }; MAX_VCPUS];
+static QUEUES: [SpinLock<Queue>; MAX_VCPUS] = [const { SpinLock::new(Queue { pos: &mut [], len: 0 }) }; MAX_VCPUS];
 
-static BITS: crate::sync::Once<u32> = crate::sync::Once::new();
+/// The block size and where positions count from (the vmalloc space's start,
+/// aligned down to 4 MiB, the largest block).
+static GEOMETRY: crate::sync::Once<(u32, u32)> = crate::sync::Once::new();
 
 fn bits() -> u32 {
-    *BITS.get()
+    GEOMETRY.get().0
 }
 
 fn block_size() -> u32 {
     bits() * PAGE_SIZE
 }
 
+/// Sets the blocks up for `cpus` CPUs: their size, and each CPU's queue, with
+/// room for every block position the vmalloc space has (from the boot
+/// allocator, so call before it closes).
 pub(super) fn init(cpus: u32) {
     let b = bbmap_bits(cpus);
-    assert!((((vmalloc_end() - BASE) / (b * PAGE_SIZE)) as usize) < MAX_BLOCKS);
-    BITS.set(b);
+    let base = vmalloc_start() & !((4 << 20) - 1);
+    let positions = ((vmalloc_end() - base) / (b * PAGE_SIZE)) as usize + 1;
+    assert!(positions <= MAX_BLOCKS && MAX_BLOCKS <= u16::MAX as usize);
+    GEOMETRY.set((b, base));
+    for q in QUEUES.iter().take(cpus as usize) {
+        let bytes = (positions * core::mem::size_of::<u16>()) as u64;
+        let pa = memblock::alloc_contiguous_fresh(bytes).expect("no lowmem for the vmap block queues");
+        // SAFETY: the boot allocator's fresh lowmem, directly mapped, room for
+        // `positions` u16s; this queue's alone for ever.
+        let pos = unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pa) as *mut u16, positions) };
+        q.lock().pos = pos;
+    }
 }
 
 fn position(va: u32) -> usize {
-    ((va - BASE) / block_size()) as usize
+    ((va - GEOMETRY.get().1) / block_size()) as usize
 }
 
 fn order_of(count: u32) -> u32 {
@@ -101,7 +182,7 @@ pub(super) fn alloc(count: u32) -> Option<u32> {
             let mut q = QUEUES[cpu].lock();
             let mut i = 0;
             while i < q.len {
-                let mut b = BLOCKS[q.pos[i] as usize].lock();
+                let mut b = block(q.pos[i] as usize).lock();
                 if let Some(off) = b.map.alloc(order) {
                     got = Some(b.va + off * PAGE_SIZE);
                     if b.map.free_bits() == 0 {
@@ -139,14 +220,18 @@ pub(super) fn alloc(count: u32) -> Option<u32> {
 fn new_block(cpu: usize) -> Option<()> {
     let va = vmap::alloc_area(block_size(), block_size(), VM_BLOCK)?;
     let pos = position(va);
+    let Some(slot) = block_or_make(pos) else {
+        vmap::block_area_lazy(va);
+        return None;
+    };
     {
-        let mut b = BLOCKS[pos].lock();
+        let mut b = slot.lock();
         assert!(!b.alive, "vmap block position {pos} reused while live");
         *b = Block { map: BlockMap::new(bits()), va, alive: true };
     }
     let mut q = QUEUES[cpu].lock();
     let len = q.len;
-    q.pos[len] = pos as u8;
+    q.pos[len] = pos as u16;
     q.len += 1;
     percpu::count(Counter::VmapBlockAllocs, 1);
     Some(())
@@ -154,8 +239,7 @@ fn new_block(cpu: usize) -> Option<()> {
 
 /// Gives back `count` pages at `va` (already left lazy by the caller).
 pub(super) fn free(va: u32, count: u32) {
-    let pos = position(va);
-    let mut b = BLOCKS[pos].lock();
+    let mut b = block(position(va)).lock();
     assert!(b.alive && va >= b.va && va < b.va + block_size(), "BUG: vm_unmap_ram of {va:#x}, in no live vmap block");
     let off = (va - b.va) / PAGE_SIZE;
     if let Err(e) = b.map.free(off, order_of(count)) {
@@ -211,17 +295,17 @@ pub(super) fn take_dirty(every_block: bool) -> Dirty {
         d.fresh = true;
     };
     if every_block {
-        for slot in BLOCKS.iter() {
+        each_block(|slot| {
             let mut b = slot.lock();
             if b.alive {
                 take(&mut b, &mut d);
             }
-        }
+        });
     } else {
         for q in QUEUES.iter() {
             let q = q.lock();
             for &pos in &q.pos[..q.len] {
-                take(&mut BLOCKS[pos as usize].lock(), &mut d);
+                take(&mut block(pos as usize).lock(), &mut d);
             }
         }
     }
@@ -233,13 +317,12 @@ pub(super) fn take_dirty(every_block: bool) -> Dirty {
 /// purge of its area instead.) The entries cleared.
 pub(super) fn release_flushed() -> u32 {
     let mut cleared = 0;
-    for slot in BLOCKS.iter() {
+    each_block(|slot| {
         let mut b = slot.lock();
-        if !b.alive {
-            continue;
+        if b.alive {
+            let va = b.va;
+            b.map.take_flushing(|s, e| cleared += vmap::release(va + s * PAGE_SIZE, va + e * PAGE_SIZE, true, |_| {}));
         }
-        let va = b.va;
-        b.map.take_flushing(|s, e| cleared += vmap::release(va + s * PAGE_SIZE, va + e * PAGE_SIZE, true, |_| {}));
-    }
+    });
     cleared
 }
