@@ -56,6 +56,9 @@ pub struct Hypervisor {
     /// A vCPU ran on a validated root at an exit: the guest's kernel lives on
     /// validated tables (`--pvmmu on`).
     on_validated_roots: AtomicBool,
+    /// On a QEMU TCG host, the write protection is off: switched off, with the
+    /// world stopped, after a vCPU first ran on a validated root.
+    protection_switched_off: AtomicBool,
     /// vCPUs whose CR3 must be a validated root at every hypercall from now on
     /// (they announced one at an earlier exit).
     cr3_armed: [AtomicBool; shared::boot::MAX_VCPUS],
@@ -78,6 +81,7 @@ impl Hypervisor {
             protect_pending: AtomicBool::new(false),
             watching: AtomicBool::new(false),
             on_validated_roots: AtomicBool::new(false),
+            protection_switched_off: AtomicBool::new(false),
             cr3_armed: [const { AtomicBool::new(false) }; shared::boot::MAX_VCPUS],
             last_call: [const { AtomicU64::new(u64::MAX) }; shared::boot::MAX_VCPUS],
             left_behind: AtomicBool::new(false),

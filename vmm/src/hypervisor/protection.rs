@@ -25,7 +25,7 @@ impl Hypervisor {
     /// guest runs on validated tables, see [`TCG_NO_PROTECTION`]): then
     /// [`Hypervisor::apply_protection`] changes no memslot and needs no stopped world.
     pub fn protection_off(&self) -> bool {
-        crate::kvm::vcpu::host_is_tcg() && self.on_validated_roots.load(Ordering::Acquire)
+        crate::kvm::vcpu::host_is_tcg() && self.protection_switched_off.load(Ordering::Acquire)
     }
 
     /// Brings the write protection up to date. Call with every other vCPU stopped,
@@ -35,6 +35,16 @@ impl Hypervisor {
     /// for every vCPU's TLB to be flushed, as one the dirty log finds does.
     pub fn apply_protection(&self, vcpu: u32) -> Then {
         self.protect_pending.store(false, Ordering::Release);
+        if crate::kvm::vcpu::host_is_tcg()
+            && self.on_validated_roots.load(Ordering::Acquire)
+            && !self.protection_switched_off.swap(true, Ordering::AcqRel)
+        {
+            if let Ok(mut p) = self.protect.lock() {
+                if let Some(Err(e)) = p.as_mut().map(|wp| wp.switch_off(super::roots::TCG_NO_PROTECTION)) {
+                    return self.vmm_error(&e.to_string());
+                }
+            }
+        }
         let changes = match self.pv_locked() {
             Ok(mut pv) => pv.take_protection_changes(&self.mem),
             Err(stop) => return stop,

@@ -8,7 +8,7 @@ use super::*;
 
 /// Why the write protection is switched off on a QEMU TCG host once the guest
 /// runs on validated tables.
-const TCG_NO_PROTECTION: &str = "QEMU 7.2's emulated SVM translates every guest page-table access as a write, so a \
+pub(super) const TCG_NO_PROTECTION: &str = "QEMU 7.2's emulated SVM translates every guest page-table access as a write, so a \
 vCPU walking a read-only table hangs in KVM; the guest runs on validated tables, so nothing is memslot-protected";
 
 impl Hypervisor {
@@ -30,12 +30,12 @@ impl Hypervisor {
             Ok(pv) => (pv.is_validated_cr3(cr3), pv.root(vcpu).is_some()),
             Err(stop) => return stop,
         };
+        // The switch itself changes memslots, so it waits for the next
+        // protection update, which runs with every other vCPU stopped: a vCPU
+        // still in the guest while its memory's slot is re-registered would
+        // find no memory there (KVM: "emulation failed").
         if validated && !self.on_validated_roots.swap(true, Ordering::AcqRel) && crate::kvm::vcpu::host_is_tcg() {
-            if let Ok(mut p) = self.protect.lock() {
-                if let Some(Err(e)) = p.as_mut().map(|wp| wp.switch_off(TCG_NO_PROTECTION)) {
-                    return self.vmm_error(&e.to_string());
-                }
-            }
+            self.protect_pending.store(true, Ordering::Release);
         }
         if self.cr3_armed[v].load(Ordering::Relaxed) && !validated {
             let record = ViolationRecord {
