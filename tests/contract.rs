@@ -115,7 +115,7 @@ fn a_weakened_host_fails_exactly_the_scenarios_that_guard_the_rule() {
         ("cr3-slot", &["cr3-pdpt-slot"][..], &[][..]),
         ("untyped-write", &["mmu-update-untyped"][..], &[][..]),
         ("stack-walk", &[][..], &["trap-back-readonly-stack"][..]),
-        ("budget", &["exit-budget"][..], &[][..]),
+        ("budget", &["exit-budget", "exit-budget-tree"][..], &[][..]),
         ("host-write", &["block-in-pagetable", "multicall-results-in-pagetable"][..], &[][..]),
         ("l3-audit", &["direct-write-l3-tail"][..], &[][..]),
         ("l3-hardware-bits", &["direct-write-l3-bit6"][..], &[][..]),

@@ -105,15 +105,17 @@ pub fn mmu_update(reqs: &[MmuUpdate]) -> (i32, u64) {
 
 /// Issues a batch of `len` requests (`call(start)` issues those from `start`
 /// on), and again from where it stopped while the host answers `-ERESTART`
-/// (its exit budget spent): `(rc, requests done in all)`.
+/// (its exit budget spent): `(rc, requests done in all)`. A request whose
+/// tree validation the budget cut comes back with none done; issued again, it
+/// goes on where it stopped, so the host makes progress at every exit. A host
+/// that answered so without end would be stopped by the watchdog.
 fn restarting(len: usize, mut call: impl FnMut(usize) -> (i32, u64)) -> (i32, u64) {
     let mut done = 0usize;
     loop {
         let (rc, n) = call(done);
         // No more than were asked, whatever the host says.
         done += n.min((len - done) as u64) as usize;
-        // The host stops a batch only after a request: no progress is an answer.
-        if rc != -abi::errno::ERESTART || n == 0 || done == len {
+        if rc != -abi::errno::ERESTART || done == len {
             return (rc, done as u64);
         }
     }

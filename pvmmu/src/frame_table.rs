@@ -42,6 +42,9 @@ impl FrameType {
 
 const TYPE_MASK: u8 = 0x7;
 const PINNED: u8 = 0x8;
+/// The frame's validation was cut at an exit's budget and is not finished
+/// (Xen's PGT_partial): it has its type, but is no validated table yet.
+const PARTIAL: u8 = 0x10;
 
 /// A count would pass `u32::MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,9 +108,21 @@ impl FrameTable {
         self.info.get(pfn as usize).is_some_and(|&b| b & PINNED != 0)
     }
 
-    /// A validated pagetable of type `ty`.
+    /// A validated pagetable of type `ty` (not one whose validation is unfinished).
     pub fn is_validated(&self, pfn: u64, ty: FrameType) -> bool {
-        ty.is_pagetable() && self.ty(pfn) == ty && self.type_count(pfn) > 0
+        ty.is_pagetable() && self.ty(pfn) == ty && self.type_count(pfn) > 0 && !self.is_partial(pfn)
+    }
+
+    /// Whether the frame's validation was cut at an exit's budget and is not
+    /// finished yet.
+    pub fn is_partial(&self, pfn: u64) -> bool {
+        self.info.get(pfn as usize).is_some_and(|&b| b & PARTIAL != 0)
+    }
+
+    pub(super) fn set_partial(&mut self, pfn: u64, on: bool) {
+        if let Some(b) = self.info.get_mut(pfn as usize) {
+            *b = if on { *b | PARTIAL } else { *b & !PARTIAL };
+        }
     }
 
     // The mutators below take frames already checked with `is_guest_frame`; one
@@ -198,6 +213,9 @@ impl FrameTable {
             if b & PINNED != 0 {
                 c.pinned += 1;
             }
+            if b & PARTIAL != 0 {
+                c.partial += 1;
+            }
         }
         c
     }
@@ -211,6 +229,9 @@ pub struct FrameCensus {
     pub l2: u64,
     pub l3: u64,
     pub pinned: u64,
+    /// Of the tables, those whose validation was cut and not finished.
+    #[serde(default)]
+    pub partial: u64,
 }
 
 #[cfg(test)]

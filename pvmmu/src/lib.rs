@@ -40,13 +40,25 @@ pub struct Refusal {
     pub errno: i32,
     pub pfn: u64,
     pub alias: bool,
+    /// Not a refusal: the validation of `pfn` was cut at the exit's budget
+    /// (`-ERESTART`); the same request issued again goes on with it.
+    pub restart: bool,
     pub why: &'static str,
 }
 
 impl Refusal {
     /// A refusal of `rule` with the (positive) errno `errno`, about frame `pfn`.
     pub fn new(rule: Rule, errno: i32, pfn: u64, why: &'static str) -> Self {
-        Refusal { rule, errno: -errno, pfn, alias: false, why }
+        Refusal { rule, errno: -errno, pfn, alias: false, restart: false, why }
+    }
+
+    /// The validation of `pfn` stopped at the exit's budget, to go on when the
+    /// request is issued again (H2).
+    pub fn restart(pfn: u64) -> Self {
+        Refusal {
+            restart: true,
+            ..Refusal::new(Rule::Request, shared::abi::errno::ERESTART, pfn, "validation cut at the exit budget")
+        }
     }
 }
 
@@ -131,9 +143,14 @@ pub struct PvMmuStats {
     pub audit_l3_diverged: u64,
     /// Flushes of guest TLBs the host carried out, by reason.
     pub flushes: BTreeMap<String, u64>,
-    /// Batches cut at the exit budget (`-ERESTART`).
+    /// Batches cut at the exit budget (`-ERESTART`), between two requests or
+    /// inside one whose tree validation was cut.
     #[serde(default)]
     pub exit_restarts: u64,
+    /// Validations of an L2 or L3 cut at the exit budget (Xen's PGT_partial),
+    /// each to go on when its request is issued again.
+    #[serde(default)]
+    pub validations_cut: u64,
     /// The longest PV MMU exit: its host time, the entries it validated or
     /// dropped, and the call.
     #[serde(default)]
@@ -229,6 +246,9 @@ pub struct PvMmu {
     assist: bool,
     /// Entries validated or dropped in the current exit (the budget's measure).
     work: u64,
+    /// Validations cut at an exit's budget (Xen's PGT_partial): the frame and
+    /// the entry to go on from. The entries as first read are in `tables`.
+    partial: HashMap<u64, usize>,
     pub stats: PvMmuStats,
 }
 
@@ -323,6 +343,7 @@ impl PvMmu {
             tables: HashMap::new(),
             assist: false,
             work: 0,
+            partial: HashMap::new(),
             stats: PvMmuStats::default(),
         }
     }
@@ -580,9 +601,10 @@ impl PvMmu {
         self.fixup_entry
     }
 
-    /// Whether `pfn` is a validated L3: a root a vCPU may run on.
+    /// Whether `pfn` is a validated L3: a root a vCPU may run on. Not one whose
+    /// validation was cut and is unfinished.
     pub fn is_validated_root(&self, pfn: u64) -> bool {
-        pfn < self.frames.len() && self.frames.ty(pfn) == FrameType::L3 && self.frames.type_count(pfn) > 0
+        self.frames.is_validated(pfn, FrameType::L3)
     }
 
     /// Whether the host may write `len` bytes at `gpa` on the guest's behalf (a
@@ -667,6 +689,11 @@ impl PvMmu {
     }
 
     fn refused(&mut self, r: &Refusal) {
+        if r.restart {
+            // Not refused: cut at the budget, answered with -ERESTART.
+            self.stats.exit_restarts += 1;
+            return;
+        }
         *self.stats.refused.entry(r.rule.name().to_owned()).or_insert(0) += 1;
     }
 

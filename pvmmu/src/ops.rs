@@ -6,7 +6,7 @@
 //! whose TLBs must be flushed before the guest goes on ([`BatchResult::flush`]),
 //! and the vCPU loop carries the flushes out.
 
-use shared::abi::errno::{EFAULT, EINVAL, ENOSYS, ERESTART};
+use shared::abi::errno::{EBUSY, EFAULT, EINVAL, ENOSYS, ERESTART};
 use shared::abi::pvmmu::{
     cmd, uvmf, MmuUpdate, MmuextOp, MulticallEntry, MAX_BATCH, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
 };
@@ -118,6 +118,9 @@ impl PvMmu {
             }
             memory::write_obj(mem, ptr, &val).map_err(|_| bad_ptr)?;
             return Ok(false);
+        }
+        if self.frames.is_partial(pfn) {
+            return Err(Refusal::new(Rule::T1, EBUSY, pfn, "entry of a table whose validation is unfinished"));
         }
         if ty == FrameType::L3 && idx >= pae::L3_ENTRIES {
             return Err(Refusal::new(Rule::V5, EINVAL, pfn, "L3 entry 4..511"));

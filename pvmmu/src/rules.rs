@@ -112,8 +112,12 @@ pub const CLAUSES: &[Clause] = &[
         title: "bounded work per exit",
         text:
             "Every exit does a bounded amount of work: a batch past the exit budget (8192 entries) returns `-ERESTART` \
-               with the requests done, and the guest issues the rest again (Xen's hypercall preemption). One \
-               request is not cut: a pin of an L3 validates its whole tree in one exit.",
+               with the requests done, and the guest issues the rest again (Xen's hypercall preemption). A request \
+               whose tree validation passes the budget (a pin of an L3, a NEW_BASEPTR, an L3 or L2 entry over a \
+               large tree) is cut between two entries of an L2 or L3 and answers `-ERESTART` with itself not done; \
+               issued again, its validation goes on where it stopped (Xen's PGT_partial). Until then the tables it \
+               cut are no root, no linear target, and their entries take no update (`-EBUSY`). Devalidation (an \
+               unpin) is not cut.",
     },
     Clause {
         id: "H3",

@@ -335,6 +335,79 @@ fn batches_stop_at_the_first_failure_and_say_how_many_were_done() {
     });
 }
 
+/// A pin of a tree past one exit's budget is cut inside its validation
+/// (Xen's PGT_partial): `-ERESTART` with the op not done, the L3 and the L2
+/// half-validated and of no use (no root, no entry update, no linear target),
+/// and issued again it goes on where it stopped, by whichever request comes:
+/// the same pin, or a NEW_BASEPTR. A refusal met after a cut unwinds every
+/// reference. A host without the budget pins it in one exit.
+#[test]
+fn a_tree_pin_past_the_exit_budget_is_cut_and_goes_on() {
+    use shared::abi::errno::{EBUSY, ERESTART};
+    use shared::abi::pvmmu::EXIT_BUDGET;
+    let n = (EXIT_BUDGET / 512) as usize + 8;
+    let (l3, l2, data) = (0x120, 0x121, 0x110);
+    let l1s: Vec<u64> = (0..n as u64).map(|i| 0x140 + i).collect();
+    let build = |w: &mut World| {
+        for (k, &t) in l1s.iter().enumerate() {
+            for i in 0..512 {
+                w.set(t, i, pte(data, P));
+            }
+            w.set(l2, k as u64, pte(t, P | RW));
+        }
+        w.set(l3, 0, pte(l2, P));
+    };
+    for weaken in [HostWeaken::None, HostWeaken::Budget] {
+        let mut w = World::new(HostCheck::Typecount);
+        w.pv.weaken = weaken;
+        build(&mut w);
+        let r = w.ext(0, &[op(cmd::PIN_L3_TABLE, l3)]);
+        if weaken == HostWeaken::Budget {
+            assert_eq!((r.rc, r.done), (0, 1));
+            continue;
+        }
+        assert_eq!((r.rc, r.done), (-ERESTART, 0), "cut inside the tree");
+        assert!(w.pv.frames.is_partial(l3) && w.pv.frames.is_partial(l2));
+        assert!(!w.pv.frames.pinned(l3));
+        assert_eq!(w.pv.stats.refused.len(), 0, "a cut is no refusal");
+        recount(&w).unwrap();
+        // Half-validated tables are of no use yet.
+        assert!(!w.pv.is_validated_cr3(l3 << 12));
+        assert_eq!(w.update(&[(ptr(l2, 500), 0)]).rc, -EBUSY, "an entry of a table under validation");
+        w.set(0x130, 0, pte(l2, P));
+        assert_eq!(w.pin(2, 0x130), -EINVAL, "a linear entry at a table under validation");
+        // Issued again, it goes on and ends.
+        let r = w.ext(0, &[op(cmd::PIN_L3_TABLE, l3)]);
+        assert_eq!((r.rc, r.done), (0, 1));
+        assert!(!w.pv.frames.is_partial(l3) && !w.pv.frames.is_partial(l2));
+        assert!(w.pv.frames.pinned(l3) && w.pv.is_validated_cr3(l3 << 12));
+        assert!(w.pv.stats.validations_cut >= 2, "the L2 and the L3 were cut");
+        recount(&w).unwrap();
+        assert_eq!(w.unpin(l3), 0);
+        recount(&w).unwrap();
+        assert!(w.state(&l1s).iter().all(|s| *s == (FrameType::None, 0, 0, false)), "all let go");
+
+        // Another request may go on with it: a NEW_BASEPTR.
+        let r = w.ext(0, &[op(cmd::PIN_L3_TABLE, l3)]);
+        assert_eq!(r.rc, -ERESTART);
+        let r = w.ext(1, &[op(cmd::NEW_BASEPTR, l3)]);
+        assert_eq!((r.rc, r.done), (0, 1));
+        assert_eq!(w.pv.root(1), Some(l3));
+        recount(&w).unwrap();
+
+        // A refusal after the cut (an L1 with a bad entry, met when issued
+        // again) unwinds it all.
+        let mut w = World::new(HostCheck::Typecount);
+        build(&mut w);
+        w.set(*l1s.last().unwrap(), 7, pte(data, P | G));
+        assert_eq!(w.ext(0, &[op(cmd::PIN_L3_TABLE, l3)]).rc, -ERESTART);
+        assert_eq!(w.ext(0, &[op(cmd::PIN_L3_TABLE, l3)]).rc, -EINVAL);
+        assert!(!w.pv.frames.is_partial(l3) && !w.pv.frames.is_partial(l2));
+        assert!(w.state(&[l3, l2]).iter().chain(&w.state(&l1s)).all(|s| *s == (FrameType::None, 0, 0, false)));
+        recount(&w).unwrap();
+    }
+}
+
 /// A batch past one exit's budget stops between two requests with
 /// -ERESTART and the done count; issued again from there it goes on; a host
 /// without the budget runs it to its end.
@@ -732,7 +805,9 @@ fn recount(w: &World) -> Result<(), String> {
     let mut tables = Vec::new();
     // Every frame the tests use (targets elsewhere are counted from the tables).
     for pfn in (0x100..0x200).chain([HIGH, HIGH + 1]) {
-        if f.pinned(pfn) {
+        // A pin, and a validation cut at the budget, each hold a type and a
+        // general reference.
+        if f.pinned(pfn) || f.is_partial(pfn) {
             *ty_refs.entry(pfn).or_default() += 1;
             *refs.entry(pfn).or_default() += 1;
         }
@@ -761,7 +836,9 @@ fn recount(w: &World) -> Result<(), String> {
         } else {
             read_table(&w.mem, t).ok_or("table outside RAM")?
         };
-        for (i, &e) in entries.iter().enumerate().take(entries_of(ty)) {
+        // A cut validation holds the references of the entries before the cut.
+        let held = w.pv.partial.get(&t).copied().unwrap_or(entries_of(ty));
+        for (i, &e) in entries.iter().enumerate().take(held) {
             if e & P == 0 {
                 continue;
             }

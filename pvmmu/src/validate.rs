@@ -134,6 +134,14 @@ impl PvMmu {
             }
             return self.frames.inc_type(pfn, ty).map(drop).map_err(|_| overflow());
         }
+        // A validation cut at an earlier exit's budget goes on where it stopped,
+        // for whichever request asks next (as Xen's PGT_partial).
+        if let Some(&next) = self.partial.get(&pfn) {
+            if cur != ty {
+                return Err(Refusal::new(Rule::T1, EINVAL, pfn, "frame already has another type"));
+            }
+            return self.validate_from(mem, pfn, ty, next, true);
+        }
         if count == 0 || cur != ty || pin {
             let n = self.writable_mappings(pfn);
             if n > 0 {
@@ -158,20 +166,63 @@ impl PvMmu {
             return Err(Refusal::new(Rule::V6, EINVAL, pfn, "frame is not guest RAM"));
         };
         // The frame has its type while its entries are checked, so that an entry
-        // mapping the table itself read-write is refused (V1).
+        // mapping the table itself read-write is refused (V1). Its entries are
+        // read once: a validation cut at the budget goes on with this copy.
         self.frames.inc_type(pfn, ty).map_err(|_| overflow())?;
-        self.work += entries_of(ty) as u64;
-        for i in 0..entries_of(ty) {
-            if let Err(r) = self.get_entry(mem, ty, pfn, i, entries[i]) {
-                for j in (0..i).rev() {
-                    self.put_entry(mem, ty, pfn, j, entries[j]);
-                }
-                self.frames.dec_type(pfn);
+        self.tables.insert(pfn, Box::new(entries));
+        self.validate_from(mem, pfn, ty, 0, false)
+    }
+
+    /// Validates the entries `start..` of `pfn` (typed `ty`, its entries in
+    /// `tables`). Past the exit's budget, between two entries of an L2 or an L3
+    /// (an L1's 512 are never cut), it stops (Xen's PGT_partial): the entries
+    /// before hold their references, the frame keeps its type and a general
+    /// reference of its own, and the answer is a restart. `resumed`: this
+    /// continues such a cut validation, which holds that reference.
+    fn validate_from(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        pfn: u64,
+        ty: FrameType,
+        start: usize,
+        resumed: bool,
+    ) -> Result<(), Refusal> {
+        let Some(entries) = self.tables.get(&pfn).map(|t| **t) else {
+            debug_assert!(false, "table {pfn:#x} under validation has no copy");
+            return Err(Refusal::new(Rule::T1, EINVAL, pfn, "table under validation has no copy"));
+        };
+        self.partial.remove(&pfn);
+        self.frames.set_partial(pfn, false);
+        for i in start..entries_of(ty) {
+            let cut_here = i > start && ty != FrameType::L1 && self.over_budget();
+            let r = if cut_here { Err(Refusal::restart(pfn)) } else { self.get_entry(mem, ty, pfn, i, entries[i]) };
+            let Err(r) = r else {
+                self.work += 1;
+                continue;
+            };
+            // A cut (here, or in the table entry i points at): entries 0..i
+            // stay validated, and the frame waits for the request to come again.
+            if r.restart && (resumed || self.frames.get_ref(pfn).is_ok()) {
+                self.partial.insert(pfn, i);
+                self.frames.set_partial(pfn, true);
+                self.stats.validations_cut += 1;
                 return Err(r);
             }
+            for j in (0..i).rev() {
+                self.put_entry(mem, ty, pfn, j, entries[j]);
+            }
+            self.tables.remove(&pfn);
+            self.frames.dec_type(pfn);
+            if resumed {
+                self.frames.put_ref(pfn);
+            }
+            return Err(if r.restart { Refusal::new(Rule::T1, EINVAL, pfn, "reference count overflow") } else { r });
+        }
+        if resumed {
+            // The caller holds its own general reference; the cut one goes.
+            self.frames.put_ref(pfn);
         }
         self.stats.validations += 1;
-        self.tables.insert(pfn, Box::new(entries));
         if ty == FrameType::L1 {
             self.l1s.insert(pfn);
         }
@@ -252,7 +303,10 @@ impl PvMmu {
                     return Err(Refusal::new(Rule::V4, EINVAL, target, "2 MiB page (PSE) in an L2 entry"));
                 }
                 self.get_frame(target)?;
-                let r = if self.frames.ty(target) == FrameType::L2 && self.frames.type_count(target) > 0 {
+                // Only a table whose validation is done can be a linear
+                // target: through one cut halfway, the CPU would read entries
+                // nobody checked.
+                let r = if self.frames.is_validated(target, FrameType::L2) {
                     self.get_linear(table, target, e)
                 } else {
                     self.get_type(mem, target, FrameType::L1, false)

@@ -1,13 +1,14 @@
 //! Batches stop at their first failure and say how far they got; a multicall's
 //! entries fail independently; a batch past one exit's work budget stops with
-//! `-ERESTART` and goes on when issued again.
+//! `-ERESTART` and goes on when issued again, and so does a tree pin cut inside
+//! its validation.
 
-use shared::abi::errno::{EINVAL, ENOSYS, ERESTART};
+use shared::abi::errno::{EBUSY, EINVAL, ENOSYS, ERESTART};
 use shared::abi::pvmmu::{cmd, MmuUpdate, MmuextOp, MulticallEntry, EXIT_BUDGET};
 use shared::abi::Hypercall;
-use shared::pae::{G, P};
+use shared::pae::{G, P, RW};
 
-use super::{frames, op, pfn, pin, read, unpin, write};
+use super::{frames, op, pfn, pin, read, unpin, update, write};
 use crate::check;
 use crate::hv;
 use crate::mm::layout::virt_to_phys;
@@ -101,4 +102,48 @@ fn budget() {
     // work as well. Each unpin of a frame not pinned would fail: all 24 held.
     let unpins: [MmuextOp; N] = core::array::from_fn(|i| op(cmd::UNPIN_TABLE, pfn(tables[i])));
     check!(hv::mmuext_op(&unpins) == (0, N as u64), "the unpins, restarted");
+}
+
+crate::scenario!(
+    BUDGET_TREE,
+    "exit-budget-tree",
+    "pass",
+    "",
+    "a tree pin past the exit budget is cut inside its validation (-ERESTART) and goes on when issued again",
+    budget_tree
+);
+/// An L3 over an L2 of 24 L1s of 512 present entries: 12288 entries in one
+/// pin, past the 8192 of one exit, so the host must cut the validation itself
+/// (Xen's PGT_partial).
+fn budget_tree() {
+    const N: usize = 24;
+    let tables: [u64; N] = frames();
+    let [l3, l2, data] = frames();
+    for (k, &t) in tables.iter().enumerate() {
+        for i in 0..512 {
+            write(t, i, data | P);
+        }
+        write(l2, k as u64, t | P | RW);
+    }
+    write(l3, 0, l2 | P);
+    let pins = [op(cmd::PIN_L3_TABLE, pfn(l3))];
+    let issue = || hv::call(Hypercall::MmuextOp { ops: virt_to_phys(pins.as_ptr() as u32), count: 1 });
+    let (rc, done) = issue();
+    check!(
+        (rc, done) == (-ERESTART, 0),
+        "a tree pin past the exit budget: rc {}, {} done (want -ERESTART, 0)",
+        rc,
+        done
+    );
+    // Until its validation ends, the tree's tables take no update.
+    check!(update(l2, 300, 0).0 == -EBUSY, "an entry of the L2 under validation");
+    let mut exits = 1;
+    let (mut rc, mut done) = (rc, done);
+    while rc == -ERESTART && exits < 64 {
+        (rc, done) = issue();
+        exits += 1;
+    }
+    check!((rc, done) == (0, 1), "the pin issued again: rc {}, {} done after {} exits", rc, done, exits);
+    check!(exits >= 2, "one exit validated {} entries", N * 512);
+    check!(unpin(l3) == 0, "unpin the tree");
 }
