@@ -701,9 +701,10 @@ impl Settle<'_> {
         if let (Mode::Qemu, Some(rep)) = (self.mode, report.as_mut()) {
             rep.host.mode = "qemu".into();
             rep.host.reason = self.reason.to_owned();
-            rep.emulator_fault = match loader::parse(&self.kernels[i]) {
-                Ok(k) => emulator::diagnose(rep, &k),
-                Err(_) => emulator::diagnose_linux(rep),
+            rep.emulator_fault = if rep.config.contains_key("linux") {
+                emulator::diagnose_linux(rep)
+            } else {
+                loader::parse(&self.kernels[i]).ok().and_then(|k| emulator::diagnose(rep, &k))
             };
             if let Some(note) = &rep.emulator_fault {
                 eprintln!("vmm: job {i}, attempt {}: {note}", o.attempts);

@@ -234,6 +234,14 @@ pub fn host_is_tcg() -> bool {
     })
 }
 
+/// This machine's CPU clock in kHz, from /proc/cpuinfo: the host's, or inside
+/// the appliance the TSC rate its kernel was handed (`tsc_early_khz`).
+pub fn host_tsc_khz() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    Some((mhz * 1000.0) as u64)
+}
+
 /// Flushes this vCPU's TLB: KVM_SET_SREGS of its own state reloads the PAE PDPTEs
 /// and resets KVM's MMU context, which flushes the vCPU's TLB at its next entry.
 ///

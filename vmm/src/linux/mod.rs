@@ -79,13 +79,32 @@ pub struct LinuxSpec {
 }
 
 impl LinuxSpec {
-    /// The whole kernel command line.
+    /// The whole kernel command line: QEMU-hosted with the TSC's rate
+    /// ([`clock_words`]).
     pub fn cmdline(&self) -> String {
-        if self.cmdline.trim().is_empty() {
-            BASE_CMDLINE.to_owned()
-        } else {
-            format!("{BASE_CMDLINE} {}", self.cmdline.trim())
-        }
+        let tsc_khz = vcpu::host_is_tcg().then(vcpu::host_tsc_khz).flatten();
+        self.cmdline_with(tsc_khz)
+    }
+
+    fn cmdline_with(&self, tsc_khz: Option<u64>) -> String {
+        let user = self.cmdline.trim();
+        let words = [BASE_CMDLINE.to_owned(), clock_words(user, tsc_khz), user.to_owned()];
+        words.into_iter().filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// The clock words added QEMU-hosted, unless the user's command line has its
+/// own: `tsc_early_khz=` with the TSC's rate and `tsc=reliable`, as the
+/// appliance's kernel gets. There the emulated TSC runs at the appliance's
+/// clock, Linux's calibrations of it against the PIT fail ("Unable to
+/// calibrate against PIT"), and Linux kept time by counting timer
+/// interrupts (refined-jiffies), and hung in boot far more often: 5 of 8
+/// boots without these words, 0 of 8 with them (docs/linux.md).
+fn clock_words(user: &str, tsc_khz: Option<u64>) -> String {
+    let own = user.split_whitespace().any(|w| w.starts_with("tsc_early_khz=") || w.starts_with("tsc="));
+    match tsc_khz {
+        Some(khz) if !own => format!("tsc_early_khz={khz} tsc=reliable"),
+        _ => String::new(),
     }
 }
 
@@ -516,7 +535,13 @@ mod tests {
             start: Instant::now(),
             gdb: None,
         };
-        assert_eq!(spec("").cmdline(), "console=ttyS0 reboot=k");
-        assert_eq!(spec(" rdinit=/init ").cmdline(), "console=ttyS0 reboot=k rdinit=/init");
+        assert_eq!(spec("").cmdline_with(None), "console=ttyS0 reboot=k");
+        assert_eq!(spec(" rdinit=/init ").cmdline_with(None), "console=ttyS0 reboot=k rdinit=/init");
+        // QEMU-hosted, the TSC's rate, unless the user gave a clock word.
+        assert_eq!(
+            spec("rdinit=/init").cmdline_with(Some(2_596_138)),
+            "console=ttyS0 reboot=k tsc_early_khz=2596138 tsc=reliable rdinit=/init"
+        );
+        assert_eq!(spec("tsc=unstable").cmdline_with(Some(1)), "console=ttyS0 reboot=k tsc=unstable");
     }
 }

@@ -570,7 +570,7 @@ fn run_once(
 fn kernel_cmdline(paging: NestedPaging) -> String {
     let mut c =
         String::from("console=ttyS0 quiet loglevel=1 panic=-1 tsc=reliable mitigations=off transparent_hugepage=never");
-    if let Some(khz) = host_tsc_khz() {
+    if let Some(khz) = crate::kvm::vcpu::host_tsc_khz() {
         c += &format!(" tsc_early_khz={khz}");
     }
     // The kernel hands `name=value` words it does not know to init as
@@ -579,13 +579,6 @@ fn kernel_cmdline(paging: NestedPaging) -> String {
         c += " vmm_kvm_amd=npt=0";
     }
     c
-}
-
-/// The host CPU's clock in kHz, from /proc/cpuinfo.
-fn host_tsc_khz() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
-    Some((mhz * 1000.0) as u64)
 }
 
 /// A temporary directory removed on drop.
