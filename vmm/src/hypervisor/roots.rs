@@ -8,7 +8,8 @@ use super::*;
 
 /// Why the write protection is switched off on a QEMU TCG host once the guest
 /// runs on validated tables.
-pub(super) const TCG_NO_PROTECTION: &str = "QEMU 7.2's emulated SVM translates every guest page-table access as a write, so a \
+pub(super) const TCG_NO_PROTECTION: &str =
+    "QEMU 7.2's emulated SVM translates every guest page-table access as a write, so a \
 vCPU walking a read-only table hangs in KVM; the guest runs on validated tables, so nothing is memslot-protected";
 
 impl Hypervisor {
